@@ -1,0 +1,295 @@
+//! 2-d convolution, and the conv + batch norm + activation block.
+
+use super::{Activation, BatchNorm2d, Layer};
+use crate::init::torch_default;
+use crate::summary::{self, LayerRecord};
+use crate::{Error, Result};
+use candle_core::Tensor;
+use candle_nn::{Init, VarBuilder};
+
+/// The hyper-parameters of a [`Conv2d`], PyTorch's `nn.Conv2d` arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel (height, width).
+    pub kernel: (usize, usize),
+    /// Stride (the same in both directions; candle's convolution has one stride).
+    pub stride: usize,
+    /// Zero padding (top/bottom, left/right).
+    pub padding: (usize, usize),
+    /// Dilation.
+    pub dilation: usize,
+    /// Groups (1: dense; `in_channels`: depthwise).
+    pub groups: usize,
+    /// Whether the layer has a bias.
+    pub bias: bool,
+    /// Weight initialisation of a fresh layer; `None`: PyTorch's default.
+    pub weight_init: Option<Init>,
+    /// Bias initialisation of a fresh layer; `None`: PyTorch's default.
+    pub bias_init: Option<Init>,
+}
+
+impl Conv2dConfig {
+    /// A square `kernel`x`kernel` convolution with stride 1, no padding, a bias.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        Self {
+            in_channels,
+            out_channels,
+            kernel: (kernel, kernel),
+            stride: 1,
+            padding: (0, 0),
+            dilation: 1,
+            groups: 1,
+            bias: true,
+            weight_init: None,
+            bias_init: None,
+        }
+    }
+
+    /// A rectangular kernel (Inception's 1x7 and 7x1).
+    pub fn kernel_hw(mut self, kh: usize, kw: usize) -> Self {
+        self.kernel = (kh, kw);
+        self
+    }
+
+    /// Sets the stride.
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    /// Sets the same padding on both axes.
+    pub fn padding(mut self, padding: usize) -> Self {
+        self.padding = (padding, padding);
+        self
+    }
+
+    /// Sets the padding of each axis.
+    pub fn padding_hw(mut self, ph: usize, pw: usize) -> Self {
+        self.padding = (ph, pw);
+        self
+    }
+
+    /// Sets the dilation.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilation = dilation;
+        self
+    }
+
+    /// Sets the number of groups.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// Removes the bias (a convolution followed by batch norm).
+    pub fn no_bias(mut self) -> Self {
+        self.bias = false;
+        self
+    }
+
+    /// Sets the initialisation of a fresh layer's weight and bias.
+    pub fn init(mut self, weight: Init, bias: Init) -> Self {
+        self.weight_init = Some(weight);
+        self.bias_init = Some(bias);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let c = self;
+        if c.in_channels == 0 || c.out_channels == 0 || c.kernel.0 == 0 || c.kernel.1 == 0 {
+            return Err(Error::config(format!(
+                "conv2d: channels and kernel must be positive: {c:?}"
+            )));
+        }
+        if c.stride == 0 || c.dilation == 0 || c.groups == 0 {
+            return Err(Error::config(format!(
+                "conv2d: stride, dilation and groups must be positive: {c:?}"
+            )));
+        }
+        if !c.in_channels.is_multiple_of(c.groups) || !c.out_channels.is_multiple_of(c.groups) {
+            return Err(Error::config(format!(
+                "conv2d: groups ({}) must divide in_channels ({}) and out_channels ({})",
+                c.groups, c.in_channels, c.out_channels
+            )));
+        }
+        Ok(())
+    }
+
+    /// The output size along one axis, or `None` if the input is too small.
+    fn out_size(&self, input: usize, kernel: usize, padding: usize) -> Option<usize> {
+        let span = self.dilation * (kernel - 1) + 1;
+        (input + 2 * padding)
+            .checked_sub(span)
+            .map(|n| n / self.stride + 1)
+    }
+
+    /// The smallest (height, width) this convolution accepts.
+    pub fn min_input(&self) -> (usize, usize) {
+        let min = |k: usize, p: usize| (self.dilation * (k - 1) + 1).saturating_sub(2 * p).max(1);
+        (
+            min(self.kernel.0, self.padding.0),
+            min(self.kernel.1, self.padding.1),
+        )
+    }
+}
+
+/// A 2-d convolution, PyTorch's `nn.Conv2d` (state-dict keys `weight` `[out, in/groups, kh, kw]`
+/// and `bias` `[out]`).
+///
+/// Works around candle 0.11's convolution backward, which derives the input gradient's output
+/// padding from the height alone and fails on inputs whose height and width leave different
+/// remainders under the stride (non-square inputs with stride 2): in that case the input is
+/// padded and cropped explicitly so that no remainder is left.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    config: Conv2dConfig,
+    name: String,
+}
+
+impl Conv2d {
+    /// Builds the layer; its variables are `weight` and `bias` under `vb`'s prefix.
+    pub fn new(config: Conv2dConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let c = &config;
+        let fan_in = c.in_channels / c.groups * c.kernel.0 * c.kernel.1;
+        let shape = (c.out_channels, c.in_channels / c.groups, c.kernel.0, c.kernel.1);
+        let weight = vb.get_with_hints(shape, "weight", c.weight_init.unwrap_or(torch_default(fan_in)))?;
+        let bias = if c.bias {
+            Some(vb.get_with_hints(
+                c.out_channels,
+                "bias",
+                c.bias_init.unwrap_or(torch_default(fan_in)),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            config,
+            name: vb.prefix(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+
+    /// The weight tensor.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The layer's variable path.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn expected(&self) -> String {
+        let (h, w) = self.config.min_input();
+        format!("[N, {}, H>={h}, W>={w}]", self.config.in_channels)
+    }
+}
+
+impl Layer for Conv2d {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
+        let c = &self.config;
+        let (h, w) = match *xs.dims() {
+            [_, ch, h, w] if ch == c.in_channels => (h, w),
+            _ => return Err(Error::input_shape(&self.name, self.expected(), xs.dims())),
+        };
+        let (Some(oh), Some(ow)) = (
+            c.out_size(h, c.kernel.0, c.padding.0),
+            c.out_size(w, c.kernel.1, c.padding.1),
+        ) else {
+            return Err(Error::input_shape(&self.name, self.expected(), xs.dims()));
+        };
+        // Leftover rows/columns that no window reaches; candle's backward mishandles them
+        // when they differ between the axes, as it does with unequal paddings.
+        let rest_h = h + 2 * c.padding.0 - (c.dilation * (c.kernel.0 - 1) + 1) - (oh - 1) * c.stride;
+        let rest_w = w + 2 * c.padding.1 - (c.dilation * (c.kernel.1 - 1) + 1) - (ow - 1) * c.stride;
+        let out = if c.padding.0 == c.padding.1 && rest_h == rest_w {
+            xs.conv2d(&self.weight, c.padding.0, c.stride, c.dilation, c.groups)?
+        } else {
+            let padded = xs.pad_with_zeros(2, c.padding.0, c.padding.0)?.pad_with_zeros(
+                3,
+                c.padding.1,
+                c.padding.1,
+            )?;
+            let cropped = padded.narrow(2, 0, h + 2 * c.padding.0 - rest_h)?.narrow(
+                3,
+                0,
+                w + 2 * c.padding.1 - rest_w,
+            )?;
+            cropped.conv2d(&self.weight, 0, c.stride, c.dilation, c.groups)?
+        };
+        let out = match &self.bias {
+            Some(b) => out.broadcast_add(&b.reshape((1, c.out_channels, 1, 1))?)?,
+            None => out,
+        };
+        summary::record(|| {
+            let weights = self.weight.elem_count();
+            let per_output = (c.in_channels / c.groups * c.kernel.0 * c.kernel.1) as u64;
+            LayerRecord {
+                name: self.name.clone(),
+                kind: "Conv2d".into(),
+                input: xs.dims().to_vec(),
+                output: out.dims().to_vec(),
+                params: weights + self.bias.as_ref().map_or(0, Tensor::elem_count),
+                weights,
+                macs: out.elem_count() as u64 * per_output,
+            }
+        });
+        Ok(out)
+    }
+}
+
+/// A convolution, an optional batch norm and an optional activation: torchvision's
+/// `Conv2dNormActivation` / GoogLeNet's `BasicConv2d`, or a plain conv + ReLU.
+pub struct ConvBlock {
+    conv: Conv2d,
+    norm: Option<BatchNorm2d>,
+    activation: Option<Activation>,
+}
+
+impl ConvBlock {
+    /// Composes already built layers (their variable names are chosen by the caller, as the
+    /// reference implementations differ: `conv`/`bn`, `0`/`1`, or a bare `conv1`).
+    pub fn new(conv: Conv2d, norm: Option<BatchNorm2d>, activation: Option<Activation>) -> Self {
+        Self {
+            conv,
+            norm,
+            activation,
+        }
+    }
+
+    /// The convolution.
+    pub fn conv(&self) -> &Conv2d {
+        &self.conv
+    }
+}
+
+impl Layer for ConvBlock {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let mut xs = self.conv.forward_t(xs, train)?;
+        if let Some(norm) = &self.norm {
+            xs = norm.forward_t(&xs, train)?;
+        }
+        if let Some(act) = &self.activation {
+            xs = act.forward_t(&xs, train)?;
+        }
+        Ok(xs)
+    }
+}

@@ -1,0 +1,117 @@
+//! The [`Backbone`] trait: what every architecture offers to users and to the trainer.
+
+use crate::{Error, Result};
+use candle_core::Tensor;
+
+/// What a model accepts as input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSpec {
+    /// Number of input channels.
+    pub channels: usize,
+    /// Smallest (height, width) the architecture accepts.
+    pub min_size: (usize, usize),
+    /// When the architecture needs exactly one size (a flatten into a fixed-size linear
+    /// layer), that size.
+    pub fixed_size: Option<(usize, usize)>,
+    /// The size the model is usually trained at (`224x224` for ImageNet models).
+    pub default_size: (usize, usize),
+}
+
+impl InputSpec {
+    /// The accepted shape, in words: `[N, 3, 224, 224]` or `[N, 3, H>=32, W>=32]`.
+    pub fn describe(&self) -> String {
+        match self.fixed_size {
+            Some((h, w)) => format!("[N, {}, {h}, {w}]", self.channels),
+            None => format!(
+                "[N, {}, H>={}, W>={}]",
+                self.channels, self.min_size.0, self.min_size.1
+            ),
+        }
+    }
+
+    /// Whether a `[n, c, h, w]` shape is accepted.
+    pub fn accepts(&self, dims: &[usize]) -> bool {
+        match *dims {
+            [_, c, h, w] => {
+                c == self.channels
+                    && match self.fixed_size {
+                        Some(size) => (h, w) == size,
+                        None => h >= self.min_size.0 && w >= self.min_size.1,
+                    }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Checks an image batch against a model's [`InputSpec`]; the error names the model and the
+/// expected shape.
+pub fn check_input(model: &str, spec: &InputSpec, xs: &Tensor) -> Result<()> {
+    if spec.accepts(xs.dims()) {
+        Ok(())
+    } else {
+        Err(Error::input_shape(model, spec.describe(), xs.dims()))
+    }
+}
+
+/// The outputs of a forward pass: the main logits and, in training, the logits of auxiliary
+/// classifiers (GoogLeNet's `aux1`, `aux2`); empty for models without them.
+#[derive(Debug, Clone)]
+pub struct ModelOutput {
+    /// Logits of the main classifier, `[N, num_classes]`.
+    pub logits: Tensor,
+    /// Logits of the auxiliary classifiers, each `[N, num_classes]`.
+    pub aux_logits: Vec<Tensor>,
+}
+
+/// The contract every architecture implements: features, then a classifier head.
+///
+/// Models are built from a [`candle_nn::VarBuilder`], so one constructor serves a fresh
+/// trainable model (a `VarMap`, see [`crate::init::SeededVarMap`]) and a pretrained one
+/// (safetensors, see [`crate::weights`]). Variable names follow the reference
+/// implementation's state dict (torchvision / timm).
+pub trait Backbone: Send + Sync {
+    /// The variant's name (`lenet5`, `resnet50`, ...).
+    fn name(&self) -> &str;
+
+    /// What the model accepts as input.
+    fn input_spec(&self) -> InputSpec;
+
+    /// Image batch `[N, C, H, W]` -> the tensor entering the classifier head,
+    /// `[N, num_features]` (or `[N, num_features, h, w]` before a pooling head).
+    fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// Features -> logits `[N, num_classes]`.
+    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// Image batch -> logits: [`Self::forward_features`] then [`Self::forward_head`].
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let features = self.forward_features(xs, train)?;
+        self.forward_head(&features, train)
+    }
+
+    /// Image batch -> main logits plus auxiliary logits. Models with auxiliary classifiers
+    /// override this and return them when `train` is true; the default has none.
+    fn forward_aux(&self, xs: &Tensor, train: bool) -> Result<ModelOutput> {
+        Ok(ModelOutput {
+            logits: self.forward_t(xs, train)?,
+            aux_logits: Vec::new(),
+        })
+    }
+
+    /// The width of the features entering the classifier head.
+    fn num_features(&self) -> usize;
+
+    /// The number of classes of the head.
+    fn num_classes(&self) -> usize;
+
+    /// The variable-name prefix of the classifier head (`fc`, `classifier`, `fc3`): the
+    /// variables to re-initialise when the class count changes, or to train alone.
+    fn head_prefix(&self) -> &str;
+
+    /// Prefixes of other variables whose shape depends on the class count (auxiliary heads'
+    /// last layers); empty by default.
+    fn aux_head_prefixes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}

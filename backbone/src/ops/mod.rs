@@ -1,0 +1,39 @@
+//! Custom ops with forward and backward passes where candle's are missing or wrong.
+//!
+//! # Pooling
+//!
+//! candle 0.11's built-in pooling is not usable for training:
+//!
+//! * `Tensor::max_pool2d`'s backward scales every gradient by `1 / (kh * kw)` when the kernel
+//!   equals the stride, and has no backward at all for overlapping windows (3x3, stride 2);
+//! * `Tensor::avg_pool2d`'s backward upsamples the gradient to the input size with nearest
+//!   neighbour interpolation, which is wrong as soon as the windows do not tile the input
+//!   exactly (odd sizes), and refuses overlapping windows;
+//! * neither supports padding nor `ceil_mode`, and there is no adaptive pooling.
+//!
+//! [`max_pool2d`], [`avg_pool2d`] and [`adaptive_avg_pool2d`] follow
+//! `torch.nn.functional.max_pool2d`, `avg_pool2d` and `adaptive_avg_pool2d` (PyTorch's CPU
+//! kernels, `aten/src/ATen/native/cpu/MaxPoolKernel.cpp`, `AvgPoolKernel.cpp` and
+//! `AdaptiveAvgPoolKernel.cpp`), forward and backward; [`Pool2dParams`] and
+//! [`pool_output_size`] describe the configuration and PyTorch's output-size rule. They are
+//! candle custom ops (`CustomOp1` for the forward passes, custom ops for the backward passes
+//! too), so they take part in candle's autograd.
+//!
+//! ## Devices and dtypes
+//!
+//! The pooling kernels run on the CPU, in `f32` and `f64`, parallel over `N * C` for large
+//! tensors. `f16` and `bf16` inputs are converted to `f32`, pooled, and converted back (the
+//! conversions are differentiable). Tensors on another device (CUDA, Metal) are copied to the
+//! CPU, pooled there and copied back: a correctness fallback, not a fast path, but
+//! `to_device` is differentiable so training works. Other dtypes are refused with an error.
+//!
+//! # Local response normalisation
+//!
+//! [`local_response_norm`] is PyTorch's `local_response_norm`, composed of differentiable
+//! candle ops (any device, autograd for free).
+
+mod lrn;
+mod pool;
+
+pub use lrn::local_response_norm;
+pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_output_size, Pool2dParams};

@@ -1,0 +1,166 @@
+//! Checkpoints as safetensors files, written atomically.
+//!
+//! [`save_checkpoint`] serialises everything in memory first, writes it to a hidden temporary
+//! file in the destination directory, flushes it to disk and renames it over the destination.
+//! A crash or an error at any point leaves either the previous checkpoint or the new one, never
+//! a partial file, and the temporary file is removed on error. The files are plain safetensors,
+//! readable by `safetensors.torch.load_file` in Python.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candle_core::safetensors::Load;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+
+use crate::error::{Error, Result};
+
+/// Writes `tensors` to `path` as a safetensors file, atomically (see the module docs), creating
+/// the parent directories. Tensors may live on any device; they are copied to the host.
+///
+/// Fails with [`Error::Checkpoint`] for a path without a file name or a tensor whose dtype
+/// safetensors cannot store (the sub-byte float formats), and with [`Error::Io`] when a
+/// directory or the file cannot be written; the previous content of `path`, if any, is then
+/// left untouched.
+pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::checkpoint(path, "the path has no file name"))?
+        .to_string_lossy()
+        .into_owned();
+    let mut host = Vec::with_capacity(tensors.len());
+    for (name, tensor) in tensors {
+        if matches!(
+            tensor.dtype(),
+            DType::F6E2M3 | DType::F6E3M2 | DType::F4 | DType::F8E8M0
+        ) {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "tensor `{name}` has dtype {:?}, which checkpoints cannot store",
+                    tensor.dtype()
+                ),
+            ));
+        }
+        // On the host and contiguous, candle's safetensors view cannot fail.
+        let tensor = tensor.detach().to_device(&Device::Cpu)?.contiguous()?;
+        host.push((name.as_str(), tensor));
+    }
+    let bytes = safetensors::tensor::serialize(host, None)
+        .map_err(|e| Error::checkpoint(path, format!("cannot serialise: {e}")))?;
+
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let tmp_path = dir.join(format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp_path)
+        .map_err(|e| Error::io(&tmp_path, e))?;
+    let guard = RemoveOnDrop(&tmp_path);
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(&tmp_path, e))?;
+    drop(file);
+    std::fs::rename(&tmp_path, path).map_err(|e| Error::io(path, e))?;
+    std::mem::forget(guard);
+    // Make the rename itself durable; not every platform or file system supports syncing a
+    // directory, and the checkpoint is complete either way, so a failure here is not an error.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Removes a temporary file unless forgotten.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// Reads a safetensors checkpoint into tensors on `device`. Errors name the file: [`Error::Io`]
+/// when it cannot be read (missing, ...), [`Error::Checkpoint`] when it is not a complete
+/// safetensors file (truncated, corrupt) or holds a tensor candle cannot load.
+pub fn load_checkpoint(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        Error::checkpoint(
+            path,
+            format!(
+                "not a valid safetensors file ({} bytes; truncated or corrupt?): {e}",
+                bytes.len()
+            ),
+        )
+    })?;
+    let mut tensors = HashMap::with_capacity(st.len());
+    for (name, view) in st.tensors() {
+        let tensor = view
+            .load(device)
+            .map_err(|e| Error::checkpoint(path, format!("cannot load tensor `{name}`: {e}")))?;
+        tensors.insert(name, tensor);
+    }
+    Ok(tensors)
+}
+
+/// Saves every variable of `varmap` under its name with [`save_checkpoint`].
+pub fn save_varmap(path: &Path, varmap: &VarMap) -> Result<()> {
+    let tensors: HashMap<String, Tensor> = {
+        let data = varmap.data().lock().map_err(|_| poisoned())?;
+        data.iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .collect()
+    };
+    save_checkpoint(path, &tensors)
+}
+
+/// Sets every variable of `varmap` to the tensor of the same name in the checkpoint at `path`
+/// (converted to the variable's dtype and device). Fails, naming the file, when a variable has
+/// no tensor or one of another shape; tensors with no variable are ignored. Nothing is changed
+/// unless every variable can be set.
+pub fn load_varmap(path: &Path, varmap: &VarMap) -> Result<()> {
+    let mut loaded = load_checkpoint(path, &Device::Cpu)?;
+    let data = varmap.data().lock().map_err(|_| poisoned())?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut updates = Vec::with_capacity(names.len());
+    for name in names {
+        let var = &data[name];
+        let tensor = loaded.remove(name.as_str()).ok_or_else(|| {
+            Error::checkpoint(path, format!("no tensor `{name}` for the variable of that name"))
+        })?;
+        if tensor.dims() != var.dims() {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "tensor `{name}` has shape {:?} but the variable has shape {:?}",
+                    tensor.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        updates.push((var, tensor.to_dtype(var.dtype())?.to_device(var.device())?));
+    }
+    for (var, tensor) in updates {
+        var.set(&tensor)?;
+    }
+    Ok(())
+}
+
+fn poisoned() -> Error {
+    Error::config("the VarMap lock is poisoned (a thread panicked while holding it)")
+}

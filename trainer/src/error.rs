@@ -1,0 +1,83 @@
+//! The error type of the `trainer` crate.
+
+use std::path::{Path, PathBuf};
+
+/// Errors raised while loading data, training, or reading and writing checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation on `path` failed (file missing, permission denied, disk full, ...).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory the operation was about.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// A dataset file exists but its content is not what was expected (bad magic number, truncated
+    /// or oversized file, image and label counts that differ, out-of-range label, ...).
+    #[error("dataset file {}: {problem}", path.display())]
+    Dataset {
+        /// The offending file (a pseudo-path such as `<bundled>/train-images-idx3-ubyte.gz` for
+        /// data embedded in the binary).
+        path: PathBuf,
+        /// What was expected and what was found.
+        problem: String,
+    },
+
+    /// A checkpoint file could not be read or written (corrupt, truncated, unsupported dtype, ...).
+    #[error("checkpoint {}: {problem}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
+
+    /// A configuration or an argument that cannot work (batch size 0, negative learning rate,
+    /// logits and targets of mismatched shapes, label out of range, ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// An error of the model crate.
+    #[error(transparent)]
+    Model(#[from] backbone::Error),
+
+    /// An error of the tensor library.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::Io`] about `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// An [`Error::Dataset`] about `path`.
+    pub fn dataset(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Error::Dataset {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+
+    /// An [`Error::Checkpoint`] about `path`.
+    pub fn checkpoint(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+
+    /// An [`Error::Config`].
+    pub fn config(msg: impl Into<String>) -> Self {
+        Error::Config(msg.into())
+    }
+}

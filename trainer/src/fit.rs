@@ -1,0 +1,344 @@
+//! The fit loop: seeded batches, forward, cross-entropy (plus weighted auxiliary losses),
+//! backward, optimizer step, a progress bar, per-epoch test accuracy and a checkpoint per
+//! epoch written atomically.
+
+use crate::checkpoint::save_varmap;
+use crate::data::{Batcher, BatcherConfig, ImageDataset, Preprocess};
+use crate::loss::{accuracy_count, cross_entropy};
+use crate::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer};
+use crate::{Error, Result};
+use backbone::Backbone;
+use candle_core::Device;
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Which optimizer [`fit`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// `torch.optim.Adam` (weight decay as an L2 term).
+    Adam,
+    /// `torch.optim.AdamW` (decoupled weight decay).
+    AdamW,
+}
+
+/// How the learning rate evolves over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// The same learning rate throughout.
+    Constant,
+    /// Cosine annealing per step from the initial rate to zero over the run
+    /// (`CosineAnnealingLR` with `T_max` = total steps, `eta_min` = 0).
+    Cosine,
+}
+
+impl Schedule {
+    /// The learning rate at `step` of `total` steps.
+    pub fn lr_at(&self, base: f64, step: usize, total: usize) -> f64 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Cosine => {
+                let t = step as f64 / total.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitConfig {
+    /// Number of passes over the training set.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// Weight decay (L2 for Adam, decoupled for AdamW).
+    pub weight_decay: f64,
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
+    /// Seed of the shuffling and of stochastic layers (weights are seeded by the caller's
+    /// [`backbone::init::SeededVarMap`]).
+    pub seed: u64,
+    /// Weight of each auxiliary classifier's loss in the total loss (0 switches them off).
+    pub aux_weight: f64,
+    /// Padding and normalisation of the images.
+    pub preprocess: Preprocess,
+    /// Where checkpoints go (`epoch-001.safetensors`, ...), created if needed.
+    pub out_dir: PathBuf,
+    /// How many of the latest epoch checkpoints to keep (0: all).
+    pub keep_checkpoints: usize,
+    /// Whether to draw a progress bar and print a line per epoch (on stderr).
+    pub verbose: bool,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 15,
+            batch_size: 64,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            optimizer: OptimizerKind::Adam,
+            schedule: Schedule::Cosine,
+            seed: 42,
+            aux_weight: 0.3,
+            preprocess: Preprocess::mnist(),
+            out_dir: PathBuf::from("runs"),
+            keep_checkpoints: 3,
+            verbose: true,
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochReport {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean main-head cross-entropy over the training images.
+    pub train_loss: f64,
+    /// Mean auxiliary cross-entropy (average over the auxiliary heads), if the model has any.
+    pub train_aux_loss: Option<f64>,
+    /// Training accuracy of the main head (on the fly, in training mode).
+    pub train_accuracy: f64,
+    /// Mean cross-entropy on the test set (eval mode).
+    pub test_loss: f64,
+    /// Accuracy on the test set (eval mode).
+    pub test_accuracy: f64,
+    /// Training throughput (forward, backward, step), images per second.
+    pub images_per_sec: f64,
+    /// Wall time of the epoch including evaluation and checkpoint, seconds.
+    pub seconds: f64,
+    /// The checkpoint written after this epoch.
+    pub checkpoint: PathBuf,
+}
+
+impl fmt::Display for EpochReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "epoch {:>3}  train loss {:.4}", self.epoch, self.train_loss)?;
+        if let Some(aux) = self.train_aux_loss {
+            write!(f, " (aux {aux:.4})")?;
+        }
+        write!(
+            f,
+            " acc {:.2}%  test loss {:.4} acc {:.2}%  {:.0} img/s  {:.1}s",
+            100.0 * self.train_accuracy,
+            self.test_loss,
+            100.0 * self.test_accuracy,
+            self.images_per_sec,
+            self.seconds
+        )
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitReport {
+    /// One report per epoch.
+    pub epochs: Vec<EpochReport>,
+    /// Wall time of the whole run, seconds.
+    pub seconds: f64,
+}
+
+impl FitReport {
+    /// The last epoch's report.
+    pub fn last(&self) -> Option<&EpochReport> {
+        self.epochs.last()
+    }
+
+    /// Training images per second over the whole run.
+    pub fn images_per_sec(&self) -> f64 {
+        let n = self.epochs.len().max(1) as f64;
+        self.epochs.iter().map(|e| e.images_per_sec).sum::<f64>() / n
+    }
+}
+
+/// Mean loss and accuracy of `model` in eval mode over a dataset.
+pub fn evaluate(
+    model: &dyn Backbone,
+    data: &ImageDataset,
+    preprocess: Preprocess,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let config = BatcherConfig::new(batch_size)
+        .with_shuffle(false)
+        .with_preprocess(preprocess);
+    let batcher = Batcher::new(data, config, device)?;
+    let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+    for batch in batcher.epoch(0) {
+        let (images, labels) = batch?;
+        let n = labels.dim(0)?;
+        let logits = model.forward_t(&images, false)?;
+        loss_sum += cross_entropy(&logits, &labels)?.to_scalar::<f32>()? as f64 * n as f64;
+        correct += accuracy_count(&logits, &labels)?;
+        seen += n;
+    }
+    if seen == 0 {
+        return Err(Error::config("evaluation on an empty dataset"));
+    }
+    Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
+}
+
+fn progress_bar(len: usize, verbose: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len as u64),
+        if verbose {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+/// Trains `model`, whose trainable variables live in `varmap`, on `train`, evaluating on
+/// `test` after every epoch and writing `epoch-NNN.safetensors` (every variable of
+/// `varmap`, state-dict names) to `config.out_dir`.
+pub fn fit(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    train: &ImageDataset,
+    test: &ImageDataset,
+    config: &FitConfig,
+    device: &Device,
+) -> Result<FitReport> {
+    if config.epochs == 0 || config.batch_size == 0 {
+        return Err(Error::config("epochs and batch size must be positive"));
+    }
+    if config.lr.is_nan() || config.lr <= 0.0 || config.weight_decay < 0.0 || config.aux_weight < 0.0 {
+        return Err(Error::config(format!(
+            "need lr > 0, weight decay >= 0 and aux weight >= 0 (lr {}, weight decay {}, aux weight {})",
+            config.lr, config.weight_decay, config.aux_weight
+        )));
+    }
+    backbone::init::seed(config.seed);
+    let params = backbone::init::trainable_vars(varmap);
+    let mut optimizer: Box<dyn Optimizer> = match config.optimizer {
+        OptimizerKind::Adam => Box::new(Adam::new(
+            params,
+            AdamConfig {
+                lr: config.lr,
+                weight_decay: config.weight_decay,
+                ..AdamConfig::default()
+            },
+        )?),
+        OptimizerKind::AdamW => Box::new(AdamW::new(
+            params,
+            AdamWConfig {
+                lr: config.lr,
+                weight_decay: config.weight_decay,
+                ..AdamWConfig::default()
+            },
+        )?),
+    };
+    let batcher_config = BatcherConfig::new(config.batch_size)
+        .with_seed(config.seed)
+        .with_preprocess(config.preprocess);
+    let batcher = Batcher::new(train, batcher_config, device)?;
+    let total_steps = config.epochs * batcher.num_batches();
+    let run_start = Instant::now();
+    let mut reports: Vec<EpochReport> = Vec::with_capacity(config.epochs);
+    let mut step = 0usize;
+    for epoch in 1..=config.epochs {
+        let epoch_start = Instant::now();
+        let bar = progress_bar(batcher.num_batches(), config.verbose);
+        bar.set_prefix(format!("epoch {epoch}/{}", config.epochs));
+        let (mut loss_sum, mut aux_sum, mut correct, mut seen) = (0.0, 0.0, 0usize, 0usize);
+        let mut has_aux = false;
+        let mut train_time = 0.0;
+        for batch in batcher.epoch(epoch - 1) {
+            let (images, labels) = batch?;
+            let t0 = Instant::now();
+            optimizer.set_learning_rate(config.schedule.lr_at(config.lr, step, total_steps));
+            let out = model.forward_aux(&images, true)?;
+            let main = cross_entropy(&out.logits, &labels)?;
+            let mut total = main.clone();
+            let mut aux_value = 0.0;
+            if config.aux_weight > 0.0 && !out.aux_logits.is_empty() {
+                has_aux = true;
+                for aux in &out.aux_logits {
+                    let aux_loss = cross_entropy(aux, &labels)?;
+                    aux_value += aux_loss.to_scalar::<f32>()? as f64 / out.aux_logits.len() as f64;
+                    total = (total + (aux_loss * config.aux_weight)?)?;
+                }
+            }
+            optimizer.backward_step(&total)?;
+            train_time += t0.elapsed().as_secs_f64();
+            step += 1;
+            let n = labels.dim(0)?;
+            let main_value = main.to_scalar::<f32>()? as f64;
+            if !main_value.is_finite() {
+                return Err(Error::config(format!(
+                    "the loss diverged at epoch {epoch}, step {step} (loss {main_value}); lower the learning rate"
+                )));
+            }
+            loss_sum += main_value * n as f64;
+            aux_sum += aux_value * n as f64;
+            correct += accuracy_count(&out.logits, &labels)?;
+            seen += n;
+            bar.inc(1);
+            let mut msg = format!("loss {:.4}", loss_sum / seen as f64);
+            if has_aux {
+                msg.push_str(&format!(" aux {:.4}", aux_sum / seen as f64));
+            }
+            msg.push_str(&format!(
+                " acc {:.2}% {:.0} img/s",
+                100.0 * correct as f64 / seen as f64,
+                seen as f64 / train_time.max(1e-9)
+            ));
+            bar.set_message(msg);
+        }
+        bar.finish_and_clear();
+        let (test_loss, test_accuracy) = evaluate(model, test, config.preprocess, 500, device)?;
+        let checkpoint = checkpoint_path(&config.out_dir, epoch);
+        save_varmap(&checkpoint, varmap)?;
+        prune_checkpoints(&config.out_dir, epoch, config.keep_checkpoints);
+        let report = EpochReport {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_aux_loss: has_aux.then(|| aux_sum / seen.max(1) as f64),
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            test_loss,
+            test_accuracy,
+            images_per_sec: seen as f64 / train_time.max(1e-9),
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            checkpoint,
+        };
+        if config.verbose {
+            eprintln!("{report}");
+        }
+        reports.push(report);
+    }
+    Ok(FitReport {
+        epochs: reports,
+        seconds: run_start.elapsed().as_secs_f64(),
+    })
+}
+
+/// `dir/epoch-NNN.safetensors`.
+pub fn checkpoint_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("epoch-{epoch:03}.safetensors"))
+}
+
+/// Removes epoch checkpoints older than the `keep` latest (best effort: a checkpoint that
+/// cannot be removed is left in place).
+fn prune_checkpoints(dir: &Path, epoch: usize, keep: usize) {
+    if keep == 0 || epoch <= keep {
+        return;
+    }
+    let old = checkpoint_path(dir, epoch - keep);
+    if old.exists() {
+        let _ = std::fs::remove_file(old);
+    }
+}

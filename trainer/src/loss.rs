@@ -1,0 +1,222 @@
+//! Classification losses and metrics.
+
+use candle_core::{DType, Tensor, D};
+
+use crate::error::{Error, Result};
+
+/// Checks that `logits` is `[N, C]` floating point with `N, C > 0` and `targets` is `[N]` of an
+/// integer dtype with every value in `0..C`; returns `(N, C)`. Reading the targets copies them to
+/// the host (a few bytes per batch).
+fn check_logits_targets(what: &str, logits: &Tensor, targets: &Tensor) -> Result<(usize, usize)> {
+    let (n, c) = match logits.dims() {
+        &[n, c] if n > 0 && c > 0 => (n, c),
+        dims => {
+            return Err(Error::config(format!(
+                "{what}: logits must have shape [N, C] with N, C > 0, got {dims:?}"
+            )))
+        }
+    };
+    if !logits.dtype().is_float() {
+        return Err(Error::config(format!(
+            "{what}: logits must be floating point, got {:?}",
+            logits.dtype()
+        )));
+    }
+    if targets.dims() != [n] {
+        return Err(Error::config(format!(
+            "{what}: targets must have shape [{n}] to match logits {:?}, got {:?}",
+            logits.dims(),
+            targets.dims()
+        )));
+    }
+    let values: Vec<i64> = match targets.dtype() {
+        DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => {
+            targets.to_dtype(DType::I64)?.to_vec1::<i64>()?
+        }
+        dtype => {
+            return Err(Error::config(format!(
+                "{what}: targets must be class indices of an integer dtype, got {dtype:?}"
+            )))
+        }
+    };
+    if let Some((i, &t)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| t < 0 || t as u64 >= c as u64)
+    {
+        return Err(Error::config(format!(
+            "{what}: target {t} at index {i} is out of range for {c} classes (expected 0..{c})"
+        )));
+    }
+    Ok((n, c))
+}
+
+/// Mean cross-entropy of `logits` `[N, C]` (unnormalised scores) against class indices
+/// `targets` `[N]`, as PyTorch's `F.cross_entropy(logits, targets)`: `mean_i(logsumexp(x_i) -
+/// x_i[t_i])`, computed with a max-shifted log-softmax so large logits neither overflow nor
+/// underflow. Returns a scalar tensor of the logits' dtype, differentiable w.r.t. the logits.
+///
+/// Fails with [`Error::Config`] when the shapes or dtypes do not fit or a target is not in
+/// `0..C` (an out-of-range label would otherwise read another row's memory or garbage).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    check_logits_targets("cross_entropy", logits, targets)?;
+    // The shift does not change the result; detaching it keeps the backward pass simple.
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let log_probs = shifted.broadcast_sub(&log_sum_exp)?;
+    let index = targets.to_dtype(DType::U32)?.unsqueeze(1)?;
+    let picked = log_probs.gather(&index, 1)?;
+    Ok(picked.mean_all()?.neg()?)
+}
+
+/// How many rows of `logits` `[N, C]` have their largest score at the class given by `targets`
+/// `[N]` (ties go to the first maximum). Same checks as [`cross_entropy`].
+pub fn accuracy_count(logits: &Tensor, targets: &Tensor) -> Result<usize> {
+    check_logits_targets("accuracy_count", logits, targets)?;
+    let predicted = logits.argmax(D::Minus1)?;
+    let correct = predicted
+        .eq(&targets.to_dtype(DType::U32)?)?
+        .to_dtype(DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()?;
+    Ok(correct as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn logits() -> Tensor {
+        // Row 2 has logits far outside exp's range: a naive softmax gives inf / NaN there.
+        Tensor::new(
+            &[
+                [1.0f64, 2.0, 0.5],
+                [0.0, -1.0, 3.0],
+                [1000.0, -1000.0, 999.0],
+                [0.25, 0.25, -0.5],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    /// log-sum-exp in f64, the reference.
+    fn reference(rows: &[[f64; 3]], targets: &[usize]) -> f64 {
+        let total: f64 = rows
+            .iter()
+            .zip(targets)
+            .map(|(row, &t)| {
+                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let lse = m + row.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+                lse - row[t]
+            })
+            .sum();
+        total / rows.len() as f64
+    }
+
+    #[test]
+    fn cross_entropy_matches_reference_and_pytorch() {
+        let targets = Tensor::new(&[1u32, 2, 0, 2], &Device::Cpu).unwrap();
+        let loss = cross_entropy(&logits(), &targets)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let rows = logits().to_vec2::<f64>().unwrap();
+        let rows: Vec<[f64; 3]> = rows.iter().map(|r| [r[0], r[1], r[2]]).collect();
+        let expected = reference(&rows, &[1, 2, 0, 2]);
+        assert!((loss - expected).abs() < 1e-12, "{loss} vs {expected}");
+        // torch.nn.functional.cross_entropy(torch.tensor(<the logits above>, dtype=torch.float64),
+        //                                   torch.tensor([1, 2, 0, 2]))
+        assert!((loss - 0.6246725464598837).abs() < 1e-12, "{loss}");
+    }
+
+    #[test]
+    fn cross_entropy_accepts_integer_dtypes_and_f32() {
+        let logits32 = logits().to_dtype(DType::F32).unwrap();
+        for dtype in [DType::U8, DType::U32, DType::I64] {
+            let targets = Tensor::new(&[1u32, 2, 0, 2], &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let loss = cross_entropy(&logits32, &targets).unwrap();
+            assert_eq!(loss.dtype(), DType::F32);
+            assert!((loss.to_scalar::<f32>().unwrap() - 0.624_672_5).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn cross_entropy_gradient_is_softmax_minus_one_hot_over_n() {
+        let x = Var::from_tensor(&logits()).unwrap();
+        let targets = Tensor::new(&[1u32, 2, 0, 2], &Device::Cpu).unwrap();
+        let grads = cross_entropy(x.as_tensor(), &targets)
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grad = grads.get(x.as_tensor()).unwrap().to_vec2::<f64>().unwrap();
+        for (i, (row, t)) in logits()
+            .to_vec2::<f64>()
+            .unwrap()
+            .iter()
+            .zip([1, 2, 0, 2])
+            .enumerate()
+        {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = row.iter().map(|x| (x - m).exp()).sum();
+            for j in 0..3 {
+                let expected = ((row[j] - m).exp() / z - f64::from(u8::from(j == t))) / 4.0;
+                assert!(
+                    (grad[i][j] - expected).abs() < 1e-12,
+                    "grad[{i}][{j}] {} vs {expected}",
+                    grad[i][j]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_or_misshapen_targets_are_errors() {
+        let dev = Device::Cpu;
+        let cases = [
+            (
+                Tensor::new(&[1u32, 2, 3, 0], &dev).unwrap(),
+                "target 3 at index 2 is out of range",
+            ),
+            (
+                Tensor::new(&[1i64, -1, 0, 0], &dev).unwrap(),
+                "target -1 at index 1",
+            ),
+            (
+                Tensor::new(&[1u32, 2, 0], &dev).unwrap(),
+                "targets must have shape [4]",
+            ),
+            (Tensor::new(&[1f32, 2., 0., 0.], &dev).unwrap(), "integer dtype"),
+        ];
+        for (targets, needle) in cases {
+            for result in [
+                cross_entropy(&logits(), &targets).map(|_| ()),
+                accuracy_count(&logits(), &targets).map(|_| ()),
+            ] {
+                let msg = result.unwrap_err().to_string();
+                assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
+            }
+        }
+        let flat = Tensor::new(&[1f32, 2.0], &dev).unwrap();
+        let err = cross_entropy(&flat, &Tensor::new(&[0u32], &dev).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("[N, C]"), "{err}");
+    }
+
+    #[test]
+    fn accuracy_counts_argmax_matches() {
+        let targets = Tensor::new(&[1u32, 2, 2, 0], &Device::Cpu).unwrap();
+        // argmax per row: 1, 2, 0, 0 (tie in the last row goes to the first maximum).
+        assert_eq!(accuracy_count(&logits(), &targets).unwrap(), 3);
+        // More than 255 correct rows: the count must not wrap around in a u8 sum.
+        let n = 300;
+        let big = Tensor::ones((n, 2), DType::F32, &Device::Cpu).unwrap();
+        let big = Tensor::cat(&[&big, &big.affine(2.0, 0.0).unwrap()], 1).unwrap();
+        let targets = Tensor::full(2u32, n, &Device::Cpu).unwrap();
+        assert_eq!(accuracy_count(&big, &targets).unwrap(), 300);
+    }
+}

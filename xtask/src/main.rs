@@ -1,0 +1,237 @@
+//! `cargo xtask`: the command line of the workspace.
+//!
+//! - `cargo xtask train lenet` trains LeNet-5 on the bundled MNIST sample;
+//! - `cargo xtask summary lenet` prints its per-layer table;
+//! - `cargo xtask models` lists every model name.
+
+mod models;
+
+use anyhow::{bail, Context, Result};
+use backbone::init::SeededVarMap;
+use candle_core::{DType, Device};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use trainer::data::{Mnist, Preprocess};
+use trainer::fit::{fit, FitConfig, OptimizerKind, Schedule};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Train, inspect and benchmark the classic convolutional networks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on MNIST (the bundled 10,000-digit sample unless --data-dir is given).
+    Train(TrainArgs),
+    /// Print a model's per-layer table: output shapes, parameters, activation memory, MACs.
+    Summary(SummaryArgs),
+    /// List the model names.
+    Models,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptArg {
+    /// Adam (weight decay as L2 penalty), PyTorch's torch.optim.Adam.
+    Adam,
+    /// AdamW (decoupled weight decay), PyTorch's torch.optim.AdamW.
+    Adamw,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    /// Cosine annealing from --lr to 0 over the run, per step.
+    Cosine,
+    /// The same learning rate throughout.
+    Constant,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Model name (`cargo xtask models` lists them), e.g. lenet.
+    model: String,
+    /// Directory with the MNIST IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte,
+    /// t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; plain or .gz). Default: the bundled
+    /// sample (8,000 training and 2,000 test digits).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 15)]
+    epochs: usize,
+    /// Images per optimizer step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
+    schedule: ScheduleArg,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptArg::Adam)]
+    optimizer: OptArg,
+    /// Weight decay (L2 for adam, decoupled for adamw).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Seed of the weight initialisation, the shuffling and dropout: the same seed gives the same run.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output directory for the checkpoints (default: runs/<model>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// How many of the latest per-epoch checkpoints to keep (0 keeps all).
+    #[arg(long, default_value_t = 3)]
+    keep_checkpoints: usize,
+    /// No progress bar, no per-epoch lines (the final summary is still printed).
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct SummaryArgs {
+    /// Model name (`cargo xtask models` lists them), e.g. lenet.
+    model: String,
+    /// Input height and width (default: the model's usual input size), e.g. 224 or 224x224.
+    #[arg(long)]
+    input_size: Option<String>,
+    /// Batch size of the summarised forward pass.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Number of classes of the head.
+    #[arg(long, default_value_t = 1000)]
+    classes: usize,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Train(args) => train(args),
+        Command::Summary(args) => summary(args),
+        Command::Models => {
+            println!("{}", models::list());
+            Ok(())
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .with_context(|| format!("bad image size `{s}`"))
+    };
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
+        None => {
+            let n = parse(s)?;
+            Ok((n, n))
+        }
+    }
+}
+
+fn summary(args: SummaryArgs) -> Result<()> {
+    let entry = models::find(&args.model)?;
+    let device = Device::Cpu;
+    let vars = SeededVarMap::new(0);
+    // LeNet is an MNIST model: summarise it with its ten classes unless told otherwise.
+    let classes = if entry.name.starts_with("lenet") && args.classes == 1000 {
+        10
+    } else {
+        args.classes
+    };
+    let model = (entry.build)(classes, 1, vars.var_builder(DType::F32, &device))
+        .or_else(|_| (entry.build)(classes, 3, vars.var_builder(DType::F32, &device)))
+        .with_context(|| format!("building {}", entry.name))?;
+    let spec = model.input_spec();
+    let (h, w) = match &args.input_size {
+        Some(s) => parse_size(s)?,
+        None => spec.default_size,
+    };
+    let table = backbone::summarize(model.as_ref(), &[args.batch, spec.channels, h, w], &device)?;
+    print!("{table}");
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let entry = models::find(&args.model)?;
+    let device = Device::Cpu;
+    let mnist = match &args.data_dir {
+        Some(dir) => Mnist::load_dir(dir).with_context(|| format!("reading MNIST from {}", dir.display()))?,
+        None => Mnist::bundled().context("decoding the bundled MNIST sample")?,
+    };
+    let vars = SeededVarMap::new(args.seed);
+    let model = (entry.build)(mnist.train.num_classes, 1, vars.var_builder(DType::F32, &device))
+        .with_context(|| format!("building {}", entry.name))?;
+    let spec = model.input_spec();
+    let (h, w) = (mnist.train.rows, mnist.train.cols);
+    let (th, tw) = spec.fixed_size.unwrap_or(spec.default_size);
+    if th < h || tw < w || (th - h) % 2 != 0 || th - h != tw - w {
+        bail!(
+            "{} expects {}x{} images; padding the {h}x{w} digits cannot produce that (resizing comes with the data pipeline issue)",
+            entry.name, th, tw
+        );
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(entry.name));
+    let config = FitConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        optimizer: match args.optimizer {
+            OptArg::Adam => OptimizerKind::Adam,
+            OptArg::Adamw => OptimizerKind::AdamW,
+        },
+        schedule: match args.schedule {
+            ScheduleArg::Cosine => Schedule::Cosine,
+            ScheduleArg::Constant => Schedule::Constant,
+        },
+        seed: args.seed,
+        preprocess: Preprocess {
+            pad: (th - h) / 2,
+            ..Preprocess::mnist()
+        },
+        out_dir: out,
+        keep_checkpoints: args.keep_checkpoints,
+        verbose: !args.quiet,
+        ..FitConfig::default()
+    };
+    let params: usize = backbone::init::trainable_vars(vars.varmap())
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum();
+    println!(
+        "training {} ({} parameters) on {} images, testing on {}, {} epochs, batch {}, {} threads",
+        entry.name,
+        backbone::summary::thousands(params as u64),
+        mnist.train.len(),
+        mnist.test.len(),
+        config.epochs,
+        config.batch_size,
+        candle_core::utils::get_num_threads()
+    );
+    let report = fit(
+        model.as_ref(),
+        vars.varmap(),
+        &mnist.train,
+        &mnist.test,
+        &config,
+        &device,
+    )?;
+    let last = report.last().context("no epoch ran")?;
+    println!(
+        "final test accuracy {:.2}% (loss {:.4}) after {} epochs in {:.1}s, {:.0} training images/s",
+        100.0 * last.test_accuracy,
+        last.test_loss,
+        last.epoch,
+        report.seconds,
+        report.images_per_sec()
+    );
+    println!("checkpoint saved to {}", last.checkpoint.display());
+    Ok(())
+}
