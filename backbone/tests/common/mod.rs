@@ -268,3 +268,64 @@ pub fn assert_grad_ok(what: &str, x: &Tensor, seed: u64, f: impl Fn(&Tensor) -> 
         check.max_abs_err
     );
 }
+
+/// A tensor of a fixture, by name; panics with the fixture's name if it is missing.
+#[track_caller]
+pub fn fixture_tensor(tensors: &HashMap<String, Tensor>, key: &str) -> Tensor {
+    match tensors.get(key) {
+        Some(t) => t.clone(),
+        None => panic!("fixture tensor `{key}` is missing; regenerate the fixtures"),
+    }
+}
+
+/// The `input.<name>` tensors of a fixture, sorted by name (the `input_index` of its cases).
+pub fn fixture_inputs(tensors: &HashMap<String, Tensor>) -> Vec<Tensor> {
+    let inputs: BTreeMap<&String, &Tensor> =
+        tensors.iter().filter(|(k, _)| k.starts_with("input.")).collect();
+    inputs.into_values().cloned().collect()
+}
+
+/// The case names of a fixture (the `<case>` of every `<case>.params`), sorted.
+pub fn fixture_case_names(tensors: &HashMap<String, Tensor>) -> Vec<String> {
+    let mut names: Vec<String> = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".params").map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Fresh variables, converted to `dtype`, for every fixture tensor named `<prefix>.*`: a
+/// [`candle_nn::VarBuilder`] over them builds a layer under `prefix` whose parameters are
+/// these variables, so gradients w.r.t. the parameters can be read back.
+pub fn fixture_vars(
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    dtype: DType,
+) -> Result<HashMap<String, Tensor>> {
+    let start = format!("{prefix}.");
+    tensors
+        .iter()
+        .filter(|(k, _)| k.starts_with(&start))
+        .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(dtype)?)?.as_tensor().clone())))
+        .collect()
+}
+
+/// A [`candle_nn::VarBuilder`] on the CPU over `tensors` (used as they are, no copy).
+pub fn var_builder(tensors: HashMap<String, Tensor>, dtype: DType) -> candle_nn::VarBuilder<'static> {
+    candle_nn::VarBuilder::from_tensors(tensors, dtype, &Device::Cpu)
+}
+
+/// The fixtures' loss: `sum(out * w)` with the fixed weights of [`fixture_weights`].
+pub fn fixture_loss(out: &Tensor) -> Result<Tensor> {
+    out.mul(&fixture_weights(out.shape(), out.dtype())?)?.sum_all()
+}
+
+/// The gradient of `t` in `grads`; panics naming `what` if none reached it.
+#[track_caller]
+pub fn grad_of(grads: &candle_core::backprop::GradStore, t: &Tensor, what: &str) -> Tensor {
+    match grads.get(t) {
+        Some(g) => g.clone(),
+        None => panic!("{what}: no gradient reached the tensor"),
+    }
+}

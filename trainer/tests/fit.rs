@@ -1,0 +1,172 @@
+//! The fit loop end to end on a slice of the bundled MNIST sample.
+
+use backbone::init::SeededVarMap;
+use backbone::{Backbone, InputSpec, ModelOutput};
+use candle_core::{DType, Device, Tensor};
+use lenet::{LeNet, LeNetConfig};
+use trainer::data::{ImageDataset, Mnist};
+use trainer::fit::{checkpoint_path, evaluate, fit, FitConfig, FitReport, Schedule};
+
+fn slice(data: &ImageDataset, n: usize) -> ImageDataset {
+    let size = data.image_size();
+    ImageDataset {
+        images: data.images[..n * size].to_vec(),
+        labels: data.labels[..n].to_vec(),
+        ..data.clone()
+    }
+}
+
+fn run(seed: u64, out: &std::path::Path, epochs: usize) -> (FitReport, SeededVarMap) {
+    let mnist = Mnist::bundled().unwrap();
+    let (train, test) = (slice(&mnist.train, 1024), slice(&mnist.test, 300));
+    let vars = SeededVarMap::new(seed);
+    let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let config = FitConfig {
+        epochs,
+        seed,
+        out_dir: out.to_path_buf(),
+        keep_checkpoints: 2,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();
+    (report, vars)
+}
+
+#[test]
+fn lenet_learns_writes_checkpoints_and_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, vars) = run(7, dir.path(), 3);
+    assert_eq!(report.epochs.len(), 3);
+    let (first, last) = (&report.epochs[0], &report.epochs[2]);
+    assert!(last.train_loss < first.train_loss, "{} !< {}", last.train_loss, first.train_loss);
+    assert!(last.test_accuracy > 0.6, "test accuracy {}", last.test_accuracy);
+    assert!(last.images_per_sec > 0.0);
+
+    // Only the two latest checkpoints are kept; the last one holds the trained variables.
+    assert!(!checkpoint_path(dir.path(), 1).exists());
+    assert!(checkpoint_path(dir.path(), 2).exists());
+    assert_eq!(last.checkpoint, checkpoint_path(dir.path(), 3));
+    let saved = candle_core::safetensors::load(&last.checkpoint, &Device::Cpu).unwrap();
+    let data = vars.varmap().data().lock().unwrap();
+    assert_eq!(saved.len(), data.len());
+    for (name, var) in data.iter() {
+        let diff = (saved[name].clone() - var.as_tensor()).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+    }
+    drop(data);
+
+    // The checkpoint reloads into a model with the same test accuracy.
+    let mnist = Mnist::bundled().unwrap();
+    let test = slice(&mnist.test, 300);
+    let weights = backbone::weights::Weights::from_file(&last.checkpoint, &Device::Cpu).unwrap();
+    let reloaded = weights
+        .build(DType::F32, &Device::Cpu, true, |vb| LeNet::new(&LeNetConfig::lenet5(), vb))
+        .unwrap();
+    let (_, accuracy) =
+        evaluate(&reloaded, &test, trainer::data::Preprocess::mnist(), 100, &Device::Cpu).unwrap();
+    assert_eq!(accuracy, last.test_accuracy);
+
+    // Same seed, same run; another seed, another run.
+    let again = tempfile::tempdir().unwrap();
+    let (same, _) = run(7, again.path(), 3);
+    for (a, b) in report.epochs.iter().zip(&same.epochs) {
+        assert_eq!((a.train_loss, a.test_accuracy), (b.train_loss, b.test_accuracy));
+    }
+    let other = tempfile::tempdir().unwrap();
+    let (different, _) = run(8, other.path(), 1);
+    assert_ne!(different.epochs[0].train_loss, report.epochs[0].train_loss);
+}
+
+#[test]
+fn cosine_schedule_goes_from_base_to_zero() {
+    let s = Schedule::Cosine;
+    assert_eq!(s.lr_at(1e-3, 0, 100), 1e-3);
+    assert!((s.lr_at(1e-3, 50, 100) - 5e-4).abs() < 1e-12);
+    assert!(s.lr_at(1e-3, 100, 100).abs() < 1e-12);
+    assert_eq!(Schedule::Constant.lr_at(1e-3, 70, 100), 1e-3);
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    let mnist = Mnist::bundled().unwrap();
+    let data = slice(&mnist.test, 10);
+    let vars = SeededVarMap::new(0);
+    let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for config in [
+        FitConfig { epochs: 0, ..FitConfig::default() },
+        FitConfig { batch_size: 0, ..FitConfig::default() },
+        FitConfig { lr: -1.0, ..FitConfig::default() },
+        FitConfig { lr: f64::NAN, ..FitConfig::default() },
+    ] {
+        let config = FitConfig { out_dir: dir.path().to_path_buf(), verbose: false, ..config };
+        assert!(fit(&model, vars.varmap(), &data, &data, &config, &Device::Cpu).is_err());
+    }
+}
+
+/// A linear classifier on the flattened image with one auxiliary head, to check the
+/// auxiliary losses reach the optimizer and the report.
+struct WithAux {
+    main: backbone::layers::Linear,
+    aux: backbone::layers::Linear,
+}
+
+impl Backbone for WithAux {
+    fn name(&self) -> &str {
+        "with_aux"
+    }
+    fn input_spec(&self) -> InputSpec {
+        InputSpec { channels: 1, min_size: (32, 32), fixed_size: Some((32, 32)), default_size: (32, 32) }
+    }
+    fn forward_features(&self, xs: &Tensor, _train: bool) -> backbone::Result<Tensor> {
+        Ok(xs.flatten_from(1)?)
+    }
+    fn forward_head(&self, features: &Tensor, train: bool) -> backbone::Result<Tensor> {
+        use backbone::layers::Layer;
+        self.main.forward_t(features, train)
+    }
+    fn forward_aux(&self, xs: &Tensor, train: bool) -> backbone::Result<ModelOutput> {
+        use backbone::layers::Layer;
+        let features = self.forward_features(xs, train)?;
+        let aux_logits = if train { vec![self.aux.forward_t(&features, train)?] } else { vec![] };
+        Ok(ModelOutput { logits: self.forward_head(&features, train)?, aux_logits })
+    }
+    fn num_features(&self) -> usize {
+        1024
+    }
+    fn num_classes(&self) -> usize {
+        10
+    }
+    fn head_prefix(&self) -> &str {
+        "main"
+    }
+}
+
+#[test]
+fn auxiliary_losses_are_reported_and_trained() {
+    let mnist = Mnist::bundled().unwrap();
+    let (train, test) = (slice(&mnist.train, 256), slice(&mnist.test, 100));
+    let dir = tempfile::tempdir().unwrap();
+    let train_with = |aux_weight: f64| {
+        let vars = SeededVarMap::new(3);
+        let vb = vars.var_builder(DType::F32, &Device::Cpu);
+        let model = WithAux {
+            main: backbone::layers::Linear::new(1024, 10, vb.pp("main")).unwrap(),
+            aux: backbone::layers::Linear::new(1024, 10, vb.pp("aux")).unwrap(),
+        };
+        let before = vars.varmap().data().lock().unwrap()["aux.weight"].as_tensor().copy().unwrap();
+        let config =
+            FitConfig { epochs: 1, aux_weight, out_dir: dir.path().to_path_buf(), verbose: false, ..FitConfig::default() };
+        let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();
+        let after = vars.varmap().data().lock().unwrap()["aux.weight"].as_tensor().copy().unwrap();
+        let moved = (after - before).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        (report, moved)
+    };
+    let (report, moved) = train_with(0.3);
+    assert!(report.epochs[0].train_aux_loss.is_some_and(|l| l.is_finite() && l > 0.0));
+    assert!(moved > 0.0, "the auxiliary head must be trained");
+    let (report, moved) = train_with(0.0);
+    assert_eq!(report.epochs[0].train_aux_loss, None);
+    assert_eq!(moved, 0.0, "aux weight 0 switches the auxiliary loss off");
+}
