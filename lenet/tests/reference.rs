@@ -11,7 +11,9 @@ use std::collections::HashMap;
 /// `scale * sin(0.37 * i + index)`, the generator script's `pattern`.
 fn pattern(shape: &[usize], index: f64, scale: f64) -> Tensor {
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|i| (scale * (0.37 * i as f64 + index).sin()) as f32).collect();
+    let values: Vec<f32> = (0..n)
+        .map(|i| (scale * (0.37 * i as f64 + index).sin()) as f32)
+        .collect();
     Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
 }
 
@@ -30,8 +32,13 @@ fn model_with_pattern(config: LeNetConfig) -> (LeNet, SeededVarMap) {
     for (j, name) in names.into_iter().enumerate() {
         let var = &data[name];
         let dims = var.dims().to_vec();
-        let fan_in = if dims.len() > 1 { dims[1..].iter().product::<usize>() } else { 10 };
-        var.set(&pattern(&dims, j as f64, 1.0 / (fan_in as f64).sqrt())).unwrap();
+        let fan_in = if dims.len() > 1 {
+            dims[1..].iter().product::<usize>()
+        } else {
+            10
+        };
+        var.set(&pattern(&dims, j as f64, 1.0 / (fan_in as f64).sqrt()))
+            .unwrap();
     }
     drop(data);
     (model, vars)
@@ -52,19 +59,32 @@ fn logits_and_gradients_match_pytorch() {
     let fixture = fixture();
     let x = pattern(&[3, 1, 32, 32], 0.5, 1.0);
     let targets = Tensor::new(&[3u32, 7, 1], &Device::Cpu).unwrap();
-    let variants =
-        [("lenet5", LeNetConfig::lenet5()), ("lenet5_tanh", LeNetConfig::lenet5_tanh()), ("lenet5_max", LeNetConfig::lenet5_max())];
+    let variants = [
+        ("lenet5", LeNetConfig::lenet5()),
+        ("lenet5_tanh", LeNetConfig::lenet5_tanh()),
+        ("lenet5_max", LeNetConfig::lenet5_max()),
+    ];
     for (name, config) in variants {
         let (model, vars) = model_with_pattern(config);
         assert_eq!(model.name(), name);
         let logits = model.forward_t(&x, false).unwrap();
-        assert_close(&format!("{name}.logits"), &logits, &fixture[&format!("{name}.logits")], 1e-5);
+        assert_close(
+            &format!("{name}.logits"),
+            &logits,
+            &fixture[&format!("{name}.logits")],
+            1e-5,
+        );
         let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
         let grads = loss.backward().unwrap();
         let data = vars.varmap().data().lock().unwrap();
         for key in ["conv1.weight", "conv2.bias", "fc3.weight"] {
             let grad = grads.get(data[key].as_tensor()).expect("gradient");
-            assert_close(&format!("{name}.grad.{key}"), grad, &fixture[&format!("{name}.grad.{key}")], 1e-4);
+            assert_close(
+                &format!("{name}.grad.{key}"),
+                grad,
+                &fixture[&format!("{name}.grad.{key}")],
+                1e-4,
+            );
         }
     }
 }
@@ -95,7 +115,10 @@ fn parameter_count_and_key_names() {
     assert_eq!(total, 61_706);
     assert_eq!(data["conv1.weight"].dims(), [6, 1, 5, 5]);
     assert_eq!(data["fc1.weight"].dims(), [120, 400]);
-    assert_eq!((model.num_features(), model.num_classes(), model.head_prefix()), (84, 10, "fc3"));
+    assert_eq!(
+        (model.num_features(), model.num_classes(), model.head_prefix()),
+        (84, 10, "fc3")
+    );
 }
 
 #[test]
@@ -116,7 +139,11 @@ fn same_seed_same_weights_other_seed_other_weights() {
         let vars = SeededVarMap::new(seed);
         LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
         let data = vars.varmap().data().lock().unwrap();
-        data["conv1.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        data["conv1.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     };
     assert_eq!(weights(3), weights(3));
     assert_ne!(weights(3), weights(4));
@@ -131,12 +158,19 @@ fn wrong_input_shapes_are_reported() {
     for dims in [vec![2, 1, 28, 28], vec![2, 3, 32, 32], vec![1, 32, 32]] {
         let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
         match model.forward_t(&x, false) {
-            Err(Error::InputShape { layer, expected, actual }) => {
+            Err(Error::InputShape {
+                layer,
+                expected,
+                actual,
+            }) => {
                 assert_eq!(layer, "lenet5");
                 assert_eq!(expected, "[N, 1, 32, 32]");
                 assert_eq!(actual, dims);
             }
-            other => panic!("{dims:?}: expected an input shape error, got {:?}", other.map(|t| t.dims().to_vec())),
+            other => panic!(
+                "{dims:?}: expected an input shape error, got {:?}",
+                other.map(|t| t.dims().to_vec())
+            ),
         }
     }
 }
@@ -151,7 +185,9 @@ fn fresh_state() -> HashMap<String, Tensor> {
     let vars = SeededVarMap::new(9);
     LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
     let data = vars.varmap().data().lock().unwrap();
-    data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    data.iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect()
 }
 
 #[test]
@@ -159,7 +195,9 @@ fn loads_from_safetensors_and_reports_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let build = |path: &std::path::Path| {
         let weights = Weights::from_file(path, &Device::Cpu)?;
-        weights.build(DType::F32, &Device::Cpu, true, |vb| LeNet::new(&LeNetConfig::lenet5(), vb))
+        weights.build(DType::F32, &Device::Cpu, true, |vb| {
+            LeNet::new(&LeNetConfig::lenet5(), vb)
+        })
     };
     // A complete file loads and gives the same logits as the model it came from.
     let state = fresh_state();
@@ -183,7 +221,11 @@ fn loads_from_safetensors_and_reports_bad_files() {
     missing.remove("fc2.weight");
     let path = write_weights(dir.path(), &missing);
     match build(&path) {
-        Err(Error::Weights { file, tensor, problem }) => {
+        Err(Error::Weights {
+            file,
+            tensor,
+            problem,
+        }) => {
             assert_eq!(file.as_deref(), Some(path.as_path()));
             assert_eq!(tensor, "fc2.weight");
             assert!(problem.contains("missing"), "{problem}");
@@ -193,17 +235,28 @@ fn loads_from_safetensors_and_reports_bad_files() {
 
     // A mis-shaped tensor: the message names the file, the tensor, expected and actual shapes.
     let mut misshaped = state.clone();
-    misshaped.insert("conv1.weight".into(), Tensor::zeros((6, 1, 3, 3), DType::F32, &Device::Cpu).unwrap());
+    misshaped.insert(
+        "conv1.weight".into(),
+        Tensor::zeros((6, 1, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
     let path = write_weights(dir.path(), &misshaped);
     let err = build(&path).err().expect("mis-shaped tensor must fail");
     let msg = err.to_string();
-    for needle in ["lenet.safetensors", "conv1.weight", "[6, 1, 5, 5]", "[6, 1, 3, 3]"] {
+    for needle in [
+        "lenet.safetensors",
+        "conv1.weight",
+        "[6, 1, 5, 5]",
+        "[6, 1, 3, 3]",
+    ] {
         assert!(msg.contains(needle), "`{msg}` should mention {needle}");
     }
 
     // An unexpected tensor with strict loading.
     let mut extra = state.clone();
-    extra.insert("fc4.weight".into(), Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap());
+    extra.insert(
+        "fc4.weight".into(),
+        Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap(),
+    );
     let path = write_weights(dir.path(), &extra);
     let msg = build(&path).err().expect("unexpected key must fail").to_string();
     assert!(msg.contains("fc4.weight") && msg.contains("unexpected"), "{msg}");
@@ -218,8 +271,10 @@ fn loads_from_safetensors_and_reports_bad_files() {
     }
 
     // f16 weights load into the f32 model.
-    let half: HashMap<String, Tensor> =
-        state.iter().map(|(k, v)| (k.clone(), v.to_dtype(DType::F16).unwrap())).collect();
+    let half: HashMap<String, Tensor> = state
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_dtype(DType::F16).unwrap()))
+        .collect();
     let path = write_weights(dir.path(), &half);
     let model = build(&path).unwrap();
     assert_close(

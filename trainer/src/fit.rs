@@ -3,7 +3,7 @@
 //! epoch written atomically.
 
 use crate::checkpoint::save_varmap;
-use crate::data::{Batcher, BatcherConfig, ImageDataset, Preprocess};
+use crate::data::{Batcher, BatcherConfig, ImageDataset, Preprocess, RandomAffine};
 use crate::loss::{accuracy_count, cross_entropy};
 use crate::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer};
 use crate::{Error, Result};
@@ -69,6 +69,8 @@ pub struct FitConfig {
     pub aux_weight: f64,
     /// Padding and normalisation of the images.
     pub preprocess: Preprocess,
+    /// Random augmentation of the training images (never of the test images).
+    pub augment: Option<RandomAffine>,
     /// Where checkpoints go (`epoch-001.safetensors`, ...), created if needed.
     pub out_dir: PathBuf,
     /// How many of the latest epoch checkpoints to keep (0: all).
@@ -89,6 +91,7 @@ impl Default for FitConfig {
             seed: 42,
             aux_weight: 0.3,
             preprocess: Preprocess::mnist(),
+            augment: None,
             out_dir: PathBuf::from("runs"),
             keep_checkpoints: 3,
             verbose: true,

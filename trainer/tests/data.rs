@@ -464,3 +464,60 @@ fn invalid_batcher_settings_are_errors() {
     let err = batcher.batch(&[0, 4]).unwrap_err();
     assert!(err.to_string().contains("index 4"), "{err}");
 }
+
+#[test]
+fn augmentation_is_seeded_per_epoch_and_image_and_only_in_epochs() {
+    use trainer::data::RandomAffine;
+    let mnist = Mnist::bundled().unwrap();
+    let device = Device::Cpu;
+    let config = BatcherConfig::new(16)
+        .with_seed(5)
+        .with_shuffle(false)
+        .with_augment(Some(RandomAffine::mnist()));
+    let batcher = Batcher::new(&mnist.test, config.clone(), &device).unwrap();
+    let plain = Batcher::new(&mnist.test, config.clone().with_augment(None), &device).unwrap();
+    let first = |b: &Batcher, epoch| {
+        b.epoch(epoch)
+            .next()
+            .unwrap()
+            .unwrap()
+            .0
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (a0, a0_again, a1) = (first(&batcher, 0), first(&batcher, 0), first(&batcher, 1));
+    let p0 = first(&plain, 0);
+    assert_eq!(a0, a0_again, "same seed and epoch, same augmentation");
+    assert_ne!(a0, a1, "another epoch, another augmentation");
+    assert_ne!(a0, p0, "augmentation changes the images");
+    // `batch` never augments.
+    let direct = batcher
+        .batch(&(0..16).collect::<Vec<_>>())
+        .unwrap()
+        .0
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(direct, p0);
+    // Per-image streams: the first image is augmented the same whatever the batch size.
+    let small = Batcher::new(
+        &mnist.test,
+        BatcherConfig {
+            batch_size: 4,
+            ..config.clone()
+        },
+        &device,
+    )
+    .unwrap();
+    let s0 = first(&small, 0);
+    assert_eq!(s0[..32 * 32], a0[..32 * 32]);
+    // An invalid range is refused.
+    let bad = config.with_augment(Some(RandomAffine {
+        degrees: f32::NAN,
+        ..RandomAffine::mnist()
+    }));
+    assert!(Batcher::new(&mnist.test, bad, &device).is_err());
+}

@@ -39,7 +39,12 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
     let (report, vars) = run(7, dir.path(), 3);
     assert_eq!(report.epochs.len(), 3);
     let (first, last) = (&report.epochs[0], &report.epochs[2]);
-    assert!(last.train_loss < first.train_loss, "{} !< {}", last.train_loss, first.train_loss);
+    assert!(
+        last.train_loss < first.train_loss,
+        "{} !< {}",
+        last.train_loss,
+        first.train_loss
+    );
     assert!(last.test_accuracy > 0.6, "test accuracy {}", last.test_accuracy);
     assert!(last.images_per_sec > 0.0);
 
@@ -51,7 +56,12 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
     let data = vars.varmap().data().lock().unwrap();
     assert_eq!(saved.len(), data.len());
     for (name, var) in data.iter() {
-        let diff = (saved[name].clone() - var.as_tensor()).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = (saved[name].clone() - var.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
     }
     drop(data);
@@ -61,10 +71,18 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
     let test = slice(&mnist.test, 300);
     let weights = backbone::weights::Weights::from_file(&last.checkpoint, &Device::Cpu).unwrap();
     let reloaded = weights
-        .build(DType::F32, &Device::Cpu, true, |vb| LeNet::new(&LeNetConfig::lenet5(), vb))
+        .build(DType::F32, &Device::Cpu, true, |vb| {
+            LeNet::new(&LeNetConfig::lenet5(), vb)
+        })
         .unwrap();
-    let (_, accuracy) =
-        evaluate(&reloaded, &test, trainer::data::Preprocess::mnist(), 100, &Device::Cpu).unwrap();
+    let (_, accuracy) = evaluate(
+        &reloaded,
+        &test,
+        trainer::data::Preprocess::mnist(),
+        100,
+        &Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(accuracy, last.test_accuracy);
 
     // Same seed, same run; another seed, another run.
@@ -95,12 +113,28 @@ fn bad_settings_are_errors() {
     let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for config in [
-        FitConfig { epochs: 0, ..FitConfig::default() },
-        FitConfig { batch_size: 0, ..FitConfig::default() },
-        FitConfig { lr: -1.0, ..FitConfig::default() },
-        FitConfig { lr: f64::NAN, ..FitConfig::default() },
+        FitConfig {
+            epochs: 0,
+            ..FitConfig::default()
+        },
+        FitConfig {
+            batch_size: 0,
+            ..FitConfig::default()
+        },
+        FitConfig {
+            lr: -1.0,
+            ..FitConfig::default()
+        },
+        FitConfig {
+            lr: f64::NAN,
+            ..FitConfig::default()
+        },
     ] {
-        let config = FitConfig { out_dir: dir.path().to_path_buf(), verbose: false, ..config };
+        let config = FitConfig {
+            out_dir: dir.path().to_path_buf(),
+            verbose: false,
+            ..config
+        };
         assert!(fit(&model, vars.varmap(), &data, &data, &config, &Device::Cpu).is_err());
     }
 }
@@ -117,7 +151,12 @@ impl Backbone for WithAux {
         "with_aux"
     }
     fn input_spec(&self) -> InputSpec {
-        InputSpec { channels: 1, min_size: (32, 32), fixed_size: Some((32, 32)), default_size: (32, 32) }
+        InputSpec {
+            channels: 1,
+            min_size: (32, 32),
+            fixed_size: Some((32, 32)),
+            default_size: (32, 32),
+        }
     }
     fn forward_features(&self, xs: &Tensor, _train: bool) -> backbone::Result<Tensor> {
         Ok(xs.flatten_from(1)?)
@@ -129,8 +168,15 @@ impl Backbone for WithAux {
     fn forward_aux(&self, xs: &Tensor, train: bool) -> backbone::Result<ModelOutput> {
         use backbone::layers::Layer;
         let features = self.forward_features(xs, train)?;
-        let aux_logits = if train { vec![self.aux.forward_t(&features, train)?] } else { vec![] };
-        Ok(ModelOutput { logits: self.forward_head(&features, train)?, aux_logits })
+        let aux_logits = if train {
+            vec![self.aux.forward_t(&features, train)?]
+        } else {
+            vec![]
+        };
+        Ok(ModelOutput {
+            logits: self.forward_head(&features, train)?,
+            aux_logits,
+        })
     }
     fn num_features(&self) -> usize {
         1024
@@ -155,16 +201,36 @@ fn auxiliary_losses_are_reported_and_trained() {
             main: backbone::layers::Linear::new(1024, 10, vb.pp("main")).unwrap(),
             aux: backbone::layers::Linear::new(1024, 10, vb.pp("aux")).unwrap(),
         };
-        let before = vars.varmap().data().lock().unwrap()["aux.weight"].as_tensor().copy().unwrap();
-        let config =
-            FitConfig { epochs: 1, aux_weight, out_dir: dir.path().to_path_buf(), verbose: false, ..FitConfig::default() };
+        let before = vars.varmap().data().lock().unwrap()["aux.weight"]
+            .as_tensor()
+            .copy()
+            .unwrap();
+        let config = FitConfig {
+            epochs: 1,
+            aux_weight,
+            out_dir: dir.path().to_path_buf(),
+            verbose: false,
+            ..FitConfig::default()
+        };
         let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();
-        let after = vars.varmap().data().lock().unwrap()["aux.weight"].as_tensor().copy().unwrap();
-        let moved = (after - before).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let after = vars.varmap().data().lock().unwrap()["aux.weight"]
+            .as_tensor()
+            .copy()
+            .unwrap();
+        let moved = (after - before)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         (report, moved)
     };
     let (report, moved) = train_with(0.3);
-    assert!(report.epochs[0].train_aux_loss.is_some_and(|l| l.is_finite() && l > 0.0));
+    assert!(report.epochs[0]
+        .train_aux_loss
+        .is_some_and(|l| l.is_finite() && l > 0.0));
     assert!(moved > 0.0, "the auxiliary head must be trained");
     let (report, moved) = train_with(0.0);
     assert_eq!(report.epochs[0].train_aux_loss, None);

@@ -2,6 +2,7 @@
 
 use super::{Activation, BatchNorm2d, Layer};
 use crate::init::torch_default;
+use crate::ops::{conv2d, ConvParams};
 use crate::summary::{self, LayerRecord};
 use crate::{Error, Result};
 use candle_core::Tensor;
@@ -140,10 +141,9 @@ impl Conv2dConfig {
 /// A 2-d convolution, PyTorch's `nn.Conv2d` (state-dict keys `weight` `[out, in/groups, kh, kw]`
 /// and `bias` `[out]`).
 ///
-/// Works around candle 0.11's convolution backward, which derives the input gradient's output
-/// padding from the height alone and fails on inputs whose height and width leave different
-/// remainders under the stride (non-square inputs with stride 2): in that case the input is
-/// padded and cropped explicitly so that no remainder is left.
+/// The backward pass is [`crate::ops::conv2d`]'s, not candle's (which fails on non-square
+/// inputs with stride 2 and is slow); asymmetric padding (Inception's 1x7 / 7x1 convolutions)
+/// is applied explicitly, as candle's convolution pads both axes alike.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
@@ -210,31 +210,28 @@ impl Layer for Conv2d {
             [_, ch, h, w] if ch == c.in_channels => (h, w),
             _ => return Err(Error::input_shape(&self.name, self.expected(), xs.dims())),
         };
-        let (Some(oh), Some(ow)) = (
-            c.out_size(h, c.kernel.0, c.padding.0),
-            c.out_size(w, c.kernel.1, c.padding.1),
-        ) else {
+        if c.out_size(h, c.kernel.0, c.padding.0).is_none()
+            || c.out_size(w, c.kernel.1, c.padding.1).is_none()
+        {
             return Err(Error::input_shape(&self.name, self.expected(), xs.dims()));
-        };
-        // Leftover rows/columns that no window reaches; candle's backward mishandles them
-        // when they differ between the axes, as it does with unequal paddings.
-        let rest_h = h + 2 * c.padding.0 - (c.dilation * (c.kernel.0 - 1) + 1) - (oh - 1) * c.stride;
-        let rest_w = w + 2 * c.padding.1 - (c.dilation * (c.kernel.1 - 1) + 1) - (ow - 1) * c.stride;
-        let out = if c.padding.0 == c.padding.1 && rest_h == rest_w {
-            xs.conv2d(&self.weight, c.padding.0, c.stride, c.dilation, c.groups)?
+        }
+        let (xs_padded, padding) = if c.padding.0 == c.padding.1 {
+            (xs.clone(), c.padding.0)
         } else {
             let padded = xs.pad_with_zeros(2, c.padding.0, c.padding.0)?.pad_with_zeros(
                 3,
                 c.padding.1,
                 c.padding.1,
             )?;
-            let cropped = padded.narrow(2, 0, h + 2 * c.padding.0 - rest_h)?.narrow(
-                3,
-                0,
-                w + 2 * c.padding.1 - rest_w,
-            )?;
-            cropped.conv2d(&self.weight, 0, c.stride, c.dilation, c.groups)?
+            (padded, 0)
         };
+        let params = ConvParams {
+            padding,
+            stride: c.stride,
+            dilation: c.dilation,
+            groups: c.groups,
+        };
+        let out = conv2d(&xs_padded, &self.weight, params)?;
         let out = match &self.bias {
             Some(b) => out.broadcast_add(&b.reshape((1, c.out_channels, 1, 1))?)?,
             None => out,

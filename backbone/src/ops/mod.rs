@@ -27,13 +27,20 @@
 //! CPU, pooled there and copied back: a correctness fallback, not a fast path, but
 //! `to_device` is differentiable so training works. Other dtypes are refused with an error.
 //!
+//! # Convolution
+//!
+//! [`conv2d`] is candle's forward convolution with our own backward pass (candle's fails on
+//! non-square inputs with stride 2 and computes the input gradient with a slow kernel).
+//!
 //! # Local response normalisation
 //!
 //! [`local_response_norm`] is PyTorch's `local_response_norm`, composed of differentiable
 //! candle ops (any device, autograd for free).
 
+mod conv;
 mod lrn;
 mod pool;
 
+pub use conv::{conv2d, ConvBackward, ConvParams};
 pub use lrn::local_response_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_output_size, Pool2dParams};

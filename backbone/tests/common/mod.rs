@@ -307,7 +307,12 @@ pub fn fixture_vars(
     tensors
         .iter()
         .filter(|(k, _)| k.starts_with(&start))
-        .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(dtype)?)?.as_tensor().clone())))
+        .map(|(k, t)| {
+            Ok((
+                k.clone(),
+                Var::from_tensor(&t.to_dtype(dtype)?)?.as_tensor().clone(),
+            ))
+        })
         .collect()
 }
 

@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::data::augment::RandomAffine;
 use crate::data::mnist::ImageDataset;
 use crate::error::{Error, Result};
 
@@ -92,6 +93,9 @@ pub struct BatcherConfig {
     pub drop_last: bool,
     /// Padding and normalisation of the pixels.
     pub preprocess: Preprocess,
+    /// Random augmentation of each image of [`Batcher::epoch`]'s batches (never of
+    /// [`Batcher::batch`]), seeded by `(seed, epoch, image index)`.
+    pub augment: Option<RandomAffine>,
 }
 
 impl BatcherConfig {
@@ -103,6 +107,7 @@ impl BatcherConfig {
             seed: 0,
             drop_last: false,
             preprocess: Preprocess::default(),
+            augment: None,
         }
     }
 
@@ -121,6 +126,12 @@ impl BatcherConfig {
     /// The same configuration with `drop_last`.
     pub fn with_drop_last(mut self, drop_last: bool) -> Self {
         self.drop_last = drop_last;
+        self
+    }
+
+    /// The same configuration with `augment`.
+    pub fn with_augment(mut self, augment: Option<RandomAffine>) -> Self {
+        self.augment = augment;
         self
     }
 
@@ -172,6 +183,9 @@ impl<'a> Batcher<'a> {
             return Err(Error::config("batcher: the batch size must be positive, got 0"));
         }
         config.preprocess.validate()?;
+        if let Some(augment) = &config.augment {
+            augment.validate()?;
+        }
         dataset.validate()?;
         let mut lut = [0f32; 256];
         for (pixel, value) in (0..=u8::MAX).zip(lut.iter_mut()) {
@@ -245,14 +259,21 @@ impl<'a> Batcher<'a> {
     pub fn epoch(&self, epoch: usize) -> Batches<'_> {
         Batches {
             batcher: self,
+            epoch,
             order: self.order(epoch),
             next: 0,
             end: self.num_batches(),
         }
     }
 
-    /// Builds the batch of the given dataset indices (all `< len`, checked).
+    /// Builds the batch of the given dataset indices (all `< len`, checked), without
+    /// augmentation.
     pub fn batch(&self, indices: &[usize]) -> Result<(Tensor, Tensor)> {
+        self.make_batch(indices, None)
+    }
+
+    /// Builds a batch; with `Some(epoch)`, applies the configured augmentation.
+    fn make_batch(&self, indices: &[usize], epoch: Option<usize>) -> Result<(Tensor, Tensor)> {
         let n = self.dataset.len();
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(Error::config(format!(
@@ -273,6 +294,11 @@ impl<'a> Batcher<'a> {
                     *dst = self.lut[usize::from(p)];
                 }
             }
+            if let (Some(augment), Some(epoch)) = (&self.config.augment, epoch) {
+                let mut rng = augment_rng(self.config.seed, epoch, index);
+                let source = out.to_vec();
+                augment.apply(&source, out, (height, width), self.lut[0], &mut rng);
+            }
         }
         let labels: Vec<u32> = indices
             .iter()
@@ -283,6 +309,19 @@ impl<'a> Batcher<'a> {
         let labels = Tensor::from_vec(labels, b, &self.device)?;
         Ok((images, labels))
     }
+}
+
+/// The generator of image `index`'s augmentation in `epoch`: a ChaCha key made of the seed,
+/// the epoch and a constant that keeps it apart from the shuffling generator, one stream per
+/// image, so the result does not depend on how images are grouped into batches.
+fn augment_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
+    key[16..24].copy_from_slice(b"augment!");
+    let mut rng = ChaCha8Rng::from_seed(key);
+    rng.set_stream(index as u64);
+    rng
 }
 
 /// A uniform integer in `0..n` (`n > 0`), unbiased (Lemire's multiply-and-reject).
@@ -300,6 +339,7 @@ fn uniform_below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
 #[derive(Debug)]
 pub struct Batches<'b> {
     batcher: &'b Batcher<'b>,
+    epoch: usize,
     order: Vec<usize>,
     next: usize,
     end: usize,
@@ -316,7 +356,10 @@ impl Iterator for Batches<'_> {
         let start = self.next * b;
         let stop = (start + b).min(self.order.len());
         self.next += 1;
-        Some(self.batcher.batch(&self.order[start..stop]))
+        Some(
+            self.batcher
+                .make_batch(&self.order[start..stop], Some(self.epoch)),
+        )
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
