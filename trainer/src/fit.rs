@@ -247,7 +247,8 @@ pub fn fit(
     };
     let batcher_config = BatcherConfig::new(config.batch_size)
         .with_seed(config.seed)
-        .with_preprocess(config.preprocess);
+        .with_preprocess(config.preprocess)
+        .with_augment(config.augment);
     let batcher = Batcher::new(train, batcher_config, device)?;
     let total_steps = config.epochs * batcher.num_batches();
     let run_start = Instant::now();

@@ -97,6 +97,37 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
 }
 
 #[test]
+fn augmentation_reaches_the_training_batches_only() {
+    let mnist = Mnist::bundled().unwrap();
+    let (train, test) = (slice(&mnist.train, 256), slice(&mnist.test, 100));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |augment| {
+        let vars = SeededVarMap::new(11);
+        let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+        let config = FitConfig {
+            epochs: 1,
+            augment,
+            out_dir: dir.path().to_path_buf(),
+            verbose: false,
+            ..FitConfig::default()
+        };
+        let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();
+        report.epochs[0].train_loss
+    };
+    let plain = run(None);
+    let augmented = run(Some(trainer::data::RandomAffine::mnist()));
+    assert_ne!(
+        plain, augmented,
+        "the augmentation must change what the model is trained on"
+    );
+    assert_eq!(
+        augmented,
+        run(Some(trainer::data::RandomAffine::mnist())),
+        "and be seeded"
+    );
+}
+
+#[test]
 fn cosine_schedule_goes_from_base_to_zero() {
     let s = Schedule::Cosine;
     assert_eq!(s.lr_at(1e-3, 0, 100), 1e-3);

@@ -1,0 +1,160 @@
+//! The command line, run as users run it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("run xtask")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn summary_lenet_prints_the_seed_table() {
+    let out = xtask(&["summary", "lenet"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row"))
+    };
+    // (name, output shape, params, memory, MACs) as in the seed's LeNet-5 table.
+    for (name, shape, params, memory, macs) in [
+        ("conv1", "[1, 6, 28, 28]", "156", "4,704", "117,600"),
+        ("pool1", "[1, 6, 14, 14]", "0", "1,176", "0"),
+        ("conv2", "[1, 16, 10, 10]", "2,416", "1,600", "240,000"),
+        ("pool2", "[1, 16, 5, 5]", "0", "400", "0"),
+        ("fc1", "[1, 120]", "48,120", "120", "48,000"),
+        ("fc2", "[1, 84]", "10,164", "84", "10,080"),
+        ("fc3", "[1, 10]", "850", "10", "840"),
+    ] {
+        let line = row(name);
+        for cell in [shape, params, memory, macs] {
+            assert!(line.contains(cell), "`{line}` should contain {cell}");
+        }
+    }
+    assert!(stdout.contains("Total params:        61,706"), "{stdout}");
+    assert!(stdout.contains("Total MACs:          416,520"), "{stdout}");
+}
+
+#[test]
+fn unknown_model_lists_the_valid_names() {
+    for sub in ["summary", "train"] {
+        let out = xtask(&[sub, "lenet7"]);
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("unknown model `lenet7`"), "{stderr}");
+        for name in ["lenet5", "lenet5_tanh", "lenet5_max"] {
+            assert!(stderr.contains(name), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn help_explains_the_train_flags() {
+    let out = xtask(&["train", "--help"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    for flag in [
+        "--data-dir",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--out",
+        "--augment",
+    ] {
+        assert!(stdout.contains(flag), "--help should explain {flag}");
+    }
+}
+
+fn write_idx(dir: &Path, name: &str, header: &[u32], payload: &[u8]) {
+    let mut bytes: Vec<u8> = header.iter().flat_map(|v| v.to_be_bytes()).collect();
+    bytes.extend_from_slice(payload);
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+/// A tiny MNIST-shaped dataset: digit `k` is a bar at row 2k.
+fn write_dataset(dir: &Path, train: usize, test: usize) {
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let mut images = vec![0u8; n * 28 * 28];
+        for (i, &label) in labels.iter().enumerate() {
+            let row = 2 + 2 * label as usize;
+            images[i * 784 + row * 28 + 4..i * 784 + row * 28 + 24].fill(255);
+        }
+        write_idx(
+            dir,
+            &format!("{prefix}-images-idx3-ubyte"),
+            &[2051, n as u32, 28, 28],
+            &images,
+        );
+        write_idx(
+            dir,
+            &format!("{prefix}-labels-idx1-ubyte"),
+            &[2049, n as u32],
+            &labels,
+        );
+    }
+}
+
+#[test]
+fn train_on_a_data_dir_saves_a_checkpoint() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 200, 50);
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = xtask(&[
+        "train",
+        "lenet",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--augment",
+        "none",
+        "--quiet",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let checkpoint = out_dir.path().join("epoch-002.safetensors");
+    assert!(
+        stdout.contains(&format!("checkpoint saved to {}", checkpoint.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("final test accuracy"), "{stdout}");
+    let tensors = candle_core::safetensors::load(&checkpoint, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(tensors["conv1.weight"].dims(), [6, 1, 5, 5]);
+}
+
+#[test]
+fn a_truncated_dataset_is_reported_with_its_path() {
+    let data = tempfile::tempdir().unwrap();
+    write_dataset(data.path(), 20, 10);
+    let images = data.path().join("train-images-idx3-ubyte");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() - 100]).unwrap();
+    let out = xtask(&[
+        "train",
+        "lenet",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("train-images-idx3-ubyte") && stderr.contains("truncated"),
+        "{stderr}"
+    );
+}
