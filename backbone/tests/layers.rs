@@ -75,7 +75,7 @@ fn conv2d_matches_pytorch() -> TestResult {
         "expected at least 14 cases, found {}",
         cases.len()
     );
-    let (mut grouped, mut depthwise, mut dilated, mut workaround, mut no_bias) = (0, 0, 0, 0, 0);
+    let (mut grouped, mut depthwise, mut dilated, mut unequal, mut no_bias) = (0, 0, 0, 0, 0);
     for case in &cases {
         let params = fixture_tensor(&fx, &format!("{case}.params")).to_vec1::<i64>()?;
         let cfg = conv_config(&params);
@@ -120,7 +120,9 @@ fn conv2d_matches_pytorch() -> TestResult {
         depthwise += usize::from(cfg.groups == cfg.in_channels && cfg.groups > 1);
         dilated += usize::from(cfg.dilation > 1);
         no_bias += usize::from(!cfg.bias);
-        workaround += usize::from(
+        // Unequal paddings, or unequal remainders under the stride: what candle's own
+        // convolution cannot do (asymmetric padding) or differentiate (remainders).
+        unequal += usize::from(
             cfg.padding.0 != cfg.padding.1
                 || remainder(h, cfg.kernel.0, &cfg, cfg.padding.0)
                     != remainder(w, cfg.kernel.1, &cfg, cfg.padding.1),
@@ -132,8 +134,8 @@ fn conv2d_matches_pytorch() -> TestResult {
         "coverage"
     );
     assert!(
-        workaround >= 4,
-        "too few cases take conv.rs's pad-and-crop path: {workaround}"
+        unequal >= 4,
+        "too few cases with unequal paddings or remainders: {unequal}"
     );
     Ok(())
 }
@@ -226,15 +228,15 @@ fn candle_conv2d_backward_fails_on_unequal_remainders() -> TestResult {
         };
         assert!(
             broken,
-            "candle's conv2d backward now handles {dims:?} with stride 2: the pad-and-crop \
-             workaround in backbone/src/layers/conv.rs may be obsolete"
+            "candle's conv2d backward now handles {dims:?} with stride 2: the reason for \
+             backbone::ops::conv2d's own backward pass may be gone"
         );
         assert_grad_ok(&format!("ours on {dims:?}"), &x, 5, |x| {
             run(conv_over(cfg, &kernel, &bias), x, true)
         });
     }
-    // With the same remainder on both axes candle's backward is right, which is why conv.rs
-    // only works around the unequal case.
+    // With the same remainder on both axes candle's backward is right: the failure is the
+    // unequal remainders, not stride 2 as such.
     let x = uniform((1, 2, 7, 9), 1.0, 6)?;
     let check = grad_check(&x, 7, |x| x.conv2d(&kernel, 1, 2, 1, 1))?;
     assert!(check.passes(FD_TOL), "{check:?}");
@@ -831,7 +833,7 @@ fn conv_block_matches_pytorch_conv_bn_relu() -> TestResult {
     );
     // The ReLU is applied: zeros appear and nothing is negative.
     let values = to_f64_vec(&out);
-    assert!(values.iter().all(|v| *v >= 0.0) && values.iter().any(|v| *v == 0.0));
+    assert!(values.iter().all(|v| *v >= 0.0) && values.contains(&0.0));
 
     // Without norm and activation the block is its convolution.
     let conv = Conv2d::new(
@@ -942,7 +944,8 @@ fn activations_match_their_formulas() -> TestResult {
     let mut values: Vec<f64> = (0..81).map(|i| -10.0 + 0.25 * i as f64).collect();
     values.extend([-1e-3, 0.0, 1e-3, 5.999, 6.0, 6.001, 30.0, -30.0]);
     let x = Tensor::from_vec(values.clone(), values.len(), &Device::Cpu)?.reshape((1, values.len(), 1, 1))?;
-    let formulas: [(Activation, fn(f64) -> f64); 5] = [
+    type Formula = (Activation, fn(f64) -> f64);
+    let formulas: [Formula; 5] = [
         (Activation::Relu, |v| v.max(0.0)),
         (Activation::Relu6, |v| v.clamp(0.0, 6.0)),
         (Activation::Tanh, f64::tanh),
@@ -1068,7 +1071,8 @@ fn sequential_passes_the_train_flag_to_every_layer() -> TestResult {
 
     // An empty container is the identity.
     let empty = Sequential::new();
-    assert!(empty.is_empty() && empty.len() == 0);
+    assert!(empty.is_empty());
+    assert_eq!(empty.len(), 0);
     assert_close(&empty.forward_t(&x, true)?, &x, 0.0, "empty");
     Ok(())
 }

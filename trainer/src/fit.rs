@@ -2,7 +2,7 @@
 //! backward, optimizer step, a progress bar, per-epoch test accuracy and a checkpoint per
 //! epoch written atomically.
 
-use crate::checkpoint::save_varmap;
+use crate::checkpoint::{load_checkpoint, load_varmap, save_checkpoint, save_varmap};
 use crate::data::{Batcher, BatcherConfig, ImageDataset, Preprocess, RandomAffine};
 use crate::loss::{accuracy_count, cross_entropy};
 use crate::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer};
@@ -77,6 +77,9 @@ pub struct FitConfig {
     pub keep_checkpoints: usize,
     /// Whether to draw a progress bar and print a line per epoch (on stderr).
     pub verbose: bool,
+    /// Continue from the latest `epoch-NNN.safetensors` (and its optimizer state) found in
+    /// `out_dir`, as if the run had never stopped; a fresh start when there is none.
+    pub resume: bool,
 }
 
 impl Default for FitConfig {
@@ -95,6 +98,7 @@ impl Default for FitConfig {
             out_dir: PathBuf::from("runs"),
             keep_checkpoints: 3,
             verbose: true,
+            resume: false,
         }
     }
 }
@@ -225,7 +229,6 @@ pub fn fit(
             config.lr, config.weight_decay, config.aux_weight
         )));
     }
-    backbone::init::seed(config.seed);
     let params = backbone::init::trainable_vars(varmap);
     let mut optimizer: Box<dyn Optimizer> = match config.optimizer {
         OptimizerKind::Adam => Box::new(Adam::new(
@@ -253,8 +256,16 @@ pub fn fit(
     let total_steps = config.epochs * batcher.num_batches();
     let run_start = Instant::now();
     let mut reports: Vec<EpochReport> = Vec::with_capacity(config.epochs);
-    let mut step = 0usize;
-    for epoch in 1..=config.epochs {
+    let first_epoch = if config.resume {
+        resume(&config.out_dir, varmap, optimizer.as_mut(), config.verbose)?
+    } else {
+        1
+    };
+    let mut step = (first_epoch - 1) * batcher.num_batches();
+    for epoch in first_epoch..=config.epochs {
+        // Stochastic layers draw from a generator seeded per epoch, so a resumed run
+        // continues exactly as an uninterrupted one.
+        backbone::init::seed(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let epoch_start = Instant::now();
         let bar = progress_bar(batcher.num_batches(), config.verbose);
         bar.set_prefix(format!("epoch {epoch}/{}", config.epochs));
@@ -306,6 +317,8 @@ pub fn fit(
         bar.finish_and_clear();
         let (test_loss, test_accuracy) = evaluate(model, test, config.preprocess, 500, device)?;
         let checkpoint = checkpoint_path(&config.out_dir, epoch);
+        // The optimizer state first: a checkpoint whose state is missing is not resumed from.
+        save_checkpoint(&optimizer_path(&config.out_dir, epoch), &optimizer.state()?)?;
         save_varmap(&checkpoint, varmap)?;
         prune_checkpoints(&config.out_dir, epoch, config.keep_checkpoints);
         let report = EpochReport {
@@ -322,6 +335,7 @@ pub fn fit(
         if config.verbose {
             eprintln!("{report}");
         }
+        append_log(&config.out_dir, &report)?;
         reports.push(report);
     }
     Ok(FitReport {
@@ -335,14 +349,84 @@ pub fn checkpoint_path(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("epoch-{epoch:03}.safetensors"))
 }
 
-/// Removes epoch checkpoints older than the `keep` latest (best effort: a checkpoint that
-/// cannot be removed is left in place).
+/// `dir/epoch-NNN.optimizer.safetensors`: the optimizer state saved with a checkpoint.
+pub fn optimizer_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("epoch-{epoch:03}.optimizer.safetensors"))
+}
+
+/// The latest epoch of `dir` with both a checkpoint and an optimizer state.
+pub fn latest_epoch(dir: &Path) -> Option<usize> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("epoch-")?
+                .strip_suffix(".safetensors")?
+                .parse::<usize>()
+                .ok()
+        })
+        .filter(|&epoch| optimizer_path(dir, epoch).is_file())
+        .max()
+}
+
+/// Loads the latest checkpoint and optimizer state of `dir`; returns the epoch to start at.
+fn resume(dir: &Path, varmap: &VarMap, optimizer: &mut dyn Optimizer, verbose: bool) -> Result<usize> {
+    let Some(epoch) = latest_epoch(dir) else {
+        if verbose {
+            eprintln!("nothing to resume in {}: starting from scratch", dir.display());
+        }
+        return Ok(1);
+    };
+    let checkpoint = checkpoint_path(dir, epoch);
+    load_varmap(&checkpoint, varmap)?;
+    let state_path = optimizer_path(dir, epoch);
+    let state = load_checkpoint(&state_path, &Device::Cpu)?;
+    optimizer
+        .load_state(&state)
+        .map_err(|e| Error::checkpoint(&state_path, format!("cannot restore the optimizer: {e}")))?;
+    if verbose {
+        eprintln!("resuming after epoch {epoch} from {}", checkpoint.display());
+    }
+    Ok(epoch + 1)
+}
+
+/// Appends one line per epoch to `dir/log.csv` (with a header when the file is new).
+fn append_log(dir: &Path, r: &EpochReport) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join("log.csv");
+    let new = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    let mut line = String::new();
+    if new {
+        line.push_str(
+            "epoch,train_loss,train_aux_loss,train_accuracy,test_loss,test_accuracy,images_per_sec,seconds\n",
+        );
+    }
+    let aux = r.train_aux_loss.map(|a| a.to_string()).unwrap_or_default();
+    line.push_str(&format!(
+        "{},{},{aux},{},{},{},{:.1},{:.2}\n",
+        r.epoch, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.images_per_sec, r.seconds
+    ));
+    file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))
+}
+
+/// Removes epoch checkpoints (and their optimizer states) older than the `keep` latest (best
+/// effort: a file that cannot be removed is left in place).
 fn prune_checkpoints(dir: &Path, epoch: usize, keep: usize) {
     if keep == 0 || epoch <= keep {
         return;
     }
-    let old = checkpoint_path(dir, epoch - keep);
-    if old.exists() {
-        let _ = std::fs::remove_file(old);
+    for old in [
+        checkpoint_path(dir, epoch - keep),
+        optimizer_path(dir, epoch - keep),
+    ] {
+        if old.exists() {
+            let _ = std::fs::remove_file(old);
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! gradient in the [`GradStore`] (it took no part in the loss) is skipped entirely: no decay, no
 //! moment update, and its step count (used by the bias corrections) does not advance.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -23,6 +23,12 @@ pub trait Optimizer {
 
     /// Sets the learning rate of the next steps (for schedules).
     fn set_learning_rate(&mut self, lr: f64);
+
+    /// The optimizer's state (moments, step counts), to save next to a checkpoint.
+    fn state(&self) -> Result<HashMap<String, Tensor>>;
+
+    /// Restores a state saved by [`Optimizer::state`] (resuming a run).
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
 
     /// Back-propagates `loss` and applies [`Optimizer::step`] with its gradients.
     fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
@@ -225,6 +231,57 @@ impl AdamCore {
         Ok(())
     }
 
+    /// The moments and step counts, by `exp_avg.<name>`, `exp_avg_sq.<name>`, `step.<name>`.
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut state = HashMap::with_capacity(3 * self.params.len());
+        for p in &self.params {
+            state.insert(format!("exp_avg.{}", p.name), p.m.clone());
+            state.insert(format!("exp_avg_sq.{}", p.name), p.v.clone());
+            let step = Tensor::new(&[p.step as f64], &candle_core::Device::Cpu)?;
+            state.insert(format!("step.{}", p.name), step);
+        }
+        Ok(state)
+    }
+
+    /// Restores what [`AdamCore::state`] saved; every parameter must be present with its
+    /// shape, and nothing changes unless all are.
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let get = |key: String, dims: &[usize]| -> Result<Tensor> {
+            match state.get(&key) {
+                Some(t) if t.dims() == dims => Ok(t.clone()),
+                Some(t) => Err(Error::config(format!(
+                    "optimizer state `{key}`: expected shape {dims:?}, found {:?}",
+                    t.dims()
+                ))),
+                None => Err(Error::config(format!("optimizer state `{key}` is missing"))),
+            }
+        };
+        let mut restored = Vec::with_capacity(self.params.len());
+        for p in &self.params {
+            let (dtype, device) = (p.var.dtype(), p.var.device());
+            let m = get(format!("exp_avg.{}", p.name), p.var.dims())?
+                .to_dtype(dtype)?
+                .to_device(device)?;
+            let v = get(format!("exp_avg_sq.{}", p.name), p.var.dims())?
+                .to_dtype(dtype)?
+                .to_device(device)?;
+            let step = get(format!("step.{}", p.name), &[1])?
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?[0];
+            if !(step >= 0.0 && step.fract() == 0.0) {
+                return Err(Error::config(format!(
+                    "optimizer state `step.{}`: bad step count {step}",
+                    p.name
+                )));
+            }
+            restored.push((m, v, step as u64));
+        }
+        for (p, (m, v, step)) in self.params.iter_mut().zip(restored) {
+            (p.m, p.v, p.step) = (m, v, step);
+        }
+        Ok(())
+    }
+
     fn names(&self) -> impl Iterator<Item = &str> {
         self.params.iter().map(|p| p.name.as_str())
     }
@@ -304,6 +361,14 @@ impl Optimizer for Adam {
     fn set_learning_rate(&mut self, lr: f64) {
         self.core.lr = lr;
     }
+
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        self.core.state()
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.core.load_state(state)
+    }
 }
 
 /// AdamW as `torch.optim.AdamW` (no amsgrad): each step first shrinks the parameter,
@@ -362,5 +427,13 @@ impl Optimizer for AdamW {
 
     fn set_learning_rate(&mut self, lr: f64) {
         self.core.lr = lr;
+    }
+
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        self.core.state()
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.core.load_state(state)
     }
 }

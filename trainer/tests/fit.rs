@@ -128,6 +128,94 @@ fn augmentation_reaches_the_training_batches_only() {
 }
 
 #[test]
+fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
+    use trainer::fit::{latest_epoch, optimizer_path};
+    let mnist = Mnist::bundled().unwrap();
+    let (train, test) = (slice(&mnist.train, 512), slice(&mnist.test, 100));
+    let config = |out: &std::path::Path, resume| FitConfig {
+        epochs: 3,
+        seed: 4,
+        out_dir: out.to_path_buf(),
+        keep_checkpoints: 0,
+        verbose: false,
+        resume,
+        augment: Some(trainer::data::RandomAffine::mnist()),
+        ..FitConfig::default()
+    };
+    let train_in = |out: &std::path::Path, resume| {
+        let vars = SeededVarMap::new(4);
+        let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+        fit(
+            &model,
+            vars.varmap(),
+            &train,
+            &test,
+            &config(out, resume),
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    let full = tempfile::tempdir().unwrap();
+    let uninterrupted = train_in(full.path(), false);
+    assert_eq!(latest_epoch(full.path()), Some(3));
+    assert!(full.path().join("log.csv").is_file());
+
+    // A run that "crashed" after epoch 2: only its first two epochs' files exist.
+    let crashed = tempfile::tempdir().unwrap();
+    for epoch in 1..=2 {
+        for path in [
+            checkpoint_path(full.path(), epoch),
+            optimizer_path(full.path(), epoch),
+        ] {
+            std::fs::copy(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let resumed = train_in(crashed.path(), true);
+    assert_eq!(resumed.epochs.len(), 1, "only epoch 3 is left to run");
+    assert_eq!(resumed.epochs[0].epoch, 3);
+    let (a, b) = (&uninterrupted.epochs[2], &resumed.epochs[0]);
+    assert_eq!(
+        (a.train_loss, a.test_loss, a.test_accuracy),
+        (b.train_loss, b.test_loss, b.test_accuracy)
+    );
+    let load = |dir: &std::path::Path| {
+        candle_core::safetensors::load(checkpoint_path(dir, 3), &Device::Cpu).unwrap()
+    };
+    let (x, y) = (load(full.path()), load(crashed.path()));
+    for (name, t) in &x {
+        assert_eq!(
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            y[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "{name}"
+        );
+    }
+
+    // A corrupt optimizer state is an error naming the file, not a silent fresh start.
+    let corrupt = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        checkpoint_path(full.path(), 1),
+        checkpoint_path(corrupt.path(), 1),
+    )
+    .unwrap();
+    std::fs::write(optimizer_path(corrupt.path(), 1), b"not safetensors").unwrap();
+    let vars = SeededVarMap::new(4);
+    let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let err = fit(
+        &model,
+        vars.varmap(),
+        &train,
+        &test,
+        &config(corrupt.path(), true),
+        &Device::Cpu,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("epoch-001.optimizer.safetensors"),
+        "{err}"
+    );
+}
+
+#[test]
 fn cosine_schedule_goes_from_base_to_zero() {
     let s = Schedule::Cosine;
     assert_eq!(s.lr_at(1e-3, 0, 100), 1e-3);

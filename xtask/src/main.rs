@@ -100,6 +100,13 @@ struct TrainArgs {
     /// No progress bar, no per-epoch lines (the final summary is still printed).
     #[arg(long)]
     quiet: bool,
+    /// Continue the run saved in --out after its latest epoch (checkpoint and optimizer state),
+    /// as if it had never stopped.
+    #[arg(long)]
+    resume: bool,
+    /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(clap::Args)]
@@ -136,6 +143,39 @@ fn main() -> Result<()> {
             println!("{}", models::list());
             Ok(())
         }
+    }
+}
+
+/// `cpu`, `cuda`, `cuda:N` or `metal`; a GPU this binary was not built for is a clear error.
+fn parse_device(name: &str) -> Result<Device> {
+    let name = name.trim().to_ascii_lowercase();
+    let how = |feature: &str| {
+        format!(
+            "this xtask was built without GPU support for `{name}`; build it with \
+             `cargo run --release -p xtask --features {feature} -- ...`"
+        )
+    };
+    match name.as_str() {
+        "cpu" => Ok(Device::Cpu),
+        "metal" => {
+            if !candle_core::utils::metal_is_available() {
+                bail!(how("metal"));
+            }
+            Ok(Device::new_metal(0)?)
+        }
+        cuda if cuda == "cuda" || cuda.starts_with("cuda:") => {
+            if !candle_core::utils::cuda_is_available() {
+                bail!(how("cuda"));
+            }
+            let ordinal = match cuda.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse::<usize>()
+                    .with_context(|| format!("bad CUDA device `{name}`"))?,
+                None => 0,
+            };
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        _ => bail!("unknown device `{name}`; use cpu, cuda, cuda:N or metal"),
     }
 }
 
@@ -179,7 +219,7 @@ fn summary(args: SummaryArgs) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     let entry = models::find(&args.model)?;
-    let device = Device::Cpu;
+    let device = parse_device(&args.device)?;
     let mnist = match &args.data_dir {
         Some(dir) => Mnist::load_dir(dir).with_context(|| format!("reading MNIST from {}", dir.display()))?,
         None => Mnist::bundled().context("decoding the bundled MNIST sample")?,
@@ -225,6 +265,7 @@ fn train(args: TrainArgs) -> Result<()> {
         out_dir: out,
         keep_checkpoints: args.keep_checkpoints,
         verbose: !args.quiet,
+        resume: args.resume,
         ..FitConfig::default()
     };
     let params: usize = backbone::init::trainable_vars(vars.varmap())

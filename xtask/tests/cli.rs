@@ -158,3 +158,16 @@ fn a_truncated_dataset_is_reported_with_its_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_gpu_without_its_feature_says_how_to_build() {
+    let out = xtask(&["train", "lenet", "--device", "cuda", "--epochs", "1"]);
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--features cuda"), "{stderr}");
+    let out = xtask(&["train", "lenet", "--device", "tpu"]);
+    assert!(text(&out.stderr).contains("unknown device `tpu`"));
+}

@@ -1,0 +1,1 @@
+//! alexnet (in progress)

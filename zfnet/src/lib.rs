@@ -1,0 +1,1 @@
+//! zfnet (in progress)
