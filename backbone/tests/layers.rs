@@ -175,8 +175,13 @@ fn fd_conv_configs() -> Vec<Conv2dConfig> {
 
 #[test]
 fn conv2d_gradients_match_finite_differences_on_non_square_inputs() -> TestResult {
-    let inputs = [uniform((2, 2, 7, 8), 1.0, 1)?, uniform((1, 2, 8, 7), 1.0, 2)?];
-    // The first configuration on both inputs is the one candle's own backward refuses.
+    // 11x6: the output is far from square too (6x3 with the first configuration).
+    let inputs = [
+        uniform((2, 2, 7, 8), 1.0, 1)?,
+        uniform((1, 2, 8, 7), 1.0, 2)?,
+        uniform((1, 2, 11, 6), 1.0, 3)?,
+    ];
+    // The first configuration on every input is one that candle's own backward refuses.
     let first = &fd_conv_configs()[0];
     for x in &inputs {
         let (h, w) = (x.dim(2)?, x.dim(3)?);

@@ -387,6 +387,7 @@ fn padding_and_normalisation_values() {
         pad: 2,
         mean: 0.1307,
         std: 0.3081,
+        resize: None,
     };
     let batcher = Batcher::new(&data, BatcherConfig::new(8).with_preprocess(pre), &Device::Cpu).unwrap();
     assert_eq!(batcher.image_dims(), (6, 7));
@@ -449,6 +450,7 @@ fn invalid_batcher_settings_are_errors() {
         pad: 0,
         mean: 0.0,
         std: 0.0,
+        resize: None,
     };
     let err = Batcher::new(&data, BatcherConfig::new(2).with_preprocess(pre), &dev).unwrap_err();
     assert!(err.to_string().contains("std"), "{err}");
@@ -520,4 +522,39 @@ fn augmentation_is_seeded_per_epoch_and_image_and_only_in_epochs() {
         ..RandomAffine::mnist()
     }));
     assert!(Batcher::new(&mnist.test, bad, &device).is_err());
+}
+
+#[test]
+fn resize_matches_pytorch_bilinear() {
+    // torch.nn.functional.interpolate(x / 255, size=(3, 5), mode="bilinear", align_corners=False)
+    let expected = [
+        0.0, 0.13333335, 0.33333334, 0.53333336, 0.6666667, 0.5, 0.36666667, 0.16666667, 0.3666667, 0.5, 1.0,
+        0.59999996, 0.0, 0.20000005, 0.33333334,
+    ];
+    let data = ImageDataset {
+        images: vec![0, 85, 170, 255, 0, 85],
+        labels: vec![1],
+        rows: 2,
+        cols: 3,
+        num_classes: 10,
+    };
+    let pre = Preprocess {
+        pad: 0,
+        mean: 0.0,
+        std: 1.0,
+        resize: Some((3, 5)),
+    };
+    let batcher = Batcher::new(&data, BatcherConfig::new(1).with_preprocess(pre), &Device::Cpu).unwrap();
+    assert_eq!(batcher.image_dims(), (3, 5));
+    let (images, _) = batcher.epoch(0).next().unwrap().unwrap();
+    assert_eq!(images.dims(), [1, 1, 3, 5]);
+    let got = images.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (g, e) in got.iter().zip(expected) {
+        assert!((g - e).abs() < 1e-6, "{got:?}");
+    }
+    let bad = Preprocess {
+        resize: Some((0, 5)),
+        ..pre
+    };
+    assert!(Batcher::new(&data, BatcherConfig::new(1).with_preprocess(bad), &Device::Cpu).is_err());
 }

@@ -100,6 +100,14 @@ struct TrainArgs {
     /// No progress bar, no per-epoch lines (the final summary is still printed).
     #[arg(long)]
     quiet: bool,
+    /// Train on the first N training images only (and test on the first N/4 test images, at
+    /// least 100): a quick run of a heavy model.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Input height and width (e.g. 64 or 64x64). Default: the model's fixed size, else 32x32,
+    /// else the smallest size the model accepts. Digits are padded by 2, then resized.
+    #[arg(long)]
+    img_size: Option<String>,
     /// Continue the run saved in --out after its latest epoch (checkpoint and optimizer state),
     /// as if it had never stopped.
     #[arg(long)]
@@ -229,13 +237,32 @@ fn train(args: TrainArgs) -> Result<()> {
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = (mnist.train.rows, mnist.train.cols);
-    let (th, tw) = spec.fixed_size.unwrap_or(spec.default_size);
-    if th < h || tw < w || (th - h) % 2 != 0 || th - h != tw - w {
+    let size = match &args.img_size {
+        Some(s) => parse_size(s)?,
+        None => spec
+            .fixed_size
+            .unwrap_or(if spec.min_size.0 <= 32 && spec.min_size.1 <= 32 {
+                (32, 32)
+            } else {
+                spec.min_size
+            }),
+    };
+    if !spec.accepts(&[1, spec.channels, size.0, size.1]) {
         bail!(
-            "{} expects {}x{} images; padding the {h}x{w} digits cannot produce that (resizing comes with the data pipeline issue)",
-            entry.name, th, tw
+            "{} does not accept {}x{} images: it expects {}",
+            entry.name,
+            size.0,
+            size.1,
+            spec.describe()
         );
     }
+    // Pad by 2 as LeNet-5's paper does, then resize if the model wants another size.
+    let pad = 2;
+    let resize = (size != (h + 2 * pad, w + 2 * pad)).then_some(size);
+    let (train_set, test_set) = match args.limit {
+        Some(n) => (mnist.train.head(n), mnist.test.head((n / 4).max(100))),
+        None => (mnist.train, mnist.test),
+    };
     let out = args
         .out
         .clone()
@@ -255,7 +282,8 @@ fn train(args: TrainArgs) -> Result<()> {
         },
         seed: args.seed,
         preprocess: Preprocess {
-            pad: (th - h) / 2,
+            pad,
+            resize,
             ..Preprocess::mnist()
         },
         augment: match args.augment {
@@ -273,11 +301,13 @@ fn train(args: TrainArgs) -> Result<()> {
         .map(|(_, v)| v.elem_count())
         .sum();
     println!(
-        "training {} ({} parameters) on {} images, testing on {}, {} epochs, batch {}, {} threads",
+        "training {} ({} parameters) on {} images of {}x{}, testing on {}, {} epochs, batch {}, {} threads",
         entry.name,
         backbone::summary::thousands(params as u64),
-        mnist.train.len(),
-        mnist.test.len(),
+        train_set.len(),
+        size.0,
+        size.1,
+        test_set.len(),
         config.epochs,
         config.batch_size,
         candle_core::utils::get_num_threads()
@@ -285,8 +315,8 @@ fn train(args: TrainArgs) -> Result<()> {
     let report = fit(
         model.as_ref(),
         vars.varmap(),
-        &mnist.train,
-        &mnist.test,
+        &train_set,
+        &test_set,
         &config,
         &device,
     )?;

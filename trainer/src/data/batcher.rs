@@ -14,7 +14,9 @@ use crate::data::mnist::ImageDataset;
 use crate::error::{Error, Result};
 
 /// How raw 8-bit pixels become model inputs: pad each image with `pad` zero pixels on every side,
-/// then map each pixel `x` to `(x / 255 - mean) / std`.
+/// map each pixel `x` to `(x / 255 - mean) / std`, then (optionally) resize to the model's input
+/// size with bilinear interpolation (PyTorch's `interpolate(..., mode="bilinear",
+/// align_corners=False)`).
 ///
 /// The padding is applied to the raw image, so padded pixels get the normalised value of a 0
 /// pixel (`-mean / std`), as torchvision's `transforms.Pad(p)` before `transforms.Normalize`.
@@ -26,6 +28,9 @@ pub struct Preprocess {
     pub mean: f32,
     /// Standard deviation divided by after subtracting the mean; must be positive.
     pub std: f32,
+    /// Final (height, width) after padding, when the model wants another size (AlexNet's
+    /// 63x63 minimum, say); `None` keeps the padded size.
+    pub resize: Option<(usize, usize)>,
 }
 
 impl Preprocess {
@@ -40,6 +45,7 @@ impl Preprocess {
             pad: 2,
             mean: Self::MNIST_MEAN,
             std: Self::MNIST_STD,
+            resize: None,
         }
     }
 
@@ -49,6 +55,7 @@ impl Preprocess {
             pad: 0,
             mean: 0.0,
             std: 1.0,
+            resize: None,
         }
     }
 
@@ -68,6 +75,11 @@ impl Preprocess {
                 "preprocess: mean must be finite and std finite and positive, got mean {} and std {}",
                 self.mean, self.std
             )));
+        }
+        if let Some((h, w)) = self.resize {
+            if h == 0 || w == 0 {
+                return Err(Error::config(format!("preprocess: cannot resize to {h}x{w}")));
+            }
         }
         Ok(())
     }
@@ -235,6 +247,14 @@ impl<'a> Batcher<'a> {
 
     /// Height and width of the produced images (`rows + 2 * pad`, `cols + 2 * pad`).
     pub fn image_dims(&self) -> (usize, usize) {
+        self.config
+            .preprocess
+            .resize
+            .unwrap_or_else(|| self.padded_dims())
+    }
+
+    /// Height and width after padding, before any resize.
+    fn padded_dims(&self) -> (usize, usize) {
         let pad = self.config.preprocess.pad;
         (self.dataset.rows + 2 * pad, self.dataset.cols + 2 * pad)
     }
@@ -282,7 +302,7 @@ impl<'a> Batcher<'a> {
         }
         let (rows, cols) = (self.dataset.rows, self.dataset.cols);
         let pad = self.config.preprocess.pad;
-        let (height, width) = self.image_dims();
+        let (height, width) = self.padded_dims();
         let plane = height * width;
         let image_size = rows * cols;
         let mut pixels = vec![self.lut[0]; indices.len() * plane];
@@ -300,6 +320,16 @@ impl<'a> Batcher<'a> {
                 augment.apply(&source, out, (height, width), self.lut[0], &mut rng);
             }
         }
+        let (height, width, pixels) = match self.config.preprocess.resize {
+            Some(size) if size != (height, width) => {
+                let resized: Vec<f32> = pixels
+                    .chunks_exact(plane)
+                    .flat_map(|p| resize_bilinear(p, (height, width), size))
+                    .collect();
+                (size.0, size.1, resized)
+            }
+            _ => (height, width, pixels),
+        };
         let labels: Vec<u32> = indices
             .iter()
             .map(|&i| u32::from(self.dataset.labels[i]))
@@ -309,6 +339,27 @@ impl<'a> Batcher<'a> {
         let labels = Tensor::from_vec(labels, b, &self.device)?;
         Ok((images, labels))
     }
+}
+
+/// Bilinear resize of one plane, PyTorch's `align_corners=False` rule (no antialiasing).
+fn resize_bilinear(src: &[f32], (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+    let source = |o: usize, n_out: usize, n_in: usize| -> (usize, usize, f32) {
+        let x = ((o as f32 + 0.5) * n_in as f32 / n_out as f32 - 0.5).max(0.0);
+        let i0 = (x.floor() as usize).min(n_in - 1);
+        let i1 = (i0 + 1).min(n_in - 1);
+        (i0, i1, x - i0 as f32)
+    };
+    let cols: Vec<(usize, usize, f32)> = (0..ow).map(|x| source(x, ow, w)).collect();
+    let mut out = Vec::with_capacity(oh * ow);
+    for y in 0..oh {
+        let (y0, y1, fy) = source(y, oh, h);
+        for &(x0, x1, fx) in &cols {
+            let top = src[y0 * w + x0] * (1.0 - fx) + src[y0 * w + x1] * fx;
+            let bottom = src[y1 * w + x0] * (1.0 - fx) + src[y1 * w + x1] * fx;
+            out.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    out
 }
 
 /// The generator of image `index`'s augmentation in `epoch`: a ChaCha key made of the seed,

@@ -165,6 +165,16 @@ impl ImageDataset {
         self.labels.get(index).copied()
     }
 
+    /// The first `n` images (all of them if there are fewer): a quick run on a slice.
+    pub fn head(&self, n: usize) -> ImageDataset {
+        let n = n.min(self.len());
+        ImageDataset {
+            images: self.images[..n * self.image_size()].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            ..self.clone()
+        }
+    }
+
     /// How many images each class has (`num_classes` entries).
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes];
