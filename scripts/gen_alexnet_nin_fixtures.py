@@ -22,15 +22,17 @@ Models, all with 10 classes, 3 input channels and dropout 0 (so train mode is de
 
 For each variant `V` a file `<crate>/tests/fixtures/<crate>.safetensors` stores:
 
-* `V.eval`: the logits in eval mode of `pattern((2, 3, H, W), 0.5, 1.0)` ([2, 10]);
+* `V.eval`: the logits in eval mode of `pattern((2, 3, H, W), 1000, 1.0)` ([2, 10]);
 * `V.train`: the logits in train mode (dropout 0; there is no batch norm);
+* `V.min_size`: the smallest n for which PyTorch runs the model on a [1, 3, n, n] input;
 * `V.grad.<key>`: gradients of the mean cross-entropy (targets [3, 7]) of the train-mode
-  logits w.r.t. a few variables. Large weight gradients are cut to their first four output
-  rows (`grad[:4]`, documented per key in the tests) to keep the files small.
+  logits w.r.t. a few variables, reduced to at most 1024 values spread over the tensor
+  (`sample` below) to keep the files small.
 """
 import math
 import os
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -41,20 +43,37 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 CLASSES = 10
 
 
-def pattern(shape, index, scale):
-    """scale * sin(0.37 * i + index) over the flattened tensor, in float64 then float32."""
+MASK = (1 << 64) - 1
+
+
+def pattern(shape, seed, scale):
+    """Deterministic pseudo-random values, uniform in [-scale, scale): element i of the
+    flattened tensor is `scale * (2 * u - 1)` where `u` is the top 24 bits of SplitMix64's
+    output for the state `seed * 2**32 + i`, divided by 2**24 (exact in float32; the product
+    with `scale` is rounded from float64 to float32 once, on both sides).
+
+    LeNet's `sin(0.37 * i + index)` is too regular for these deeper networks: its sums over
+    windows cancel, and after a few layers the activations no longer depend on the input.
+    """
     n = math.prod(shape)
-    i = torch.arange(n, dtype=torch.float64)
-    return (scale * torch.sin(0.37 * i + index)).reshape(shape).to(torch.float32)
+    with np.errstate(over="ignore"):
+        z = (np.arange(n, dtype=np.uint64) + np.uint64(seed << 32)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(40)).astype(np.float64) / float(1 << 24)
+    values = (scale * (2.0 * u - 1.0)).astype(np.float32)
+    return torch.from_numpy(values).reshape(shape)
 
 
 def fill_with_pattern(model):
-    """Variable j of the sorted state dict: pattern(shape, j, 1/sqrt(fan_in)) (fan_in 10 for
-    1-d tensors)."""
+    """Variable j of the sorted state dict: weights `pattern(shape, j, sqrt(6 / fan_in))`
+    (He-uniform, so the signal neither dies nor explodes through the ReLUs), biases
+    `pattern(shape, j, 0.1)`."""
     with torch.no_grad():
         for j, (key, p) in enumerate(sorted(model.state_dict().items())):
-            fan_in = p[0].numel() if p.dim() > 1 else 10
-            p.copy_(pattern(tuple(p.shape), j, 1.0 / math.sqrt(fan_in)))
+            scale = math.sqrt(6.0 / p[0].numel()) if p.dim() > 1 else 0.1
+            p.copy_(pattern(tuple(p.shape), j, scale))
 
 
 def lrn():
@@ -184,48 +203,68 @@ def nin_cifar(num_classes):
     return Nin(nn.Sequential(*layers), 192, num_classes)
 
 
-def first_rows(t):
-    return t[:4].contiguous()
+SAMPLES = 1024
 
 
-# variant -> (crate, builder, input (H, W), {gradient key: full or first rows})
+def sample(t):
+    """At most 1024 values spread over the flattened tensor: every `stride`-th value, with
+    `stride = numel // 1024 + 1` for larger tensors (not a multiple of a row length, so the
+    samples visit many input channels), 1 for tensors of at most 1024 values."""
+    n = t.numel()
+    stride = 1 if n <= SAMPLES else n // SAMPLES + 1
+    return t.flatten()[::stride].contiguous()
+
+
+# variant -> (crate, builder, input (H, W), keys of the stored gradients)
 VARIANTS = {
     "alexnet": (
         "alexnet",
         lambda: torchvision.models.AlexNet(num_classes=CLASSES, dropout=0.0),
         (96, 99),
-        {"features.0.weight": first_rows, "features.10.bias": None, "classifier.6.weight": first_rows,
-         "classifier.1.bias": None},
+        ["features.0.weight", "features.10.bias", "classifier.1.weight", "classifier.6.weight",
+         "classifier.6.bias"],
     ),
     "alexnet_2012": (
         "alexnet",
         lambda: alexnet_2012(CLASSES),
         (96, 99),
-        {"features.0.weight": first_rows, "features.4.bias": None, "classifier.6.weight": first_rows,
-         "classifier.1.bias": None},
+        ["features.0.weight", "features.4.bias", "classifier.1.weight", "classifier.6.weight",
+         "classifier.6.bias"],
     ),
     "zfnet": (
         "zfnet",
         lambda: zfnet(CLASSES),
         (70, 67),
-        {"features.0.weight": first_rows, "features.4.bias": None, "features.12.bias": None,
-         "classifier.6.weight": first_rows, "classifier.1.bias": None},
+        ["features.0.weight", "features.4.bias", "features.12.weight", "classifier.1.weight",
+         "classifier.6.weight", "classifier.6.bias"],
     ),
     "nin": (
         "nin",
         lambda: nin(CLASSES),
         (75, 71),
-        {"features.0.weight": first_rows, "features.9.bias": None, "features.24.weight": first_rows,
-         "classifier.0.weight": first_rows, "classifier.0.bias": None},
+        ["features.0.weight", "features.9.bias", "features.24.weight", "classifier.0.weight",
+         "classifier.0.bias"],
     ),
     "nin_cifar": (
         "nin",
         lambda: nin_cifar(CLASSES),
         (32, 29),
-        {"features.0.weight": first_rows, "features.10.bias": None, "features.18.weight": first_rows,
-         "classifier.0.weight": None, "classifier.0.bias": None},
+        ["features.0.weight", "features.10.bias", "features.18.weight", "classifier.0.weight",
+         "classifier.0.bias"],
     ),
 }
+
+
+def min_size(model):
+    """The smallest n such that PyTorch runs the model on a [1, 3, n, n] input."""
+    for n in range(1, 512):
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, n, n))
+            return n
+        except RuntimeError:
+            pass
+    raise AssertionError("no size up to 511 works")
 
 
 def main():
@@ -234,7 +273,7 @@ def main():
     for name, (crate, build, (h, w), grads) in VARIANTS.items():
         model = build()
         fill_with_pattern(model)
-        x = pattern((2, 3, h, w), 0.5, 1.0)
+        x = pattern((2, 3, h, w), 1000, 1.0)
         targets = torch.tensor([3, 7])
         model.eval()
         with torch.no_grad():
@@ -246,14 +285,17 @@ def main():
         out = outputs.setdefault(crate, {})
         out[f"{name}.eval"] = eval_logits.contiguous()
         out[f"{name}.train"] = logits.detach().contiguous()
+        model.eval()
+        smallest = min_size(model)
+        out[f"{name}.min_size"] = torch.tensor([smallest], dtype=torch.int64)
         params = dict(model.named_parameters())
-        for key, cut in grads.items():
-            g = params[key].grad
-            g = cut(g) if cut else g.contiguous()
+        for key in grads:
+            g = sample(params[key].grad)
             assert g.abs().max() > 0, f"{name}: zero gradient for {key}"
             out[f"{name}.grad.{key}"] = g
+        count = sum(p.numel() for p in model.parameters())
         print(f"{name}: logits {eval_logits.flatten()[:5].tolist()} (std {eval_logits.std():.4g}), "
-              f"loss {loss.item():.6f}, params {sum(p.numel() for p in model.parameters()):,}")
+              f"loss {loss.item():.6f}, min size {smallest}, params {count:,}")
     for crate, tensors in outputs.items():
         path = os.path.join(ROOT, crate, "tests", "fixtures", f"{crate}.safetensors")
         save_file(tensors, path)

@@ -70,7 +70,7 @@ def save(name: str, inputs: dict, cases: dict):
     tensors.update({k: to_np(v) if isinstance(v, torch.Tensor) else v for k, v in cases.items()})
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"{name}.safetensors"
-    save_file(tensors, str(path), metadata={"generator": "scripts/gen_layer_fixtures.py", "torch": torch.__version__})
+    save_file(tensors, str(path), metadata={"generator": f"scripts/gen_layer_fixtures.py (torch {torch.__version__})"})
     print(f"{path.relative_to(ROOT)}: {len(tensors)} tensors, {path.stat().st_size} bytes")
 
 

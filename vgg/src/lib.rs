@@ -1,1 +1,581 @@
-//! vgg (in progress)
+//! # VGG
+//!
+//! K. Simonyan, A. Zisserman, *Very Deep Convolutional Networks for Large-Scale Image
+//! Recognition*, ICLR 2015 (arXiv:1409.1556).
+//!
+//! Stacks of 3x3 convolutions (stride 1, padding 1, ReLU) in five stages, each closed by a
+//! 2x2 max pool, then three fully connected layers. The paper's configurations A, B, D and E
+//! are VGG-11, -13, -16 and -19 (the number of weight layers); each exists without and with
+//! batch norm after every convolution (`vgg16` / `vgg16_bn`, as in torchvision, where batch
+//! norm was added after the paper).
+//!
+//! | stage | A (VGG-11)    | B (VGG-13)    | D (VGG-16)    | E (VGG-19)    | output at 224x224 |
+//! |-------|---------------|---------------|---------------|---------------|-------------------|
+//! | 1     | conv3-64      | conv3-64 x2   | conv3-64 x2   | conv3-64 x2   | 64 x 112 x 112    |
+//! | 2     | conv3-128     | conv3-128 x2  | conv3-128 x2  | conv3-128 x2  | 128 x 56 x 56     |
+//! | 3     | conv3-256 x2  | conv3-256 x2  | conv3-256 x3  | conv3-256 x4  | 256 x 28 x 28     |
+//! | 4     | conv3-512 x2  | conv3-512 x2  | conv3-512 x3  | conv3-512 x4  | 512 x 14 x 14     |
+//! | 5     | conv3-512 x2  | conv3-512 x2  | conv3-512 x3  | conv3-512 x4  | 512 x 7 x 7       |
+//! | head  | avgpool to 7x7, FC-4096, FC-4096, FC-classes (ReLU and dropout 0.5 after the first two) | | | | classes |
+//!
+//! (every stage ends with a 2x2 max pool, stride 2). Parameters with three input channels and
+//! 1000 classes, equal to torchvision's; multiply-accumulates of one 224x224 image (convolutions
+//! and linear layers, as [`backbone::summarize`] counts them; batch norm counts none):
+//!
+//! | variant    | parameters  | GMACs at 224x224 |
+//! |------------|------------:|-----------------:|
+//! | `vgg11`    | 132,863,336 |             7.61 |
+//! | `vgg11_bn` | 132,868,840 |             7.61 |
+//! | `vgg13`    | 133,047,848 |            11.31 |
+//! | `vgg13_bn` | 133,053,736 |            11.31 |
+//! | `vgg16`    | 138,357,544 |            15.47 |
+//! | `vgg16_bn` | 138,365,992 |            15.47 |
+//! | `vgg19`    | 143,667,240 |            19.63 |
+//! | `vgg19_bn` | 143,678,248 |            19.63 |
+//!
+//! 102,760,448 of them (77% of VGG-16's) are the weights of the first fully connected layer.
+//! The paper's configuration C (VGG-16 with three 1x1 convolutions) and A-LRN are not provided
+//! (torchvision and timm have neither).
+//!
+//! ## Input
+//!
+//! `[N, C, H, W]` with `H, W >= 32` (five 2x2 pools); trained at 224x224. An adaptive average
+//! pool brings the last feature map to 7x7 before the classifier, as in torchvision, so any
+//! size from 32x32 up gives the same classifier shapes (a 1x1 map is replicated to 7x7).
+//!
+//! ## Variable names (torchvision's)
+//!
+//! `features.N` indexes torchvision's `nn.Sequential`: per convolution `conv, relu` (or
+//! `conv, bn, relu` in the `_bn` variants), then a max pool per stage; for VGG-16 the
+//! convolutions are `features.{0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28}` and the pools
+//! `features.{4, 9, 16, 23, 30}`. The classifier is `classifier.0` (25,088 -> 4096),
+//! `classifier.3` (4096 -> 4096) and `classifier.6` (4096 -> classes); `classifier.{1, 2, 4, 5}`
+//! are the ReLUs and dropouts, which have no variables.
+//!
+//! ## Features and head
+//!
+//! As in timm, [`Backbone::forward_features`] returns the output of the convolutional trunk,
+//! `[N, 512, H/32, W/32]` (after the last max pool), and [`Backbone::num_features`] is 512;
+//! [`Backbone::forward_head`] is the adaptive average pool to 7x7, the flatten and the whole
+//! classifier. `classifier.0` and `classifier.3` are the *pre-logits* (timm's
+//! `pre_logits.fc1`/`fc2`, [`Vgg::forward_pre_logits`], [`HIDDEN`] = 4096 wide); only
+//! `classifier.6`, the [`Backbone::head_prefix`], depends on the class count.
+//!
+//! ## Initialisation and weights
+//!
+//! Fresh variables follow torchvision: convolutions Kaiming-normal (fan-out, ReLU gain) with zero
+//! biases, batch norm scale 1 and shift 0, linear layers normal(0, 0.01) with zero biases.
+//!
+//! [`Vgg::from_safetensors`] loads a torchvision state dict (`vgg16-397923af.pth` converted to
+//! safetensors) or the Hugging Face hub layout of timm's weights (`timm/vgg16.tv_in1k`), whose
+//! first two classifier layers are convolutions (`pre_logits.fc1.weight` `[4096, 512, 7, 7]`,
+//! `pre_logits.fc2.weight` `[4096, 4096, 1, 1]`) and whose last is `head.fc`; [`remap_timm`]
+//! reshapes them into the torchvision layout. Both layouts give identical outputs. (timm's own
+//! `ConvMlp` head equals torchvision's for inputs up to 224x224; on larger inputs timm slides
+//! `fc1` over the feature map and averages the logits, whereas this model, like torchvision,
+//! pools the map to 7x7 first.)
+
+use backbone::layers::{
+    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
+    Layer, Linear, MaxPool2d, PoolConfig, Sequential,
+};
+use backbone::weights::Weights;
+use backbone::{check_input, Backbone, Error, InputSpec, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use candle_nn::{Init, VarBuilder};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Output channels of the five stages.
+pub const STAGE_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
+
+/// Channels of the trunk's output, [`Backbone::num_features`].
+pub const FEATURES: usize = 512;
+
+/// Width of the two hidden fully connected layers (the pre-logits).
+pub const HIDDEN: usize = 4096;
+
+/// Spatial size of the adaptive average pool before the classifier.
+pub const POOL_SIZE: usize = 7;
+
+/// The depth: the paper's configurations A, B, D and E.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Depth {
+    /// Configuration A: 8 convolutions + 3 fully connected layers.
+    Vgg11,
+    /// Configuration B: 10 convolutions + 3 fully connected layers.
+    Vgg13,
+    /// Configuration D: 13 convolutions + 3 fully connected layers.
+    Vgg16,
+    /// Configuration E: 16 convolutions + 3 fully connected layers.
+    Vgg19,
+}
+
+impl Depth {
+    /// The 3x3 convolutions of each of the five stages.
+    pub fn convs_per_stage(self) -> [usize; 5] {
+        match self {
+            Depth::Vgg11 => [1, 1, 2, 2, 2],
+            Depth::Vgg13 => [2, 2, 2, 2, 2],
+            Depth::Vgg16 => [2, 2, 3, 3, 3],
+            Depth::Vgg19 => [2, 2, 4, 4, 4],
+        }
+    }
+
+    /// The paper's name of the configuration (`'A'`, `'B'`, `'D'`, `'E'`).
+    pub fn paper_column(self) -> char {
+        match self {
+            Depth::Vgg11 => 'A',
+            Depth::Vgg13 => 'B',
+            Depth::Vgg16 => 'D',
+            Depth::Vgg19 => 'E',
+        }
+    }
+
+    /// The number of weight layers (11, 13, 16, 19).
+    pub fn weight_layers(self) -> usize {
+        self.convs_per_stage().iter().sum::<usize>() + 3
+    }
+}
+
+/// A VGG variant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VggConfig {
+    /// The configuration (number of convolutions per stage).
+    pub depth: Depth,
+    /// Batch norm after every convolution (its bias is kept, as in torchvision).
+    pub batch_norm: bool,
+    /// Input channels (3 for RGB images).
+    pub in_channels: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Drop probability of the two dropouts of the classifier (0.5; 0 switches them off).
+    pub dropout: f32,
+}
+
+impl VggConfig {
+    /// A variant with 3 input channels, 1000 classes and dropout 0.5.
+    pub fn new(depth: Depth, batch_norm: bool) -> Self {
+        Self {
+            depth,
+            batch_norm,
+            in_channels: 3,
+            num_classes: 1000,
+            dropout: 0.5,
+        }
+    }
+
+    /// VGG-11 (configuration A).
+    pub fn vgg11() -> Self {
+        Self::new(Depth::Vgg11, false)
+    }
+
+    /// VGG-11 with batch norm.
+    pub fn vgg11_bn() -> Self {
+        Self::new(Depth::Vgg11, true)
+    }
+
+    /// VGG-13 (configuration B).
+    pub fn vgg13() -> Self {
+        Self::new(Depth::Vgg13, false)
+    }
+
+    /// VGG-13 with batch norm.
+    pub fn vgg13_bn() -> Self {
+        Self::new(Depth::Vgg13, true)
+    }
+
+    /// VGG-16 (configuration D).
+    pub fn vgg16() -> Self {
+        Self::new(Depth::Vgg16, false)
+    }
+
+    /// VGG-16 with batch norm.
+    pub fn vgg16_bn() -> Self {
+        Self::new(Depth::Vgg16, true)
+    }
+
+    /// VGG-19 (configuration E).
+    pub fn vgg19() -> Self {
+        Self::new(Depth::Vgg19, false)
+    }
+
+    /// VGG-19 with batch norm.
+    pub fn vgg19_bn() -> Self {
+        Self::new(Depth::Vgg19, true)
+    }
+
+    /// Every variant, in the order of the paper, each without then with batch norm.
+    pub fn all() -> [Self; 8] {
+        [
+            Self::vgg11(),
+            Self::vgg11_bn(),
+            Self::vgg13(),
+            Self::vgg13_bn(),
+            Self::vgg16(),
+            Self::vgg16_bn(),
+            Self::vgg19(),
+            Self::vgg19_bn(),
+        ]
+    }
+
+    /// Sets the number of classes.
+    pub fn with_classes(mut self, num_classes: usize) -> Self {
+        self.num_classes = num_classes;
+        self
+    }
+
+    /// Sets the number of input channels.
+    pub fn with_in_channels(mut self, in_channels: usize) -> Self {
+        self.in_channels = in_channels;
+        self
+    }
+
+    /// Sets the dropout probability of the classifier (0 switches dropout off).
+    pub fn with_dropout(mut self, dropout: f32) -> Self {
+        self.dropout = dropout;
+        self
+    }
+
+    /// The variant's name: `vgg11`, `vgg11_bn`, ..., `vgg19_bn` (torchvision's function names).
+    pub fn name(&self) -> &'static str {
+        match (self.depth, self.batch_norm) {
+            (Depth::Vgg11, false) => "vgg11",
+            (Depth::Vgg11, true) => "vgg11_bn",
+            (Depth::Vgg13, false) => "vgg13",
+            (Depth::Vgg13, true) => "vgg13_bn",
+            (Depth::Vgg16, false) => "vgg16",
+            (Depth::Vgg16, true) => "vgg16_bn",
+            (Depth::Vgg19, false) => "vgg19",
+            (Depth::Vgg19, true) => "vgg19_bn",
+        }
+    }
+}
+
+impl Default for VggConfig {
+    fn default() -> Self {
+        Self::vgg16()
+    }
+}
+
+/// torchvision's initialisation of convolutions: `kaiming_normal_(mode="fan_out",
+/// nonlinearity="relu")`.
+const CONV_INIT: Init = Init::Kaiming {
+    dist: NormalOrUniform::Normal,
+    fan: FanInOut::FanOut,
+    non_linearity: NonLinearity::ReLU,
+};
+
+/// torchvision's initialisation of linear layers: `normal_(0, 0.01)`.
+const LINEAR_INIT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.01,
+};
+
+/// VGG; see the [crate documentation](crate).
+pub struct Vgg {
+    config: VggConfig,
+    features: Sequential,
+    avgpool: AdaptiveAvgPool2d,
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
+    dropout: Dropout,
+}
+
+impl Vgg {
+    /// Builds the model; variables `features.N.{weight, bias}` (and `running_mean`,
+    /// `running_var` for batch norm) and `classifier.{0, 3, 6}.{weight, bias}`, torchvision's
+    /// names, with torchvision's initialisation when the builder creates them.
+    pub fn new(config: &VggConfig, vb: VarBuilder) -> Result<Self> {
+        if config.in_channels == 0 || config.num_classes == 0 {
+            return Err(Error::config(format!(
+                "{}: in_channels and num_classes must be positive, got {} and {}",
+                config.name(),
+                config.in_channels,
+                config.num_classes
+            )));
+        }
+        let dropout = Dropout::new(config.dropout)?;
+        let vf = vb.pp("features");
+        let mut features = Sequential::new();
+        let mut index = 0;
+        let mut channels = config.in_channels;
+        for (&convs, &width) in config.depth.convs_per_stage().iter().zip(&STAGE_WIDTHS) {
+            for _ in 0..convs {
+                let conv = Conv2dConfig::new(channels, width, 3)
+                    .padding(1)
+                    .init(CONV_INIT, Init::Const(0.0));
+                features.push(Conv2d::new(conv, vf.pp(index))?);
+                index += 1;
+                if config.batch_norm {
+                    let bn = BatchNormConfig::with_eps(1e-5);
+                    features.push(BatchNorm2d::new(width, bn, vf.pp(index))?);
+                    index += 1;
+                }
+                features.push(Activation::Relu);
+                index += 1;
+                channels = width;
+            }
+            features.push(MaxPool2d::new(PoolConfig::new(2).stride(2))?.named(format!("features.{index}")));
+            index += 1;
+        }
+        let vc = vb.pp("classifier");
+        let linear = |i: usize, o: usize, name: &str| {
+            Linear::with_init(i, o, true, LINEAR_INIT, Init::Const(0.0), vc.pp(name))
+        };
+        Ok(Self {
+            config: *config,
+            features,
+            avgpool: AdaptiveAvgPool2d::new((POOL_SIZE, POOL_SIZE))?.named("avgpool"),
+            fc1: linear(FEATURES * POOL_SIZE * POOL_SIZE, HIDDEN, "0")?,
+            fc2: linear(HIDDEN, HIDDEN, "3")?,
+            fc3: linear(HIDDEN, config.num_classes, "6")?,
+            dropout,
+        })
+    }
+
+    /// Reads a safetensors file (torchvision's layout, or timm's: see [`remap_timm`]) and builds
+    /// the model strictly: a missing or mis-shaped tensor is an error naming the file, the
+    /// tensor, the expected and the actual shape, and so is a tensor the model does not use.
+    pub fn from_safetensors(
+        path: impl AsRef<Path>,
+        config: &VggConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let weights = Weights::from_file(path, device)?;
+        Self::from_weights(&weights, config, dtype, device)
+    }
+
+    /// [`Vgg::from_safetensors`] on tensors already read (a checkpoint, a converted state
+    /// dict): remaps timm's layout if it is one, then builds strictly.
+    pub fn from_weights(
+        weights: &Weights,
+        config: &VggConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        if !is_timm_layout(weights.tensors()) {
+            return weights.build(dtype, device, true, |vb| Self::new(config, vb));
+        }
+        let file = weights.file().map(Path::to_path_buf);
+        let with_file = |e: Error| match e {
+            Error::Weights {
+                file: None,
+                tensor,
+                problem,
+            } => Error::Weights {
+                file: file.clone(),
+                tensor,
+                problem,
+            },
+            other => other,
+        };
+        check_timm_shapes(weights.tensors()).map_err(with_file)?;
+        let remapped = remap_timm(weights.tensors().clone()).map_err(with_file)?;
+        Weights::from_tensors(remapped, file.clone())
+            .build(dtype, device, true, |vb| Self::new(config, vb))
+            .map_err(timm_names)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VggConfig {
+        &self.config
+    }
+
+    /// The pre-logits: the trunk's features `[N, 512, h, w]` -> `[N, 4096]`, the input of
+    /// `classifier.6` (adaptive pool to 7x7, flatten, `classifier.0` to `classifier.5`).
+    pub fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        match *features.dims() {
+            [_, FEATURES, h, w] if h >= 1 && w >= 1 => {}
+            _ => {
+                return Err(Error::input_shape(
+                    format!("{} head", self.config.name()),
+                    format!("[N, {FEATURES}, H>=1, W>=1]"),
+                    features.dims(),
+                ))
+            }
+        }
+        let xs = self.avgpool.forward_t(features, train)?;
+        let xs = Flatten::new().forward_t(&xs, train)?;
+        let xs = self.fc1.forward_t(&xs, train)?.relu()?;
+        let xs = self.dropout.forward_t(&xs, train)?;
+        let xs = self.fc2.forward_t(&xs, train)?.relu()?;
+        self.dropout.forward_t(&xs, train)
+    }
+}
+
+impl Backbone for Vgg {
+    fn name(&self) -> &str {
+        self.config.name()
+    }
+
+    fn input_spec(&self) -> InputSpec {
+        InputSpec {
+            channels: self.config.in_channels,
+            min_size: (32, 32),
+            fixed_size: None,
+            default_size: (224, 224),
+        }
+    }
+
+    /// The convolutional trunk: `[N, C, H, W]` -> `[N, 512, H/32, W/32]`.
+    fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        check_input(self.config.name(), &self.input_spec(), xs)?;
+        self.features.forward_t(xs, train)
+    }
+
+    /// Adaptive average pool to 7x7, flatten, `classifier.0` to `classifier.6`.
+    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.forward_pre_logits(features, train)?;
+        self.fc3.forward_t(&xs, train)
+    }
+
+    fn num_features(&self) -> usize {
+        FEATURES
+    }
+
+    fn num_classes(&self) -> usize {
+        self.config.num_classes
+    }
+
+    fn head_prefix(&self) -> &str {
+        "classifier.6"
+    }
+}
+
+/// timm's names of the classifier layers and torchvision's.
+const TIMM_NAMES: [(&str, &str); 3] = [
+    ("pre_logits.fc1", "classifier.0"),
+    ("pre_logits.fc2", "classifier.3"),
+    ("head.fc", "classifier.6"),
+];
+
+/// Whether a state dict uses timm's layout (a `pre_logits.*` or `head.*` tensor).
+pub fn is_timm_layout(tensors: &HashMap<String, Tensor>) -> bool {
+    tensors
+        .keys()
+        .any(|k| k.starts_with("pre_logits.") || k.starts_with("head."))
+}
+
+fn weights_error(tensor: &str, problem: String) -> Error {
+    Error::Weights {
+        file: None,
+        tensor: tensor.to_string(),
+        problem,
+    }
+}
+
+/// Converts timm's layout of a VGG state dict (the Hugging Face hub files `timm/vgg*.tv_in1k`)
+/// into torchvision's: `pre_logits.fc1.weight` `[O, I, 7, 7]` becomes `classifier.0.weight`
+/// `[O, I * 49]`, `pre_logits.fc2.weight` `[O, I, 1, 1]` becomes `classifier.3.weight`
+/// `[O, I]`, `head.fc.*` becomes `classifier.6.*`; the biases are renamed and `features.*`
+/// is kept. A state dict in torchvision's layout is returned unchanged.
+///
+/// Errors ([`Error::Weights`], naming the tensor, the expected and the actual shape) on an
+/// `fc1` that is not a 7x7 convolution or an `fc2` that is not a 1x1 convolution, and on a
+/// state dict mixing both layouts. Other tensors are not checked here: building the model
+/// checks them.
+pub fn remap_timm(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    if !is_timm_layout(&tensors) {
+        return Ok(tensors);
+    }
+    let mut out = HashMap::with_capacity(tensors.len());
+    for key in tensors.keys() {
+        if key.starts_with("classifier.") {
+            return Err(weights_error(
+                key,
+                "torchvision's name in a state dict in timm's layout (pre_logits/head): mixed layouts".into(),
+            ));
+        }
+    }
+    for (key, tensor) in tensors {
+        let renamed = TIMM_NAMES.iter().find_map(|(timm, tv)| {
+            key.strip_prefix(timm)
+                .filter(|rest| rest.starts_with('.'))
+                .map(|rest| (*timm, format!("{tv}{rest}")))
+        });
+        let Some((timm, new_key)) = renamed else {
+            out.insert(key, tensor);
+            continue;
+        };
+        let kernel = match (timm, new_key.ends_with(".weight")) {
+            ("pre_logits.fc1", true) => Some(POOL_SIZE),
+            ("pre_logits.fc2", true) => Some(1),
+            _ => None,
+        };
+        let tensor = match kernel {
+            Some(k) => match *tensor.dims() {
+                [o, i, kh, kw] if kh == k && kw == k => tensor.reshape((o, i * k * k))?,
+                _ => {
+                    let dims = tensor.dims();
+                    let o = dims.first().copied().unwrap_or(HIDDEN);
+                    let i = dims.get(1).copied().unwrap_or(HIDDEN);
+                    let problem = format!(
+                        "expected shape {:?} (a {k}x{k} convolution), found {dims:?}",
+                        [o, i, k, k]
+                    );
+                    return Err(weights_error(&key, problem));
+                }
+            },
+            None => tensor,
+        };
+        out.insert(new_key, tensor);
+    }
+    Ok(out)
+}
+
+/// Checks timm's convolutional pre-logits (whose shapes do not depend on the configuration)
+/// before they are reshaped, so that an error shows the shapes as they are in the file.
+fn check_timm_shapes(tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let expected = [
+        ("pre_logits.fc1.weight", [HIDDEN, FEATURES, POOL_SIZE, POOL_SIZE]),
+        ("pre_logits.fc2.weight", [HIDDEN, HIDDEN, 1, 1]),
+    ];
+    for (key, shape) in expected {
+        if let Some(t) = tensors.get(key) {
+            if t.dims() != shape {
+                let kind = if shape[2] == 1 { "1x1" } else { "7x7" };
+                let problem = format!(
+                    "expected shape {shape:?} (a {kind} convolution), found {:?}",
+                    t.dims()
+                );
+                return Err(weights_error(key, problem));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renames the torchvision names of a weights error back to the timm names of the file.
+fn timm_names(e: Error) -> Error {
+    match e {
+        Error::Weights {
+            file,
+            tensor,
+            problem,
+        } => {
+            let renamed = TIMM_NAMES.iter().find_map(|(timm, tv)| {
+                tensor
+                    .strip_prefix(tv)
+                    .filter(|rest| rest.starts_with('.'))
+                    .map(|rest| format!("{timm}{rest}"))
+            });
+            match renamed {
+                Some(timm) => Error::Weights {
+                    file,
+                    problem: format!("{problem} (loaded as torchvision's `{tensor}`)"),
+                    tensor: timm,
+                },
+                None => Error::Weights {
+                    file,
+                    tensor,
+                    problem,
+                },
+            }
+        }
+        other => other,
+    }
+}

@@ -4,6 +4,7 @@
 //! - `cargo xtask summary lenet` prints its per-layer table;
 //! - `cargo xtask models` lists every model name.
 
+mod bench;
 mod models;
 
 use anyhow::{bail, Context, Result};
@@ -30,6 +31,9 @@ enum Command {
     Train(TrainArgs),
     /// Print a model's per-layer table: output shapes, parameters, activation memory, MACs.
     Summary(SummaryArgs),
+    /// Throughput and memory of models (variants, families or `all`), optionally side by side
+    /// with PyTorch (--compare torch).
+    Bench(bench::BenchArgs),
     /// List the model names.
     Models,
 }
@@ -127,24 +131,39 @@ struct SummaryArgs {
     /// Batch size of the summarised forward pass.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Number of classes of the head.
-    #[arg(long, default_value_t = 1000)]
-    classes: usize,
+    /// Number of classes of the head (default: the reference configuration's, 1000 for
+    /// ImageNet models, 10 for LeNet).
+    #[arg(long)]
+    classes: Option<usize>,
 }
 
 /// candle asks for its thread count before every CPU matrix product, and without
 /// `RAYON_NUM_THREADS` that means reading `/proc/cpuinfo` each time (a few percent of a LeNet
 /// training step). Fix the count once, before any thread starts.
-fn pin_thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+/// `threads` (from `--threads`) wins over the environment.
+fn pin_thread_count(threads: Option<usize>) {
+    if let Some(n) = threads {
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+        std::env::remove_var("CANDLE_NUM_THREADS");
+    } else if std::env::var_os("RAYON_NUM_THREADS").is_none()
+        && std::env::var_os("CANDLE_NUM_THREADS").is_none()
+    {
         let threads = candle_core::utils::get_num_threads();
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
 }
 
 fn main() -> Result<()> {
-    pin_thread_count();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    pin_thread_count(match &cli.command {
+        Command::Bench(args) => args.threads(),
+        _ => None,
+    });
+    match cli.command {
+        Command::Bench(args) => {
+            let device = parse_device(args.device())?;
+            bench::run(args, device)
+        }
         Command::Train(args) => train(args),
         Command::Summary(args) => summary(args),
         Command::Models => {
@@ -206,14 +225,9 @@ fn summary(args: SummaryArgs) -> Result<()> {
     let entry = models::find(&args.model)?;
     let device = Device::Cpu;
     let vars = SeededVarMap::new(0);
-    // LeNet is an MNIST model: summarise it with its ten classes unless told otherwise.
-    let classes = if entry.name.starts_with("lenet") && args.classes == 1000 {
-        10
-    } else {
-        args.classes
-    };
-    let model = (entry.build)(classes, 1, vars.var_builder(DType::F32, &device))
-        .or_else(|_| (entry.build)(classes, 3, vars.var_builder(DType::F32, &device)))
+    let (channels, reference_classes) = entry.reference;
+    let classes = args.classes.unwrap_or(reference_classes);
+    let model = (entry.build)(classes, channels, vars.var_builder(DType::F32, &device))
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = match &args.input_size {

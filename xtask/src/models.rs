@@ -10,8 +10,12 @@ pub struct ModelEntry {
     pub name: &'static str,
     /// Other accepted names (`lenet`).
     pub aliases: &'static [&'static str],
+    /// The family the variant belongs to (`lenet`, `vgg`, `resnet`): `bench <family>` runs all.
+    pub family: &'static str,
     /// One line for `--help` and error messages.
     pub description: &'static str,
+    /// Input channels and classes of the reference configuration (what `summary` shows).
+    pub reference: (usize, usize),
     /// Builds the variant with `num_classes` classes and `in_channels` input channels.
     pub build: fn(usize, usize, VarBuilder) -> backbone::Result<Box<dyn Backbone>>,
 }
@@ -31,19 +35,25 @@ pub const MODELS: &[ModelEntry] = &[
     ModelEntry {
         name: "lenet5",
         aliases: &["lenet"],
+        family: "lenet",
         description: "LeNet-5, ReLU + average pooling (61,706 parameters, 1x32x32)",
+        reference: (1, 10),
         build: |k, c, vb| lenet(lenet::LeNetConfig::lenet5(), k, c, vb),
     },
     ModelEntry {
         name: "lenet5_tanh",
         aliases: &["lenet-tanh"],
+        family: "lenet",
         description: "LeNet-5 with the paper's tanh + average subsampling",
+        reference: (1, 10),
         build: |k, c, vb| lenet(lenet::LeNetConfig::lenet5_tanh(), k, c, vb),
     },
     ModelEntry {
         name: "lenet5_max",
         aliases: &["lenet-max"],
+        family: "lenet",
         description: "LeNet-5 with ReLU + max pooling",
+        reference: (1, 10),
         build: |k, c, vb| lenet(lenet::LeNetConfig::lenet5_max(), k, c, vb),
     },
 ];
@@ -57,8 +67,48 @@ pub fn find(name: &str) -> Result<&'static ModelEntry> {
         .find(|m| matches(m.name) || m.aliases.iter().any(|a| matches(a)))
     {
         Some(entry) => Ok(entry),
-        None => bail!("unknown model `{name}`; valid names:\n{}", list()),
+        None => bail!(
+            "unknown model `{name}`; valid names (families: {}):\n{}",
+            families().join(", "),
+            list()
+        ),
     }
+}
+
+/// The variants named by `names`: each a variant, a family (`resnet`) or `all`; an unknown
+/// name lists the valid ones.
+pub fn select(names: &[String]) -> Result<Vec<&'static ModelEntry>> {
+    let mut out: Vec<&'static ModelEntry> = Vec::new();
+    for name in names {
+        let wanted = name.to_ascii_lowercase();
+        let group: Vec<&'static ModelEntry> = if wanted == "all" {
+            MODELS.iter().collect()
+        } else {
+            let family: Vec<_> = MODELS.iter().filter(|m| m.family == wanted).collect();
+            if family.is_empty() {
+                vec![find(name)?]
+            } else {
+                family
+            }
+        };
+        for entry in group {
+            if !out.iter().any(|e| e.name == entry.name) {
+                out.push(entry);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The family names, in registry order.
+pub fn families() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for m in MODELS {
+        if !out.contains(&m.family) {
+            out.push(m.family);
+        }
+    }
+    out
 }
 
 /// One line per variant: name, aliases, description.

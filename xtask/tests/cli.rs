@@ -171,3 +171,39 @@ fn a_gpu_without_its_feature_says_how_to_build() {
     let out = xtask(&["train", "lenet", "--device", "tpu"]);
     assert!(text(&out.stderr).contains("unknown device `tpu`"));
 }
+
+#[test]
+fn bench_runs_with_tiny_settings_and_reads_its_own_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rows.csv");
+    let jsonl = dir.path().join("rows.jsonl");
+    let args = ["bench", "lenet5", "--mode", "both", "--batch-size", "2,3", "--warmup", "1", "--iters", "2"];
+    let out = xtask(&[&args[..], &["--out", csv.to_str().unwrap()]].concat());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for needle in ["samples/s", "fwd/bwd/opt ms", "lenet5", "infer", "train", "0.062"] {
+        assert!(stdout.contains(needle), "{needle} missing from\n{stdout}");
+    }
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 4, "header + (infer, train) x (2, 3):\n{rows}");
+    // JSON lines, then a run against that baseline prints the ratio column.
+    let out = xtask(&[&args[..], &["--out", jsonl.to_str().unwrap()]].concat());
+    assert!(out.status.success());
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&jsonl).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["model"], "lenet5");
+    assert!(first["samples_per_sec"].as_f64().unwrap() > 0.0);
+    let out = xtask(&[&args[..], &["--baseline", csv.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("vs baseline"));
+}
+
+#[test]
+fn bench_compare_without_torch_says_how_to_install_it() {
+    let out = xtask(&["bench", "lenet5", "--compare", "torch", "--python", "/nonexistent/python3"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--python"), "{}", text(&out.stderr));
+    let out = xtask(&["bench", "resnet9000"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("valid names"));
+}

@@ -1,0 +1,150 @@
+"""PyTorch side of `cargo xtask bench --compare torch`: one row, printed as one JSON line.
+
+    pip install torch torchvision
+    python scripts/bench_torch.py --model resnet18 --mode train --batch-size 64 --img-size 32 \
+        --warmup 2 --iters 10 --threads 2
+
+Measures exactly what the Rust side measures: eval-mode forward passes (`infer`, under
+`torch.inference_mode()`), or training steps (`train`): forward, cross-entropy (+ 0.3 x each
+auxiliary head's), backward, Adam step, with the forward / backward / optimizer split. The
+model is torchvision's (LeNet-5 is defined here, as in lenet/src/lib.rs); variants torchvision
+does not have (alexnet_2012, zfnet, nin) print {"unsupported": ...}.
+"""
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LeNet5(nn.Module):
+    def __init__(self, act=F.relu, pool=F.avg_pool2d, classes=10, channels=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, classes)
+        self.act, self.pool = act, pool
+
+    def forward(self, x):
+        x = self.pool(self.act(self.conv1(x)), 2)
+        x = self.pool(self.act(self.conv2(x)), 2)
+        x = self.act(self.fc1(x.flatten(1)))
+        return self.fc3(self.act(self.fc2(x)))
+
+
+def build(name):
+    """(model, input channels, classes) or None."""
+    if name == "lenet5":
+        return LeNet5(), 1, 10
+    if name == "lenet5_tanh":
+        return LeNet5(act=torch.tanh), 1, 10
+    if name == "lenet5_max":
+        return LeNet5(pool=F.max_pool2d), 1, 10
+    import torchvision.models as tvm
+
+    if name == "googlenet":
+        return tvm.googlenet(weights=None, aux_logits=True, init_weights=True), 3, 1000
+    if name == "inception_v3":
+        return tvm.inception_v3(weights=None, aux_logits=True, init_weights=True), 3, 1000
+    ctor = getattr(tvm, name, None)
+    if ctor is None or not callable(ctor):
+        return None
+    return ctor(weights=None), 3, 1000
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--mode", choices=["infer", "train"], required=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--img-size", type=int, required=True)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--min-time", type=float, default=0.0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    built = build(a.model)
+    if built is None:
+        print(json.dumps({"unsupported": a.model}))
+        return
+    model, channels, classes = built
+    device = torch.device("cuda" if a.device.startswith("cuda") else a.device)
+    model = model.to(device)
+    x = torch.randn(a.batch_size, channels, a.img_size, a.img_size, device=device)
+    y = torch.arange(a.batch_size, device=device) % classes
+    steps, fwd, bwd, opt = [], [], [], []
+
+    if a.mode == "infer":
+        model.eval()
+
+        def step():
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                model(x)
+            sync(device)
+            steps.append((time.perf_counter() - t0) * 1e3)
+    else:
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step():
+            t0 = time.perf_counter()
+            out = model(x)
+            if isinstance(out, tuple):  # GoogLeNet / Inception-v3 with auxiliary heads
+                logits, aux = out[0], [o for o in out[1:] if o is not None]
+            else:
+                logits, aux = out, []
+            loss = F.cross_entropy(logits, y) + sum(0.3 * F.cross_entropy(o, y) for o in aux)
+            sync(device)
+            t1 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            sync(device)
+            t2 = time.perf_counter()
+            optimizer.step()
+            sync(device)
+            t3 = time.perf_counter()
+            fwd.append((t1 - t0) * 1e3)
+            bwd.append((t2 - t1) * 1e3)
+            opt.append((t3 - t2) * 1e3)
+            steps.append((t3 - t0) * 1e3)
+
+    for _ in range(a.warmup):
+        step()
+    steps.clear(), fwd.clear(), bwd.clear(), opt.clear()
+    start = time.perf_counter()
+    while len(steps) < max(a.iters, 1) or time.perf_counter() - start < a.min_time:
+        step()
+    med = statistics.median(steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 if device.type == "cpu" else None
+    print(
+        json.dumps(
+            {
+                "samples_per_sec": a.batch_size * 1e3 / med,
+                "step_time": med,
+                "fwd_time": statistics.median(fwd) if fwd else None,
+                "bwd_time": statistics.median(bwd) if bwd else None,
+                "opt_time": statistics.median(opt) if opt else None,
+                "peak_mem_mb": peak,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
