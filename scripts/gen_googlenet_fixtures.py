@@ -24,10 +24,17 @@ The fixture `googlenet/tests/fixtures/googlenet.safetensors` stores:
   `pattern((2, 3, 112, 112), 1000, 1.0)`: 112x112 is a size where `ceil_mode` changes every
   max pool's output (maxpool4 gives 4x4; it would give 3x3 in floor mode);
 * `googlenet.train.{logits,aux1,aux2}`: the same model, freshly filled, in train mode (batch
-  statistics, dropout 0 in the main and the auxiliary heads);
+  statistics, dropout 0 in the main and the auxiliary heads), computed in float64 (the
+  weights and the input are the float32 patterns, converted) and stored as float32.
+  float64, because the gradients of a float32 pass are ill-conditioned: where two values of a
+  max-pool window are within float32 rounding of each other (here one window of
+  `maxpool4`, relative gap 2e-5), an implementation's rounding decides which of them gets the
+  window's gradient, and the flip changes the gradients of every earlier layer by a few
+  percent. The Rust test compares the gradients in float64 (and that of `aux1.fc2.weight`,
+  which no max pool precedes, in float32 too) and the outputs in both precisions;
 * `googlenet.train.loss`: `CE(logits) + 0.3 * (CE(aux1) + CE(aux2))`, targets [3, 7];
-* `googlenet.grad.<key>`: its gradients w.r.t. `conv1.conv.weight` (every value) and
-  `aux1.fc2.weight` (at most 1024 values spread over the tensor, see `sample`);
+* `googlenet.grad.<key>`: its gradients w.r.t. `conv1.conv.weight` and `aux1.fc2.weight`
+  (at most 1024 values spread over each tensor, see `sample`);
 * `googlenet.running.<bn>.{running_mean,running_var}`: running statistics of two batch norms
   after the train-mode pass (one of the trunk, one of `aux2`);
 * `googlenet_paper.eval`: the paper's 5x5 convolutions in branch3 (padding 2) instead of
@@ -41,7 +48,15 @@ The fixture `googlenet/tests/fixtures/googlenet.safetensors` stores:
   the whole model with the keys prefixed `AuxLogits.`) on `pattern((2, 768, 17, 17), 1004, 1.0)`
   in eval and in train mode: in the whole model the head needs a 299x299 input in training,
   which is too slow for the test suite.
+
+It also writes `googlenet/tests/fixtures/state_dicts.txt.gz`, one line `model key d0,d1,...` per
+variable of torchvision's `googlenet` and `inception_v3` (auxiliary heads on, 1000 classes,
+without `num_batches_tracked`): the Rust test compares its variable names and shapes to it.
+timm's `inception_v3.tv_in1k` has exactly torchvision's names without `AuxLogits.*` (checked
+with timm 1.0.31: `set(timm.create_model("inception_v3.tv_in1k").state_dict()) ==
+set(torchvision inception_v3(aux_logits=False).state_dict())`).
 """
+import gzip
 import math
 import os
 
@@ -53,7 +68,9 @@ from safetensors.torch import save_file
 from torchvision.models.googlenet import BasicConv2d, GoogLeNet
 from torchvision.models.inception import Inception3, InceptionAux
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "googlenet", "tests", "fixtures", "googlenet.safetensors")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "googlenet", "tests", "fixtures")
+OUT = os.path.join(FIXTURES, "googlenet.safetensors")
+KEYS = os.path.join(FIXTURES, "state_dicts.txt.gz")
 CLASSES = 10
 SAMPLES = 1024
 MASK = (1 << 64) - 1
@@ -136,22 +153,23 @@ def main():
     with torch.no_grad():
         out["googlenet.eval"] = model(x).contiguous()
 
-    # GoogLeNet, train mode: logits, aux logits, gradients, running statistics.
-    model = googlenet().train()
-    logits, aux2, aux1 = model(x)
+    # GoogLeNet, train mode: logits, aux logits, gradients, running statistics, in float64
+    # (see the module documentation).
+    model = googlenet().double().train()
+    logits, aux2, aux1 = model(x.double())
     loss = F.cross_entropy(logits, targets) + 0.3 * (F.cross_entropy(aux1, targets) + F.cross_entropy(aux2, targets))
     loss.backward()
-    out["googlenet.train.logits"] = logits.detach().contiguous()
-    out["googlenet.train.aux1"] = aux1.detach().contiguous()
-    out["googlenet.train.aux2"] = aux2.detach().contiguous()
-    out["googlenet.train.loss"] = loss.detach().reshape(1)
+    out["googlenet.train.logits"] = logits.detach().float().contiguous()
+    out["googlenet.train.aux1"] = aux1.detach().float().contiguous()
+    out["googlenet.train.aux2"] = aux2.detach().float().contiguous()
+    out["googlenet.train.loss"] = loss.detach().float().reshape(1)
     params = dict(model.named_parameters())
     for key in ["conv1.conv.weight", "aux1.fc2.weight"]:
-        out[f"googlenet.grad.{key}"] = sample(params[key].grad)
+        out[f"googlenet.grad.{key}"] = sample(params[key].grad).float()
     state = model.state_dict()
     for bn in ["inception4a.branch2.1.bn", "aux2.conv.bn"]:
         for stat in ["running_mean", "running_var"]:
-            out[f"googlenet.running.{bn}.{stat}"] = state[f"{bn}.{stat}"].clone().contiguous()
+            out[f"googlenet.running.{bn}.{stat}"] = state[f"{bn}.{stat}"].float().contiguous()
 
     # The paper's 5x5 branch3, with transform_input, non-square input, eval mode.
     model = googlenet(paper=True, transform_input=True).eval()
@@ -180,6 +198,20 @@ def main():
         print(f"{key:50} {tuple(value.shape)} max|.| {value.abs().max().item():.4g}")
     save_file(out, OUT)
     print(f"wrote {OUT} ({os.path.getsize(OUT)} bytes)")
+
+    lines = []
+    models = {
+        "googlenet": GoogLeNet(aux_logits=True, init_weights=False),
+        "inception_v3": Inception3(aux_logits=True, init_weights=False),
+    }
+    for name, model in models.items():
+        for key, value in model.state_dict().items():
+            if not key.endswith("num_batches_tracked"):
+                lines.append(f"{name} {key} {','.join(str(d) for d in value.shape)}\n")
+    # mtime=0: the same bytes on every run.
+    with gzip.GzipFile(KEYS, "wb", mtime=0) as f:
+        f.write("".join(lines).encode())
+    print(f"wrote {KEYS} ({os.path.getsize(KEYS)} bytes, {len(lines)} variables)")
 
 
 if __name__ == "__main__":

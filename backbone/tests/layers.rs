@@ -1119,3 +1119,24 @@ fn sequential_runs_layers_in_order() -> TestResult {
     }
     Ok(())
 }
+
+/// PyTorch's ReLU gradient is 0 where the input is exactly 0 (candle's own `relu` gives 1).
+#[test]
+fn relu_gradient_is_zero_at_zero_like_pytorch() {
+    let x = candle_core::Var::from_tensor(&Tensor::new(&[-1.0f32, 0.0, 2.0, 0.0], &Device::Cpu).unwrap())
+        .unwrap();
+    let y = Activation::Relu.forward_t(x.as_tensor(), true).unwrap();
+    assert_eq!(
+        y.to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.abs())
+            .collect::<Vec<_>>(),
+        [0.0, 0.0, 2.0, 0.0]
+    );
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(
+        grads.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap(),
+        [0.0, 0.0, 1.0, 0.0]
+    );
+}

@@ -37,11 +37,39 @@ pub enum Compare {
     Torch,
 }
 
+/// A fixed set of rows.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    /// The rows BENCHMARKS.md reports: LeNet-5 at batch 256 (32x32), ResNet-18 training at
+    /// batch 64 on 32x32 and inference at batch 1 and 16 on 224x224, VGG-11 training at batch 8
+    /// on 224x224.
+    Reference,
+}
+
+impl Suite {
+    /// (model, mode, batch, image size) of each row.
+    fn rows(self) -> Vec<(&'static str, Mode, usize, usize)> {
+        match self {
+            Suite::Reference => vec![
+                ("lenet5", Mode::Train, 256, 32),
+                ("lenet5", Mode::Infer, 256, 32),
+                ("resnet18", Mode::Train, 64, 32),
+                ("resnet18", Mode::Infer, 1, 224),
+                ("resnet18", Mode::Infer, 16, 224),
+                ("vgg11", Mode::Train, 8, 224),
+            ],
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Variants (`resnet50`), families (`resnet`) or `all`.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "suite")]
     models: Vec<String>,
+    /// Run a fixed set of rows instead (each with its own mode, batch and image size).
+    #[arg(long, value_enum, conflicts_with_all = ["mode", "batch_size", "img_size"])]
+    suite: Option<Suite>,
     /// infer, train or both.
     #[arg(long, value_enum, default_value_t = Mode::Infer)]
     mode: Mode,
@@ -202,12 +230,19 @@ fn time_steps(args: &BenchArgs, mut step: impl FnMut(&mut Timings) -> Result<()>
     Ok(t)
 }
 
-fn measure(entry: &ModelEntry, mode: Mode, batch: usize, args: &BenchArgs, device: &Device) -> Result<Row> {
+fn measure(
+    entry: &ModelEntry,
+    mode: Mode,
+    batch: usize,
+    img_size: Option<usize>,
+    args: &BenchArgs,
+    device: &Device,
+) -> Result<Row> {
     let (channels, classes) = entry.reference;
     let vars = SeededVarMap::new(0);
     let model = (entry.build)(classes, channels, vars.var_builder(DType::F32, device))
         .with_context(|| format!("building {}", entry.name))?;
-    let img = args.img_size.unwrap_or_else(|| default_img_size(model.as_ref()));
+    let img = img_size.unwrap_or_else(|| default_img_size(model.as_ref()));
     let params: usize = backbone::init::trainable_vars(vars.varmap())
         .iter()
         .map(|(_, v)| v.elem_count())
@@ -546,7 +581,6 @@ fn print_table(rows: &[Row], baseline: &HashMap<(String, String, String, usize, 
 
 /// Runs the benchmark.
 pub fn run(args: BenchArgs, device: Device) -> Result<()> {
-    let entries = models::select(&args.models)?;
     if args.batch_size.is_empty() || args.batch_size.contains(&0) {
         bail!("batch sizes must be positive");
     }
@@ -569,33 +603,47 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
             .collect(),
         None => HashMap::new(),
     };
-    let modes: &[Mode] = match args.mode {
-        Mode::Both => &[Mode::Infer, Mode::Train],
-        Mode::Infer => &[Mode::Infer],
-        Mode::Train => &[Mode::Train],
+    let plan: Vec<(&'static ModelEntry, Mode, usize, Option<usize>)> = match args.suite {
+        Some(suite) => suite
+            .rows()
+            .into_iter()
+            .map(|(name, mode, batch, img)| Ok((models::find(name)?, mode, batch, Some(img))))
+            .collect::<Result<_>>()?,
+        None => {
+            let modes: &[Mode] = match args.mode {
+                Mode::Both => &[Mode::Infer, Mode::Train],
+                Mode::Infer => &[Mode::Infer],
+                Mode::Train => &[Mode::Train],
+            };
+            let mut plan = Vec::new();
+            for entry in models::select(&args.models)? {
+                for &mode in modes {
+                    for &batch in &args.batch_size {
+                        plan.push((entry, mode, batch, args.img_size));
+                    }
+                }
+            }
+            plan
+        }
     };
     let mut rows = Vec::new();
-    for entry in entries {
-        for &mode in modes {
-            for &batch in &args.batch_size {
-                let mut row = measure(entry, mode, batch, &args, &device)?;
-                if let Some(script) = &script {
-                    row.torch = measure_torch(&row, &args, script)?;
-                }
-                eprintln!(
-                    "{} {} batch {}: {:.1} samples/s{}",
-                    row.model,
-                    row.mode,
-                    row.batch_size,
-                    row.samples_per_sec,
-                    row.torch
-                        .as_ref()
-                        .map(|t| format!(" (torch {:.1})", t.samples_per_sec))
-                        .unwrap_or_default()
-                );
-                rows.push(row);
-            }
+    for (entry, mode, batch, img) in plan {
+        let mut row = measure(entry, mode, batch, img, &args, &device)?;
+        if let Some(script) = &script {
+            row.torch = measure_torch(&row, &args, script)?;
         }
+        eprintln!(
+            "{} {} batch {}: {:.1} samples/s{}",
+            row.model,
+            row.mode,
+            row.batch_size,
+            row.samples_per_sec,
+            row.torch
+                .as_ref()
+                .map(|t| format!(" (torch {:.1})", t.samples_per_sec))
+                .unwrap_or_default()
+        );
+        rows.push(row);
     }
     print_table(&rows, &baseline);
     if let Some(path) = &args.out {

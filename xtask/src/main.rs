@@ -236,6 +236,17 @@ fn summary(args: SummaryArgs) -> Result<()> {
     };
     let table = backbone::summarize(model.as_ref(), &[args.batch, spec.channels, h, w], &device)?;
     print!("{table}");
+    let params: usize = backbone::init::trainable_vars(vars.varmap())
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum();
+    if params != table.total_params() {
+        println!(
+            "Model parameters:    {} ({} in layers that run only in training, e.g. auxiliary heads)",
+            backbone::summary::thousands(params as u64),
+            backbone::summary::thousands((params - table.total_params()) as u64)
+        );
+    }
     Ok(())
 }
 

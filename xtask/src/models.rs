@@ -30,6 +30,23 @@ fn lenet(
     Ok(Box::new(lenet::LeNet::new(&config, vb)?))
 }
 
+fn googlenet_v1(
+    config: googlenet::GoogLeNetConfig,
+    classes: usize,
+    channels: usize,
+    vb: VarBuilder,
+) -> backbone::Result<Box<dyn Backbone>> {
+    let config = config.with_classes(classes).with_in_channels(channels);
+    Ok(Box::new(googlenet::GoogLeNet::new(&config, vb)?))
+}
+
+fn inception_v3(classes: usize, channels: usize, vb: VarBuilder) -> backbone::Result<Box<dyn Backbone>> {
+    let config = googlenet::InceptionV3Config::inception_v3()
+        .with_classes(classes)
+        .with_in_channels(channels);
+    Ok(Box::new(googlenet::InceptionV3::new(&config, vb)?))
+}
+
 /// Every variant, in the order `--help` lists them.
 pub const MODELS: &[ModelEntry] = &[
     ModelEntry {
@@ -55,6 +72,30 @@ pub const MODELS: &[ModelEntry] = &[
         description: "LeNet-5 with ReLU + max pooling",
         reference: (1, 10),
         build: |k, c, vb| lenet(lenet::LeNetConfig::lenet5_max(), k, c, vb),
+    },
+    ModelEntry {
+        name: "googlenet",
+        aliases: &["inception_v1"],
+        family: "inception",
+        description: "GoogLeNet / Inception v1 as torchvision (3x3 branch3; 13,004,888 params with aux heads, 6,624,904 without; 3x224x224)",
+        reference: (3, 1000),
+        build: |k, c, vb| googlenet_v1(googlenet::GoogLeNetConfig::googlenet(), k, c, vb),
+    },
+    ModelEntry {
+        name: "googlenet_paper",
+        aliases: &[],
+        family: "inception",
+        description: "GoogLeNet with the paper's 5x5 branch3 (13,385,816 params with aux heads)",
+        reference: (3, 1000),
+        build: |k, c, vb| googlenet_v1(googlenet::GoogLeNetConfig::googlenet_paper(), k, c, vb),
+    },
+    ModelEntry {
+        name: "inception_v3",
+        aliases: &["inception3"],
+        family: "inception",
+        description: "Inception-v3 (27,161,264 params with aux head; 3x299x299; the aux head trains at >= 299x299)",
+        reference: (3, 1000),
+        build: |k, c, vb| inception_v3(k, c, vb),
     },
 ];
 

@@ -177,7 +177,18 @@ fn bench_runs_with_tiny_settings_and_reads_its_own_output() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("rows.csv");
     let jsonl = dir.path().join("rows.jsonl");
-    let args = ["bench", "lenet5", "--mode", "both", "--batch-size", "2,3", "--warmup", "1", "--iters", "2"];
+    let args = [
+        "bench",
+        "lenet5",
+        "--mode",
+        "both",
+        "--batch-size",
+        "2,3",
+        "--warmup",
+        "1",
+        "--iters",
+        "2",
+    ];
     let out = xtask(&[&args[..], &["--out", csv.to_str().unwrap()]].concat());
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
@@ -185,7 +196,11 @@ fn bench_runs_with_tiny_settings_and_reads_its_own_output() {
         assert!(stdout.contains(needle), "{needle} missing from\n{stdout}");
     }
     let rows = std::fs::read_to_string(&csv).unwrap();
-    assert_eq!(rows.lines().count(), 1 + 4, "header + (infer, train) x (2, 3):\n{rows}");
+    assert_eq!(
+        rows.lines().count(),
+        1 + 4,
+        "header + (infer, train) x (2, 3):\n{rows}"
+    );
     // JSON lines, then a run against that baseline prints the ratio column.
     let out = xtask(&[&args[..], &["--out", jsonl.to_str().unwrap()]].concat());
     assert!(out.status.success());
@@ -200,7 +215,14 @@ fn bench_runs_with_tiny_settings_and_reads_its_own_output() {
 
 #[test]
 fn bench_compare_without_torch_says_how_to_install_it() {
-    let out = xtask(&["bench", "lenet5", "--compare", "torch", "--python", "/nonexistent/python3"]);
+    let out = xtask(&[
+        "bench",
+        "lenet5",
+        "--compare",
+        "torch",
+        "--python",
+        "/nonexistent/python3",
+    ]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--python"), "{}", text(&out.stderr));
     let out = xtask(&["bench", "resnet9000"]);

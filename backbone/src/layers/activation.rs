@@ -22,6 +22,9 @@ pub enum Activation {
 impl Layer for Activation {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
         Ok(match self {
+            // candle's relu passes the gradient where the input is exactly 0 (`ge`), PyTorch's
+            // does not (`threshold_backward`: `x > 0`); the mask form has PyTorch's gradient.
+            Activation::Relu if xs.track_op() => xs.mul(&xs.gt(0f64)?.to_dtype(xs.dtype())?)?,
             Activation::Relu => xs.relu()?,
             Activation::Relu6 => xs.clamp(0f32, 6f32)?,
             Activation::Tanh => xs.tanh()?,
