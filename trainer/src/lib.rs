@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod fit;
+mod fused_adam;
 pub mod loss;
 pub mod optim;
 

@@ -12,6 +12,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use crate::error::{Error, Result};
+use crate::fused_adam::{self, AdamStep};
 
 /// Something that updates parameters from their gradients.
 pub trait Optimizer {
@@ -201,6 +202,21 @@ impl AdamCore {
                 )));
             }
             param.step += 1;
+            let step = i32::try_from(param.step).unwrap_or(i32::MAX);
+            let fused = AdamStep {
+                beta1,
+                beta2,
+                eps,
+                lr,
+                weight_decay: wd,
+                decoupled: self.decoupled,
+                bias_correction1: 1.0 - beta1.powi(step),
+                bias_correction2: 1.0 - beta2.powi(step),
+            };
+            if fused_adam::applies(&[param.var.as_tensor(), grad, &param.m, &param.v]) {
+                fused_adam::step(param.var.as_tensor(), grad, &param.m, &param.v, fused)?;
+                continue;
+            }
             let mut theta = param.var.as_tensor().detach();
             let mut grad = grad.detach();
             if wd != 0.0 {
@@ -216,9 +232,7 @@ impl AdamCore {
             let m = (&param.m + (&grad - &param.m)?.affine(1.0 - beta1, 0.0)?)?;
             // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             let v = (param.v.affine(beta2, 0.0)? + grad.sqr()?.affine(1.0 - beta2, 0.0)?)?;
-            let step = i32::try_from(param.step).unwrap_or(i32::MAX);
-            let bias_correction1 = 1.0 - beta1.powi(step);
-            let bias_correction2 = 1.0 - beta2.powi(step);
+            let (bias_correction1, bias_correction2) = (fused.bias_correction1, fused.bias_correction2);
             let step_size = lr / bias_correction1;
             // denom = (exp_avg_sq.sqrt() / sqrt(bias_correction2)).add_(eps)
             let denom = v.sqrt()?.affine(1.0 / bias_correction2.sqrt(), eps)?;
@@ -235,8 +249,9 @@ impl AdamCore {
     fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut state = HashMap::with_capacity(3 * self.params.len());
         for p in &self.params {
-            state.insert(format!("exp_avg.{}", p.name), p.m.clone());
-            state.insert(format!("exp_avg_sq.{}", p.name), p.v.clone());
+            // Copies: the fused step updates the moments in place.
+            state.insert(format!("exp_avg.{}", p.name), p.m.copy()?);
+            state.insert(format!("exp_avg_sq.{}", p.name), p.v.copy()?);
             let step = Tensor::new(&[p.step as f64], &candle_core::Device::Cpu)?;
             state.insert(format!("step.{}", p.name), step);
         }

@@ -16,11 +16,14 @@
 //! | 3     | conv3-256 x2  | conv3-256 x2  | conv3-256 x3  | conv3-256 x4  | 256 x 28 x 28     |
 //! | 4     | conv3-512 x2  | conv3-512 x2  | conv3-512 x3  | conv3-512 x4  | 512 x 14 x 14     |
 //! | 5     | conv3-512 x2  | conv3-512 x2  | conv3-512 x3  | conv3-512 x4  | 512 x 7 x 7       |
-//! | head  | avgpool to 7x7, FC-4096, FC-4096, FC-classes (ReLU and dropout 0.5 after the first two) | | | | classes |
 //!
-//! (every stage ends with a 2x2 max pool, stride 2). Parameters with three input channels and
-//! 1000 classes, equal to torchvision's; multiply-accumulates of one 224x224 image (convolutions
-//! and linear layers, as [`backbone::summarize`] counts them; batch norm counts none):
+//! Every stage ends with a 2x2 max pool, stride 2. The head is an adaptive average pool to 7x7,
+//! FC-4096, FC-4096 and FC-classes, with ReLU and dropout 0.5 after the first two.
+//!
+//! Parameters with three input channels and 1000 classes, equal to torchvision's;
+//! multiply-accumulates of one 224x224 image (convolutions and linear layers, as
+//! [`backbone::summarize`] counts them; batch norm counts none, so the `_bn` variants show the
+//! same figures where torchvision's tables, which count it, give 7.64, 11.34, 15.5 and 19.67):
 //!
 //! | variant    | parameters  | GMACs at 224x224 |
 //! |------------|------------:|-----------------:|
@@ -71,9 +74,9 @@
 //! first two classifier layers are convolutions (`pre_logits.fc1.weight` `[4096, 512, 7, 7]`,
 //! `pre_logits.fc2.weight` `[4096, 4096, 1, 1]`) and whose last is `head.fc`; [`remap_timm`]
 //! reshapes them into the torchvision layout. Both layouts give identical outputs. (timm's own
-//! `ConvMlp` head equals torchvision's for inputs up to 224x224; on larger inputs timm slides
-//! `fc1` over the feature map and averages the logits, whereas this model, like torchvision,
-//! pools the map to 7x7 first.)
+//! `ConvMlp` head equals torchvision's on feature maps up to 7x7, i.e. inputs up to 224x224;
+//! on larger ones timm slides `fc1` over the map and averages the pre-logits, whereas this
+//! model, like torchvision, pools the map to 7x7 first.)
 
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
@@ -350,7 +353,9 @@ impl Vgg {
     }
 
     /// [`Vgg::from_safetensors`] on tensors already read (a checkpoint, a converted state
-    /// dict): remaps timm's layout if it is one, then builds strictly.
+    /// dict): remaps timm's layout if it is one ([`is_timm_layout`], [`remap_timm`]), then
+    /// builds strictly. Errors on a timm file name its tensors as the file does
+    /// (`pre_logits.fc1.bias: missing ... (loaded as torchvision's classifier.0.bias)`).
     pub fn from_weights(
         weights: &Weights,
         config: &VggConfig,
@@ -361,20 +366,14 @@ impl Vgg {
             return weights.build(dtype, device, true, |vb| Self::new(config, vb));
         }
         let file = weights.file().map(Path::to_path_buf);
-        let with_file = |e: Error| match e {
-            Error::Weights {
-                file: None,
-                tensor,
-                problem,
-            } => Error::Weights {
+        let remapped = remap_timm(weights.tensors().clone()).map_err(|e| match e {
+            Error::Weights { tensor, problem, .. } => Error::Weights {
                 file: file.clone(),
                 tensor,
                 problem,
             },
             other => other,
-        };
-        check_timm_shapes(weights.tensors()).map_err(with_file)?;
-        let remapped = remap_timm(weights.tensors().clone()).map_err(with_file)?;
+        })?;
         Weights::from_tensors(remapped, file.clone())
             .build(dtype, device, true, |vb| Self::new(config, vb))
             .map_err(timm_names)
@@ -400,9 +399,10 @@ impl Vgg {
         }
         let xs = self.avgpool.forward_t(features, train)?;
         let xs = Flatten::new().forward_t(&xs, train)?;
-        let xs = self.fc1.forward_t(&xs, train)?.relu()?;
+        let relu = Activation::Relu;
+        let xs = relu.forward_t(&self.fc1.forward_t(&xs, train)?, train)?;
         let xs = self.dropout.forward_t(&xs, train)?;
-        let xs = self.fc2.forward_t(&xs, train)?.relu()?;
+        let xs = relu.forward_t(&self.fc2.forward_t(&xs, train)?, train)?;
         self.dropout.forward_t(&xs, train)
     }
 }
@@ -475,9 +475,10 @@ fn weights_error(tensor: &str, problem: String) -> Error {
 /// is kept. A state dict in torchvision's layout is returned unchanged.
 ///
 /// Errors ([`Error::Weights`], naming the tensor, the expected and the actual shape) on an
-/// `fc1` that is not a 7x7 convolution or an `fc2` that is not a 1x1 convolution, and on a
-/// state dict mixing both layouts. Other tensors are not checked here: building the model
-/// checks them.
+/// `fc1` that is not `[4096, 512, 7, 7]` or an `fc2` that is not `[4096, 4096, 1, 1]` (the
+/// widths of every VGG), and on a state dict mixing both layouts. Other tensors are checked
+/// when the model is built from the result (errors then name them as in the file: see
+/// [`Vgg::from_weights`]).
 pub fn remap_timm(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     if !is_timm_layout(&tensors) {
         return Ok(tensors);
@@ -501,52 +502,29 @@ pub fn remap_timm(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Te
             out.insert(key, tensor);
             continue;
         };
-        let kernel = match (timm, new_key.ends_with(".weight")) {
-            ("pre_logits.fc1", true) => Some(POOL_SIZE),
-            ("pre_logits.fc2", true) => Some(1),
+        // timm's convolutional pre-logits: [out, in, k, k] -> torchvision's [out, in * k * k].
+        let conv_shape = match (timm, new_key.ends_with(".weight")) {
+            ("pre_logits.fc1", true) => Some([HIDDEN, FEATURES, POOL_SIZE, POOL_SIZE]),
+            ("pre_logits.fc2", true) => Some([HIDDEN, HIDDEN, 1, 1]),
             _ => None,
         };
-        let tensor = match kernel {
-            Some(k) => match *tensor.dims() {
-                [o, i, kh, kw] if kh == k && kw == k => tensor.reshape((o, i * k * k))?,
-                _ => {
-                    let dims = tensor.dims();
-                    let o = dims.first().copied().unwrap_or(HIDDEN);
-                    let i = dims.get(1).copied().unwrap_or(HIDDEN);
-                    let problem = format!(
-                        "expected shape {:?} (a {k}x{k} convolution), found {dims:?}",
-                        [o, i, k, k]
-                    );
-                    return Err(weights_error(&key, problem));
-                }
-            },
+        let tensor = match conv_shape {
+            Some(shape) if tensor.dims() == shape => {
+                tensor.reshape((shape[0], shape[1] * shape[2] * shape[3]))?
+            }
+            Some(shape) => {
+                let k = shape[2];
+                let problem = format!(
+                    "expected shape {shape:?} (a {k}x{k} convolution), found {:?}",
+                    tensor.dims()
+                );
+                return Err(weights_error(&key, problem));
+            }
             None => tensor,
         };
         out.insert(new_key, tensor);
     }
     Ok(out)
-}
-
-/// Checks timm's convolutional pre-logits (whose shapes do not depend on the configuration)
-/// before they are reshaped, so that an error shows the shapes as they are in the file.
-fn check_timm_shapes(tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let expected = [
-        ("pre_logits.fc1.weight", [HIDDEN, FEATURES, POOL_SIZE, POOL_SIZE]),
-        ("pre_logits.fc2.weight", [HIDDEN, HIDDEN, 1, 1]),
-    ];
-    for (key, shape) in expected {
-        if let Some(t) = tensors.get(key) {
-            if t.dims() != shape {
-                let kind = if shape[2] == 1 { "1x1" } else { "7x7" };
-                let problem = format!(
-                    "expected shape {shape:?} (a {kind} convolution), found {:?}",
-                    t.dims()
-                );
-                return Err(weights_error(key, problem));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Renames the torchvision names of a weights error back to the timm names of the file.

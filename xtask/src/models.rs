@@ -47,6 +47,16 @@ fn inception_v3(classes: usize, channels: usize, vb: VarBuilder) -> backbone::Re
     Ok(Box::new(googlenet::InceptionV3::new(&config, vb)?))
 }
 
+fn vgg(
+    config: vgg::VggConfig,
+    classes: usize,
+    channels: usize,
+    vb: VarBuilder,
+) -> backbone::Result<Box<dyn Backbone>> {
+    let config = config.with_classes(classes).with_in_channels(channels);
+    Ok(Box::new(vgg::Vgg::new(&config, vb)?))
+}
+
 /// Every variant, in the order `--help` lists them.
 pub const MODELS: &[ModelEntry] = &[
     ModelEntry {
@@ -72,6 +82,70 @@ pub const MODELS: &[ModelEntry] = &[
         description: "LeNet-5 with ReLU + max pooling",
         reference: (1, 10),
         build: |k, c, vb| lenet(lenet::LeNetConfig::lenet5_max(), k, c, vb),
+    },
+    ModelEntry {
+        name: "vgg11",
+        aliases: &[],
+        family: "vgg",
+        description: "VGG-11 (torchvision layout, timm hub files load too; 3x224x224, min 32x32)",
+        reference: (3, 1000),
+        build: |k, c, vb| vgg(vgg::VggConfig::vgg11(), k, c, vb),
+    },
+    ModelEntry {
+        name: "vgg11_bn",
+        aliases: &[],
+        family: "vgg",
+        description: "VGG-11 with batch norm (torchvision layout, timm hub files load too; 3x224x224, min 32x32)",
+        reference: (3, 1000),
+        build: |k, c, vb| vgg(vgg::VggConfig::vgg11_bn(), k, c, vb),
+    },
+    ModelEntry {
+        name: "vgg13",
+        aliases: &[],
+        family: "vgg",
+        description: "VGG-13 (torchvision layout, timm hub files load too; 3x224x224, min 32x32)",
+        reference: (3, 1000),
+        build: |k, c, vb| vgg(vgg::VggConfig::vgg13(), k, c, vb),
+    },
+    ModelEntry {
+        name: "vgg13_bn",
+        aliases: &[],
+        family: "vgg",
+        description: "VGG-13 with batch norm (torchvision layout, timm hub files load too; 3x224x224, min 32x32)",
+        reference: (3, 1000),
+        build: |k, c, vb| vgg(vgg::VggConfig::vgg13_bn(), k, c, vb),
+    },
+    ModelEntry {
+        name: "vgg16",
+        aliases: &[],
+        family: "vgg",
+        description: "VGG-16 (torchvision layout, timm hub files load too; 3x224x224, min 32x32)",
+        reference: (3, 1000),
+        build: |k, c, vb| vgg(vgg::VggConfig::vgg16(), k, c, vb),
+    },
+    ModelEntry {
+        name: "vgg16_bn",
+        aliases: &[],
+        family: "vgg",
+        description: "VGG-16 with batch norm (torchvision layout, timm hub files load too; 3x224x224, min 32x32)",
+        reference: (3, 1000),
+        build: |k, c, vb| vgg(vgg::VggConfig::vgg16_bn(), k, c, vb),
+    },
+    ModelEntry {
+        name: "vgg19",
+        aliases: &[],
+        family: "vgg",
+        description: "VGG-19 (torchvision layout, timm hub files load too; 3x224x224, min 32x32)",
+        reference: (3, 1000),
+        build: |k, c, vb| vgg(vgg::VggConfig::vgg19(), k, c, vb),
+    },
+    ModelEntry {
+        name: "vgg19_bn",
+        aliases: &[],
+        family: "vgg",
+        description: "VGG-19 with batch norm (torchvision layout, timm hub files load too; 3x224x224, min 32x32)",
+        reference: (3, 1000),
+        build: |k, c, vb| vgg(vgg::VggConfig::vgg19_bn(), k, c, vb),
     },
     ModelEntry {
         name: "googlenet",

@@ -77,7 +77,11 @@ impl Layer for Linear {
                 ));
             }
         }
-        let out = xs.matmul(&self.weight.t()?)?;
+        // (W x^T)^T rather than x W^T: the same product, but the weight's gradient then comes
+        // out of the backward pass as a contiguous [out, in] matrix instead of a transposed
+        // view that candle would accumulate with strided access (a third of a VGG training
+        // step).
+        let out = self.weight.matmul(&xs.t()?)?.t()?;
         let out = match &self.bias {
             Some(b) => out.broadcast_add(b)?,
             None => out,
