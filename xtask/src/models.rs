@@ -57,6 +57,16 @@ fn vgg(
     Ok(Box::new(vgg::Vgg::new(&config, vb)?))
 }
 
+fn resnet(
+    config: resnet::ResNetConfig,
+    classes: usize,
+    channels: usize,
+    vb: VarBuilder,
+) -> backbone::Result<Box<dyn Backbone>> {
+    let config = config.with_classes(classes).with_in_channels(channels);
+    Ok(Box::new(resnet::ResNet::new(&config, vb)?))
+}
+
 /// Every variant, in the order `--help` lists them.
 pub const MODELS: &[ModelEntry] = &[
     ModelEntry {
@@ -170,6 +180,94 @@ pub const MODELS: &[ModelEntry] = &[
         description: "Inception-v3 (27,161,264 params with aux head; 3x299x299; the aux head trains at >= 299x299)",
         reference: (3, 1000),
         build: |k, c, vb| inception_v3(k, c, vb),
+    },
+    ModelEntry {
+        name: "resnet18",
+        aliases: &[],
+        family: "resnet",
+        description: "ResNet-18 (11,689,512 params, 1.81 GMACs at 224x224)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnet18(), k, c, vb),
+    },
+    ModelEntry {
+        name: "resnet34",
+        aliases: &[],
+        family: "resnet",
+        description: "ResNet-34 (21,797,672 params, 3.66 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnet34(), k, c, vb),
+    },
+    ModelEntry {
+        name: "resnet50",
+        aliases: &[],
+        family: "resnet",
+        description: "ResNet-50 (25,557,032 params, 4.09 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnet50(), k, c, vb),
+    },
+    ModelEntry {
+        name: "resnet101",
+        aliases: &[],
+        family: "resnet",
+        description: "ResNet-101 (44,549,160 params, 7.80 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnet101(), k, c, vb),
+    },
+    ModelEntry {
+        name: "resnet152",
+        aliases: &[],
+        family: "resnet",
+        description: "ResNet-152 (60,192,808 params, 11.51 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnet152(), k, c, vb),
+    },
+    ModelEntry {
+        name: "resnext50_32x4d",
+        aliases: &["resnext50"],
+        family: "resnet",
+        description: "ResNeXt-50 32x4d (25,028,904 params, 4.23 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnext50_32x4d(), k, c, vb),
+    },
+    ModelEntry {
+        name: "resnext101_32x8d",
+        aliases: &[],
+        family: "resnet",
+        description: "ResNeXt-101 32x8d (88,791,336 params, 16.41 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnext101_32x8d(), k, c, vb),
+    },
+    ModelEntry {
+        name: "resnext101_64x4d",
+        aliases: &[],
+        family: "resnet",
+        description: "ResNeXt-101 64x4d (83,455,272 params, 15.46 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnext101_64x4d(), k, c, vb),
+    },
+    ModelEntry {
+        name: "wide_resnet50_2",
+        aliases: &["wrn50_2"],
+        family: "resnet",
+        description: "Wide ResNet-50-2 (68,883,240 params, 11.40 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::wide_resnet50_2(), k, c, vb),
+    },
+    ModelEntry {
+        name: "wide_resnet101_2",
+        aliases: &["wrn101_2"],
+        family: "resnet",
+        description: "Wide ResNet-101-2 (126,886,696 params, 22.75 GMACs)",
+        reference: (3, 1000),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::wide_resnet101_2(), k, c, vb),
+    },
+    ModelEntry {
+        name: "resnet18_cifar",
+        aliases: &[],
+        family: "resnet",
+        description: "ResNet-18 with the CIFAR stem (3x3 conv, no max pool) for 32x32 inputs",
+        reference: (3, 10),
+        build: |k, c, vb| resnet(resnet::ResNetConfig::resnet18().with_cifar_stem(true), k, c, vb),
     },
 ];
 
