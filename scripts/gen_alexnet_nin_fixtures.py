@@ -22,7 +22,8 @@ Models, all with 10 classes, 3 input channels and dropout 0 (so train mode is de
 
 For each variant `V` a file `<crate>/tests/fixtures/<crate>.safetensors` stores:
 
-* `V.eval`: the logits in eval mode of `pattern((2, 3, H, W), 1000, 1.0)` ([2, 10]);
+* `V.eval`: the logits in eval mode of `pattern((2, 3, H, W), 1000, scale)` ([2, 10]; scale
+  100 for the models with LRN, 1 for the others, see VARIANTS);
 * `V.train`: the logits in train mode (dropout 0; there is no batch norm);
 * `V.min_size`: the smallest n for which PyTorch runs the model on a [1, 3, n, n] input;
 * `V.grad.<key>`: gradients of the mean cross-entropy (targets [3, 7]) of the train-mode
@@ -215,12 +216,16 @@ def sample(t):
     return t.flatten()[::stride].contiguous()
 
 
-# variant -> (crate, builder, input (H, W), keys of the stored gradients)
+# variant -> (crate, builder, input (H, W), input scale, keys of the stored gradients). The
+# models with local response normalisation get inputs in the range of Caffe's (mean-subtracted
+# 0-255 pixels, scale 100): with inputs of order 1, LRN(k=2, alpha=1e-4) is almost a constant
+# factor 2^-0.75, and moving it across a max pooling would go unnoticed.
 VARIANTS = {
     "alexnet": (
         "alexnet",
         lambda: torchvision.models.AlexNet(num_classes=CLASSES, dropout=0.0),
         (96, 99),
+        1.0,
         ["features.0.weight", "features.10.bias", "classifier.1.weight", "classifier.6.weight",
          "classifier.6.bias"],
     ),
@@ -228,6 +233,7 @@ VARIANTS = {
         "alexnet",
         lambda: alexnet_2012(CLASSES),
         (96, 99),
+        100.0,
         ["features.0.weight", "features.4.bias", "classifier.1.weight", "classifier.6.weight",
          "classifier.6.bias"],
     ),
@@ -235,6 +241,7 @@ VARIANTS = {
         "zfnet",
         lambda: zfnet(CLASSES),
         (70, 67),
+        100.0,
         ["features.0.weight", "features.4.bias", "features.12.weight", "classifier.1.weight",
          "classifier.6.weight", "classifier.6.bias"],
     ),
@@ -242,6 +249,7 @@ VARIANTS = {
         "nin",
         lambda: nin(CLASSES),
         (75, 71),
+        1.0,
         ["features.0.weight", "features.9.bias", "features.24.weight", "classifier.0.weight",
          "classifier.0.bias"],
     ),
@@ -249,6 +257,7 @@ VARIANTS = {
         "nin",
         lambda: nin_cifar(CLASSES),
         (32, 29),
+        1.0,
         ["features.0.weight", "features.10.bias", "features.18.weight", "classifier.0.weight",
          "classifier.0.bias"],
     ),
@@ -270,10 +279,10 @@ def min_size(model):
 def main():
     torch.manual_seed(0)
     outputs = {}
-    for name, (crate, build, (h, w), grads) in VARIANTS.items():
+    for name, (crate, build, (h, w), scale, grads) in VARIANTS.items():
         model = build()
         fill_with_pattern(model)
-        x = pattern((2, 3, h, w), 1000, 1.0)
+        x = pattern((2, 3, h, w), 1000, scale)
         targets = torch.tensor([3, 7])
         model.eval()
         with torch.no_grad():

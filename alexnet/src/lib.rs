@@ -41,7 +41,7 @@
 //! ## [`AlexNetConfig::alexnet_2012`]: the 2012 paper's layout
 //!
 //! Input `[N, 3, H, W]` with `H, W >= 63`; **62,378,344 parameters** with 1000 classes;
-//! 1,134,206,880 multiply-accumulates at 224x224.
+//! 1,135,256,096 multiply-accumulates at 224x224.
 //!
 //! | key            | layer                        | output at 224x224 | parameters |
 //! |----------------|------------------------------|-------------------|-----------:|
@@ -77,7 +77,8 @@
 //!   `alpha` by the window size like Caffe's `bvlc_alexnet`; the paper's formula does not
 //!   (its `alpha = 1e-4` is `alpha = 5e-4` in PyTorch's convention);
 //! * fresh weights use PyTorch's default initialisation (as torchvision's AlexNet), not the
-//!   paper's `N(0, 0.01)` weights and unit biases.
+//!   paper's `N(0, 0.01)` weights with biases 1 in conv2, conv4, conv5 and the fully
+//!   connected layers, 0 elsewhere.
 //!
 //! ## Features and head
 //!

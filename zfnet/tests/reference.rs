@@ -1,0 +1,440 @@
+//! ZFNet against an equivalent PyTorch module (fixture from
+//! `scripts/gen_alexnet_nin_fixtures.py`), parameter count and map sizes computed by hand,
+//! key names, input and weights errors, and a few SGD steps on real MNIST digits.
+
+use backbone::init::{trainable_vars, SeededVarMap};
+use backbone::weights::Weights;
+use backbone::{Backbone, Error};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use std::collections::HashMap;
+use std::io::Read;
+use zfnet::{ZfNet, ZfNetConfig};
+
+/// The generator script's `pattern`: element `i` is `scale * (2u - 1)`, `u` the top 24 bits
+/// of SplitMix64 at state `seed * 2^32 + i`, over 2^24.
+fn pattern(shape: &[usize], seed: u64, scale: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let value = |i: u64| {
+        let mut z = ((seed << 32) + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let u = (z >> 40) as f64 / (1u64 << 24) as f64;
+        (scale * (2.0 * u - 1.0)) as f32
+    };
+    // Tens of millions of values in an unoptimised test build: split over the cores.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = n.div_ceil(threads).max(1);
+    let mut values = vec![0f32; n];
+    std::thread::scope(|s| {
+        for (c, out) in values.chunks_mut(chunk).enumerate() {
+            s.spawn(move || {
+                let start = (c * chunk) as u64;
+                for (k, v) in out.iter_mut().enumerate() {
+                    *v = value(start + k as u64);
+                }
+            });
+        }
+    });
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// The model with the script's weights (variable `j` of the sorted names:
+/// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
+/// trainable variables.
+fn model_with_pattern(config: ZfNetConfig) -> (ZfNet, VarMap) {
+    let (model, vars) = fresh(&config);
+    let data = vars.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for (j, name) in names.into_iter().enumerate() {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let scale = if dims.len() > 1 {
+            (6.0 / dims[1..].iter().product::<usize>() as f64).sqrt()
+        } else {
+            0.1
+        };
+        var.set(&pattern(&dims, j as u64, scale)).unwrap();
+    }
+    drop(data);
+    (model, vars)
+}
+
+fn fixture() -> HashMap<String, Tensor> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/zfnet.safetensors");
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+/// The script's `sample`: every `stride`-th value of the flattened tensor, `stride` 1 up to
+/// 1024 values, `numel / 1024 + 1` above.
+fn sample(t: &Tensor) -> Tensor {
+    let n = t.elem_count();
+    let stride = if n <= 1024 { 1 } else { n / 1024 + 1 };
+    let idx: Vec<u32> = (0..n).step_by(stride).map(|i| i as u32).collect();
+    let idx = Tensor::new(idx.as_slice(), &Device::Cpu).unwrap();
+    t.flatten_all().unwrap().index_select(&idx, 0).unwrap()
+}
+
+fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, rel: f32) {
+    assert_eq!(ours.dims(), reference.dims(), "{name}: shape");
+    let a = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= rel * scale, "{name}[{i}]: ours {x}, PyTorch {y}");
+    }
+}
+
+/// A fresh model whose variables are in a plain `VarMap` (candle's unseeded generator: faster
+/// than `SeededVarMap` for this 60M-parameter model, for tests that need no particular
+/// weights).
+fn fresh(config: &ZfNetConfig) -> (ZfNet, VarMap) {
+    let vars = VarMap::new();
+    let model = ZfNet::new(config, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+    (model, vars)
+}
+
+/// A model with all-zero weights, for shape tests.
+fn zeros(config: &ZfNetConfig) -> ZfNet {
+    ZfNet::new(config, VarBuilder::zeros(DType::F32, &Device::Cpu)).unwrap()
+}
+
+#[test]
+fn outputs_and_gradients_match_pytorch() {
+    let fixture = fixture();
+    // Inputs of Caffe's scale (mean-subtracted 0-255 pixels): on inputs of order 1, LRN is
+    // almost a constant factor (see the generator script).
+    let x = pattern(&[2, 3, 70, 67], 1000, 100.0);
+    let targets = Tensor::new(&[3u32, 7], &Device::Cpu).unwrap();
+    let config = ZfNetConfig::zfnet().with_classes(10).with_dropout(0.0);
+    let (model, vars) = model_with_pattern(config);
+    assert_eq!(model.name(), "zfnet");
+    let eval = model.forward_t(&x, false).unwrap();
+    assert_close("zfnet.eval", &eval, &fixture["zfnet.eval"], 1e-4);
+    // Train mode with dropout 0 (no batch norm here: the same function).
+    let logits = model.forward_t(&x, true).unwrap();
+    assert_close("zfnet.train", &logits, &fixture["zfnet.train"], 1e-4);
+    let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+    let grads = loss.backward().unwrap();
+    let data = vars.data().lock().unwrap();
+    for key in [
+        "features.0.weight",
+        "features.4.bias",
+        "features.12.weight",
+        "classifier.1.weight",
+        "classifier.6.weight",
+        "classifier.6.bias",
+    ] {
+        let grad = grads.get(data[key].as_tensor()).expect("gradient");
+        let name = format!("zfnet.grad.{key}");
+        assert_close(&name, &sample(grad), &fixture[&name], 1e-4);
+    }
+}
+
+#[test]
+fn minimum_input_size_is_pytorchs() {
+    let fixture = fixture();
+    let model = zeros(&ZfNetConfig::zfnet().with_classes(4));
+    let min = fixture["zfnet.min_size"].to_vec1::<i64>().unwrap()[0] as usize;
+    assert_eq!(min, 47);
+    assert_eq!(model.input_spec().min_size, (min, min));
+    assert_eq!(model.input_spec().default_size, (224, 224));
+    let x = Tensor::zeros((1, 3, min, min), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.forward_conv(&x, false).unwrap().dims(), [1, 256, 1, 1]);
+    assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 4]);
+    for dims in [[1, 3, min - 1, min], [1, 3, min, min - 1]] {
+        let x = Tensor::zeros(&dims, DType::F32, &Device::Cpu).unwrap();
+        assert!(matches!(
+            model.forward_t(&x, false),
+            Err(Error::InputShape { .. })
+        ));
+    }
+}
+
+#[test]
+fn parameter_count_map_sizes_and_key_names() {
+    let (model, vars) = fresh(&ZfNetConfig::zfnet());
+    let data = vars.data().lock().unwrap();
+    let total: usize = data.values().map(|v| v.elem_count()).sum();
+    // Per layer, weights + biases.
+    let by_hand = (96 * 3 * 7 * 7 + 96)
+        + (256 * 96 * 5 * 5 + 256)
+        + (384 * 256 * 3 * 3 + 384)
+        + (384 * 384 * 3 * 3 + 384)
+        + (256 * 384 * 3 * 3 + 256)
+        + (4096 * 256 * 6 * 6 + 4096)
+        + (4096 * 4096 + 4096)
+        + (1000 * 4096 + 1000);
+    assert_eq!(by_hand, 62_357_608);
+    assert_eq!(total, by_hand);
+    let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "classifier.1.bias",
+            "classifier.1.weight",
+            "classifier.4.bias",
+            "classifier.4.weight",
+            "classifier.6.bias",
+            "classifier.6.weight",
+            "features.0.bias",
+            "features.0.weight",
+            "features.10.bias",
+            "features.10.weight",
+            "features.12.bias",
+            "features.12.weight",
+            "features.4.bias",
+            "features.4.weight",
+            "features.8.bias",
+            "features.8.weight",
+        ]
+    );
+    for (key, dims) in [
+        ("features.0.weight", &[96, 3, 7, 7][..]),
+        ("features.4.weight", &[256, 96, 5, 5]),
+        ("features.8.weight", &[384, 256, 3, 3]),
+        ("features.10.weight", &[384, 384, 3, 3]),
+        ("features.12.weight", &[256, 384, 3, 3]),
+        ("classifier.1.weight", &[4096, 9216]),
+        ("classifier.6.weight", &[1000, 4096]),
+        ("classifier.6.bias", &[1000]),
+    ] {
+        assert_eq!(data[key].dims(), dims, "{key}");
+    }
+    drop(data);
+    assert_eq!(
+        (model.num_features(), model.num_classes(), model.head_prefix()),
+        (4096, 1000, "classifier.6")
+    );
+
+    // The paper's map sizes at 224x224: 110 -> 55 -> 26 -> 13 -> 6.
+    let summary = backbone::summarize(&model, &[1, 3, 224, 224], &Device::Cpu).unwrap();
+    assert_eq!(summary.total_params(), by_hand);
+    let conv = |out: u64, k: u64, hw: u64| out * k * hw * hw;
+    let macs = conv(96, 3 * 7 * 7, 110)
+        + conv(256, 96 * 5 * 5, 26)
+        + conv(384, 256 * 3 * 3, 13)
+        + conv(384, 384 * 3 * 3, 13)
+        + conv(256, 384 * 3 * 3, 13)
+        + 9216 * 4096
+        + 4096 * 4096
+        + 4096 * 1000;
+    assert_eq!(macs, 1_168_032_896);
+    assert_eq!(summary.total_macs(), macs);
+    let shapes: Vec<(&str, &str, &[usize])> = summary
+        .layers
+        .iter()
+        .map(|l| (l.name.as_str(), l.kind.as_str(), l.output.as_slice()))
+        .collect();
+    assert_eq!(
+        shapes[..10],
+        [
+            ("features.0", "Conv2d", &[1, 96, 110, 110][..]),
+            ("features.2", "MaxPool2d", &[1, 96, 55, 55]),
+            ("features.3", "LocalResponseNorm", &[1, 96, 55, 55]),
+            ("features.4", "Conv2d", &[1, 256, 26, 26]),
+            ("features.6", "MaxPool2d", &[1, 256, 13, 13]),
+            ("features.7", "LocalResponseNorm", &[1, 256, 13, 13]),
+            ("features.8", "Conv2d", &[1, 384, 13, 13]),
+            ("features.10", "Conv2d", &[1, 384, 13, 13]),
+            ("features.12", "Conv2d", &[1, 256, 13, 13]),
+            ("features.14", "MaxPool2d", &[1, 256, 6, 6]),
+        ]
+    );
+}
+
+#[test]
+fn configurable_classes_channels_and_dropout() {
+    let config = ZfNetConfig::zfnet()
+        .with_classes(7)
+        .with_in_channels(1)
+        .with_dropout(0.0);
+    let (model, vars) = fresh(&config);
+    let x = Tensor::zeros((2, 1, 50, 61), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
+    let features = model.forward_features(&x, false).unwrap();
+    assert_eq!(features.dims(), [2, 4096]);
+    assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
+    let data = vars.data().lock().unwrap();
+    assert_eq!(data["features.0.weight"].dims(), [96, 1, 7, 7]);
+    assert_eq!(data["classifier.6.weight"].dims(), [7, 4096]);
+    assert_eq!(data["classifier.6.bias"].dims(), [7]);
+    drop(data);
+    for p in [-0.1, 1.0, f32::NAN] {
+        let config = ZfNetConfig::zfnet().with_dropout(p);
+        match ZfNet::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)) {
+            Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
+            other => panic!("dropout {p}: expected a config error, got {:?}", other.err()),
+        }
+    }
+}
+
+#[test]
+fn wrong_input_shapes_are_reported() {
+    let model = zeros(&ZfNetConfig::zfnet().with_classes(3));
+    for dims in [
+        vec![2, 3, 46, 100],
+        vec![2, 1, 64, 64],
+        vec![3, 64, 64],
+        vec![1, 3, 100, 40],
+    ] {
+        let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
+        match model.forward_t(&x, false) {
+            Err(Error::InputShape {
+                layer,
+                expected,
+                actual,
+            }) => {
+                assert_eq!(layer, "zfnet");
+                assert_eq!(expected, "[N, 3, H>=47, W>=47]");
+                assert_eq!(actual, dims);
+            }
+            other => panic!(
+                "{dims:?}: expected an input shape error, got {:?}",
+                other.map(|t| t.dims().to_vec())
+            ),
+        }
+    }
+}
+
+fn save(dir: &std::path::Path, name: &str, tensors: &HashMap<String, Tensor>) -> std::path::PathBuf {
+    let path = dir.join(name);
+    candle_core::safetensors::save(tensors, &path).unwrap();
+    path
+}
+
+#[test]
+fn loads_from_safetensors_and_reports_bad_files() {
+    let config = ZfNetConfig::zfnet().with_classes(10);
+    let dir = tempfile::tempdir().unwrap();
+    let build = |path: &std::path::Path| {
+        let weights = Weights::from_file(path, &Device::Cpu)?;
+        weights.build(DType::F32, &Device::Cpu, true, |vb| ZfNet::new(&config, vb))
+    };
+    let (model, vars) = fresh(&config);
+    let state: HashMap<String, Tensor> = {
+        let data = vars.data().lock().unwrap();
+        data.iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    };
+
+    // A complete file loads and gives the same logits as the model it came from.
+    let path = save(dir.path(), "zfnet.safetensors", &state);
+    let loaded = build(&path).unwrap();
+    let x = pattern(&[1, 3, 49, 52], 5, 1.0);
+    assert_close(
+        "reloaded",
+        &loaded.forward_t(&x, false).unwrap(),
+        &model.forward_t(&x, false).unwrap(),
+        0.0,
+    );
+    std::fs::remove_file(&path).unwrap();
+
+    // Without the large fc6 weight: missing. The files below leave it out (or replace it) to
+    // stay small.
+    let mut missing = state.clone();
+    missing.remove("classifier.1.weight");
+    let path = save(dir.path(), "missing.safetensors", &missing);
+    match build(&path) {
+        Err(Error::Weights {
+            file,
+            tensor,
+            problem,
+        }) => {
+            assert_eq!(file.as_deref(), Some(path.as_path()));
+            assert_eq!(tensor, "classifier.1.weight");
+            assert!(problem.contains("missing"), "{problem}");
+        }
+        other => panic!("expected a missing-tensor error, got {:?}", other.err()),
+    }
+
+    // An AlexNet-sized conv1 (11x11): the message names the file, the tensor and both shapes.
+    let mut misshaped = state;
+    misshaped.remove("classifier.1.weight");
+    misshaped.insert(
+        "features.0.weight".into(),
+        Tensor::zeros((96, 3, 11, 11), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
+    let msg = build(&path)
+        .err()
+        .expect("mis-shaped tensor must fail")
+        .to_string();
+    for needle in [
+        "misshaped.safetensors",
+        "features.0.weight",
+        "[96, 3, 7, 7]",
+        "[96, 3, 11, 11]",
+    ] {
+        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
+    }
+}
+
+/// `count` MNIST training digits, nearest-neighbour upsampled from 28x28 to `size`x`size`,
+/// normalised with MNIST's mean and standard deviation; and their labels.
+fn mnist(count: usize, size: usize) -> (Tensor, Tensor) {
+    let read = |name: &str, magic: u32, header: usize| -> Vec<u8> {
+        let path = format!("{}/../trainer/data/mnist-10k/{name}", env!("CARGO_MANIFEST_DIR"));
+        let file = std::fs::File::open(&path).unwrap();
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        assert_eq!(
+            u32::from_be_bytes(bytes[..4].try_into().unwrap()),
+            magic,
+            "{path}"
+        );
+        bytes.split_off(header)
+    };
+    let pixels = read("train-images-idx3-ubyte.gz", 2051, 16);
+    let labels = read("train-labels-idx1-ubyte.gz", 2049, 8);
+    let mut images = Vec::with_capacity(count * size * size);
+    for n in 0..count {
+        let digit = &pixels[n * 784..(n + 1) * 784];
+        for y in 0..size {
+            for x in 0..size {
+                let p = digit[y * 28 / size * 28 + x * 28 / size] as f32 / 255.0;
+                images.push((p - 0.1307) / 0.3081);
+            }
+        }
+    }
+    let labels: Vec<u32> = labels[..count].iter().map(|&l| l as u32).collect();
+    (
+        Tensor::from_vec(images, (count, 1, size, size), &Device::Cpu).unwrap(),
+        Tensor::new(labels.as_slice(), &Device::Cpu).unwrap(),
+    )
+}
+
+#[test]
+fn sgd_steps_on_mnist_lower_the_loss() {
+    let config = ZfNetConfig::zfnet().with_in_channels(1).with_classes(10);
+    let vars = SeededVarMap::new(3);
+    let model = ZfNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let (min, _) = model.input_spec().min_size;
+    let (images, labels) = mnist(64, min);
+    let loss = |train: bool| {
+        let logits = model.forward_t(&images, train).unwrap();
+        candle_nn::loss::cross_entropy(&logits, &labels).unwrap()
+    };
+    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+    let before = value(&loss(false));
+    let params: Vec<_> = trainable_vars(vars.varmap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut sgd = candle_nn::SGD::new(params, 0.5).unwrap();
+    backbone::init::seed(0);
+    for _ in 0..4 {
+        sgd.backward_step(&loss(true)).unwrap();
+    }
+    let after = value(&loss(false));
+    assert!(
+        after < before - 0.02,
+        "the loss should fall: {before} before, {after} after"
+    );
+}
