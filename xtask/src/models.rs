@@ -94,6 +94,30 @@ fn nin(
     Ok(Box::new(nin::Nin::new(&config, vb)?))
 }
 
+fn densenet(
+    config: densenet::DenseNetConfig,
+    classes: usize,
+    channels: usize,
+    vb: VarBuilder,
+) -> backbone::Result<Box<dyn Backbone>> {
+    Ok(Box::new(densenet::DenseNet::new(
+        &config.with_classes(classes).with_in_channels(channels),
+        vb,
+    )?))
+}
+
+fn efficientnet(
+    config: efficientnet::EfficientNetConfig,
+    classes: usize,
+    channels: usize,
+    vb: VarBuilder,
+) -> backbone::Result<Box<dyn Backbone>> {
+    Ok(Box::new(efficientnet::EfficientNet::new(
+        &config.with_classes(classes).with_in_channels(channels),
+        vb,
+    )?))
+}
+
 /// Every variant, in the order `--help` lists them.
 pub const MODELS: &[ModelEntry] = &[
     ModelEntry {
@@ -335,6 +359,102 @@ pub const MODELS: &[ModelEntry] = &[
         description: "ResNet-18 with the CIFAR stem (3x3 conv, no max pool) for 32x32 inputs",
         reference: (3, 10),
         build: |k, c, vb| resnet(resnet::ResNetConfig::resnet18().with_cifar_stem(true), k, c, vb),
+    },
+    ModelEntry {
+        name: "densenet121",
+        aliases: &[],
+        family: "densenet",
+        description: "DenseNet-121 (7,978,856 params, 2.83 GMACs; 3x224x224, min 29x29)",
+        reference: (3, 1000),
+        build: |k, c, vb| densenet(densenet::DenseNetConfig::densenet121(), k, c, vb),
+    },
+    ModelEntry {
+        name: "densenet161",
+        aliases: &[],
+        family: "densenet",
+        description: "DenseNet-161 (28,681,000 params, 7.73 GMACs; 3x224x224, min 29x29)",
+        reference: (3, 1000),
+        build: |k, c, vb| densenet(densenet::DenseNetConfig::densenet161(), k, c, vb),
+    },
+    ModelEntry {
+        name: "densenet169",
+        aliases: &[],
+        family: "densenet",
+        description: "DenseNet-169 (14,149,480 params, 3.36 GMACs; 3x224x224, min 29x29)",
+        reference: (3, 1000),
+        build: |k, c, vb| densenet(densenet::DenseNetConfig::densenet169(), k, c, vb),
+    },
+    ModelEntry {
+        name: "densenet201",
+        aliases: &[],
+        family: "densenet",
+        description: "DenseNet-201 (20,013,928 params, 4.29 GMACs; 3x224x224, min 29x29)",
+        reference: (3, 1000),
+        build: |k, c, vb| densenet(densenet::DenseNetConfig::densenet201(), k, c, vb),
+    },
+    ModelEntry {
+        name: "efficientnet_b0",
+        aliases: &[],
+        family: "efficientnet",
+        description: "EfficientNet-B0 (5,288,548 params, 0.39 GMACs; timm and torchvision weights load)",
+        reference: (3, 1000),
+        build: |k, c, vb| efficientnet(efficientnet::EfficientNetConfig::b0(), k, c, vb),
+    },
+    ModelEntry {
+        name: "efficientnet_b1",
+        aliases: &[],
+        family: "efficientnet",
+        description: "EfficientNet-B1 (7,794,184 params; timm and torchvision weights load)",
+        reference: (3, 1000),
+        build: |k, c, vb| efficientnet(efficientnet::EfficientNetConfig::b1(), k, c, vb),
+    },
+    ModelEntry {
+        name: "efficientnet_b2",
+        aliases: &[],
+        family: "efficientnet",
+        description: "EfficientNet-B2 (9,109,994 params; timm and torchvision weights load)",
+        reference: (3, 1000),
+        build: |k, c, vb| efficientnet(efficientnet::EfficientNetConfig::b2(), k, c, vb),
+    },
+    ModelEntry {
+        name: "efficientnet_b3",
+        aliases: &[],
+        family: "efficientnet",
+        description: "EfficientNet-B3 (12,233,232 params; timm and torchvision weights load)",
+        reference: (3, 1000),
+        build: |k, c, vb| efficientnet(efficientnet::EfficientNetConfig::b3(), k, c, vb),
+    },
+    ModelEntry {
+        name: "efficientnet_b4",
+        aliases: &[],
+        family: "efficientnet",
+        description: "EfficientNet-B4 (19,341,616 params; timm and torchvision weights load)",
+        reference: (3, 1000),
+        build: |k, c, vb| efficientnet(efficientnet::EfficientNetConfig::b4(), k, c, vb),
+    },
+    ModelEntry {
+        name: "efficientnet_b5",
+        aliases: &[],
+        family: "efficientnet",
+        description: "EfficientNet-B5 (30,389,784 params; timm and torchvision weights load)",
+        reference: (3, 1000),
+        build: |k, c, vb| efficientnet(efficientnet::EfficientNetConfig::b5(), k, c, vb),
+    },
+    ModelEntry {
+        name: "efficientnet_b6",
+        aliases: &[],
+        family: "efficientnet",
+        description: "EfficientNet-B6 (43,040,704 params; timm and torchvision weights load)",
+        reference: (3, 1000),
+        build: |k, c, vb| efficientnet(efficientnet::EfficientNetConfig::b6(), k, c, vb),
+    },
+    ModelEntry {
+        name: "efficientnet_b7",
+        aliases: &[],
+        family: "efficientnet",
+        description: "EfficientNet-B7 (66,347,960 params; timm and torchvision weights load)",
+        reference: (3, 1000),
+        build: |k, c, vb| efficientnet(efficientnet::EfficientNetConfig::b7(), k, c, vb),
     },
 ];
 

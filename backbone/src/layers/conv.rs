@@ -2,7 +2,7 @@
 
 use super::{Activation, BatchNorm2d, Layer};
 use crate::init::torch_default;
-use crate::ops::{conv2d, ConvParams};
+use crate::ops::{conv2d, depthwise_conv2d, ConvParams, DepthwiseParams};
 use crate::summary::{self, LayerRecord};
 use crate::{Error, Result};
 use candle_core::Tensor;
@@ -143,7 +143,9 @@ impl Conv2dConfig {
 ///
 /// The backward pass is [`crate::ops::conv2d`]'s, not candle's (which fails on non-square
 /// inputs with stride 2 and is slow); asymmetric padding (Inception's 1x7 / 7x1 convolutions)
-/// is applied explicitly, as candle's convolution pads both axes alike.
+/// is applied explicitly, as candle's convolution pads both axes alike. Depthwise
+/// convolutions (`groups == in_channels > 1`) run [`crate::ops::depthwise_conv2d`]'s direct
+/// kernels instead of candle's one-convolution-per-channel loop.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
@@ -197,6 +199,29 @@ impl Conv2d {
         &self.name
     }
 
+    /// The convolution through [`conv2d`] (candle's forward, our backward), padding
+    /// explicitly when the two axes differ.
+    fn grouped(&self, xs: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        let (xs_padded, padding) = if c.padding.0 == c.padding.1 {
+            (xs.clone(), c.padding.0)
+        } else {
+            let padded = xs.pad_with_zeros(2, c.padding.0, c.padding.0)?.pad_with_zeros(
+                3,
+                c.padding.1,
+                c.padding.1,
+            )?;
+            (padded, 0)
+        };
+        let params = ConvParams {
+            padding,
+            stride: c.stride,
+            dilation: c.dilation,
+            groups: c.groups,
+        };
+        Ok(conv2d(&xs_padded, &self.weight, params)?)
+    }
+
     fn expected(&self) -> String {
         let (h, w) = self.config.min_input();
         format!("[N, {}, H>={h}, W>={w}]", self.config.in_channels)
@@ -215,23 +240,19 @@ impl Layer for Conv2d {
         {
             return Err(Error::input_shape(&self.name, self.expected(), xs.dims()));
         }
-        let (xs_padded, padding) = if c.padding.0 == c.padding.1 {
-            (xs.clone(), c.padding.0)
+        let out = if c.groups > 1 && c.groups == c.in_channels {
+            // Depthwise: the direct kernel (on the CPU; other devices fall back to the path
+            // below inside `depthwise_conv2d`). A single-channel dense convolution
+            // (`groups == in_channels == 1`) stays on candle's im2col + gemm path.
+            let params = DepthwiseParams {
+                padding: c.padding,
+                stride: c.stride,
+                dilation: c.dilation,
+            };
+            depthwise_conv2d(xs, &self.weight, params)?
         } else {
-            let padded = xs.pad_with_zeros(2, c.padding.0, c.padding.0)?.pad_with_zeros(
-                3,
-                c.padding.1,
-                c.padding.1,
-            )?;
-            (padded, 0)
+            self.grouped(xs)?
         };
-        let params = ConvParams {
-            padding,
-            stride: c.stride,
-            dilation: c.dilation,
-            groups: c.groups,
-        };
-        let out = conv2d(&xs_padded, &self.weight, params)?;
         let out = match &self.bias {
             Some(b) => out.broadcast_add(&b.reshape((1, c.out_channels, 1, 1))?)?,
             None => out,

@@ -16,7 +16,9 @@
 //!   stride-dilated output gradient by the flipped, transposed kernel, with the rows and
 //!   columns that no window reached given a zero gradient explicitly.
 //!
-//! Everything is made of candle tensor ops, so it runs on every device.
+//! Everything is made of candle tensor ops, so it runs on every device: [`conv2d_reference`]
+//! is that path. On the CPU in `f32` / `f64`, [`conv2d`] runs the faster kernels of
+//! [`super::conv_cpu`] instead (same results up to rounding; no per-group tensors).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp3, Layout, MetalStorage, Result, Shape, Tensor};
@@ -35,8 +37,22 @@ pub struct ConvParams {
 }
 
 /// `xs` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin/groups, kh, kw]`, as candle's
-/// `Tensor::conv2d`, with a correct and faster backward (see the module documentation).
+/// `Tensor::conv2d`, with a correct and faster backward.
+///
+/// CPU tensors in `f32` / `f64` run [`super::conv_cpu::conv2d_cpu`] (im2col + gemm in NCHW
+/// order, forward and backward); everything else (GPUs, half precision) runs
+/// [`conv2d_reference`] (see the module documentation).
 pub fn conv2d(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor> {
+    if super::conv_cpu::supports(xs, weight) {
+        return super::conv_cpu::conv2d_cpu(xs, weight, p);
+    }
+    conv2d_reference(xs, weight, p)
+}
+
+/// The convolution of [`conv2d`] on any device and dtype: candle's forward convolution (cuDNN
+/// on CUDA) on detached inputs, with the gradients attached by [`ConvBackward`]. [`conv2d`]
+/// runs this everywhere but on the CPU in `f32` / `f64`; the CPU kernels are tested against it.
+pub fn conv2d_reference(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor> {
     let out = xs
         .detach()
         .conv2d(&weight.detach(), p.padding, p.stride, p.dilation, p.groups)?;

@@ -30,7 +30,16 @@
 //! # Convolution
 //!
 //! [`conv2d`] is candle's forward convolution with our own backward pass (candle's fails on
-//! non-square inputs with stride 2 and computes the input gradient with a slow kernel).
+//! non-square inputs with stride 2 and computes the input gradient with a slow kernel)
+//! everywhere but on the CPU in `f32` / `f64`, where it runs [`conv2d_cpu`]: im2col + gemm in
+//! the tensors' NCHW order, forward, weight and input gradients as custom ops, parallel over
+//! the batch. [`conv2d_reference`] is the candle path on any device.
+//!
+//! # Depthwise convolution
+//!
+//! [`depthwise_conv2d`] is a direct CPU kernel (forward, input and weight gradients, parallel
+//! over the planes) for `groups == in_channels` convolutions, which candle runs as one
+//! convolution per channel; other devices and dtypes fall back to [`conv2d`].
 //!
 //! # Local response normalisation
 //!
@@ -38,9 +47,13 @@
 //! candle ops (any device, autograd for free).
 
 mod conv;
+mod conv_cpu;
+mod depthwise;
 mod lrn;
 mod pool;
 
-pub use conv::{conv2d, ConvBackward, ConvParams};
+pub use conv::{conv2d, conv2d_reference, ConvBackward, ConvParams};
+pub use conv_cpu::conv2d_cpu;
+pub use depthwise::{depthwise_conv2d, DepthwiseParams};
 pub use lrn::local_response_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_output_size, Pool2dParams};

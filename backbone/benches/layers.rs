@@ -1,0 +1,119 @@
+//! Layer micro-benchmarks at representative shapes, forward and backward.
+//!
+//! `cargo bench -p backbone`. Throughput is reported in elements per second where one
+//! element is one floating-point operation (2 per multiply-accumulate), so criterion's
+//! `Gelem/s` reads as GFLOP/s. `matmul_1024` is the machine's reference: the convolutions are
+//! matrix products at heart, so their GFLOP/s is measured against it.
+
+use backbone::init::SeededVarMap;
+use backbone::layers::{BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Layer, MaxPool2d, PoolConfig};
+use candle_core::{DType, Device, Tensor, Var};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn conv_case(c: &mut Criterion, name: &str, cfg: Conv2dConfig, input: (usize, usize, usize, usize)) {
+    let dev = Device::Cpu;
+    let vars = SeededVarMap::new(0);
+    let conv = Conv2d::new(cfg, vars.var_builder(DType::F32, &dev).pp("conv")).expect("conv");
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1f32, input, &dev).expect("input")).expect("var");
+    let out = conv.forward_t(x.as_tensor(), true).expect("forward");
+    let macs = out.elem_count() as u64 * (cfg.in_channels / cfg.groups * cfg.kernel.0 * cfg.kernel.1) as u64;
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(2 * macs));
+    group.bench_function("forward", |b| {
+        b.iter(|| conv.forward_t(x.as_tensor(), true).expect("forward"))
+    });
+    // Backward: weight gradient and input gradient, each as costly as the forward.
+    group.throughput(Throughput::Elements(4 * macs));
+    group.bench_function("backward", |b| {
+        let out = conv.forward_t(x.as_tensor(), true).expect("forward");
+        let loss = out.sum_all().expect("sum");
+        b.iter(|| loss.backward().expect("backward"))
+    });
+    group.finish();
+}
+
+fn convolutions(c: &mut Criterion) {
+    conv_case(
+        c,
+        "conv3x3_64_64_56x56_b16",
+        Conv2dConfig::new(64, 64, 3).padding(1).no_bias(),
+        (16, 64, 56, 56),
+    );
+    conv_case(
+        c,
+        "conv1x1_256_64_56x56_b16",
+        Conv2dConfig::new(256, 64, 1).no_bias(),
+        (16, 256, 56, 56),
+    );
+    conv_case(
+        c,
+        "conv7x7s2_3_64_224x224_b8",
+        Conv2dConfig::new(3, 64, 7).stride(2).padding(3).no_bias(),
+        (8, 3, 224, 224),
+    );
+}
+
+fn pooling_and_norm(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let x =
+        Var::from_tensor(&Tensor::randn(0f32, 1f32, (16, 64, 112, 112), &dev).expect("input")).expect("var");
+    let pool = MaxPool2d::new(PoolConfig::new(3).stride(2).padding(1)).expect("pool");
+    let mut group = c.benchmark_group("maxpool3x3s2_64_112x112_b16");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(x.elem_count() as u64));
+    group.bench_function("forward", |b| {
+        b.iter(|| pool.forward_t(x.as_tensor(), true).expect("pool"))
+    });
+    group.bench_function("backward", |b| {
+        let loss = pool
+            .forward_t(x.as_tensor(), true)
+            .expect("pool")
+            .sum_all()
+            .expect("sum");
+        b.iter(|| loss.backward().expect("backward"))
+    });
+    group.finish();
+
+    let vars = SeededVarMap::new(0);
+    let bn = BatchNorm2d::new(
+        64,
+        BatchNormConfig::default(),
+        vars.var_builder(DType::F32, &dev).pp("bn"),
+    )
+    .expect("bn");
+    let x =
+        Var::from_tensor(&Tensor::randn(0f32, 1f32, (16, 64, 56, 56), &dev).expect("input")).expect("var");
+    let mut group = c.benchmark_group("batchnorm_64_56x56_b16");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(x.elem_count() as u64));
+    group.bench_function("train_forward", |b| {
+        b.iter(|| bn.forward_t(x.as_tensor(), true).expect("bn"))
+    });
+    group.bench_function("eval_forward", |b| {
+        b.iter(|| bn.forward_t(x.as_tensor(), false).expect("bn"))
+    });
+    group.bench_function("train_backward", |b| {
+        let loss = bn
+            .forward_t(x.as_tensor(), true)
+            .expect("bn")
+            .sum_all()
+            .expect("sum");
+        b.iter(|| loss.backward().expect("backward"))
+    });
+    group.finish();
+}
+
+fn matmul(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let a = Tensor::randn(0f32, 1f32, (1024, 1024), &dev).expect("a");
+    let b = Tensor::randn(0f32, 1f32, (1024, 1024), &dev).expect("b");
+    let mut group = c.benchmark_group("matmul_1024");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(2 * 1024 * 1024 * 1024));
+    group.bench_function("f32", |bench| bench.iter(|| a.matmul(&b).expect("matmul")));
+    group.finish();
+}
+
+criterion_group!(benches, matmul, convolutions, pooling_and_norm);
+criterion_main!(benches);

@@ -1,0 +1,900 @@
+//! # EfficientNet
+//!
+//! M. Tan, Q. V. Le, *EfficientNet: Rethinking Model Scaling for Convolutional Neural
+//! Networks*, ICML 2019 (arXiv:1905.11946). EfficientNet-B0 to B7: the B0 network of the
+//! paper's Table 1 scaled in width (channels rounded to multiples of 8) and depth (layers per
+//! stage rounded up) by the compound coefficients.
+//!
+//! The base network, EfficientNet-B0 (input 224x224; timm's key names):
+//!
+//! | stage | key | operator | kernel | stride | channels | layers | output |
+//! |---|---|---|---|---:|---:|---:|---|
+//! | stem | `conv_stem`, `bn1` | conv, BN, SiLU | 3x3 | 2 | 32 | 1 | 112 x 112 |
+//! | 1 | `blocks.0` | MBConv1 (depthwise separable) | 3x3 | 1 | 16 | 1 | 112 x 112 |
+//! | 2 | `blocks.1` | MBConv6 | 3x3 | 2 | 24 | 2 | 56 x 56 |
+//! | 3 | `blocks.2` | MBConv6 | 5x5 | 2 | 40 | 2 | 28 x 28 |
+//! | 4 | `blocks.3` | MBConv6 | 3x3 | 2 | 80 | 3 | 14 x 14 |
+//! | 5 | `blocks.4` | MBConv6 | 5x5 | 1 | 112 | 3 | 14 x 14 |
+//! | 6 | `blocks.5` | MBConv6 | 5x5 | 2 | 192 | 4 | 7 x 7 |
+//! | 7 | `blocks.6` | MBConv6 | 3x3 | 1 | 320 | 1 | 7 x 7 |
+//! | head | `conv_head`, `bn2`, `classifier` | 1x1 conv (1280), BN, SiLU, global average pool, dropout, linear | | | | | classes |
+//!
+//! An MBConv block (inverted residual) expands the channels 6x with a 1x1 convolution
+//! (`conv_pw`, `bn1`, SiLU), filters each channel with a depthwise convolution (`conv_dw`,
+//! `bn2`, SiLU), reweights the channels with squeeze-and-excitation (`se.conv_reduce` to a
+//! quarter of the block's input channels, SiLU, `se.conv_expand`, sigmoid) and projects back
+//! with a 1x1 convolution (`conv_pwl`, `bn3`, no activation); the first stage has no expansion
+//! (`conv_dw`, `bn1`, `se`, `conv_pw`, `bn2`). A block whose input and output shapes agree
+//! adds its input back, its branch dropped per sample in training (stochastic depth, survival
+//! probability `1 - drop_path * i / blocks` for block `i`, as torchvision and timm).
+//!
+//! Parameters with three input channels and 1000 classes (identical in torchvision and timm):
+//!
+//! | variant | width | depth | resolution | dropout | parameters | MACs at 224 | MACs at resolution |
+//! |---|---:|---:|---:|---:|---:|---:|---:|
+//! | [`EfficientNetConfig::b0`] | 1.0 | 1.0 | 224 | 0.2 | **5,288,548** | 0.39 G | 0.39 G |
+//! | [`EfficientNetConfig::b1`] | 1.0 | 1.1 | 240 | 0.2 | 7,794,184 | 0.57 G | 0.69 G |
+//! | [`EfficientNetConfig::b2`] | 1.1 | 1.2 | 260 | 0.3 | 9,109,994 | 0.66 G | 0.99 G |
+//! | [`EfficientNetConfig::b3`] | 1.2 | 1.4 | 300 | 0.3 | 12,233,232 | 0.96 G | 1.83 G |
+//! | [`EfficientNetConfig::b4`] | 1.4 | 1.8 | 380 | 0.4 | 19,341,616 | 1.50 G | 4.39 G |
+//! | [`EfficientNetConfig::b5`] | 1.6 | 2.2 | 456 | 0.4 | 30,389,784 | 2.36 G | 10.27 G |
+//! | [`EfficientNetConfig::b6`] | 1.8 | 2.6 | 528 | 0.5 | 43,040,704 | 3.36 G | 19.07 G |
+//! | [`EfficientNetConfig::b7`] | 2.0 | 3.1 | 600 | 0.5 | 66,347,960 | 5.17 G | 37.75 G |
+//!
+//! (MACs: multiply-accumulates of the convolutions and the classifier for one image, as
+//! [`backbone::summarize`] counts them; they match torchvision's "GFLOPS" at the same sizes.
+//! torchvision evaluates B2 at 288x288, the paper at 260x260.)
+//!
+//! The architectures of torchvision's `efficientnet_bN` and timm's `efficientnet_bN` are the
+//! same (channels, depths, squeeze widths, drop-path schedule); they differ in batch norm for
+//! B5-B7, where torchvision uses `eps = 1e-3, momentum = 0.01` (the defaults here) and timm
+//! `eps = 1e-5, momentum = 0.1` ([`EfficientNetConfig::timm`]). B0-B4 use `1e-5, 0.1` in
+//! both. timm's `tf_efficientnet_*` ports (TensorFlow "same" padding) are not covered.
+//!
+//! ## Weights
+//!
+//! The variables use timm's names (`timm/efficientnet_b0.ra_in1k`). torchvision's state dicts
+//! (`features.S.B.block.I...`, `classifier.1`) are renamed on load:
+//! [`EfficientNet::from_safetensors`] detects the layout ([`detect_layout`]) and applies
+//! [`torchvision_to_timm`]; [`timm_to_torchvision`] goes the other way.
+//!
+//! The features entering the head are the pooled `[N, num_features]` vector (1280 for B0);
+//! the head is dropout then `classifier`.
+
+use backbone::layers::{
+    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
+    Layer, Linear,
+};
+use backbone::weights::Weights;
+use backbone::{check_input, Backbone, Error, InputSpec, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use candle_nn::{Init, VarBuilder};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One stage of the base network (EfficientNet-B0, the paper's Table 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageConfig {
+    /// Expansion ratio of the blocks (1: no expansion convolution).
+    pub expand_ratio: usize,
+    /// Depthwise kernel size.
+    pub kernel: usize,
+    /// Stride of the stage's first block.
+    pub stride: usize,
+    /// Input channels of the stage's first block.
+    pub in_channels: usize,
+    /// Output channels of every block.
+    pub out_channels: usize,
+    /// Number of blocks.
+    pub num_layers: usize,
+}
+
+/// The seven stages of EfficientNet-B0.
+pub const B0_STAGES: [StageConfig; 7] = [
+    stage(1, 3, 1, 32, 16, 1),
+    stage(6, 3, 2, 16, 24, 2),
+    stage(6, 5, 2, 24, 40, 2),
+    stage(6, 3, 2, 40, 80, 3),
+    stage(6, 5, 1, 80, 112, 3),
+    stage(6, 5, 2, 112, 192, 4),
+    stage(6, 3, 1, 192, 320, 1),
+];
+
+const fn stage(
+    expand_ratio: usize,
+    kernel: usize,
+    stride: usize,
+    in_channels: usize,
+    out_channels: usize,
+    num_layers: usize,
+) -> StageConfig {
+    StageConfig {
+        expand_ratio,
+        kernel,
+        stride,
+        in_channels,
+        out_channels,
+        num_layers,
+    }
+}
+
+/// Channels of the base network's stem and head.
+const BASE_STEM: usize = 32;
+const BASE_HEAD: usize = 1280;
+
+/// `v` rounded to the nearest multiple of `divisor` (at least `divisor`), rounded up by one
+/// multiple when that loses more than 10%: the TensorFlow reference's `round_filters`,
+/// torchvision's `_make_divisible` and timm's `round_channels`.
+pub fn round_filters(v: f64, divisor: usize) -> usize {
+    let d = divisor as f64;
+    let rounded = (((v + d / 2.0) as usize) / divisor * divisor).max(divisor);
+    if (rounded as f64) < 0.9 * v {
+        rounded + divisor
+    } else {
+        rounded
+    }
+}
+
+/// An EfficientNet variant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EfficientNetConfig {
+    /// Width multiplier (channels).
+    pub width_mult: f64,
+    /// Depth multiplier (blocks per stage, rounded up).
+    pub depth_mult: f64,
+    /// The paper's input resolution (the default input size).
+    pub resolution: usize,
+    /// Dropout before the classifier in training (0 switches it off).
+    pub dropout: f32,
+    /// Stochastic depth: the drop probability of the last block's residual branch in
+    /// training, scaled linearly from 0 for the first block (0.2; 0 switches it off).
+    pub drop_path: f64,
+    /// Batch normalisation (eps, momentum) of every layer.
+    pub batch_norm: BatchNormConfig,
+    /// Input channels (3 for RGB).
+    pub in_channels: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+}
+
+/// One scaled stage: the base stage with its channels and depth multiplied out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaledStage {
+    /// Expansion ratio.
+    pub expand_ratio: usize,
+    /// Depthwise kernel size.
+    pub kernel: usize,
+    /// Stride of the first block.
+    pub stride: usize,
+    /// Input channels of the first block.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Number of blocks.
+    pub num_layers: usize,
+}
+
+impl EfficientNetConfig {
+    fn scaled(width_mult: f64, depth_mult: f64, resolution: usize, dropout: f32) -> Self {
+        Self {
+            width_mult,
+            depth_mult,
+            resolution,
+            dropout,
+            drop_path: 0.2,
+            batch_norm: BatchNormConfig::default(),
+            in_channels: 3,
+            num_classes: 1000,
+        }
+    }
+
+    /// torchvision's batch norm of B5-B7: `eps = 1e-3`, `momentum = 0.01`.
+    fn tv_large(mut self) -> Self {
+        self.batch_norm = BatchNormConfig {
+            eps: 1e-3,
+            momentum: 0.01,
+            affine: true,
+        };
+        self
+    }
+
+    /// EfficientNet-B0: width 1.0, depth 1.0, 224x224, dropout 0.2.
+    pub fn b0() -> Self {
+        Self::scaled(1.0, 1.0, 224, 0.2)
+    }
+
+    /// EfficientNet-B1: width 1.0, depth 1.1, 240x240, dropout 0.2.
+    pub fn b1() -> Self {
+        Self::scaled(1.0, 1.1, 240, 0.2)
+    }
+
+    /// EfficientNet-B2: width 1.1, depth 1.2, 260x260, dropout 0.3.
+    pub fn b2() -> Self {
+        Self::scaled(1.1, 1.2, 260, 0.3)
+    }
+
+    /// EfficientNet-B3: width 1.2, depth 1.4, 300x300, dropout 0.3.
+    pub fn b3() -> Self {
+        Self::scaled(1.2, 1.4, 300, 0.3)
+    }
+
+    /// EfficientNet-B4: width 1.4, depth 1.8, 380x380, dropout 0.4.
+    pub fn b4() -> Self {
+        Self::scaled(1.4, 1.8, 380, 0.4)
+    }
+
+    /// EfficientNet-B5: width 1.6, depth 2.2, 456x456, dropout 0.4; torchvision's batch norm
+    /// (`eps = 1e-3`, `momentum = 0.01`).
+    pub fn b5() -> Self {
+        Self::scaled(1.6, 2.2, 456, 0.4).tv_large()
+    }
+
+    /// EfficientNet-B6: width 1.8, depth 2.6, 528x528, dropout 0.5; torchvision's batch norm
+    /// (`eps = 1e-3`, `momentum = 0.01`).
+    pub fn b6() -> Self {
+        Self::scaled(1.8, 2.6, 528, 0.5).tv_large()
+    }
+
+    /// EfficientNet-B7: width 2.0, depth 3.1, 600x600, dropout 0.5; torchvision's batch norm
+    /// (`eps = 1e-3`, `momentum = 0.01`).
+    pub fn b7() -> Self {
+        Self::scaled(2.0, 3.1, 600, 0.5).tv_large()
+    }
+
+    /// The variant `0..=7`, if `b` is one.
+    pub fn variant(b: usize) -> Option<Self> {
+        [
+            Self::b0,
+            Self::b1,
+            Self::b2,
+            Self::b3,
+            Self::b4,
+            Self::b5,
+            Self::b6,
+            Self::b7,
+        ]
+        .get(b)
+        .map(|f| f())
+    }
+
+    /// timm's `efficientnet_bN` hyper-parameters: batch norm `eps = 1e-5`, `momentum = 0.1`
+    /// for every variant (the same as torchvision's for B0-B4).
+    pub fn timm(mut self) -> Self {
+        self.batch_norm = BatchNormConfig::default();
+        self
+    }
+
+    /// Sets the number of classes.
+    pub fn with_classes(mut self, num_classes: usize) -> Self {
+        self.num_classes = num_classes;
+        self
+    }
+
+    /// Sets the number of input channels.
+    pub fn with_in_channels(mut self, in_channels: usize) -> Self {
+        self.in_channels = in_channels;
+        self
+    }
+
+    /// Sets the dropout before the classifier.
+    pub fn with_dropout(mut self, dropout: f32) -> Self {
+        self.dropout = dropout;
+        self
+    }
+
+    /// Sets the stochastic depth rate.
+    pub fn with_drop_path(mut self, drop_path: f64) -> Self {
+        self.drop_path = drop_path;
+        self
+    }
+
+    /// Sets the batch normalisation of every layer.
+    pub fn with_batch_norm(mut self, batch_norm: BatchNormConfig) -> Self {
+        self.batch_norm = batch_norm;
+        self
+    }
+
+    /// The variant's name, `efficientnet_b0` ... `efficientnet_b7`, or `efficientnet` for other
+    /// multipliers.
+    pub fn name(&self) -> &'static str {
+        const NAMES: [(f64, f64, &str); 8] = [
+            (1.0, 1.0, "efficientnet_b0"),
+            (1.0, 1.1, "efficientnet_b1"),
+            (1.1, 1.2, "efficientnet_b2"),
+            (1.2, 1.4, "efficientnet_b3"),
+            (1.4, 1.8, "efficientnet_b4"),
+            (1.6, 2.2, "efficientnet_b5"),
+            (1.8, 2.6, "efficientnet_b6"),
+            (2.0, 3.1, "efficientnet_b7"),
+        ];
+        NAMES
+            .iter()
+            .find(|(w, d, _)| *w == self.width_mult && *d == self.depth_mult)
+            .map_or("efficientnet", |(_, _, name)| name)
+    }
+
+    fn channels(&self, base: usize) -> usize {
+        round_filters(base as f64 * self.width_mult, 8)
+    }
+
+    /// The stages with channels and depths scaled: channels `round_filters(c * width)`,
+    /// blocks `ceil(n * depth)`.
+    pub fn stages(&self) -> Vec<ScaledStage> {
+        B0_STAGES
+            .iter()
+            .map(|s| ScaledStage {
+                expand_ratio: s.expand_ratio,
+                kernel: s.kernel,
+                stride: s.stride,
+                in_channels: self.channels(s.in_channels),
+                out_channels: self.channels(s.out_channels),
+                num_layers: (s.num_layers as f64 * self.depth_mult).ceil() as usize,
+            })
+            .collect()
+    }
+
+    /// Output channels of the stem.
+    pub fn stem_channels(&self) -> usize {
+        self.channels(BASE_STEM)
+    }
+
+    /// Output channels of the head convolution: the width of the features entering the
+    /// classifier (1280 for B0).
+    pub fn num_features(&self) -> usize {
+        self.channels(BASE_HEAD)
+    }
+
+    /// The total number of MBConv blocks.
+    pub fn num_blocks(&self) -> usize {
+        self.stages().iter().map(|s| s.num_layers).sum()
+    }
+
+    /// The spatial size of the last feature map for an input of `len` pixels along one
+    /// axis, or `None` if some layer would get an empty input.
+    fn output_len(&self, len: usize) -> Option<usize> {
+        let out = |len: usize, k: usize, s: usize| (len + 2 * (k / 2)).checked_sub(k).map(|v| v / s + 1);
+        let mut len = out(len, 3, 2)?;
+        for stage in self.stages() {
+            len = out(len, stage.kernel, stage.stride)?;
+        }
+        Some(len)
+    }
+
+    /// The smallest accepted input size along one axis: 1, every convolution is padded by
+    /// half its kernel.
+    pub fn min_input_size(&self) -> usize {
+        (1..).find(|&len| self.output_len(len).is_some()).unwrap_or(1)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let positive = self.width_mult > 0.0 && self.depth_mult > 0.0;
+        if !positive || self.in_channels == 0 || self.num_classes == 0 {
+            return Err(Error::config(format!(
+                "efficientnet: multipliers, channels and classes must be positive: {self:?}"
+            )));
+        }
+        if !(0.0..1.0).contains(&self.drop_path) {
+            return Err(Error::config(format!(
+                "efficientnet: drop_path must be in [0, 1), got {}",
+                self.drop_path
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for EfficientNetConfig {
+    fn default() -> Self {
+        Self::b0()
+    }
+}
+
+/// torchvision's initialisation of a fresh EfficientNet convolution: `kaiming_normal_`
+/// (fan out, gain `sqrt(2)`), zero bias.
+fn conv(config: Conv2dConfig, vb: VarBuilder) -> Result<Conv2d> {
+    let kaiming = Init::Kaiming {
+        dist: NormalOrUniform::Normal,
+        fan: FanInOut::FanOut,
+        non_linearity: NonLinearity::ReLU,
+    };
+    Conv2d::new(config.init(kaiming, Init::Const(0.0)), vb)
+}
+
+/// A convolution followed by batch norm and an optional activation.
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+    act: Option<Activation>,
+}
+
+impl ConvBn {
+    fn new(
+        config: Conv2dConfig,
+        bn: BatchNormConfig,
+        act: Option<Activation>,
+        conv_vb: VarBuilder,
+        bn_vb: VarBuilder,
+    ) -> Result<Self> {
+        let channels = config.out_channels;
+        Ok(Self {
+            conv: conv(config.no_bias(), conv_vb)?,
+            bn: BatchNorm2d::new(channels, bn, bn_vb)?,
+            act,
+        })
+    }
+}
+
+impl Layer for ConvBn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.bn.forward_t(&self.conv.forward_t(xs, train)?, train)?;
+        match self.act {
+            Some(act) => act.forward_t(&xs, train),
+            None => Ok(xs),
+        }
+    }
+}
+
+/// Squeeze-and-excitation: global average, 1x1 conv down (SiLU), 1x1 conv up (sigmoid),
+/// channel-wise product.
+struct SqueezeExcite {
+    reduce: Conv2d,
+    expand: Conv2d,
+}
+
+impl SqueezeExcite {
+    fn new(channels: usize, squeeze: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            reduce: conv(Conv2dConfig::new(channels, squeeze, 1), vb.pp("conv_reduce"))?,
+            expand: conv(Conv2dConfig::new(squeeze, channels, 1), vb.pp("conv_expand"))?,
+        })
+    }
+}
+
+impl Layer for SqueezeExcite {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let s = xs.mean_keepdim((2, 3))?;
+        let s = Activation::Silu.forward_t(&self.reduce.forward_t(&s, train)?, train)?;
+        let s = Activation::Sigmoid.forward_t(&self.expand.forward_t(&s, train)?, train)?;
+        Ok(xs.broadcast_mul(&s)?)
+    }
+}
+
+/// An MBConv block: optional expansion, depthwise conv, squeeze-excitation, projection, and
+/// the residual connection with stochastic depth.
+struct MBConv {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    se: SqueezeExcite,
+    project: ConvBn,
+    residual: bool,
+    /// Per-sample drop path of the residual branch (probability 0: none).
+    drop_path: Dropout,
+}
+
+impl MBConv {
+    fn new(
+        in_channels: usize,
+        out_channels: usize,
+        stage: &ScaledStage,
+        stride: usize,
+        drop_path: f64,
+        config: &EfficientNetConfig,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let bn = config.batch_norm;
+        let silu = Some(Activation::Silu);
+        let mid = round_filters((in_channels * stage.expand_ratio) as f64, 8);
+        let k = stage.kernel;
+        let dw = Conv2dConfig::new(mid, mid, k)
+            .stride(stride)
+            .padding(k / 2)
+            .groups(mid);
+        // timm names the layers by position: with an expansion, conv_pw/bn1, conv_dw/bn2,
+        // conv_pwl/bn3; without (depthwise separable), conv_dw/bn1, conv_pw/bn2.
+        let (expand, depthwise, project) = if stage.expand_ratio != 1 {
+            let expand = ConvBn::new(
+                Conv2dConfig::new(in_channels, mid, 1),
+                bn,
+                silu,
+                vb.pp("conv_pw"),
+                vb.pp("bn1"),
+            )?;
+            let depthwise = ConvBn::new(dw, bn, silu, vb.pp("conv_dw"), vb.pp("bn2"))?;
+            let project = ConvBn::new(
+                Conv2dConfig::new(mid, out_channels, 1),
+                bn,
+                None,
+                vb.pp("conv_pwl"),
+                vb.pp("bn3"),
+            )?;
+            (Some(expand), depthwise, project)
+        } else {
+            let depthwise = ConvBn::new(dw, bn, silu, vb.pp("conv_dw"), vb.pp("bn1"))?;
+            let project = ConvBn::new(
+                Conv2dConfig::new(mid, out_channels, 1),
+                bn,
+                None,
+                vb.pp("conv_pw"),
+                vb.pp("bn2"),
+            )?;
+            (None, depthwise, project)
+        };
+        let squeeze = (in_channels / 4).max(1);
+        Ok(Self {
+            expand,
+            depthwise,
+            se: SqueezeExcite::new(mid, squeeze, vb.pp("se"))?,
+            project,
+            residual: stride == 1 && in_channels == out_channels,
+            drop_path: Dropout::new(drop_path as f32)?,
+        })
+    }
+}
+
+impl Layer for MBConv {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = match &self.expand {
+            Some(expand) => expand.forward_t(xs, train)?,
+            None => xs.clone(),
+        };
+        h = self.depthwise.forward_t(&h, train)?;
+        h = self.se.forward_t(&h, train)?;
+        h = self.project.forward_t(&h, train)?;
+        if !self.residual {
+            return Ok(h);
+        }
+        if train && self.drop_path.p() > 0.0 {
+            // Stochastic depth: the branch of each sample is kept with probability 1 - p and
+            // scaled by 1 / (1 - p): a dropout mask of shape [N, 1, 1, 1] (seeded generator).
+            let ones = Tensor::ones((h.dim(0)?, 1, 1, 1), h.dtype(), h.device())?;
+            let mask = self.drop_path.forward_t(&ones, true)?;
+            h = h.broadcast_mul(&mask)?;
+        }
+        Ok((h + xs)?)
+    }
+}
+
+/// EfficientNet; see the [crate documentation](crate).
+pub struct EfficientNet {
+    config: EfficientNetConfig,
+    stem: ConvBn,
+    blocks: Vec<MBConv>,
+    head: ConvBn,
+    pool: AdaptiveAvgPool2d,
+    dropout: Dropout,
+    classifier: Linear,
+}
+
+impl EfficientNet {
+    /// Builds the model with timm's variable names: `conv_stem`, `bn1`,
+    /// `blocks.S.I.{conv_pw, bn1, conv_dw, bn2, se.conv_reduce, se.conv_expand, conv_pwl, bn3}`
+    /// (first stage: `conv_dw, bn1, se.*, conv_pw, bn2`), `conv_head`, `bn2`, `classifier`.
+    pub fn new(config: &EfficientNetConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let bn = config.batch_norm;
+        let silu = Some(Activation::Silu);
+        let stem = ConvBn::new(
+            Conv2dConfig::new(config.in_channels, config.stem_channels(), 3)
+                .stride(2)
+                .padding(1),
+            bn,
+            silu,
+            vb.pp("conv_stem"),
+            vb.pp("bn1"),
+        )?;
+        let stages = config.stages();
+        let total = config.num_blocks();
+        let mut blocks = Vec::with_capacity(total);
+        for (s, stage) in stages.iter().enumerate() {
+            for i in 0..stage.num_layers {
+                let (in_channels, stride) = if i == 0 {
+                    (stage.in_channels, stage.stride)
+                } else {
+                    (stage.out_channels, 1)
+                };
+                let drop_path = config.drop_path * blocks.len() as f64 / total as f64;
+                blocks.push(MBConv::new(
+                    in_channels,
+                    stage.out_channels,
+                    stage,
+                    stride,
+                    drop_path,
+                    config,
+                    vb.pp(format!("blocks.{s}.{i}")),
+                )?);
+            }
+        }
+        let last = stages.last().map_or(config.stem_channels(), |s| s.out_channels);
+        let features = config.num_features();
+        let head = ConvBn::new(
+            Conv2dConfig::new(last, features, 1),
+            bn,
+            silu,
+            vb.pp("conv_head"),
+            vb.pp("bn2"),
+        )?;
+        // torchvision: uniform in +-1/sqrt(classes), zero bias.
+        let bound = 1.0 / (config.num_classes as f64).sqrt();
+        let classifier = Linear::with_init(
+            features,
+            config.num_classes,
+            true,
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            Init::Const(0.0),
+            vb.pp("classifier"),
+        )?;
+        Ok(Self {
+            config: *config,
+            stem,
+            blocks,
+            head,
+            pool: AdaptiveAvgPool2d::new((1, 1))?.named("global_pool"),
+            dropout: Dropout::new(config.dropout)?,
+            classifier,
+        })
+    }
+
+    /// Loads a safetensors file in timm's or torchvision's layout (detected with
+    /// [`detect_layout`]) onto `device` as `dtype`. Strict: a missing, mis-shaped or unused
+    /// tensor is an error naming the file and the tensor as the file spells it.
+    pub fn from_safetensors(
+        path: impl AsRef<Path>,
+        config: &EfficientNetConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let file = Weights::from_file(path, device)?;
+        let tensors = file.tensors().clone();
+        let layout = detect_layout(tensors.keys());
+        let tensors = match layout {
+            WeightsLayout::Timm => tensors,
+            WeightsLayout::Torchvision => torchvision_to_timm(tensors, config),
+        };
+        let weights = Weights::from_tensors(tensors, Some(path.to_path_buf()));
+        weights
+            .build(dtype, device, true, |vb| Self::new(config, vb))
+            .map_err(|e| match (layout, e) {
+                // Name the tensor as the file does.
+                (
+                    WeightsLayout::Torchvision,
+                    Error::Weights {
+                        file,
+                        tensor,
+                        problem,
+                    },
+                ) => Error::Weights {
+                    file,
+                    tensor: KeyMap::new(config).to_torchvision(&tensor).unwrap_or(tensor),
+                    problem,
+                },
+                (_, e) => e,
+            })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EfficientNetConfig {
+        &self.config
+    }
+}
+
+impl Backbone for EfficientNet {
+    fn name(&self) -> &str {
+        self.config.name()
+    }
+
+    fn input_spec(&self) -> InputSpec {
+        let min = self.config.min_input_size();
+        InputSpec {
+            channels: self.config.in_channels,
+            min_size: (min, min),
+            fixed_size: None,
+            default_size: (self.config.resolution, self.config.resolution),
+        }
+    }
+
+    fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        check_input(self.name(), &self.input_spec(), xs)?;
+        let mut xs = self.stem.forward_t(xs, train)?;
+        for block in &self.blocks {
+            xs = block.forward_t(&xs, train)?;
+        }
+        let xs = self.head.forward_t(&xs, train)?;
+        let xs = self.pool.forward_t(&xs, train)?;
+        Flatten::new().forward_t(&xs, train)
+    }
+
+    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.dropout.forward_t(features, train)?;
+        self.classifier.forward_t(&xs, train)
+    }
+
+    fn num_features(&self) -> usize {
+        self.config.num_features()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.config.num_classes
+    }
+
+    fn head_prefix(&self) -> &str {
+        "classifier"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights layouts.
+
+/// The naming scheme of an EfficientNet state dict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsLayout {
+    /// timm's `efficientnet_bN` (`conv_stem`, `blocks.S.I.conv_dw`, `classifier`): this
+    /// crate's own names.
+    Timm,
+    /// torchvision's `efficientnet_bN` (`features.0.0`, `features.S.B.block.I.J`,
+    /// `classifier.1`).
+    Torchvision,
+}
+
+/// torchvision's layout when some key starts with `features.`, timm's otherwise.
+pub fn detect_layout<'a>(keys: impl IntoIterator<Item = &'a String>) -> WeightsLayout {
+    if keys.into_iter().any(|k| k.starts_with("features.")) {
+        WeightsLayout::Torchvision
+    } else {
+        WeightsLayout::Timm
+    }
+}
+
+/// The module paths of both layouts for one configuration.
+struct KeyMap {
+    timm_to_tv: HashMap<String, String>,
+    tv_to_timm: HashMap<String, String>,
+}
+
+impl KeyMap {
+    fn new(config: &EfficientNetConfig) -> Self {
+        let mut pairs: Vec<(String, String)> = vec![
+            ("conv_stem".into(), "features.0.0".into()),
+            ("bn1".into(), "features.0.1".into()),
+        ];
+        let stages = config.stages();
+        for (s, stage) in stages.iter().enumerate() {
+            let modules: &[(&str, &str)] = if stage.expand_ratio != 1 {
+                &[
+                    ("conv_pw", "0.0"),
+                    ("bn1", "0.1"),
+                    ("conv_dw", "1.0"),
+                    ("bn2", "1.1"),
+                    ("se.conv_reduce", "2.fc1"),
+                    ("se.conv_expand", "2.fc2"),
+                    ("conv_pwl", "3.0"),
+                    ("bn3", "3.1"),
+                ]
+            } else {
+                &[
+                    ("conv_dw", "0.0"),
+                    ("bn1", "0.1"),
+                    ("se.conv_reduce", "1.fc1"),
+                    ("se.conv_expand", "1.fc2"),
+                    ("conv_pw", "2.0"),
+                    ("bn2", "2.1"),
+                ]
+            };
+            for b in 0..stage.num_layers {
+                for (timm, tv) in modules {
+                    pairs.push((
+                        format!("blocks.{s}.{b}.{timm}"),
+                        format!("features.{}.{b}.block.{tv}", s + 1),
+                    ));
+                }
+            }
+        }
+        let head = stages.len() + 1;
+        pairs.push(("conv_head".into(), format!("features.{head}.0")));
+        pairs.push(("bn2".into(), format!("features.{head}.1")));
+        pairs.push(("classifier".into(), "classifier.1".into()));
+        Self {
+            tv_to_timm: pairs.iter().map(|(a, b)| (b.clone(), a.clone())).collect(),
+            timm_to_tv: pairs.into_iter().collect(),
+        }
+    }
+
+    fn rename(map: &HashMap<String, String>, key: &str) -> Option<String> {
+        let (module, param) = key.rsplit_once('.')?;
+        map.get(module).map(|m| format!("{m}.{param}"))
+    }
+
+    fn to_timm(&self, key: &str) -> Option<String> {
+        Self::rename(&self.tv_to_timm, key)
+    }
+
+    fn to_torchvision(&self, key: &str) -> Option<String> {
+        Self::rename(&self.timm_to_tv, key)
+    }
+}
+
+/// Renames a torchvision EfficientNet state dict to timm's names (this crate's):
+/// `features.0.0` -> `conv_stem`, `features.S.B.block.I.J` -> `blocks.{S-1}.B.<layer>`,
+/// `features.{last}.0` -> `conv_head`, `classifier.1` -> `classifier`. Keys that are not part
+/// of `config`'s network are kept as they are (strict loading then reports them).
+pub fn torchvision_to_timm(
+    tensors: HashMap<String, Tensor>,
+    config: &EfficientNetConfig,
+) -> HashMap<String, Tensor> {
+    let map = KeyMap::new(config);
+    tensors
+        .into_iter()
+        .map(|(k, t)| (map.to_timm(&k).unwrap_or(k), t))
+        .collect()
+}
+
+/// Renames a timm EfficientNet state dict (this crate's names) to torchvision's, the inverse
+/// of [`torchvision_to_timm`]. Keys that are not part of `config`'s network are kept.
+pub fn timm_to_torchvision(
+    tensors: HashMap<String, Tensor>,
+    config: &EfficientNetConfig,
+) -> HashMap<String, Tensor> {
+    let map = KeyMap::new(config);
+    tensors
+        .into_iter()
+        .map(|(k, t)| (map.to_torchvision(&k).unwrap_or(k), t))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_torchvision() {
+        // torchvision's _make_divisible on a few values (computed in Python).
+        assert_eq!(round_filters(32.0 * 1.1, 8), 32);
+        assert_eq!(round_filters(16.0 * 1.1, 8), 16);
+        assert_eq!(round_filters(40.0 * 1.1, 8), 48);
+        assert_eq!(round_filters(112.0 * 1.2, 8), 136);
+        assert_eq!(round_filters(320.0 * 1.8, 8), 576);
+        assert_eq!(round_filters(4.0, 8), 8);
+    }
+
+    #[test]
+    fn stage_depths() {
+        let depths = |c: EfficientNetConfig| c.stages().iter().map(|s| s.num_layers).collect::<Vec<_>>();
+        // timm.create_model('efficientnet_bN').blocks lengths.
+        assert_eq!(depths(EfficientNetConfig::b0()), [1, 2, 2, 3, 3, 4, 1]);
+        assert_eq!(depths(EfficientNetConfig::b1()), [2, 3, 3, 4, 4, 5, 2]);
+        assert_eq!(depths(EfficientNetConfig::b3()), [2, 3, 3, 5, 5, 6, 2]);
+        assert_eq!(depths(EfficientNetConfig::b7()), [4, 7, 7, 10, 10, 13, 4]);
+        let features: Vec<usize> = (0..8)
+            .filter_map(EfficientNetConfig::variant)
+            .map(|c| c.num_features())
+            .collect();
+        assert_eq!(features, [1280, 1280, 1408, 1536, 1792, 2048, 2304, 2560]);
+    }
+
+    #[test]
+    fn key_maps_are_inverse() {
+        let map = KeyMap::new(&EfficientNetConfig::b2());
+        for (timm, tv) in [
+            ("conv_stem.weight", "features.0.0.weight"),
+            ("blocks.0.1.conv_pw.weight", "features.1.1.block.2.0.weight"),
+            ("blocks.0.0.se.conv_reduce.bias", "features.1.0.block.1.fc1.bias"),
+            ("blocks.3.2.bn3.running_var", "features.4.2.block.3.1.running_var"),
+            (
+                "blocks.5.4.se.conv_expand.weight",
+                "features.6.4.block.2.fc2.weight",
+            ),
+            ("conv_head.weight", "features.8.0.weight"),
+            ("bn2.num_batches_tracked", "features.8.1.num_batches_tracked"),
+            ("classifier.bias", "classifier.1.bias"),
+        ] {
+            assert_eq!(map.to_torchvision(timm).as_deref(), Some(tv), "{timm}");
+            assert_eq!(map.to_timm(tv).as_deref(), Some(timm), "{tv}");
+        }
+        assert_eq!(map.to_timm("features.9.0.weight"), None);
+        assert_eq!(map.to_torchvision("blocks.7.0.conv_dw.weight"), None);
+    }
+}
