@@ -1107,7 +1107,7 @@ fn weight_grad<T: Float>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
 /// The elements of a CPU buffer seen through `layout` as a contiguous row-major slice:
 /// borrowed when the layout is already contiguous, gathered otherwise. Checks the dims and
 /// that the layout stays inside the buffer, so indexing cannot panic.
-fn contiguous<'a, T: Copy>(
+pub(super) fn contiguous<'a, T: Copy>(
     op: &str,
     data: &'a [T],
     layout: &Layout,

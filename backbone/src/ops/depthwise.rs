@@ -21,11 +21,11 @@
 //! another dtype take the previous path, candle's grouped convolution through
 //! [`crate::ops::conv2d`], so results and gradients are the same everywhere.
 
+use super::conv_cpu::contiguous;
 use crate::ops::{conv2d, ConvParams};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// Below this many multiply-adds a kernel runs on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
@@ -227,59 +227,6 @@ pub fn depthwise_conv2d(xs: &Tensor, weight: &Tensor, p: DepthwiseParams) -> Res
 
 // ---------------------------------------------------------------------------------------------
 // Kernels.
-
-/// The elements of a CPU buffer seen through `layout` as a contiguous row-major slice:
-/// borrowed when the layout is already contiguous, gathered otherwise. Checks that the layout
-/// has the expected dims and stays inside the buffer, so indexing cannot panic.
-fn contiguous<'a, T: Copy>(
-    op: &str,
-    data: &'a [T],
-    layout: &Layout,
-    dims: [usize; 4],
-) -> Result<Cow<'a, [T]>> {
-    if layout.dims() != dims {
-        bail!(
-            "{op}: expected a tensor of shape {dims:?}, got {:?}",
-            layout.dims()
-        )
-    }
-    let count: usize = dims.iter().product();
-    if let Some((start, end)) = layout.contiguous_offsets() {
-        return match data.get(start..end) {
-            Some(slice) => Ok(Cow::Borrowed(slice)),
-            None => bail!(
-                "{op}: layout {layout:?} does not fit a buffer of {} elements",
-                data.len()
-            ),
-        };
-    }
-    let &[s0, s1, s2, s3] = layout.stride() else {
-        bail!("{op}: expected a 4-d layout, got {layout:?}")
-    };
-    let start = layout.start_offset();
-    if count > 0 {
-        let last = dims.iter().zip([s0, s1, s2, s3]).try_fold(start, |acc, (&d, s)| {
-            (d - 1).checked_mul(s).and_then(|x| x.checked_add(acc))
-        });
-        match last {
-            Some(last) if last < data.len() => {}
-            _ => bail!(
-                "{op}: layout {layout:?} does not fit a buffer of {} elements",
-                data.len()
-            ),
-        }
-    }
-    let mut out = Vec::with_capacity(count);
-    for a in 0..dims[0] {
-        for b in 0..dims[1] {
-            for c in 0..dims[2] {
-                let row = start + a * s0 + b * s1 + c * s2;
-                out.extend((0..dims[3]).map(|d| data[row + d * s3]));
-            }
-        }
-    }
-    Ok(Cow::Owned(out))
-}
 
 /// Runs `f(index, chunk)` over the `len`-sized chunks of `out`, in parallel when `work` is
 /// large enough.
