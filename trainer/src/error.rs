@@ -46,6 +46,26 @@ pub enum Error {
     /// An error of the tensor library.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+
+    /// Pretrained weights that cannot be located, downloaded or described: a malformed weights
+    /// reference, a Hugging Face repo missing from the cache while offline, a failed download,
+    /// an invalid `config.json`.
+    #[error("pretrained weights {location}: {problem}")]
+    Pretrained {
+        /// What was being resolved: the reference as written, `owner/name@revision`, or a file.
+        location: String,
+        /// What went wrong and how to fix it.
+        problem: String,
+    },
+
+    /// A plot could not be drawn or encoded (writing it gives [`Error::Io`]).
+    #[error("plot {}: {problem}", path.display())]
+    Plot {
+        /// The image file the plot was meant for.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
 }
 
 /// `Result` with [`Error`].
@@ -79,5 +99,21 @@ impl Error {
     /// An [`Error::Config`].
     pub fn config(msg: impl Into<String>) -> Self {
         Error::Config(msg.into())
+    }
+
+    /// An [`Error::Pretrained`] about `location` (a weights reference, a repo or a file).
+    pub fn pretrained(location: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Pretrained {
+            location: location.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// An [`Error::Plot`] about `path`, the image file being drawn.
+    pub fn plot(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Error::Plot {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
     }
 }

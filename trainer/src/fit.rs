@@ -5,7 +5,10 @@
 use crate::checkpoint::{load_checkpoint, load_varmap, save_checkpoint, save_varmap};
 use crate::data::{Batcher, BatcherConfig, ImageDataset, Preprocess, RandomAffine};
 use crate::loss::{accuracy_count, cross_entropy};
-use crate::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer};
+use crate::optim::{
+    param_groups, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup, Sgd, SgdConfig,
+};
+pub use crate::schedule::Schedule;
 use crate::{Error, Result};
 use backbone::Backbone;
 use candle_core::Device;
@@ -16,34 +19,54 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Which optimizer [`fit`] uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OptimizerKind {
     /// `torch.optim.Adam` (weight decay as an L2 term).
     Adam,
     /// `torch.optim.AdamW` (decoupled weight decay).
     AdamW,
+    /// `torch.optim.SGD` (weight decay as an L2 term, no dampening).
+    Sgd {
+        /// Momentum factor (0: plain SGD).
+        momentum: f64,
+        /// Nesterov momentum (needs `momentum > 0`).
+        nesterov: bool,
+    },
 }
 
-/// How the learning rate evolves over the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Schedule {
-    /// The same learning rate throughout.
-    Constant,
-    /// Cosine annealing per step from the initial rate to zero over the run
-    /// (`CosineAnnealingLR` with `T_max` = total steps, `eta_min` = 0).
-    Cosine,
-}
-
-impl Schedule {
-    /// The learning rate at `step` of `total` steps.
-    pub fn lr_at(&self, base: f64, step: usize, total: usize) -> f64 {
-        match self {
-            Schedule::Constant => base,
-            Schedule::Cosine => {
-                let t = step as f64 / total.max(1) as f64;
-                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-        }
+impl OptimizerKind {
+    /// This optimizer over `groups` with base learning rate `lr` and default weight decay
+    /// `weight_decay` (for the groups that set none), PyTorch's defaults otherwise. Fails on
+    /// an invalid setting (see [`Adam::new`], [`Sgd::new`]).
+    pub fn build(self, groups: Vec<ParamGroup>, lr: f64, weight_decay: f64) -> Result<Box<dyn Optimizer>> {
+        Ok(match self {
+            OptimizerKind::Adam => Box::new(Adam::with_groups(
+                groups,
+                AdamConfig {
+                    lr,
+                    weight_decay,
+                    ..AdamConfig::default()
+                },
+            )?),
+            OptimizerKind::AdamW => Box::new(AdamW::with_groups(
+                groups,
+                AdamWConfig {
+                    lr,
+                    weight_decay,
+                    ..AdamWConfig::default()
+                },
+            )?),
+            OptimizerKind::Sgd { momentum, nesterov } => Box::new(Sgd::with_groups(
+                groups,
+                SgdConfig {
+                    lr,
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                    ..SgdConfig::default()
+                },
+            )?),
+        })
     }
 }
 
@@ -56,7 +79,8 @@ pub struct FitConfig {
     pub batch_size: usize,
     /// Initial learning rate.
     pub lr: f64,
-    /// Weight decay (L2 for Adam, decoupled for AdamW).
+    /// Weight decay (L2 for Adam and SGD, decoupled for AdamW), not applied to biases and
+    /// normalisation parameters ([`crate::optim::param_groups`]).
     pub weight_decay: f64,
     /// The optimizer.
     pub optimizer: OptimizerKind,
@@ -193,7 +217,7 @@ pub fn evaluate(
     Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
 }
 
-fn progress_bar(len: usize, verbose: bool) -> ProgressBar {
+pub(crate) fn progress_bar(len: usize, verbose: bool) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
         Some(len as u64),
         if verbose {
@@ -229,25 +253,9 @@ pub fn fit(
             config.lr, config.weight_decay, config.aux_weight
         )));
     }
-    let params = backbone::init::trainable_vars(varmap);
-    let mut optimizer: Box<dyn Optimizer> = match config.optimizer {
-        OptimizerKind::Adam => Box::new(Adam::new(
-            params,
-            AdamConfig {
-                lr: config.lr,
-                weight_decay: config.weight_decay,
-                ..AdamConfig::default()
-            },
-        )?),
-        OptimizerKind::AdamW => Box::new(AdamW::new(
-            params,
-            AdamWConfig {
-                lr: config.lr,
-                weight_decay: config.weight_decay,
-                ..AdamWConfig::default()
-            },
-        )?),
-    };
+    config.schedule.validate()?;
+    let groups = param_groups(backbone::init::trainable_vars(varmap), config.weight_decay);
+    let mut optimizer = config.optimizer.build(groups, config.lr, config.weight_decay)?;
     let batcher_config = BatcherConfig::new(config.batch_size)
         .with_seed(config.seed)
         .with_preprocess(config.preprocess)
@@ -275,7 +283,10 @@ pub fn fit(
         for batch in batcher.epoch(epoch - 1) {
             let (images, labels) = batch?;
             let t0 = Instant::now();
-            optimizer.set_learning_rate(config.schedule.lr_at(config.lr, step, total_steps));
+            let lr = config
+                .schedule
+                .lr_at(config.lr, step, total_steps, batcher.num_batches());
+            optimizer.set_learning_rate(lr);
             let out = model.forward_aux(&images, true)?;
             let main = cross_entropy(&out.logits, &labels)?;
             let mut total = main.clone();
@@ -417,7 +428,7 @@ fn append_log(dir: &Path, r: &EpochReport) -> Result<()> {
 
 /// Removes epoch checkpoints (and their optimizer states) older than the `keep` latest (best
 /// effort: a file that cannot be removed is left in place).
-fn prune_checkpoints(dir: &Path, epoch: usize, keep: usize) {
+pub(crate) fn prune_checkpoints(dir: &Path, epoch: usize, keep: usize) {
     if keep == 0 || epoch <= keep {
         return;
     }

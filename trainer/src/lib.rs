@@ -8,9 +8,18 @@
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod finetune;
 pub mod fit;
 mod fused_adam;
+mod fused_sgd;
+pub mod hub;
+pub mod imagenet;
 pub mod loss;
+pub mod metrics;
 pub mod optim;
+pub mod plot;
+pub mod pretrained;
+pub mod schedule;
+pub mod sgd;
 
 pub use error::{Error, Result};

@@ -60,14 +60,84 @@ fn check_logits_targets(what: &str, logits: &Tensor, targets: &Tensor) -> Result
 /// `0..C` (an out-of-range label would otherwise read another row's memory or garbage).
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     check_logits_targets("cross_entropy", logits, targets)?;
-    // The shift does not change the result; detaching it keeps the backward pass simple.
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let log_sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let log_probs = shifted.broadcast_sub(&log_sum_exp)?;
+    let log_probs = log_softmax(logits)?;
     let index = targets.to_dtype(DType::U32)?.unsqueeze(1)?;
     let picked = log_probs.gather(&index, 1)?;
     Ok(picked.mean_all()?.neg()?)
+}
+
+/// `log_softmax` over the last dimension with a max shift: large logits neither overflow nor
+/// underflow. The shift does not change the result; detaching it keeps the backward pass simple.
+fn log_softmax(logits: &Tensor) -> Result<Tensor> {
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&log_sum_exp)?)
+}
+
+/// Mean cross-entropy with label smoothing, as PyTorch's
+/// `F.cross_entropy(logits, targets, label_smoothing=smoothing)`: the target distribution puts
+/// `1 - smoothing + smoothing / C` on the target class and `smoothing / C` on every other, so
+/// the loss is `mean_i((1 - smoothing) * -log p_i[t_i] + smoothing * mean_j(-log p_i[j]))`.
+/// `smoothing = 0` gives [`cross_entropy`]. Differentiable w.r.t. the logits; a scalar of the
+/// logits' dtype.
+///
+/// Fails with [`Error::Config`] when `smoothing` is not in `[0, 1)` and as [`cross_entropy`].
+pub fn cross_entropy_smoothed(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Result<Tensor> {
+    if !(0.0..1.0).contains(&smoothing) {
+        return Err(Error::config(format!(
+            "cross_entropy_smoothed: label smoothing must be in [0, 1), got {smoothing}"
+        )));
+    }
+    check_logits_targets("cross_entropy_smoothed", logits, targets)?;
+    let log_probs = log_softmax(logits)?;
+    let index = targets.to_dtype(DType::U32)?.unsqueeze(1)?;
+    let nll = log_probs.gather(&index, 1)?.mean_all()?.neg()?;
+    if smoothing == 0.0 {
+        return Ok(nll);
+    }
+    let smooth = log_probs.mean_all()?.neg()?;
+    Ok(((nll * (1.0 - smoothing))? + (smooth * smoothing)?)?)
+}
+
+/// How many rows of `logits` `[N, C]` have the class given by `targets` `[N]` among their `k`
+/// highest scores (the count behind top-k accuracy: `(logits.topk(k).indices ==
+/// targets[:, None]).any(1).sum()` in PyTorch).
+///
+/// Ties: a class outranks the target when its score is higher, or equal with a lower class
+/// index (a stable descending sort; NaN ranks above every number, as in `torch.topk`). With
+/// `k = 1` and finite logits this is [`accuracy_count`] (the first maximum wins). `torch.topk` does not specify the
+/// order of equal scores (its CPU kernel uses an unstable partial sort), so on exact ties the
+/// counts can differ from PyTorch's; without ties they are equal. The logits are copied to the
+/// host.
+///
+/// Fails with [`Error::Config`] when `k` is 0 or more than `C`, and as [`cross_entropy`].
+pub fn top_k_correct(logits: &Tensor, targets: &Tensor, k: usize) -> Result<usize> {
+    let (_, c) = check_logits_targets("top_k_correct", logits, targets)?;
+    if k == 0 || k > c {
+        return Err(Error::config(format!(
+            "top_k_correct: k must be in 1..={c} for {c} classes, got {k}"
+        )));
+    }
+    let rows = logits.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let targets = targets.to_dtype(DType::I64)?.to_vec1::<i64>()?;
+    // `a` outranks `b` (at a higher index) when a > b, NaN counting as the largest value.
+    let above = |a: f64, b: f64| if a.is_nan() { !b.is_nan() } else { a > b };
+    let correct = rows
+        .iter()
+        .zip(&targets)
+        .filter(|(row, &t)| {
+            let t = t as usize;
+            let score = row[t];
+            let rank = row
+                .iter()
+                .enumerate()
+                .filter(|&(j, &x)| above(x, score) || (j < t && (x == score || x.is_nan() && score.is_nan())))
+                .count();
+            rank < k
+        })
+        .count();
+    Ok(correct)
 }
 
 /// How many rows of `logits` `[N, C]` have their largest score at the class given by `targets`

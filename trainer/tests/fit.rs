@@ -218,10 +218,10 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
 #[test]
 fn cosine_schedule_goes_from_base_to_zero() {
     let s = Schedule::Cosine;
-    assert_eq!(s.lr_at(1e-3, 0, 100), 1e-3);
-    assert!((s.lr_at(1e-3, 50, 100) - 5e-4).abs() < 1e-12);
-    assert!(s.lr_at(1e-3, 100, 100).abs() < 1e-12);
-    assert_eq!(Schedule::Constant.lr_at(1e-3, 70, 100), 1e-3);
+    assert_eq!(s.lr_at(1e-3, 0, 100, 10), 1e-3);
+    assert!((s.lr_at(1e-3, 50, 100, 10) - 5e-4).abs() < 1e-12);
+    assert!(s.lr_at(1e-3, 100, 100, 10).abs() < 1e-12);
+    assert_eq!(Schedule::Constant.lr_at(1e-3, 70, 100, 10), 1e-3);
 }
 
 #[test]

@@ -2,9 +2,12 @@
 //!
 //! - `cargo xtask train lenet` trains LeNet-5 on the bundled MNIST sample;
 //! - `cargo xtask summary lenet` prints its per-layer table;
+//! - `cargo xtask finetune resnet18 --weights timm/resnet18.a1_in1k --data images/` fine-tunes
+//!   pretrained weights on an image folder; `cargo xtask predict` prints top-5 classes;
 //! - `cargo xtask models` lists every model name.
 
 mod bench;
+mod finetune;
 mod models;
 
 use anyhow::{bail, Context, Result};
@@ -34,6 +37,11 @@ enum Command {
     /// Throughput and memory of models (variants, families or `all`), optionally side by side
     /// with PyTorch (--compare torch).
     Bench(bench::BenchArgs),
+    /// Fine-tune pretrained weights (a file or a Hugging Face hub id) on an image folder or
+    /// CIFAR-10: a new head, the backbone frozen (optionally unfrozen later).
+    Finetune(Box<finetune::FinetuneArgs>),
+    /// Print the top-5 classes of a model on image files.
+    Predict(finetune::PredictArgs),
     /// List the model names.
     Models,
 }
@@ -166,6 +174,8 @@ fn main() -> Result<()> {
         }
         Command::Train(args) => train(args),
         Command::Summary(args) => summary(args),
+        Command::Finetune(args) => finetune::run_finetune(*args),
+        Command::Predict(args) => finetune::run_predict(args),
         Command::Models => {
             println!("{}", models::list());
             Ok(())

@@ -1,12 +1,27 @@
 //! Datasets and their batching: the MNIST IDX reader ([`mnist`]) and a seeded, device-aware
-//! [`Batcher`] that turns an [`ImageDataset`] into normalised image and label tensors.
+//! [`Batcher`] that turns an [`ImageDataset`] into normalised image and label tensors; decoded
+//! images and the [`Dataset`] trait ([`image`]), image folders ([`folder`]), CIFAR-10
+//! ([`cifar`]), torchvision-like transforms ([`transforms`]) and the multi-threaded, seeded
+//! [`DataLoader`] ([`loader`]).
 
 pub mod augment;
 pub mod batcher;
+pub mod cifar;
+pub mod folder;
+pub mod image;
+pub mod loader;
 pub mod mnist;
+pub mod transforms;
 
 pub use augment::RandomAffine;
 pub use batcher::{Batcher, BatcherConfig, Batches, Preprocess};
+pub use cifar::{parse_cifar10_batch, Cifar10, CifarDataset, CIFAR10_CLASSES};
+pub use folder::{ImageFolder, IMAGE_EXTENSIONS};
+pub use image::{split_indices, Dataset, GrayImages, Image, Sample, Subset};
+pub use loader::{Batch, DataLoader, Epoch, LoaderConfig, OnCorrupt};
 pub use mnist::{
     parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels, IdxImages, ImageDataset, Mnist,
+};
+pub use transforms::{
+    Interpolation, Pipeline, ResizeTo, Transform, CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD,
 };

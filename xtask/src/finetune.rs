@@ -1,0 +1,515 @@
+//! `cargo xtask finetune` and `cargo xtask predict`: pretrained weights (a file or a Hugging
+//! Face hub id) into a model with a new head, trained on an image folder; top-5 predictions of
+//! a model on image files.
+
+use crate::models::{self, ModelEntry};
+use crate::{parse_device, parse_size};
+use anyhow::{bail, Context, Result};
+use backbone::init::SeededVarMap;
+use backbone::Backbone;
+use candle_core::{DType, Device, Tensor};
+use clap::ValueEnum;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use trainer::data::{Cifar10, Dataset, Image, ImageFolder, OnCorrupt, Pipeline, Subset, Transform};
+use trainer::finetune::{export, finetune, FinetuneConfig, FinetuneData};
+use trainer::fit::OptimizerKind;
+use trainer::hub::{resolve, HubOptions, PretrainedConfig, ResolvedWeights, WeightsRef};
+use trainer::pretrained::{head_prefixes, load_pretrained};
+use trainer::schedule::Schedule;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FtOptimizer {
+    /// SGD with momentum (--momentum, --nesterov), torch.optim.SGD.
+    Sgd,
+    /// Adam, torch.optim.Adam.
+    Adam,
+    /// AdamW, torch.optim.AdamW.
+    Adamw,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FtSchedule {
+    /// Cosine annealing to 0 over the run, per step (after the warmup).
+    Cosine,
+    /// Multiply the rate by --gamma every --step-epochs epochs.
+    Step,
+    /// The same rate throughout (after the warmup).
+    Constant,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FtAugment {
+    /// None while only the head trains (so the features can be cached), random resized crop
+    /// and horizontal flip when the backbone trains.
+    Auto,
+    /// The evaluation transform (resize, center crop) for training too.
+    None,
+    /// Horizontal flips only.
+    Flip,
+    /// Random resized crop and horizontal flip (timm's and torchvision's training transform).
+    CropFlip,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormat {
+    /// An image folder if the directory holds class folders, CIFAR-10 binaries if it holds
+    /// `data_batch_1.bin`.
+    Auto,
+    /// A folder per class of JPEG/PNG files (torchvision's ImageFolder).
+    Folder,
+    /// CIFAR-10 binary version (data_batch_1..5.bin, test_batch.bin).
+    Cifar10,
+}
+
+#[derive(clap::Args)]
+pub struct FinetuneArgs {
+    /// Architecture (`cargo xtask models` lists them), e.g. resnet18.
+    arch: String,
+    /// Pretrained weights: a .safetensors file, a directory holding model.safetensors (and
+    /// config.json), or a Hugging Face hub id such as timm/resnet18.a1_in1k[@revision].
+    #[arg(long)]
+    weights: String,
+    /// Training images: a folder per class, or a CIFAR-10 directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// Validation images in the same format (default: --val-fraction of --data, held out).
+    #[arg(long)]
+    val: Option<PathBuf>,
+    /// Fraction of the training images held out for validation when --val is not given.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    /// Dataset format.
+    #[arg(long, value_enum, default_value_t = DataFormat::Auto)]
+    format: DataFormat,
+    /// Train the head alone, the backbone frozen (batch-norm statistics kept, no dropout).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    freeze_backbone: bool,
+    /// Unfreeze the backbone after this many epochs.
+    #[arg(long)]
+    unfreeze_after: Option<usize>,
+    /// The backbone's learning rate relative to --lr once unfrozen.
+    #[arg(long, default_value_t = 0.1)]
+    backbone_lr_scale: f64,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Images per optimizer step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Learning rate of the head.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = FtOptimizer::Adamw)]
+    optimizer: FtOptimizer,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// SGD with Nesterov momentum.
+    #[arg(long)]
+    nesterov: bool,
+    /// Weight decay (never on biases and normalisation weights).
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = FtSchedule::Cosine)]
+    schedule: FtSchedule,
+    /// Linear warmup over this many epochs.
+    #[arg(long, default_value_t = 0)]
+    warmup_epochs: usize,
+    /// Step schedule: epochs between decays.
+    #[arg(long, default_value_t = 30)]
+    step_epochs: usize,
+    /// Step schedule: decay factor.
+    #[arg(long, default_value_t = 0.1)]
+    gamma: f64,
+    /// Label smoothing of the cross-entropy.
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f64,
+    /// Clip the gradients' total L2 norm.
+    #[arg(long)]
+    clip_grad: Option<f64>,
+    /// Training augmentation.
+    #[arg(long, value_enum, default_value_t = FtAugment::Auto)]
+    augment: FtAugment,
+    /// Input height and width (default: the weights' config.json input_size).
+    #[arg(long)]
+    img_size: Option<String>,
+    /// Do not cache the frozen backbone's features (recompute them every epoch).
+    #[arg(long)]
+    no_feature_cache: bool,
+    /// Stop at the first unreadable image instead of skipping it.
+    #[arg(long)]
+    fail_on_corrupt: bool,
+    /// Threads decoding images ahead of the training step.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Never touch the network: hub weights must be in the local Hugging Face cache (also
+    /// HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    offline: bool,
+    /// The Hugging Face hub cache (default: HF_HUB_CACHE, else $HF_HOME/hub, else
+    /// ~/.cache/huggingface/hub).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Seed of the new head, the shuffling, the split and the augmentation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output directory (default: runs/finetune-<arch>): checkpoints, metrics, plots, and
+    /// model.safetensors + config.json at the end.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run saved in --out after its latest epoch.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bar, no per-epoch lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Device: cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// Architecture, e.g. resnet18.
+    arch: String,
+    /// Weights: a .safetensors file, a directory with model.safetensors + config.json, or a
+    /// Hugging Face hub id.
+    #[arg(long)]
+    weights: String,
+    /// Image files (JPEG or PNG).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Number of classes of the head (default: config.json's, else 1000).
+    #[arg(long)]
+    num_classes: Option<usize>,
+    /// Input height and width (default: config.json's input_size).
+    #[arg(long)]
+    img_size: Option<String>,
+    /// Never touch the network.
+    #[arg(long)]
+    offline: bool,
+    /// The Hugging Face hub cache.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Device: cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn resolve_weights(weights: &str, offline: bool, cache_dir: &Option<PathBuf>) -> Result<ResolvedWeights> {
+    let reference = WeightsRef::parse(weights)?;
+    let mut options = HubOptions::from_env();
+    options.offline |= offline;
+    if let Some(dir) = cache_dir {
+        options.cache_dir = Some(dir.clone());
+    }
+    let resolved =
+        resolve(&reference, &options).with_context(|| format!("resolving the weights `{weights}`"))?;
+    Ok(resolved)
+}
+
+fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, source: &str) {
+    if let Some(arch) = &config.architecture {
+        let ours = entry.name.to_ascii_lowercase();
+        let theirs = arch.to_ascii_lowercase();
+        if !(theirs == ours || entry.aliases.iter().any(|a| a.eq_ignore_ascii_case(&theirs))) {
+            eprintln!(
+                "note: {source}'s config.json names the architecture `{arch}`, building `{}`",
+                entry.name
+            );
+        }
+    }
+}
+
+fn image_size(arg: &Option<String>, config: &PretrainedConfig) -> Result<(usize, usize)> {
+    match arg {
+        Some(s) => parse_size(s),
+        None => Ok((config.input_size.1, config.input_size.2)),
+    }
+}
+
+fn open_dataset(dir: &Path, format: DataFormat, train: bool) -> Result<Arc<dyn Dataset>> {
+    let format = match format {
+        DataFormat::Auto if dir.join("data_batch_1.bin").is_file() => DataFormat::Cifar10,
+        DataFormat::Auto => DataFormat::Folder,
+        f => f,
+    };
+    Ok(match format {
+        DataFormat::Cifar10 => {
+            let cifar = Cifar10::load_dir(dir)?;
+            if train {
+                Arc::new(cifar.train)
+            } else {
+                Arc::new(cifar.test)
+            }
+        }
+        _ => Arc::new(ImageFolder::open(dir)?),
+    })
+}
+
+pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
+    let entry = models::find(&args.arch)?;
+    let device = parse_device(&args.device)?;
+    let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
+    let mut pretrained = resolved.config.clone().unwrap_or_default();
+    check_architecture(entry, &pretrained, &resolved.source);
+    println!(
+        "weights: {} ({})",
+        resolved.source,
+        resolved.weights_file.display()
+    );
+    let size = image_size(&args.img_size, &pretrained)?;
+    let channels = pretrained.input_size.0;
+
+    let (train, val): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match &args.val {
+        Some(val_dir) => (
+            open_dataset(&args.data, args.format, true)?,
+            open_dataset(val_dir, args.format, false)?,
+        ),
+        None => {
+            let all = open_dataset(&args.data, args.format, true)?;
+            let (train_idx, val_idx) = trainer::data::split_indices(all.len(), args.val_fraction, args.seed)?;
+            (
+                Arc::new(Subset::new(all.clone(), train_idx)?),
+                Arc::new(Subset::new(all, val_idx)?),
+            )
+        }
+    };
+    let classes = train.class_names();
+    if val.num_classes() != classes.len() {
+        bail!(
+            "the validation set has {} classes, the training set {}",
+            val.num_classes(),
+            classes.len()
+        );
+    }
+    println!(
+        "data: {} training and {} validation images, {} classes ({})",
+        train.len(),
+        val.len(),
+        classes.len(),
+        preview(&classes)
+    );
+
+    let vars = SeededVarMap::new(args.seed);
+    let model = (entry.build)(classes.len(), channels, vars.var_builder(DType::F32, &device))
+        .with_context(|| format!("building {}", entry.name))?;
+    let report = load_pretrained(
+        vars.varmap(),
+        &resolved.weights_file,
+        &head_prefixes(model.as_ref()),
+    )?;
+    println!("{report}");
+
+    let (mean, std) = (pretrained.mean.clone(), pretrained.std.clone());
+    let interpolation = pretrained.interpolation;
+    let eval_transform = Pipeline::eval(size, pretrained.crop_pct, interpolation, &mean, &std)?;
+    let trains_backbone = !args.freeze_backbone || args.unfreeze_after.is_some();
+    let augment = match args.augment {
+        FtAugment::Auto if trains_backbone => FtAugment::CropFlip,
+        FtAugment::Auto => FtAugment::None,
+        a => a,
+    };
+    let train_transform = match augment {
+        FtAugment::CropFlip => Pipeline::train(size, interpolation, &mean, &std)?,
+        FtAugment::Flip => {
+            let mut steps = eval_transform.steps().to_vec();
+            steps.push(Transform::RandomHorizontalFlip(0.5));
+            Pipeline::new(steps)?
+        }
+        _ => eval_transform.clone(),
+    };
+    let steps_per_epoch = train.len().div_ceil(args.batch_size.max(1));
+    let warmup = args.warmup_epochs * steps_per_epoch;
+    let schedule = match args.schedule {
+        FtSchedule::Cosine => Schedule::Cosine,
+        FtSchedule::Constant => Schedule::Constant,
+        FtSchedule::Step => Schedule::step(args.step_epochs, args.gamma)?,
+    }
+    .with_warmup(warmup);
+    let config = FinetuneConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        optimizer: match args.optimizer {
+            FtOptimizer::Sgd => OptimizerKind::Sgd {
+                momentum: args.momentum,
+                nesterov: args.nesterov,
+            },
+            FtOptimizer::Adam => OptimizerKind::Adam,
+            FtOptimizer::Adamw => OptimizerKind::AdamW,
+        },
+        schedule,
+        label_smoothing: args.label_smoothing,
+        clip_grad_norm: args.clip_grad,
+        freeze_backbone: args.freeze_backbone,
+        unfreeze_after: args.unfreeze_after,
+        backbone_lr_scale: args.backbone_lr_scale,
+        feature_cache: !args.no_feature_cache,
+        seed: args.seed,
+        workers: args.workers,
+        on_corrupt: if args.fail_on_corrupt {
+            OnCorrupt::Fail
+        } else {
+            OnCorrupt::Skip
+        },
+        out_dir: args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(format!("finetune-{}", entry.name))),
+        verbose: !args.quiet,
+        resume: args.resume,
+        ..FinetuneConfig::default()
+    };
+    println!(
+        "fine-tuning {} at {}x{} for {} epochs ({}), {} threads",
+        entry.name,
+        size.0,
+        size.1,
+        config.epochs,
+        match (config.freeze_backbone, config.unfreeze_after) {
+            (true, None) => "backbone frozen".to_string(),
+            (true, Some(n)) => format!("backbone frozen for {n} epochs"),
+            (false, _) => "whole model".to_string(),
+        },
+        candle_core::utils::get_num_threads()
+    );
+    let result = finetune(
+        model.as_ref(),
+        vars.varmap(),
+        FinetuneData {
+            train,
+            val,
+            train_transform,
+            eval_transform,
+        },
+        &config,
+        &device,
+    )?;
+    if !result.skipped.is_empty() {
+        println!("skipped {} unreadable images:", result.skipped.len());
+        for (file, problem) in result.skipped.iter().take(10) {
+            println!("  {file}: {problem}");
+        }
+    }
+    let eval = &result.final_eval;
+    println!(
+        "validation: top-1 {:.2}%  top-5 {:.2}%  loss {:.4} on {} images",
+        100.0 * eval.top1,
+        100.0 * eval.top5,
+        eval.loss,
+        eval.count
+    );
+    println!("{}", eval.confusion.render(&classes));
+    if result.cache_seconds > 0.0 {
+        println!("feature cache built in {:.1}s", result.cache_seconds);
+    }
+    pretrained.input_size = (channels, size.0, size.1);
+    let out_config = pretrained.with_architecture(entry.name).with_label_names(classes);
+    let file = export(&config.out_dir, vars.varmap(), &out_config)?;
+    println!(
+        "fine-tuned model saved to {} (+ config.json); metrics, curves.png and confusion.png in {}",
+        file.display(),
+        config.out_dir.display()
+    );
+    Ok(())
+}
+
+fn preview(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+    let more = names.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{}, ... {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The label of class `i`: the config's names, ImageNet-1k's for a 1000-class head, else
+/// `class i`.
+fn label(config: &PretrainedConfig, classes: usize, i: usize) -> String {
+    if let Some(name) = config.label_names.as_ref().and_then(|n| n.get(i)) {
+        return name.clone();
+    }
+    if classes == 1000 {
+        if let Some(name) = trainer::imagenet::imagenet_classes().get(i) {
+            return (*name).to_string();
+        }
+    }
+    format!("class {i}")
+}
+
+pub fn run_predict(args: PredictArgs) -> Result<()> {
+    let entry = models::find(&args.arch)?;
+    let device = parse_device(&args.device)?;
+    let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
+    let config = resolved.config.clone().unwrap_or_default();
+    check_architecture(entry, &config, &resolved.source);
+    let classes = args
+        .num_classes
+        .or(config.num_classes)
+        .or(config.label_names.as_ref().map(Vec::len))
+        .unwrap_or(1000);
+    let channels = config.input_size.0;
+    let weights = backbone::weights::Weights::from_file(&resolved.weights_file, &device)?;
+    let model: Box<dyn Backbone> = weights
+        .build(DType::F32, &device, true, |vb| {
+            (entry.build)(classes, channels, vb)
+        })
+        .with_context(|| {
+            format!(
+                "loading {} as {} with {classes} classes (pass --num-classes if the head has another size)",
+                resolved.weights_file.display(),
+                entry.name
+            )
+        })?;
+    let size = image_size(&args.img_size, &config)?;
+    let transform = Pipeline::eval(
+        size,
+        config.crop_pct,
+        config.interpolation,
+        &config.mean,
+        &config.std,
+    )?;
+    let k = args.top_k.clamp(1, classes);
+    let mut failures = 0;
+    for path in &args.images {
+        match predict_one(model.as_ref(), &transform, path, &device) {
+            Ok(probs) => {
+                println!("{}:", path.display());
+                for (i, p) in trainer::metrics::top_k(&probs, k) {
+                    println!("  {:>6.2}%  {}", 100.0 * p, label(&config, classes, i));
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("{}: {e:#}", path.display());
+            }
+        }
+    }
+    if failures > 0 {
+        bail!(
+            "{failures} of {} images could not be classified",
+            args.images.len()
+        );
+    }
+    Ok(())
+}
+
+fn predict_one(model: &dyn Backbone, transform: &Pipeline, path: &Path, device: &Device) -> Result<Vec<f32>> {
+    let image = Image::open(path)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let image = transform.apply(image, &mut rng)?;
+    let xs = Tensor::from_vec(image.data, (1, image.channels, image.height, image.width), device)?;
+    let logits = model.forward_t(&xs, false)?;
+    let row = logits.squeeze(0)?.to_vec1::<f32>()?;
+    Ok(trainer::metrics::softmax(&row))
+}
