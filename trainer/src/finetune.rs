@@ -421,7 +421,10 @@ pub fn finetune(
     let mut optimizer = phase_optimizer(model, varmap, config, frozen)?;
     if config.resume {
         if let Some(epoch) = latest_epoch(&config.out_dir) {
-            frozen = config.frozen_at(epoch + 1);
+            // The optimizer of the phase the checkpoint was saved in, whose state holds exactly
+            // its parameters; at the unfreezing epoch the loop below then starts the next phase's
+            // optimizer afresh, as an uninterrupted run does.
+            frozen = config.frozen_at(epoch);
             optimizer = phase_optimizer(model, varmap, config, frozen)?;
             let checkpoint = checkpoint_path(&config.out_dir, epoch);
             load_varmap(&checkpoint, varmap)?;
@@ -491,7 +494,7 @@ pub fn finetune(
         let mut lr = config.lr;
         match &train_cache {
             Some(cache) => {
-                let order = train_loader.order(epoch - 1);
+                let order = train_loader.order(epoch);
                 for (features, labels) in cache.batches(&order, config.batch_size)? {
                     let t0 = Instant::now();
                     lr = config

@@ -12,7 +12,9 @@ use clap::ValueEnum;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use trainer::data::{Cifar10, Dataset, Image, ImageFolder, OnCorrupt, Pipeline, Subset, Transform};
+use trainer::data::{
+    Cifar10, Dataset, Image, ImageFolder, Interpolation, OnCorrupt, Pipeline, Subset, Transform,
+};
 use trainer::finetune::{export, finetune, FinetuneConfig, FinetuneData};
 use trainer::fit::OptimizerKind;
 use trainer::hub::{resolve, HubOptions, PretrainedConfig, ResolvedWeights, WeightsRef};
@@ -74,7 +76,8 @@ pub struct FinetuneArgs {
     /// Training images: a folder per class, or a CIFAR-10 directory.
     #[arg(long)]
     data: PathBuf,
-    /// Validation images in the same format (default: --val-fraction of --data, held out).
+    /// Validation images in the same format (default: CIFAR-10's test batch, or --val-fraction
+    /// of an image folder, held out).
     #[arg(long)]
     val: Option<PathBuf>,
     /// Fraction of the training images held out for validation when --val is not given.
@@ -134,9 +137,8 @@ pub struct FinetuneArgs {
     /// Training augmentation.
     #[arg(long, value_enum, default_value_t = FtAugment::Auto)]
     augment: FtAugment,
-    /// Input height and width (default: the weights' config.json input_size).
-    #[arg(long)]
-    img_size: Option<String>,
+    #[command(flatten)]
+    preprocess: PreprocessArgs,
     /// Do not cache the frozen backbone's features (recompute them every epoch).
     #[arg(long)]
     no_feature_cache: bool,
@@ -189,9 +191,8 @@ pub struct PredictArgs {
     /// Number of classes of the head (default: config.json's, else 1000).
     #[arg(long)]
     num_classes: Option<usize>,
-    /// Input height and width (default: config.json's input_size).
-    #[arg(long)]
-    img_size: Option<String>,
+    #[command(flatten)]
+    preprocess: PreprocessArgs,
     /// Never touch the network.
     #[arg(long)]
     offline: bool,
@@ -228,29 +229,71 @@ fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, source: &st
     }
 }
 
-fn image_size(arg: &Option<String>, config: &PretrainedConfig) -> Result<(usize, usize)> {
-    match arg {
-        Some(s) => parse_size(s),
-        None => Ok((config.input_size.1, config.input_size.2)),
+/// Overrides of the preprocessing the weights' config.json describes.
+#[derive(clap::Args)]
+pub struct PreprocessArgs {
+    /// Input height and width, e.g. 224 or 160x224 (default: config.json's input_size).
+    #[arg(long)]
+    img_size: Option<String>,
+    /// Per-channel normalisation mean, comma-separated (default: config.json's mean).
+    #[arg(long, value_delimiter = ',')]
+    mean: Option<Vec<f32>>,
+    /// Per-channel normalisation standard deviation (default: config.json's std).
+    #[arg(long, value_delimiter = ',')]
+    std: Option<Vec<f32>>,
+    /// Center-crop fraction: images are resized to size / crop_pct, then cropped (default:
+    /// config.json's crop_pct).
+    #[arg(long)]
+    crop_pct: Option<f64>,
+    /// Resize interpolation: bilinear, bicubic or nearest (default: config.json's).
+    #[arg(long)]
+    interpolation: Option<String>,
+}
+
+impl PreprocessArgs {
+    /// `config` with the overrides applied and checked; the input size to use.
+    fn apply(&self, config: &mut PretrainedConfig) -> Result<(usize, usize)> {
+        let size = match &self.img_size {
+            Some(s) => parse_size(s)?,
+            None => (config.input_size.1, config.input_size.2),
+        };
+        if size.0 == 0 || size.1 == 0 {
+            bail!("the image size must be positive, got {}x{}", size.0, size.1);
+        }
+        config.input_size = (config.input_size.0, size.0, size.1);
+        if let Some(mean) = &self.mean {
+            config.mean = mean.clone();
+        }
+        if let Some(std) = &self.std {
+            config.std = std.clone();
+        }
+        if let Some(crop_pct) = self.crop_pct {
+            config.crop_pct = crop_pct;
+        }
+        if let Some(name) = &self.interpolation {
+            config.interpolation = Interpolation::from_name(name)
+                .with_context(|| format!("unknown interpolation `{name}`; use bilinear, bicubic or nearest"))?;
+        }
+        config.validate().context("the preprocessing settings")?;
+        Ok(size)
     }
 }
 
-fn open_dataset(dir: &Path, format: DataFormat, train: bool) -> Result<Arc<dyn Dataset>> {
+/// The images of `dir` and, for CIFAR-10, its own test split (the validation set when no
+/// `--val` is given).
+fn open_dataset(dir: &Path, format: DataFormat) -> Result<(Arc<dyn Dataset>, Option<Arc<dyn Dataset>>)> {
+    let cifar = |d: &Path| d.join("data_batch_1.bin").is_file();
     let format = match format {
-        DataFormat::Auto if dir.join("data_batch_1.bin").is_file() => DataFormat::Cifar10,
+        DataFormat::Auto if cifar(dir) || cifar(&dir.join("cifar-10-batches-bin")) => DataFormat::Cifar10,
         DataFormat::Auto => DataFormat::Folder,
         f => f,
     };
     Ok(match format {
         DataFormat::Cifar10 => {
             let cifar = Cifar10::load_dir(dir)?;
-            if train {
-                Arc::new(cifar.train)
-            } else {
-                Arc::new(cifar.test)
-            }
+            (Arc::new(cifar.train), Some(Arc::new(cifar.test)))
         }
-        _ => Arc::new(ImageFolder::open(dir)?),
+        _ => (Arc::new(ImageFolder::open(dir)?), None),
     })
 }
 
@@ -265,16 +308,17 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         resolved.source,
         resolved.weights_file.display()
     );
-    let size = image_size(&args.img_size, &pretrained)?;
+    let size = args.preprocess.apply(&mut pretrained)?;
     let channels = pretrained.input_size.0;
 
-    let (train, val): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match &args.val {
-        Some(val_dir) => (
-            open_dataset(&args.data, args.format, true)?,
-            open_dataset(val_dir, args.format, false)?,
-        ),
-        None => {
-            let all = open_dataset(&args.data, args.format, true)?;
+    let (all, own_val) = open_dataset(&args.data, args.format)?;
+    let (train, val): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match (&args.val, own_val) {
+        (Some(val_dir), _) => {
+            let (val, val_test) = open_dataset(val_dir, args.format)?;
+            (all, val_test.unwrap_or(val))
+        }
+        (None, Some(test)) => (all, test),
+        (None, None) => {
             let (train_idx, val_idx) = trainer::data::split_indices(all.len(), args.val_fraction, args.seed)?;
             (
                 Arc::new(Subset::new(all.clone(), train_idx)?),
@@ -283,11 +327,11 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         }
     };
     let classes = train.class_names();
-    if val.num_classes() != classes.len() {
+    if val.class_names() != classes {
         bail!(
-            "the validation set has {} classes, the training set {}",
-            val.num_classes(),
-            classes.len()
+            "the validation set's classes ({}) differ from the training set's ({})",
+            preview(&val.class_names()),
+            preview(&classes)
         );
     }
     println!(
@@ -412,7 +456,6 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     if result.cache_seconds > 0.0 {
         println!("feature cache built in {:.1}s", result.cache_seconds);
     }
-    pretrained.input_size = (channels, size.0, size.1);
     let out_config = pretrained.with_architecture(entry.name).with_label_names(classes);
     let file = export(&config.out_dir, vars.varmap(), &out_config)?;
     println!(
@@ -451,7 +494,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     let entry = models::find(&args.arch)?;
     let device = parse_device(&args.device)?;
     let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
-    let config = resolved.config.clone().unwrap_or_default();
+    let mut config = resolved.config.clone().unwrap_or_default();
     check_architecture(entry, &config, &resolved.source);
     let classes = args
         .num_classes
@@ -471,7 +514,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
                 entry.name
             )
         })?;
-    let size = image_size(&args.img_size, &config)?;
+    let size = args.preprocess.apply(&mut config)?;
     let transform = Pipeline::eval(
         size,
         config.crop_pct,

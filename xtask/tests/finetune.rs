@@ -188,6 +188,7 @@ fn finetune_a_hub_resnet18_on_digit_pngs_then_predict() {
     ]);
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    println!("{stdout}");
     // The log names what was loaded and what was initialised.
     assert!(stdout.contains("loaded 100 tensors from"), "{stdout}");
     assert!(
@@ -245,7 +246,30 @@ fn finetune_a_hub_resnet18_on_digit_pngs_then_predict() {
     assert_eq!(lines.len(), 12, "{stdout}");
     assert!(lines[0].contains(&image.display().to_string()));
     assert!(lines[1..6].iter().all(|l| l.contains('%')), "{stdout}");
+    let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+    assert!(
+        lines[1..6].iter().all(|l| digits.iter().any(|d| l.ends_with(&format!("  {d}")))),
+        "labels come from the fine-tuned config.json:\n{stdout}"
+    );
     let _ = label;
+
+    // The hub model itself has 1000 classes and no label names: ImageNet's names are used.
+    let o = xtask(&[
+        "predict",
+        "resnet18",
+        "--weights",
+        "timm/resnet18.test",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--offline",
+        image.to_str().unwrap(),
+    ]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+    let names = trainer::imagenet::imagenet_classes();
+    for line in stdout.lines().skip(1) {
+        assert!(names.iter().any(|n| line.ends_with(n)), "`{line}` is not an ImageNet class");
+    }
 }
 
 #[test]
@@ -330,4 +354,92 @@ fn bad_inputs_have_clear_errors() {
         bad.to_str().unwrap(),
     ]);
     assert!(err.contains("not a ref"), "{err}");
+}
+
+/// Synthetic CIFAR-10 binaries: class `c` is an image whose red plane is bright in row band
+/// `c` (learnable), 20 records per training file, 40 in the test file.
+fn cifar_dir(root: &Path) -> PathBuf {
+    let dir = root.join("cifar");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = |i: usize| {
+        let label = (i % 10) as u8;
+        let mut r = vec![label];
+        for plane in 0..3 {
+            for y in 0..32 {
+                for x in 0..32 {
+                    let band = y / 4 == label as usize % 8 && plane == (label as usize / 8);
+                    r.push(if band { 230 } else { ((x * 7 + y * 3 + i) % 40) as u8 });
+                }
+            }
+        }
+        r
+    };
+    for (f, n) in [
+        ("data_batch_1.bin", 20),
+        ("data_batch_2.bin", 20),
+        ("data_batch_3.bin", 20),
+        ("data_batch_4.bin", 20),
+        ("data_batch_5.bin", 20),
+        ("test_batch.bin", 40),
+    ] {
+        let bytes: Vec<u8> = (0..n).flat_map(record).collect();
+        std::fs::write(dir.join(f), bytes).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn finetune_on_cifar10_binaries_from_a_local_file_with_unfreezing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cifar_dir(dir.path());
+    // A local weights file without config.json: ImageNet defaults, size from --img-size.
+    let weights = dir.path().join("lenet3.safetensors");
+    let vars = SeededVarMap::new(9);
+    let config = lenet::LeNetConfig::lenet5().with_in_channels(3);
+    lenet::LeNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let tensors: HashMap<String, Tensor> = vars
+        .varmap()
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap()))
+        .collect();
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let out = dir.path().join("run");
+    let o = xtask(&[
+        "finetune", "lenet", "--weights", weights.to_str().unwrap(), "--data", data.to_str().unwrap(),
+        "--img-size", "32", "--crop-pct", "1.0", "--epochs", "3", "--batch-size", "16", "--optimizer",
+        "sgd", "--lr", "0.05", "--nesterov", "--schedule", "step", "--step-epochs", "2", "--gamma", "0.5",
+        "--warmup-epochs", "1", "--label-smoothing", "0.1", "--clip-grad", "5", "--unfreeze-after", "1",
+        "--out", out.to_str().unwrap(), "--quiet",
+    ]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Same class count (10): the head is loaded too, nothing initialised.
+    assert!(stdout.contains("loaded 10 tensors"), "{stdout}");
+    assert!(!stdout.contains("initialised"), "{stdout}");
+    assert!(stdout.contains("100 training and 40 validation images"), "{stdout}");
+    assert!(stdout.contains("airplane") && stdout.contains("truck"), "{stdout}");
+    // Unfrozen after epoch 1: the backbone moved.
+    let tuned = load(&out.join("model.safetensors"));
+    assert_ne!(bits(&tuned["conv1.weight"]), bits(&tensors["conv1.weight"]));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architecture"], "lenet5");
+    assert_eq!(config["num_classes"], 10);
+    assert_eq!(config["label_names"][9], "truck");
+    assert_eq!(config["pretrained_cfg"]["input_size"], serde_json::json!([3, 32, 32]));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+
+    // The output directory is a weights reference; its labels come from config.json.
+    let png = dir.path().join("x.png");
+    image::RgbImage::from_pixel(32, 32, image::Rgb([200, 10, 10])).save(&png).unwrap();
+    let o = xtask(&["predict", "lenet", "--weights", out.to_str().unwrap(), "--top-k", "3", png.to_str().unwrap()]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    let names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    assert!(stdout.lines().skip(1).all(|l| names.iter().any(|n| l.ends_with(n))), "{stdout}");
 }
