@@ -494,7 +494,7 @@ pub fn finetune(
         let mut lr = config.lr;
         match &train_cache {
             Some(cache) => {
-                let order = train_loader.order(epoch);
+                let order = train_loader.order(epoch - 1);
                 for (features, labels) in cache.batches(&order, config.batch_size)? {
                     let t0 = Instant::now();
                     lr = config

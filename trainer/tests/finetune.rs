@@ -150,9 +150,19 @@ fn a_frozen_resnet_keeps_its_weights_and_batch_norm_statistics_bit_identical() {
             feature_cache: cache,
             ..config(dir.path(), 2)
         };
-        let report = finetune(&model, vars.varmap(), data(&train, &val, 16, false), &config, &Device::Cpu)
-            .unwrap();
-        let what = if cache { "with the cache" } else { "without the cache" };
+        let report = finetune(
+            &model,
+            vars.varmap(),
+            data(&train, &val, 16, false),
+            &config,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let what = if cache {
+            "with the cache"
+        } else {
+            "without the cache"
+        };
         assert_only_the_head_moved(&model, &before, &state(vars.varmap()), what);
         assert_eq!(report.epochs.len(), 2);
         assert_eq!(report.final_eval.count, 64);
@@ -205,8 +215,14 @@ fn the_feature_cache_trains_the_same_head_as_the_backbone_pass() {
             feature_cache: cache,
             ..config(dir.path(), 2)
         };
-        let report = finetune(&model, vars.varmap(), data(&train, &val, 32, flip), &config, &Device::Cpu)
-            .unwrap();
+        let report = finetune(
+            &model,
+            vars.varmap(),
+            data(&train, &val, 32, flip),
+            &config,
+            &Device::Cpu,
+        )
+        .unwrap();
         let after = state(vars.varmap());
         assert_only_the_head_moved(&model, &before, &after, "frozen");
         (report, before, after)
@@ -226,8 +242,14 @@ fn the_feature_cache_trains_the_same_head_as_the_backbone_pass() {
     }
     // A random training transform gives other features every epoch: no cache then.
     let (flipped, _, c) = run(true, true);
-    assert_eq!(flipped.cache_seconds, 0.0, "a random transform must not be cached");
-    assert!(max_diff(&a["fc3.weight"], &c["fc3.weight"]) > 1e-4, "the flips did nothing");
+    assert_eq!(
+        flipped.cache_seconds, 0.0,
+        "a random transform must not be cached"
+    );
+    assert!(
+        max_diff(&a["fc3.weight"], &c["fc3.weight"]) > 1e-4,
+        "the flips did nothing"
+    );
 }
 
 #[test]
@@ -241,8 +263,14 @@ fn unfreezing_after_one_epoch_trains_the_backbone_and_its_statistics_from_epoch_
         lr: 1e-3,
         ..config(dir.path(), 2)
     };
-    let report = finetune(&model, vars.varmap(), data(&train, &val, 16, false), &config, &Device::Cpu)
-        .unwrap();
+    let report = finetune(
+        &model,
+        vars.varmap(),
+        data(&train, &val, 16, false),
+        &config,
+        &Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(report.epochs.len(), 2);
     assert!(report.cache_seconds > 0.0, "epoch 1 is frozen and cacheable");
     let epoch1 = saved(&checkpoint_path(dir.path(), 1));
@@ -271,7 +299,14 @@ fn a_lower_backbone_learning_rate_moves_the_backbone_less() {
             schedule: Schedule::Constant,
             ..config(dir.path(), 2)
         };
-        finetune(&model, vars.varmap(), data(&train, &val, 32, false), &config, &Device::Cpu).unwrap();
+        finetune(
+            &model,
+            vars.varmap(),
+            data(&train, &val, 32, false),
+            &config,
+            &Device::Cpu,
+        )
+        .unwrap();
         let (epoch1, epoch2) = (
             saved(&checkpoint_path(dir.path(), 1)),
             saved(&checkpoint_path(dir.path(), 2)),
@@ -318,8 +353,14 @@ fn resumes_exactly(base: FinetuneConfig, flip: bool, k: usize, literal: bool, wh
             out_dir: out.to_path_buf(),
             ..base.clone()
         };
-        let report = finetune(&model, vars.varmap(), data(&train, &val, 32, flip), &config, &Device::Cpu)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let report = finetune(
+            &model,
+            vars.varmap(),
+            data(&train, &val, 32, flip),
+            &config,
+            &Device::Cpu,
+        )
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
         (report, state(vars.varmap()))
     };
     let full = tempfile::tempdir().unwrap();
@@ -336,7 +377,10 @@ fn resumes_exactly(base: FinetuneConfig, flip: bool, k: usize, literal: bool, wh
     let epochs: Vec<usize> = resumed.epochs.iter().map(|e| e.epoch).collect();
     assert_eq!(epochs, ((k + 1)..=3).collect::<Vec<_>>(), "{what}");
     for (name, values) in &expected {
-        assert_eq!(values, &got[name], "{what}: {name} differs from the uninterrupted run");
+        assert_eq!(
+            values, &got[name],
+            "{what}: {name} differs from the uninterrupted run"
+        );
     }
     let (a, b) = (&uninterrupted.epochs[2], resumed.epochs.last().unwrap());
     assert_eq!(
@@ -371,7 +415,13 @@ fn a_resumed_full_fine_tuning_with_random_flips_and_workers_ends_like_an_uninter
         schedule: Schedule::Constant,
         ..config(dir.path(), 3)
     };
-    resumes_exactly(base, true, 2, true, "random flips, 2 workers, run of 2 epochs resumed");
+    resumes_exactly(
+        base,
+        true,
+        2,
+        true,
+        "random flips, 2 workers, run of 2 epochs resumed",
+    );
 }
 
 #[test]
@@ -395,8 +445,14 @@ fn a_run_writes_metrics_plots_and_an_export_that_loads_back() {
         keep_checkpoints: 1,
         ..config(&out, 2)
     };
-    let report = finetune(&model, vars.varmap(), data(&train, &val, 32, false), &config, &Device::Cpu)
-        .unwrap();
+    let report = finetune(
+        &model,
+        vars.varmap(),
+        data(&train, &val, 32, false),
+        &config,
+        &Device::Cpu,
+    )
+    .unwrap();
     assert!(report.skipped.is_empty());
     assert!(report.seconds > 0.0);
     assert!(!checkpoint_path(&out, 1).exists(), "keep_checkpoints 1");
@@ -409,7 +465,14 @@ fn a_run_writes_metrics_plots_and_an_export_that_loads_back() {
     assert_eq!(epochs.len(), 2);
     for (i, row) in epochs.iter().enumerate() {
         assert_eq!(row["epoch"], i + 1);
-        for key in ["train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr"] {
+        for key in [
+            "train_loss",
+            "train_top1",
+            "val_loss",
+            "val_top1",
+            "val_top5",
+            "lr",
+        ] {
             assert!(row[key].as_f64().is_some_and(f64::is_finite), "{key}: {row}");
         }
         assert_eq!(row["train_loss"].as_f64(), Some(report.epochs[i].train_loss));
@@ -473,8 +536,8 @@ fn a_run_writes_metrics_plots_and_an_export_that_loads_back() {
     assert_eq!(config_back.architecture.as_deref(), Some("lenet5"));
     assert_eq!(config_back.input_size, (1, 32, 32));
     let (fresh, fresh_vars) = lenet(10);
-    let load = trainer::pretrained::load_pretrained(fresh_vars.varmap(), &file, &head_prefixes(&fresh))
-        .unwrap();
+    let load =
+        trainer::pretrained::load_pretrained(fresh_vars.varmap(), &file, &head_prefixes(&fresh)).unwrap();
     assert_eq!(load.loaded.len(), 10);
     assert_eq!(state(fresh_vars.varmap()), state(vars.varmap()));
 }
@@ -534,12 +597,29 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
         seven.var_builder(DType::F32, &Device::Cpu),
     )
     .unwrap();
-    let err = error(&model7, seven.varmap(), data(&train, &val, 32, false), config(&out, 1));
+    let err = error(
+        &model7,
+        seven.varmap(),
+        data(&train, &val, 32, false),
+        config(&out, 1),
+    );
     assert!(err.contains("10 classes") && err.contains("head has 7"), "{err}");
 
     let bad = [
-        (FinetuneConfig { lr: 0.0, ..config(&out, 1) }, "lr"),
-        (FinetuneConfig { label_smoothing: 1.0, ..config(&out, 1) }, "label smoothing"),
+        (
+            FinetuneConfig {
+                lr: 0.0,
+                ..config(&out, 1)
+            },
+            "lr",
+        ),
+        (
+            FinetuneConfig {
+                label_smoothing: 1.0,
+                ..config(&out, 1)
+            },
+            "label smoothing",
+        ),
         (
             FinetuneConfig {
                 freeze_backbone: false,
@@ -548,12 +628,27 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
             },
             "unfreeze",
         ),
-        (FinetuneConfig { backbone_lr_scale: 0.0, ..config(&out, 1) }, "scale"),
-        (FinetuneConfig { epochs: 0, ..config(&out, 1) }, "epochs"),
+        (
+            FinetuneConfig {
+                backbone_lr_scale: 0.0,
+                ..config(&out, 1)
+            },
+            "scale",
+        ),
+        (
+            FinetuneConfig {
+                epochs: 0,
+                ..config(&out, 1)
+            },
+            "epochs",
+        ),
     ];
     for (config, word) in bad {
         let err = error(&model, varmap, data(&train, &val, 32, false), config);
-        assert!(err.contains("invalid configuration") && err.contains(word), "{err}");
+        assert!(
+            err.contains("invalid configuration") && err.contains(word),
+            "{err}"
+        );
     }
     assert!(!out.exists(), "a refused run wrote {}", out.display());
 
@@ -578,9 +673,14 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
         feature_cache: false,
         ..config(&out, 1)
     };
-    let err = finetune(&model, varmap, data(&train, &broken, 32, false), &config, &Device::Cpu)
-        .expect_err("no validation image")
-        .to_string();
+    let err = finetune(
+        &model,
+        varmap,
+        data(&train, &broken, 32, false),
+        &config,
+        &Device::Cpu,
+    )
+    .expect_err("no validation image")
+    .to_string();
     assert!(err.contains("evaluation on no image"), "{err}");
 }
-
