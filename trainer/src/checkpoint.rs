@@ -26,11 +26,9 @@ use crate::error::{Error, Result};
 /// directory or the file cannot be written; the previous content of `path`, if any, is then
 /// left untouched.
 pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::checkpoint(path, "the path has no file name"))?
-        .to_string_lossy()
-        .into_owned();
+    if path.file_name().is_none() {
+        return Err(Error::checkpoint(path, "the path has no file name"));
+    }
     let mut host = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
         if matches!(
@@ -52,12 +50,22 @@ pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>) -> Result
     let bytes = safetensors::tensor::serialize(host, None)
         .map_err(|e| Error::checkpoint(path, format!("cannot serialise: {e}")))?;
 
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a hidden temporary file in the same directory that is
+/// flushed and renamed over `path` (removed on error), creating the parent directories.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::io(path, std::io::Error::other("the path has no file name")))?
+        .to_string_lossy()
+        .into_owned();
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let tmp_path = dir.join(format!(
         ".{file_name}.tmp-{}-{}",
@@ -70,14 +78,13 @@ pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>) -> Result
         .open(&tmp_path)
         .map_err(|e| Error::io(&tmp_path, e))?;
     let guard = RemoveOnDrop(&tmp_path);
-    file.write_all(&bytes)
+    file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(&tmp_path, e))?;
     drop(file);
     std::fs::rename(&tmp_path, path).map_err(|e| Error::io(path, e))?;
     std::mem::forget(guard);
-    // Make the rename itself durable; not every platform or file system supports syncing a
-    // directory, and the checkpoint is complete either way, so a failure here is not an error.
+    // Best effort: make the rename durable where directories can be synced.
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
     }

@@ -14,11 +14,8 @@
 //! to its `model.safetensors` preserves every field this crate does not know about.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
@@ -840,49 +837,8 @@ impl PretrainedConfig {
         let mut text = serde_json::to_string_pretty(&self.to_json())
             .map_err(|e| Error::pretrained(path.display().to_string(), format!("cannot serialise: {e}")))?;
         text.push('\n');
-        write_atomic(path, text.as_bytes())
+        crate::checkpoint::write_atomic(path, text.as_bytes())
     }
-}
-
-/// Writes `bytes` to `path` through a flushed temporary file renamed over it.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::pretrained(path.display().to_string(), "the path has no file name"))?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp_path = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp_path)
-        .map_err(|e| Error::io(&tmp_path, e))?;
-    let result = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(&tmp_path, e))
-        .and_then(|()| {
-            drop(file);
-            std::fs::rename(&tmp_path, path).map_err(|e| Error::io(path, e))
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp_path);
-        return result;
-    }
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// The JSON type of `value`, with a short excerpt, for error messages.

@@ -5,9 +5,13 @@ use candle_core::{DType, Tensor, D};
 use crate::error::{Error, Result};
 
 /// Checks that `logits` is `[N, C]` floating point with `N, C > 0` and `targets` is `[N]` of an
-/// integer dtype with every value in `0..C`; returns `(N, C)`. Reading the targets copies them to
-/// the host (a few bytes per batch).
-fn check_logits_targets(what: &str, logits: &Tensor, targets: &Tensor) -> Result<(usize, usize)> {
+/// integer dtype with every value in `0..C`; returns `(N, C)` and the targets. Reading the
+/// targets copies them to the host (a few bytes per batch).
+pub(crate) fn check_logits_targets(
+    what: &str,
+    logits: &Tensor,
+    targets: &Tensor,
+) -> Result<(usize, usize, Vec<usize>)> {
     let (n, c) = match logits.dims() {
         &[n, c] if n > 0 && c > 0 => (n, c),
         dims => {
@@ -48,7 +52,7 @@ fn check_logits_targets(what: &str, logits: &Tensor, targets: &Tensor) -> Result
             "{what}: target {t} at index {i} is out of range for {c} classes (expected 0..{c})"
         )));
     }
-    Ok((n, c))
+    Ok((n, c, values.into_iter().map(|t| t as usize).collect()))
 }
 
 /// Mean cross-entropy of `logits` `[N, C]` (unnormalised scores) against class indices
@@ -113,7 +117,7 @@ pub fn cross_entropy_smoothed(logits: &Tensor, targets: &Tensor, smoothing: f64)
 ///
 /// Fails with [`Error::Config`] when `k` is 0 or more than `C`, and as [`cross_entropy`].
 pub fn top_k_correct(logits: &Tensor, targets: &Tensor, k: usize) -> Result<usize> {
-    let (_, c) = check_logits_targets("top_k_correct", logits, targets)?;
+    let (_, c, _) = check_logits_targets("top_k_correct", logits, targets)?;
     if k == 0 || k > c {
         return Err(Error::config(format!(
             "top_k_correct: k must be in 1..={c} for {c} classes, got {k}"

@@ -10,12 +10,10 @@
 //! its order for ties, `torch.argmax` returns the first maximum, as here); NaN ranks below every
 //! number.
 
+use crate::checkpoint::write_atomic;
 use std::cmp::Ordering;
 use std::fmt::{self, Write as _};
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -103,54 +101,13 @@ fn host_batch(
     targets: &Tensor,
     num_classes: Option<usize>,
 ) -> Result<(Vec<f32>, Vec<usize>, usize)> {
-    let (n, c) = match logits.dims() {
-        &[n, c] if c > 0 => (n, c),
-        dims => {
-            return Err(Error::config(format!(
-                "{what}: logits must have shape [N, C] with C > 0, got {dims:?}"
-            )))
-        }
-    };
+    let (_, c, labels) = crate::loss::check_logits_targets(what, logits, targets)?;
     if let Some(expected) = num_classes {
         if c != expected {
             return Err(Error::config(format!(
                 "{what}: logits have {c} classes (shape {:?}), expected {expected}",
                 logits.dims()
             )));
-        }
-    }
-    if !logits.dtype().is_float() {
-        return Err(Error::config(format!(
-            "{what}: logits must be floating point, got {:?}",
-            logits.dtype()
-        )));
-    }
-    if targets.dims() != [n] {
-        return Err(Error::config(format!(
-            "{what}: targets must have shape [{n}] to match logits {:?}, got {:?}",
-            logits.dims(),
-            targets.dims()
-        )));
-    }
-    let raw: Vec<i64> = match targets.dtype() {
-        DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => {
-            targets.to_dtype(DType::I64)?.to_vec1::<i64>()?
-        }
-        dtype => {
-            return Err(Error::config(format!(
-                "{what}: targets must be class indices of an integer dtype, got {dtype:?}"
-            )))
-        }
-    };
-    let mut labels = Vec::with_capacity(n);
-    for (i, &t) in raw.iter().enumerate() {
-        match usize::try_from(t) {
-            Ok(t) if t < c => labels.push(t),
-            _ => {
-                return Err(Error::config(format!(
-                    "{what}: target {t} at index {i} is out of range for {c} classes (expected 0..{c})"
-                )))
-            }
         }
     }
     let scores = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -599,51 +556,4 @@ pub fn write_metrics_csv(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
         );
     }
     write_atomic(path, out.as_bytes())
-}
-
-/// Writes `bytes` to `path` through a hidden temporary file in the same directory that is
-/// flushed and renamed over `path` (removed on error), creating the parent directories.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::io(path, std::io::Error::other("the path has no file name")))?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp_path = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, AtomicOrdering::Relaxed)
-    ));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp_path)
-        .map_err(|e| Error::io(&tmp_path, e))?;
-    let guard = RemoveOnDrop(&tmp_path);
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(&tmp_path, e))?;
-    drop(file);
-    std::fs::rename(&tmp_path, path).map_err(|e| Error::io(path, e))?;
-    std::mem::forget(guard);
-    // Best effort: make the rename durable where directories can be synced.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Removes a temporary file unless forgotten.
-struct RemoveOnDrop<'a>(&'a Path);
-
-impl Drop for RemoveOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
-    }
 }

@@ -13,8 +13,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle, FontTransform};
 
+use crate::checkpoint::write_atomic;
 use crate::error::{Error, Result};
-use crate::metrics::{truncate, write_atomic, ConfusionMatrix, EpochMetrics};
+use crate::metrics::{truncate, ConfusionMatrix, EpochMetrics};
 
 /// Width and height in pixels of [`plot_curves`]'s image.
 pub const CURVES_SIZE: (u32, u32) = (1200, 500);
