@@ -271,8 +271,9 @@ impl PreprocessArgs {
             config.crop_pct = crop_pct;
         }
         if let Some(name) = &self.interpolation {
-            config.interpolation = Interpolation::from_name(name)
-                .with_context(|| format!("unknown interpolation `{name}`; use bilinear, bicubic or nearest"))?;
+            config.interpolation = Interpolation::from_name(name).with_context(|| {
+                format!("unknown interpolation `{name}`; use bilinear, bicubic or nearest")
+            })?;
         }
         config.validate().context("the preprocessing settings")?;
         Ok(size)

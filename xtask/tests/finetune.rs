@@ -231,7 +231,7 @@ fn finetune_a_hub_resnet18_on_digit_pngs_then_predict() {
     }
 
     // The output loads back as a weights reference.
-    let (image, label) = &files[0];
+    let image = &files[0].0;
     let o = xtask(&[
         "predict",
         "resnet18",
@@ -248,10 +248,11 @@ fn finetune_a_hub_resnet18_on_digit_pngs_then_predict() {
     assert!(lines[1..6].iter().all(|l| l.contains('%')), "{stdout}");
     let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     assert!(
-        lines[1..6].iter().all(|l| digits.iter().any(|d| l.ends_with(&format!("  {d}")))),
+        lines[1..6]
+            .iter()
+            .all(|l| digits.iter().any(|d| l.ends_with(&format!("  {d}")))),
         "labels come from the fine-tuned config.json:\n{stdout}"
     );
-    let _ = label;
 
     // The hub model itself has 1000 classes and no label names: ImageNet's names are used.
     let o = xtask(&[
@@ -268,7 +269,10 @@ fn finetune_a_hub_resnet18_on_digit_pngs_then_predict() {
     assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
     let names = trainer::imagenet::imagenet_classes();
     for line in stdout.lines().skip(1) {
-        assert!(names.iter().any(|n| line.ends_with(n)), "`{line}` is not an ImageNet class");
+        assert!(
+            names.iter().any(|n| line.ends_with(n)),
+            "`{line}` is not an ImageNet class"
+        );
     }
 }
 
@@ -368,7 +372,11 @@ fn cifar_dir(root: &Path) -> PathBuf {
             for y in 0..32 {
                 for x in 0..32 {
                     let band = y / 4 == label as usize % 8 && plane == (label as usize / 8);
-                    r.push(if band { 230 } else { ((x * 7 + y * 3 + i) % 40) as u8 });
+                    r.push(if band {
+                        230
+                    } else {
+                        ((x * 7 + y * 3 + i) % 40) as u8
+                    });
                 }
             }
         }
@@ -408,19 +416,56 @@ fn finetune_on_cifar10_binaries_from_a_local_file_with_unfreezing() {
     candle_core::safetensors::save(&tensors, &weights).unwrap();
     let out = dir.path().join("run");
     let o = xtask(&[
-        "finetune", "lenet", "--weights", weights.to_str().unwrap(), "--data", data.to_str().unwrap(),
-        "--img-size", "32", "--crop-pct", "1.0", "--epochs", "3", "--batch-size", "16", "--optimizer",
-        "sgd", "--lr", "0.05", "--nesterov", "--schedule", "step", "--step-epochs", "2", "--gamma", "0.5",
-        "--warmup-epochs", "1", "--label-smoothing", "0.1", "--clip-grad", "5", "--unfreeze-after", "1",
-        "--out", out.to_str().unwrap(), "--quiet",
+        "finetune",
+        "lenet",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--img-size",
+        "32",
+        "--crop-pct",
+        "1.0",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--nesterov",
+        "--schedule",
+        "step",
+        "--step-epochs",
+        "2",
+        "--gamma",
+        "0.5",
+        "--warmup-epochs",
+        "1",
+        "--label-smoothing",
+        "0.1",
+        "--clip-grad",
+        "5",
+        "--unfreeze-after",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
     ]);
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     // Same class count (10): the head is loaded too, nothing initialised.
     assert!(stdout.contains("loaded 10 tensors"), "{stdout}");
     assert!(!stdout.contains("initialised"), "{stdout}");
-    assert!(stdout.contains("100 training and 40 validation images"), "{stdout}");
-    assert!(stdout.contains("airplane") && stdout.contains("truck"), "{stdout}");
+    assert!(
+        stdout.contains("100 training and 40 validation images"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("airplane") && stdout.contains("truck"),
+        "{stdout}"
+    );
     // Unfrozen after epoch 1: the backbone moved.
     let tuned = load(&out.join("model.safetensors"));
     assert_ne!(bits(&tuned["conv1.weight"]), bits(&tensors["conv1.weight"]));
@@ -429,17 +474,47 @@ fn finetune_on_cifar10_binaries_from_a_local_file_with_unfreezing() {
     assert_eq!(config["architecture"], "lenet5");
     assert_eq!(config["num_classes"], 10);
     assert_eq!(config["label_names"][9], "truck");
-    assert_eq!(config["pretrained_cfg"]["input_size"], serde_json::json!([3, 32, 32]));
+    assert_eq!(
+        config["pretrained_cfg"]["input_size"],
+        serde_json::json!([3, 32, 32])
+    );
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
 
     // The output directory is a weights reference; its labels come from config.json.
     let png = dir.path().join("x.png");
-    image::RgbImage::from_pixel(32, 32, image::Rgb([200, 10, 10])).save(&png).unwrap();
-    let o = xtask(&["predict", "lenet", "--weights", out.to_str().unwrap(), "--top-k", "3", png.to_str().unwrap()]);
+    image::RgbImage::from_pixel(32, 32, image::Rgb([200, 10, 10]))
+        .save(&png)
+        .unwrap();
+    let o = xtask(&[
+        "predict",
+        "lenet",
+        "--weights",
+        out.to_str().unwrap(),
+        "--top-k",
+        "3",
+        png.to_str().unwrap(),
+    ]);
     let stdout = text(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
     assert_eq!(stdout.lines().count(), 4, "{stdout}");
-    let names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
-    assert!(stdout.lines().skip(1).all(|l| names.iter().any(|n| l.ends_with(n))), "{stdout}");
+    let names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ];
+    assert!(
+        stdout
+            .lines()
+            .skip(1)
+            .all(|l| names.iter().any(|n| l.ends_with(n))),
+        "{stdout}"
+    );
 }
