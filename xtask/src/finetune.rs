@@ -282,7 +282,9 @@ impl PreprocessArgs {
 
 /// The images of `dir` and, for CIFAR-10, its own test split (the validation set when no
 /// `--val` is given).
-fn open_dataset(dir: &Path, format: DataFormat) -> Result<(Arc<dyn Dataset>, Option<Arc<dyn Dataset>>)> {
+type Images = Arc<dyn Dataset>;
+
+fn open_dataset(dir: &Path, format: DataFormat) -> Result<(Images, Option<Images>)> {
     let cifar = |d: &Path| d.join("data_batch_1.bin").is_file();
     let format = match format {
         DataFormat::Auto if cifar(dir) || cifar(&dir.join("cifar-10-batches-bin")) => DataFormat::Cifar10,
@@ -313,7 +315,7 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let channels = pretrained.input_size.0;
 
     let (all, own_val) = open_dataset(&args.data, args.format)?;
-    let (train, val): (Arc<dyn Dataset>, Arc<dyn Dataset>) = match (&args.val, own_val) {
+    let (train, val): (Images, Images) = match (&args.val, own_val) {
         (Some(val_dir), _) => {
             let (val, val_test) = open_dataset(val_dir, args.format)?;
             (all, val_test.unwrap_or(val))
