@@ -269,6 +269,13 @@ pub fn fit(
     } else {
         1
     };
+    if first_epoch == 1 {
+        // A fresh run starts a fresh log (a resumed one appends to its own).
+        let log = config.out_dir.join("log.csv");
+        if log.exists() {
+            std::fs::remove_file(&log).map_err(|e| Error::io(&log, e))?;
+        }
+    }
     let mut step = (first_epoch - 1) * batcher.num_batches();
     for epoch in first_epoch..=config.epochs {
         // Stochastic layers draw from a generator seeded per epoch, so a resumed run
@@ -347,6 +354,7 @@ pub fn fit(
             eprintln!("{report}");
         }
         append_log(&config.out_dir, &report)?;
+        plot_log(&config.out_dir)?;
         reports.push(report);
     }
     Ok(FitReport {
@@ -424,6 +432,43 @@ fn append_log(dir: &Path, r: &EpochReport) -> Result<()> {
         r.epoch, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.images_per_sec, r.seconds
     ));
     file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))
+}
+
+/// Draws `dir/curves.png` (loss and accuracy per epoch) from the rows of `dir/log.csv`, the
+/// epochs of earlier resumed runs included. The test split plays the validation set's part;
+/// top-5 and the learning rate are not logged by this loop and are left out.
+fn plot_log(dir: &Path) -> Result<()> {
+    let path = dir.join("log.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut rows: Vec<crate::metrics::EpochMetrics> = Vec::new();
+    for line in text.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let num = |i: usize| {
+            cells
+                .get(i)
+                .and_then(|c| c.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let Some(epoch) = cells.first().and_then(|c| c.parse::<usize>().ok()) else {
+            continue;
+        };
+        rows.retain(|r| r.epoch != epoch);
+        rows.push(crate::metrics::EpochMetrics {
+            epoch,
+            train_loss: num(1),
+            train_top1: num(3),
+            val_loss: num(4),
+            val_top1: num(5),
+            val_top5: f64::NAN,
+            lr: f64::NAN,
+            images_per_sec: num(6),
+            seconds: num(7),
+        });
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    crate::plot::plot_curves(&dir.join("curves.png"), &rows, "training")
 }
 
 /// Removes epoch checkpoints (and their optimizer states) older than the `keep` latest (best

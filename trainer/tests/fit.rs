@@ -48,6 +48,12 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
     assert!(last.test_accuracy > 0.6, "test accuracy {}", last.test_accuracy);
     assert!(last.images_per_sec > 0.0);
 
+    // The curves of the run are drawn from log.csv.
+    let png = std::fs::read(dir.path().join("curves.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let log = std::fs::read_to_string(dir.path().join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 4, "{log}");
+
     // Only the two latest checkpoints are kept; the last one holds the trained variables.
     assert!(!checkpoint_path(dir.path(), 1).exists());
     assert!(checkpoint_path(dir.path(), 2).exists());
