@@ -101,6 +101,19 @@ fn pooling_and_norm(c: &mut Criterion) {
             .expect("sum");
         b.iter(|| loss.backward().expect("backward"))
     });
+    // A whole training step of the layer, fused kernels against the composite candle path.
+    group.bench_function("train_forward_backward", |b| {
+        b.iter(|| {
+            let out = bn.forward_t(x.as_tensor(), true).expect("bn");
+            out.sum_all().expect("sum").backward().expect("backward")
+        })
+    });
+    group.bench_function("train_forward_backward_composite", |b| {
+        b.iter(|| {
+            let out = bn.forward_reference(x.as_tensor(), true).expect("bn");
+            out.sum_all().expect("sum").backward().expect("backward")
+        })
+    });
     group.finish();
 }
 

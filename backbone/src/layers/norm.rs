@@ -1,6 +1,7 @@
 //! Batch normalisation.
 
 use super::Layer;
+use crate::ops::{self, BatchStats};
 use crate::summary::{self, LayerRecord};
 use crate::{Error, Result};
 use candle_core::{Tensor, Var};
@@ -109,68 +110,89 @@ impl BatchNorm2d {
         &self.config
     }
 
-    /// `[1, C, 1, 1]` (or `[1, C]`) view of a per-channel vector for broadcasting.
-    fn per_channel(&self, t: &Tensor, rank: usize) -> Result<Tensor> {
-        let mut shape = vec![1; rank];
-        shape[1] = self.num_features;
-        Ok(t.reshape(shape)?)
+    /// The affine parameters, if any.
+    fn affine(&self) -> Option<(&Tensor, &Tensor)> {
+        self.weight.as_ref().zip(self.bias.as_ref())
     }
-}
 
-impl Layer for BatchNorm2d {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    /// Checks the input's shape (and, in training, that every channel has more than one
+    /// value); returns the number of values per channel.
+    fn check(&self, xs: &Tensor, train: bool) -> Result<usize> {
         let dims = xs.dims();
         let rank = dims.len();
         if !(rank == 2 || rank == 4) || dims[1] != self.num_features {
             let expected = format!("[N, {}, H, W] or [N, {}]", self.num_features, self.num_features);
             return Err(Error::input_shape(&self.name, expected, dims));
         }
-        let reduce: Vec<usize> = (0..rank).filter(|&d| d != 1).collect();
-        let count: usize = reduce.iter().map(|&d| dims[d]).product();
-        let out = if train {
-            if count < 2 {
-                return Err(Error::input_shape(
-                    &self.name,
-                    "more than one value per channel in training (batch statistics)",
-                    dims,
-                ));
-            }
-            let mean = (xs.sum_keepdim(reduce.as_slice())? / count as f64)?;
-            let centered = xs.broadcast_sub(&mean)?;
-            let var = (centered.sqr()?.sum_keepdim(reduce.as_slice())? / count as f64)?;
-            let normed = centered.broadcast_div(&(var.clone() + self.config.eps)?.sqrt()?)?;
-            let m = self.config.momentum;
-            let batch_mean = mean.detach().flatten_all()?;
-            let batch_var = (var.detach().flatten_all()? * (count as f64 / (count - 1) as f64))?;
-            let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))? + (batch_mean * m)?)?;
-            let new_var = ((self.running_var.as_tensor() * (1.0 - m))? + (batch_var * m)?)?;
-            self.running_mean
-                .set(&new_mean.to_dtype(self.running_mean.dtype())?)?;
-            self.running_var
-                .set(&new_var.to_dtype(self.running_var.dtype())?)?;
-            match (&self.weight, &self.bias) {
-                (Some(w), Some(b)) => normed
-                    .broadcast_mul(&self.per_channel(w, rank)?)?
-                    .broadcast_add(&self.per_channel(b, rank)?)?,
-                _ => normed,
-            }
+        let count = dims
+            .iter()
+            .enumerate()
+            .filter(|&(d, _)| d != 1)
+            .map(|(_, &n)| n)
+            .product();
+        if train && count < 2 {
+            return Err(Error::input_shape(
+                &self.name,
+                "more than one value per channel in training (batch statistics)",
+                dims,
+            ));
+        }
+        Ok(count)
+    }
+
+    /// `running = (1 - momentum) * running + momentum * batch`, with the unbiased variance.
+    fn update_running_stats(&self, stats: &BatchStats, count: usize) -> Result<()> {
+        let m = self.config.momentum;
+        let batch_var = (&stats.var * (count as f64 / (count - 1) as f64))?;
+        let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))? + (&stats.mean * m)?)?;
+        let new_var = ((self.running_var.as_tensor() * (1.0 - m))? + (batch_var * m)?)?;
+        self.running_mean
+            .set(&new_mean.to_dtype(self.running_mean.dtype())?)?;
+        self.running_var
+            .set(&new_var.to_dtype(self.running_var.dtype())?)?;
+        Ok(())
+    }
+
+    /// [`Layer::forward_t`] through the composite candle ops
+    /// ([`ops::batch_norm_train_reference`], [`ops::batch_norm_eval_reference`]) on any device:
+    /// the reference the fused kernels are tested against. Updates the running statistics in
+    /// training mode like `forward_t`; records nothing in a summary.
+    pub fn forward_reference(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let count = self.check(xs, train)?;
+        if train {
+            let (out, stats) = ops::batch_norm_train_reference(xs, self.affine(), self.config.eps)?;
+            self.update_running_stats(&stats, count)?;
+            Ok(out)
         } else {
-            let inv_std = (self.running_var.as_tensor() + self.config.eps)?
-                .sqrt()?
-                .recip()?;
-            let (scale, shift) = match (&self.weight, &self.bias) {
-                (Some(w), Some(b)) => {
-                    let scale = w.mul(&inv_std)?;
-                    let shift = b.sub(&self.running_mean.as_tensor().mul(&scale)?)?;
-                    (scale, shift)
-                }
-                _ => (
-                    inv_std.clone(),
-                    self.running_mean.as_tensor().mul(&inv_std)?.neg()?,
-                ),
-            };
-            xs.broadcast_mul(&self.per_channel(&scale, rank)?)?
-                .broadcast_add(&self.per_channel(&shift, rank)?)?
+            Ok(ops::batch_norm_eval_reference(
+                xs,
+                self.affine(),
+                self.running_mean.as_tensor(),
+                self.running_var.as_tensor(),
+                self.config.eps,
+            )?)
+        }
+    }
+}
+
+impl Layer for BatchNorm2d {
+    /// Fused CPU kernels in `f32` / `f64` for contiguous inputs ([`ops::batch_norm_train`],
+    /// [`ops::batch_norm_eval`]), the composite candle path otherwise.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let count = self.check(xs, train)?;
+        let dims = xs.dims();
+        let out = if train {
+            let (out, stats) = ops::batch_norm_train(xs, self.affine(), self.config.eps)?;
+            self.update_running_stats(&stats, count)?;
+            out
+        } else {
+            ops::batch_norm_eval(
+                xs,
+                self.affine(),
+                self.running_mean.as_tensor(),
+                self.running_var.as_tensor(),
+                self.config.eps,
+            )?
         };
         summary::record(|| {
             let affine = if self.config.affine { self.num_features } else { 0 };
