@@ -18,6 +18,12 @@ use std::path::PathBuf;
 use trainer::data::{Mnist, Preprocess, RandomAffine};
 use trainer::fit::{fit, FitConfig, OptimizerKind, Schedule};
 
+/// Training allocates and frees the same large activation buffers every step. glibc's malloc
+/// returns blocks above its mmap threshold to the kernel on every free, so each step pays page
+/// faults on fresh memory; mimalloc keeps and reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
