@@ -6,7 +6,9 @@
 //! matrix products at heart, so their GFLOP/s is measured against it.
 
 use backbone::init::SeededVarMap;
-use backbone::layers::{BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Layer, MaxPool2d, PoolConfig};
+use backbone::layers::{
+    Activation, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Layer, MaxPool2d, PoolConfig,
+};
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -117,6 +119,51 @@ fn pooling_and_norm(c: &mut Criterion) {
     group.finish();
 }
 
+fn relu(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let x =
+        Var::from_tensor(&Tensor::randn(0f32, 1f32, (16, 64, 56, 56), &dev).expect("input")).expect("var");
+    let mut group = c.benchmark_group("relu_64_56x56_b16");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(x.elem_count() as u64));
+    group.bench_function("forward", |b| {
+        b.iter(|| Activation::Relu.forward_t(x.as_tensor(), true).expect("relu"))
+    });
+    // A training step of the layer: the op against the composite form it replaces.
+    group.bench_function("forward_backward", |b| {
+        b.iter(|| {
+            let out = Activation::Relu.forward_t(x.as_tensor(), true).expect("relu");
+            out.sum_all().expect("sum").backward().expect("backward")
+        })
+    });
+    group.bench_function("forward_backward_composite", |b| {
+        b.iter(|| {
+            let out = backbone::ops::relu_reference(x.as_tensor()).expect("relu");
+            out.sum_all().expect("sum").backward().expect("backward")
+        })
+    });
+    group.finish();
+
+    // Eval-mode conv + batch norm + ReLU: folded (inference mode) against the layers.
+    let vars = SeededVarMap::new(0);
+    let vb = vars.var_builder(DType::F32, &dev);
+    let conv = Conv2d::new(Conv2dConfig::new(64, 64, 3).padding(1).no_bias(), vb.pp("conv")).expect("conv");
+    let bn = BatchNorm2d::new(64, BatchNormConfig::default(), vb.pp("bn")).expect("bn");
+    let block = ConvBlock::new(conv, Some(bn), Some(Activation::Relu));
+    for batch in [1, 16] {
+        let x = Tensor::randn(0f32, 1f32, (batch, 64, 56, 56), &dev).expect("input");
+        let mut group = c.benchmark_group(format!("conv_bn_relu_64_56x56_b{batch}_eval"));
+        group.sample_size(10);
+        group.bench_function("folded", |b| {
+            b.iter(|| backbone::inference_mode(|| block.forward_t(&x, false)).expect("block"))
+        });
+        group.bench_function("unfolded", |b| {
+            b.iter(|| block.forward_unfolded(&x, false).expect("block"))
+        });
+        group.finish();
+    }
+}
+
 fn matmul(c: &mut Criterion) {
     let dev = Device::Cpu;
     let a = Tensor::randn(0f32, 1f32, (1024, 1024), &dev).expect("a");
@@ -128,5 +175,5 @@ fn matmul(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, convolutions, pooling_and_norm);
+criterion_group!(benches, matmul, convolutions, pooling_and_norm, relu);
 criterion_main!(benches);

@@ -3,12 +3,13 @@
 //! The contract every architecture of this workspace implements ([`Backbone`]: features, then a
 //! classifier head), the layers they are built from ([`layers`], each with a train/eval flag),
 //! pooling and normalisation ops with correct gradients ([`ops`]), seeded initialisation
-//! ([`init`]), weights loading with clear errors ([`weights`]) and model introspection
-//! ([`summary`]).
+//! ([`init`]), inference mode ([`inference_mode`]), weights loading with clear errors
+//! ([`weights`]) and model introspection ([`summary`]).
 //!
 //! Architecture crates (`lenet`, `alexnet`, `vgg`, ...) depend only on this crate and candle.
 
 pub mod error;
+pub mod inference;
 pub mod init;
 pub mod layers;
 pub mod model;
@@ -17,5 +18,6 @@ pub mod summary;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use inference::{inference_mode, is_inference_mode};
 pub use model::{check_input, Backbone, InputSpec, ModelOutput};
 pub use summary::{summarize, Summary};

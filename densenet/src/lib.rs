@@ -47,8 +47,8 @@
 //! [`remap_legacy`].
 
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout,
-    Flatten, Layer, Linear, MaxPool2d, PoolConfig,
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
+    Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::weights::Weights;
 use backbone::{check_input, Backbone, InputSpec, Result};
@@ -238,10 +238,10 @@ impl DenseLayer {
 
     /// The layer's `k` new channels.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let relu = Activation::Relu;
-        let xs = relu.forward_t(&self.norm1.forward_t(xs, train)?, train)?;
+        // Batch norm + ReLU: one fused pass in eval mode.
+        let xs = self.norm1.forward_relu(xs, train)?;
         let xs = self.conv1.forward_t(&xs, train)?;
-        let xs = relu.forward_t(&self.norm2.forward_t(&xs, train)?, train)?;
+        let xs = self.norm2.forward_relu(&xs, train)?;
         let xs = self.conv2.forward_t(&xs, train)?;
         self.dropout.forward_t(&xs, train)
     }
@@ -267,7 +267,7 @@ impl Transition {
 
 impl Layer for Transition {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = Activation::Relu.forward_t(&self.norm.forward_t(xs, train)?, train)?;
+        let xs = self.norm.forward_relu(xs, train)?;
         let xs = self.conv.forward_t(&xs, train)?;
         self.pool.forward_t(&xs, train)
     }
@@ -430,11 +430,9 @@ impl Backbone for DenseNet {
 
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         check_input(self.name(), &self.input_spec(), xs)?;
-        let relu = Activation::Relu;
-        let xs = relu.forward_t(
-            &self.norm0.forward_t(&self.conv0.forward_t(xs, train)?, train)?,
-            train,
-        )?;
+        let xs = self
+            .norm0
+            .forward_relu(&self.conv0.forward_t(xs, train)?, train)?;
         let mut xs = self.pool0.forward_t(&xs, train)?;
         for (i, block) in self.blocks.iter().enumerate() {
             xs = block.forward_t(&xs, train)?;
@@ -442,7 +440,7 @@ impl Backbone for DenseNet {
                 xs = transition.forward_t(&xs, train)?;
             }
         }
-        let xs = relu.forward_t(&self.norm5.forward_t(&xs, train)?, train)?;
+        let xs = self.norm5.forward_relu(&xs, train)?;
         let xs = self.pool.forward_t(&xs, train)?;
         Flatten::new().forward_t(&xs, train)
     }

@@ -62,8 +62,8 @@
 //! the head is dropout then `classifier`.
 
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
-    Layer, Linear,
+    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
+    Flatten, Layer, Linear,
 };
 use backbone::weights::Weights;
 use backbone::{check_input, Backbone, Error, InputSpec, Result};
@@ -401,12 +401,9 @@ fn conv(config: Conv2dConfig, vb: VarBuilder) -> Result<Conv2d> {
     Conv2d::new(config.init(kaiming, Init::Const(0.0)), vb)
 }
 
-/// A convolution followed by batch norm and an optional activation.
-struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm2d,
-    act: Option<Activation>,
-}
+/// A convolution followed by batch norm and an optional activation: a [`ConvBlock`] (batch
+/// norm folded into the convolution in eval mode when no gradient is needed).
+struct ConvBn(ConvBlock);
 
 impl ConvBn {
     fn new(
@@ -417,21 +414,17 @@ impl ConvBn {
         bn_vb: VarBuilder,
     ) -> Result<Self> {
         let channels = config.out_channels;
-        Ok(Self {
-            conv: conv(config.no_bias(), conv_vb)?,
-            bn: BatchNorm2d::new(channels, bn, bn_vb)?,
+        Ok(Self(ConvBlock::new(
+            conv(config.no_bias(), conv_vb)?,
+            Some(BatchNorm2d::new(channels, bn, bn_vb)?),
             act,
-        })
+        )))
     }
 }
 
 impl Layer for ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.bn.forward_t(&self.conv.forward_t(xs, train)?, train)?;
-        match self.act {
-            Some(act) => act.forward_t(&xs, train),
-            None => Ok(xs),
-        }
+        self.0.forward_t(xs, train)
     }
 }
 

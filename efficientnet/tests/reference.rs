@@ -63,6 +63,11 @@ fn eval_and_train_outputs_and_gradients_match_timm() {
             &fixture[&format!("{mode}.logits")],
             1e-4,
         );
+        if !train {
+            // In inference mode the convolutions and their batch norms are folded.
+            let folded = backbone::inference_mode(|| model.forward_t(&x, false)).unwrap();
+            assert_close("inference mode", &folded, &logits, 0.0);
+        }
         let grads = candle_nn::loss::cross_entropy(&logits, &targets())
             .unwrap()
             .backward()

@@ -48,6 +48,9 @@ fn googlenet_eval_matches_torchvision() {
     // forward_t is the same computation.
     let logits = model.forward_t(&x, false).unwrap();
     assert_close("googlenet forward_t", &logits, &out.logits, 0.0);
+    // In inference mode every BasicConv2d is folded into one pass: the same bits.
+    let folded = backbone::inference_mode(|| model.forward_t(&x, false)).unwrap();
+    assert_close("googlenet inference mode", &folded, &out.logits, 0.0);
 }
 
 /// Train mode (batch statistics, auxiliary heads) in float64, as the fixture: see

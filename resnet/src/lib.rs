@@ -70,8 +70,8 @@
 //! zero weight, so every block starts as `relu(shortcut(x))` (Goyal et al. 2017).
 
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Flatten, Layer,
-    Linear, MaxPool2d, PoolConfig,
+    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Flatten,
+    Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::{check_input, Backbone, Error, InputSpec, Result};
 use candle_core::Tensor;
@@ -384,26 +384,16 @@ fn batch_norm(c: usize, zero_weight: bool, vb: VarBuilder) -> Result<BatchNorm2d
     BatchNorm2d::new(c, BatchNormConfig::default(), vb)
 }
 
-/// A convolution followed by its batch norm.
-#[derive(Debug, Clone)]
-struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm2d,
-}
-
-impl ConvBn {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward_t(xs, train)?, train)
-    }
-}
-
 /// One residual block (basic or bottleneck): `relu(residual(x) + shortcut(x))`, where the
 /// residual branch is `conv1`/`bn1`, ReLU, `conv2`/`bn2` (, ReLU, `conv3`/`bn3`) and the
 /// shortcut is the identity or `downsample.0` (1x1 conv) / `downsample.1` (batch norm).
+///
+/// Each convolution and its batch norm (and the ReLU that follows inside the branch) is a
+/// [`ConvBlock`]: folded into one pass in eval mode when no gradient is needed.
 #[derive(Debug, Clone)]
 pub struct Block {
-    branch: Vec<ConvBn>,
-    downsample: Option<ConvBn>,
+    branch: Vec<ConvBlock>,
+    downsample: Option<ConvBlock>,
     kind: BlockKind,
     name: String,
 }
@@ -435,22 +425,25 @@ impl Block {
             .enumerate()
             .map(|(i, (c_in, c_out, k, s, g))| {
                 let n = i + 1;
-                Ok(ConvBn {
-                    conv: Conv2d::new(conv(c_in, c_out, k, s, g), vb.pp(format!("conv{n}")))?,
-                    bn: batch_norm(
+                Ok(ConvBlock::new(
+                    Conv2d::new(conv(c_in, c_out, k, s, g), vb.pp(format!("conv{n}")))?,
+                    Some(batch_norm(
                         c_out,
                         config.zero_init_residual && n == last,
                         vb.pp(format!("bn{n}")),
-                    )?,
-                })
+                    )?),
+                    // ReLU between the convolutions, not after the last (it follows the sum).
+                    (n < last).then_some(Activation::Relu),
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         let downsample = if stride != 1 || inplanes != out {
             let vb = vb.pp("downsample");
-            Some(ConvBn {
-                conv: Conv2d::new(conv(inplanes, out, 1, stride, 1), vb.pp("0"))?,
-                bn: batch_norm(out, false, vb.pp("1"))?,
-            })
+            Some(ConvBlock::new(
+                Conv2d::new(conv(inplanes, out, 1, stride, 1), vb.pp("0"))?,
+                Some(batch_norm(out, false, vb.pp("1"))?),
+                None,
+            ))
         } else {
             None
         };
@@ -479,7 +472,7 @@ impl Block {
 
     /// The last batch norm of the residual branch (`bn2` or `bn3`).
     pub fn last_bn(&self) -> Option<&BatchNorm2d> {
-        self.branch.last().map(|cb| &cb.bn)
+        self.branch.last().and_then(ConvBlock::norm)
     }
 
     /// The shortcut: `x`, or `downsample(x)`.
@@ -493,10 +486,7 @@ impl Block {
     /// The residual branch, before the addition.
     pub fn residual(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut out = xs.clone();
-        for (i, cb) in self.branch.iter().enumerate() {
-            if i > 0 {
-                out = out.relu()?;
-            }
+        for cb in &self.branch {
             out = cb.forward_t(&out, train)?;
         }
         Ok(out)
@@ -507,7 +497,7 @@ impl Layer for Block {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let residual = self.residual(xs, train)?;
         let shortcut = self.shortcut(xs, train)?;
-        Ok((residual + shortcut)?.relu()?)
+        Activation::Relu.forward_t(&(residual + shortcut)?, train)
     }
 }
 
@@ -515,8 +505,8 @@ impl Layer for Block {
 pub struct ResNet {
     config: ResNetConfig,
     name: String,
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
+    /// `conv1`, `bn1` and ReLU.
+    stem: ConvBlock,
     maxpool: Option<MaxPool2d>,
     stages: Vec<Vec<Block>>,
     avgpool: AdaptiveAvgPool2d,
@@ -532,6 +522,7 @@ impl ResNet {
         let (kernel, stride) = if config.cifar_stem { (3, 1) } else { (7, 2) };
         let conv1 = Conv2d::new(conv(config.in_channels, 64, kernel, stride, 1), vb.pp("conv1"))?;
         let bn1 = batch_norm(64, false, vb.pp("bn1"))?;
+        let stem = ConvBlock::new(conv1, Some(bn1), Some(Activation::Relu));
         let maxpool = if config.cifar_stem {
             None
         } else {
@@ -554,8 +545,7 @@ impl ResNet {
         Ok(Self {
             config: *config,
             name: config.name(),
-            conv1,
-            bn1,
+            stem,
             maxpool,
             stages,
             avgpool: AdaptiveAvgPool2d::new((1, 1))?.named("avgpool"),
@@ -576,8 +566,7 @@ impl ResNet {
     /// The stem: `conv1`, `bn1`, ReLU and (ImageNet stem) the max pool; checks the input.
     pub fn forward_stem(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         check_input(&self.name, &self.input_spec(), xs)?;
-        let xs = self.bn1.forward_t(&self.conv1.forward_t(xs, train)?, train)?;
-        let xs = Activation::Relu.forward_t(&xs, train)?;
+        let xs = self.stem.forward_t(xs, train)?;
         match &self.maxpool {
             Some(pool) => pool.forward_t(&xs, train),
             None => Ok(xs),

@@ -84,6 +84,9 @@ fn check(case: Case) {
     report("eval.features", &pooled, 1e-5);
     let logits = model.forward_head(&features, false).unwrap();
     report("eval.logits", &logits, 1e-5);
+    // In inference mode every conv + batch norm (+ ReLU) is folded into one pass.
+    let folded = backbone::inference_mode(|| model.forward_t(&x, false)).unwrap();
+    report("eval.logits", &folded, 1e-5);
     check_grads("eval", &logits, eval_grads);
 
     let logits = model.forward_t(&x, true).unwrap();

@@ -199,7 +199,7 @@ impl FeatureCache {
                 labels: l,
                 indices,
             } = batch?;
-            features.push(model.forward_features(&images, false)?.detach());
+            features.push(backbone::inference_mode(|| model.forward_features(&images, false))?.detach());
             labels.push(l);
             for i in indices {
                 if let Some(row) = rows.get_mut(i) {
@@ -349,14 +349,14 @@ fn evaluate_loader(
         Some(cache) => {
             let order: Vec<usize> = (0..loader.dataset().len()).collect();
             for (features, labels) in cache.batches(&order, batch_size)? {
-                let logits = model.forward_head(&features, false)?;
+                let logits = backbone::inference_mode(|| model.forward_head(&features, false))?;
                 update(&mut acc, &logits, &labels)?;
             }
         }
         None => {
             for batch in loader.epoch(0, device) {
                 let batch = batch?;
-                let logits = model.forward_t(&batch.images, false)?;
+                let logits = backbone::inference_mode(|| model.forward_t(&batch.images, false))?;
                 update(&mut acc, &logits, &batch.labels)?;
             }
         }

@@ -206,7 +206,7 @@ pub fn evaluate(
     for batch in batcher.epoch(0) {
         let (images, labels) = batch?;
         let n = labels.dim(0)?;
-        let logits = model.forward_t(&images, false)?;
+        let logits = backbone::inference_mode(|| model.forward_t(&images, false))?;
         loss_sum += cross_entropy(&logits, &labels)?.to_scalar::<f32>()? as f64 * n as f64;
         correct += accuracy_count(&logits, &labels)?;
         seen += n;

@@ -232,6 +232,7 @@ pub fn backbone_vars(varmap: &VarMap, model: &dyn Backbone) -> Vec<(String, Var)
 /// norm uses and keeps its running statistics, dropout is off) and detached, so no gradient
 /// reaches the backbone; the head runs in `train` mode.
 pub fn forward_frozen(model: &dyn Backbone, xs: &Tensor, train: bool) -> Result<Tensor> {
-    let features = model.forward_features(xs, false)?.detach();
+    // No gradient is asked of the backbone: inference mode lets it fold batch norm.
+    let features = backbone::inference_mode(|| model.forward_features(xs, false))?.detach();
     Ok(model.forward_head(&features, train)?)
 }

@@ -22,7 +22,8 @@ use trainer::optim::{Adam, AdamConfig, Optimizer};
 /// What to measure.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// Eval-mode forward passes.
+    /// Eval-mode forward passes in `backbone::inference_mode` (batch norm folded into the
+    /// convolutions).
     Infer,
     /// Training steps: forward, cross-entropy, backward, Adam step.
     Train,
@@ -259,7 +260,8 @@ fn measure(
     let timings = match mode {
         Mode::Infer => time_steps(args, |t| {
             let start = Instant::now();
-            let out = model.forward_t(&xs, false)?;
+            // As `torch.inference_mode()` in scripts/bench_torch.py: no gradient will be asked.
+            let out = backbone::inference_mode(|| model.forward_t(&xs, false))?;
             device.synchronize()?;
             drop(out);
             t.steps.push(ms(start));

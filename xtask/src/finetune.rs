@@ -555,7 +555,7 @@ fn predict_one(model: &dyn Backbone, transform: &Pipeline, path: &Path, device: 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let image = transform.apply(image, &mut rng)?;
     let xs = Tensor::from_vec(image.data, (1, image.channels, image.height, image.width), device)?;
-    let logits = model.forward_t(&xs, false)?;
+    let logits = backbone::inference_mode(|| model.forward_t(&xs, false))?;
     let row = logits.squeeze(0)?.to_vec1::<f32>()?;
     Ok(trainer::metrics::softmax(&row))
 }

@@ -1,7 +1,7 @@
 //! Element-wise activations and flatten.
 
 use super::Layer;
-use crate::{Error, Result};
+use crate::{ops, Error, Result};
 use candle_core::Tensor;
 
 /// An element-wise activation.
@@ -22,10 +22,9 @@ pub enum Activation {
 impl Layer for Activation {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
         Ok(match self {
-            // candle's relu passes the gradient where the input is exactly 0 (`ge`), PyTorch's
-            // does not (`threshold_backward`: `x > 0`); the mask form has PyTorch's gradient.
-            Activation::Relu if xs.track_op() => xs.mul(&xs.gt(0f64)?.to_dtype(xs.dtype())?)?,
-            Activation::Relu => xs.relu()?,
+            // PyTorch's gradient (none where the input is exactly 0; candle's relu passes it),
+            // one pass each way on the CPU: see `ops::relu`.
+            Activation::Relu => ops::relu(xs)?,
             Activation::Relu6 => xs.clamp(0f32, 6f32)?,
             Activation::Tanh => xs.tanh()?,
             Activation::Sigmoid => candle_nn::ops::sigmoid(xs)?,

@@ -2,7 +2,9 @@
 
 use super::{Activation, BatchNorm2d, Layer};
 use crate::init::torch_default;
-use crate::ops::{conv2d, depthwise_conv2d, ConvParams, DepthwiseParams};
+use crate::ops::{
+    self, conv2d, conv2d_cpu_fused, depthwise_conv2d, ConvEpilogue, ConvParams, DepthwiseParams,
+};
 use crate::summary::{self, LayerRecord};
 use crate::{Error, Result};
 use candle_core::Tensor;
@@ -199,9 +201,9 @@ impl Conv2d {
         &self.name
     }
 
-    /// The convolution through [`conv2d`] (candle's forward, our backward), padding
-    /// explicitly when the two axes differ.
-    fn grouped(&self, xs: &Tensor) -> Result<Tensor> {
+    /// The input padded explicitly when the two axes' paddings differ, and the parameters of
+    /// the convolution of the result.
+    fn padded(&self, xs: &Tensor) -> Result<(Tensor, ConvParams)> {
         let c = &self.config;
         let (xs_padded, padding) = if c.padding.0 == c.padding.1 {
             (xs.clone(), c.padding.0)
@@ -219,7 +221,73 @@ impl Conv2d {
             dilation: c.dilation,
             groups: c.groups,
         };
-        Ok(conv2d(&xs_padded, &self.weight, params)?)
+        Ok((xs_padded, params))
+    }
+
+    /// The convolution through [`conv2d`] (candle's forward, our backward).
+    fn grouped(&self, xs: &Tensor) -> Result<Tensor> {
+        let (xs, params) = self.padded(xs)?;
+        Ok(conv2d(&xs, &self.weight, params)?)
+    }
+
+    /// Whether this is a depthwise convolution, run by [`depthwise_conv2d`]. A single-channel
+    /// dense convolution (`groups == in_channels == 1`) stays on the im2col + gemm path.
+    fn depthwise(&self) -> bool {
+        self.config.groups > 1 && self.config.groups == self.config.in_channels
+    }
+
+    /// Checks the input's shape.
+    fn check(&self, xs: &Tensor) -> Result<()> {
+        let c = &self.config;
+        let (h, w) = match *xs.dims() {
+            [_, ch, h, w] if ch == c.in_channels => (h, w),
+            _ => return Err(Error::input_shape(&self.name, self.expected(), xs.dims())),
+        };
+        if c.out_size(h, c.kernel.0, c.padding.0).is_none()
+            || c.out_size(w, c.kernel.1, c.padding.1).is_none()
+        {
+            return Err(Error::input_shape(&self.name, self.expected(), xs.dims()));
+        }
+        Ok(())
+    }
+
+    /// The convolution, its bias and a per-channel `epilogue` (whose own `bias` is ignored:
+    /// the layer's is used) in one pass without gradient ([`conv2d_cpu_fused`]); `None` where
+    /// that kernel does not apply (depthwise convolutions, other devices and dtypes).
+    fn forward_fused(&self, xs: &Tensor, mut epilogue: ConvEpilogue) -> Result<Option<Tensor>> {
+        self.check(xs)?;
+        if self.depthwise() || !ops::conv2d_cpu_supports(xs, &self.weight) {
+            return Ok(None);
+        }
+        epilogue.bias = match &self.bias {
+            Some(b) => Some(b.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?),
+            None => None,
+        };
+        let (xs, params) = self.padded(xs)?;
+        Ok(Some(conv2d_cpu_fused(&xs, &self.weight, params, &epilogue)?))
+    }
+
+    /// Whether the weight or the bias takes part in autograd.
+    fn tracks_gradients(&self) -> bool {
+        self.weight.track_op() || self.bias.as_ref().is_some_and(Tensor::track_op)
+    }
+
+    /// Reports the layer to a running summary.
+    fn record(&self, input: &[usize], output: &[usize]) {
+        let c = &self.config;
+        summary::record(|| {
+            let weights = self.weight.elem_count();
+            let per_output = (c.in_channels / c.groups * c.kernel.0 * c.kernel.1) as u64;
+            LayerRecord {
+                name: self.name.clone(),
+                kind: "Conv2d".into(),
+                input: input.to_vec(),
+                output: output.to_vec(),
+                params: weights + self.bias.as_ref().map_or(0, Tensor::elem_count),
+                weights,
+                macs: output.iter().product::<usize>() as u64 * per_output,
+            }
+        });
     }
 
     fn expected(&self) -> String {
@@ -231,19 +299,10 @@ impl Conv2d {
 impl Layer for Conv2d {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
         let c = &self.config;
-        let (h, w) = match *xs.dims() {
-            [_, ch, h, w] if ch == c.in_channels => (h, w),
-            _ => return Err(Error::input_shape(&self.name, self.expected(), xs.dims())),
-        };
-        if c.out_size(h, c.kernel.0, c.padding.0).is_none()
-            || c.out_size(w, c.kernel.1, c.padding.1).is_none()
-        {
-            return Err(Error::input_shape(&self.name, self.expected(), xs.dims()));
-        }
-        let out = if c.groups > 1 && c.groups == c.in_channels {
+        self.check(xs)?;
+        let out = if self.depthwise() {
             // Depthwise: the direct kernel (on the CPU; other devices fall back to the path
-            // below inside `depthwise_conv2d`). A single-channel dense convolution
-            // (`groups == in_channels == 1`) stays on candle's im2col + gemm path.
+            // below inside `depthwise_conv2d`).
             let params = DepthwiseParams {
                 padding: c.padding,
                 stride: c.stride,
@@ -257,25 +316,28 @@ impl Layer for Conv2d {
             Some(b) => out.broadcast_add(&b.reshape((1, c.out_channels, 1, 1))?)?,
             None => out,
         };
-        summary::record(|| {
-            let weights = self.weight.elem_count();
-            let per_output = (c.in_channels / c.groups * c.kernel.0 * c.kernel.1) as u64;
-            LayerRecord {
-                name: self.name.clone(),
-                kind: "Conv2d".into(),
-                input: xs.dims().to_vec(),
-                output: out.dims().to_vec(),
-                params: weights + self.bias.as_ref().map_or(0, Tensor::elem_count),
-                weights,
-                macs: out.elem_count() as u64 * per_output,
-            }
-        });
+        self.record(xs.dims(), out.dims());
         Ok(out)
     }
 }
 
 /// A convolution, an optional batch norm and an optional activation: torchvision's
 /// `Conv2dNormActivation` / GoogLeNet's `BasicConv2d`, or a plain conv + ReLU.
+///
+/// In eval mode the block saves passes over its output:
+///
+/// * **folded**: when no gradient can be asked of the block (nothing it reads tracks one:
+///   input, convolution weight and bias, batch-norm weight and bias; or the thread is in
+///   [`crate::inference_mode`]), not while a summary records, and the convolution runs on the
+///   CPU kernel in `f32` / `f64` (not depthwise), the batch norm (running statistics) and a
+///   ReLU run inside the convolution on each output tile ([`ops::conv2d_cpu_fused`]): the
+///   same bits as the unfolded layers, without their passes. The coefficients are read from
+///   the variables at every call (`O(channels)`), so they always follow training steps.
+/// * otherwise a batch norm followed by ReLU runs as one differentiable pass
+///   ([`BatchNorm2d::forward_relu`]), with the gradients of the separate layers.
+///
+/// Training mode runs the layers one after the other.
+#[derive(Debug, Clone)]
 pub struct ConvBlock {
     conv: Conv2d,
     norm: Option<BatchNorm2d>,
@@ -297,17 +359,71 @@ impl ConvBlock {
     pub fn conv(&self) -> &Conv2d {
         &self.conv
     }
+
+    /// The batch norm, if any.
+    pub fn norm(&self) -> Option<&BatchNorm2d> {
+        self.norm.as_ref()
+    }
+
+    /// The activation, if any.
+    pub fn activation(&self) -> Option<Activation> {
+        self.activation
+    }
+
+    /// The layers one after the other (batch norm and ReLU fused in eval mode), never
+    /// folded: the reference of the folded path.
+    pub fn forward_unfolded(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.conv.forward_t(xs, train)?;
+        let xs = match (&self.norm, self.activation) {
+            (Some(norm), Some(Activation::Relu)) => return norm.forward_relu(&xs, train),
+            (Some(norm), _) => norm.forward_t(&xs, train)?,
+            (None, _) => xs,
+        };
+        match self.activation {
+            Some(act) => act.forward_t(&xs, train),
+            None => Ok(xs),
+        }
+    }
+
+    /// The eval-mode pass with the batch norm (and a ReLU) folded into the convolution, or
+    /// `None` where folding does not apply (see the type's documentation).
+    fn forward_folded(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+        let Some(norm) = &self.norm else {
+            return Ok(None);
+        };
+        let tracked = xs.track_op() || self.conv.tracks_gradients() || norm.tracks_gradients();
+        if (tracked && !crate::is_inference_mode())
+            || summary::is_recording()
+            || norm.num_features() != self.conv.config.out_channels
+        {
+            return Ok(None);
+        }
+        let relu = self.activation == Some(Activation::Relu);
+        let (mean, scale, shift) = norm.eval_coefficients()?;
+        let epilogue = ConvEpilogue {
+            bias: None,
+            mean,
+            scale,
+            shift,
+            relu,
+        };
+        let Some(out) = self.conv.forward_fused(xs, epilogue)? else {
+            return Ok(None);
+        };
+        match self.activation {
+            Some(act) if !relu => act.forward_t(&out, false).map(Some),
+            _ => Ok(Some(out)),
+        }
+    }
 }
 
 impl Layer for ConvBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let mut xs = self.conv.forward_t(xs, train)?;
-        if let Some(norm) = &self.norm {
-            xs = norm.forward_t(&xs, train)?;
+        if !train {
+            if let Some(out) = self.forward_folded(xs)? {
+                return Ok(out);
+            }
         }
-        if let Some(act) = &self.activation {
-            xs = act.forward_t(&xs, train)?;
-        }
-        Ok(xs)
+        self.forward_unfolded(xs, train)
     }
 }

@@ -175,12 +175,70 @@ impl BatchNorm2d {
     }
 }
 
+impl BatchNorm2d {
+    /// `relu(self.forward_t(xs, train))`; in eval mode one fused pass
+    /// ([`ops::batch_norm_eval_relu`]) with the same output and gradients (PyTorch's ReLU
+    /// gradient, none where the output is 0), in training the layer then [`ops::relu`].
+    pub fn forward_relu(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            return Ok(ops::relu(&self.forward_t(xs, true)?)?);
+        }
+        self.check(xs, false)?;
+        let out = ops::batch_norm_eval_relu(
+            xs,
+            self.affine(),
+            self.running_mean.as_tensor(),
+            self.running_var.as_tensor(),
+            self.config.eps,
+        )?;
+        self.record(xs.dims(), out.dims());
+        Ok(out)
+    }
+
+    /// The number of channels.
+    pub fn num_features(&self) -> usize {
+        self.num_features
+    }
+
+    /// Whether the affine parameters take part in autograd.
+    pub fn tracks_gradients(&self) -> bool {
+        self.affine().is_some_and(|(w, b)| w.track_op() || b.track_op())
+    }
+
+    /// The eval-mode map `y = (x - mean) * scale + shift` per channel, `(mean, scale, shift)`
+    /// in `f64` ([`ops::batch_norm_eval_coefficients`]), read now from the running statistics
+    /// and the affine parameters.
+    pub fn eval_coefficients(&self) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+        Ok(ops::batch_norm_eval_coefficients(
+            self.affine(),
+            self.running_mean.as_tensor(),
+            self.running_var.as_tensor(),
+            self.config.eps,
+        )?)
+    }
+
+    /// Reports the layer to a running summary.
+    pub(crate) fn record(&self, input: &[usize], output: &[usize]) {
+        summary::record(|| {
+            let affine = if self.config.affine { self.num_features } else { 0 };
+            LayerRecord {
+                name: self.name.clone(),
+                kind: "BatchNorm2d".into(),
+                input: input.to_vec(),
+                output: output.to_vec(),
+                params: 2 * affine,
+                weights: affine,
+                macs: 0,
+            }
+        });
+    }
+}
+
 impl Layer for BatchNorm2d {
     /// Fused CPU kernels in `f32` / `f64` for contiguous inputs ([`ops::batch_norm_train`],
     /// [`ops::batch_norm_eval`]), the composite candle path otherwise.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let count = self.check(xs, train)?;
-        let dims = xs.dims();
         let out = if train {
             let (out, stats) = ops::batch_norm_train(xs, self.affine(), self.config.eps)?;
             self.update_running_stats(&stats, count)?;
@@ -194,18 +252,7 @@ impl Layer for BatchNorm2d {
                 self.config.eps,
             )?
         };
-        summary::record(|| {
-            let affine = if self.config.affine { self.num_features } else { 0 };
-            LayerRecord {
-                name: self.name.clone(),
-                kind: "BatchNorm2d".into(),
-                input: dims.to_vec(),
-                output: out.dims().to_vec(),
-                params: 2 * affine,
-                weights: affine,
-                macs: 0,
-            }
-        });
+        self.record(xs.dims(), out.dims());
         Ok(out)
     }
 }

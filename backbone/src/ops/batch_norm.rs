@@ -19,6 +19,10 @@
 //!   for `dw = sum(dy * xhat)`, `db = sum(dy)`. The running statistics are read as constants:
 //!   no gradient flows into them (they are buffers, never trained; the composite path gives
 //!   them gradients nobody reads).
+//! * eval forward with ReLU ([`batch_norm_eval_relu`]): one pass `y = max((x - running_mean) *
+//!   invstd * w + b, 0)` (NaN propagated); backward from the saved output: one pass
+//!   `dx = dy * w * invstd * (y > 0)` when only the input needs a gradient, otherwise the
+//!   masked gradient `dy * (y > 0)` (one pass) goes through the eval backward above.
 //!
 //! Every kernel runs over the channels (reductions) or blocks of planes (writes) on the rayon
 //! pool, allocates only its output, and reads its inputs in place. Gradients are returned only
@@ -31,6 +35,8 @@ use candle_core::{
 };
 use rayon::prelude::*;
 use std::sync::Arc;
+
+use super::relu::{relu, relu_backward, relu_value};
 
 /// Below this many elements a kernel runs on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
@@ -86,6 +92,7 @@ pub fn batch_norm_train(
         mean,
         invstd,
         batch: true,
+        relu: false,
     };
     Ok((normalize(xs, affine, norm)?, stats))
 }
@@ -107,16 +114,67 @@ pub fn batch_norm_eval(
     if !native(xs, affine, &[running_mean, running_var]) {
         return batch_norm_eval_reference(xs, affine, running_mean, running_var, eps);
     }
+    normalize(xs, affine, eval_norm(c, running_mean, running_var, eps, false)?)
+}
+
+/// `relu(batch_norm_eval(xs, ...))` in one pass (see the module docs); differentiable w.r.t.
+/// `xs` and the affine parameters like [`batch_norm_eval`] followed by
+/// [`super::relu`], with the same gradients (PyTorch's: none where the output is 0).
+///
+/// Fused CPU kernels in `f32` / `f64` for contiguous inputs, [`batch_norm_eval`] then
+/// [`super::relu`] otherwise.
+pub fn batch_norm_eval_relu(
+    xs: &Tensor,
+    affine: Option<(&Tensor, &Tensor)>,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let c = channels("batch_norm_eval_relu", xs)?;
+    if !native(xs, affine, &[running_mean, running_var]) {
+        return relu(&batch_norm_eval(xs, affine, running_mean, running_var, eps)?);
+    }
+    normalize(xs, affine, eval_norm(c, running_mean, running_var, eps, true)?)
+}
+
+/// The per-channel `(mean, scale, shift)` of the eval pass, `y = (x - mean) * scale + shift`
+/// (`scale = weight / sqrt(running_var + eps)`, `shift = bias`), in `f64`, computed as the
+/// fused kernel computes them (so that [`super::ConvEpilogue`] gives its bits).
+pub fn batch_norm_eval_coefficients(
+    affine: Option<(&Tensor, &Tensor)>,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let c = running_mean.elem_count();
+    let norm = eval_norm(c, running_mean, running_var, eps, false)?;
+    let (mut scale, mut shift) = (norm.invstd, vec![0.0; c]);
+    if let Some((w, b)) = affine {
+        let w = w.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let b = b.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        if w.len() != c || b.len() != c || norm.mean.len() != c || scale.len() != c {
+            bail!("batch_norm_eval_coefficients: expected {c} values in every per-channel vector")
+        }
+        for (k, (&w, &b)) in w.iter().zip(&b).enumerate() {
+            scale[k] *= w;
+            shift[k] = b;
+        }
+    }
+    Ok((norm.mean, scale, shift))
+}
+
+/// The eval-mode statistics of `c` channels.
+fn eval_norm(c: usize, running_mean: &Tensor, running_var: &Tensor, eps: f64, relu: bool) -> Result<Norm> {
     let mean = running_mean.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let var = running_var.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let invstd = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let norm = Norm {
+    Ok(Norm {
         c,
         mean,
         invstd,
         batch: false,
-    };
-    normalize(xs, affine, norm)
+        relu,
+    })
 }
 
 /// The composite candle version of [`batch_norm_train`] (any device and dtype): the test
@@ -411,8 +469,8 @@ impl<T: Elem> Coefs<T> {
     }
 }
 
-/// `out = (x - mean[c]) * q[c] + r[c]`.
-fn affine1<T: Elem>(x: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
+/// `out = (x - mean[c]) * q[c] + r[c]`, then `max(out, 0)` (NaN kept) with `RELU`.
+fn affine1<T: Elem, const RELU: bool>(x: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
     let mut out = vec![T::zero(); p.len()];
     for_each_block(&mut out, p, |first, block| {
         let xs = &x[first * p.hw..][..block.len()];
@@ -420,7 +478,8 @@ fn affine1<T: Elem>(x: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
             let ch = (first + j) % p.c;
             let (m, q, r) = (k.mean[ch], k.q[ch], k.r[ch]);
             for (o, &v) in o.iter_mut().zip(xp) {
-                *o = (v - m) * q + r;
+                let y = (v - m) * q + r;
+                *o = if RELU { relu_value(y) } else { y };
             }
         }
     });
@@ -439,6 +498,24 @@ fn affine2<T: Elem>(x: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
             let (m, q, r, a) = (k.mean[ch], k.q[ch], k.r[ch], k.p[ch]);
             for ((o, &v), &g) in o.iter_mut().zip(xp).zip(gp) {
                 *o = g * a + (v - m) * q + r;
+            }
+        }
+    });
+    out
+}
+
+/// `out = dy * p[c] * (y > 0)`: the input gradient of the eval pass with ReLU, from its
+/// output `y`.
+fn masked2<T: Elem>(y: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
+    let mut out = vec![T::zero(); p.len()];
+    for_each_block(&mut out, p, |first, block| {
+        let ys = &y[first * p.hw..][..block.len()];
+        let gs = &dy[first * p.hw..][..block.len()];
+        let planes = block.chunks_mut(p.hw).zip(ys.chunks(p.hw)).zip(gs.chunks(p.hw));
+        for (j, ((o, yp), gp)) in planes.enumerate() {
+            let a = k.p[(first + j) % p.c];
+            for ((o, &v), &g) in o.iter_mut().zip(yp).zip(gp) {
+                *o = g * a * if v > T::zero() { T::one() } else { T::zero() };
             }
         }
     });
@@ -526,8 +603,18 @@ impl CustomOp2 for GradSums {
     }
 }
 
-/// An element-wise per-channel pass: `out = (a - mean) * q + r` (one argument) or
-/// `out = b * p + (a - mean) * q + r` (two arguments), coefficients in `f64`.
+/// What a [`ChannelAffine`] pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `(a - mean) * q + r` (one argument), `b * p + (a - mean) * q + r` (two).
+    Plain,
+    /// `max((a - mean) * q + r, 0)` (one argument).
+    Relu,
+    /// `b * p * (a > 0)` (two arguments).
+    Masked,
+}
+
+/// An element-wise per-channel pass (see [`Form`]), coefficients in `f64`.
 struct ChannelAffine {
     name: &'static str,
     c: usize,
@@ -535,6 +622,7 @@ struct ChannelAffine {
     q: Vec<f64>,
     r: Vec<f64>,
     p: Vec<f64>,
+    form: Form,
 }
 
 impl ChannelAffine {
@@ -545,7 +633,10 @@ impl ChannelAffine {
     fn run1<T: Elem>(&self, a: &[T], la: &Layout) -> Result<(CpuStorage, Shape)> {
         let p = Planes::new(self.name, la, self.c)?;
         let a = contiguous(self.name, a, la, p.len())?;
-        let out = affine1(a, p, &self.coefs());
+        let out = match self.form {
+            Form::Relu => affine1::<T, true>(a, p, &self.coefs()),
+            Form::Plain | Form::Masked => affine1::<T, false>(a, p, &self.coefs()),
+        };
         Ok((T::to_cpu_storage_owned(out), la.shape().clone()))
     }
 
@@ -556,7 +647,10 @@ impl ChannelAffine {
         }
         let a = contiguous(self.name, a, la, p.len())?;
         let b = contiguous(self.name, b, lb, p.len())?;
-        let out = affine2(a, b, p, &self.coefs());
+        let out = match self.form {
+            Form::Masked => masked2(a, b, p, &self.coefs()),
+            Form::Plain | Form::Relu => affine2(a, b, p, &self.coefs()),
+        };
         Ok((T::to_cpu_storage_owned(out), la.shape().clone()))
     }
 }
@@ -604,14 +698,17 @@ struct Norm {
     /// Batch statistics (training: the gradient flows through them) or running statistics
     /// (eval: constants).
     batch: bool,
+    /// A ReLU after the normalisation.
+    relu: bool,
 }
 
 impl Norm {
     fn name(&self) -> &'static str {
-        if self.batch {
-            "batch_norm_train"
-        } else {
-            "batch_norm_eval"
+        match (self.batch, self.relu) {
+            (true, false) => "batch_norm_train",
+            (true, true) => "batch_norm_train_relu",
+            (false, false) => "batch_norm_eval",
+            (false, true) => "batch_norm_eval_relu",
         }
     }
 
@@ -639,15 +736,18 @@ impl Norm {
             q: scale,
             r: shift,
             p: Vec::new(),
+            form: if self.relu { Form::Relu } else { Form::Plain },
         }
         .run1(x, l)
     }
 
-    /// Gradients w.r.t. `x`, the weight and the bias (each only if it needs one).
+    /// Gradients w.r.t. `x`, the weight and the bias (each only if it needs one), from the
+    /// output `y` (read with a ReLU only) and its gradient.
     fn backward(
         &self,
         x: &Tensor,
         affine: Option<(&Tensor, &Tensor)>,
+        y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = self.c;
@@ -656,12 +756,30 @@ impl Norm {
         if !(need_x || need_w || need_b) {
             return Ok((None, None, None));
         }
-        let dy = grad.contiguous()?;
         let weight = match affine {
             Some((w, _)) => w.to_dtype(DType::F64)?.to_vec1::<f64>()?,
             None => vec![1.0; c],
         };
         let scale: Vec<f64> = weight.iter().zip(&self.invstd).map(|(w, s)| w * s).collect();
+        if self.relu && !self.batch && !(need_w || need_b) {
+            // Constant statistics, only the input: dx = dy * w * invstd * (y > 0), one pass.
+            let op = ChannelAffine {
+                name: "batch_norm_eval_relu_input_grad",
+                c,
+                mean: Vec::new(),
+                q: Vec::new(),
+                r: Vec::new(),
+                p: scale,
+                form: Form::Masked,
+            };
+            return Ok((Some(y.apply_op2_no_bwd(&grad.contiguous()?, &op)?), None, None));
+        }
+        // The gradient of the normalisation's output: through the ReLU's mask first if any.
+        let dy = if self.relu {
+            relu_backward(y, grad)?
+        } else {
+            grad.contiguous()?
+        };
         // sum(dy) and sum(dy * xhat) per channel, when something needs them.
         let sums = if need_w || need_b || (need_x && self.batch) {
             let sums = x
@@ -702,6 +820,7 @@ impl Norm {
                     q,
                     r,
                     p: scale,
+                    form: Form::Plain,
                 };
                 Some(x.apply_op2_no_bwd(&dy, &op)?)
             }
@@ -714,6 +833,7 @@ impl Norm {
                     q: scale,
                     r: vec![0.0; c],
                     p: Vec::new(),
+                    form: Form::Plain,
                 };
                 Some(dy.apply_op1_no_bwd(&op)?)
             }
@@ -746,8 +866,8 @@ impl CustomOp1 for NormalizePlain {
         }
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(self.0.backward(x, None, grad)?.0)
+    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(self.0.backward(x, None, res, grad)?.0)
     }
 }
 
@@ -784,10 +904,10 @@ impl CustomOp3 for NormalizeAffine {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        self.0.backward(x, Some((w, b)), grad)
+        self.0.backward(x, Some((w, b)), res, grad)
     }
 }
 
@@ -816,7 +936,7 @@ mod tests {
                 &vec![1.0; c],
                 &[],
             );
-            let out = affine1(&x, p, &k);
+            let out = affine1::<_, false>(&x, p, &k);
             for (i, &o) in out.iter().enumerate() {
                 let ch = (i / hw) % c;
                 assert_eq!(o, (i as f64 - ch as f64) * 2.0 + 1.0, "{n} {c} {hw} {i}");

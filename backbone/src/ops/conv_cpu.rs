@@ -40,6 +40,13 @@
 //! candle's order: each output is then the same sum in the same order as candle's, and on
 //! small images (one tile of candle's) the two agree bitwise (`tests/conv_op.rs` checks it).
 //!
+//! [`conv2d_cpu_fused`] is the forward pass alone (no gradient) with a per-output-channel
+//! epilogue ([`ConvEpilogue`]: bias, eval-mode batch norm, ReLU) applied to each tile's
+//! outputs right after its gemm, while they are in the cache, instead of as separate passes
+//! over the whole output. The epilogue is the same arithmetic, in the same order, as the bias
+//! addition, [`super::batch_norm_eval`] and [`super::relu`] it replaces: the results are the
+//! same bits.
+//!
 //! Groups run as a loop of gemms inside the kernels (no per-group tensors); padding is
 //! symmetric (pad explicitly for asymmetric padding); kernels may be rectangular; inputs may
 //! be non-contiguous (they are gathered through their [`Layout`]). `f32` and `f64` only:
@@ -47,6 +54,7 @@
 //! gradients are not supported.
 
 use super::conv::ConvParams;
+use super::relu::relu_value;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use gemm::Parallelism;
@@ -85,6 +93,70 @@ pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
         ConvCpu {
             geometry,
             pass: Pass::Forward,
+        },
+    )
+}
+
+/// A per-output-channel map applied to a convolution's output inside [`conv2d_cpu_fused`]:
+/// `y = ((acc + bias) - mean) * scale + shift`, then `max(y, 0)` (NaN kept) with `relu`.
+/// Vectors have one value per output channel; they are used in the tensors' dtype (the
+/// values of [`super::batch_norm_eval_coefficients`] give [`super::batch_norm_eval`]'s bits).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConvEpilogue {
+    /// Added first (the convolution's bias); `None`: nothing added.
+    pub bias: Option<Vec<f64>>,
+    /// Subtracted next (a batch norm's running mean).
+    pub mean: Vec<f64>,
+    /// Then multiplied (`weight / sqrt(running_var + eps)`).
+    pub scale: Vec<f64>,
+    /// Then added (the batch norm's bias).
+    pub shift: Vec<f64>,
+    /// Then a ReLU.
+    pub relu: bool,
+}
+
+/// [`conv2d_cpu`]'s forward pass followed by `epilogue` on each output tile, right after its
+/// gemm while it is in the cache, as one op **without gradient**: the result takes no part in
+/// autograd whatever its inputs. For eval-mode inference (conv + batch norm + ReLU in one pass
+/// over the output; the same bits as the separate bias addition, [`super::batch_norm_eval`]
+/// and [`super::relu`] given [`super::batch_norm_eval_coefficients`]'s values).
+///
+/// Errors like [`conv2d_cpu`], and when an epilogue vector does not have one value per output
+/// channel.
+pub fn conv2d_cpu_fused(
+    xs: &Tensor,
+    weight: &Tensor,
+    p: ConvParams,
+    epilogue: &ConvEpilogue,
+) -> Result<Tensor> {
+    if !supports(xs, weight) {
+        bail!(
+            "conv2d_cpu_fused: expected CPU tensors, both f32 or both f64, got {:?} {:?} and {:?} {:?}",
+            xs.device().location(),
+            xs.dtype(),
+            weight.device().location(),
+            weight.dtype()
+        )
+    }
+    let geometry = Geometry::new(xs.dims(), weight.dims(), p)?;
+    let e = epilogue;
+    let lengths = [
+        e.mean.len(),
+        e.scale.len(),
+        e.shift.len(),
+        e.bias.as_ref().map_or(geometry.cout, Vec::len),
+    ];
+    if lengths.iter().any(|&l| l != geometry.cout) {
+        bail!(
+            "conv2d_cpu_fused: the epilogue needs {} values per vector (mean, scale, shift, bias), got {lengths:?}",
+            geometry.cout
+        )
+    }
+    xs.apply_op2_no_bwd(
+        weight,
+        &ConvCpuFused {
+            geometry,
+            epilogue: epilogue.clone(),
         },
     )
 }
@@ -825,8 +897,15 @@ impl<T> Scratch<T> {
 }
 
 /// The outputs `[images, Cout, oh * ow]` of a run of images from their inputs and the weight
-/// rows `[Cout, K]`.
-fn forward_run<T: Float>(g: &Geometry, x: &[T], w: &[T], out: &mut [T], inner: Inner) {
+/// rows `[Cout, K]`, each tile followed by the epilogue if any.
+fn forward_run<T: Float>(
+    g: &Geometry,
+    x: &[T],
+    w: &[T],
+    out: &mut [T],
+    inner: Inner,
+    epilogue: Option<&Epilogue<T>>,
+) {
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
@@ -853,6 +932,9 @@ fn forward_run<T: Float>(g: &Geometry, x: &[T], w: &[T], out: &mut [T], inner: I
                     (p, 1),
                     inner.gemm,
                 );
+            }
+            if let Some(e) = epilogue {
+                e.apply(g, out, &tile.rows);
             }
             continue;
         }
@@ -887,6 +969,61 @@ fn forward_run<T: Float>(g: &Geometry, x: &[T], w: &[T], out: &mut [T], inner: I
         }
         if !single {
             scatter_images(batched, g.cout, p, out);
+        }
+        if let Some(e) = epilogue {
+            e.apply(g, out, &tile.rows);
+        }
+    }
+}
+
+/// [`ConvEpilogue`] in the element type.
+struct Epilogue<T> {
+    /// Empty without a bias.
+    bias: Vec<T>,
+    mean: Vec<T>,
+    scale: Vec<T>,
+    shift: Vec<T>,
+    relu: bool,
+}
+
+impl<T: Float> Epilogue<T> {
+    fn new(e: &ConvEpilogue) -> Self {
+        let cast = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect();
+        Self {
+            bias: e.bias.as_deref().map_or_else(Vec::new, cast),
+            mean: cast(&e.mean),
+            scale: cast(&e.scale),
+            shift: cast(&e.shift),
+            relu: e.relu,
+        }
+    }
+
+    /// Maps output rows `rows` of every channel of the images in `out` (whole images).
+    fn apply(&self, g: &Geometry, out: &mut [T], rows: &Range<usize>) {
+        let span = rows.start * g.ow..rows.end * g.ow;
+        for image in out.chunks_exact_mut(g.image_out()) {
+            for (c, plane) in image.chunks_exact_mut(g.plane_out()).enumerate() {
+                if let Some(values) = plane.get_mut(span.clone()) {
+                    self.map(c, values);
+                }
+            }
+        }
+    }
+
+    /// The same operations, in the same order, as the bias addition, the batch norm eval
+    /// kernel and the ReLU kernel.
+    #[inline(always)]
+    fn map(&self, c: usize, values: &mut [T]) {
+        let (Some(&m), Some(&q), Some(&r)) = (self.mean.get(c), self.scale.get(c), self.shift.get(c)) else {
+            return;
+        };
+        match (self.bias.get(c).copied(), self.relu) {
+            (None, false) => values.iter_mut().for_each(|v| *v = (*v - m) * q + r),
+            (None, true) => values.iter_mut().for_each(|v| *v = relu_value((*v - m) * q + r)),
+            (Some(b), false) => values.iter_mut().for_each(|v| *v = (*v + b - m) * q + r),
+            (Some(b), true) => values
+                .iter_mut()
+                .for_each(|v| *v = relu_value((*v + b - m) * q + r)),
         }
     }
 }
@@ -1047,7 +1184,7 @@ fn over_images<T: Float>(
     }
 }
 
-fn forward<T: Float>(g: &Geometry, x: &[T], weight: &[T]) -> Vec<T> {
+fn forward<T: Float>(g: &Geometry, x: &[T], weight: &[T], epilogue: Option<&Epilogue<T>>) -> Vec<T> {
     let w = weight_to_rows(g, weight);
     let mut out = vec![T::zero(); g.n * g.image_out()];
     over_images(
@@ -1056,7 +1193,7 @@ fn forward<T: Float>(g: &Geometry, x: &[T], weight: &[T]) -> Vec<T> {
         g.image_in(),
         &mut out,
         g.image_out(),
-        |x, out, inner| forward_run(g, x, &w, out, inner),
+        |x, out, inner| forward_run(g, x, &w, out, inner, epilogue),
     );
     out
 }
@@ -1190,7 +1327,7 @@ impl ConvCpu {
             Pass::Forward => {
                 let x = contiguous(name, a, la, g.input_dims())?;
                 let w = contiguous(name, b, lb, g.weight_dims())?;
-                (forward(g, &x, &w), g.output_dims())
+                (forward(g, &x, &w, None), g.output_dims())
             }
             Pass::InputGrad => {
                 let grad = contiguous(name, a, la, g.output_dims())?;
@@ -1261,6 +1398,50 @@ impl CustomOp2 for ConvCpu {
             None
         };
         Ok((grad_x, grad_w))
+    }
+}
+
+/// The forward pass with an epilogue, without backward.
+struct ConvCpuFused {
+    geometry: Geometry,
+    epilogue: ConvEpilogue,
+}
+
+impl ConvCpuFused {
+    fn run<T: Float>(&self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let x = contiguous(self.name(), a, la, g.input_dims())?;
+        let w = contiguous(self.name(), b, lb, g.weight_dims())?;
+        let out = forward(g, &x, &w, Some(&Epilogue::new(&self.epilogue)));
+        Ok((
+            T::to_cpu_storage_owned(out),
+            Shape::from(g.output_dims().to_vec()),
+        ))
+    }
+}
+
+impl CustomOp2 for ConvCpuFused {
+    fn name(&self) -> &'static str {
+        "conv2d_cpu_fused"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => self.run(a, l1, b, l2),
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => self.run(a, l1, b, l2),
+            (a, b) => bail!(
+                "{}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
+                self.name(),
+                a.dtype(),
+                b.dtype()
+            ),
+        }
     }
 }
 

@@ -47,7 +47,21 @@
 //! fused CPU kernels in `f32` / `f64`: two passes per direction instead of the composite
 //! path's seven forward and about fifteen backward passes, parallel over the channels.
 //! Other devices, dtypes and layouts take the composite candle path
-//! ([`batch_norm_train_reference`], [`batch_norm_eval_reference`]).
+//! ([`batch_norm_train_reference`], [`batch_norm_eval_reference`]). [`batch_norm_eval_relu`]
+//! is the eval pass with a ReLU in the same pass (and its backward in one pass for the input).
+//!
+//! # ReLU
+//!
+//! [`relu`]: one pass forward, one pass backward from the saved output (PyTorch's gradient,
+//! zero where the input is exactly 0), on the CPU in `f32` / `f64`; [`relu_reference`], the
+//! composite form, elsewhere.
+//!
+//! # Convolution + batch norm (+ ReLU) in eval mode
+//!
+//! [`conv2d_cpu_fused`] runs [`conv2d_cpu`]'s forward kernel with a per-output-channel epilogue
+//! ([`ConvEpilogue`]: the convolution's bias, batch norm with running statistics, ReLU) applied
+//! to each tile of the output while it is still in the cache: the batch norm (and ReLU) passes
+//! disappear. No gradient: [`crate::layers::ConvBlock`] uses it only when none is needed.
 //!
 //! # Local response normalisation
 //!
@@ -60,12 +74,15 @@ mod conv_cpu;
 mod depthwise;
 mod lrn;
 mod pool;
+mod relu;
 
 pub use batch_norm::{
-    batch_norm_eval, batch_norm_eval_reference, batch_norm_train, batch_norm_train_reference, BatchStats,
+    batch_norm_eval, batch_norm_eval_coefficients, batch_norm_eval_reference, batch_norm_eval_relu,
+    batch_norm_train, batch_norm_train_reference, BatchStats,
 };
 pub use conv::{conv2d, conv2d_reference, ConvBackward, ConvParams};
-pub use conv_cpu::conv2d_cpu;
+pub use conv_cpu::{conv2d_cpu, conv2d_cpu_fused, supports as conv2d_cpu_supports, ConvEpilogue};
 pub use depthwise::{depthwise_conv2d, DepthwiseParams};
 pub use lrn::local_response_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_output_size, Pool2dParams};
+pub use relu::{relu, relu_reference};

@@ -1,0 +1,220 @@
+//! ReLU as one CPU pass each way.
+//!
+//! The layer's previous form, `x * (x > 0)` while autograd tracks `x` (candle's own `relu`
+//! passes the gradient where `x == 0`, PyTorch's does not), costs three passes and two
+//! temporaries forward (compare, convert, multiply) and keeps the mask alive for backward.
+//! [`relu`] instead runs, on the CPU in `f32` / `f64` for a contiguous input:
+//!
+//! * forward: one pass `y = x < 0 ? 0 : x` (NaN propagates and `-inf` gives 0, as with
+//!   `torch.relu`; the composite form gives NaN for `-inf`);
+//! * backward: one pass `dx = dy * (y > 0)` from the saved output, PyTorch's
+//!   `threshold_backward` (no gradient where the input is exactly 0). The mask multiplies,
+//!   as the composite form does, so the results are the same bits (a NaN input gets a zero
+//!   gradient, as in the composite form; PyTorch passes the gradient through a NaN).
+//!
+//! Both passes allocate only their output and run in chunks on the rayon pool above
+//! [`PARALLEL_THRESHOLD`] elements. Other devices, dtypes and layouts run
+//! [`relu_reference`], the composite form.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Below this many elements a pass runs on the calling thread.
+const PARALLEL_THRESHOLD: usize = 1 << 15;
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+/// `max(x, 0)` with PyTorch's gradient (zero where `x <= 0`), NaN propagated: one pass
+/// forward, one pass backward from the saved output, on the CPU in `f32` / `f64` for
+/// contiguous inputs ([`relu_reference`] otherwise). Any shape, dtype and device.
+pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    if !native(xs) {
+        return relu_reference(xs);
+    }
+    if xs.track_op() {
+        xs.apply_op1(Relu)
+    } else {
+        xs.apply_op1_no_bwd(&Relu)
+    }
+}
+
+/// The composite form of [`relu`] (any device and dtype): `x * (x > 0)` while autograd
+/// tracks `x` (PyTorch's gradient), candle's `relu` otherwise (which maps NaN to 0).
+pub fn relu_reference(xs: &Tensor) -> Result<Tensor> {
+    if xs.track_op() {
+        xs.mul(&xs.gt(0f64)?.to_dtype(xs.dtype())?)
+    } else {
+        xs.relu()
+    }
+}
+
+/// Whether the kernels apply: a contiguous CPU tensor in `f32` / `f64`.
+fn native(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) && xs.is_contiguous()
+}
+
+/// The elements of a contiguous layout.
+fn elements<'a, T>(op: &str, data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => match data.get(start..end) {
+            Some(slice) => Ok(slice),
+            None => bail!(
+                "{op}: layout {layout:?} does not fit a buffer of {} elements",
+                data.len()
+            ),
+        },
+        None => bail!("{op}: expected a contiguous tensor, got {layout:?}"),
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` (`b` as long as `a`, or empty and then ignored) in chunks, on the
+/// rayon pool for large tensors. `f` works on whole chunks so that its loop vectorises.
+fn map_chunks<T: WithDType>(a: &[T], b: &[T], f: impl Fn(&mut [T], &[T], &[T]) + Sync) -> Vec<T> {
+    let mut out = vec![T::zero(); a.len()];
+    let pair = |(o, x): (&mut [T], &[T]), i: usize| {
+        let y = b.get(i * CHUNK..i * CHUNK + x.len()).unwrap_or(&[]);
+        f(o, x, y)
+    };
+    if a.len() < PARALLEL_THRESHOLD {
+        out.chunks_mut(CHUNK)
+            .zip(a.chunks(CHUNK))
+            .enumerate()
+            .for_each(|(i, oa)| pair(oa, i));
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(i, oa)| pair(oa, i));
+    }
+    out
+}
+
+/// `y = x < 0 ? 0 : x` (NaN stays NaN).
+#[inline(always)]
+pub(super) fn relu_value<T: WithDType>(v: T) -> T {
+    if v < T::zero() {
+        T::zero()
+    } else {
+        v
+    }
+}
+
+fn forward<T: WithDType>(x: &[T]) -> Vec<T> {
+    map_chunks(x, &[], |out, x, _| {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = relu_value(v);
+        }
+    })
+}
+
+/// `dx = dy * (y > 0)`.
+fn backward<T: WithDType>(y: &[T], dy: &[T]) -> Vec<T> {
+    map_chunks(y, dy, |out, y, dy| {
+        for ((o, &v), &g) in out.iter_mut().zip(y).zip(dy) {
+            *o = g * if v > T::zero() { T::one() } else { T::zero() };
+        }
+    })
+}
+
+/// The forward op; its backward runs [`ReluBackward`] on the saved output.
+struct Relu;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(forward(elements(self.name(), v, l)?)),
+            CpuStorage::F64(v) => CpuStorage::F64(forward(elements(self.name(), v, l)?)),
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        relu_backward(res, grad).map(Some)
+    }
+}
+
+/// `dy * (y > 0)` for an output `y` of [`relu`] (or of any op ending in a ReLU) and its
+/// gradient `dy` (made contiguous first: the gradient of a sum is a broadcast), without
+/// autograd. CPU `f32` / `f64` through the kernel, the composite form elsewhere.
+pub(super) fn relu_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    if native(y) && dy.dtype() == y.dtype() && dy.device().is_cpu() {
+        y.apply_op2_no_bwd(&dy.contiguous()?, &ReluBackward)
+    } else {
+        dy.mul(&y.gt(0f64)?.to_dtype(dy.dtype())?)
+    }
+}
+
+/// `(y, dy) -> dy * (y > 0)`.
+struct ReluBackward;
+
+impl CustomOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "relu_backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.dims() != l2.dims() {
+            bail!(
+                "{}: gradient of shape {:?} for an output of shape {:?}",
+                self.name(),
+                l2.dims(),
+                l1.dims()
+            )
+        }
+        let name = self.name();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(y), CpuStorage::F32(g)) => {
+                CpuStorage::F32(backward(elements(name, y, l1)?, elements(name, g, l2)?))
+            }
+            (CpuStorage::F64(y), CpuStorage::F64(g)) => {
+                CpuStorage::F64(backward(elements(name, y, l1)?, elements(name, g, l2)?))
+            }
+            (y, g) => bail!(
+                "{name}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
+                y.dtype(),
+                g.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_element() {
+        for len in [
+            0,
+            1,
+            7,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            PARALLEL_THRESHOLD + 3 * CHUNK + 5,
+        ] {
+            let y: Vec<f64> = (0..len).map(|i| i as f64 % 5.0 - 2.0).collect();
+            let dy: Vec<f64> = (0..len).map(|i| i as f64).collect();
+            let dx = backward(&y, &dy);
+            let fwd = forward(&y);
+            for i in 0..len {
+                assert_eq!(dx[i], if y[i] > 0.0 { dy[i] } else { 0.0 }, "{len} {i}");
+                assert_eq!(fwd[i], y[i].max(0.0), "{len} {i}");
+            }
+        }
+    }
+}
