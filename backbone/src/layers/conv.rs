@@ -313,7 +313,7 @@ impl Layer for Conv2d {
             self.grouped(xs)?
         };
         let out = match &self.bias {
-            Some(b) => out.broadcast_add(&b.reshape((1, c.out_channels, 1, 1))?)?,
+            Some(b) => crate::ops::add_channel_bias(&out, b)?,
             None => out,
         };
         self.record(xs.dims(), out.dims());

@@ -69,6 +69,7 @@
 //! candle ops (any device, autograd for free).
 
 mod batch_norm;
+mod bias;
 mod conv;
 mod conv_cpu;
 mod depthwise;
@@ -80,6 +81,7 @@ pub use batch_norm::{
     batch_norm_eval, batch_norm_eval_coefficients, batch_norm_eval_reference, batch_norm_eval_relu,
     batch_norm_train, batch_norm_train_reference, BatchStats,
 };
+pub use bias::{add_channel_bias, add_channel_bias_reference};
 pub use conv::{conv2d, conv2d_reference, ConvBackward, ConvParams};
 pub use conv_cpu::{conv2d_cpu, conv2d_cpu_fused, supports as conv2d_cpu_supports, ConvEpilogue};
 pub use depthwise::{depthwise_conv2d, DepthwiseParams};

@@ -1,0 +1,203 @@
+//! A per-channel bias added to an `[N, C, H, W]` map, with a one-pass backward.
+//!
+//! `out.broadcast_add(&b.reshape((1, C, 1, 1)))` is one pass forward, but candle's backward of
+//! the broadcast sums the gradient over dimensions 0, 2 and 3 with its generic strided
+//! reduction, on one thread: in a LeNet-5 training step that reduction was 30% of the time.
+//! [`add_channel_bias`] instead, on the CPU in `f32` / `f64` for a contiguous map:
+//!
+//! * forward: one pass over each `(n, c)` plane adding `b[c]`;
+//! * backward: `dx = dy` (no pass: the gradient tensor itself), and `db[c]` = the sum of `dy`
+//!   over the `N` planes of channel `c`, channels in parallel, each plane summed in `f64`.
+//!
+//! Other devices, dtypes and layouts run [`add_channel_bias_reference`], the broadcast add.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Below this many elements a pass runs on the calling thread.
+const PARALLEL_THRESHOLD: usize = 1 << 15;
+
+/// `xs + bias[c]` for `xs` `[N, C, H, W]` and `bias` `[C]`, differentiable in both (see the
+/// module docs); any device and dtype.
+pub fn add_channel_bias(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (_, c, _, _) = xs.dims4()?;
+    if bias.dims() != [c] {
+        bail!(
+            "add_channel_bias: the bias must have shape [{c}] for an input of shape {:?}, got {:?}",
+            xs.dims(),
+            bias.dims()
+        );
+    }
+    let native =
+        |t: &Tensor| t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64) && t.is_contiguous();
+    if !(native(xs) && native(bias) && xs.dtype() == bias.dtype()) {
+        return add_channel_bias_reference(xs, bias);
+    }
+    if xs.track_op() || bias.track_op() {
+        xs.apply_op2(bias, ChannelBias)
+    } else {
+        xs.apply_op2_no_bwd(bias, &ChannelBias)
+    }
+}
+
+/// The broadcast form of [`add_channel_bias`] (any device and dtype).
+pub fn add_channel_bias_reference(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let c = bias.elem_count();
+    xs.broadcast_add(&bias.reshape((1, c, 1, 1))?)
+}
+
+fn slice<'a, T>(op: &str, data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => match data.get(start..end) {
+            Some(s) => Ok(s),
+            None => bail!(
+                "{op}: layout {layout:?} does not fit a buffer of {} elements",
+                data.len()
+            ),
+        },
+        None => bail!("{op}: expected a contiguous tensor, got {layout:?}"),
+    }
+}
+
+/// Plane size and channel count of a `[N, C, H, W]` layout.
+fn plane_dims(op: &str, layout: &Layout) -> Result<(usize, usize)> {
+    match *layout.dims() {
+        [_, c, h, w] => Ok((h * w, c)),
+        ref dims => bail!("{op}: expected a [N, C, H, W] input, got {dims:?}"),
+    }
+}
+
+fn forward<T: WithDType>(x: &[T], b: &[T], plane: usize) -> Vec<T> {
+    let mut out = x.to_vec();
+    if plane == 0 || b.is_empty() {
+        return out;
+    }
+    let c = b.len();
+    let add = |(i, p): (usize, &mut [T])| {
+        let v = b[i % c];
+        for o in p.iter_mut() {
+            *o += v;
+        }
+    };
+    if out.len() < PARALLEL_THRESHOLD {
+        out.chunks_mut(plane).enumerate().for_each(add);
+    } else {
+        out.par_chunks_mut(plane).enumerate().for_each(add);
+    }
+    out
+}
+
+/// `db[c] = sum over n, h, w of dy[n, c, h, w]`.
+fn bias_grad<T: WithDType>(dy: &[T], plane: usize, c: usize) -> Vec<T> {
+    if plane == 0 || c == 0 {
+        return vec![T::zero(); c];
+    }
+    let n = dy.len() / (plane * c);
+    let channel = |ch: usize| {
+        let mut sum = 0f64;
+        for i in 0..n {
+            let start = (i * c + ch) * plane;
+            let p = &dy[start..start + plane];
+            sum += p.iter().fold(T::zero(), |acc, &v| acc + v).to_f64();
+        }
+        T::from_f64(sum)
+    };
+    if dy.len() < PARALLEL_THRESHOLD {
+        (0..c).map(channel).collect()
+    } else {
+        (0..c).into_par_iter().map(channel).collect()
+    }
+}
+
+/// The forward op (input, bias); its backward returns the gradient itself for the input and
+/// runs [`ChannelBiasGrad`] for the bias.
+struct ChannelBias;
+
+impl CustomOp2 for ChannelBias {
+    fn name(&self) -> &'static str {
+        "add_channel_bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (plane, c) = plane_dims(self.name(), l1)?;
+        if l2.shape().elem_count() != c {
+            bail!(
+                "{}: {} bias values for {c} channels",
+                self.name(),
+                l2.shape().elem_count()
+            );
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(forward(
+                slice(self.name(), x, l1)?,
+                slice(self.name(), b, l2)?,
+                plane,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(forward(
+                slice(self.name(), x, l1)?,
+                slice(self.name(), b, l2)?,
+                plane,
+            )),
+            (a, b) => bail!(
+                "{}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
+                self.name(),
+                a.dtype(),
+                b.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = xs.track_op().then(|| grad.clone());
+        let db = if bias.track_op() {
+            let grad = grad.contiguous()?;
+            let c = bias.elem_count();
+            Some(grad.apply_op1_no_bwd(&ChannelBiasGrad { channels: c })?)
+        } else {
+            None
+        };
+        Ok((dx, db))
+    }
+}
+
+/// `dy` `[N, C, H, W]` -> its per-channel sum `[C]`.
+struct ChannelBiasGrad {
+    channels: usize,
+}
+
+impl candle_core::CustomOp1 for ChannelBiasGrad {
+    fn name(&self) -> &'static str {
+        "add_channel_bias_grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (plane, c) = plane_dims(self.name(), l)?;
+        if c != self.channels {
+            bail!(
+                "{}: {c} channels in the gradient, {} in the bias",
+                self.name(),
+                self.channels
+            );
+        }
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(bias_grad(slice(self.name(), v, l)?, plane, c)),
+            CpuStorage::F64(v) => CpuStorage::F64(bias_grad(slice(self.name(), v, l)?, plane, c)),
+            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
+        };
+        Ok((out, Shape::from(c)))
+    }
+}
