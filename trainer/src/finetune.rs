@@ -7,10 +7,10 @@
 //! every epoch: [`FinetuneConfig::feature_cache`] computes them once and trains the head on
 //! the cache (linear probing), which skips the backbone's forward pass after the first epoch.
 
-use crate::checkpoint::{load_checkpoint, load_varmap, save_checkpoint, save_varmap};
+use crate::checkpoint::{save_checkpoint, save_varmap};
 use crate::data::{Batch, DataLoader, Dataset, LoaderConfig, OnCorrupt, Pipeline};
 use crate::fit::{
-    checkpoint_path, latest_epoch, optimizer_path, progress_bar, prune_checkpoints, OptimizerKind,
+    checkpoint_path, latest_epoch, optimizer_path, progress_bar, prune_checkpoints, resume, OptimizerKind,
 };
 use crate::loss::cross_entropy_smoothed;
 use crate::metrics::{EpochMetrics, EvalMetrics, MetricsAccumulator, RunMetrics};
@@ -426,23 +426,8 @@ pub fn finetune(
             // optimizer afresh, as an uninterrupted run does.
             frozen = config.frozen_at(epoch);
             optimizer = phase_optimizer(model, varmap, config, frozen)?;
-            let checkpoint = checkpoint_path(&config.out_dir, epoch);
-            load_varmap(&checkpoint, varmap)?;
-            let state_path = optimizer_path(&config.out_dir, epoch);
-            let state = load_checkpoint(&state_path, &Device::Cpu)?;
-            optimizer
-                .load_state(&state)
-                .map_err(|e| Error::checkpoint(&state_path, format!("cannot restore the optimizer: {e}")))?;
-            if config.verbose {
-                eprintln!("resuming after epoch {epoch} from {}", checkpoint.display());
-            }
-            first_epoch = epoch + 1;
-        } else if config.verbose {
-            eprintln!(
-                "nothing to resume in {}: starting from scratch",
-                config.out_dir.display()
-            );
         }
+        first_epoch = resume(&config.out_dir, varmap, optimizer.as_mut(), config.verbose)?;
     }
     let mut history = read_history(&config.out_dir, first_epoch)?;
     let (mut train_cache, mut val_cache): (Option<FeatureCache>, Option<FeatureCache>) = (None, None);

@@ -390,7 +390,12 @@ pub fn latest_epoch(dir: &Path) -> Option<usize> {
 }
 
 /// Loads the latest checkpoint and optimizer state of `dir`; returns the epoch to start at.
-fn resume(dir: &Path, varmap: &VarMap, optimizer: &mut dyn Optimizer, verbose: bool) -> Result<usize> {
+pub(crate) fn resume(
+    dir: &Path,
+    varmap: &VarMap,
+    optimizer: &mut dyn Optimizer,
+    verbose: bool,
+) -> Result<usize> {
     let Some(epoch) = latest_epoch(dir) else {
         if verbose {
             eprintln!("nothing to resume in {}: starting from scratch", dir.display());
