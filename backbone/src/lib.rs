@@ -9,6 +9,7 @@
 //! Architecture crates (`lenet`, `alexnet`, `vgg`, ...) depend only on this crate and candle.
 
 pub mod error;
+pub mod geometry;
 pub mod inference;
 pub mod init;
 pub mod layers;

@@ -2,15 +2,14 @@
 //! in eval and train mode, gradients, key names, parameter counts, legacy keys, loading and
 //! input errors, and a few SGD steps on real MNIST digits.
 
-mod common;
-
 use backbone::init::{trainable_vars, SeededVarMap};
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
-use common::{assert_close, fill_vars, fixture, mnist, pattern, reference_keys, state, ShapeRecorder};
 use densenet::{remap_legacy, DenseNet, DenseNetConfig};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use testkit::densenet_efficientnet::{assert_close, fill_vars, mnist, pattern, state, ShapeRecorder};
+use testkit::{fixture, reference_keys};
 
 fn build(config: &DenseNetConfig, seed: u64) -> (DenseNet, SeededVarMap) {
     let vars = SeededVarMap::new(seed);
@@ -40,7 +39,7 @@ fn grad(vars: &SeededVarMap, grads: &candle_core::backprop::GradStore, name: &st
 
 #[test]
 fn eval_and_train_outputs_and_gradients_match_torchvision() {
-    let fixture = fixture("densenet121.safetensors");
+    let fixture = fixture!("densenet121.safetensors");
     let (model, vars) = densenet121_with_pattern();
     let x = input();
 
@@ -94,7 +93,7 @@ fn key_names_and_shapes_match_torchvision() {
     let mut ours: Vec<(String, Vec<usize>)> =
         data.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect();
     ours.sort();
-    let reference = reference_keys("densenet121.keys.txt");
+    let reference = reference_keys!("densenet121.keys.txt");
     assert_eq!(ours.len(), reference.len());
     for (a, b) in ours.iter().zip(&reference) {
         assert_eq!(a, b);
@@ -228,7 +227,7 @@ fn save(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>) -> PathBuf {
 
 #[test]
 fn legacy_key_spelling_loads() {
-    let fixture = fixture("densenet121.safetensors");
+    let fixture = fixture!("densenet121.safetensors");
     let (_, vars) = densenet121_with_pattern();
     let legacy: HashMap<String, Tensor> = state(&vars)
         .into_iter()

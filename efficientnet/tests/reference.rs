@@ -3,16 +3,15 @@
 //! weight layouts, key names, parameter counts and MACs, loading and input errors, dropout and
 //! stochastic depth, and a few SGD steps on real MNIST digits.
 
-mod common;
-
 use backbone::init::{trainable_vars, SeededVarMap};
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
-use common::{assert_close, fill_vars, fixture, mnist, pattern, reference_keys, state, ShapeRecorder};
 use efficientnet::{detect_layout, timm_to_torchvision, EfficientNet, EfficientNetConfig, WeightsLayout};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use testkit::densenet_efficientnet::{assert_close, fill_vars, mnist, pattern, state, ShapeRecorder};
+use testkit::{fixture, reference_keys};
 
 /// Tests that draw from backbone's global generator (dropout, stochastic depth) take this
 /// lock, so their draws do not interleave.
@@ -52,7 +51,7 @@ const GRADS: [&str; 4] = [
 
 #[test]
 fn eval_and_train_outputs_and_gradients_match_timm() {
-    let fixture = fixture("efficientnet_b0.safetensors");
+    let fixture = fixture!("efficientnet_b0.safetensors");
     let (model, vars) = b0_with_pattern();
     let x = input();
     for (mode, train) in [("eval", false), ("train", true)] {
@@ -107,12 +106,12 @@ fn key_names_and_shapes_match_timm_and_torchvision() {
     let ours = state(&vars);
     assert_eq!(
         sorted_shapes(&ours),
-        reference_keys("efficientnet_b0.timm.keys.txt")
+        reference_keys!("efficientnet_b0.timm.keys.txt")
     );
     let tv = timm_to_torchvision(ours, &EfficientNetConfig::b0());
     assert_eq!(
         sorted_shapes(&tv),
-        reference_keys("efficientnet_b0.torchvision.keys.txt")
+        reference_keys!("efficientnet_b0.torchvision.keys.txt")
     );
     assert_eq!(detect_layout(tv.keys()), WeightsLayout::Torchvision);
 }
@@ -125,7 +124,7 @@ fn save(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>) -> PathBuf {
 
 #[test]
 fn both_layouts_load_and_give_the_same_outputs() {
-    let fixture = fixture("efficientnet_b0.safetensors");
+    let fixture = fixture!("efficientnet_b0.safetensors");
     let (_, vars) = b0_with_pattern();
     let config = reference_config();
     let timm_state = state(&vars);

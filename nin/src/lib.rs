@@ -84,12 +84,12 @@
 //! The smallest inputs: ImageNet 39x39 (conv1 gives 8x8, then 4, 2 and 1 after the ceil-mode
 //! poolings); CIFAR 4x4 (2x2 after the first pooling, 1x1 after the second).
 
+use backbone::geometry::{min_input_size, Geometry};
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, AvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, MaxPool2d,
     PoolConfig, Sequential,
 };
-use backbone::ops::{pool_output_size, Pool2dParams};
-use backbone::{check_input, Backbone, Error, InputSpec, Result};
+use backbone::{check_input, Backbone, InputSpec, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -263,38 +263,6 @@ fn pool() -> PoolConfig {
     PoolConfig::new(3).stride(2).ceil_mode(true)
 }
 
-/// The spatial arithmetic of one layer, to compute the smallest accepted input.
-#[derive(Debug, Clone, Copy)]
-enum Geometry {
-    Conv {
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    },
-    Pool(Pool2dParams),
-}
-
-impl Geometry {
-    fn output(&self, input: usize) -> Option<usize> {
-        match *self {
-            Geometry::Conv {
-                kernel,
-                stride,
-                padding,
-            } => (input + 2 * padding).checked_sub(kernel).map(|n| n / stride + 1),
-            Geometry::Pool(p) => pool_output_size(input, p.kernel.0, p.stride.0, p.padding.0, p.ceil_mode),
-        }
-    }
-}
-
-/// The smallest square side that survives every layer (the layers are square, so it is the
-/// minimum height and width alike).
-fn min_input_size(layers: &[Geometry]) -> Result<usize> {
-    (1..=4096)
-        .find(|&n| layers.iter().try_fold(n, |n, g| g.output(n)).is_some())
-        .ok_or_else(|| Error::config("NiN: no input size up to 4096 survives the layers"))
-}
-
 /// Network in Network; see the [crate documentation](crate).
 pub struct Nin {
     config: NinConfig,
@@ -310,8 +278,9 @@ impl Nin {
     /// mlpconv blocks and `classifier.0.{weight,bias}` for the last 1x1 convolution (see the
     /// tables of the crate documentation).
     ///
-    /// Fails with [`Error::Config`] on zero channels or classes or a dropout probability
-    /// outside `[0, 1)`, and with the builder's error on a missing or mis-shaped variable.
+    /// Fails with [`Error::Config`](backbone::Error::Config) on zero channels or classes or a
+    /// dropout probability outside `[0, 1)`, and with the builder's error on a missing or
+    /// mis-shaped variable.
     pub fn new(config: &NinConfig, vb: VarBuilder) -> Result<Self> {
         let dropout = Dropout::new(config.dropout)?;
         let mut features = Sequential::new();
@@ -359,7 +328,7 @@ impl Nin {
             num_features: channels,
             classifier,
             global_pool: AdaptiveAvgPool2d::new((1, 1))?.named("classifier.2"),
-            min_size: min_input_size(&geometry)?,
+            min_size: min_input_size("NiN", &geometry)?,
         })
     }
 

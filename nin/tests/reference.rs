@@ -9,90 +9,22 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use nin::{Nin, NinConfig};
 use std::collections::HashMap;
-use std::io::Read;
-
-/// The generator script's `pattern`: element `i` is `scale * (2u - 1)`, `u` the top 24 bits
-/// of SplitMix64 at state `seed * 2^32 + i`, over 2^24.
-fn pattern(shape: &[usize], seed: u64, scale: f64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let value = |i: u64| {
-        let mut z = ((seed << 32) + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let u = (z >> 40) as f64 / (1u64 << 24) as f64;
-        (scale * (2.0 * u - 1.0)) as f32
-    };
-    // Millions of values in an unoptimised test build: split over the cores.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = n.div_ceil(threads).max(1);
-    let mut values = vec![0f32; n];
-    std::thread::scope(|s| {
-        for (c, out) in values.chunks_mut(chunk).enumerate() {
-            s.spawn(move || {
-                let start = (c * chunk) as u64;
-                for (k, v) in out.iter_mut().enumerate() {
-                    *v = value(start + k as u64);
-                }
-            });
-        }
-    });
-    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
+use testkit::alexnet_nin::{assert_close, fill_vars, mnist, pattern, sample, save};
+use testkit::fixture;
 
 /// The model with the script's weights (variable `j` of the sorted names:
 /// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
 /// trainable variables.
 fn model_with_pattern(config: NinConfig) -> (Nin, VarMap) {
     let (model, vars) = fresh(&config);
-    let data = vars.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for (j, name) in names.into_iter().enumerate() {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let scale = if dims.len() > 1 {
-            (6.0 / dims[1..].iter().product::<usize>() as f64).sqrt()
-        } else {
-            0.1
-        };
-        var.set(&pattern(&dims, j as u64, scale)).unwrap();
-    }
-    drop(data);
+    fill_vars(&vars);
     (model, vars)
-}
-
-fn fixture() -> HashMap<String, Tensor> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nin.safetensors");
-    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
-}
-
-/// The script's `sample`: every `stride`-th value of the flattened tensor, `stride` 1 up to
-/// 1024 values, `numel / 1024 + 1` above.
-fn sample(t: &Tensor) -> Tensor {
-    let n = t.elem_count();
-    let stride = if n <= 1024 { 1 } else { n / 1024 + 1 };
-    let idx: Vec<u32> = (0..n).step_by(stride).map(|i| i as u32).collect();
-    let idx = Tensor::new(idx.as_slice(), &Device::Cpu).unwrap();
-    t.flatten_all().unwrap().index_select(&idx, 0).unwrap()
-}
-
-fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, rel: f32) {
-    assert_eq!(ours.dims(), reference.dims(), "{name}: shape");
-    let a = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() <= rel * scale, "{name}[{i}]: ours {x}, PyTorch {y}");
-    }
 }
 
 /// A fresh model whose variables are in a plain `VarMap`, for tests that need no particular
 /// weights.
 fn fresh(config: &NinConfig) -> (Nin, VarMap) {
-    let vars = VarMap::new();
-    let model = Nin::new(config, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
-    (model, vars)
+    testkit::alexnet_nin::fresh(|vb| Nin::new(config, vb))
 }
 
 /// A model with all-zero weights, for shape tests.
@@ -102,7 +34,7 @@ fn zeros(config: &NinConfig) -> Nin {
 
 #[test]
 fn outputs_and_gradients_match_pytorch() {
-    let fixture = fixture();
+    let fixture = fixture!("nin.safetensors");
     let targets = Tensor::new(&[3u32, 7], &Device::Cpu).unwrap();
     let variants = [
         (
@@ -155,7 +87,7 @@ fn outputs_and_gradients_match_pytorch() {
 
 #[test]
 fn minimum_input_size_is_pytorchs() {
-    let fixture = fixture();
+    let fixture = fixture!("nin.safetensors");
     for (config, expected, default) in [(NinConfig::nin(), 39, 224), (NinConfig::nin_cifar(), 4, 32)] {
         let model = zeros(&config.with_classes(4));
         let min = fixture[&format!("{}.min_size", model.name())]
@@ -382,12 +314,6 @@ fn wrong_input_shapes_are_reported() {
     }
 }
 
-fn save(dir: &std::path::Path, name: &str, tensors: &HashMap<String, Tensor>) -> std::path::PathBuf {
-    let path = dir.join(name);
-    candle_core::safetensors::save(tensors, &path).unwrap();
-    path
-}
-
 #[test]
 fn loads_from_safetensors_and_reports_bad_files() {
     let config = NinConfig::nin().with_classes(10);
@@ -465,42 +391,6 @@ fn loads_from_safetensors_and_reports_bad_files() {
         msg.contains("features.26.weight") && msg.contains("unexpected"),
         "{msg}"
     );
-}
-
-/// `count` MNIST training digits, nearest-neighbour upsampled from 28x28 to `size`x`size`,
-/// normalised with MNIST's mean and standard deviation; and their labels.
-fn mnist(count: usize, size: usize) -> (Tensor, Tensor) {
-    let read = |name: &str, magic: u32, header: usize| -> Vec<u8> {
-        let path = format!("{}/../trainer/data/mnist-10k/{name}", env!("CARGO_MANIFEST_DIR"));
-        let file = std::fs::File::open(&path).unwrap();
-        let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut bytes)
-            .unwrap();
-        assert_eq!(
-            u32::from_be_bytes(bytes[..4].try_into().unwrap()),
-            magic,
-            "{path}"
-        );
-        bytes.split_off(header)
-    };
-    let pixels = read("train-images-idx3-ubyte.gz", 2051, 16);
-    let labels = read("train-labels-idx1-ubyte.gz", 2049, 8);
-    let mut images = Vec::with_capacity(count * size * size);
-    for n in 0..count {
-        let digit = &pixels[n * 784..(n + 1) * 784];
-        for y in 0..size {
-            for x in 0..size {
-                let p = digit[y * 28 / size * 28 + x * 28 / size] as f32 / 255.0;
-                images.push((p - 0.1307) / 0.3081);
-            }
-        }
-    }
-    let labels: Vec<u32> = labels[..count].iter().map(|&l| l as u32).collect();
-    (
-        Tensor::from_vec(images, (count, 1, size, size), &Device::Cpu).unwrap(),
-        Tensor::new(labels.as_slice(), &Device::Cpu).unwrap(),
-    )
 }
 
 #[test]

@@ -61,12 +61,12 @@
 //! 11x11 entering conv2, 22x22 entering pool1 and 47x47 entering conv1
 //! (`(47 + 2 - 7) / 2 + 1 = 22`).
 
+use backbone::geometry::{min_input_size, Geometry};
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, Linear, LocalResponseNorm,
     MaxPool2d, PoolConfig, Sequential,
 };
-use backbone::ops::{pool_output_size, Pool2dParams};
-use backbone::{check_input, Backbone, Error, InputSpec, Result};
+use backbone::{check_input, Backbone, InputSpec, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -167,38 +167,6 @@ fn max_pool() -> PoolConfig {
     PoolConfig::new(3).stride(2).ceil_mode(true)
 }
 
-/// The spatial arithmetic of one layer, to compute the smallest accepted input.
-#[derive(Debug, Clone, Copy)]
-enum Geometry {
-    Conv {
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    },
-    Pool(Pool2dParams),
-}
-
-impl Geometry {
-    fn output(&self, input: usize) -> Option<usize> {
-        match *self {
-            Geometry::Conv {
-                kernel,
-                stride,
-                padding,
-            } => (input + 2 * padding).checked_sub(kernel).map(|n| n / stride + 1),
-            Geometry::Pool(p) => pool_output_size(input, p.kernel.0, p.stride.0, p.padding.0, p.ceil_mode),
-        }
-    }
-}
-
-/// The smallest square side that survives every layer (the layers are square, so it is the
-/// minimum height and width alike).
-fn min_input_size(layers: &[Geometry]) -> Result<usize> {
-    (1..=4096)
-        .find(|&n| layers.iter().try_fold(n, |n, g| g.output(n)).is_some())
-        .ok_or_else(|| Error::config("ZFNet: no input size up to 4096 survives the layers"))
-}
-
 const FEATURES: usize = 4096;
 const POOLED: (usize, usize) = (6, 6);
 
@@ -216,8 +184,9 @@ impl ZfNet {
     /// Builds the model; variables `features.{0,4,8,10,12}.{weight,bias}` and
     /// `classifier.{1,4,6}.{weight,bias}` (see the table of the crate documentation).
     ///
-    /// Fails with [`Error::Config`] on zero channels or classes or a dropout probability
-    /// outside `[0, 1)`, and with the builder's error on a missing or mis-shaped variable.
+    /// Fails with [`Error::Config`](backbone::Error::Config) on zero channels or classes or a
+    /// dropout probability outside `[0, 1)`, and with the builder's error on a missing or
+    /// mis-shaped variable.
     pub fn new(config: &ZfNetConfig, vb: VarBuilder) -> Result<Self> {
         let dropout = Dropout::new(config.dropout)?;
         let mut features = Sequential::new();
@@ -265,7 +234,7 @@ impl ZfNet {
             avgpool: AdaptiveAvgPool2d::new(POOLED)?.named("avgpool"),
             classifier,
             head: Linear::new(FEATURES, config.num_classes, vb.pp("classifier.6"))?,
-            min_size: min_input_size(&geometry)?,
+            min_size: min_input_size("ZFNet", &geometry)?,
         })
     }
 

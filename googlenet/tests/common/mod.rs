@@ -10,20 +10,7 @@ use std::collections::HashMap;
 /// `scripts/gen_googlenet_fixtures.py`'s `pattern`: element i is `offset + scale * (2u - 1)`,
 /// `u` the top 24 bits of a SplitMix64-style mix of `seed * 2^32 + i` over 2^24, computed in
 /// f64 and rounded to f32 once.
-pub fn pattern(shape: &[usize], seed: u64, scale: f64, offset: f64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n as u64)
-        .map(|i| {
-            let mut z = i.wrapping_add(seed << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let u = (z >> 40) as f64 / (1u64 << 24) as f64;
-            (offset + scale * (2.0 * u - 1.0)) as f32
-        })
-        .collect();
-    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
+pub use testkit::alexnet_nin::pattern_offset as pattern;
 
 /// The script's `rule`: `(scale, offset)` of a variable.
 fn rule(key: &str, dims: &[usize]) -> (f64, f64) {

@@ -1,12 +1,10 @@
-//! Helpers shared by the reference tests: the generator scripts' closed-form weights, close
-//! comparisons, fixture files and a few real MNIST digits.
-#![allow(dead_code)]
+//! The helpers of `scripts/gen_densenet_fixtures.py` and `scripts/gen_efficientnet_fixtures.py`
+//! (DenseNet and EfficientNet reference tests): the scripts' closed-form weights, close
+//! comparisons, a few real MNIST digits (zero padded) and a builder that records shapes.
 
 use backbone::init::SeededVarMap;
 use candle_core::{DType, Device, Tensor};
-use flate2::read::GzDecoder;
 use std::collections::HashMap;
-use std::io::Read;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -63,29 +61,6 @@ pub fn state(vars: &SeededVarMap) -> HashMap<String, Tensor> {
         .collect()
 }
 
-/// Loads `tests/fixtures/<name>` of the crate under test.
-pub fn fixture(name: &str) -> HashMap<String, Tensor> {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    candle_core::safetensors::load(&path, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("cannot load {path}: {e}; regenerate it with the script in scripts/"))
-}
-
-/// `name shape` lines of a `*.keys.txt` fixture: the reference state dict's keys and shapes.
-pub fn reference_keys(name: &str) -> Vec<(String, Vec<usize>)> {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    text.lines()
-        .map(|line| {
-            let (key, shape) = line.split_once(' ').expect("`name shape` lines");
-            let shape = shape
-                .split(',')
-                .map(|d| d.parse().expect("a dimension"))
-                .collect();
-            (key.to_string(), shape)
-        })
-        .collect()
-}
-
 /// Asserts the shapes agree and every element is within `rel * max|reference|`.
 #[track_caller]
 pub fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, rel: f32) {
@@ -122,19 +97,11 @@ pub fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, rel: f32) {
     );
 }
 
-fn read_gz(name: &str) -> Vec<u8> {
-    let path = format!("{}/../trainer/data/mnist-10k/{name}", env!("CARGO_MANIFEST_DIR"));
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
-    let mut bytes = Vec::new();
-    GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
-    bytes
-}
-
 /// The first `n` training digits of the bundled MNIST sample, `[n, 1, size, size]` (zero
 /// padded around the 28x28 digit, normalised with MNIST's mean and deviation), and labels.
 pub fn mnist(n: usize, size: usize) -> (Tensor, Tensor) {
-    let images = read_gz("train-images-idx3-ubyte.gz");
-    let labels = read_gz("train-labels-idx1-ubyte.gz");
+    let (_, images) = crate::mnist_gz("train-images-idx3-ubyte.gz");
+    let (_, labels) = crate::mnist_gz("train-labels-idx1-ubyte.gz");
     assert_eq!(&images[..4], &[0, 0, 8, 3], "IDX image magic");
     assert_eq!(&labels[..4], &[0, 0, 8, 1], "IDX label magic");
     assert!(size >= 28);
