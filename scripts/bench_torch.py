@@ -59,6 +59,20 @@ def build(name):
     return ctor(weights=None), 3, 1000
 
 
+def peak_rss_mb():
+    """This process's peak resident memory. Linux's VmHWM belongs to the process image, while
+    ru_maxrss keeps the parent's peak across fork + exec (the bench forks this script from a
+    process that may have held more)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -131,7 +145,7 @@ def main():
     while len(steps) < max(a.iters, 1) or time.perf_counter() - start < a.min_time:
         step()
     med = statistics.median(steps)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 if device.type == "cpu" else None
+    peak = peak_rss_mb() if device.type == "cpu" else None
     print(
         json.dumps(
             {

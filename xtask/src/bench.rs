@@ -466,12 +466,12 @@ fn write_rows(path: &Path, rows: &[Row]) -> Result<()> {
         text.push_str(
             "model,mode,device,dtype,batch_size,img_size,samples_per_sec,step_time,step_time_min,\
              step_time_max,fwd_time,bwd_time,opt_time,param_count,gmacs,peak_mem_mb,threads,\
-             torch_samples_per_sec\n",
+             torch_samples_per_sec,torch_peak_mem_mb\n",
         );
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
         for r in rows {
             text.push_str(&format!(
-                "{},{},{},{},{},{},{:.2},{:.3},{:.3},{:.3},{},{},{},{:.6},{:.4},{},{},{}\n",
+                "{},{},{},{},{},{},{:.2},{:.3},{:.3},{:.3},{},{},{},{:.6},{:.4},{},{},{},{}\n",
                 r.model,
                 r.mode,
                 r.device,
@@ -490,6 +490,7 @@ fn write_rows(path: &Path, rows: &[Row]) -> Result<()> {
                 opt(r.peak_mem_mb),
                 r.threads,
                 opt(r.torch.as_ref().map(|t| t.samples_per_sec)),
+                opt(r.torch.as_ref().and_then(|t| t.peak_mem_mb)),
             ));
         }
     } else {
@@ -517,7 +518,7 @@ fn print_table(rows: &[Row], baseline: &HashMap<(String, String, String, usize, 
         "peak MB",
     ];
     if compare {
-        header.extend(["torch samples/s", "ours/torch"]);
+        header.extend(["torch samples/s", "ours/torch", "torch peak MB"]);
     }
     if !baseline.is_empty() {
         header.push("vs baseline");
@@ -549,6 +550,7 @@ fn print_table(rows: &[Row], baseline: &HashMap<(String, String, String, usize, 
                 let t = r.torch.as_ref();
                 cells.push(opt(t.map(|t| t.samples_per_sec), 1));
                 cells.push(opt(t.map(|t| r.samples_per_sec / t.samples_per_sec), 2));
+                cells.push(opt(t.and_then(|t| t.peak_mem_mb), 0));
             }
             if !baseline.is_empty() {
                 let key = (
