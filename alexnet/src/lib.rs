@@ -89,10 +89,9 @@
 //! The smallest input is 63x63 for both layouts: conv1 needs 15x15 maps to survive the three
 //! 3x3 stride-2 poolings (15 -> 7 -> 3 -> 1), i.e. `(H + 4 - 11) / 4 + 1 >= 15`.
 
-use backbone::geometry::{min_input_size, Geometry};
+use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, Linear, LocalResponseNorm,
-    MaxPool2d, PoolConfig, Sequential,
+    Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,
 };
 use backbone::{check_input, Backbone, InputSpec, Result};
 use candle_core::Tensor;
@@ -162,32 +161,6 @@ impl AlexNetConfig {
 impl Default for AlexNetConfig {
     fn default() -> Self {
         Self::alexnet()
-    }
-}
-
-/// One layer of `features`.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    /// A convolution with a bias.
-    Conv {
-        out: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    },
-    Relu,
-    /// `nn.LocalResponseNorm(5, 1e-4, 0.75, 2)`.
-    Lrn,
-    /// `nn.MaxPool2d(3, 2)`.
-    MaxPool,
-}
-
-const fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Step {
-    Step::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
     }
 }
 
@@ -263,37 +236,15 @@ impl AlexNet {
     /// mis-shaped variable.
     pub fn new(config: &AlexNetConfig, vb: VarBuilder) -> Result<Self> {
         let dropout = Dropout::new(config.dropout)?;
-        let mut features = Sequential::new();
-        let mut geometry = Vec::new();
-        let mut channels = config.in_channels;
-        for (i, step) in config.layout.steps().iter().enumerate() {
-            let key = format!("features.{i}");
-            match *step {
-                Step::Conv {
-                    out,
-                    kernel,
-                    stride,
-                    padding,
-                } => {
-                    let cfg = Conv2dConfig::new(channels, out, kernel)
-                        .stride(stride)
-                        .padding(padding);
-                    features.push(Conv2d::new(cfg, vb.pp(&key))?);
-                    geometry.push(Geometry::Conv {
-                        kernel,
-                        stride,
-                        padding,
-                    });
-                    channels = out;
-                }
-                Step::Relu => features.push(Activation::Relu),
-                Step::Lrn => features.push(LocalResponseNorm::new(5, 1e-4, 0.75, 2.0)?.named(key)),
-                Step::MaxPool => {
-                    features.push(MaxPool2d::new(max_pool())?.named(key));
-                    geometry.push(Geometry::Pool(max_pool().params()));
-                }
-            }
-        }
+        let stack = build_stack(
+            "AlexNet",
+            config.layout.steps(),
+            config.in_channels,
+            max_pool(),
+            dropout,
+            vb.pp("features"),
+        )?;
+        let (features, channels) = (stack.layers, stack.out_channels);
         let flat = channels * POOLED.0 * POOLED.1;
         let classifier = Sequential::new()
             .with(dropout)
@@ -308,7 +259,7 @@ impl AlexNet {
             avgpool: AdaptiveAvgPool2d::new(POOLED)?.named("avgpool"),
             classifier,
             head: Linear::new(FEATURES, config.num_classes, vb.pp("classifier.6"))?,
-            min_size: min_input_size("AlexNet", &geometry)?,
+            min_size: stack.min_size,
         })
     }
 

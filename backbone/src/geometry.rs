@@ -1,8 +1,115 @@
 //! Spatial arithmetic of a stack of convolutions and poolings: the smallest input a model
-//! accepts, for [`InputSpec::min_size`](crate::InputSpec).
+//! accepts, for [`InputSpec::min_size`](crate::InputSpec); and [`build_stack`], which turns a
+//! paper's layer table of plain convolutions, ReLUs, LRNs and poolings (AlexNet's, ZFNet's and
+//! NiN's `features`) into layers and that smallest input.
 
+use crate::layers::{
+    Activation, AvgPool2d, Conv2d, Conv2dConfig, Dropout, LocalResponseNorm, MaxPool2d, PoolConfig,
+    Sequential,
+};
 use crate::ops::{pool_output_size, Pool2dParams};
 use crate::{Error, Result};
+use candle_nn::VarBuilder;
+
+/// One row of a plain convolutional stack's layer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A convolution with a bias.
+    Conv {
+        /// Output channels.
+        out: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero padding on each side.
+        padding: usize,
+    },
+    /// ReLU.
+    Relu,
+    /// `nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` (AlexNet's and ZFNet's).
+    Lrn,
+    /// Max pooling with the stack's pooling configuration.
+    MaxPool,
+    /// Average pooling with the stack's pooling configuration.
+    AvgPool,
+    /// The stack's dropout.
+    Dropout,
+}
+
+/// A [`Step::Conv`].
+pub const fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Step {
+    Step::Conv {
+        out,
+        kernel,
+        stride,
+        padding,
+    }
+}
+
+/// A stack built by [`build_stack`].
+pub struct Stack {
+    /// The layers, named `<prefix>.<row>` as in the reference state dict.
+    pub layers: Sequential,
+    /// Channels of the last convolution's output.
+    pub out_channels: usize,
+    /// The smallest square input side every layer accepts.
+    pub min_size: usize,
+}
+
+/// Builds the layers of `steps` from `in_channels`, row `i`'s variables under `vb.pp(i)` and
+/// its name `<prefix>.<i>` (the prefix is `vb`'s), every pooling with `pool`; `model` begins
+/// the error when no input size survives the layers.
+pub fn build_stack(
+    model: &str,
+    steps: &[Step],
+    in_channels: usize,
+    pool: PoolConfig,
+    dropout: Dropout,
+    vb: VarBuilder,
+) -> Result<Stack> {
+    let mut layers = Sequential::new();
+    let mut geometry = Vec::new();
+    let mut channels = in_channels;
+    for (i, step) in steps.iter().enumerate() {
+        let key = format!("{}.{i}", vb.prefix());
+        match *step {
+            Step::Conv {
+                out,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let cfg = Conv2dConfig::new(channels, out, kernel)
+                    .stride(stride)
+                    .padding(padding);
+                layers.push(Conv2d::new(cfg, vb.pp(i.to_string()))?);
+                geometry.push(Geometry::Conv {
+                    kernel,
+                    stride,
+                    padding,
+                });
+                channels = out;
+            }
+            Step::Relu => layers.push(Activation::Relu),
+            Step::Lrn => layers.push(LocalResponseNorm::new(5, 1e-4, 0.75, 2.0)?.named(key)),
+            Step::MaxPool => {
+                layers.push(MaxPool2d::new(pool)?.named(key));
+                geometry.push(Geometry::Pool(pool.params()));
+            }
+            Step::AvgPool => {
+                layers.push(AvgPool2d::new(pool)?.named(key));
+                geometry.push(Geometry::Pool(pool.params()));
+            }
+            Step::Dropout => layers.push(dropout),
+        }
+    }
+    Ok(Stack {
+        layers,
+        out_channels: channels,
+        min_size: min_input_size(model, &geometry)?,
+    })
+}
 
 /// The spatial arithmetic of one square layer, to compute the smallest accepted input.
 #[derive(Debug, Clone, Copy)]

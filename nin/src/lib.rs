@@ -84,10 +84,9 @@
 //! The smallest inputs: ImageNet 39x39 (conv1 gives 8x8, then 4, 2 and 1 after the ceil-mode
 //! poolings); CIFAR 4x4 (2x2 after the first pooling, 1x1 after the second).
 
-use backbone::geometry::{min_input_size, Geometry};
+use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, AvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, MaxPool2d,
-    PoolConfig, Sequential,
+    Activation, AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, PoolConfig, Sequential,
 };
 use backbone::{check_input, Backbone, InputSpec, Result};
 use candle_core::Tensor;
@@ -160,33 +159,6 @@ impl NinConfig {
 impl Default for NinConfig {
     fn default() -> Self {
         Self::nin()
-    }
-}
-
-/// One layer of `features`.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    /// A convolution with a bias.
-    Conv {
-        out: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    },
-    Relu,
-    /// `nn.MaxPool2d(3, 2, ceil_mode=True)`.
-    MaxPool,
-    /// `nn.AvgPool2d(3, 2, ceil_mode=True)`.
-    AvgPool,
-    Dropout,
-}
-
-const fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Step {
-    Step::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
     }
 }
 
@@ -283,41 +255,15 @@ impl Nin {
     /// mis-shaped variable.
     pub fn new(config: &NinConfig, vb: VarBuilder) -> Result<Self> {
         let dropout = Dropout::new(config.dropout)?;
-        let mut features = Sequential::new();
-        let mut geometry = Vec::new();
-        let mut channels = config.in_channels;
-        for (i, step) in config.layout.steps().iter().enumerate() {
-            let key = format!("features.{i}");
-            match *step {
-                Step::Conv {
-                    out,
-                    kernel,
-                    stride,
-                    padding,
-                } => {
-                    let cfg = Conv2dConfig::new(channels, out, kernel)
-                        .stride(stride)
-                        .padding(padding);
-                    features.push(Conv2d::new(cfg, vb.pp(&key))?);
-                    geometry.push(Geometry::Conv {
-                        kernel,
-                        stride,
-                        padding,
-                    });
-                    channels = out;
-                }
-                Step::Relu => features.push(Activation::Relu),
-                Step::MaxPool => {
-                    features.push(MaxPool2d::new(pool())?.named(key));
-                    geometry.push(Geometry::Pool(pool().params()));
-                }
-                Step::AvgPool => {
-                    features.push(AvgPool2d::new(pool())?.named(key));
-                    geometry.push(Geometry::Pool(pool().params()));
-                }
-                Step::Dropout => features.push(dropout),
-            }
-        }
+        let stack = build_stack(
+            "NiN",
+            config.layout.steps(),
+            config.in_channels,
+            pool(),
+            dropout,
+            vb.pp("features"),
+        )?;
+        let (features, channels) = (stack.layers, stack.out_channels);
         let classifier = Conv2d::new(
             Conv2dConfig::new(channels, config.num_classes, 1),
             vb.pp("classifier.0"),
@@ -328,7 +274,7 @@ impl Nin {
             num_features: channels,
             classifier,
             global_pool: AdaptiveAvgPool2d::new((1, 1))?.named("classifier.2"),
-            min_size: min_input_size("NiN", &geometry)?,
+            min_size: stack.min_size,
         })
     }
 

@@ -61,10 +61,9 @@
 //! 11x11 entering conv2, 22x22 entering pool1 and 47x47 entering conv1
 //! (`(47 + 2 - 7) / 2 + 1 = 22`).
 
-use backbone::geometry::{min_input_size, Geometry};
+use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, Linear, LocalResponseNorm,
-    MaxPool2d, PoolConfig, Sequential,
+    Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,
 };
 use backbone::{check_input, Backbone, InputSpec, Result};
 use candle_core::Tensor;
@@ -117,32 +116,6 @@ impl Default for ZfNetConfig {
     }
 }
 
-/// One layer of `features`.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    /// A convolution with a bias.
-    Conv {
-        out: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    },
-    Relu,
-    /// `nn.LocalResponseNorm(5, 1e-4, 0.75, 2)`.
-    Lrn,
-    /// `nn.MaxPool2d(3, 2, ceil_mode=True)`.
-    MaxPool,
-}
-
-const fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Step {
-    Step::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
-    }
-}
-
 /// `features`, index by index.
 const FEATURE_STEPS: [Step; 15] = [
     conv(96, 7, 2, 1),
@@ -189,37 +162,15 @@ impl ZfNet {
     /// mis-shaped variable.
     pub fn new(config: &ZfNetConfig, vb: VarBuilder) -> Result<Self> {
         let dropout = Dropout::new(config.dropout)?;
-        let mut features = Sequential::new();
-        let mut geometry = Vec::new();
-        let mut channels = config.in_channels;
-        for (i, step) in FEATURE_STEPS.iter().enumerate() {
-            let key = format!("features.{i}");
-            match *step {
-                Step::Conv {
-                    out,
-                    kernel,
-                    stride,
-                    padding,
-                } => {
-                    let cfg = Conv2dConfig::new(channels, out, kernel)
-                        .stride(stride)
-                        .padding(padding);
-                    features.push(Conv2d::new(cfg, vb.pp(&key))?);
-                    geometry.push(Geometry::Conv {
-                        kernel,
-                        stride,
-                        padding,
-                    });
-                    channels = out;
-                }
-                Step::Relu => features.push(Activation::Relu),
-                Step::Lrn => features.push(LocalResponseNorm::new(5, 1e-4, 0.75, 2.0)?.named(key)),
-                Step::MaxPool => {
-                    features.push(MaxPool2d::new(max_pool())?.named(key));
-                    geometry.push(Geometry::Pool(max_pool().params()));
-                }
-            }
-        }
+        let stack = build_stack(
+            "ZFNet",
+            &FEATURE_STEPS,
+            config.in_channels,
+            max_pool(),
+            dropout,
+            vb.pp("features"),
+        )?;
+        let (features, channels) = (stack.layers, stack.out_channels);
         let flat = channels * POOLED.0 * POOLED.1;
         let classifier = Sequential::new()
             .with(dropout)
@@ -234,7 +185,7 @@ impl ZfNet {
             avgpool: AdaptiveAvgPool2d::new(POOLED)?.named("avgpool"),
             classifier,
             head: Linear::new(FEATURES, config.num_classes, vb.pp("classifier.6"))?,
-            min_size: min_input_size("ZFNet", &geometry)?,
+            min_size: stack.min_size,
         })
     }
 
