@@ -229,24 +229,30 @@ impl FeatureCache {
 
     /// The batches the loader would give for `order` (dataset indices): chunks of `batch_size`,
     /// unreadable images dropped from their chunk, as [`DataLoader`] does.
-    fn batches(&self, order: &[usize], batch_size: usize) -> Result<Vec<(Tensor, Tensor)>> {
-        let device = self.features.device();
-        let mut out = Vec::new();
-        for chunk in order.chunks(batch_size) {
+    /// Each batch is gathered when the iterator reaches it, so an epoch holds one batch of
+    /// features beside the cache, not a second copy of it.
+    fn batches<'a>(
+        &'a self,
+        order: &'a [usize],
+        batch_size: usize,
+    ) -> impl Iterator<Item = Result<(Tensor, Tensor)>> + 'a {
+        order.chunks(batch_size).filter_map(move |chunk| {
             let rows: Vec<u32> = chunk
                 .iter()
                 .filter_map(|&i| self.rows.get(i).copied().flatten())
                 .collect();
             if rows.is_empty() {
-                continue;
+                return None;
             }
-            let idx = Tensor::new(rows.as_slice(), device)?;
-            out.push((
-                self.features.index_select(&idx, 0)?,
-                self.labels.index_select(&idx, 0)?,
-            ));
-        }
-        Ok(out)
+            let gather = || -> Result<(Tensor, Tensor)> {
+                let idx = Tensor::new(rows.as_slice(), self.features.device())?;
+                Ok((
+                    self.features.index_select(&idx, 0)?,
+                    self.labels.index_select(&idx, 0)?,
+                ))
+            };
+            Some(gather())
+        })
     }
 }
 
@@ -348,7 +354,8 @@ fn evaluate_loader(
     match cache {
         Some(cache) => {
             let order: Vec<usize> = (0..loader.dataset().len()).collect();
-            for (features, labels) in cache.batches(&order, batch_size)? {
+            for batch in cache.batches(&order, batch_size) {
+                let (features, labels) = batch?;
                 let logits = backbone::inference_mode(|| model.forward_head(&features, false))?;
                 update(&mut acc, &logits, &labels)?;
             }
@@ -480,7 +487,8 @@ pub fn finetune(
         match &train_cache {
             Some(cache) => {
                 let order = train_loader.order(epoch - 1);
-                for (features, labels) in cache.batches(&order, config.batch_size)? {
+                for batch in cache.batches(&order, config.batch_size) {
+                    let (features, labels) = batch?;
                     let t0 = Instant::now();
                     lr = config
                         .schedule
