@@ -304,6 +304,38 @@ fn max_pool2d_propagates_nan_like_pytorch() -> TestResult {
     Ok(())
 }
 
+/// Contiguous rows take the separable kernels (column maxima, then the first position holding
+/// the window's maximum); other layouts scan each window as PyTorch does. On inputs full of
+/// ties, signed zeros, infinities and NaNs the two agree: the same values (`0.0 == -0.0`) and
+/// the same gradient routing, over paddings, strides and ceil mode.
+#[test]
+fn max_pool2d_separable_path_routes_like_the_window_scan() -> TestResult {
+    let palette = [0f32, -0.0, 1., 1., -1., f32::NEG_INFINITY, f32::NAN, 2.];
+    let values: Vec<f32> = (0..2 * 3 * 9 * 11 * 2)
+        .map(|i: usize| palette[(i.wrapping_mul(2654435761) >> 7) % palette.len()])
+        .collect();
+    // Every other element of the last axis: rows with stride 2, the scanning kernels. (The
+    // view is taken inside `f`: a variable made from a view is contiguous.)
+    let base = Tensor::from_vec(values, (2, 3, 9, 11, 2), &Device::Cpu)?;
+    let strided = |b: &Tensor| b.i((.., .., .., .., 0));
+    assert_eq!(strided(&base)?.stride()[3], 2);
+    for params in [
+        p((3, 3), (2, 2), (1, 1), false, true),
+        p((3, 3), (2, 2), (1, 1), true, true),
+        p((2, 3), (1, 2), (0, 1), false, true),
+        p((3, 2), (3, 1), (1, 0), true, true),
+    ] {
+        let w = |s: &candle_core::Shape| fixture_weights(s, DType::F32);
+        let scan = |b: &Tensor| ops::max_pool2d(&strided(b)?, &params);
+        let separable = |b: &Tensor| ops::max_pool2d(&strided(b)?.contiguous()?, &params);
+        let (out_scan, grad_scan) = out_and_grad(&base, w, scan)?;
+        let (out_sep, grad_sep) = out_and_grad(&base, w, separable)?;
+        assert_close(&out_sep, &out_scan, 0.0, &format!("{params:?} output"));
+        assert_close(&grad_sep, &grad_scan, 0.0, &format!("{params:?} gradient"));
+    }
+    Ok(())
+}
+
 #[test]
 fn avg_pool2d_divisor_follows_pytorch() -> TestResult {
     // Width 9, kernel 3, stride 3, padding 1, ceil mode: 4 windows, the last one covers one

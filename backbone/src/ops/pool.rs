@@ -384,11 +384,30 @@ fn storage_dtype_err(op: &str, s: &CpuStorage) -> candle_core::Error {
 }
 
 /// Max pooling forward: returns `(N, C, OH, OW)`, contiguous.
+///
+/// Inputs whose rows are contiguous (the usual case) are pooled separably: for each output row,
+/// the maximum over the window's input rows, column by column along whole rows (a pass the
+/// compiler vectorises), then the maximum of each window's columns of that. Other layouts scan
+/// each window. Both give the window's maximum, NaN if it holds one; among equal values the
+/// two may take a different one, which only shows for `0.0` against `-0.0`.
 fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
-    let [n, c, _, _] = x.dims;
+    let [n, c, _, w] = x.dims;
     let plane_len = wh.len() * ww.len();
     let mut out = vec![T::zero(); n * c * plane_len];
     let work = work(out.len(), wh, ww);
+    if x.stride[3] == 1 && !ww.is_empty() {
+        for_each_plane(&mut out, plane_len, work, |nc, plane| {
+            let base = x.plane(nc);
+            let mut column_max = vec![T::NEG_INFINITY; w];
+            for (out_row, rh) in plane.chunks_exact_mut(ww.len()).zip(wh) {
+                column_maxima(x, base, rh, &mut column_max);
+                for (o, rw) in out_row.iter_mut().zip(ww) {
+                    *o = window_max(&column_max, rw);
+                }
+            }
+        });
+        return out;
+    }
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let base = x.plane(nc);
         for (oh, rh) in wh.iter().enumerate() {
@@ -399,6 +418,17 @@ fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> 
         }
     });
     out
+}
+
+/// The running maximum of a scan after seeing `v`: `v` when it is larger than `m` or NaN,
+/// the test of [`argmax`] (and of PyTorch's kernel).
+#[inline(always)]
+fn take_max<T: Float>(m: T, v: T) -> T {
+    if v > m || v.is_nan() {
+        v
+    } else {
+        m
+    }
 }
 
 /// The first maximum of a window (NaN wins), scanning row-major like PyTorch's CPU kernel:
@@ -425,20 +455,66 @@ fn max_pool_bwd<T: Float>(x: &View4<T>, g: &View4<T>, wh: &[Window], ww: &[Windo
     let plane_len = h * w;
     let mut out = vec![T::zero(); n * c * plane_len];
     let work = work(n * c * wh.len() * ww.len(), wh, ww);
+    let rows_contiguous = x.stride[3] == 1;
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let xbase = x.plane(nc);
         let gbase = g.plane(nc);
+        let mut column_max = vec![T::NEG_INFINITY; if rows_contiguous { w } else { 0 }];
         for (oh, rh) in wh.iter().enumerate() {
+            if rows_contiguous {
+                column_maxima(x, xbase, rh, &mut column_max);
+            }
             for (ow, rw) in ww.iter().enumerate() {
                 if rh.start >= rh.end || rw.start >= rw.end {
                     continue;
                 }
-                let ((ih, iw), _) = argmax(x, xbase, rh, rw);
+                let (ih, iw) = match rows_contiguous {
+                    // The window's maximum from the column maxima, then the first position
+                    // holding it: where `argmax` stops moving. NaN windows take the scan.
+                    true => match window_max(&column_max, rw) {
+                        m if m.is_nan() => argmax(x, xbase, rh, rw).0,
+                        m => first_position_of(x, xbase, rh, rw, m),
+                    },
+                    false => argmax(x, xbase, rh, rw).0,
+                };
                 plane[ih * w + iw] += g.at(gbase, oh, ow);
             }
         }
     });
     out
+}
+
+/// `column_max[iw]` = the maximum (as [`take_max`] scans) of column `iw` over the input rows
+/// `rh` of the plane at `base`, whose rows are contiguous; `-inf` for an empty `rh`.
+fn column_maxima<T: Float>(x: &View4<T>, base: usize, rh: &Window, column_max: &mut [T]) {
+    column_max.fill(T::NEG_INFINITY);
+    for ih in rh.start..rh.end {
+        // In bounds: `View4::new` checked that the whole view fits the buffer.
+        let row = &x.data[base + ih * x.stride[2]..][..column_max.len()];
+        for (m, &v) in column_max.iter_mut().zip(row) {
+            *m = take_max(*m, v);
+        }
+    }
+}
+
+/// The maximum of the column maxima in the window's columns `rw`.
+fn window_max<T: Float>(column_max: &[T], rw: &Window) -> T {
+    column_max[rw.start..rw.end]
+        .iter()
+        .fold(T::NEG_INFINITY, |m, &v| take_max(m, v))
+}
+
+/// The first position, in row-major order, of the window `(rh, rw)` of the plane at `base`
+/// (rows contiguous) whose value equals `m`, its (non-NaN) maximum: [`argmax`]'s answer, since
+/// `argmax` moves only to strictly larger values.
+fn first_position_of<T: Float>(x: &View4<T>, base: usize, rh: &Window, rw: &Window, m: T) -> (usize, usize) {
+    for ih in rh.start..rh.end {
+        let row = &x.data[base + ih * x.stride[2] + rw.start..][..rw.end - rw.start];
+        if let Some(j) = row.iter().position(|&v| v == m) {
+            return (ih, rw.start + j);
+        }
+    }
+    (rh.start, rw.start)
 }
 
 /// Average pooling forward (also adaptive pooling, whose windows carry their own divisor).
