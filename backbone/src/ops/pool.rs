@@ -524,16 +524,43 @@ fn avg_pool_fwd<T: Float>(
     ww: &[Window],
     divisor: impl Fn(&Window, &Window) -> usize + Sync,
 ) -> Vec<T> {
-    let [n, c, _, _] = x.dims;
+    let [n, c, _, w] = x.dims;
     let plane_len = wh.len() * ww.len();
     let mut out = vec![T::zero(); n * c * plane_len];
     let work = work(out.len(), wh, ww);
+    let empty = |rh: &Window, rw: &Window| rh.start >= rh.end || rw.start >= rw.end;
+    if x.stride[3] == 1 && !ww.is_empty() {
+        // Rows are contiguous: sum each output row's windows input row by input row, from
+        // slices. Each window still adds its elements in row-major order, from zero: the same
+        // sums, bit for bit, as the window scan below.
+        for_each_plane(&mut out, plane_len, work, |nc, plane| {
+            let base = x.plane(nc);
+            for (out_row, rh) in plane.chunks_exact_mut(ww.len()).zip(wh) {
+                for ih in rh.start..rh.end {
+                    // In bounds: `View4::new` checked that the whole view fits the buffer.
+                    let row = &x.data[base + ih * x.stride[2]..][..w];
+                    for (sum, rw) in out_row.iter_mut().zip(ww) {
+                        for &v in &row[rw.start..rw.end.max(rw.start)] {
+                            *sum += v;
+                        }
+                    }
+                }
+                for (sum, rw) in out_row.iter_mut().zip(ww) {
+                    // PyTorch writes 0 for an empty window (impossible for valid params).
+                    *sum = match empty(rh, rw) {
+                        true => T::zero(),
+                        false => *sum / T::from_f64(divisor(rh, rw) as f64),
+                    };
+                }
+            }
+        });
+        return out;
+    }
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let base = x.plane(nc);
         for (oh, rh) in wh.iter().enumerate() {
             for (ow, rw) in ww.iter().enumerate() {
-                if rh.start >= rh.end || rw.start >= rw.end {
-                    // PyTorch writes 0 for an empty window (impossible for valid params).
+                if empty(rh, rw) {
                     continue;
                 }
                 let mut sum = T::zero();
@@ -563,15 +590,18 @@ fn avg_pool_bwd<T: Float>(
     let work = work(n * c * wh.len() * ww.len(), wh, ww);
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let gbase = g.plane(nc);
+        let mut shares = vec![T::zero(); ww.len()];
         for (oh, rh) in wh.iter().enumerate() {
-            for (ow, rw) in ww.iter().enumerate() {
-                if rh.start >= rh.end || rw.start >= rw.end {
-                    continue;
-                }
-                let share = g.at(gbase, oh, ow) / T::from_f64(divisor(rh, rw) as f64);
-                for ih in rh.start..rh.end {
-                    for iw in rw.start..rw.end {
-                        plane[ih * w + iw] += share;
+            for (ow, (share, rw)) in shares.iter_mut().zip(ww).enumerate() {
+                *share = g.at(gbase, oh, ow) / T::from_f64(divisor(rh, rw).max(1) as f64);
+            }
+            // Input row by input row: each input element still receives its shares in the
+            // order of the windows, (oh, ow), as a window-by-window loop gives them.
+            for ih in rh.start..rh.end {
+                let row = &mut plane[ih * w..][..w];
+                for (&share, rw) in shares.iter().zip(ww) {
+                    for v in &mut row[rw.start..rw.end.max(rw.start)] {
+                        *v += share;
                     }
                 }
             }
