@@ -134,7 +134,7 @@ fn weight_gradients_match_finite_differences() {
     }
 }
 
-/// Forward identical to candle's; gradients identical to candle's where candle's backward
+/// Forward and gradients equal to candle's (to rounding) where candle's backward
 /// works (square inputs, dense convolution).
 #[test]
 fn agrees_with_candle_where_candle_is_right() -> Result<()> {
@@ -148,7 +148,10 @@ fn agrees_with_candle_where_candle_is_right() -> Result<()> {
     let w = Var::from_tensor(&uniform((4, 3, 3, 3), 0.5, 2)?)?;
     let ours = conv2d(x.as_tensor(), w.as_tensor(), p)?;
     let theirs = x.as_tensor().conv2d(w.as_tensor(), 1, 2, 1, 1)?;
-    assert_eq!(to_f64_vec(&ours), to_f64_vec(&theirs));
+    // The same products, summed in another order (candle's column order is (ky, kx, c)).
+    for (u, v) in to_f64_vec(&ours).iter().zip(&to_f64_vec(&theirs)) {
+        assert!((u - v).abs() < 1e-9, "output: {u} vs {v}");
+    }
     let g_ours = ours.sqr()?.sum_all()?.backward()?;
     let g_theirs = theirs.sqr()?.sum_all()?.backward()?;
     for (name, var) in [("input", &x), ("weight", &w)] {
