@@ -106,6 +106,11 @@ impl Pass {
             .zip(a.par_chunks(CHUNK))
             .zip(b.par_chunks(CHUNK))
             .for_each(|((d, a), b)| {
+                // Locals, not captured references: the compiler may then keep them in
+                // registers and vectorise (it cannot prove a capture does not alias `d`).
+                let (beta2, wd, l2, one_m_b1, one_m_b2) = (beta2, wd, l2, one_m_b1, one_m_b2);
+                let (step_size, inv_sqrt_bc2, eps, decay, decay_on) =
+                    (step_size, inv_sqrt_bc2, eps, decay, decay_on);
                 match kind {
                     // a = grad, b = param
                     Kind::FirstMoment => {

@@ -98,6 +98,9 @@ impl Plain {
         dst.par_chunks_mut(CHUNK)
             .zip(grad.par_chunks(CHUNK))
             .for_each(|(d, g)| {
+                // Locals, not captured references: the compiler may then keep them in
+                // registers and vectorise (it cannot prove a capture does not alias `d`).
+                let (lr, wd, decay) = (lr, wd, decay);
                 for (p, &g) in d.iter_mut().zip(g) {
                     *p = *p - d_p(g, *p, wd, decay) * lr;
                 }
@@ -142,6 +145,7 @@ impl Buffer {
             .zip(grad.par_chunks(CHUNK))
             .zip(param.par_chunks(CHUNK))
             .for_each(|((d, g), p)| {
+                let (wd, decay, momentum, one_m_damp, first) = (wd, decay, momentum, one_m_damp, first);
                 for ((b, &g), &p) in d.iter_mut().zip(g).zip(p) {
                     let d_p = d_p(g, p, wd, decay);
                     // buf = clone(d_p), then buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
@@ -195,6 +199,7 @@ impl Update {
             .zip(grad.par_chunks(CHUNK))
             .zip(buf.par_chunks(CHUNK))
             .for_each(|((d, g), b)| {
+                let (wd, decay, lr, momentum, nesterov) = (wd, decay, lr, momentum, nesterov);
                 for ((p, &g), &b) in d.iter_mut().zip(g).zip(b) {
                     // grad = grad.add(buf, alpha=momentum) with Nesterov, else grad = buf
                     let step = if nesterov {
