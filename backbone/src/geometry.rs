@@ -4,8 +4,8 @@
 //! NiN's `features`) into layers and that smallest input.
 
 use crate::layers::{
-    Activation, AvgPool2d, Conv2d, Conv2dConfig, Dropout, LocalResponseNorm, MaxPool2d, PoolConfig,
-    Sequential,
+    Activation, AvgPool2d, Conv2d, Conv2dConfig, ConvBlock, Dropout, LocalResponseNorm, MaxPool2d,
+    PoolConfig, Sequential,
 };
 use crate::ops::{pool_output_size, Pool2dParams};
 use crate::{Error, Result};
@@ -71,6 +71,7 @@ pub fn build_stack(
     let mut layers = Sequential::new();
     let mut geometry = Vec::new();
     let mut channels = in_channels;
+    let mut fused_relu = false;
     for (i, step) in steps.iter().enumerate() {
         let key = format!("{}.{i}", vb.prefix());
         match *step {
@@ -83,7 +84,13 @@ pub fn build_stack(
                 let cfg = Conv2dConfig::new(channels, out, kernel)
                     .stride(stride)
                     .padding(padding);
-                layers.push(Conv2d::new(cfg, vb.pp(i.to_string()))?);
+                let conv = Conv2d::new(cfg, vb.pp(i.to_string()))?;
+                // A convolution followed by a ReLU runs as one block (one fused op).
+                fused_relu = steps.get(i + 1) == Some(&Step::Relu);
+                match fused_relu {
+                    true => layers.push(ConvBlock::new(conv, None, Some(Activation::Relu))),
+                    false => layers.push(conv),
+                }
                 geometry.push(Geometry::Conv {
                     kernel,
                     stride,
@@ -91,6 +98,7 @@ pub fn build_stack(
                 });
                 channels = out;
             }
+            Step::Relu if fused_relu => fused_relu = false,
             Step::Relu => layers.push(Activation::Relu),
             Step::Lrn => layers.push(LocalResponseNorm::new(5, 1e-4, 0.75, 2.0)?.named(key)),
             Step::MaxPool => {

@@ -7,7 +7,9 @@
 
 mod common;
 
-use backbone::ops::{conv2d, conv2d_cpu, conv2d_reference, ConvParams};
+use backbone::ops::{
+    add_channel_bias, conv2d, conv2d_cpu, conv2d_cpu_bias_relu, conv2d_reference, relu, ConvParams,
+};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::{assert_close, assert_grad_ok, to_f64_vec, uniform};
 
@@ -392,5 +394,90 @@ fn empty_batch() -> Result<()> {
     let w = c.weight(1)?.to_dtype(DType::F32)?;
     let (oh, ow) = c.out_hw();
     assert_eq!(conv2d_cpu(&x, &w, c.p)?.dims(), [0, c.cout, oh, ow]);
+    Ok(())
+}
+
+/// `conv2d_cpu_bias_relu` against `conv2d_cpu`, `add_channel_bias` and `relu` in sequence:
+/// the same bits for the output and for the input, weight and bias gradients, over every case
+/// (strides, paddings, dilations, groups, the pointwise and phase-split paths), f32 and f64.
+#[test]
+fn bias_relu_op_matches_the_separate_ops() -> Result<()> {
+    for (i, c) in CASES.iter().enumerate() {
+        for dtype in [DType::F32, DType::F64] {
+            let seed = 500 + 10 * i as u64;
+            let vars = [
+                Var::from_tensor(&c.input(seed)?.to_dtype(dtype)?)?,
+                Var::from_tensor(&c.weight(seed + 1)?.to_dtype(dtype)?)?,
+                Var::from_tensor(&uniform(c.cout, 0.5, seed + 2)?.to_dtype(dtype)?)?,
+            ];
+            let [x, w, b] = vars.each_ref().map(Var::as_tensor);
+            let fused = conv2d_cpu_bias_relu(x, w, b, c.p)?;
+            let separate = relu(&add_channel_bias(&conv2d_cpu(x, w, c.p)?, b)?)?;
+            let values = to_f64_vec(&fused);
+            assert!(
+                values.contains(&0.0) && values.iter().any(|&v| v > 0.0),
+                "{c:?}: the ReLU should both pass and stop values"
+            );
+            let r = uniform(fused.shape(), 1.0, seed + 3)?.to_dtype(dtype)?;
+            let g_fused = fused.mul(&r)?.sum_all()?.backward()?;
+            let g_separate = separate.mul(&r)?.sum_all()?.backward()?;
+            let what = format!("{c:?} {dtype:?}");
+            assert_close(&fused, &separate, 0.0, &format!("{what}: output"));
+            for (name, v) in ["input", "weight", "bias"].iter().zip([x, w, b]) {
+                let (Some(a), Some(e)) = (g_fused.get(v), g_separate.get(v)) else {
+                    panic!("{what}: no {name} gradient");
+                };
+                assert_close(a, e, 0.0, &format!("{what}: {name} gradient"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The three gradients of `conv2d_cpu_bias_relu` by finite differences in f64, and no input
+/// gradient for an input outside autograd.
+#[test]
+fn bias_relu_op_gradients_match_finite_differences() -> Result<()> {
+    for (i, c) in CASES.iter().enumerate().step_by(3) {
+        let seed = 900 + 10 * i as u64;
+        let (x, w, b) = (
+            c.input(seed)?,
+            c.weight(seed + 1)?,
+            uniform(c.cout, 0.5, seed + 2)?,
+        );
+        assert_grad_ok(&format!("input, {c:?}"), &x, 5, |x| {
+            conv2d_cpu_bias_relu(x, &w, &b, c.p)
+        });
+        assert_grad_ok(&format!("weight, {c:?}"), &w, 6, |w| {
+            conv2d_cpu_bias_relu(&x, w, &b, c.p)
+        });
+        assert_grad_ok(&format!("bias, {c:?}"), &b, 7, |b| {
+            conv2d_cpu_bias_relu(&x, &w, b, c.p)
+        });
+    }
+    let c = CASES[0];
+    let (x, w) = (c.input(1)?, Var::from_tensor(&c.weight(2)?)?);
+    let b = Var::from_tensor(&uniform(c.cout, 0.5, 3)?)?;
+    let grads = conv2d_cpu_bias_relu(&x, w.as_tensor(), b.as_tensor(), c.p)?
+        .sum_all()?
+        .backward()?;
+    assert!(grads.get(&x).is_none());
+    assert!(grads.get(w.as_tensor()).is_some() && grads.get(b.as_tensor()).is_some());
+    Ok(())
+}
+
+/// A bias of the wrong length, dtype or rank is an error naming the expected shape.
+#[test]
+fn bias_relu_op_rejects_bad_biases() -> Result<()> {
+    let c = CASES[0];
+    let (x, w) = (c.input(1)?, c.weight(2)?);
+    for bad in [
+        uniform(c.cout + 1, 0.5, 3)?,
+        uniform(c.cout, 0.5, 3)?.to_dtype(DType::F32)?,
+        uniform((1, c.cout), 0.5, 3)?,
+    ] {
+        let err = conv2d_cpu_bias_relu(&x, &w, &bad, c.p).unwrap_err().to_string();
+        assert!(err.contains(&format!("[{}]", c.cout)), "{err}");
+    }
     Ok(())
 }

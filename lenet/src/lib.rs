@@ -167,9 +167,14 @@ impl Backbone for LeNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         check_input(self.name, &self.input_spec(), xs)?;
         let act = self.config.activation;
-        let xs = act.forward_t(&self.conv1.forward_t(xs, train)?, train)?;
+        // A ReLU runs inside the convolution's op (`Conv2d::forward_relu`).
+        let conv_act = |conv: &Conv2d, xs: &Tensor| match act {
+            Activation::Relu => conv.forward_relu(xs, train),
+            _ => act.forward_t(&conv.forward_t(xs, train)?, train),
+        };
+        let xs = conv_act(&self.conv1, xs)?;
         let xs = self.pool1.forward_t(&xs, train)?;
-        let xs = act.forward_t(&self.conv2.forward_t(&xs, train)?, train)?;
+        let xs = conv_act(&self.conv2, &xs)?;
         let xs = self.pool2.forward_t(&xs, train)?;
         let xs = Flatten::new().forward_t(&xs, train)?;
         let xs = act.forward_t(&self.fc1.forward_t(&xs, train)?, train)?;

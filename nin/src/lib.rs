@@ -86,7 +86,7 @@
 
 use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, PoolConfig, Sequential,
+    AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, PoolConfig, Sequential,
 };
 use backbone::{check_input, Backbone, InputSpec, Result};
 use candle_core::Tensor;
@@ -291,8 +291,7 @@ impl Nin {
     }
 
     fn head_maps(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let maps = self.classifier.forward_t(features, train)?;
-        Activation::Relu.forward_t(&maps, train)
+        self.classifier.forward_relu(features, train)
     }
 }
 

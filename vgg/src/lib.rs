@@ -79,8 +79,8 @@
 //! model, like torchvision, pools the map to 7x7 first.)
 
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
-    Layer, Linear, MaxPool2d, PoolConfig, Sequential,
+    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
+    Flatten, Layer, Linear, MaxPool2d, PoolConfig, Sequential,
 };
 use backbone::weights::Weights;
 use backbone::{check_input, Backbone, Error, InputSpec, Result};
@@ -310,14 +310,19 @@ impl Vgg {
                 let conv = Conv2dConfig::new(channels, width, 3)
                     .padding(1)
                     .init(CONV_INIT, Init::Const(0.0));
-                features.push(Conv2d::new(conv, vf.pp(index))?);
+                // conv (, bn), relu as one block: the fused kernels of `ConvBlock` (conv + bias
+                // + ReLU in one op; batch norm + ReLU in one op, folded in eval mode).
+                let conv = Conv2d::new(conv, vf.pp(index))?;
                 index += 1;
-                if config.batch_norm {
-                    let bn = BatchNormConfig::with_eps(1e-5);
-                    features.push(BatchNorm2d::new(width, bn, vf.pp(index))?);
-                    index += 1;
-                }
-                features.push(Activation::Relu);
+                let norm = match config.batch_norm {
+                    true => {
+                        let bn = BatchNormConfig::with_eps(1e-5);
+                        index += 1;
+                        Some(BatchNorm2d::new(width, bn, vf.pp(index - 1))?)
+                    }
+                    false => None,
+                };
+                features.push(ConvBlock::new(conv, norm, Some(Activation::Relu)));
                 index += 1;
                 channels = width;
             }

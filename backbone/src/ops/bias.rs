@@ -164,14 +164,18 @@ impl CustomOp2 for ChannelBias {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dx = xs.track_op().then(|| grad.clone());
         let db = if bias.track_op() {
-            let grad = grad.contiguous()?;
-            let c = bias.elem_count();
-            Some(grad.apply_op1_no_bwd(&ChannelBiasGrad { channels: c })?)
+            Some(channel_sums(grad, bias.elem_count())?)
         } else {
             None
         };
         Ok((dx, db))
     }
+}
+
+/// The per-channel sums `[C]` of a gradient `[N, C, H, W]` with `channels` channels, without
+/// autograd: the gradient of a per-channel bias.
+pub(super) fn channel_sums(grad: &Tensor, channels: usize) -> Result<Tensor> {
+    grad.contiguous()?.apply_op1_no_bwd(&ChannelBiasGrad { channels })
 }
 
 /// `dy` `[N, C, H, W]` -> its per-channel sum `[C]`.

@@ -57,7 +57,7 @@
 use super::conv::ConvParams;
 use super::relu::relu_value;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -102,6 +102,7 @@ pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
 /// `y = ((acc + bias) - mean) * scale + shift`, then `max(y, 0)` (NaN kept) with `relu`.
 /// Vectors have one value per output channel; they are used in the tensors' dtype (the
 /// values of [`super::batch_norm_eval_coefficients`] give [`super::batch_norm_eval`]'s bits).
+/// `mean`, `scale` and `shift` all empty: no batch norm (`y = acc + bias`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConvEpilogue {
     /// Added first (the convolution's bias); `None`: nothing added.
@@ -147,9 +148,14 @@ pub fn conv2d_cpu_fused(
         e.shift.len(),
         e.bias.as_ref().map_or(geometry.cout, Vec::len),
     ];
-    if lengths.iter().any(|&l| l != geometry.cout) {
+    let no_norm = e.mean.is_empty() && e.scale.is_empty() && e.shift.is_empty();
+    if lengths
+        .iter()
+        .enumerate()
+        .any(|(i, &l)| l != geometry.cout && !(no_norm && i < 3))
+    {
         bail!(
-            "conv2d_cpu_fused: the epilogue needs {} values per vector (mean, scale, shift, bias), got {lengths:?}",
+            "conv2d_cpu_fused: the epilogue needs {} values per vector (mean, scale, shift, bias; the first three may all be empty), got {lengths:?}",
             geometry.cout
         )
     }
@@ -160,6 +166,41 @@ pub fn conv2d_cpu_fused(
             epilogue: epilogue.clone(),
         },
     )
+}
+
+/// `relu(conv2d(xs, weight) + bias)` on the CPU as one differentiable op: the bias and the
+/// ReLU are applied to each output tile right after its gemm ([`ConvEpilogue`]), and only the
+/// input and the activated output stay alive for the backward pass (the separate ops keep the
+/// convolution's output and the biased output as well: two more activation-sized tensors per
+/// layer, as PyTorch's in-place ReLU does not). The backward pass masks the output gradient
+/// with `output > 0` once, then computes the bias gradient (per-channel sums) and the input
+/// and weight gradients of [`conv2d_cpu`] from it. Values and gradients are the same bits as
+/// [`conv2d_cpu`], [`super::add_channel_bias`] and [`super::relu`] in sequence.
+///
+/// Errors like [`conv2d_cpu`], and when `bias` is not a vector of `Cout` values of the same
+/// dtype on the CPU.
+pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: ConvParams) -> Result<Tensor> {
+    if !supports(xs, weight) {
+        bail!(
+            "conv2d_cpu_bias_relu: expected CPU tensors, both f32 or both f64, got {:?} {:?} and {:?} {:?}",
+            xs.device().location(),
+            xs.dtype(),
+            weight.device().location(),
+            weight.dtype()
+        )
+    }
+    let geometry = Geometry::new(xs.dims(), weight.dims(), p)?;
+    if bias.dims() != [geometry.cout] || bias.dtype() != xs.dtype() || !bias.device().is_cpu() {
+        bail!(
+            "conv2d_cpu_bias_relu: expected a {:?} CPU bias of shape [{}], got {:?} {:?} of shape {:?}",
+            xs.dtype(),
+            geometry.cout,
+            bias.device().location(),
+            bias.dtype(),
+            bias.dims()
+        )
+    }
+    xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry })
 }
 
 /// Whether [`conv2d_cpu`] handles these tensors: both on the CPU, both `f32` or both `f64`.
@@ -971,6 +1012,16 @@ impl<T: Float> Epilogue<T> {
     /// kernel and the ReLU kernel.
     #[inline(always)]
     fn map(&self, c: usize, values: &mut [T]) {
+        if self.mean.is_empty() {
+            // No batch norm: the bias addition and the ReLU kernel.
+            match (self.bias.get(c).copied(), self.relu) {
+                (None, false) => {}
+                (None, true) => values.iter_mut().for_each(|v| *v = relu_value(*v)),
+                (Some(b), false) => values.iter_mut().for_each(|v| *v += b),
+                (Some(b), true) => values.iter_mut().for_each(|v| *v = relu_value(*v + b)),
+            }
+            return;
+        }
         let (Some(&m), Some(&q), Some(&r)) = (self.mean.get(c), self.scale.get(c), self.shift.get(c)) else {
             return;
         };
@@ -1396,6 +1447,110 @@ impl CustomOp2 for ConvCpuFused {
                 b.dtype()
             ),
         }
+    }
+}
+
+/// [`conv2d_cpu_bias_relu`] as a candle custom op: (input, weight, bias) -> output.
+struct ConvCpuBiasRelu {
+    geometry: Geometry,
+}
+
+impl ConvCpuBiasRelu {
+    fn run<T: Float>(
+        &self,
+        (x, lx): (&[T], &Layout),
+        (w, lw): (&[T], &Layout),
+        (b, lb): (&[T], &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let name = self.name();
+        let x = contiguous(name, x, lx, g.input_dims())?;
+        let w = contiguous(name, w, lw, g.weight_dims())?;
+        let bias: Vec<T> = match lb.dims() {
+            [c] if *c == g.cout => (0..g.cout)
+                .map(|i| b.get(lb.start_offset() + i * lb.stride()[0]).copied())
+                .collect::<Option<_>>(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "{name}: expected a bias of {} values, layout {lb:?}",
+                g.cout
+            ))
+        })?;
+        let epilogue = Epilogue {
+            bias,
+            mean: Vec::new(),
+            scale: Vec::new(),
+            shift: Vec::new(),
+            relu: true,
+        };
+        let out = forward(g, &x, &w, Some(&epilogue));
+        Ok((
+            T::to_cpu_storage_owned(out),
+            Shape::from(g.output_dims().to_vec()),
+        ))
+    }
+}
+
+impl CustomOp3 for ConvCpuBiasRelu {
+    fn name(&self) -> &'static str {
+        "conv2d_cpu_bias_relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        match (s1, s2, s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
+                self.run((a, l1), (b, l2), (c, l3))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
+                self.run((a, l1), (b, l2), (c, l3))
+            }
+            (a, b, c) => bail!(
+                "{}: unsupported dtypes {:?}, {:?} and {:?}, expected all f32 or all f64",
+                self.name(),
+                a.dtype(),
+                b.dtype(),
+                c.dtype()
+            ),
+        }
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // The gradient before the ReLU, once for all three arguments.
+        let grad = super::relu::relu_backward(res, grad)?;
+        let op = |pass| ConvCpu {
+            geometry: self.geometry,
+            pass,
+        };
+        let grad_x = match xs.track_op() {
+            true => Some(grad.apply_op2_no_bwd(weight, &op(Pass::InputGrad))?),
+            false => None,
+        };
+        let grad_w = match weight.track_op() {
+            true => Some(xs.apply_op2_no_bwd(&grad, &op(Pass::WeightGrad))?),
+            false => None,
+        };
+        let grad_b = match bias.track_op() {
+            true => Some(super::bias::channel_sums(&grad, self.geometry.cout)?),
+            false => None,
+        };
+        Ok((grad_x, grad_w, grad_b))
     }
 }
 
