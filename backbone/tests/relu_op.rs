@@ -7,7 +7,7 @@
 mod common;
 
 use backbone::layers::{Activation, Layer};
-use backbone::ops::{relu, relu_reference};
+use backbone::ops::{add_relu, relu, relu_reference};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::{assert_grad_ok, to_f64_vec, uniform, TestResult};
 
@@ -197,5 +197,49 @@ fn every_thread_count_agrees() -> TestResult {
             }
         }
     }
+    Ok(())
+}
+
+/// `add_relu(a, b)` against `relu(a + b)`: the same outputs and the same gradient for both
+/// inputs, bit for bit, over the sizes (serial and parallel) in f32 and f64, with sums that
+/// are exactly zero; by finite differences; and through the fallback (a non-contiguous input).
+#[test]
+fn add_relu_matches_relu_of_the_sum() -> TestResult {
+    for &n in SIZES {
+        for dtype in [DType::F32, DType::F64] {
+            let a = values(n, 40 + n as u64)?.to_dtype(dtype)?;
+            // Every third b cancels a exactly: sums of exactly zero.
+            let b: Vec<f64> = to_f64_vec(&a)
+                .iter()
+                .zip(to_f64_vec(&uniform(n, 2.0, 41)?))
+                .enumerate()
+                .map(|(i, (&x, y))| if i % 3 == 0 { -x } else { y })
+                .collect();
+            let b = Tensor::from_vec(b, n, &Device::Cpu)?.to_dtype(dtype)?;
+            let w = uniform(n, 1.0, 42)?.to_dtype(dtype)?;
+            let (av, bv) = (Var::from_tensor(&a)?, Var::from_tensor(&b)?);
+            let grads = |out: &Tensor| -> Result<(Tensor, Tensor)> {
+                let g = out.mul(&w)?.sum_all()?.backward()?;
+                match (g.get(av.as_tensor()), g.get(bv.as_tensor())) {
+                    (Some(ga), Some(gb)) => Ok((ga.clone(), gb.clone())),
+                    _ => candle_core::bail!("no gradient reached an input"),
+                }
+            };
+            let fused = add_relu(av.as_tensor(), bv.as_tensor())?;
+            let separate = relu(&(av.as_tensor() + bv.as_tensor())?)?;
+            let what = format!("n={n} {dtype:?}");
+            assert_same(&fused, &separate, &format!("{what}: output"));
+            let ((fa, fb), (sa, sb)) = (grads(&fused)?, grads(&separate)?);
+            assert_same(&fa, &sa, &format!("{what}: gradient of a"));
+            assert_same(&fb, &sb, &format!("{what}: gradient of b"));
+        }
+    }
+    let (a, b) = (uniform(37, 1.0, 50)?, uniform(37, 1.0, 51)?);
+    assert_grad_ok("add_relu, a", &a, 3, |a| add_relu(a, &b));
+    assert_grad_ok("add_relu, b", &b, 4, |b| add_relu(&a, b));
+    // Fallback: a transposed (non-contiguous) input.
+    let (a, b) = (uniform((5, 7), 1.0, 52)?, uniform((7, 5), 1.0, 53)?.t()?);
+    assert!(!b.is_contiguous());
+    assert_same(&add_relu(&a, &b)?, &relu(&(&a + &b)?)?, "non-contiguous");
     Ok(())
 }

@@ -497,7 +497,8 @@ impl Layer for Block {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let residual = self.residual(xs, train)?;
         let shortcut = self.shortcut(xs, train)?;
-        Activation::Relu.forward_t(&(residual + shortcut)?, train)
+        // One op: the sum is not kept alive for the backward pass.
+        Ok(backbone::ops::add_relu(&residual, &shortcut)?)
     }
 }
 

@@ -89,4 +89,4 @@ pub use conv_cpu::{
 pub use depthwise::{depthwise_conv2d, DepthwiseParams};
 pub use lrn::local_response_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_output_size, Pool2dParams};
-pub use relu::{relu, relu_reference};
+pub use relu::{add_relu, relu, relu_reference};

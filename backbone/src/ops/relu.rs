@@ -140,6 +140,72 @@ impl CustomOp1 for Relu {
     }
 }
 
+/// `relu(a + b)` as one differentiable op (a residual block's sum and activation): one pass
+/// each way on the CPU (`f32` / `f64`, same shapes), and the sum itself is not kept alive
+/// for the backward pass. Both inputs get the masked gradient `dy * (y > 0)`. The same bits
+/// as `relu(&(a + b)?)`, which runs everywhere else.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.dims() == b.dims() && a.dtype() == b.dtype() && native(a) && native(b) {
+        a.apply_op2(b, AddRelu)
+    } else {
+        relu(&(a + b)?)
+    }
+}
+
+/// `(a, b) -> relu(a + b)`.
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "add_relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(op: &str, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<Vec<T>> {
+            let (a, b) = (elements(op, a, la)?, elements(op, b, lb)?);
+            if a.len() != b.len() {
+                bail!("{op}: {} and {} elements", a.len(), b.len())
+            }
+            Ok(map_chunks(a, b, |o, a, b| {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = relu_value(x + y);
+                }
+            }))
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(run(self.name(), a, l1, b, l2)?),
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(run(self.name(), a, l1, b, l2)?),
+            (a, b) => bail!(
+                "{}: unsupported dtypes {:?} and {:?}",
+                self.name(),
+                a.dtype(),
+                b.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let masked = relu_backward(res, grad)?;
+        Ok((
+            a.track_op().then(|| masked.clone()),
+            b.track_op().then_some(masked),
+        ))
+    }
+}
+
 /// `dy * (y > 0)` for an output `y` of [`relu`] (or of any op ending in a ReLU) and its
 /// gradient `dy` (made contiguous first: the gradient of a sum is a broadcast), without
 /// autograd. CPU `f32` / `f64` through the kernel, the composite form elsewhere.
