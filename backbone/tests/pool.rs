@@ -336,6 +336,31 @@ fn max_pool2d_separable_path_routes_like_the_window_scan() -> TestResult {
     Ok(())
 }
 
+/// Average pooling of contiguous rows sums each window from row slices, tap by tap along the
+/// row when the windows are uniform (no padding reaches them): the same sums in the same
+/// order, so the same bits as the window scan of strided rows, outputs and gradients.
+#[test]
+fn avg_pool2d_row_paths_match_the_window_scan_bit_for_bit() -> TestResult {
+    let base = uniform((2, 3, 10, 11, 2), 1.0, 77)?;
+    let strided = |b: &Tensor| b.i((.., .., .., .., 0));
+    for params in [
+        p((2, 2), (2, 2), (0, 0), false, true),
+        p((3, 3), (2, 2), (0, 0), true, true),
+        p((3, 2), (1, 3), (0, 0), false, true),
+        p((3, 3), (2, 2), (1, 1), false, false),
+        p((1, 1), (1, 1), (0, 0), false, true),
+    ] {
+        let w = |s: &candle_core::Shape| fixture_weights(s, DType::F64);
+        let scan = |b: &Tensor| ops::avg_pool2d(&strided(b)?, &params);
+        let rows = |b: &Tensor| ops::avg_pool2d(&strided(b)?.contiguous()?, &params);
+        let (out_scan, grad_scan) = out_and_grad(&base, w, scan)?;
+        let (out_rows, grad_rows) = out_and_grad(&base, w, rows)?;
+        assert_close(&out_rows, &out_scan, 0.0, &format!("{params:?} output"));
+        assert_close(&grad_rows, &grad_scan, 0.0, &format!("{params:?} gradient"));
+    }
+    Ok(())
+}
+
 #[test]
 fn avg_pool2d_divisor_follows_pytorch() -> TestResult {
     // Width 9, kernel 3, stride 3, padding 1, ceil mode: 4 windows, the last one covers one

@@ -531,26 +531,48 @@ fn avg_pool_fwd<T: Float>(
     let empty = |rh: &Window, rw: &Window| rh.start >= rh.end || rw.start >= rw.end;
     if x.stride[3] == 1 && !ww.is_empty() {
         // Rows are contiguous: sum each output row's windows input row by input row, from
-        // slices. Each window still adds its elements in row-major order, from zero: the same
-        // sums, bit for bit, as the window scan below.
+        // slices. Each window still adds its elements in row-major order, from zero, then
+        // divides: the same sums and quotients, bit for bit, as the window scan below.
+        // The divisors, the same for every plane; 1 for empty windows (whose sum stays 0).
+        let divisors: Vec<T> = wh
+            .iter()
+            .flat_map(|rh| ww.iter().map(move |rw| (rh, rw)))
+            .map(|(rh, rw)| match empty(rh, rw) {
+                true => T::one(),
+                false => T::from_f64(divisor(rh, rw) as f64),
+            })
+            .collect();
+        let uniform = uniform_windows(ww);
         for_each_plane(&mut out, plane_len, work, |nc, plane| {
             let base = x.plane(nc);
-            for (out_row, rh) in plane.chunks_exact_mut(ww.len()).zip(wh) {
+            let rows = plane
+                .chunks_exact_mut(ww.len())
+                .zip(divisors.chunks_exact(ww.len()));
+            for ((out_row, divisors), rh) in rows.zip(wh) {
                 for ih in rh.start..rh.end {
                     // In bounds: `View4::new` checked that the whole view fits the buffer.
                     let row = &x.data[base + ih * x.stride[2]..][..w];
-                    for (sum, rw) in out_row.iter_mut().zip(ww) {
-                        for &v in &row[rw.start..rw.end.max(rw.start)] {
-                            *sum += v;
+                    match uniform {
+                        // Windows `first + ow * step .. + len`: tap by tap along the row.
+                        Some((first, step, len)) => {
+                            for kx in 0..len {
+                                let taps = row[first + kx..].iter().step_by(step);
+                                for (sum, &v) in out_row.iter_mut().zip(taps) {
+                                    *sum += v;
+                                }
+                            }
+                        }
+                        None => {
+                            for (sum, rw) in out_row.iter_mut().zip(ww) {
+                                for &v in &row[rw.start..rw.end.max(rw.start)] {
+                                    *sum += v;
+                                }
+                            }
                         }
                     }
                 }
-                for (sum, rw) in out_row.iter_mut().zip(ww) {
-                    // PyTorch writes 0 for an empty window (impossible for valid params).
-                    *sum = match empty(rh, rw) {
-                        true => T::zero(),
-                        false => *sum / T::from_f64(divisor(rh, rw) as f64),
-                    };
+                for (sum, &d) in out_row.iter_mut().zip(divisors) {
+                    *sum = *sum / d;
                 }
             }
         });
@@ -574,6 +596,23 @@ fn avg_pool_fwd<T: Float>(
         }
     });
     out
+}
+
+/// `(first, step, len)` when every window is `first + o * step .. first + o * step + len`
+/// (`len >= 1`; no padding reaches the input, or none clips a window): their taps are then
+/// strided runs along an input row.
+fn uniform_windows(ww: &[Window]) -> Option<(usize, usize, usize)> {
+    let first = ww.first()?;
+    let len = first.end.checked_sub(first.start).filter(|&l| l > 0)?;
+    let step = match ww.get(1) {
+        Some(second) => second.start.checked_sub(first.start).filter(|&s| s > 0)?,
+        None => 1,
+    };
+    let uniform = ww
+        .iter()
+        .enumerate()
+        .all(|(o, rw)| rw.start == first.start + o * step && rw.end == rw.start + len);
+    uniform.then_some((first.start, step, len))
 }
 
 /// Average pooling backward: spreads `g / divisor` over each window of an `(h, w)` input.
