@@ -572,7 +572,7 @@ fn avg_pool_fwd<T: Float>(
                     }
                 }
                 for (sum, &d) in out_row.iter_mut().zip(divisors) {
-                    *sum = *sum / d;
+                    *sum /= d;
                 }
             }
         });
