@@ -35,6 +35,11 @@
 //! each image (im2col / col2im rows and the gemm's own rayon parallelism). Tiny convolutions
 //! run on the calling thread. The gemm is the `gemm` crate's, the one candle's matmul uses.
 //!
+//! Kernel taps that read only padding at every output position ([`Geometry::live_taps`]: all
+//! but the centre of a 3x3 kernel on a 1x1 map, as in ResNet's last stage on 32x32 images) are
+//! left out of the column matrices and the products (the weight's live columns are gathered,
+//! a copy the size of the weight, only for such convolutions), their weight gradient is 0.
+//!
 //! The rows of a column matrix are ordered `(c, ky, kx)` within each group, PyTorch's order:
 //! the weight `[Cout, Cin/g, kh, kw]` is the `[Cout, K]` matrix as it is, with no re-layout
 //! on any pass. (An earlier `(ky, kx, c)` order, candle's, needed a transposed copy of the
@@ -230,6 +235,8 @@ struct Geometry {
     padding: usize,
     stride: usize,
     dilation: usize,
+    /// How many kernel taps are live ([`Geometry::live_taps`]).
+    live: usize,
 }
 
 impl Geometry {
@@ -265,7 +272,7 @@ impl Geometry {
                 p.dilation
             )
         };
-        Ok(Self {
+        let mut g = Self {
             n,
             cin,
             h,
@@ -279,7 +286,29 @@ impl Geometry {
             padding: p.padding,
             stride: p.stride,
             dilation: p.dilation,
-        })
+            live: kh * kw,
+        };
+        g.live = g.live_taps().len();
+        Ok(g)
+    }
+
+    /// The kernel taps `ky * kw + kx` that read the input at some output position. The
+    /// others only ever multiply padding (all but the centre tap of a 3x3 convolution of a
+    /// 1x1 map, ResNet's last stage on 32x32 images): they are left out of the column
+    /// matrices, of the weight's rows and of the products, and their weight gradient is 0.
+    fn live_taps(&self) -> Vec<usize> {
+        let (rows, cols) = self.spans();
+        (0..self.kh * self.kw)
+            .filter(|&t| {
+                let (r, c) = (rows[t / self.kw], cols[t % self.kw]);
+                r.lo < r.hi && c.lo < c.hi
+            })
+            .collect()
+    }
+
+    /// Whether every kernel tap is live (the weight is then used as it is).
+    fn all_live(&self) -> bool {
+        self.live == self.kh * self.kw
     }
 
     /// Input channels per group.
@@ -292,9 +321,10 @@ impl Geometry {
         self.cout / self.groups
     }
 
-    /// Rows of a group's column matrix (the gemms' inner dimension).
+    /// Rows of a group's column matrix (the gemms' inner dimension): input channels times
+    /// live taps.
     fn k(&self) -> usize {
-        self.cg() * self.kh * self.kw
+        self.cg() * self.live
     }
 
     fn plane_in(&self) -> usize {
@@ -733,12 +763,13 @@ fn im2col<T: Float>(
     col: &mut [T],
     parallel: bool,
 ) {
-    let (cg, taps, plane_len) = (g.cg(), g.kh * g.kw, layout.plane_len());
+    let (cg, live, plane_len) = (g.cg(), g.live_taps(), layout.plane_len());
+    let taps = live.len();
     let seg = tile.rows.len() * g.ow;
     let (row_spans, col_spans) = g.spans();
     let fill = |r: usize, row: &mut [T]| {
         let (group, rest) = (r / (taps * cg), r % (taps * cg));
-        let (c, tap) = (rest / taps, rest % taps);
+        let (c, tap) = (rest / taps, live[rest % taps]);
         let spans = (row_spans[tap / g.kw], col_spans[tap % g.kw]);
         for (image, row) in row.chunks_exact_mut(seg).enumerate() {
             let plane = &planes[(image * g.cin + group * cg + c) * plane_len..][..plane_len];
@@ -765,18 +796,17 @@ fn col2im<T: Float>(
     planes: &mut [T],
     parallel: bool,
 ) {
-    let (cg, taps, len) = (g.cg(), g.kh * g.kw, tile.cols(g));
+    let (cg, live, len) = (g.cg(), g.live_taps(), tile.cols(g));
     let seg = tile.rows.len() * g.ow;
     let (row_spans, col_spans) = g.spans();
     let add = |index: usize, plane: &mut [T]| {
         let (image, channel) = (index / g.cin, index % g.cin);
         let (group, c) = (channel / cg, channel % cg);
-        for (ky, &rows) in row_spans.iter().enumerate() {
-            for (kx, &cols) in col_spans.iter().enumerate() {
-                let r = (group * cg + c) * taps + ky * g.kw + kx;
-                let row = &col[r * len + image * seg..][..seg];
-                col2im_row(g, layout, row, (rows, cols), &tile.rows, plane);
-            }
+        for (i, &tap) in live.iter().enumerate() {
+            let spans = (row_spans[tap / g.kw], col_spans[tap % g.kw]);
+            let r = (group * cg + c) * live.len() + i;
+            let row = &col[r * len + image * seg..][..seg];
+            col2im_row(g, layout, row, spans, &tile.rows, plane);
         }
     };
     let plane_len = layout.plane_len();
@@ -846,7 +876,7 @@ impl Geometry {
     /// rows of one image otherwise (at least one row per band; whole images for pointwise
     /// convolutions, whose columns are the input planes).
     fn tiles<T>(&self, images: usize) -> Vec<Tile> {
-        let row_bytes = (self.cin * self.kh * self.kw * self.ow * std::mem::size_of::<T>()).max(1);
+        let row_bytes = (self.groups * self.k() * self.ow * std::mem::size_of::<T>()).max(1);
         let image_bytes = row_bytes * self.oh;
         if image_bytes * 2 <= BAND_BYTES {
             let per_tile = BAND_BYTES / image_bytes;
@@ -1192,7 +1222,41 @@ fn over_images<T: Float>(
     }
 }
 
+/// The weight `[Cout, Cin/g * kh * kw]` restricted to the live taps, `[Cout, K]`
+/// ([`Geometry::live_taps`]): the weight itself when every tap is live.
+fn live_weight<'a, T: Float>(g: &Geometry, weight: &'a [T]) -> Cow<'a, [T]> {
+    if g.all_live() {
+        return Cow::Borrowed(weight);
+    }
+    let (live, taps) = (g.live_taps(), g.kh * g.kw);
+    let rows = weight.chunks_exact(taps);
+    Cow::Owned(rows.flat_map(|row| live.iter().map(move |&t| row[t])).collect())
+}
+
+/// The inverse of [`live_weight`] for a weight gradient: zeros at the dead taps.
+fn full_weight_grad<T: Float>(g: &Geometry, live_grad: Vec<T>) -> Vec<T> {
+    if g.all_live() {
+        return live_grad;
+    }
+    let (live, taps) = (g.live_taps(), g.kh * g.kw);
+    let mut full = vec![T::zero(); g.cout * g.cg() * taps];
+    if live.is_empty() {
+        // Every tap reads padding only (a 1x1 input, 1x1 kernel, padding 1, stride 2).
+        return full;
+    }
+    for (dst, src) in full
+        .chunks_exact_mut(taps)
+        .zip(live_grad.chunks_exact(live.len()))
+    {
+        for (&t, &v) in live.iter().zip(src) {
+            dst[t] = v;
+        }
+    }
+    full
+}
+
 fn forward<T: Float>(g: &Geometry, x: &[T], weight: &[T], epilogue: Option<&Epilogue<T>>) -> Vec<T> {
+    let weight = &*live_weight(g, weight);
     let mut out = vec![T::zero(); g.n * g.image_out()];
     over_images(
         g.plan(),
@@ -1206,6 +1270,7 @@ fn forward<T: Float>(g: &Geometry, x: &[T], weight: &[T], epilogue: Option<&Epil
 }
 
 fn input_grad<T: Float>(g: &Geometry, grad: &[T], weight: &[T]) -> Vec<T> {
+    let weight = &*live_weight(g, weight);
     let mut dx = vec![T::zero(); g.n * g.image_in()];
     over_images(
         g.plan(),
@@ -1222,7 +1287,7 @@ fn weight_grad<T: Float>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let plan = g.plan();
     let inner = plan.inner();
-    match plan {
+    let dw = match plan {
         Plan::Images { per_thread } => {
             // One partial sum per run of images, added in a fixed order.
             let partials: Vec<Vec<T>> = x
@@ -1240,7 +1305,8 @@ fn weight_grad<T: Float>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
             dw
         }
         Plan::Serial | Plan::Inside { .. } => weight_grad_run(g, x, grad, inner),
-    }
+    };
+    full_weight_grad(g, dw)
 }
 
 // ---------------------------------------------------------------------------------------------
