@@ -5,12 +5,13 @@
 //! `Gelem/s` reads as GFLOP/s. `matmul_1024` is the machine's reference: the convolutions are
 //! matrix products at heart, so their GFLOP/s is measured against it.
 //!
-//! The benches run on xtask's allocator (mimalloc, keeping freed memory), as training does:
-//! with glibc's, each iteration's large buffers come fresh from the kernel, and page faults
-//! dominate the backward passes (the max-pooling backward took 200 ms, 90% of it faults).
+//! The benches run with xtask's process settings (`xtask/src/runtime.rs`), as training does:
+//! mimalloc keeping freed memory (with glibc's allocator each iteration's large buffers come
+//! fresh from the kernel, and page faults dominated the backward passes: the max-pooling
+//! backward took 200 ms, 90% of it faults) and candle's idle threads spinning briefly.
 
-#[path = "../../xtask/src/allocator.rs"]
-mod allocator;
+#[path = "../../xtask/src/runtime.rs"]
+mod runtime;
 
 use backbone::init::SeededVarMap;
 use backbone::layers::{
@@ -185,7 +186,7 @@ fn matmul(c: &mut Criterion) {
 criterion_group!(benches, matmul, convolutions, pooling_and_norm, relu);
 
 fn main() {
-    allocator::keep_freed_memory();
+    runtime::configure();
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use trainer::data::{Mnist, Preprocess, RandomAffine};
 use trainer::fit::{fit, FitConfig, OptimizerKind, Schedule};
 
-mod allocator;
+mod runtime;
 
 #[derive(Parser)]
 #[command(
@@ -164,7 +164,7 @@ fn pin_thread_count(threads: Option<usize>) {
 }
 
 fn main() -> Result<()> {
-    allocator::keep_freed_memory();
+    runtime::configure();
     let cli = Cli::parse();
     pin_thread_count(match &cli.command {
         Command::Bench(args) => args.threads(),
