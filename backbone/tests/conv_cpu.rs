@@ -304,6 +304,12 @@ fn every_threading_plan_agrees() -> Result<()> {
         case(1, 16, 16, (5, 3), (24, 23), params(1, 1, 1, 1)),
         case(4, 3, 16, (7, 7), (37, 36), params(3, 2, 1, 1)),
         case(1, 16, 16, (3, 3), (41, 39), params(1, 2, 1, 1)),
+        // Fewer images than threads and wide maps: the forward pass in parallel bands of
+        // output rows (im2col, phase-split planes, pointwise, groups).
+        case(1, 8, 8, (3, 3), (40, 40), params(1, 1, 1, 1)),
+        case(1, 3, 8, (7, 7), (66, 64), params(3, 2, 1, 1)),
+        case(2, 16, 8, (1, 1), (36, 37), params(0, 1, 1, 1)),
+        case(1, 8, 6, (3, 3), (35, 38), params(1, 1, 1, 2)),
     ];
     for (i, c) in cases.iter().enumerate() {
         let (x, w) = (c.input(90 + i as u64)?, c.weight(95 + i as u64)?);
@@ -487,6 +493,28 @@ fn bias_relu_op_rejects_bad_biases() -> Result<()> {
     ] {
         let err = conv2d_cpu_bias_relu(&x, &w, &bad, c.p).unwrap_err().to_string();
         assert!(err.contains(&format!("[{}]", c.cout)), "{err}");
+    }
+    Ok(())
+}
+
+/// The fused forward passes (bias + ReLU epilogue) in parallel bands of output rows: the same
+/// bits as the separate ops, on 2 and 3 threads.
+#[test]
+fn bias_relu_op_in_bands_matches_the_separate_ops() -> Result<()> {
+    let c = case(1, 3, 8, (7, 7), (66, 64), params(3, 2, 1, 1));
+    let (x, w, b) = (c.input(1)?, c.weight(2)?, uniform(c.cout, 0.5, 3)?);
+    for threads in [2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        let (fused, separate) = pool.install(|| -> Result<_> {
+            Ok((
+                conv2d_cpu_bias_relu(&x, &w, &b, c.p)?,
+                relu(&add_channel_bias(&conv2d_cpu(&x, &w, c.p)?, &b)?)?,
+            ))
+        })?;
+        assert_close(&fused, &separate, 0.0, &format!("{threads} threads"));
     }
     Ok(())
 }
