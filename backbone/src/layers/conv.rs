@@ -353,7 +353,8 @@ impl Layer for Conv2d {
 /// * otherwise a batch norm followed by ReLU runs as one differentiable pass
 ///   ([`BatchNorm2d::forward_relu`]), with the gradients of the separate layers.
 ///
-/// Training mode runs the layers one after the other.
+/// Training mode runs the layers one after the other, except that a convolution followed
+/// directly by a ReLU (no norm) runs as one op in both modes ([`Conv2d::forward_relu`]).
 #[derive(Debug, Clone)]
 pub struct ConvBlock {
     conv: Conv2d,
