@@ -84,16 +84,7 @@ const BAND_BYTES: usize = 1 << 21;
 /// Errors on tensors that are not on the CPU, not `f32` / `f64`, of different dtypes, or of
 /// inconsistent shapes.
 pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor> {
-    if !supports(xs, weight) {
-        bail!(
-            "conv2d_cpu: expected CPU tensors, both f32 or both f64, got {:?} {:?} and {:?} {:?}",
-            xs.device().location(),
-            xs.dtype(),
-            weight.device().location(),
-            weight.dtype()
-        )
-    }
-    let geometry = Geometry::new(xs.dims(), weight.dims(), p)?;
+    let geometry = checked_geometry("conv2d_cpu", xs, weight, p)?;
     xs.apply_op2(
         weight,
         ConvCpu {
@@ -136,16 +127,7 @@ pub fn conv2d_cpu_fused(
     p: ConvParams,
     epilogue: &ConvEpilogue,
 ) -> Result<Tensor> {
-    if !supports(xs, weight) {
-        bail!(
-            "conv2d_cpu_fused: expected CPU tensors, both f32 or both f64, got {:?} {:?} and {:?} {:?}",
-            xs.device().location(),
-            xs.dtype(),
-            weight.device().location(),
-            weight.dtype()
-        )
-    }
-    let geometry = Geometry::new(xs.dims(), weight.dims(), p)?;
+    let geometry = checked_geometry("conv2d_cpu_fused", xs, weight, p)?;
     let e = epilogue;
     let lengths = [
         e.mean.len(),
@@ -185,16 +167,7 @@ pub fn conv2d_cpu_fused(
 /// Errors like [`conv2d_cpu`], and when `bias` is not a vector of `Cout` values of the same
 /// dtype on the CPU.
 pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: ConvParams) -> Result<Tensor> {
-    if !supports(xs, weight) {
-        bail!(
-            "conv2d_cpu_bias_relu: expected CPU tensors, both f32 or both f64, got {:?} {:?} and {:?} {:?}",
-            xs.device().location(),
-            xs.dtype(),
-            weight.device().location(),
-            weight.dtype()
-        )
-    }
-    let geometry = Geometry::new(xs.dims(), weight.dims(), p)?;
+    let geometry = checked_geometry("conv2d_cpu_bias_relu", xs, weight, p)?;
     if bias.dims() != [geometry.cout] || bias.dtype() != xs.dtype() || !bias.device().is_cpu() {
         bail!(
             "conv2d_cpu_bias_relu: expected a {:?} CPU bias of shape [{}], got {:?} {:?} of shape {:?}",
@@ -206,6 +179,21 @@ pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: Conv
         )
     }
     xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry })
+}
+
+/// The geometry of a convolution of `xs` by `weight` for the op `op`, after checking that the
+/// CPU kernels handle them ([`supports`]).
+fn checked_geometry(op: &str, xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Geometry> {
+    if !supports(xs, weight) {
+        bail!(
+            "{op}: expected CPU tensors, both f32 or both f64, got {:?} {:?} and {:?} {:?}",
+            xs.device().location(),
+            xs.dtype(),
+            weight.device().location(),
+            weight.dtype()
+        )
+    }
+    Geometry::new(xs.dims(), weight.dims(), p)
 }
 
 /// Whether [`conv2d_cpu`] handles these tensors: both on the CPU, both `f32` or both `f64`.
@@ -1478,11 +1466,7 @@ impl ConvCpu {
         let g = &self.geometry;
         let name = self.name();
         let (out, dims) = match self.pass {
-            Pass::Forward => {
-                let x = contiguous(name, a, la, g.input_dims())?;
-                let w = contiguous(name, b, lb, g.weight_dims())?;
-                (forward(g, &x, &w, None), g.output_dims())
-            }
+            Pass::Forward => return forward_storage(g, name, (a, la), (b, lb), None),
             Pass::InputGrad => {
                 let grad = contiguous(name, a, la, g.output_dims())?;
                 let w = contiguous(name, b, lb, g.weight_dims())?;
@@ -1536,23 +1520,46 @@ impl CustomOp2 for ConvCpu {
         if self.pass != Pass::Forward {
             bail!("{}: second-order gradients are not supported", self.name())
         }
-        let op = |pass| ConvCpu {
-            geometry: self.geometry,
-            pass,
-        };
-        // The image batch takes no part in autograd: no input gradient for it.
-        let grad_x = if xs.track_op() {
-            Some(grad.apply_op2_no_bwd(weight, &op(Pass::InputGrad))?)
-        } else {
-            None
-        };
-        let grad_w = if weight.track_op() {
-            Some(xs.apply_op2_no_bwd(grad, &op(Pass::WeightGrad))?)
-        } else {
-            None
-        };
-        Ok((grad_x, grad_w))
+        conv_grads(self.geometry, xs, weight, grad)
     }
+}
+
+/// The input and weight gradients of a convolution from its output gradient, each only for
+/// an argument that takes part in autograd (never the input gradient of the image batch).
+fn conv_grads(
+    geometry: Geometry,
+    xs: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let op = |pass| ConvCpu { geometry, pass };
+    let grad_x = match xs.track_op() {
+        true => Some(grad.apply_op2_no_bwd(weight, &op(Pass::InputGrad))?),
+        false => None,
+    };
+    let grad_w = match weight.track_op() {
+        true => Some(xs.apply_op2_no_bwd(grad, &op(Pass::WeightGrad))?),
+        false => None,
+    };
+    Ok((grad_x, grad_w))
+}
+
+/// The forward pass of `geometry` on CPU input and weight buffers seen through their layouts,
+/// with an optional epilogue, as a custom op's result.
+fn forward_storage<T: Float>(
+    g: &Geometry,
+    name: &str,
+    (x, lx): (&[T], &Layout),
+    (w, lw): (&[T], &Layout),
+    epilogue: Option<&Epilogue<T>>,
+) -> Result<(CpuStorage, Shape)> {
+    let x = contiguous(name, x, lx, g.input_dims())?;
+    let w = contiguous(name, w, lw, g.weight_dims())?;
+    let out = forward(g, &x, &w, epilogue);
+    Ok((
+        T::to_cpu_storage_owned(out),
+        Shape::from(g.output_dims().to_vec()),
+    ))
 }
 
 /// The forward pass with an epilogue, without backward.
@@ -1563,14 +1570,8 @@ struct ConvCpuFused {
 
 impl ConvCpuFused {
     fn run<T: Float>(&self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = &self.geometry;
-        let x = contiguous(self.name(), a, la, g.input_dims())?;
-        let w = contiguous(self.name(), b, lb, g.weight_dims())?;
-        let out = forward(g, &x, &w, Some(&Epilogue::new(&self.epilogue)));
-        Ok((
-            T::to_cpu_storage_owned(out),
-            Shape::from(g.output_dims().to_vec()),
-        ))
+        let epilogue = Epilogue::new(&self.epilogue);
+        forward_storage(&self.geometry, self.name(), (a, la), (b, lb), Some(&epilogue))
     }
 }
 
@@ -1613,8 +1614,6 @@ impl ConvCpuBiasRelu {
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
         let name = self.name();
-        let x = contiguous(name, x, lx, g.input_dims())?;
-        let w = contiguous(name, w, lw, g.weight_dims())?;
         let bias: Vec<T> = match lb.dims() {
             [c] if *c == g.cout => (0..g.cout)
                 .map(|i| b.get(lb.start_offset() + i * lb.stride()[0]).copied())
@@ -1634,11 +1633,7 @@ impl ConvCpuBiasRelu {
             shift: Vec::new(),
             relu: true,
         };
-        let out = forward(g, &x, &w, Some(&epilogue));
-        Ok((
-            T::to_cpu_storage_owned(out),
-            Shape::from(g.output_dims().to_vec()),
-        ))
+        forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue))
     }
 }
 
@@ -1683,18 +1678,7 @@ impl CustomOp3 for ConvCpuBiasRelu {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // The gradient before the ReLU, once for all three arguments.
         let grad = super::relu::relu_backward(res, grad)?;
-        let op = |pass| ConvCpu {
-            geometry: self.geometry,
-            pass,
-        };
-        let grad_x = match xs.track_op() {
-            true => Some(grad.apply_op2_no_bwd(weight, &op(Pass::InputGrad))?),
-            false => None,
-        };
-        let grad_w = match weight.track_op() {
-            true => Some(xs.apply_op2_no_bwd(&grad, &op(Pass::WeightGrad))?),
-            false => None,
-        };
+        let (grad_x, grad_w) = conv_grads(self.geometry, xs, weight, &grad)?;
         let grad_b = match bias.track_op() {
             true => Some(super::bias::channel_sums(&grad, self.geometry.cout)?),
             false => None,
