@@ -314,13 +314,12 @@ impl Vgg {
                 // + ReLU in one op; batch norm + ReLU in one op, folded in eval mode).
                 let conv = Conv2d::new(conv, vf.pp(index))?;
                 index += 1;
-                let norm = match config.batch_norm {
-                    true => {
-                        let bn = BatchNormConfig::with_eps(1e-5);
-                        index += 1;
-                        Some(BatchNorm2d::new(width, bn, vf.pp(index - 1))?)
-                    }
-                    false => None,
+                let norm = if config.batch_norm {
+                    let bn = BatchNorm2d::new(width, BatchNormConfig::with_eps(1e-5), vf.pp(index))?;
+                    index += 1;
+                    Some(bn)
+                } else {
+                    None
                 };
                 features.push(ConvBlock::new(conv, norm, Some(Activation::Relu)));
                 index += 1;
