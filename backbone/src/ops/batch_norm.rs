@@ -29,7 +29,6 @@
 //! for the inputs that need them; second-order gradients are not supported. Other devices,
 //! dtypes and layouts take the composite path, whose results and gradients are the same.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
 };
@@ -525,12 +524,6 @@ fn masked2<T: Elem>(y: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
 // ---------------------------------------------------------------------------------------------
 // Custom ops.
 
-fn dtype_err(op: &str, dtypes: &[DType]) -> candle_core::Error {
-    candle_core::Error::Msg(format!(
-        "{op}: unsupported dtypes {dtypes:?}, expected all f32 or all f64"
-    ))
-}
-
 /// Per-channel `(mean, biased variance)` of `x` as a `[2, C]` f64 tensor.
 struct Moments {
     c: usize,
@@ -548,11 +541,7 @@ impl CustomOp1 for Moments {
             let (mean, var): (Vec<f64>, Vec<f64>) = moments(x, p).into_iter().unzip();
             Ok((CpuStorage::F64([mean, var].concat()), Shape::from((2, op.c))))
         }
-        match s {
-            CpuStorage::F32(v) => run(self, v, l),
-            CpuStorage::F64(v) => run(self, v, l),
-            other => Err(dtype_err(self.name(), &[other.dtype()])),
-        }
+        float_storages!(self.name(), (s => v), run(self, v, l))
     }
 }
 
@@ -595,11 +584,7 @@ impl CustomOp2 for GradSums {
             let (s, sx): (Vec<f64>, Vec<f64>) = grad_sums(x, dy, p, &op.mean).into_iter().unzip();
             Ok((CpuStorage::F64([s, sx].concat()), Shape::from((2, c))))
         }
-        match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => run(self, x, l1, g, l2),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => run(self, x, l1, g, l2),
-            (x, g) => Err(dtype_err(self.name(), &[x.dtype(), g.dtype()])),
-        }
+        float_storages!(self.name(), (s1 => x, s2 => g), run(self, x, l1, g, l2))
     }
 }
 
@@ -661,11 +646,7 @@ impl CustomOp1 for ChannelAffine {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        match s {
-            CpuStorage::F32(v) => self.run1(v, l),
-            CpuStorage::F64(v) => self.run1(v, l),
-            other => Err(dtype_err(self.name, &[other.dtype()])),
-        }
+        float_storages!(self.name, (s => v), self.run1(v, l))
     }
 }
 
@@ -681,11 +662,7 @@ impl CustomOp2 for ChannelAffine {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => self.run2(a, l1, b, l2),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => self.run2(a, l1, b, l2),
-            (a, b) => Err(dtype_err(self.name, &[a.dtype(), b.dtype()])),
-        }
+        float_storages!(self.name, (s1 => a, s2 => b), self.run2(a, l1, b, l2))
     }
 }
 
@@ -859,11 +836,7 @@ impl CustomOp1 for NormalizePlain {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        match s {
-            CpuStorage::F32(v) => self.0.forward(v, l, None),
-            CpuStorage::F64(v) => self.0.forward(v, l, None),
-            other => Err(dtype_err(self.name(), &[other.dtype()])),
-        }
+        float_storages!(self.name(), (s => v), self.0.forward(v, l, None))
     }
 
     fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -888,15 +861,9 @@ impl CustomOp3 for NormalizeAffine {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                self.0.forward(x, l1, Some((w, l2, b, l3)))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                self.0.forward(x, l1, Some((w, l2, b, l3)))
-            }
-            (x, w, b) => Err(dtype_err(self.name(), &[x.dtype(), w.dtype(), b.dtype()])),
-        }
+        float_storages!(self.name(), (s1 => x, s2 => w, s3 => b), {
+            self.0.forward(x, l1, Some((w, l2, b, l3)))
+        })
     }
 
     fn bwd(

@@ -11,7 +11,6 @@
 //!
 //! Other devices, dtypes and layouts run [`add_channel_bias_reference`], the broadcast add.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -134,24 +133,10 @@ impl CustomOp2 for ChannelBias {
                 l2.shape().elem_count()
             );
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(forward(
-                slice(self.name(), x, l1)?,
-                slice(self.name(), b, l2)?,
-                plane,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(forward(
-                slice(self.name(), x, l1)?,
-                slice(self.name(), b, l2)?,
-                plane,
-            )),
-            (a, b) => bail!(
-                "{}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
-                self.name(),
-                a.dtype(),
-                b.dtype()
-            ),
-        };
+        let out = float_storages!(self.name(), (s1 => x, s2 => b), {
+            let y = forward(slice(self.name(), x, l1)?, slice(self.name(), b, l2)?, plane);
+            Ok(WithDType::to_cpu_storage_owned(y))
+        })?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -197,11 +182,10 @@ impl candle_core::CustomOp1 for ChannelBiasGrad {
                 self.channels
             );
         }
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(bias_grad(slice(self.name(), v, l)?, plane, c)),
-            CpuStorage::F64(v) => CpuStorage::F64(bias_grad(slice(self.name(), v, l)?, plane, c)),
-            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
-        };
+        let out = float_storages!(self.name(), (s => v), {
+            let sums = bias_grad(slice(self.name(), v, l)?, plane, c);
+            Ok(WithDType::to_cpu_storage_owned(sums))
+        })?;
         Ok((out, Shape::from(c)))
     }
 }

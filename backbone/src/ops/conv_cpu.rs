@@ -61,7 +61,6 @@
 
 use super::conv::ConvParams;
 use super::relu::relu_value;
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -1498,16 +1497,7 @@ impl CustomOp2 for ConvCpu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => self.run(a, l1, b, l2),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => self.run(a, l1, b, l2),
-            (a, b) => bail!(
-                "{}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
-                self.name(),
-                a.dtype(),
-                b.dtype()
-            ),
-        }
+        float_storages!(self.name(), (s1 => a, s2 => b), self.run(a, l1, b, l2))
     }
 
     fn bwd(
@@ -1587,16 +1577,7 @@ impl CustomOp2 for ConvCpuFused {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => self.run(a, l1, b, l2),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => self.run(a, l1, b, l2),
-            (a, b) => bail!(
-                "{}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
-                self.name(),
-                a.dtype(),
-                b.dtype()
-            ),
-        }
+        float_storages!(self.name(), (s1 => a, s2 => b), self.run(a, l1, b, l2))
     }
 }
 
@@ -1651,21 +1632,7 @@ impl CustomOp3 for ConvCpuBiasRelu {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2, s3) {
-            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
-                self.run((a, l1), (b, l2), (c, l3))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
-                self.run((a, l1), (b, l2), (c, l3))
-            }
-            (a, b, c) => bail!(
-                "{}: unsupported dtypes {:?}, {:?} and {:?}, expected all f32 or all f64",
-                self.name(),
-                a.dtype(),
-                b.dtype(),
-                c.dtype()
-            ),
-        }
+        float_storages!(self.name(), (s1 => a, s2 => b, s3 => c), self.run((a, l1), (b, l2), (c, l3)))
     }
 
     fn bwd(

@@ -23,7 +23,6 @@
 
 use super::conv_cpu::contiguous;
 use crate::ops::{conv2d, ConvParams};
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -505,16 +504,7 @@ impl CustomOp2 for DepthwiseOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => self.run(a, l1, b, l2),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => self.run(a, l1, b, l2),
-            (a, b) => bail!(
-                "{}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
-                self.name(),
-                a.dtype(),
-                b.dtype()
-            ),
-        }
+        float_storages!(self.name(), (s1 => a, s2 => b), self.run(a, l1, b, l2))
     }
 }
 

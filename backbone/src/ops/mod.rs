@@ -68,6 +68,29 @@
 //! [`local_response_norm`] is PyTorch's `local_response_norm`, composed of differentiable
 //! candle ops (any device, autograd for free).
 
+/// Matches the CPU storages of an op's arguments, which must all be `f32` or all `f64`: binds
+/// each one's data to a name and evaluates `$body` once per type (a generic call, usually);
+/// any other combination is an error naming the op and the dtypes. `$body` is a `Result`.
+macro_rules! float_storages {
+    ($op:expr, ($($s:ident => $v:ident),+), $body:expr) => {
+        match ($($s,)+) {
+            ($(candle_core::CpuStorage::F32($v),)+) => $body,
+            ($(candle_core::CpuStorage::F64($v),)+) => $body,
+            _ => Err(crate::ops::dtype_err(
+                $op,
+                &[$(candle_core::backend::BackendStorage::dtype($s)),+],
+            )),
+        }
+    };
+}
+
+/// The error of an op given storages of other dtypes than all `f32` or all `f64`.
+fn dtype_err(op: &str, dtypes: &[candle_core::DType]) -> candle_core::Error {
+    candle_core::Error::Msg(format!(
+        "{op}: unsupported dtypes {dtypes:?}, expected all f32 or all f64"
+    ))
+}
+
 mod batch_norm;
 mod bias;
 mod conv;

@@ -1,7 +1,6 @@
 //! 2-d pooling with PyTorch's exact semantics and correct gradients: see the [`ops`](crate::ops)
 //! module docs.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType,
 };
@@ -376,13 +375,6 @@ fn work(outputs: usize, wh: &[Window], ww: &[Window]) -> usize {
     outputs.saturating_mul(kh * kw)
 }
 
-fn storage_dtype_err(op: &str, s: &CpuStorage) -> candle_core::Error {
-    candle_core::Error::Msg(format!(
-        "{op}: unsupported dtype {:?}, expected f32 or f64",
-        s.dtype()
-    ))
-}
-
 /// Max pooling forward: returns `(N, C, OH, OW)`, contiguous.
 ///
 /// Inputs whose rows are contiguous (the usual case) are pooled separably: for each output row,
@@ -709,11 +701,7 @@ impl CustomOp1 for MaxPool2dOp {
                 Shape::from((n, c, op.out.0, op.out.1)),
             ))
         }
-        match s {
-            CpuStorage::F32(v) => run(self, v, l),
-            CpuStorage::F64(v) => run(self, v, l),
-            other => Err(storage_dtype_err(self.name(), other)),
-        }
+        float_storages!(self.name(), (s => v), run(self, v, l))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -763,16 +751,7 @@ impl CustomOp2 for MaxPool2dBackward {
             let out = max_pool_bwd(&x, &g, &wh, &ww);
             Ok((T::to_cpu_storage_owned(out), Shape::from((n, c, h, w))))
         }
-        match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => run(self, x, l1, g, l2),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => run(self, x, l1, g, l2),
-            (x, g) => bail!(
-                "{}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
-                self.name(),
-                x.dtype(),
-                g.dtype()
-            ),
-        }
+        float_storages!(self.name(), (s1 => x, s2 => g), run(self, x, l1, g, l2))
     }
 }
 
@@ -808,11 +787,7 @@ impl CustomOp1 for AvgPool2dOp {
                 Shape::from((n, c, op.out.0, op.out.1)),
             ))
         }
-        match s {
-            CpuStorage::F32(v) => run(self, v, l),
-            CpuStorage::F64(v) => run(self, v, l),
-            other => Err(storage_dtype_err(self.name(), other)),
-        }
+        float_storages!(self.name(), (s => v), run(self, v, l))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -852,11 +827,7 @@ impl CustomOp1 for AvgPool2dBackward {
                 Shape::from((n, c, op.input.0, op.input.1)),
             ))
         }
-        match s {
-            CpuStorage::F32(v) => run(self, v, l),
-            CpuStorage::F64(v) => run(self, v, l),
-            other => Err(storage_dtype_err(self.name(), other)),
-        }
+        float_storages!(self.name(), (s => v), run(self, v, l))
     }
 }
 
@@ -889,11 +860,7 @@ impl CustomOp1 for AdaptiveAvgPool2dOp {
                 Shape::from((n, c, op.out.0, op.out.1)),
             ))
         }
-        match s {
-            CpuStorage::F32(v) => run(self, v, l),
-            CpuStorage::F64(v) => run(self, v, l),
-            other => Err(storage_dtype_err(self.name(), other)),
-        }
+        float_storages!(self.name(), (s => v), run(self, v, l))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -934,11 +901,7 @@ impl CustomOp1 for AdaptiveAvgPool2dBackward {
                 Shape::from((n, c, op.input.0, op.input.1)),
             ))
         }
-        match s {
-            CpuStorage::F32(v) => run(self, v, l),
-            CpuStorage::F64(v) => run(self, v, l),
-            other => Err(storage_dtype_err(self.name(), other)),
-        }
+        float_storages!(self.name(), (s => v), run(self, v, l))
     }
 }
 

@@ -16,7 +16,6 @@
 //! [`PARALLEL_THRESHOLD`] elements. Other devices, dtypes and layouts run
 //! [`relu_reference`], the composite form.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -127,11 +126,10 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(forward(elements(self.name(), v, l)?)),
-            CpuStorage::F64(v) => CpuStorage::F64(forward(elements(self.name(), v, l)?)),
-            other => bail!("{}: unsupported dtype {:?}", self.name(), other.dtype()),
-        };
+        let out = float_storages!(self.name(), (s => v), {
+            let y = forward(elements(self.name(), v, l)?);
+            Ok(WithDType::to_cpu_storage_owned(y))
+        })?;
         Ok((out, l.shape().clone()))
     }
 
@@ -178,16 +176,10 @@ impl CustomOp2 for AddRelu {
                 }
             }))
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(run(self.name(), a, l1, b, l2)?),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(run(self.name(), a, l1, b, l2)?),
-            (a, b) => bail!(
-                "{}: unsupported dtypes {:?} and {:?}",
-                self.name(),
-                a.dtype(),
-                b.dtype()
-            ),
-        };
+        let out = float_storages!(self.name(), (s1 => a, s2 => b), {
+            let y = run(self.name(), a, l1, b, l2)?;
+            Ok(WithDType::to_cpu_storage_owned(y))
+        })?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -241,19 +233,10 @@ impl CustomOp2 for ReluBackward {
             )
         }
         let name = self.name();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(y), CpuStorage::F32(g)) => {
-                CpuStorage::F32(backward(elements(name, y, l1)?, elements(name, g, l2)?))
-            }
-            (CpuStorage::F64(y), CpuStorage::F64(g)) => {
-                CpuStorage::F64(backward(elements(name, y, l1)?, elements(name, g, l2)?))
-            }
-            (y, g) => bail!(
-                "{name}: unsupported dtypes {:?} and {:?}, expected both f32 or both f64",
-                y.dtype(),
-                g.dtype()
-            ),
-        };
+        let out = float_storages!(name, (s1 => y, s2 => g), {
+            let dx = backward(elements(name, y, l1)?, elements(name, g, l2)?);
+            Ok(WithDType::to_cpu_storage_owned(dx))
+        })?;
         Ok((out, l1.shape().clone()))
     }
 }
