@@ -334,13 +334,7 @@ impl Planes {
 /// The storage behind a contiguous layout of `len` elements.
 fn contiguous<'a, T>(op: &str, data: &'a [T], layout: &Layout, len: usize) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
-        Some((start, end)) if end - start == len => match data.get(start..end) {
-            Some(slice) => Ok(slice),
-            None => bail!(
-                "{op}: layout {layout:?} does not fit a buffer of {} elements",
-                data.len()
-            ),
-        },
+        Some((start, end)) if end - start == len => super::contiguous_elements(op, data, layout),
         _ => bail!("{op}: expected a contiguous tensor of {len} elements, got {layout:?}"),
     }
 }

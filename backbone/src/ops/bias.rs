@@ -11,6 +11,7 @@
 //!
 //! Other devices, dtypes and layouts run [`add_channel_bias_reference`], the broadcast add.
 
+use super::contiguous_elements;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -44,19 +45,6 @@ pub fn add_channel_bias(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
 pub fn add_channel_bias_reference(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let c = bias.elem_count();
     xs.broadcast_add(&bias.reshape((1, c, 1, 1))?)
-}
-
-fn slice<'a, T>(op: &str, data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => match data.get(start..end) {
-            Some(s) => Ok(s),
-            None => bail!(
-                "{op}: layout {layout:?} does not fit a buffer of {} elements",
-                data.len()
-            ),
-        },
-        None => bail!("{op}: expected a contiguous tensor, got {layout:?}"),
-    }
 }
 
 /// Plane size and channel count of a `[N, C, H, W]` layout.
@@ -134,7 +122,8 @@ impl CustomOp2 for ChannelBias {
             );
         }
         let out = float_storages!(self.name(), (s1 => x, s2 => b), {
-            let y = forward(slice(self.name(), x, l1)?, slice(self.name(), b, l2)?, plane);
+            let (x, b) = (contiguous_elements(self.name(), x, l1)?, contiguous_elements(self.name(), b, l2)?);
+            let y = forward(x, b, plane);
             Ok(WithDType::to_cpu_storage_owned(y))
         })?;
         Ok((out, l1.shape().clone()))
@@ -183,7 +172,7 @@ impl candle_core::CustomOp1 for ChannelBiasGrad {
             );
         }
         let out = float_storages!(self.name(), (s => v), {
-            let sums = bias_grad(slice(self.name(), v, l)?, plane, c);
+            let sums = bias_grad(contiguous_elements(self.name(), v, l)?, plane, c);
             Ok(WithDType::to_cpu_storage_owned(sums))
         })?;
         Ok((out, Shape::from(c)))

@@ -84,6 +84,25 @@ macro_rules! float_storages {
     };
 }
 
+/// The elements of a CPU buffer behind a contiguous `layout` (an error naming `op` for any
+/// other layout, or one that does not fit the buffer).
+fn contiguous_elements<'a, T>(
+    op: &str,
+    data: &'a [T],
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => match data.get(start..end) {
+            Some(slice) => Ok(slice),
+            None => candle_core::bail!(
+                "{op}: layout {layout:?} does not fit a buffer of {} elements",
+                data.len()
+            ),
+        },
+        None => candle_core::bail!("{op}: expected a contiguous tensor, got {layout:?}"),
+    }
+}
+
 /// The error of an op given storages of other dtypes than all `f32` or all `f64`.
 fn dtype_err(op: &str, dtypes: &[candle_core::DType]) -> candle_core::Error {
     candle_core::Error::Msg(format!(

@@ -16,6 +16,7 @@
 //! [`PARALLEL_THRESHOLD`] elements. Other devices, dtypes and layouts run
 //! [`relu_reference`], the composite form.
 
+use super::contiguous_elements;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -52,20 +53,6 @@ pub fn relu_reference(xs: &Tensor) -> Result<Tensor> {
 /// Whether the kernels apply: a contiguous CPU tensor in `f32` / `f64`.
 fn native(xs: &Tensor) -> bool {
     xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) && xs.is_contiguous()
-}
-
-/// The elements of a contiguous layout.
-fn elements<'a, T>(op: &str, data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => match data.get(start..end) {
-            Some(slice) => Ok(slice),
-            None => bail!(
-                "{op}: layout {layout:?} does not fit a buffer of {} elements",
-                data.len()
-            ),
-        },
-        None => bail!("{op}: expected a contiguous tensor, got {layout:?}"),
-    }
 }
 
 /// `out[i] = f(a[i], b[i])` (`b` as long as `a`, or empty and then ignored) in chunks, on the
@@ -127,7 +114,7 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = float_storages!(self.name(), (s => v), {
-            let y = forward(elements(self.name(), v, l)?);
+            let y = forward(contiguous_elements(self.name(), v, l)?);
             Ok(WithDType::to_cpu_storage_owned(y))
         })?;
         Ok((out, l.shape().clone()))
@@ -166,7 +153,7 @@ impl CustomOp2 for AddRelu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         fn run<T: WithDType>(op: &str, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<Vec<T>> {
-            let (a, b) = (elements(op, a, la)?, elements(op, b, lb)?);
+            let (a, b) = (contiguous_elements(op, a, la)?, contiguous_elements(op, b, lb)?);
             if a.len() != b.len() {
                 bail!("{op}: {} and {} elements", a.len(), b.len())
             }
@@ -234,7 +221,8 @@ impl CustomOp2 for ReluBackward {
         }
         let name = self.name();
         let out = float_storages!(name, (s1 => y, s2 => g), {
-            let dx = backward(elements(name, y, l1)?, elements(name, g, l2)?);
+            let (y, g) = (contiguous_elements(name, y, l1)?, contiguous_elements(name, g, l2)?);
+            let dx = backward(y, g);
             Ok(WithDType::to_cpu_storage_owned(dx))
         })?;
         Ok((out, l1.shape().clone()))
