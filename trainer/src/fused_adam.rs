@@ -6,7 +6,8 @@
 //! The arithmetic is PyTorch's `_single_tensor_adam`, element by element, in the parameter's
 //! dtype (f32 or f64).
 
-use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor, WithDType};
+use crate::fused::{run_inplace, Elem, InplacePass};
+use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 /// Elements per parallel chunk.
@@ -81,16 +82,8 @@ struct Pass {
     kind: Kind,
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let all = T::cpu_storage_as_slice(s)?;
-    Ok(&all[..l.shape().elem_count()])
-}
-
-impl Pass {
-    fn run<T>(&self, dst: &mut [T], a: &[T], b: &[T])
-    where
-        T: WithDType + num_traits::Float + Send + Sync,
-    {
+impl InplacePass for Pass {
+    fn run<T: Elem>(&self, dst: &mut [T], a: &[T], b: &[T]) {
         let s = self.s;
         let c = |v: f64| T::from(v).unwrap_or_else(T::zero);
         let (beta2, wd) = (c(s.beta2), c(s.weight_decay));
@@ -152,12 +145,6 @@ impl InplaceOp3 for Pass {
         b: &CpuStorage,
         l_b: &Layout,
     ) -> Result<()> {
-        let n = l_dst.shape().elem_count();
-        match dst {
-            CpuStorage::F32(d) => self.run::<f32>(&mut d[..n], slice(a, l_a)?, slice(b, l_b)?),
-            CpuStorage::F64(d) => self.run::<f64>(&mut d[..n], slice(a, l_a)?, slice(b, l_b)?),
-            _ => candle_core::bail!("fused-adam: only f32 and f64 parameters"),
-        }
-        Ok(())
+        run_inplace(self, self.name(), (dst, l_dst), &[(a, l_a), (b, l_b)])
     }
 }

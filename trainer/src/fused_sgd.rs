@@ -10,6 +10,7 @@
 //! The arithmetic is PyTorch's `_single_tensor_sgd`, element by element, in the parameter's
 //! dtype (f32 or f64).
 
+use crate::fused::{run_inplace, Elem, InplacePass};
 use candle_core::{CpuStorage, CustomOp1, DType, InplaceOp2, InplaceOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -64,11 +65,6 @@ pub(crate) fn sum_sq(t: &Tensor) -> candle_core::Result<f64> {
     }
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let all = T::cpu_storage_as_slice(s)?;
-    Ok(&all[..l.shape().elem_count()])
-}
-
 /// `T` from an f64 hyper-parameter.
 fn c<T: num_traits::Float>(v: f64) -> T {
     T::from(v).unwrap_or_else(T::zero)
@@ -88,8 +84,8 @@ struct Plain {
     s: SgdStep,
 }
 
-impl Plain {
-    fn run<T: WithDType + num_traits::Float + Send + Sync>(&self, dst: &mut [T], grad: &[T]) {
+impl InplacePass for Plain {
+    fn run<T: Elem>(&self, dst: &mut [T], grad: &[T], _: &[T]) {
         let (lr, wd, decay) = (
             c::<T>(self.s.lr),
             c::<T>(self.s.weight_decay),
@@ -120,13 +116,7 @@ impl InplaceOp2 for Plain {
         g: &CpuStorage,
         l_g: &Layout,
     ) -> candle_core::Result<()> {
-        let n = l_dst.shape().elem_count();
-        match dst {
-            CpuStorage::F32(d) => self.run::<f32>(&mut d[..n], slice(g, l_g)?),
-            CpuStorage::F64(d) => self.run::<f64>(&mut d[..n], slice(g, l_g)?),
-            _ => candle_core::bail!("fused-sgd: only f32 and f64 parameters"),
-        }
-        Ok(())
+        run_inplace(self, self.name(), (dst, l_dst), &[(g, l_g)])
     }
 }
 
@@ -136,8 +126,8 @@ struct Buffer {
     first: bool,
 }
 
-impl Buffer {
-    fn run<T: WithDType + num_traits::Float + Send + Sync>(&self, dst: &mut [T], grad: &[T], param: &[T]) {
+impl InplacePass for Buffer {
+    fn run<T: Elem>(&self, dst: &mut [T], grad: &[T], param: &[T]) {
         let (wd, decay) = (c::<T>(self.s.weight_decay), self.s.weight_decay != 0.0);
         let (momentum, one_m_damp) = (c::<T>(self.s.momentum), c::<T>(1.0 - self.s.dampening));
         let first = self.first;
@@ -173,13 +163,7 @@ impl InplaceOp3 for Buffer {
         p: &CpuStorage,
         l_p: &Layout,
     ) -> candle_core::Result<()> {
-        let n = l_dst.shape().elem_count();
-        match dst {
-            CpuStorage::F32(d) => self.run::<f32>(&mut d[..n], slice(g, l_g)?, slice(p, l_p)?),
-            CpuStorage::F64(d) => self.run::<f64>(&mut d[..n], slice(g, l_g)?, slice(p, l_p)?),
-            _ => candle_core::bail!("fused-sgd: only f32 and f64 parameters"),
-        }
-        Ok(())
+        run_inplace(self, self.name(), (dst, l_dst), &[(g, l_g), (p, l_p)])
     }
 }
 
@@ -188,11 +172,8 @@ struct Update {
     s: SgdStep,
 }
 
-impl Update {
-    fn run<T>(&self, dst: &mut [T], grad: &[T], buf: &[T])
-    where
-        T: WithDType + num_traits::Float + std::ops::SubAssign + Send + Sync,
-    {
+impl InplacePass for Update {
+    fn run<T: Elem>(&self, dst: &mut [T], grad: &[T], buf: &[T]) {
         let (wd, decay) = (c::<T>(self.s.weight_decay), self.s.weight_decay != 0.0);
         let (lr, momentum, nesterov) = (c::<T>(self.s.lr), c::<T>(self.s.momentum), self.s.nesterov);
         dst.par_chunks_mut(CHUNK)
@@ -227,13 +208,7 @@ impl InplaceOp3 for Update {
         b: &CpuStorage,
         l_b: &Layout,
     ) -> candle_core::Result<()> {
-        let n = l_dst.shape().elem_count();
-        match dst {
-            CpuStorage::F32(d) => self.run::<f32>(&mut d[..n], slice(g, l_g)?, slice(b, l_b)?),
-            CpuStorage::F64(d) => self.run::<f64>(&mut d[..n], slice(g, l_g)?, slice(b, l_b)?),
-            _ => candle_core::bail!("fused-sgd: only f32 and f64 parameters"),
-        }
-        Ok(())
+        run_inplace(self, self.name(), (dst, l_dst), &[(g, l_g), (b, l_b)])
     }
 }
 

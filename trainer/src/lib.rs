@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod finetune;
 pub mod fit;
+mod fused;
 mod fused_adam;
 mod fused_sgd;
 pub mod hub;
