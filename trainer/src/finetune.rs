@@ -518,32 +518,22 @@ pub fn finetune(
                         .schedule
                         .lr_at(config.lr, step, total_steps, steps_per_epoch);
                     optimizer.set_learning_rate(lr);
-                    if frozen {
-                        let logits = forward_frozen(model, &batch.images, true)?;
-                        train_step(
-                            &logits,
-                            &[],
-                            &batch.labels,
-                            config,
-                            optimizer.as_mut(),
-                            &vars,
-                            &mut sums,
-                            t0,
-                        )?;
+                    let (logits, aux) = if frozen {
+                        (forward_frozen(model, &batch.images, true)?, Vec::new())
                     } else {
                         let out = model.forward_aux(&batch.images, true)?;
-                        let (logits, aux) = (out.logits, out.aux_logits);
-                        train_step(
-                            &logits,
-                            &aux,
-                            &batch.labels,
-                            config,
-                            optimizer.as_mut(),
-                            &vars,
-                            &mut sums,
-                            t0,
-                        )?;
-                    }
+                        (out.logits, out.aux_logits)
+                    };
+                    train_step(
+                        &logits,
+                        &aux,
+                        &batch.labels,
+                        config,
+                        optimizer.as_mut(),
+                        &vars,
+                        &mut sums,
+                        t0,
+                    )?;
                     step += 1;
                     bar.inc(1);
                     bar.set_message(sums.message());
