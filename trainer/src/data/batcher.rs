@@ -228,12 +228,7 @@ impl<'a> Batcher<'a> {
 
     /// Number of batches of each epoch: `ceil(len / batch_size)`, or `floor` with `drop_last`.
     pub fn num_batches(&self) -> usize {
-        let (n, b) = (self.dataset.len(), self.config.batch_size);
-        if self.config.drop_last {
-            n / b
-        } else {
-            n.div_ceil(b)
-        }
+        super::num_batches(self.dataset.len(), self.config.batch_size, self.config.drop_last)
     }
 
     /// Number of images each epoch yields (all of them unless `drop_last` drops a partial batch).

@@ -179,12 +179,7 @@ impl DataLoader {
     /// Number of batches of each epoch: `ceil(len / batch_size)`, or `floor` with `drop_last`
     /// (an epoch yields fewer when every sample of a batch is skipped).
     pub fn num_batches(&self) -> usize {
-        let (n, b) = (self.dataset.len(), self.config.batch_size);
-        if self.config.drop_last {
-            n / b
-        } else {
-            n.div_ceil(b)
-        }
+        super::num_batches(self.dataset.len(), self.config.batch_size, self.config.drop_last)
     }
 
     /// The order in which epoch `epoch` visits the dataset (all indices, including those of a

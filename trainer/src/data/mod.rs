@@ -25,3 +25,13 @@ pub use mnist::{
 pub use transforms::{
     Interpolation, Pipeline, ResizeTo, Transform, CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD,
 };
+
+/// Batches in an epoch of `len` samples: `ceil(len / batch_size)`, or `floor` with
+/// `drop_last` (the last, partial batch left out).
+pub(crate) fn num_batches(len: usize, batch_size: usize, drop_last: bool) -> usize {
+    if drop_last {
+        len / batch_size
+    } else {
+        len.div_ceil(batch_size)
+    }
+}
