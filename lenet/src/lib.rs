@@ -27,7 +27,7 @@
 //! head is `fc3`.
 
 use backbone::layers::{
-    Activation, AvgPool2d, Conv2d, Conv2dConfig, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
+    Activation, AvgPool2d, Conv2d, Conv2dConfig, ConvBlock, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::{check_input, Backbone, InputSpec, Result};
 use candle_core::Tensor;
@@ -105,9 +105,9 @@ impl Default for LeNetConfig {
 pub struct LeNet {
     config: LeNetConfig,
     name: &'static str,
-    conv1: Conv2d,
+    conv1: ConvBlock,
     pool1: Box<dyn Layer>,
-    conv2: Conv2d,
+    conv2: ConvBlock,
     pool2: Box<dyn Layer>,
     fc1: Linear,
     fc2: Linear,
@@ -126,6 +126,8 @@ impl LeNet {
                 Pooling::Max => Box::new(MaxPool2d::new(cfg)?.named(name)),
             })
         };
+        // Each convolution with its activation: one op for a ReLU (`ConvBlock` without norm).
+        let conv_act = |conv| ConvBlock::new(conv, None, Some(config.activation));
         let name = match (config.activation, config.pooling) {
             (Activation::Tanh, _) => "lenet5_tanh",
             (_, Pooling::Max) => "lenet5_max",
@@ -134,9 +136,12 @@ impl LeNet {
         Ok(Self {
             config: *config,
             name,
-            conv1: Conv2d::new(Conv2dConfig::new(config.in_channels, 6, 5), vb.pp("conv1"))?,
+            conv1: conv_act(Conv2d::new(
+                Conv2dConfig::new(config.in_channels, 6, 5),
+                vb.pp("conv1"),
+            )?),
             pool1: pool("pool1")?,
-            conv2: Conv2d::new(Conv2dConfig::new(6, 16, 5), vb.pp("conv2"))?,
+            conv2: conv_act(Conv2d::new(Conv2dConfig::new(6, 16, 5), vb.pp("conv2"))?),
             pool2: pool("pool2")?,
             fc1: Linear::new(16 * 5 * 5, 120, vb.pp("fc1"))?,
             fc2: Linear::new(120, FEATURES, vb.pp("fc2"))?,
@@ -167,14 +172,9 @@ impl Backbone for LeNet {
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         check_input(self.name, &self.input_spec(), xs)?;
         let act = self.config.activation;
-        // A ReLU runs inside the convolution's op (`Conv2d::forward_relu`).
-        let conv_act = |conv: &Conv2d, xs: &Tensor| match act {
-            Activation::Relu => conv.forward_relu(xs, train),
-            _ => act.forward_t(&conv.forward_t(xs, train)?, train),
-        };
-        let xs = conv_act(&self.conv1, xs)?;
+        let xs = self.conv1.forward_t(xs, train)?;
         let xs = self.pool1.forward_t(&xs, train)?;
-        let xs = conv_act(&self.conv2, &xs)?;
+        let xs = self.conv2.forward_t(&xs, train)?;
         let xs = self.pool2.forward_t(&xs, train)?;
         let xs = Flatten::new().forward_t(&xs, train)?;
         let xs = act.forward_t(&self.fc1.forward_t(&xs, train)?, train)?;
