@@ -71,7 +71,6 @@ pub fn build_stack(
     let mut layers = Sequential::new();
     let mut geometry = Vec::new();
     let mut channels = in_channels;
-    let mut fused_relu = false;
     for (i, step) in steps.iter().enumerate() {
         let key = format!("{}.{i}", vb.prefix());
         match *step {
@@ -86,8 +85,7 @@ pub fn build_stack(
                     .padding(padding);
                 let conv = Conv2d::new(cfg, vb.pp(i.to_string()))?;
                 // A convolution followed by a ReLU runs as one block (one fused op).
-                fused_relu = steps.get(i + 1) == Some(&Step::Relu);
-                match fused_relu {
+                match steps.get(i + 1) == Some(&Step::Relu) {
                     true => layers.push(ConvBlock::new(conv, None, Some(Activation::Relu))),
                     false => layers.push(conv),
                 }
@@ -98,7 +96,8 @@ pub fn build_stack(
                 });
                 channels = out;
             }
-            Step::Relu if fused_relu => fused_relu = false,
+            // Already in the convolution's block.
+            Step::Relu if i > 0 && matches!(steps[i - 1], Step::Conv { .. }) => {}
             Step::Relu => layers.push(Activation::Relu),
             Step::Lrn => layers.push(LocalResponseNorm::new(5, 1e-4, 0.75, 2.0)?.named(key)),
             Step::MaxPool => {
