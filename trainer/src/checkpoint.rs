@@ -140,7 +140,12 @@ pub fn save_varmap(path: &Path, varmap: &VarMap) -> Result<()> {
 /// no tensor or one of another shape; tensors with no variable are ignored. Nothing is changed
 /// unless every variable can be set.
 pub fn load_varmap(path: &Path, varmap: &VarMap) -> Result<()> {
-    let mut loaded = load_checkpoint(path, &Device::Cpu)?;
+    apply_to_varmap(path, load_checkpoint(path, &Device::Cpu)?, varmap)
+}
+
+/// Sets every variable of `varmap` to the tensor of the same name in `loaded` (read from the
+/// checkpoint `path`, named in errors), as [`load_varmap`] does.
+pub fn apply_to_varmap(path: &Path, mut loaded: HashMap<String, Tensor>, varmap: &VarMap) -> Result<()> {
     let data = varmap.data().lock().map_err(|_| poisoned())?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();

@@ -58,6 +58,33 @@ pub enum Error {
         problem: String,
     },
 
+    /// A run folder that cannot be used as asked: it holds another run (and `overwrite` was not
+    /// given), another process is writing to it, there is nothing to resume, the run to resume
+    /// has other settings or has already finished.
+    #[error("run folder {}: {problem}", dir.display())]
+    Run {
+        /// The run folder (`--out`).
+        dir: PathBuf,
+        /// What is wrong and how to go on.
+        problem: String,
+    },
+
+    /// Training stopped because the loss became non-finite or exploded.
+    #[error("training diverged at epoch {epoch}, step {step}: {problem}; {}", match last_good {
+        Some(path) => format!("the last good checkpoint is {}", path.display()),
+        None => "no checkpoint was written by this run".to_string(),
+    })]
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based optimizer step over the whole run.
+        step: usize,
+        /// What was seen: `the loss is NaN`, `loss 3.9e35 exceeds 1000 x the first epoch's 2.31`.
+        problem: String,
+        /// The newest checkpoint left in the run folder, untouched.
+        last_good: Option<PathBuf>,
+    },
+
     /// A plot could not be drawn or encoded (writing it gives [`Error::Io`]).
     #[error("plot {}: {problem}", path.display())]
     Plot {
@@ -105,6 +132,14 @@ impl Error {
     pub fn pretrained(location: impl Into<String>, problem: impl Into<String>) -> Self {
         Error::Pretrained {
             location: location.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// An [`Error::Run`] about the run folder `dir`.
+    pub fn run(dir: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Error::Run {
+            dir: dir.as_ref().to_path_buf(),
             problem: problem.into(),
         }
     }

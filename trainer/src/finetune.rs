@@ -7,15 +7,14 @@
 //! every epoch: [`FinetuneConfig::feature_cache`] computes them once and trains the head on
 //! the cache (linear probing), which skips the backbone's forward pass after the first epoch.
 
-use crate::checkpoint::{save_checkpoint, save_varmap};
-use crate::data::{Batch, DataLoader, Dataset, LoaderConfig, OnCorrupt, Pipeline};
-use crate::fit::{
-    checkpoint_path, latest_epoch, optimizer_path, progress_bar, prune_checkpoints, resume, OptimizerKind,
-};
+use crate::checkpoint::save_varmap;
+use crate::data::{Batch, DataLoader, Dataset, LastBatch, LoaderConfig, OnCorrupt, Pipeline};
+use crate::fit::{check_training_data, progress_bar, OptimizerKind};
 use crate::loss::cross_entropy_smoothed;
-use crate::metrics::{EpochMetrics, EvalMetrics, MetricsAccumulator, RunMetrics};
+use crate::metrics::{EpochMetrics, EvalMetrics, MetricsAccumulator};
 use crate::optim::{clip_grad_norm, param_groups, Optimizer, ParamGroup};
 use crate::pretrained::{backbone_vars, forward_frozen, head_vars};
+use crate::run::{fingerprint, LossGuard, RunDir, RunOptions, RunSettings};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 use backbone::Backbone;
@@ -68,8 +67,11 @@ pub struct FinetuneConfig {
     pub keep_checkpoints: usize,
     /// Progress bar and a line per epoch on stderr.
     pub verbose: bool,
-    /// Continue from the latest checkpoint in `out_dir`.
-    pub resume: bool,
+    /// How the run folder `out_dir` is used: resume the run in it, overwrite it, accept
+    /// changed settings (see [`RunDir`]).
+    pub run: RunOptions,
+    /// The last, partial training batch of an epoch (evaluation keeps every image).
+    pub last_batch: LastBatch,
 }
 
 impl Default for FinetuneConfig {
@@ -94,7 +96,8 @@ impl Default for FinetuneConfig {
             out_dir: PathBuf::from("runs/finetune"),
             keep_checkpoints: 2,
             verbose: true,
-            resume: false,
+            run: RunOptions::default(),
+            last_batch: LastBatch::Auto,
         }
     }
 }
@@ -314,6 +317,7 @@ fn train_step(
     vars: &[Var],
     sums: &mut EpochSums,
     started: Instant,
+    check_loss: &mut dyn FnMut(f64) -> Result<()>,
 ) -> Result<()> {
     let main = cross_entropy_smoothed(logits, labels, config.label_smoothing)?;
     let mut total = main.clone();
@@ -323,17 +327,14 @@ fn train_step(
                 + (cross_entropy_smoothed(aux, labels, config.label_smoothing)? * config.aux_weight)?)?;
         }
     }
+    // Checked before the step is applied: a diverged loss never reaches the weights.
+    check_loss(total.to_scalar::<f32>()? as f64)?;
     let mut grads = total.backward()?;
     if let Some(max) = config.clip_grad_norm {
         clip_grad_norm(&mut grads, vars, max)?;
     }
     optimizer.step(&grads)?;
     let value = main.to_scalar::<f32>()? as f64;
-    if !value.is_finite() {
-        return Err(Error::config(format!(
-            "the loss diverged (loss {value}); lower the learning rate"
-        )));
-    }
     let n = labels.dim(0)?;
     sums.loss += value * n as f64;
     sums.correct += crate::loss::accuracy_count(logits, labels)?;
@@ -407,13 +408,34 @@ pub fn finetune(
             model.num_classes()
         )));
     }
+    let mut labels = Vec::with_capacity(train.len());
+    for i in 0..train.len() {
+        labels.push(train.label(i)?);
+    }
+    let mut classes = labels.clone();
+    classes.sort_unstable();
+    classes.dedup();
+    check_training_data(train.len(), &classes, config.batch_size, "the training images")?;
+    if val.is_empty() {
+        return Err(Error::config("the validation set has no image"));
+    }
+    let run = RunDir::open(
+        &config.out_dir,
+        "finetune",
+        run_settings(model, &*train, &labels, &*val, &train_transform, config),
+        config.epochs,
+        config.run,
+        config.verbose,
+    )?;
     let run_start = Instant::now();
     let cacheable = config.feature_cache && !train_transform.is_random();
+    let drop_train_last = config.last_batch.drop_last(train.len(), config.batch_size);
     let loader_config = |shuffle: bool| LoaderConfig {
         batch_size: config.batch_size,
         shuffle,
         seed: config.seed,
-        drop_last: false,
+        // Only the training batches (shuffled) may drop their remainder.
+        drop_last: shuffle && drop_train_last,
         workers: config.workers,
         prefetch: 2,
         on_corrupt: config.on_corrupt,
@@ -421,22 +443,26 @@ pub fn finetune(
     let train_loader = DataLoader::new(train.clone(), train_transform, loader_config(true))?;
     let val_loader = DataLoader::new(val.clone(), eval_transform, loader_config(false))?;
     let steps_per_epoch = train_loader.num_batches();
-    let total_steps = config.epochs * steps_per_epoch;
+    let total_steps = config.epochs.checked_mul(steps_per_epoch).ok_or_else(|| {
+        Error::config(format!(
+            "{} epochs of {steps_per_epoch} steps are too many",
+            config.epochs
+        ))
+    })?;
 
-    let mut first_epoch = 1;
-    let mut frozen = config.frozen_at(1);
-    let mut optimizer = phase_optimizer(model, varmap, config, frozen)?;
-    if config.resume {
-        if let Some(epoch) = latest_epoch(&config.out_dir) {
-            // The optimizer of the phase the checkpoint was saved in, whose state holds exactly
-            // its parameters; at the unfreezing epoch the loop below then starts the next phase's
-            // optimizer afresh, as an uninterrupted run does.
-            frozen = config.frozen_at(epoch);
-            optimizer = phase_optimizer(model, varmap, config, frozen)?;
-        }
-        first_epoch = resume(&config.out_dir, varmap, optimizer.as_mut(), config.verbose)?;
-    }
-    let mut history = read_history(&config.out_dir, first_epoch)?;
+    // The optimizer of the phase the checkpoint was saved in, whose state holds exactly its
+    // parameters; at the unfreezing epoch the loop below then starts the next phase's
+    // optimizer afresh, as an uninterrupted run does.
+    let (done, mut optimizer) = match run.restore(varmap, |epoch| {
+        phase_optimizer(model, varmap, config, config.frozen_at(epoch))
+    })? {
+        Some(restored) => restored,
+        None => (0, phase_optimizer(model, varmap, config, config.frozen_at(1))?),
+    };
+    let first_epoch = done + 1;
+    let mut frozen = config.frozen_at(done.max(1));
+    let mut history = run.history(done);
+    let mut guard = LossGuard::new(&history);
     let (mut train_cache, mut val_cache): (Option<FeatureCache>, Option<FeatureCache>) = (None, None);
     let mut cache_seconds = 0.0;
     let mut skipped: Vec<(String, String)> = Vec::new();
@@ -504,6 +530,7 @@ pub fn finetune(
                         &vars,
                         &mut sums,
                         t0,
+                        &mut |loss| guard.check(loss, epoch, step + 1, &run),
                     )?;
                     step += 1;
                     bar.inc(1);
@@ -533,6 +560,7 @@ pub fn finetune(
                         &vars,
                         &mut sums,
                         t0,
+                        &mut |loss| guard.check(loss, epoch, step + 1, &run),
                     )?;
                     step += 1;
                     bar.inc(1);
@@ -547,10 +575,14 @@ pub fn finetune(
             )));
         }
         let eval = evaluate_loader(model, &val_loader, val_cache.as_ref(), config.batch_size, device)?;
-        save_checkpoint(&optimizer_path(&config.out_dir, epoch), &optimizer.state()?)?;
-        let checkpoint = checkpoint_path(&config.out_dir, epoch);
-        save_varmap(&checkpoint, varmap)?;
-        prune_checkpoints(&config.out_dir, epoch, config.keep_checkpoints);
+        if !eval.loss.is_finite() {
+            return Err(Error::Diverged {
+                epoch,
+                step,
+                problem: format!("the validation loss is {}; lower the learning rate", eval.loss),
+                last_good: run.latest_checkpoint(),
+            });
+        }
         let row = EpochMetrics {
             epoch,
             train_loss: sums.loss / sums.seen as f64,
@@ -561,7 +593,10 @@ pub fn finetune(
             lr,
             seconds: epoch_start.elapsed().as_secs_f64(),
             images_per_sec: sums.seen as f64 / sums.train_seconds.max(1e-9),
+            train_aux_loss: f64::NAN,
         };
+        run.save_epoch(&row, varmap, optimizer.as_ref(), config.keep_checkpoints)?;
+        guard.end_epoch(&row);
         if config.verbose {
             eprintln!(
                 "epoch {:>3} ({mode}) train loss {:.4} top-1 {:.2}%  val loss {:.4} top-1 {:.2}% top-5 {:.2}%  lr {:.2e}  {:.0} img/s  {:.1}s",
@@ -578,10 +613,10 @@ pub fn finetune(
         }
         history.push(row);
         ran.push(row);
-        write_run_files(&config.out_dir, &history, None, &train.class_names())?;
+        run.write_metrics(&history, None, &train.class_names(), "fine-tuning")?;
     }
     let final_eval = evaluate_loader(model, &val_loader, None, config.batch_size, device)?;
-    write_run_files(&config.out_dir, &history, Some(&final_eval), &train.class_names())?;
+    run.write_metrics(&history, Some(&final_eval), &train.class_names(), "fine-tuning")?;
     skipped.extend(train_loader.skipped());
     skipped.extend(val_loader.skipped());
     let mut seen = std::collections::HashSet::new();
@@ -595,39 +630,50 @@ pub fn finetune(
     })
 }
 
-/// Earlier epochs' rows from `metrics.json` when resuming (so curves cover the whole run).
-fn read_history(dir: &Path, first_epoch: usize) -> Result<Vec<EpochMetrics>> {
-    if first_epoch == 1 {
-        return Ok(Vec::new());
-    }
-    let path = dir.join("metrics.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(Vec::new());
-    };
-    let run: RunMetrics = serde_json::from_str(&text)
-        .map_err(|e| Error::dataset(&path, format!("not a metrics file of this program: {e}")))?;
-    Ok(run.epochs.into_iter().filter(|e| e.epoch < first_epoch).collect())
-}
-
-fn write_run_files(
-    dir: &Path,
-    history: &[EpochMetrics],
-    final_eval: Option<&EvalMetrics>,
-    class_names: &[String],
-) -> Result<()> {
-    let run = RunMetrics {
-        epochs: history.to_vec(),
-        final_eval: final_eval.cloned(),
-        class_names: class_names.to_vec(),
-        extra: serde_json::Value::Null,
-    };
-    crate::metrics::write_metrics_json(&dir.join("metrics.json"), &run)?;
-    crate::metrics::write_metrics_csv(&dir.join("metrics.csv"), history)?;
-    crate::plot::plot_curves(&dir.join("curves.png"), history, "fine-tuning")?;
-    if let Some(eval) = final_eval {
-        crate::plot::plot_confusion(&dir.join("confusion.png"), &eval.confusion, class_names)?;
-    }
-    Ok(())
+/// The settings of a fine-tuning run that define it, for [`RunDir`]'s resume check.
+fn run_settings(
+    model: &dyn Backbone,
+    train: &dyn Dataset,
+    train_labels: &[usize],
+    val: &dyn Dataset,
+    train_transform: &Pipeline,
+    config: &FinetuneConfig,
+) -> RunSettings {
+    let labels: Vec<u8> = train_labels
+        .iter()
+        .flat_map(|&l| (l as u64).to_le_bytes())
+        .collect();
+    let names = train.class_names().join("\n");
+    [
+        ("model", model.name().to_string()),
+        ("classes", train.class_names().join(", ")),
+        (
+            "train data",
+            format!(
+                "{} images, fingerprint {}",
+                train.len(),
+                fingerprint(&[&labels, names.as_bytes()])
+            ),
+        ),
+        ("validation data", format!("{} images", val.len())),
+        ("train transform", format!("{train_transform:?}")),
+        ("batch size", config.batch_size.to_string()),
+        ("lr", config.lr.to_string()),
+        ("weight decay", config.weight_decay.to_string()),
+        ("optimizer", format!("{:?}", config.optimizer)),
+        ("schedule", format!("{:?}", config.schedule)),
+        ("label smoothing", config.label_smoothing.to_string()),
+        ("clip grad norm", format!("{:?}", config.clip_grad_norm)),
+        ("freeze backbone", config.freeze_backbone.to_string()),
+        ("unfreeze after", format!("{:?}", config.unfreeze_after)),
+        ("backbone lr scale", config.backbone_lr_scale.to_string()),
+        ("aux weight", config.aux_weight.to_string()),
+        ("seed", config.seed.to_string()),
+        ("last batch", format!("{:?}", config.last_batch)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Writes the model as `dir/model.safetensors` (every variable, state-dict names) and

@@ -2,12 +2,14 @@
 //! backward, optimizer step, a progress bar, per-epoch test accuracy and a checkpoint per
 //! epoch written atomically.
 
-use crate::checkpoint::{load_checkpoint, load_varmap, save_checkpoint, save_varmap};
-use crate::data::{Batcher, BatcherConfig, ImageDataset, Preprocess, RandomAffine};
+use crate::data::{Batcher, BatcherConfig, ImageDataset, LastBatch, Preprocess, RandomAffine};
 use crate::loss::{accuracy_count, cross_entropy};
+use crate::metrics::EpochMetrics;
 use crate::optim::{
     param_groups, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup, Sgd, SgdConfig,
 };
+pub use crate::run::{checkpoint_path, latest_epoch, optimizer_path};
+use crate::run::{fingerprint, LossGuard, RunDir, RunOptions, RunSettings};
 pub use crate::schedule::Schedule;
 use crate::{Error, Result};
 use backbone::Backbone;
@@ -15,7 +17,7 @@ use candle_core::Device;
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Which optimizer [`fit`] uses.
@@ -101,9 +103,11 @@ pub struct FitConfig {
     pub keep_checkpoints: usize,
     /// Whether to draw a progress bar and print a line per epoch (on stderr).
     pub verbose: bool,
-    /// Continue from the latest `epoch-NNN.safetensors` (and its optimizer state) found in
-    /// `out_dir`, as if the run had never stopped; a fresh start when there is none.
-    pub resume: bool,
+    /// How the run folder `out_dir` is used: resume the run in it (as if it had never
+    /// stopped), overwrite it, accept changed settings (see [`RunDir`]).
+    pub run: RunOptions,
+    /// The last, partial batch of an epoch.
+    pub last_batch: LastBatch,
 }
 
 impl Default for FitConfig {
@@ -122,7 +126,8 @@ impl Default for FitConfig {
             out_dir: PathBuf::from("runs"),
             keep_checkpoints: 3,
             verbose: true,
-            resume: false,
+            run: RunOptions::default(),
+            last_batch: LastBatch::Auto,
         }
     }
 }
@@ -233,9 +238,73 @@ pub(crate) fn progress_bar(len: usize, verbose: bool) -> ProgressBar {
     bar
 }
 
+/// The settings of a training run that define it, for [`RunDir`]'s resume check.
+fn run_settings(
+    model: &dyn Backbone,
+    train: &ImageDataset,
+    test: &ImageDataset,
+    config: &FitConfig,
+) -> RunSettings {
+    let data = |d: &ImageDataset| {
+        format!(
+            "{} images of {}x{}, {} classes, fingerprint {}",
+            d.len(),
+            d.rows,
+            d.cols,
+            d.num_classes,
+            fingerprint(&[&d.images, &d.labels])
+        )
+    };
+    [
+        ("model", model.name().to_string()),
+        ("classes", model.num_classes().to_string()),
+        ("train data", data(train)),
+        ("test data", data(test)),
+        ("batch size", config.batch_size.to_string()),
+        ("lr", config.lr.to_string()),
+        ("weight decay", config.weight_decay.to_string()),
+        ("optimizer", format!("{:?}", config.optimizer)),
+        ("schedule", format!("{:?}", config.schedule)),
+        ("seed", config.seed.to_string()),
+        ("aux weight", config.aux_weight.to_string()),
+        ("preprocess", format!("{:?}", config.preprocess)),
+        ("augment", format!("{:?}", config.augment)),
+        ("last batch", format!("{:?}", config.last_batch)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Refuses data a classifier cannot be trained on: no image, a single class, fewer images than
+/// one batch.
+pub(crate) fn check_training_data(
+    len: usize,
+    classes: &[usize],
+    batch_size: usize,
+    what: &str,
+) -> Result<()> {
+    if len == 0 {
+        return Err(Error::config(format!("{what}: no training image")));
+    }
+    if classes.len() < 2 {
+        return Err(Error::config(format!(
+            "{what}: every training image has the same label ({}): a classifier needs at least two classes",
+            classes.first().map_or(String::from("none"), |c| c.to_string())
+        )));
+    }
+    if len < batch_size {
+        return Err(Error::config(format!(
+            "{what}: {len} training images, fewer than one batch of {batch_size}; lower the batch size"
+        )));
+    }
+    Ok(())
+}
+
 /// Trains `model`, whose trainable variables live in `varmap`, on `train`, evaluating on
-/// `test` after every epoch and writing `epoch-NNN.safetensors` (every variable of
-/// `varmap`, state-dict names) to `config.out_dir`.
+/// `test` after every epoch. `config.out_dir` is a run folder ([`RunDir`]): per epoch a
+/// checkpoint (`epoch-NNN.safetensors`, every variable of `varmap`, state-dict names), the
+/// optimizer state and a metrics record; `metrics.csv`, `metrics.json` and `curves.png`.
 pub fn fit(
     model: &dyn Backbone,
     varmap: &VarMap,
@@ -247,52 +316,75 @@ pub fn fit(
     if config.epochs == 0 || config.batch_size == 0 {
         return Err(Error::config("epochs and batch size must be positive"));
     }
-    if config.lr.is_nan() || config.lr <= 0.0 || config.weight_decay < 0.0 || config.aux_weight < 0.0 {
+    let finite_at_least = |x: f64, min: f64| x.is_finite() && x >= min;
+    if !(finite_at_least(config.lr, f64::MIN_POSITIVE)
+        && finite_at_least(config.weight_decay, 0.0)
+        && finite_at_least(config.aux_weight, 0.0))
+    {
         return Err(Error::config(format!(
-            "need lr > 0, weight decay >= 0 and aux weight >= 0 (lr {}, weight decay {}, aux weight {})",
+            "need a finite lr > 0, weight decay >= 0 and aux weight >= 0 (lr {}, weight decay {}, aux weight {})",
             config.lr, config.weight_decay, config.aux_weight
         )));
     }
     config.schedule.validate()?;
-    let groups = param_groups(backbone::init::trainable_vars(varmap), config.weight_decay);
-    let mut optimizer = config.optimizer.build(groups, config.lr, config.weight_decay)?;
+    let mut classes: Vec<usize> = train.labels.iter().map(|&l| l as usize).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    check_training_data(train.len(), &classes, config.batch_size, "the training set")?;
+    if test.is_empty() {
+        return Err(Error::config("the test set has no image"));
+    }
+    let build_optimizer = || {
+        let groups = param_groups(backbone::init::trainable_vars(varmap), config.weight_decay);
+        config.optimizer.build(groups, config.lr, config.weight_decay)
+    };
     let batcher_config = BatcherConfig::new(config.batch_size)
         .with_seed(config.seed)
         .with_preprocess(config.preprocess)
-        .with_augment(config.augment);
+        .with_augment(config.augment)
+        .with_drop_last(config.last_batch.drop_last(train.len(), config.batch_size));
     let batcher = Batcher::new(train, batcher_config, device)?;
-    let total_steps = config.epochs * batcher.num_batches();
-    let run_start = Instant::now();
-    let mut reports: Vec<EpochReport> = Vec::with_capacity(config.epochs);
-    let first_epoch = if config.resume {
-        resume(&config.out_dir, varmap, optimizer.as_mut(), config.verbose)?
-    } else {
-        1
+    let steps_per_epoch = batcher.num_batches();
+    let total_steps = config.epochs.checked_mul(steps_per_epoch).ok_or_else(|| {
+        Error::config(format!(
+            "{} epochs of {steps_per_epoch} steps are too many",
+            config.epochs
+        ))
+    })?;
+    let run = RunDir::open(
+        &config.out_dir,
+        "train",
+        run_settings(model, train, test, config),
+        config.epochs,
+        config.run,
+        config.verbose,
+    )?;
+    let (done, mut optimizer) = match run.restore(varmap, |_| build_optimizer())? {
+        Some(restored) => restored,
+        None => (0, build_optimizer()?),
     };
-    if first_epoch == 1 {
-        // A fresh run starts a fresh log (a resumed one appends to its own).
-        let log = config.out_dir.join("log.csv");
-        if log.exists() {
-            std::fs::remove_file(&log).map_err(|e| Error::io(&log, e))?;
-        }
-    }
-    let mut step = (first_epoch - 1) * batcher.num_batches();
-    for epoch in first_epoch..=config.epochs {
+    let mut history = run.history(done);
+    let mut guard = LossGuard::new(&history);
+    let run_start = Instant::now();
+    let mut reports: Vec<EpochReport> = Vec::new();
+    let mut step = done * steps_per_epoch;
+    for epoch in done + 1..=config.epochs {
         // Stochastic layers draw from a generator seeded per epoch, so a resumed run
         // continues exactly as an uninterrupted one.
         backbone::init::seed(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let epoch_start = Instant::now();
-        let bar = progress_bar(batcher.num_batches(), config.verbose);
+        let bar = progress_bar(steps_per_epoch, config.verbose);
         bar.set_prefix(format!("epoch {epoch}/{}", config.epochs));
         let (mut loss_sum, mut aux_sum, mut correct, mut seen) = (0.0, 0.0, 0usize, 0usize);
         let mut has_aux = false;
         let mut train_time = 0.0;
+        let mut lr = config.lr;
         for batch in batcher.epoch(epoch - 1) {
             let (images, labels) = batch?;
             let t0 = Instant::now();
-            let lr = config
+            lr = config
                 .schedule
-                .lr_at(config.lr, step, total_steps, batcher.num_batches());
+                .lr_at(config.lr, step, total_steps, steps_per_epoch);
             optimizer.set_learning_rate(lr);
             let out = model.forward_aux(&images, true)?;
             let main = cross_entropy(&out.logits, &labels)?;
@@ -306,17 +398,13 @@ pub fn fit(
                     total = (total + (aux_loss * config.aux_weight)?)?;
                 }
             }
+            step += 1;
+            // Checked before the step is applied: a diverged loss never reaches the weights.
+            guard.check(total.to_scalar::<f32>()? as f64, epoch, step, &run)?;
             optimizer.backward_step(&total)?;
             train_time += t0.elapsed().as_secs_f64();
-            step += 1;
             let n = labels.dim(0)?;
-            let main_value = main.to_scalar::<f32>()? as f64;
-            if !main_value.is_finite() {
-                return Err(Error::config(format!(
-                    "the loss diverged at epoch {epoch}, step {step} (loss {main_value}); lower the learning rate"
-                )));
-            }
-            loss_sum += main_value * n as f64;
+            loss_sum += main.to_scalar::<f32>()? as f64 * n as f64;
             aux_sum += aux_value * n as f64;
             correct += accuracy_count(&out.logits, &labels)?;
             seen += n;
@@ -334,160 +422,52 @@ pub fn fit(
         }
         bar.finish_and_clear();
         let (test_loss, test_accuracy) = evaluate(model, test, config.preprocess, 500, device)?;
-        let checkpoint = checkpoint_path(&config.out_dir, epoch);
-        // The optimizer state first: a checkpoint whose state is missing is not resumed from.
-        save_checkpoint(&optimizer_path(&config.out_dir, epoch), &optimizer.state()?)?;
-        save_varmap(&checkpoint, varmap)?;
-        prune_checkpoints(&config.out_dir, epoch, config.keep_checkpoints);
-        let report = EpochReport {
+        if !test_loss.is_finite() {
+            return Err(Error::Diverged {
+                epoch,
+                step,
+                problem: format!("the test loss is {test_loss}; lower the learning rate"),
+                last_good: run.latest_checkpoint(),
+            });
+        }
+        let row = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
-            train_aux_loss: has_aux.then(|| aux_sum / seen.max(1) as f64),
-            train_accuracy: correct as f64 / seen.max(1) as f64,
+            train_top1: correct as f64 / seen.max(1) as f64,
+            val_loss: test_loss,
+            val_top1: test_accuracy,
+            val_top5: f64::NAN,
+            lr,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            images_per_sec: seen as f64 / train_time.max(1e-9),
+            train_aux_loss: if has_aux {
+                aux_sum / seen.max(1) as f64
+            } else {
+                f64::NAN
+            },
+        };
+        let checkpoint = run.save_epoch(&row, varmap, optimizer.as_ref(), config.keep_checkpoints)?;
+        guard.end_epoch(&row);
+        history.push(row);
+        run.write_metrics(&history, None, &[], "training")?;
+        let report = EpochReport {
+            epoch,
+            train_loss: row.train_loss,
+            train_aux_loss: has_aux.then_some(row.train_aux_loss),
+            train_accuracy: row.train_top1,
             test_loss,
             test_accuracy,
-            images_per_sec: seen as f64 / train_time.max(1e-9),
-            seconds: epoch_start.elapsed().as_secs_f64(),
+            images_per_sec: row.images_per_sec,
+            seconds: row.seconds,
             checkpoint,
         };
         if config.verbose {
             eprintln!("{report}");
         }
-        append_log(&config.out_dir, &report)?;
-        plot_log(&config.out_dir)?;
         reports.push(report);
     }
     Ok(FitReport {
         epochs: reports,
         seconds: run_start.elapsed().as_secs_f64(),
     })
-}
-
-/// `dir/epoch-NNN.safetensors`.
-pub fn checkpoint_path(dir: &Path, epoch: usize) -> PathBuf {
-    dir.join(format!("epoch-{epoch:03}.safetensors"))
-}
-
-/// `dir/epoch-NNN.optimizer.safetensors`: the optimizer state saved with a checkpoint.
-pub fn optimizer_path(dir: &Path, epoch: usize) -> PathBuf {
-    dir.join(format!("epoch-{epoch:03}.optimizer.safetensors"))
-}
-
-/// The latest epoch of `dir` with both a checkpoint and an optimizer state.
-pub fn latest_epoch(dir: &Path) -> Option<usize> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("epoch-")?
-                .strip_suffix(".safetensors")?
-                .parse::<usize>()
-                .ok()
-        })
-        .filter(|&epoch| optimizer_path(dir, epoch).is_file())
-        .max()
-}
-
-/// Loads the latest checkpoint and optimizer state of `dir`; returns the epoch to start at.
-pub(crate) fn resume(
-    dir: &Path,
-    varmap: &VarMap,
-    optimizer: &mut dyn Optimizer,
-    verbose: bool,
-) -> Result<usize> {
-    let Some(epoch) = latest_epoch(dir) else {
-        if verbose {
-            eprintln!("nothing to resume in {}: starting from scratch", dir.display());
-        }
-        return Ok(1);
-    };
-    let checkpoint = checkpoint_path(dir, epoch);
-    load_varmap(&checkpoint, varmap)?;
-    let state_path = optimizer_path(dir, epoch);
-    let state = load_checkpoint(&state_path, &Device::Cpu)?;
-    optimizer
-        .load_state(&state)
-        .map_err(|e| Error::checkpoint(&state_path, format!("cannot restore the optimizer: {e}")))?;
-    if verbose {
-        eprintln!("resuming after epoch {epoch} from {}", checkpoint.display());
-    }
-    Ok(epoch + 1)
-}
-
-/// Appends one line per epoch to `dir/log.csv` (with a header when the file is new).
-fn append_log(dir: &Path, r: &EpochReport) -> Result<()> {
-    use std::io::Write;
-    let path = dir.join("log.csv");
-    let new = !path.exists();
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    let mut line = String::new();
-    if new {
-        line.push_str(
-            "epoch,train_loss,train_aux_loss,train_accuracy,test_loss,test_accuracy,images_per_sec,seconds\n",
-        );
-    }
-    let aux = r.train_aux_loss.map(|a| a.to_string()).unwrap_or_default();
-    line.push_str(&format!(
-        "{},{},{aux},{},{},{},{:.1},{:.2}\n",
-        r.epoch, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.images_per_sec, r.seconds
-    ));
-    file.write_all(line.as_bytes()).map_err(|e| Error::io(&path, e))
-}
-
-/// Draws `dir/curves.png` (loss and accuracy per epoch) from the rows of `dir/log.csv`, the
-/// epochs of earlier resumed runs included. The test split plays the validation set's part;
-/// top-5 and the learning rate are not logged by this loop and are left out.
-fn plot_log(dir: &Path) -> Result<()> {
-    let path = dir.join("log.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let mut rows: Vec<crate::metrics::EpochMetrics> = Vec::new();
-    for line in text.lines().skip(1) {
-        let cells: Vec<&str> = line.split(',').collect();
-        let num = |i: usize| {
-            cells
-                .get(i)
-                .and_then(|c| c.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        };
-        let Some(epoch) = cells.first().and_then(|c| c.parse::<usize>().ok()) else {
-            continue;
-        };
-        rows.retain(|r| r.epoch != epoch);
-        rows.push(crate::metrics::EpochMetrics {
-            epoch,
-            train_loss: num(1),
-            train_top1: num(3),
-            val_loss: num(4),
-            val_top1: num(5),
-            val_top5: f64::NAN,
-            lr: f64::NAN,
-            images_per_sec: num(6),
-            seconds: num(7),
-        });
-    }
-    if rows.is_empty() {
-        return Ok(());
-    }
-    crate::plot::plot_curves(&dir.join("curves.png"), &rows, "training")
-}
-
-/// Removes epoch checkpoints (and their optimizer states) older than the `keep` latest (best
-/// effort: a file that cannot be removed is left in place).
-pub(crate) fn prune_checkpoints(dir: &Path, epoch: usize, keep: usize) {
-    if keep == 0 || epoch <= keep {
-        return;
-    }
-    for old in [
-        checkpoint_path(dir, epoch - keep),
-        optimizer_path(dir, epoch - keep),
-    ] {
-        if old.exists() {
-            let _ = std::fs::remove_file(old);
-        }
-    }
 }

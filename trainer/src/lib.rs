@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod pretrained;
+pub mod run;
 pub mod schedule;
 pub mod sgd;
 

@@ -496,6 +496,14 @@ pub struct EpochMetrics {
     /// Training throughput, images per second.
     #[serde(deserialize_with = "f64_or_nan")]
     pub images_per_sec: f64,
+    /// Mean auxiliary-classifier loss (the mean over the auxiliary heads; NaN for a model
+    /// without them).
+    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+    pub train_aux_loss: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Everything a run reports: the epochs, the final evaluation, the class names and free-form
@@ -516,7 +524,7 @@ pub struct RunMetrics {
 
 /// The header of [`write_metrics_csv`]'s files.
 pub const METRICS_CSV_HEADER: &str =
-    "epoch,train_loss,train_top1,val_loss,val_top1,val_top5,lr,seconds,images_per_sec";
+    "epoch,train_loss,train_top1,val_loss,val_top1,val_top5,lr,seconds,images_per_sec,train_aux_loss";
 
 /// Writes `run` to `path` as pretty-printed JSON, atomically (a temporary file in the same
 /// directory renamed over `path`), creating the parent directories. Non-finite numbers are
@@ -543,7 +551,7 @@ pub fn write_metrics_csv(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
     for e in epochs {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             e.epoch,
             field(e.train_loss),
             field(e.train_top1),
@@ -552,7 +560,8 @@ pub fn write_metrics_csv(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
             field(e.val_top5),
             field(e.lr),
             field(e.seconds),
-            field(e.images_per_sec)
+            field(e.images_per_sec),
+            field(e.train_aux_loss)
         );
     }
     write_atomic(path, out.as_bytes())

@@ -70,6 +70,13 @@ fn resnet(seed: u64) -> (ResNet, SeededVarMap) {
     (model, vars)
 }
 
+/// Runs that reuse a folder on purpose.
+const OVERWRITE: trainer::run::RunOptions = trainer::run::RunOptions {
+    resume: false,
+    overwrite: true,
+    allow_changes: false,
+};
+
 fn config(out: &Path, epochs: usize) -> FinetuneConfig {
     FinetuneConfig {
         epochs,
@@ -349,7 +356,10 @@ fn resumes_exactly(base: FinetuneConfig, flip: bool, k: usize, literal: bool, wh
         let (model, vars) = lenet(8);
         let config = FinetuneConfig {
             epochs,
-            resume,
+            run: trainer::run::RunOptions {
+                resume,
+                ..Default::default()
+            },
             out_dir: out.to_path_buf(),
             ..base.clone()
         };
@@ -663,6 +673,7 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
         let config = FinetuneConfig {
             feature_cache: cache,
             on_corrupt,
+            run: OVERWRITE,
             ..config(&out, 1)
         };
         let err = error(&model, varmap, data(&broken, &val, 32, false), config);
@@ -671,6 +682,7 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
     // Every validation image unreadable.
     let config = FinetuneConfig {
         feature_cache: false,
+        run: OVERWRITE,
         ..config(&out, 1)
     };
     let err = finetune(
@@ -683,4 +695,35 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
     .expect_err("no validation image")
     .to_string();
     assert!(err.contains("evaluation on no image"), "{err}");
+}
+
+/// 33 images in batches of 16 leave a last batch of one image, on which batch norm cannot
+/// train: by default it is dropped (as timm does), and `LastBatch::Keep` gets batch norm's
+/// error naming the layer.
+#[test]
+fn a_single_image_last_batch_is_dropped_when_batch_norm_trains() {
+    use trainer::data::LastBatch;
+    let (train, val) = digits(33, 16);
+    let run = |last_batch| {
+        let (model, vars) = resnet(2);
+        let out = tempfile::tempdir().unwrap();
+        let config = FinetuneConfig {
+            batch_size: 16,
+            lr: 1e-3,
+            freeze_backbone: false,
+            last_batch,
+            ..config(out.path(), 1)
+        };
+        finetune(
+            &model,
+            vars.varmap(),
+            data(&train, &val, 16, false),
+            &config,
+            &Device::Cpu,
+        )
+    };
+    let report = run(LastBatch::Auto).unwrap();
+    assert_eq!(report.epochs.len(), 1);
+    let err = run(LastBatch::Keep).unwrap_err().to_string();
+    assert!(err.contains("more than one value per channel"), "{err}");
 }

@@ -48,10 +48,10 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
     assert!(last.test_accuracy > 0.6, "test accuracy {}", last.test_accuracy);
     assert!(last.images_per_sec > 0.0);
 
-    // The curves of the run are drawn from log.csv.
+    // The curves of the run are drawn from the metrics (one CSV line per epoch).
     let png = std::fs::read(dir.path().join("curves.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let log = std::fs::read_to_string(dir.path().join("log.csv")).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
     assert_eq!(log.lines().count(), 4, "{log}");
 
     // Only the two latest checkpoints are kept; the last one holds the trained variables.
@@ -115,6 +115,11 @@ fn augmentation_reaches_the_training_batches_only() {
             augment,
             out_dir: dir.path().to_path_buf(),
             verbose: false,
+            // The same folder, run after run.
+            run: trainer::run::RunOptions {
+                overwrite: true,
+                ..Default::default()
+            },
             ..FitConfig::default()
         };
         let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();
@@ -144,7 +149,10 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
         out_dir: out.to_path_buf(),
         keep_checkpoints: 0,
         verbose: false,
-        resume,
+        run: trainer::run::RunOptions {
+            resume,
+            ..Default::default()
+        },
         augment: Some(trainer::data::RandomAffine::mnist()),
         ..FitConfig::default()
     };
@@ -164,7 +172,7 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
     let full = tempfile::tempdir().unwrap();
     let uninterrupted = train_in(full.path(), false);
     assert_eq!(latest_epoch(full.path()), Some(3));
-    assert!(full.path().join("log.csv").is_file());
+    assert!(full.path().join("metrics.csv").is_file());
 
     // A run that "crashed" after epoch 2: only its first two epochs' files exist.
     let crashed = tempfile::tempdir().unwrap();
@@ -335,6 +343,11 @@ fn auxiliary_losses_are_reported_and_trained() {
             aux_weight,
             out_dir: dir.path().to_path_buf(),
             verbose: false,
+            // The same folder, run after run.
+            run: trainer::run::RunOptions {
+                overwrite: true,
+                ..Default::default()
+            },
             ..FitConfig::default()
         };
         let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();

@@ -242,6 +242,7 @@ fn epochs() -> Vec<EpochMetrics> {
                 lr: 1e-3 / f,
                 seconds: 1.5,
                 images_per_sec: 1234.5,
+                train_aux_loss: f64::NAN,
             }
         })
         .collect()

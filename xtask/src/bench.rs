@@ -77,23 +77,24 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Mode::Infer)]
     mode: Mode,
     /// Batch sizes, comma separated (e.g. 1,16,64).
-    #[arg(long, value_delimiter = ',', default_value = "16")]
+    #[arg(long, value_delimiter = ',', default_value = "16", value_parser = crate::args::usize_in(1, crate::args::MAX_BATCH))]
     batch_size: Vec<usize>,
     /// Image height and width (default: each model's usual size: 224 for ImageNet models,
     /// 32 for LeNet-5, 299 for Inception-v3).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::usize_in(1, crate::args::MAX_SIDE as u64))]
     img_size: Option<usize>,
     /// Untimed steps before measuring.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::args::usize_in(0, 100_000))]
     warmup: usize,
     /// Timed steps (at least).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::args::usize_in(1, 100_000))]
     iters: usize,
     /// Keep timing until this many seconds have passed too.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::args::non_negative)]
     min_time: f64,
-    /// CPU threads (candle's and, with --compare torch, PyTorch's). Default: physical cores.
-    #[arg(long)]
+    /// CPU threads (candle's and, with --compare torch, PyTorch's). Default: physical cores;
+    /// at most 4 per core.
+    #[arg(long, value_parser = crate::args::usize_in(1, 1 << 20))]
     threads: Option<usize>,
     /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
     #[arg(long, default_value = "cpu")]
@@ -250,6 +251,7 @@ fn measure(
         .iter()
         .map(|(_, v)| v.elem_count())
         .sum();
+    crate::args::check_memory(model.as_ref(), batch, (img, img), mode != Mode::Infer)?;
     let macs = backbone::summarize(model.as_ref(), &[1, channels, img, img], device)
         .with_context(|| format!("{} at {img}x{img}", entry.name))?
         .total_macs();

@@ -2,6 +2,7 @@
 //! Face hub id) into a model with a new head, trained on an image folder; top-5 predictions of
 //! a model on image files.
 
+use crate::args::{self, RunArgs};
 use crate::models::{self, ModelEntry};
 use crate::{parse_device, parse_size};
 use anyhow::{bail, Context, Result};
@@ -81,7 +82,7 @@ pub struct FinetuneArgs {
     #[arg(long)]
     val: Option<PathBuf>,
     /// Fraction of the training images held out for validation when --val is not given.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = args::unit_open)]
     val_fraction: f64,
     /// Dataset format.
     #[arg(long, value_enum, default_value_t = DataFormat::Auto)]
@@ -90,49 +91,49 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     freeze_backbone: bool,
     /// Unfreeze the backbone after this many epochs.
-    #[arg(long)]
+    #[arg(long, value_parser = args::usize_in(0, args::MAX_EPOCHS))]
     unfreeze_after: Option<usize>,
     /// The backbone's learning rate relative to --lr once unfrozen.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = args::positive)]
     backbone_lr_scale: f64,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
     epochs: usize,
     /// Images per optimizer step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch_size: usize,
     /// Learning rate of the head.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = args::positive)]
     lr: f64,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = FtOptimizer::Adamw)]
     optimizer: FtOptimizer,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = args::unit_half_open)]
     momentum: f64,
     /// SGD with Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
     /// Weight decay (never on biases and normalisation weights).
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, value_parser = args::non_negative)]
     weight_decay: f64,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = FtSchedule::Cosine)]
     schedule: FtSchedule,
     /// Linear warmup over this many epochs.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = args::usize_in(0, args::MAX_EPOCHS))]
     warmup_epochs: usize,
     /// Step schedule: epochs between decays.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
     step_epochs: usize,
     /// Step schedule: decay factor.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = args::unit_closed)]
     gamma: f64,
     /// Label smoothing of the cross-entropy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::unit_half_open)]
     label_smoothing: f64,
     /// Clip the gradients' total L2 norm.
-    #[arg(long)]
+    #[arg(long, value_parser = args::positive)]
     clip_grad: Option<f64>,
     /// Training augmentation.
     #[arg(long, value_enum, default_value_t = FtAugment::Auto)]
@@ -145,8 +146,8 @@ pub struct FinetuneArgs {
     /// Stop at the first unreadable image instead of skipping it.
     #[arg(long)]
     fail_on_corrupt: bool,
-    /// Threads decoding images ahead of the training step.
-    #[arg(long, default_value_t = 2)]
+    /// Threads decoding images ahead of the training step (0: on the training thread).
+    #[arg(long, default_value_t = 2, value_parser = args::usize_in(0, 256))]
     workers: usize,
     /// Never touch the network: hub weights must be in the local Hugging Face cache (also
     /// HF_HUB_OFFLINE=1).
@@ -163,9 +164,8 @@ pub struct FinetuneArgs {
     /// model.safetensors + config.json at the end.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run saved in --out after its latest epoch.
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    run: RunArgs,
     /// No progress bar, no per-epoch lines.
     #[arg(long)]
     quiet: bool,
@@ -186,10 +186,10 @@ pub struct PredictArgs {
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// How many classes to print per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = args::usize_in(1, 1_000_000))]
     top_k: usize,
     /// Number of classes of the head (default: config.json's, else 1000).
-    #[arg(long)]
+    #[arg(long, value_parser = args::usize_in(1, 1_000_000))]
     num_classes: Option<usize>,
     #[command(flatten)]
     preprocess: PreprocessArgs,
@@ -243,7 +243,7 @@ pub struct PreprocessArgs {
     std: Option<Vec<f32>>,
     /// Center-crop fraction: images are resized to size / crop_pct, then cropped (default:
     /// config.json's crop_pct).
-    #[arg(long)]
+    #[arg(long, value_parser = args::unit_closed)]
     crop_pct: Option<f64>,
     /// Resize interpolation: bilinear, bicubic or nearest (default: config.json's).
     #[arg(long)]
@@ -355,6 +355,12 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     )?;
     println!("{report}");
 
+    args::check_memory(
+        model.as_ref(),
+        args.batch_size,
+        size,
+        args.unfreeze_after.is_some() || !args.freeze_backbone,
+    )?;
     let (mean, std) = (pretrained.mean.clone(), pretrained.std.clone());
     let interpolation = pretrained.interpolation;
     let eval_transform = Pipeline::eval(size, pretrained.crop_pct, interpolation, &mean, &std)?;
@@ -413,7 +419,8 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(format!("finetune-{}", entry.name))),
         verbose: !args.quiet,
-        resume: args.resume,
+        run: args.run.options(),
+        last_batch: args.run.last_batch(),
         ..FinetuneConfig::default()
     };
     println!(
@@ -518,6 +525,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
             )
         })?;
     let size = args.preprocess.apply(&mut config)?;
+    args::check_memory(model.as_ref(), 1, size, false)?;
     let transform = Pipeline::eval(
         size,
         config.crop_pct,
@@ -557,5 +565,12 @@ fn predict_one(model: &dyn Backbone, transform: &Pipeline, path: &Path, device: 
     let xs = Tensor::from_vec(image.data, (1, image.channels, image.height, image.width), device)?;
     let logits = backbone::inference_mode(|| model.forward_t(&xs, false))?;
     let row = logits.squeeze(0)?.to_vec1::<f32>()?;
+    if let Some(i) = row.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{} gave a non-finite logit ({} for class {i}): the weights hold NaN or infinite values, or overflow on this input",
+            model.name(),
+            row[i]
+        );
+    }
     Ok(trainer::metrics::softmax(&row))
 }

@@ -6,6 +6,7 @@
 //!   pretrained weights on an image folder; `cargo xtask predict` prints top-5 classes;
 //! - `cargo xtask models` lists every model name.
 
+mod args;
 mod bench;
 mod finetune;
 mod models;
@@ -19,6 +20,8 @@ use trainer::data::{Mnist, Preprocess, RandomAffine};
 use trainer::fit::{fit, FitConfig, OptimizerKind, Schedule};
 
 mod runtime;
+
+pub(crate) use args::parse_size;
 
 #[derive(Parser)]
 #[command(
@@ -82,13 +85,13 @@ struct TrainArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
     epochs: usize,
     /// Images per optimizer step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch_size: usize,
     /// Initial learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = args::positive)]
     lr: f64,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
@@ -100,7 +103,7 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value_t = AugmentArg::Affine)]
     augment: AugmentArg,
     /// Weight decay (L2 for adam, decoupled for adamw).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::non_negative)]
     weight_decay: f64,
     /// Seed of the weight initialisation, the shuffling and dropout: the same seed gives the same run.
     #[arg(long, default_value_t = 42)]
@@ -109,23 +112,21 @@ struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// How many of the latest per-epoch checkpoints to keep (0 keeps all).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = args::usize_in(0, args::MAX_EPOCHS))]
     keep_checkpoints: usize,
     /// No progress bar, no per-epoch lines (the final summary is still printed).
     #[arg(long)]
     quiet: bool,
     /// Train on the first N training images only (and test on the first N/4 test images, at
     /// least 100): a quick run of a heavy model.
-    #[arg(long)]
+    #[arg(long, value_parser = args::usize_in(1, u32::MAX as u64))]
     limit: Option<usize>,
     /// Input height and width (e.g. 64 or 64x64). Default: the model's fixed size, else 32x32,
     /// else the smallest size the model accepts. Digits are padded by 2, then resized.
     #[arg(long)]
     img_size: Option<String>,
-    /// Continue the run saved in --out after its latest epoch (checkpoint and optimizer state),
-    /// as if it had never stopped.
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    run: args::RunArgs,
     /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -139,11 +140,11 @@ struct SummaryArgs {
     #[arg(long)]
     input_size: Option<String>,
     /// Batch size of the summarised forward pass.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch: usize,
     /// Number of classes of the head (default: the reference configuration's, 1000 for
     /// ImageNet models, 10 for LeNet).
-    #[arg(long)]
+    #[arg(long, value_parser = args::usize_in(1, 1_000_000))]
     classes: Option<usize>,
 }
 
@@ -153,7 +154,7 @@ struct SummaryArgs {
 /// `threads` (from `--threads`) wins over the environment.
 fn pin_thread_count(threads: Option<usize>) {
     if let Some(n) = threads {
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+        std::env::set_var("RAYON_NUM_THREADS", args::cap_threads(n).to_string());
         std::env::remove_var("CANDLE_NUM_THREADS");
     } else if std::env::var_os("RAYON_NUM_THREADS").is_none()
         && std::env::var_os("CANDLE_NUM_THREADS").is_none()
@@ -219,21 +220,6 @@ fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
-fn parse_size(s: &str) -> Result<(usize, usize)> {
-    let parse = |v: &str| {
-        v.trim()
-            .parse::<usize>()
-            .with_context(|| format!("bad image size `{s}`"))
-    };
-    match s.split_once(['x', 'X']) {
-        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
-        None => {
-            let n = parse(s)?;
-            Ok((n, n))
-        }
-    }
-}
-
 fn summary(args: SummaryArgs) -> Result<()> {
     let entry = models::find(&args.model)?;
     let device = Device::Cpu;
@@ -247,6 +233,7 @@ fn summary(args: SummaryArgs) -> Result<()> {
         Some(s) => parse_size(s)?,
         None => spec.default_size,
     };
+    args::check_memory(model.as_ref(), args.batch, (h, w), false)?;
     let table = backbone::summarize(model.as_ref(), &[args.batch, spec.channels, h, w], &device)?;
     print!("{table}");
     let params: usize = backbone::init::trainable_vars(vars.varmap())
@@ -294,6 +281,7 @@ fn train(args: TrainArgs) -> Result<()> {
             spec.describe()
         );
     }
+    args::check_memory(model.as_ref(), args.batch_size, size, true)?;
     // Pad by 2 as LeNet-5's paper does, then resize if the model wants another size.
     let pad = 2;
     let resize = (size != (h + 2 * pad, w + 2 * pad)).then_some(size);
@@ -331,7 +319,8 @@ fn train(args: TrainArgs) -> Result<()> {
         out_dir: out,
         keep_checkpoints: args.keep_checkpoints,
         verbose: !args.quiet,
-        resume: args.resume,
+        run: args.run.options(),
+        last_batch: args.run.last_batch(),
         ..FitConfig::default()
     };
     let params: usize = backbone::init::trainable_vars(vars.varmap())

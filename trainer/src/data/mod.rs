@@ -35,3 +35,27 @@ pub(crate) fn num_batches(len: usize, batch_size: usize, drop_last: bool) -> usi
         len.div_ceil(batch_size)
     }
 }
+
+/// What a training loop does with the last batch of an epoch when the data does not fill it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LastBatch {
+    /// Keep it, unless it would hold a single sample (batch norm cannot train on one: timm
+    /// drops training batches' remainders for the same reason).
+    #[default]
+    Auto,
+    /// Always keep it.
+    Keep,
+    /// Always drop it.
+    Drop,
+}
+
+impl LastBatch {
+    /// Whether an epoch of `len` samples in batches of `batch_size` drops its last batch.
+    pub fn drop_last(self, len: usize, batch_size: usize) -> bool {
+        match self {
+            LastBatch::Auto => batch_size > 1 && len > 1 && len % batch_size == 1,
+            LastBatch::Keep => false,
+            LastBatch::Drop => true,
+        }
+    }
+}

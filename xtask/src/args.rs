@@ -1,0 +1,220 @@
+//! Arguments shared by the commands: value parsers that check ranges when the command line is
+//! parsed (clap reports the flag and the accepted range), the run-folder flags of `train` and
+//! `finetune`, image sizes, thread counts and the memory check of a forward pass.
+
+use anyhow::{bail, Context, Result};
+use backbone::Backbone;
+use clap::builder::RangedU64ValueParser;
+use clap::ValueEnum;
+use trainer::data::LastBatch;
+use trainer::run::RunOptions;
+
+/// The largest epoch count a run may ask for.
+pub const MAX_EPOCHS: u64 = 1_000_000;
+/// The largest batch.
+pub const MAX_BATCH: u64 = 1 << 20;
+/// The largest image side.
+pub const MAX_SIDE: usize = 16_384;
+
+/// A `usize` in `min..=max`.
+pub fn usize_in(min: u64, max: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(min..=max)
+}
+
+fn float(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("`{s}` is not a finite number"));
+    }
+    Ok(v)
+}
+
+/// A finite number > 0.
+pub fn positive(s: &str) -> Result<f64, String> {
+    let v = float(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not > 0"))
+    }
+}
+
+/// A finite number >= 0.
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    let v = float(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not >= 0"))
+    }
+}
+
+/// A number in `[0, 1)`.
+pub fn unit_half_open(s: &str) -> Result<f64, String> {
+    let v = float(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in [0, 1)"))
+    }
+}
+
+/// A number in `(0, 1)`.
+pub fn unit_open(s: &str) -> Result<f64, String> {
+    let v = float(s)?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 1)"))
+    }
+}
+
+/// A number in `(0, 1]`.
+pub fn unit_closed(s: &str) -> Result<f64, String> {
+    let v = float(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 1]"))
+    }
+}
+
+/// `H` or `HxW`, each side in `1..=MAX_SIDE`.
+pub fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parse = |v: &str| -> Result<usize> {
+        let n = v
+            .trim()
+            .parse::<usize>()
+            .with_context(|| format!("bad image size `{s}`: expected H or HxW"))?;
+        if n == 0 || n > MAX_SIDE {
+            bail!("bad image size `{s}`: each side must be in 1..={MAX_SIDE}");
+        }
+        Ok(n)
+    };
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
+        None => {
+            let n = parse(s)?;
+            Ok((n, n))
+        }
+    }
+}
+
+/// What to do with an epoch's last, partial training batch.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LastBatchArg {
+    /// Keep it unless it holds a single image (batch norm cannot train on one).
+    Auto,
+    /// Always keep it.
+    Keep,
+    /// Always drop it.
+    Drop,
+}
+
+/// The run-folder flags of `train` and `finetune`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Continue the run saved in --out after its latest complete epoch (checkpoint and
+    /// optimizer state), as if it had never stopped. Refused when the settings differ (see
+    /// --allow-changes).
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Start a new run in an --out that holds another run: its files are removed first.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// With --resume: continue with settings (model, data, hyper-parameters) that differ from
+    /// the saved run's; each change is printed.
+    #[arg(long, requires = "resume")]
+    pub allow_changes: bool,
+    /// The last, partial training batch of each epoch.
+    #[arg(long, value_enum, default_value_t = LastBatchArg::Auto)]
+    pub last_batch: LastBatchArg,
+}
+
+impl RunArgs {
+    /// The trainer's options.
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            resume: self.resume,
+            overwrite: self.overwrite,
+            allow_changes: self.allow_changes,
+        }
+    }
+
+    /// The trainer's policy.
+    pub fn last_batch(&self) -> LastBatch {
+        match self.last_batch {
+            LastBatchArg::Auto => LastBatch::Auto,
+            LastBatchArg::Keep => LastBatch::Keep,
+            LastBatchArg::Drop => LastBatch::Drop,
+        }
+    }
+}
+
+/// `requested` threads, capped at 4 per core of this machine (more only makes the threads
+/// wait for each other), with a note when capped.
+pub fn cap_threads(requested: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = 4 * cores;
+    if requested > max {
+        eprintln!("note: --threads {requested} capped to {max} (4 x the {cores} cores of this machine)");
+        max
+    } else {
+        requested.max(1)
+    }
+}
+
+/// Bytes of memory this machine has available (`MemAvailable` of /proc/meminfo), if known.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn gigabytes(bytes: f64) -> String {
+    if bytes >= 1e12 {
+        format!("{:.1} TB", bytes / 1e12)
+    } else {
+        format!("{:.1} GB", bytes / 1e9)
+    }
+}
+
+/// Refuses a forward pass of `model` on `[batch, C, h, w]` images whose activations would not
+/// fit in this machine's memory, before anything is allocated. The estimate scales the
+/// activation memory of a summarised pass at a small size by the number of pixels (and by 3
+/// when training: activations kept for the backward pass, their gradients and the step).
+pub fn check_memory(model: &dyn Backbone, batch: usize, size: (usize, usize), training: bool) -> Result<()> {
+    let spec = model.input_spec();
+    let probe = spec
+        .fixed_size
+        .unwrap_or((spec.min_size.0.max(64), spec.min_size.1.max(64)));
+    let pixels = |s: (usize, usize)| s.0 as f64 * s.1 as f64;
+    if pixels(size) <= pixels(probe) && batch <= 64 {
+        return Ok(());
+    }
+    let summary = backbone::summarize(
+        model,
+        &[1, spec.channels, probe.0, probe.1],
+        &candle_core::Device::Cpu,
+    )
+    .with_context(|| format!("estimating the memory of {}", model.name()))?;
+    let per_image = 4.0 * summary.total_memory() as f64 * pixels(size) / pixels(probe);
+    let input = 4.0 * spec.channels as f64 * pixels(size);
+    let need = batch as f64 * (per_image + input) * if training { 3.0 } else { 1.0 };
+    if let Some(available) = available_memory() {
+        if need > available as f64 {
+            bail!(
+                "{} on a batch of {batch} images of {}x{} would need about {} of memory for its \
+                 activations{}, and this machine has {} available; use a smaller image size or batch",
+                model.name(),
+                size.0,
+                size.1,
+                gigabytes(need),
+                if training { " and their gradients" } else { "" },
+                gigabytes(available as f64)
+            );
+        }
+    }
+    Ok(())
+}
