@@ -16,6 +16,17 @@ pub enum Error {
         actual: Vec<usize>,
     },
 
+    /// A tensor fed to a model has another dtype or device than the model's weights.
+    #[error("{model}: expected an input tensor of dtype and device {expected} (those of its weights), got {actual}; convert it with `to_dtype` / `to_device`")]
+    InputType {
+        /// The model.
+        model: String,
+        /// The weights' dtype and device.
+        expected: String,
+        /// The input's.
+        actual: String,
+    },
+
     /// A tensor of a weights file is missing or has the wrong shape.
     #[error("{}: tensor `{tensor}`: {problem}", file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "weights".into()))]
     Weights {

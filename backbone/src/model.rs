@@ -1,7 +1,7 @@
 //! The [`Backbone`] trait: what every architecture offers to users and to the trainer.
 
 use crate::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 
 /// What a model accepts as input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +44,36 @@ impl InputSpec {
     }
 }
 
-/// Checks an image batch against a model's [`InputSpec`]; the error names the model and the
-/// expected shape.
-pub fn check_input(model: &str, spec: &InputSpec, xs: &Tensor) -> Result<()> {
+/// The dtype and device of a model's weights, which its inputs must have too. Each model takes
+/// it from its [`candle_nn::VarBuilder`] when built.
+#[derive(Debug, Clone)]
+pub struct InputType {
+    /// The weights' dtype.
+    pub dtype: DType,
+    /// The weights' device.
+    pub device: Device,
+}
+
+impl InputType {
+    /// The dtype and device `vb` creates variables with.
+    pub fn of(vb: &candle_nn::VarBuilder) -> Self {
+        Self {
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        }
+    }
+}
+
+/// Checks an image batch against a model's [`InputSpec`] and [`InputType`]; the error names the
+/// model and what it expects (shape, or dtype and device).
+pub fn check_input(model: &str, spec: &InputSpec, ty: &InputType, xs: &Tensor) -> Result<()> {
+    if xs.dtype() != ty.dtype || !xs.device().same_device(&ty.device) {
+        return Err(Error::InputType {
+            model: model.to_string(),
+            expected: format!("{:?} on {:?}", ty.dtype, ty.device.location()),
+            actual: format!("{:?} on {:?}", xs.dtype(), xs.device().location()),
+        });
+    }
     if spec.accepts(xs.dims()) {
         Ok(())
     } else {

@@ -51,7 +51,7 @@ use backbone::layers::{
     Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, InputSpec, Result};
+use backbone::{check_input, Backbone, InputSpec, InputType, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -292,6 +292,8 @@ impl Layer for DenseBlock {
 /// DenseNet; see the [crate documentation](crate).
 pub struct DenseNet {
     config: DenseNetConfig,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     conv0: Conv2d,
     norm0: BatchNorm2d,
     pool0: MaxPool2d,
@@ -307,6 +309,7 @@ impl DenseNet {
     /// `denseblockK.denselayerJ.{norm1,conv1,norm2,conv2}`, `transitionK.{norm,conv}`,
     /// `norm5`) and `classifier`, torchvision's names.
     pub fn new(config: &DenseNetConfig, vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         config.validate()?;
         let f = vb.pp("features");
         let conv0 = conv(
@@ -350,6 +353,7 @@ impl DenseNet {
             vb.pp("classifier"),
         )?;
         Ok(Self {
+            input_type,
             config: *config,
             conv0,
             norm0,
@@ -429,7 +433,7 @@ impl Backbone for DenseNet {
     }
 
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.name(), &self.input_spec(), xs)?;
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         let xs = self
             .norm0
             .forward_relu(&self.conv0.forward_t(xs, train)?, train)?;

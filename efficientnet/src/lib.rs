@@ -66,7 +66,7 @@ use backbone::layers::{
     Flatten, Layer, Linear,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, InputSpec, Result};
+use backbone::{check_input, Backbone, Error, InputSpec, InputType, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -551,6 +551,8 @@ impl Layer for MBConv {
 /// EfficientNet; see the [crate documentation](crate).
 pub struct EfficientNet {
     config: EfficientNetConfig,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     stem: ConvBn,
     blocks: Vec<MBConv>,
     head: ConvBn,
@@ -564,6 +566,7 @@ impl EfficientNet {
     /// `blocks.S.I.{conv_pw, bn1, conv_dw, bn2, se.conv_reduce, se.conv_expand, conv_pwl, bn3}`
     /// (first stage: `conv_dw, bn1, se.*, conv_pw, bn2`), `conv_head`, `bn2`, `classifier`.
     pub fn new(config: &EfficientNetConfig, vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         config.validate()?;
         let bn = config.batch_norm;
         let silu = Some(Activation::Silu);
@@ -621,6 +624,7 @@ impl EfficientNet {
             vb.pp("classifier"),
         )?;
         Ok(Self {
+            input_type,
             config: *config,
             stem,
             blocks,
@@ -691,7 +695,7 @@ impl Backbone for EfficientNet {
     }
 
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.name(), &self.input_spec(), xs)?;
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         let mut xs = self.stem.forward_t(xs, train)?;
         for block in &self.blocks {
             xs = block.forward_t(&xs, train)?;

@@ -6,7 +6,7 @@ use backbone::layers::{
     AdaptiveAvgPool2d, ConvBlock, Dropout, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, InputSpec, ModelOutput, Result};
+use backbone::{check_input, Backbone, Error, InputSpec, InputType, ModelOutput, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::path::Path;
@@ -204,6 +204,8 @@ impl Layer for AuxHead {
 /// GoogLeNet (Inception v1); see the [crate documentation](crate).
 pub struct GoogLeNet {
     config: GoogLeNetConfig,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     conv1: ConvBlock,
     maxpool1: MaxPool2d,
     conv2: ConvBlock,
@@ -230,6 +232,7 @@ impl GoogLeNet {
     /// standard deviations away, which never happens), linear biases PyTorch's default,
     /// batch norm scale 1 and shift 0.
     pub fn new(config: &GoogLeNetConfig, vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         if config.num_classes == 0 || config.in_channels == 0 {
             return Err(Error::config(format!(
                 "googlenet: need at least one class and one input channel: {config:?}"
@@ -249,6 +252,7 @@ impl GoogLeNet {
             None
         };
         Ok(Self {
+            input_type,
             config: *config,
             conv1: basic_conv(
                 conv(config.in_channels, 64, 7).stride(2).padding(3),
@@ -319,7 +323,7 @@ impl GoogLeNet {
     /// The trunk up to the flattened global average pool `[N, 1024]`, and the auxiliary
     /// logits `[aux1, aux2]` when `with_aux` (empty otherwise).
     fn run(&self, xs: &Tensor, train: bool, with_aux: bool) -> Result<(Tensor, Vec<Tensor>)> {
-        check_input(self.name(), &self.input_spec(), xs)?;
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         let heads = self.aux.as_ref().filter(|_| with_aux);
         let mut aux_logits = Vec::new();
         let mut xs = if self.config.transform_input {

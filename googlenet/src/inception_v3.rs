@@ -6,7 +6,7 @@ use backbone::layers::{
     AdaptiveAvgPool2d, AvgPool2d, ConvBlock, Dropout, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, InputSpec, ModelOutput, Result};
+use backbone::{check_input, Backbone, Error, InputSpec, InputType, ModelOutput, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::fmt;
@@ -395,6 +395,8 @@ impl Layer for InceptionAux {
 /// Inception-v3; see the [crate documentation](crate).
 pub struct InceptionV3 {
     config: InceptionV3Config,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     stem: Vec<Box<dyn Layer>>,
     mixed_5_6: Vec<Box<dyn Layer>>,
     aux: Option<InceptionAux>,
@@ -419,6 +421,7 @@ impl InceptionV3 {
 
     /// Builds the model with the auxiliary head's variables taken from `aux_vb`.
     fn build(config: &InceptionV3Config, vb: VarBuilder, aux_vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         if config.num_classes == 0 || config.in_channels == 0 {
             return Err(Error::config(format!(
                 "inception_v3: need at least one class and one input channel: {config:?}"
@@ -458,6 +461,7 @@ impl InceptionV3 {
             Box::new(InceptionE::new(2048, vb.pp("Mixed_7c"))?),
         ];
         Ok(Self {
+            input_type,
             config: *config,
             stem,
             mixed_5_6,
@@ -550,14 +554,19 @@ impl InceptionV3 {
     /// The trunk up to the flattened global average pool `[N, 2048]`, and the auxiliary
     /// logits when `with_aux` and the head exists (empty otherwise).
     fn run(&self, xs: &Tensor, train: bool, with_aux: bool) -> Result<(Tensor, Vec<Tensor>)> {
-        check_input(self.name(), &self.input_spec(), xs)?;
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         let head = self.aux.as_ref().filter(|_| with_aux);
         if head.is_some() {
             let spec = InputSpec {
                 min_size: (MIN_SIZE_AUX, MIN_SIZE_AUX),
                 ..self.input_spec()
             };
-            check_input("inception_v3 (auxiliary head, in training)", &spec, xs)?;
+            check_input(
+                "inception_v3 (auxiliary head, in training)",
+                &spec,
+                &self.input_type,
+                xs,
+            )?;
         }
         let mut xs = if self.config.transform_input {
             common::transform_input(xs)?

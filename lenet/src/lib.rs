@@ -29,7 +29,7 @@
 use backbone::layers::{
     Activation, AvgPool2d, Conv2d, Conv2dConfig, ConvBlock, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
-use backbone::{check_input, Backbone, InputSpec, Result};
+use backbone::{check_input, Backbone, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -104,6 +104,8 @@ impl Default for LeNetConfig {
 /// LeNet-5; see the [crate documentation](crate).
 pub struct LeNet {
     config: LeNetConfig,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     name: &'static str,
     conv1: ConvBlock,
     pool1: Box<dyn Layer>,
@@ -119,6 +121,7 @@ const FEATURES: usize = 84;
 impl LeNet {
     /// Builds the model; variables `conv1`, `conv2`, `fc1`, `fc2`, `fc3` (`.weight`, `.bias`).
     pub fn new(config: &LeNetConfig, vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         let pool = |name: &str| -> Result<Box<dyn Layer>> {
             let cfg = PoolConfig::new(2);
             Ok(match config.pooling {
@@ -134,6 +137,7 @@ impl LeNet {
             _ => "lenet5",
         };
         Ok(Self {
+            input_type,
             config: *config,
             name,
             conv1: conv_act(Conv2d::new(
@@ -170,7 +174,7 @@ impl Backbone for LeNet {
     }
 
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.name, &self.input_spec(), xs)?;
+        check_input(self.name, &self.input_spec(), &self.input_type, xs)?;
         let act = self.config.activation;
         let xs = self.conv1.forward_t(xs, train)?;
         let xs = self.pool1.forward_t(&xs, train)?;

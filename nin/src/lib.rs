@@ -88,7 +88,7 @@ use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
     AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, PoolConfig, Sequential,
 };
-use backbone::{check_input, Backbone, InputSpec, Result};
+use backbone::{check_input, Backbone, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -238,6 +238,8 @@ fn pool() -> PoolConfig {
 /// Network in Network; see the [crate documentation](crate).
 pub struct Nin {
     config: NinConfig,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     features: Sequential,
     num_features: usize,
     classifier: Conv2d,
@@ -254,6 +256,7 @@ impl Nin {
     /// dropout probability outside `[0, 1)`, and with the builder's error on a missing or
     /// mis-shaped variable.
     pub fn new(config: &NinConfig, vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         let dropout = Dropout::new(config.dropout)?;
         let stack = build_stack(
             "NiN",
@@ -269,6 +272,7 @@ impl Nin {
             vb.pp("classifier.0"),
         )?;
         Ok(Self {
+            input_type,
             config: *config,
             features,
             num_features: channels,
@@ -319,7 +323,7 @@ impl Backbone for Nin {
     /// `[N, C, H, W]` -> the last mlpconv block's output before the class convolution,
     /// `[N, num_features, h, w]`.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.name(), &self.input_spec(), xs)?;
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         self.features.forward_t(xs, train)
     }
 

@@ -73,7 +73,7 @@ use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Flatten,
     Layer, Linear, MaxPool2d, PoolConfig,
 };
-use backbone::{check_input, Backbone, Error, InputSpec, Result};
+use backbone::{check_input, Backbone, Error, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -505,6 +505,8 @@ impl Layer for Block {
 /// A ResNet, ResNeXt or Wide ResNet; see the [crate documentation](crate).
 pub struct ResNet {
     config: ResNetConfig,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     name: String,
     /// `conv1`, `bn1` and ReLU.
     stem: ConvBlock,
@@ -519,6 +521,7 @@ impl ResNet {
     /// `layer1.0.bn1.running_mean`, `layer2.0.downsample.0.weight`, `fc.bias`, ...). Fails
     /// with [`Error::Config`] on an invalid configuration (see [`ResNetConfig::validate`]).
     pub fn new(config: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         config.validate()?;
         let (kernel, stride) = if config.cifar_stem { (3, 1) } else { (7, 2) };
         let conv1 = Conv2d::new(conv(config.in_channels, 64, kernel, stride, 1), vb.pp("conv1"))?;
@@ -544,6 +547,7 @@ impl ResNet {
         let features = config.num_features();
         let fc = Linear::new(features, config.num_classes, vb.pp("fc"))?;
         Ok(Self {
+            input_type,
             config: *config,
             name: config.name(),
             stem,
@@ -566,7 +570,7 @@ impl ResNet {
 
     /// The stem: `conv1`, `bn1`, ReLU and (ImageNet stem) the max pool; checks the input.
     pub fn forward_stem(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(&self.name, &self.input_spec(), xs)?;
+        check_input(&self.name, &self.input_spec(), &self.input_type, xs)?;
         let xs = self.stem.forward_t(xs, train)?;
         match &self.maxpool {
             Some(pool) => pool.forward_t(&xs, train),

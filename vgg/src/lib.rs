@@ -83,7 +83,7 @@ use backbone::layers::{
     Flatten, Layer, Linear, MaxPool2d, PoolConfig, Sequential,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, InputSpec, Result};
+use backbone::{check_input, Backbone, Error, InputSpec, InputType, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -279,6 +279,8 @@ const LINEAR_INIT: Init = Init::Randn {
 /// VGG; see the [crate documentation](crate).
 pub struct Vgg {
     config: VggConfig,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     features: Sequential,
     avgpool: AdaptiveAvgPool2d,
     fc1: Linear,
@@ -292,6 +294,7 @@ impl Vgg {
     /// `running_var` for batch norm) and `classifier.{0, 3, 6}.{weight, bias}`, torchvision's
     /// names, with torchvision's initialisation when the builder creates them.
     pub fn new(config: &VggConfig, vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         if config.in_channels == 0 || config.num_classes == 0 {
             return Err(Error::config(format!(
                 "{}: in_channels and num_classes must be positive, got {} and {}",
@@ -333,6 +336,7 @@ impl Vgg {
             Linear::with_init(i, o, true, LINEAR_INIT, Init::Const(0.0), vc.pp(name))
         };
         Ok(Self {
+            input_type,
             config: *config,
             features,
             avgpool: AdaptiveAvgPool2d::new((POOL_SIZE, POOL_SIZE))?.named("avgpool"),
@@ -427,7 +431,7 @@ impl Backbone for Vgg {
 
     /// The convolutional trunk: `[N, C, H, W]` -> `[N, 512, H/32, W/32]`.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.config.name(), &self.input_spec(), xs)?;
+        check_input(self.config.name(), &self.input_spec(), &self.input_type, xs)?;
         self.features.forward_t(xs, train)
     }
 

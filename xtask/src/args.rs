@@ -79,24 +79,21 @@ pub fn unit_closed(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `H` or `HxW`, each side in `1..=MAX_SIDE`.
-pub fn parse_size(s: &str) -> Result<(usize, usize)> {
-    let parse = |v: &str| -> Result<usize> {
+/// An image size, `H` or `HxW`, each side in `1..=MAX_SIDE` (a clap value parser).
+pub fn size(s: &str) -> Result<(usize, usize), String> {
+    let side = |v: &str| -> Result<usize, String> {
         let n = v
             .trim()
             .parse::<usize>()
-            .with_context(|| format!("bad image size `{s}`: expected H or HxW"))?;
+            .map_err(|_| format!("`{s}` is not a size: expected H or HxW, e.g. 224 or 160x224"))?;
         if n == 0 || n > MAX_SIDE {
-            bail!("bad image size `{s}`: each side must be in 1..={MAX_SIDE}");
+            return Err(format!("each side must be in 1..={MAX_SIDE}, got {n}"));
         }
         Ok(n)
     };
     match s.split_once(['x', 'X']) {
-        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
-        None => {
-            let n = parse(s)?;
-            Ok((n, n))
-        }
+        Some((h, w)) => Ok((side(h)?, side(w)?)),
+        None => side(s).map(|n| (n, n)),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::args::{self, RunArgs};
 use crate::models::{self, ModelEntry};
-use crate::{parse_device, parse_size};
+use crate::parse_device;
 use anyhow::{bail, Context, Result};
 use backbone::init::SeededVarMap;
 use backbone::Backbone;
@@ -233,8 +233,8 @@ fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, source: &st
 #[derive(clap::Args)]
 pub struct PreprocessArgs {
     /// Input height and width, e.g. 224 or 160x224 (default: config.json's input_size).
-    #[arg(long)]
-    img_size: Option<String>,
+    #[arg(long, value_parser = args::size)]
+    img_size: Option<(usize, usize)>,
     /// Per-channel normalisation mean, comma-separated (default: config.json's mean).
     #[arg(long, value_delimiter = ',')]
     mean: Option<Vec<f32>>,
@@ -253,8 +253,8 @@ pub struct PreprocessArgs {
 impl PreprocessArgs {
     /// `config` with the overrides applied and checked; the input size to use.
     fn apply(&self, config: &mut PretrainedConfig) -> Result<(usize, usize)> {
-        let size = match &self.img_size {
-            Some(s) => parse_size(s)?,
+        let size = match self.img_size {
+            Some(size) => size,
             None => (config.input_size.1, config.input_size.2),
         };
         if size.0 == 0 || size.1 == 0 {

@@ -21,8 +21,6 @@ use trainer::fit::{fit, FitConfig, OptimizerKind, Schedule};
 
 mod runtime;
 
-pub(crate) use args::parse_size;
-
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -123,8 +121,8 @@ struct TrainArgs {
     limit: Option<usize>,
     /// Input height and width (e.g. 64 or 64x64). Default: the model's fixed size, else 32x32,
     /// else the smallest size the model accepts. Digits are padded by 2, then resized.
-    #[arg(long)]
-    img_size: Option<String>,
+    #[arg(long, value_parser = args::size)]
+    img_size: Option<(usize, usize)>,
     #[command(flatten)]
     run: args::RunArgs,
     /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
@@ -137,8 +135,8 @@ struct SummaryArgs {
     /// Model name (`cargo xtask models` lists them), e.g. lenet.
     model: String,
     /// Input height and width (default: the model's usual input size), e.g. 224 or 224x224.
-    #[arg(long)]
-    input_size: Option<String>,
+    #[arg(long, value_parser = args::size)]
+    input_size: Option<(usize, usize)>,
     /// Batch size of the summarised forward pass.
     #[arg(long, default_value_t = 1, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch: usize,
@@ -164,7 +162,19 @@ fn pin_thread_count(threads: Option<usize>) {
     }
 }
 
-fn main() -> Result<()> {
+/// Runs the command; an error is printed with its chain of causes (`error: ...: ...`), without
+/// a backtrace even when `RUST_BACKTRACE` is set, and exits with status 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     runtime::configure();
     let cli = Cli::parse();
     pin_thread_count(match &cli.command {
@@ -229,8 +239,8 @@ fn summary(args: SummaryArgs) -> Result<()> {
     let model = (entry.build)(classes, channels, vars.var_builder(DType::F32, &device))
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
-    let (h, w) = match &args.input_size {
-        Some(s) => parse_size(s)?,
+    let (h, w) = match args.input_size {
+        Some(size) => size,
         None => spec.default_size,
     };
     args::check_memory(model.as_ref(), args.batch, (h, w), false)?;
@@ -262,8 +272,8 @@ fn train(args: TrainArgs) -> Result<()> {
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = (mnist.train.rows, mnist.train.cols);
-    let size = match &args.img_size {
-        Some(s) => parse_size(s)?,
+    let size = match args.img_size {
+        Some(size) => size,
         None => spec
             .fixed_size
             .unwrap_or(if spec.min_size.0 <= 32 && spec.min_size.1 <= 32 {

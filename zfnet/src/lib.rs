@@ -65,7 +65,7 @@ use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,
 };
-use backbone::{check_input, Backbone, InputSpec, Result};
+use backbone::{check_input, Backbone, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -146,6 +146,8 @@ const POOLED: (usize, usize) = (6, 6);
 /// ZFNet; see the [crate documentation](crate).
 pub struct ZfNet {
     config: ZfNetConfig,
+    /// The dtype and device of the weights, which inputs must have.
+    input_type: InputType,
     features: Sequential,
     avgpool: AdaptiveAvgPool2d,
     classifier: Sequential,
@@ -161,6 +163,7 @@ impl ZfNet {
     /// dropout probability outside `[0, 1)`, and with the builder's error on a missing or
     /// mis-shaped variable.
     pub fn new(config: &ZfNetConfig, vb: VarBuilder) -> Result<Self> {
+        let input_type = InputType::of(&vb);
         let dropout = Dropout::new(config.dropout)?;
         let stack = build_stack(
             "ZFNet",
@@ -180,6 +183,7 @@ impl ZfNet {
             .with(Linear::new(FEATURES, FEATURES, vb.pp("classifier.4"))?)
             .with(Activation::Relu);
         Ok(Self {
+            input_type,
             config: *config,
             features,
             avgpool: AdaptiveAvgPool2d::new(POOLED)?.named("avgpool"),
@@ -197,7 +201,7 @@ impl ZfNet {
     /// The convolutional part (`features.*`) alone: `[N, C, H, W]` -> `[N, 256, h, w]`, before
     /// the adaptive pooling (the maps the paper visualises).
     pub fn forward_conv(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.name(), &self.input_spec(), xs)?;
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         self.features.forward_t(xs, train)
     }
 }
