@@ -242,7 +242,7 @@ fn epochs() -> Vec<EpochMetrics> {
                 lr: 1e-3 / f,
                 seconds: 1.5,
                 images_per_sec: 1234.5,
-                train_aux_loss: f64::NAN,
+                train_aux_loss: if e == 3 { f64::NAN } else { 0.5 / f },
             }
         })
         .collect()
@@ -310,7 +310,7 @@ fn metrics_csv_parses_back() {
     assert_eq!(lines.len(), 5);
     for (line, e) in lines[1..].iter().zip(&epochs) {
         let fields: Vec<&str> = line.split(',').collect();
-        assert_eq!(fields.len(), 9, "{line}");
+        assert_eq!(fields.len(), 10, "{line}");
         let num = |i: usize| -> f64 {
             if fields[i].is_empty() {
                 f64::NAN
@@ -328,6 +328,7 @@ fn metrics_csv_parses_back() {
             e.lr,
             e.seconds,
             e.images_per_sec,
+            e.train_aux_loss,
         ];
         for (i, want) in expected.iter().enumerate() {
             let got = num(i + 1);
