@@ -2,7 +2,7 @@
 //! backward, optimizer step, a progress bar, per-epoch test accuracy and a checkpoint per
 //! epoch written atomically.
 
-use crate::checkpoint::{load_checkpoint, load_varmap, save_checkpoint, save_varmap};
+use crate::checkpoint::{load_checkpoint_with, load_varmap, save_checkpoint, save_varmap};
 use crate::data::{Batcher, BatcherConfig, ImageDataset, Preprocess, RandomAffine};
 use crate::loss::{accuracy_count, cross_entropy};
 use crate::optim::{
@@ -10,6 +10,7 @@ use crate::optim::{
 };
 pub use crate::schedule::Schedule;
 use crate::{Error, Result};
+use backbone::weights::ReadOptions;
 use backbone::Backbone;
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -405,7 +406,8 @@ pub(crate) fn resume(
     let checkpoint = checkpoint_path(dir, epoch);
     load_varmap(&checkpoint, varmap)?;
     let state_path = optimizer_path(dir, epoch);
-    let state = load_checkpoint(&state_path, &Device::Cpu)?;
+    // Optimizer state is float (moments, f64 step counts) and must be finite.
+    let state = load_checkpoint_with(&state_path, &Device::Cpu, &ReadOptions::float())?;
     optimizer
         .load_state(&state)
         .map_err(|e| Error::checkpoint(&state_path, format!("cannot restore the optimizer: {e}")))?;
