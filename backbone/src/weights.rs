@@ -5,6 +5,16 @@
 //! constructor asks it for each variable by name and shape; a missing or mis-shaped tensor is
 //! remembered as a typed [`Error::Weights`] that [`Weights::build`] returns instead of candle's
 //! generic message. Tensors stored in f16/bf16 are converted to the model's dtype.
+//!
+//! Files are read by the validated reader of [`read`] (also used by `trainer` for checkpoints
+//! and optimizer state): malformed files, integer tensors where weights belong and NaN or
+//! infinite values are errors naming the file and the tensor.
+
+pub mod read;
+
+pub use read::{
+    is_counter, parse_safetensors, read_safetensors, read_safetensors_from, DTypeRule, ReadOptions,
+};
 
 use crate::{Error, Result};
 use candle_core::{DType, Device, Shape, Tensor};
@@ -28,19 +38,12 @@ struct Inner {
 }
 
 impl Weights {
-    /// Reads a `.safetensors` file onto `device`.
+    /// Reads a `.safetensors` file onto `device` with [`read_safetensors`] and
+    /// [`ReadOptions::weights`]: every tensor but `num_batches_tracked` buffers must be float
+    /// (F16, BF16, F32 or F64) and finite.
     pub fn from_file(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
-        if !path.is_file() {
-            return Err(Error::WeightsFile {
-                file: path.to_path_buf(),
-                problem: "no such file".into(),
-            });
-        }
-        let tensors = candle_core::safetensors::load(path, device).map_err(|e| Error::WeightsFile {
-            file: path.to_path_buf(),
-            problem: format!("not a readable safetensors file ({e})"),
-        })?;
+        let tensors = read_safetensors(path, device, &ReadOptions::weights())?;
         Ok(Self::from_tensors(tensors, Some(path.to_path_buf())))
     }
 
@@ -106,7 +109,7 @@ impl Weights {
             .inner
             .tensors
             .keys()
-            .filter(|k| !used.contains(*k) && !k.ends_with("num_batches_tracked"))
+            .filter(|k| !used.contains(*k) && !is_counter(k))
             .cloned()
             .collect();
         unused.sort();
@@ -144,6 +147,13 @@ impl Weights {
             let total = self.inner.tensors.len();
             return Err(self.fail(self.error(name, format!("missing (the file has {total} tensors)"))));
         };
+        if dtype.is_float() && !tensor.dtype().is_float() {
+            let problem = format!(
+                "expected a float dtype for a {dtype:?} variable, found {:?}",
+                tensor.dtype()
+            );
+            return Err(self.fail(self.error(name, problem)));
+        }
         self.inner
             .used
             .lock()

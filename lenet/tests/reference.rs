@@ -261,10 +261,22 @@ fn loads_from_safetensors_and_reports_bad_files() {
     let msg = build(&path).err().expect("unexpected key must fail").to_string();
     assert!(msg.contains("fc4.weight") && msg.contains("unexpected"), "{msg}");
 
-    // A truncated file.
+    // A truncated file: the first tensor cut short is named.
     let bytes = std::fs::read(write_weights(dir.path(), &state)).unwrap();
     let truncated = dir.path().join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    match build(&truncated) {
+        Err(Error::Weights { file, problem, .. }) => {
+            assert_eq!(file, Some(truncated.clone()));
+            assert!(
+                problem.contains("run past the end") && problem.contains("truncated"),
+                "{problem}"
+            );
+        }
+        other => panic!("expected a weights error, got {:?}", other.err()),
+    }
+    // Cut inside the header: an error about the file.
+    std::fs::write(&truncated, &bytes[..20]).unwrap();
     match build(&truncated) {
         Err(Error::WeightsFile { file, .. }) => assert_eq!(file, truncated),
         other => panic!("expected a weights-file error, got {:?}", other.err()),

@@ -12,9 +12,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
+
+pub use backbone::weights::{DTypeRule, ReadOptions};
 
 use crate::error::{Error, Result};
 
@@ -100,28 +101,37 @@ impl Drop for RemoveOnDrop<'_> {
     }
 }
 
-/// Reads a safetensors checkpoint into tensors on `device`. Errors name the file: [`Error::Io`]
-/// when it cannot be read (missing, ...), [`Error::Checkpoint`] when it is not a complete
-/// safetensors file (truncated, corrupt) or holds a tensor candle cannot load.
+/// Reads a safetensors checkpoint into tensors on `device` with the validated reader of
+/// `backbone` ([`backbone::weights::read_safetensors_from`]) and [`ReadOptions::any`]: tensors of
+/// any dtype candle can load (integer counters included), float ones finite. Errors name the
+/// file: [`Error::Io`] when it cannot be opened (missing, ...), [`Error::Checkpoint`] when it is
+/// not a complete safetensors file (truncated, corrupt) or a tensor is invalid (naming it).
 pub fn load_checkpoint(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        Error::checkpoint(
-            path,
-            format!(
-                "not a valid safetensors file ({} bytes; truncated or corrupt?): {e}",
-                bytes.len()
-            ),
-        )
-    })?;
-    let mut tensors = HashMap::with_capacity(st.len());
-    for (name, view) in st.tensors() {
-        let tensor = view
-            .load(device)
-            .map_err(|e| Error::checkpoint(path, format!("cannot load tensor `{name}`: {e}")))?;
-        tensors.insert(name, tensor);
+    load_checkpoint_with(path, device, &ReadOptions::any())
+}
+
+/// [`load_checkpoint`] with other requirements on the tensors: [`ReadOptions::float`] for
+/// optimizer state (every entry float and finite), [`ReadOptions::weights`] for model weights.
+pub fn load_checkpoint_with(
+    path: &Path,
+    device: &Device,
+    options: &ReadOptions,
+) -> Result<HashMap<String, Tensor>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    backbone::weights::read_safetensors_from(file, path, device, options)
+        .map_err(|e| checkpoint_error(path, e))
+}
+
+/// An [`Error::Checkpoint`] about `path` from an error of the safetensors reader (which names the
+/// file too: the problem is kept without it).
+pub(crate) fn checkpoint_error(path: &Path, error: backbone::Error) -> Error {
+    match error {
+        backbone::Error::Weights { tensor, problem, .. } => {
+            Error::checkpoint(path, format!("tensor `{tensor}`: {problem}"))
+        }
+        backbone::Error::WeightsFile { problem, .. } => Error::checkpoint(path, problem),
+        other => Error::checkpoint(path, other.to_string()),
     }
-    Ok(tensors)
 }
 
 /// Saves every variable of `varmap` under its name with [`save_checkpoint`].
@@ -137,8 +147,8 @@ pub fn save_varmap(path: &Path, varmap: &VarMap) -> Result<()> {
 
 /// Sets every variable of `varmap` to the tensor of the same name in the checkpoint at `path`
 /// (converted to the variable's dtype and device). Fails, naming the file, when a variable has
-/// no tensor or one of another shape; tensors with no variable are ignored. Nothing is changed
-/// unless every variable can be set.
+/// no tensor, one of another shape, or an integer tensor for a float variable; tensors with no
+/// variable are ignored. Nothing is changed unless every variable can be set.
 pub fn load_varmap(path: &Path, varmap: &VarMap) -> Result<()> {
     apply_to_varmap(path, load_checkpoint(path, &Device::Cpu)?, varmap)
 }
@@ -155,6 +165,16 @@ pub fn apply_to_varmap(path: &Path, mut loaded: HashMap<String, Tensor>, varmap:
         let tensor = loaded.remove(name.as_str()).ok_or_else(|| {
             Error::checkpoint(path, format!("no tensor `{name}` for the variable of that name"))
         })?;
+        if var.dtype().is_float() && !tensor.dtype().is_float() {
+            return Err(Error::checkpoint(
+                path,
+                format!(
+                    "tensor `{name}`: expected a float dtype for a {:?} variable, found {:?}",
+                    var.dtype(),
+                    tensor.dtype()
+                ),
+            ));
+        }
         if tensor.dims() != var.dims() {
             return Err(Error::checkpoint(
                 path,

@@ -7,6 +7,7 @@
 //! by the model's [`Backbone::head_prefix`] and [`Backbone::aux_head_prefixes`].
 
 use crate::{Error, Result};
+use backbone::weights::{is_counter, ReadOptions};
 use backbone::Backbone;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
@@ -91,10 +92,15 @@ fn is_head(name: &str, prefixes: &[String]) -> bool {
     prefixes.iter().any(|p| under_prefix(name, p))
 }
 
-/// Reads the tensors of a safetensors file on the CPU; the error names the file.
+/// Reads the tensors of a weights file on the CPU with `backbone`'s validated reader and
+/// [`ReadOptions::weights`] (float and finite, except `num_batches_tracked` buffers); the
+/// [`Error::Model`] names the file and, for a bad tensor, the tensor.
 pub fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let weights = backbone::weights::Weights::from_file(path, &Device::Cpu)?;
-    Ok(weights.tensors().clone())
+    Ok(backbone::weights::read_safetensors(
+        path,
+        &Device::Cpu,
+        &ReadOptions::weights(),
+    )?)
 }
 
 /// Copies the tensors of `file` into the variables of `varmap` (converting f16/bf16 to the
@@ -140,6 +146,16 @@ pub fn load_pretrained_tensors(
         let var = &data[name];
         let head = is_head(name, head_prefixes);
         match tensors.remove(name.as_str()) {
+            Some(tensor) if var.dtype().is_float() && !tensor.dtype().is_float() => {
+                return Err(weights_error(
+                    name,
+                    format!(
+                        "expected a float dtype for a {:?} variable, found {:?}",
+                        var.dtype(),
+                        tensor.dtype()
+                    ),
+                ))
+            }
             Some(tensor) if tensor.dims() == var.dims() => {
                 let tensor = tensor.to_dtype(var.dtype())?.to_device(var.device())?;
                 updates.push((var, tensor));
@@ -165,10 +181,7 @@ pub fn load_pretrained_tensors(
             None => missing.push((name.clone(), var.dims().to_vec())),
         }
     }
-    let mut extra: Vec<String> = tensors
-        .into_keys()
-        .filter(|k| !k.ends_with("num_batches_tracked"))
-        .collect();
+    let mut extra: Vec<String> = tensors.into_keys().filter(|k| !is_counter(k)).collect();
     extra.sort();
     let (head_extra, extra): (Vec<String>, Vec<String>) =
         extra.into_iter().partition(|name| is_head(name, head_prefixes));

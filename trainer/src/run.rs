@@ -19,7 +19,7 @@
 //! latest complete epoch and falls back to the previous one when its files are unreadable.
 //! [`LossGuard`] stops a run whose loss is non-finite or explodes.
 
-use crate::checkpoint::{apply_to_varmap, load_checkpoint, write_atomic};
+use crate::checkpoint::{apply_to_varmap, load_checkpoint, load_checkpoint_with, write_atomic, ReadOptions};
 use crate::metrics::{EpochMetrics, EvalMetrics, RunMetrics};
 use crate::optim::Optimizer;
 use crate::{Error, Result};
@@ -432,7 +432,12 @@ impl RunDir {
             let checkpoint = checkpoint_path(&self.dir, epoch);
             let state_path = optimizer_path(&self.dir, epoch);
             let read = load_checkpoint(&checkpoint, &candle_core::Device::Cpu)
-                .and_then(|weights| Ok((weights, load_checkpoint(&state_path, &candle_core::Device::Cpu)?)));
+                // Optimizer state is float (moments, f64 step counts) and finite.
+                .and_then(|weights| {
+                    let state =
+                        load_checkpoint_with(&state_path, &candle_core::Device::Cpu, &ReadOptions::float())?;
+                    Ok((weights, state))
+                });
             let (weights, state) = match read {
                 Ok(read) => read,
                 Err(e) => {

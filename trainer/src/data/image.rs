@@ -38,6 +38,13 @@ fn byte_lut() -> [f32; 256] {
     lut
 }
 
+/// The largest width or height [`Image::decode`] accepts, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 1 << 15;
+
+/// The most memory [`Image::decode`] lets the decoder allocate (512 MiB, the `image` crate's
+/// default, stated here so it does not change under us).
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
 /// The ITU-R 601-2 luma weights torchvision's `rgb_to_grayscale` uses on tensors.
 const LUMA: [f32; 3] = [0.2989, 0.587, 0.114];
 
@@ -117,11 +124,20 @@ impl Image {
     /// grey is replicated, alpha dropped, palettes expanded, 16-bit samples scaled to 8 bits.
     /// `path` only names the file in errors: content that cannot be decoded (corrupt, truncated,
     /// another format) is an [`Error::Dataset`] with the decoder's message.
+    ///
+    /// Memory is bounded whatever the header claims: sides of at most [`MAX_IMAGE_SIDE`] pixels
+    /// and at most [`MAX_DECODE_BYTES`] for the decoder's buffers; a larger image is an
+    /// [`Error::Dataset`] saying so.
     pub fn decode(bytes: &[u8], path: impl AsRef<Path>) -> Result<Image> {
         let path = path.as_ref();
-        let reader = image::ImageReader::new(Cursor::new(bytes))
+        let mut reader = image::ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| Error::dataset(path, format!("cannot decode image: {e}")))?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_IMAGE_SIDE);
+        limits.max_image_height = Some(MAX_IMAGE_SIDE);
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        reader.limits(limits);
         let decoded = reader
             .decode()
             .map_err(|e| Error::dataset(path, format!("cannot decode image: {e}")))?;

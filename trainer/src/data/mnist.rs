@@ -318,25 +318,29 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
 /// bytes `1f 8b`; then magic `2051`, non-zero rows and columns, and a size of exactly
 /// `16 + count * rows * cols` bytes. `source` names the file in error messages.
 pub fn parse_idx_images(bytes: &[u8], source: &Path) -> Result<IdxImages> {
-    let (data, size_kind) = gunzip_if_compressed(bytes, source)?;
-    let header = read_header::<4>(&data, source, IMAGES_MAGIC, "IDX3 unsigned-byte images")?;
-    let [_, count, rows, cols] = header;
-    if rows == 0 || cols == 0 {
-        return Err(Error::dataset(
-            source,
-            format!("header says images of {rows}x{cols} pixels; both dimensions must be non-zero"),
-        ));
-    }
-    let expected = count
-        .checked_mul(rows)
-        .and_then(|n| n.checked_mul(cols))
-        .and_then(|n| n.checked_add(IMAGES_HEADER))
-        .ok_or_else(|| {
-            Error::dataset(
+    let mut header = [0usize; 4];
+    let (data, size_kind) = gunzip_if_compressed(bytes, source, IMAGES_HEADER, |data| {
+        header = read_header::<4>(data, source, IMAGES_MAGIC, "IDX3 unsigned-byte images")?;
+        let [_, count, rows, cols] = header;
+        if rows == 0 || cols == 0 {
+            return Err(Error::dataset(
                 source,
-                format!("header says {count} images of {rows}x{cols}, too large to load"),
-            )
-        })?;
+                format!("header says images of {rows}x{cols} pixels; both dimensions must be non-zero"),
+            ));
+        }
+        count
+            .checked_mul(rows)
+            .and_then(|n| n.checked_mul(cols))
+            .and_then(|n| n.checked_add(IMAGES_HEADER))
+            .ok_or_else(|| {
+                Error::dataset(
+                    source,
+                    format!("header says {count} images of {rows}x{cols}, too large to load"),
+                )
+            })
+    })?;
+    let (expected, [_, count, rows, cols]) = (data.expected, header);
+    let data = data.bytes;
     check_size(
         &data,
         expected,
@@ -359,28 +363,70 @@ pub fn parse_idx_images(bytes: &[u8], source: &Path) -> Result<IdxImages> {
 /// file in error messages. The label values are not checked here (see
 /// [`ImageDataset::from_idx`]).
 pub fn parse_idx_labels(bytes: &[u8], source: &Path) -> Result<Vec<u8>> {
-    let (data, size_kind) = gunzip_if_compressed(bytes, source)?;
-    let [_, count] = read_header::<2>(&data, source, LABELS_MAGIC, "IDX1 unsigned-byte labels")?;
-    let expected = count
-        .checked_add(LABELS_HEADER)
-        .ok_or_else(|| Error::dataset(source, format!("header says {count} labels, too many to load")))?;
+    let mut count = 0;
+    let (data, size_kind) = gunzip_if_compressed(bytes, source, LABELS_HEADER, |data| {
+        [_, count] = read_header::<2>(data, source, LABELS_MAGIC, "IDX1 unsigned-byte labels")?;
+        count
+            .checked_add(LABELS_HEADER)
+            .ok_or_else(|| Error::dataset(source, format!("header says {count} labels, too many to load")))
+    })?;
+    let (expected, data) = (data.expected, data.bytes);
     check_size(&data, expected, source, size_kind, &format!("{count} labels"))?;
     let mut labels = data.into_owned();
     labels.drain(..LABELS_HEADER);
     Ok(labels)
 }
 
-/// The bytes of the file, decompressed when they start with the gzip magic, and how to call their
-/// size in messages.
-fn gunzip_if_compressed<'a>(bytes: &'a [u8], source: &Path) -> Result<(Cow<'a, [u8]>, &'static str)> {
+/// The content of an IDX file with the size its header implies.
+struct Content<'a> {
+    bytes: Cow<'a, [u8]>,
+    /// The size the header implies, from `expected_size`.
+    expected: usize,
+}
+
+/// The bytes of the file, decompressed when they start with the gzip magic, with the size
+/// `expected_size` finds in their first `header` bytes (or in fewer when the file is shorter),
+/// and how to call their size in messages.
+///
+/// Decompression stops one byte past the expected size: a corrupt header or a gzip bomb cannot
+/// make it allocate more than the header says (and the header's size was checked to be
+/// addressable), and the size check still sees that there is trailing data.
+fn gunzip_if_compressed<'a>(
+    bytes: &'a [u8],
+    source: &Path,
+    header: usize,
+    mut expected_size: impl FnMut(&[u8]) -> Result<usize>,
+) -> Result<(Content<'a>, &'static str)> {
     if !bytes.starts_with(&GZIP_MAGIC) {
-        return Ok((Cow::Borrowed(bytes), "file size"));
+        let expected = expected_size(bytes)?;
+        let content = Content {
+            bytes: Cow::Borrowed(bytes),
+            expected,
+        };
+        return Ok((content, "file size"));
     }
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
-    flate2::read::MultiGzDecoder::new(bytes)
+    let gzip_error = |e: std::io::Error| Error::dataset(source, format!("invalid gzip data: {e}"));
+    let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
+    let mut out = Vec::with_capacity(header);
+    (&mut decoder)
+        .take(header as u64)
         .read_to_end(&mut out)
-        .map_err(|e| Error::dataset(source, format!("invalid gzip data: {e}")))?;
-    Ok((Cow::Owned(out), "decompressed size"))
+        .map_err(gzip_error)?;
+    let expected = expected_size(&out)?;
+    let limit = expected.saturating_add(1);
+    // Grows with the data actually decompressed, up to the limit.
+    out.reserve(limit.min(bytes.len().saturating_mul(4)).saturating_sub(out.len()));
+    decoder
+        .take((limit - out.len()) as u64)
+        .read_to_end(&mut out)
+        .map_err(gzip_error)?;
+    Ok((
+        Content {
+            bytes: Cow::Owned(out),
+            expected,
+        },
+        "decompressed size",
+    ))
 }
 
 /// Reads the `N` big-endian u32 of the header (the magic first) and checks the magic.
@@ -433,10 +479,16 @@ fn check_size(data: &[u8], expected: usize, source: &Path, size_kind: &str, cont
     } else {
         "trailing data"
     };
+    // Decompression stops one byte past the expected size: more is all that is known.
+    let found = if size_kind == "decompressed size" && actual > expected {
+        "more".to_string()
+    } else {
+        format!("{actual} bytes")
+    };
     Err(Error::dataset(
         source,
         format!(
-            "{problem}: the header says {content}, so expected {expected} bytes, but the {size_kind} is {actual} bytes"
+            "{problem}: the header says {content}, so expected {expected} bytes, but the {size_kind} is {found}"
         ),
     ))
 }
