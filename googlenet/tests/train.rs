@@ -71,7 +71,10 @@ fn googlenet_loss_falls_on_mnist_digits() {
     // torchvision's dropout (0.2 main, 0.7 auxiliary), with seeded masks.
     let config = GoogLeNetConfig::googlenet().with_in_channels(1).with_classes(10);
     let model = GoogLeNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let params: Vec<candle_core::Var> = trainable_vars(vars.varmap()).into_iter().map(|(_, v)| v).collect();
+    let params: Vec<candle_core::Var> = trainable_vars(vars.varmap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     let mut adam = candle_nn::AdamW::new(
         params,
         candle_nn::ParamsAdamW {
@@ -92,7 +95,10 @@ fn googlenet_loss_falls_on_mnist_digits() {
     let after = loss(&model, &x, &y, PROBE).to_scalar::<f32>().unwrap();
     eprintln!("before {before}, after {after}, training losses {losses:?}");
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
-    assert!(after < 0.5 * before, "the loss should fall: {before} -> {after} ({losses:?})");
+    assert!(
+        after < 0.5 * before,
+        "the loss should fall: {before} -> {after} ({losses:?})"
+    );
     let logits = model.forward_t(&x, false).unwrap();
     assert_eq!(logits.dims(), [DIGITS, 10]);
 }
