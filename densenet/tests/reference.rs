@@ -1,10 +1,11 @@
 //! DenseNet against torchvision (fixtures from `scripts/gen_densenet_fixtures.py`): outputs
 //! in eval and train mode, gradients, key names, parameter counts, legacy keys, loading and
-//! input errors, and a few SGD steps on real MNIST digits.
+//! input errors, and a few Adam steps on real MNIST digits.
 
 use backbone::init::{trainable_vars, SeededVarMap};
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
+use candle_nn::Optimizer;
 use densenet::{remap_legacy, DenseNet, DenseNetConfig};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -318,28 +319,49 @@ fn loading_errors_name_the_tensor_and_shapes() {
     assert!(load(&path).is_ok());
 }
 
+/// Six steps of Adam (PyTorch's defaults, lr 1e-3) on 16 digits. Adam's steps are bounded by the
+/// learning rate whatever the gradients' scale, so the trajectory stays in the smooth regime where
+/// the rounding of the matrix-product kernel a CPU picks (AVX2, AVX-512, thread count) moves the
+/// losses by far less than the margin: the loss measured in training mode (batch statistics; no
+/// dropout) before and after training must fall to under a quarter. (Six plain SGD steps at lr
+/// 0.05, the previous version of this test, took a path that changed visibly with the thread count
+/// from the third step on.)
 #[test]
-fn sgd_on_mnist_digits_lowers_the_loss() {
+fn adam_on_mnist_digits_lowers_the_loss() {
+    const STEPS: u64 = 6;
     let (xs, ys) = mnist(16, 32);
     let config = DenseNetConfig::densenet121().with_in_channels(1).with_classes(10);
     let (model, vars) = build(&config, 6);
-    let params = trainable_vars(vars.varmap());
-    let mut losses = Vec::new();
-    for _ in 0..6 {
+    let loss = || {
         let logits = model.forward_t(&xs, true).unwrap();
-        let loss = candle_nn::loss::cross_entropy(&logits, &ys).unwrap();
-        losses.push(loss.to_scalar::<f32>().unwrap());
-        let grads = loss.backward().unwrap();
-        for (_, var) in &params {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                var.set(&(var.as_tensor() - (g * 0.05).unwrap()).unwrap())
-                    .unwrap();
-            }
-        }
+        candle_nn::loss::cross_entropy(&logits, &ys).unwrap()
+    };
+    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+    let params: Vec<_> = trainable_vars(vars.varmap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut adam = candle_nn::AdamW::new(
+        params,
+        candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let before = value(&loss());
+    let mut losses = Vec::new();
+    for _ in 0..STEPS {
+        let loss = loss();
+        losses.push(value(&loss));
+        adam.backward_step(&loss).unwrap();
     }
+    let after = value(&loss());
+    eprintln!("before {before}, after {after}, training losses {losses:?}");
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     assert!(
-        losses[losses.len() - 1] < 0.5 * losses[0],
-        "the loss should fall: {losses:?}"
+        after < 0.25 * before,
+        "the loss should fall: {before} before, {after} after (training losses {losses:?})"
     );
 }

@@ -1,11 +1,12 @@
 //! EfficientNet against timm and torchvision (fixtures from
 //! `scripts/gen_efficientnet_fixtures.py`): outputs in eval and train mode, gradients, both
 //! weight layouts, key names, parameter counts and MACs, loading and input errors, dropout and
-//! stochastic depth, and a few SGD steps on real MNIST digits.
+//! stochastic depth, and a few Adam steps on real MNIST digits.
 
 use backbone::init::{trainable_vars, SeededVarMap};
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
+use candle_nn::Optimizer;
 use efficientnet::{detect_layout, timm_to_torchvision, EfficientNet, EfficientNetConfig, WeightsLayout};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -357,30 +358,53 @@ fn loading_errors_name_the_tensor_and_shapes() {
     assert!(load(&path).is_err());
 }
 
+/// Fifteen steps of Adam (PyTorch's defaults, lr 1e-3) on 16 digits with the default dropout (0.2)
+/// and stochastic depth (0.2), each step with its own seeded masks. Adam's steps are bounded by the
+/// learning rate whatever the gradients' scale, so the trajectory stays in the smooth regime where
+/// the rounding of the matrix-product kernel a CPU picks (AVX2, AVX-512, thread count) moves the
+/// losses by far less than the margin: the loss measured before and after training in training mode
+/// (batch statistics), with the same dropout and drop-path masks, must fall to under a quarter.
+/// (Ten plain SGD steps at lr 0.01, the previous version of this test, were chaotic: the last
+/// losses ranged from 2 to 5 with the thread count.)
 #[test]
-fn sgd_on_mnist_digits_lowers_the_loss() {
+fn adam_on_mnist_digits_lowers_the_loss() {
+    const STEPS: u64 = 15;
+    const PROBE: u64 = 1234;
     let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    backbone::init::seed(0);
     let (xs, ys) = mnist(16, 32);
-    // Default dropout (0.2) and stochastic depth (0.2) stay on.
     let config = EfficientNetConfig::b0().with_in_channels(1).with_classes(10);
     let (model, vars) = build(&config, 8);
-    let params = trainable_vars(vars.varmap());
-    let mut losses = Vec::new();
-    for _ in 0..10 {
+    let loss = |seed: u64| {
+        backbone::init::seed(seed);
         let logits = model.forward_t(&xs, true).unwrap();
-        let loss = candle_nn::loss::cross_entropy(&logits, &ys).unwrap();
-        losses.push(loss.to_scalar::<f32>().unwrap());
-        let grads = loss.backward().unwrap();
-        for (_, var) in &params {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                var.set(&(var.as_tensor() - (g * 0.01).unwrap()).unwrap())
-                    .unwrap();
-            }
-        }
+        candle_nn::loss::cross_entropy(&logits, &ys).unwrap()
+    };
+    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+    let params: Vec<_> = trainable_vars(vars.varmap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut adam = candle_nn::AdamW::new(
+        params,
+        candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let before = value(&loss(PROBE));
+    let mut losses = Vec::new();
+    for step in 0..STEPS {
+        let loss = loss(step);
+        losses.push(value(&loss));
+        adam.backward_step(&loss).unwrap();
     }
+    let after = value(&loss(PROBE));
+    eprintln!("before {before}, after {after}, training losses {losses:?}");
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
-    let first = losses[0];
-    let last_two = (losses[losses.len() - 1] + losses[losses.len() - 2]) / 2.0;
-    assert!(last_two < 0.7 * first, "the loss should fall: {losses:?}");
+    assert!(
+        after < 0.25 * before,
+        "the loss should fall: {before} before, {after} after (training losses {losses:?})"
+    );
 }

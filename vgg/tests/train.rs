@@ -1,7 +1,7 @@
 //! A few plain SGD steps of VGG-11-BN on 32 real MNIST digits (1 channel, padded to 32x32,
 //! 10 classes): the loss falls.
 
-use backbone::init::{seed, trainable_vars, SeededVarMap};
+use backbone::init::{self, trainable_vars, SeededVarMap};
 use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
 use flate2::read::GzDecoder;
@@ -50,6 +50,14 @@ fn mnist() -> (Tensor, Tensor) {
     )
 }
 
+/// Six plain SGD steps at lr 0.002, each with its own seeded dropout masks; the loss is measured in
+/// training mode (batch statistics) before and after, with the same dropout masks, and must fall by
+/// a fifth. At this step size the training losses fall monotonically: the trajectory is smooth, so
+/// the rounding of the matrix-product kernel a CPU picks (AVX2, AVX-512, thread count) moves the
+/// final loss by about 0.01, far less than the margin (about 0.3). (Adam would be steadier still,
+/// but its update of the 100M-parameter classifier makes each step several seconds slower.) The
+/// previous version, lr 0.005 and the first against the last training loss with different masks,
+/// oscillated and changed path with the thread count.
 #[test]
 fn sgd_on_mnist_lowers_the_loss() {
     let (images, targets) = mnist();
@@ -62,13 +70,19 @@ fn sgd_on_mnist_lowers_the_loss() {
         8 * 4 + 6,
         "8 conv + 8 batch norm (weight, bias) + 3 linear"
     );
-    seed(0);
-    let lr = 0.005;
-    let mut losses = Vec::new();
-    for _ in 0..6 {
+    const PROBE: u64 = 1234;
+    let loss = |seed: u64| {
+        init::seed(seed);
         let logits = model.forward_t(&images, true).unwrap();
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
-        losses.push(loss.to_scalar::<f32>().unwrap());
+        candle_nn::loss::cross_entropy(&logits, &targets).unwrap()
+    };
+    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+    let lr = 0.002;
+    let before = value(&loss(PROBE));
+    let mut losses = Vec::new();
+    for step in 0..6 {
+        let loss = loss(step);
+        losses.push(value(&loss));
         let grads = loss.backward().unwrap();
         for (name, var) in &params {
             let grad = grads
@@ -78,10 +92,12 @@ fn sgd_on_mnist_lowers_the_loss() {
                 .unwrap();
         }
     }
-    println!("losses: {losses:?}");
+    let after = value(&loss(PROBE));
+    eprintln!("before {before}, after {after}, training losses {losses:?}");
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
-    let first = losses[0];
-    let last = losses[losses.len() - 1];
-    assert!(first > 2.0, "a fresh model is near chance: {losses:?}");
-    assert!(last < 0.8 * first, "the loss should fall: {losses:?}");
+    assert!(before > 2.0, "a fresh model is near chance: {before}");
+    assert!(
+        after < 0.8 * before,
+        "the loss should fall: {before} before, {after} after (training losses {losses:?})"
+    );
 }
