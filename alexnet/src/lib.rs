@@ -89,6 +89,23 @@
 //! The smallest input is 63x63 for both layouts: conv1 needs 15x15 maps to survive the three
 //! 3x3 stride-2 poolings (15 -> 7 -> 3 -> 1), i.e. `(H + 4 - 11) / 4 + 1 >= 15`.
 
+pub mod catalogue;
+pub use catalogue::VARIANTS;
+
+/// What a program using this crate alone needs (with `candle-core` for tensors): the model
+/// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
+/// builder and the error type. `use alexnet::prelude::*;`
+pub mod prelude {
+    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
+    pub use backbone::init::SeededVarMap;
+    pub use backbone::weights::Weights;
+    pub use backbone::{Backbone, Error, ModelOutput, Result};
+    pub use candle_nn::VarBuilder;
+}
+
+/// The shared `backbone` crate, for everything beyond the prelude.
+pub use backbone;
+
 use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,

@@ -8,6 +8,7 @@
 //!
 //! Architecture crates (`lenet`, `alexnet`, `vgg`, ...) depend only on this crate and candle.
 
+pub mod catalogue;
 pub mod error;
 pub mod geometry;
 pub mod inference;

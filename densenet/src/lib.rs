@@ -46,6 +46,23 @@
 //! legacy keys of old torchvision checkpoints (`...denselayer1.norm.1.weight`) with
 //! [`remap_legacy`].
 
+pub mod catalogue;
+pub use catalogue::VARIANTS;
+
+/// What a program using this crate alone needs (with `candle-core` for tensors): the model
+/// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
+/// builder and the error type. `use densenet::prelude::*;`
+pub mod prelude {
+    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
+    pub use backbone::init::SeededVarMap;
+    pub use backbone::weights::Weights;
+    pub use backbone::{Backbone, Error, ModelOutput, Result};
+    pub use candle_nn::VarBuilder;
+}
+
+/// The shared `backbone` crate, for everything beyond the prelude.
+pub use backbone;
+
 use backbone::layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
     Layer, Linear, MaxPool2d, PoolConfig,
@@ -396,6 +413,11 @@ pub fn remap_legacy(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor>
         .into_iter()
         .map(|(key, tensor)| (legacy_key(&key).unwrap_or(key), tensor))
         .collect()
+}
+
+/// Whether a state dict has a key of old torchvision checkpoints (see [`remap_legacy`]).
+pub fn is_legacy_layout(tensors: &HashMap<String, Tensor>) -> bool {
+    tensors.keys().any(|k| legacy_key(k).is_some())
 }
 
 /// The current spelling of a legacy key, or `None` if `key` is not one.

@@ -61,6 +61,23 @@
 //! The features entering the head are the pooled `[N, num_features]` vector (1280 for B0);
 //! the head is dropout then `classifier`.
 
+pub mod catalogue;
+pub use catalogue::VARIANTS;
+
+/// What a program using this crate alone needs (with `candle-core` for tensors): the model
+/// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
+/// builder and the error type. `use efficientnet::prelude::*;`
+pub mod prelude {
+    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
+    pub use backbone::init::SeededVarMap;
+    pub use backbone::weights::Weights;
+    pub use backbone::{Backbone, Error, ModelOutput, Result};
+    pub use candle_nn::VarBuilder;
+}
+
+/// The shared `backbone` crate, for everything beyond the prelude.
+pub use backbone;
+
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
     Flatten, Layer, Linear,

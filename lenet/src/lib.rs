@@ -26,6 +26,23 @@
 //! The features entering the head are the 84 outputs of `fc2` (after its activation); the
 //! head is `fc3`.
 
+pub mod catalogue;
+pub use catalogue::VARIANTS;
+
+/// What a program using this crate alone needs (with `candle-core` for tensors): the model
+/// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
+/// builder and the error type. `use lenet::prelude::*;`
+pub mod prelude {
+    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
+    pub use backbone::init::SeededVarMap;
+    pub use backbone::weights::Weights;
+    pub use backbone::{Backbone, Error, ModelOutput, Result};
+    pub use candle_nn::VarBuilder;
+}
+
+/// The shared `backbone` crate, for everything beyond the prelude.
+pub use backbone;
+
 use backbone::layers::{
     Activation, AvgPool2d, Conv2d, Conv2dConfig, ConvBlock, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };

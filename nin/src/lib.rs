@@ -84,6 +84,23 @@
 //! The smallest inputs: ImageNet 39x39 (conv1 gives 8x8, then 4, 2 and 1 after the ceil-mode
 //! poolings); CIFAR 4x4 (2x2 after the first pooling, 1x1 after the second).
 
+pub mod catalogue;
+pub use catalogue::VARIANTS;
+
+/// What a program using this crate alone needs (with `candle-core` for tensors): the model
+/// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
+/// builder and the error type. `use nin::prelude::*;`
+pub mod prelude {
+    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
+    pub use backbone::init::SeededVarMap;
+    pub use backbone::weights::Weights;
+    pub use backbone::{Backbone, Error, ModelOutput, Result};
+    pub use candle_nn::VarBuilder;
+}
+
+/// The shared `backbone` crate, for everything beyond the prelude.
+pub use backbone;
+
 use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
     AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, PoolConfig, Sequential,

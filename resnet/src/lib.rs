@@ -69,6 +69,23 @@
 //! [`ResNetConfig::with_zero_init_residual`] the last batch norm of every block starts with a
 //! zero weight, so every block starts as `relu(shortcut(x))` (Goyal et al. 2017).
 
+pub mod catalogue;
+pub use catalogue::VARIANTS;
+
+/// What a program using this crate alone needs (with `candle-core` for tensors): the model
+/// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
+/// builder and the error type. `use resnet::prelude::*;`
+pub mod prelude {
+    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
+    pub use backbone::init::SeededVarMap;
+    pub use backbone::weights::Weights;
+    pub use backbone::{Backbone, Error, ModelOutput, Result};
+    pub use candle_nn::VarBuilder;
+}
+
+/// The shared `backbone` crate, for everything beyond the prelude.
+pub use backbone;
+
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Flatten,
     Layer, Linear, MaxPool2d, PoolConfig,

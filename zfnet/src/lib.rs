@@ -61,6 +61,23 @@
 //! 11x11 entering conv2, 22x22 entering pool1 and 47x47 entering conv1
 //! (`(47 + 2 - 7) / 2 + 1 = 22`).
 
+pub mod catalogue;
+pub use catalogue::VARIANTS;
+
+/// What a program using this crate alone needs (with `candle-core` for tensors): the model
+/// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
+/// builder and the error type. `use zfnet::prelude::*;`
+pub mod prelude {
+    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
+    pub use backbone::init::SeededVarMap;
+    pub use backbone::weights::Weights;
+    pub use backbone::{Backbone, Error, ModelOutput, Result};
+    pub use candle_nn::VarBuilder;
+}
+
+/// The shared `backbone` crate, for everything beyond the prelude.
+pub use backbone;
+
 use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,

@@ -1,0 +1,46 @@
+//! The variants of this crate, as data (names, paper, reference configuration, default
+//! preprocessing, hub weights, accepted weights layouts): see [`backbone::catalogue`].
+
+use crate::{AlexNet, AlexNetConfig};
+use backbone::catalogue::{self, ModelOptions, Preprocessing, Variant};
+use backbone::{Backbone, Result};
+use candle_nn::VarBuilder;
+
+fn build(config: AlexNetConfig, o: &ModelOptions, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
+    let config = config.with_classes(o.num_classes).with_in_channels(o.in_channels);
+    Ok(Box::new(AlexNet::new(&config, vb)?))
+}
+
+/// Every variant of this crate.
+pub const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "alexnet",
+        aliases: &[],
+        family: "alexnet",
+        description: "AlexNet as torchvision (61,100,840 params, 0.71 GMACs; 3x224x224, min 63x63)",
+        paper: "Krizhevsky, Sutskever, Hinton 2012, \"ImageNet Classification with Deep Convolutional Neural Networks\"",
+        reference: (3, 1000),
+        params: 61_100_840,
+        preprocessing: Preprocessing::IMAGENET,
+        hub: &[],
+        layouts: &[catalogue::native("torchvision")],
+        aux_prefixes: &[],
+        stem: "features.0.weight",
+        build: |o, vb| build(AlexNetConfig::alexnet(), o, vb),
+    },
+    Variant {
+        name: "alexnet_2012",
+        aliases: &["alexnet_paper"],
+        family: "alexnet",
+        description: "AlexNet as the 2012 paper: 96/256/384/384/256 channels, LRN (62,378,344 params)",
+        paper: "Krizhevsky, Sutskever, Hinton 2012, \"ImageNet Classification with Deep Convolutional Neural Networks\"",
+        reference: (3, 1000),
+        params: 62_378_344,
+        preprocessing: Preprocessing::IMAGENET,
+        hub: &[],
+        layouts: &[catalogue::native("torchvision")],
+        aux_prefixes: &[],
+        stem: "features.0.weight",
+        build: |o, vb| build(AlexNetConfig::alexnet_2012(), o, vb),
+    },
+];

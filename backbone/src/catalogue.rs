@@ -1,0 +1,401 @@
+//! What an architecture crate knows about its variants, as data (timm's `default_cfgs` and
+//! `@register_model` beside the model): names and aliases, the paper, the reference
+//! configuration, the default preprocessing, the hub repositories known to hold weights, the
+//! weights layouts it accepts (with their key and shape mappings) and how to build it.
+//!
+//! Every architecture crate exports `VARIANTS: &[Variant]`; the `convnets` facade and the
+//! command line list and build models only through them. [`Variant::read_weights`] is the one
+//! loader of every path: it reads a safetensors file (validated, see [`crate::weights::read`]),
+//! recognises its layout from the keys, maps it to the crate's own names, and adapts the input
+//! convolution to another channel count (timm's `adapt_input_conv`).
+
+use crate::weights::{read_safetensors, ReadOptions, Weights};
+use crate::{Backbone, Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+/// A state dict by name.
+pub type StateDict = HashMap<String, Tensor>;
+
+/// How to build a variant: classes, input channels, auxiliary classifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// Classes of the head.
+    pub num_classes: usize,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Whether auxiliary classifiers (GoogLeNet's `aux1`/`aux2`, Inception-v3's `AuxLogits`)
+    /// are built; ignored by variants without them.
+    pub aux_logits: bool,
+}
+
+/// The default preprocessing of a variant's pretrained weights (timm's `pretrained_cfg`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocessing {
+    /// `(channels, height, width)`.
+    pub input_size: (usize, usize, usize),
+    /// Per-channel mean of the normalisation.
+    pub mean: &'static [f32],
+    /// Per-channel standard deviation.
+    pub std: &'static [f32],
+    /// Center-crop fraction: images are resized to `size / crop_pct`, then cropped.
+    pub crop_pct: f64,
+    /// Resize interpolation: `bilinear`, `bicubic` or `nearest`.
+    pub interpolation: &'static str,
+}
+
+/// ImageNet's mean and standard deviation.
+pub const IMAGENET_MEAN: &[f32] = &[0.485, 0.456, 0.406];
+/// ImageNet's standard deviation.
+pub const IMAGENET_STD: &[f32] = &[0.229, 0.224, 0.225];
+
+impl Preprocessing {
+    /// torchvision's ImageNet evaluation: 224 px, ImageNet mean/std, crop 0.875, bilinear.
+    pub const IMAGENET: Preprocessing = Preprocessing {
+        input_size: (3, 224, 224),
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+        crop_pct: 0.875,
+        interpolation: "bilinear",
+    };
+
+    /// This preprocessing at another square size.
+    pub const fn at(self, size: usize) -> Self {
+        Preprocessing {
+            input_size: (self.input_size.0, size, size),
+            ..self
+        }
+    }
+
+    /// With `crop_pct` and `interpolation`.
+    pub const fn crop(self, crop_pct: f64, interpolation: &'static str) -> Self {
+        Preprocessing {
+            crop_pct,
+            interpolation,
+            ..self
+        }
+    }
+}
+
+/// A weights layout a variant accepts: how to recognise it from the keys and how to map it to
+/// the crate's own names (the reference implementation's state dict).
+pub struct Layout {
+    /// `torchvision`, `timm`, `legacy (norm.1)`, ...
+    pub name: &'static str,
+    /// Whether a state dict is in this layout.
+    pub detect: fn(&StateDict) -> bool,
+    /// The state dict in the crate's own names and shapes; errors name the tensor.
+    pub remap: fn(StateDict) -> Result<StateDict>,
+}
+
+impl fmt::Debug for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+fn any(_: &StateDict) -> bool {
+    true
+}
+
+fn same(tensors: StateDict) -> Result<StateDict> {
+    Ok(tensors)
+}
+
+/// The crate's own names (torchvision's state dict where torchvision has the model, timm's
+/// for EfficientNet), called `name`: the layout every other is mapped to; it matches any state
+/// dict, so it comes last in [`Variant::layouts`].
+pub const fn native(name: &'static str) -> Layout {
+    Layout {
+        name,
+        detect: any,
+        remap: same,
+    }
+}
+
+const NATIVE: Layout = native("torchvision");
+
+/// Builds a variant from options and a var builder.
+pub type BuildFn = fn(&ModelOptions, VarBuilder) -> Result<Box<dyn Backbone>>;
+
+/// One variant of an architecture, as data.
+pub struct Variant {
+    /// The name users type (`resnet50`), timm's where timm has the model.
+    pub name: &'static str,
+    /// Other accepted names.
+    pub aliases: &'static [&'static str],
+    /// The family (`resnet`): `bench resnet` runs every variant of it.
+    pub family: &'static str,
+    /// One line: what the variant is.
+    pub description: &'static str,
+    /// The paper that introduced it.
+    pub paper: &'static str,
+    /// Input channels and classes of the reference configuration.
+    pub reference: (usize, usize),
+    /// Parameters of the reference configuration (trainable ones, auxiliary heads included).
+    pub params: u64,
+    /// The default preprocessing of its pretrained weights.
+    pub preprocessing: Preprocessing,
+    /// Hugging Face hub ids known to hold weights for it (`timm/resnet50.a1_in1k`).
+    pub hub: &'static [&'static str],
+    /// The weights layouts it accepts, tried in order; the last is the crate's [`native`] one.
+    pub layouts: &'static [Layout],
+    /// Name prefixes of auxiliary classifiers (`AuxLogits.`): a file without them builds the
+    /// model without them for inference, and leaves them fresh for fine-tuning.
+    pub aux_prefixes: &'static [&'static str],
+    /// The input convolution's weight, in the crate's names (`conv1.weight`): adapted when the
+    /// model has another number of input channels than the file.
+    pub stem: &'static str,
+    /// Builds it.
+    pub build: BuildFn,
+}
+
+impl fmt::Debug for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Variant")
+            .field("name", &self.name)
+            .field("family", &self.family)
+            .field("layouts", &self.layouts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Variant::read_weights`] did to a file's tensors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightsInfo {
+    /// The layout recognised (`timm`, `torchvision`, ...).
+    pub layout: &'static str,
+    /// Whether the file holds the auxiliary classifiers.
+    pub has_aux: bool,
+    /// The input convolution adapted from `from` to `to` channels, if it was.
+    pub adapted_channels: Option<(usize, usize)>,
+}
+
+impl fmt::Display for WeightsInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} layout", self.layout)?;
+        if let Some((from, to)) = self.adapted_channels {
+            write!(f, ", input convolution adapted from {from} to {to} channels")?;
+        }
+        Ok(())
+    }
+}
+
+/// Names compared without case, `-` and `_` alike.
+fn normalise(name: &str) -> String {
+    name.to_ascii_lowercase().replace('-', "_")
+}
+
+impl Variant {
+    /// Whether `name` is this variant's name or an alias (case and `-`/`_` ignored).
+    pub fn matches(&self, name: &str) -> bool {
+        let wanted = normalise(name);
+        normalise(self.name) == wanted || self.aliases.iter().any(|a| normalise(a) == wanted)
+    }
+
+    /// The reference configuration's options (auxiliary classifiers on).
+    pub fn reference_options(&self) -> ModelOptions {
+        ModelOptions {
+            num_classes: self.reference.1,
+            in_channels: self.reference.0,
+            aux_logits: true,
+        }
+    }
+
+    /// Builds the variant with `options` from `vb` (fresh variables or weights).
+    pub fn create(&self, options: &ModelOptions, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
+        (self.build)(options, vb)
+    }
+
+    /// The first layout whose `detect` accepts `tensors`.
+    pub fn layout_of(&self, tensors: &StateDict) -> &'static Layout {
+        self.layouts
+            .iter()
+            .find(|layout| (layout.detect)(tensors))
+            .unwrap_or(&NATIVE)
+    }
+
+    /// A state dict in any accepted layout -> the crate's names, for a model with
+    /// `in_channels` input channels: `num_batches_tracked` counters dropped, the input
+    /// convolution adapted (see [`adapt_input_conv`]).
+    pub fn canonical(&self, tensors: StateDict, in_channels: usize) -> Result<(StateDict, WeightsInfo)> {
+        let layout = self.layout_of(&tensors);
+        let mut tensors = (layout.remap)(tensors)?;
+        tensors.retain(|name, _| !crate::weights::is_counter(name));
+        let has_aux = self.aux_prefixes.is_empty()
+            || tensors
+                .keys()
+                .any(|k| self.aux_prefixes.iter().any(|p| k.starts_with(p)));
+        let mut adapted_channels = None;
+        if let Some(stem) = tensors.get(self.stem) {
+            if stem.rank() == 4 && stem.dim(1)? != in_channels {
+                let from = stem.dim(1)?;
+                let adapted = adapt_input_conv(stem, in_channels).map_err(|e| Error::Weights {
+                    file: None,
+                    tensor: self.stem.to_string(),
+                    problem: format!(
+                        "cannot adapt the input convolution from {from} to {in_channels} channels: {e}"
+                    ),
+                })?;
+                tensors.insert(self.stem.to_string(), adapted);
+                adapted_channels = Some((from, in_channels));
+            }
+        }
+        Ok((
+            tensors,
+            WeightsInfo {
+                layout: layout.name,
+                has_aux,
+                adapted_channels,
+            },
+        ))
+    }
+
+    /// Reads a safetensors file and maps it with [`Variant::canonical`]. Errors name the file
+    /// and the tensor.
+    pub fn read_weights(&self, path: &Path, in_channels: usize) -> Result<(StateDict, WeightsInfo)> {
+        let tensors = read_safetensors(path, &Device::Cpu, &ReadOptions::weights())?;
+        self.canonical(tensors, in_channels).map_err(|e| match e {
+            Error::Weights {
+                file: None,
+                tensor,
+                problem,
+            } => Error::Weights {
+                file: Some(path.to_path_buf()),
+                tensor,
+                problem,
+            },
+            other => other,
+        })
+    }
+
+    /// Builds the variant from a weights file in any accepted layout, strictly (every tensor
+    /// used, every variable found), in `dtype` on `device`. A file without the auxiliary
+    /// classifiers builds the model without them.
+    pub fn load(
+        &self,
+        path: &Path,
+        options: &ModelOptions,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Box<dyn Backbone>, WeightsInfo)> {
+        let (tensors, info) = self.read_weights(path, options.in_channels)?;
+        let options = ModelOptions {
+            aux_logits: options.aux_logits && info.has_aux,
+            ..*options
+        };
+        let weights = Weights::from_tensors(tensors, Some(path.to_path_buf()));
+        let model = weights
+            .build(dtype, device, true, |vb| self.create(&options, vb))
+            .map_err(|e| match e {
+                Error::Weights {
+                    file,
+                    tensor,
+                    problem,
+                } => Error::Weights {
+                    file,
+                    tensor,
+                    problem: format!("{problem} (the file was read as {})", info.layout),
+                },
+                other => other,
+            })?;
+        Ok((model, info))
+    }
+}
+
+/// timm's `adapt_input_conv`: RGB weights `[O, I, kh, kw]` for a model with `in_channels`
+/// inputs: one channel sums the input channels; other counts repeat them cyclically and rescale
+/// by `I / in_channels`.
+pub fn adapt_input_conv(weight: &Tensor, in_channels: usize) -> Result<Tensor> {
+    let (_, from, _, _) = weight.dims4()?;
+    if in_channels == 0 {
+        return Err(Error::config("a model needs at least one input channel"));
+    }
+    if in_channels == from {
+        return Ok(weight.clone());
+    }
+    let dtype = weight.dtype();
+    let w = weight.to_dtype(DType::F32)?;
+    let adapted = if in_channels == 1 {
+        w.sum_keepdim(1)?
+    } else {
+        let repeats = in_channels.div_ceil(from);
+        let tiled = Tensor::cat(&vec![&w; repeats], 1)?.narrow(1, 0, in_channels)?;
+        (tiled * (from as f64 / in_channels as f64))?
+    };
+    Ok(adapted.to_dtype(dtype)?)
+}
+
+/// The variant of `catalogue` called `name` (or an alias); an unknown name is an error listing
+/// the valid ones.
+pub fn find<'a>(catalogue: &[&'a Variant], name: &str) -> Result<&'a Variant> {
+    catalogue
+        .iter()
+        .copied()
+        .find(|v| v.matches(name))
+        .ok_or_else(|| {
+            let names: Vec<&str> = catalogue.iter().map(|v| v.name).collect();
+            Error::config(format!(
+                "unknown model `{name}`; valid names: {}",
+                names.join(", ")
+            ))
+        })
+}
+
+/// A var builder backend that hands out zeros (untouched pages: nothing is computed) and counts
+/// the parameters asked for.
+#[derive(Clone, Default)]
+struct Counter(std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<usize>>>>);
+
+impl candle_nn::var_builder::SimpleBackend for Counter {
+    fn get(
+        &self,
+        shape: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), shape.dims().to_vec());
+        Tensor::zeros(shape, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        Err(candle_core::Error::Msg(format!(
+            "{name}: a shape is needed to count parameters"
+        )))
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
+    }
+}
+
+/// Every variable `variant` built with `options` asks for, with its shape (batch-norm running
+/// statistics included), found without computing any weight.
+pub fn variable_shapes(
+    variant: &Variant,
+    options: &ModelOptions,
+) -> Result<std::collections::BTreeMap<String, Vec<usize>>> {
+    let counter = Counter::default();
+    let vb = VarBuilder::from_backend(Box::new(counter.clone()), DType::F32, Device::Cpu);
+    variant.create(options, vb)?;
+    let shapes = counter.0.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(shapes.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// The trainable parameters of `variant` built with `options` (batch-norm running statistics
+/// excluded), counted without computing any weight.
+pub fn count_params(variant: &Variant, options: &ModelOptions) -> Result<u64> {
+    Ok(variable_shapes(variant, options)?
+        .iter()
+        .filter(|(name, _)| !crate::init::is_buffer(name))
+        .map(|(_, shape)| shape.iter().product::<usize>() as u64)
+        .sum())
+}
