@@ -57,7 +57,11 @@ first; "logits_head": the first 10 logits; "ties": true when two of the top-6 pr
 within 1e-4 of each other. The classifier scale factor is chosen as the first of
 1, 2, 1/2, 4, 1/4, ... (up to 2^12) with which the top-5 probabilities all lie in [1e-3, 0.9]
 and no two of the top-6 are within 1e-4 (non-degenerate); a power of two so that f32 rounding
-commutes with it.
+commutes with it. (With c = 1 every model's logits were nearly flat, std ~0.06-0.11, so all
+probabilities ~0.001: every file has c in 8..64.) Also recorded: "classifier" (the scaled
+Linear), "non_degenerate", "image_head" (first 5 input values, to check the pattern),
+"logits_stats", "logits_c1_std" (logit std with c = 1) and "features_over_bias_std"
+(std of W.x over std of the classifier bias: how much of the logits comes from the image).
 """
 import json
 import math
@@ -270,8 +274,8 @@ def expected_for(model, image_size):
     assert logits.dtype == torch.float32 and logits.shape == (1, 1000), logits.shape
     top5, ties, ok = summarise(logits)
     l = logits[0]
-    wx = (feats["x"].double() @ lin.weight.double().T)[0]
-    b = lin.bias.double()
+    wx = (feats["x"].double() @ lin.weight.detach().double().T)[0]
+    b = lin.bias.detach().double()
     return {
         "image_size": image_size,
         "image_head": [float(v) for v in x.flatten()[:5].tolist()],
