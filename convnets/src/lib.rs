@@ -26,25 +26,44 @@ pub use backbone::{self, Backbone, Error, Result};
 
 /// Every variant of the enabled families, in the order `cargo xtask models` lists them.
 pub fn catalogue() -> Vec<&'static Variant> {
-    let mut all: Vec<&'static [Variant]> = Vec::new();
-    #[cfg(feature = "lenet")]
-    all.push(lenet::VARIANTS);
-    #[cfg(feature = "alexnet")]
-    all.push(alexnet::VARIANTS);
-    #[cfg(feature = "zfnet")]
-    all.push(zfnet::VARIANTS);
-    #[cfg(feature = "nin")]
-    all.push(nin::VARIANTS);
-    #[cfg(feature = "vgg")]
-    all.push(vgg::VARIANTS);
-    #[cfg(feature = "googlenet")]
-    all.push(googlenet::VARIANTS);
-    #[cfg(feature = "resnet")]
-    all.push(resnet::VARIANTS);
-    #[cfg(feature = "densenet")]
-    all.push(densenet::VARIANTS);
-    #[cfg(feature = "efficientnet")]
-    all.push(efficientnet::VARIANTS);
+    let all: [&'static [Variant]; 9] = [
+        #[cfg(feature = "lenet")]
+        lenet::VARIANTS,
+        #[cfg(not(feature = "lenet"))]
+        &[],
+        #[cfg(feature = "alexnet")]
+        alexnet::VARIANTS,
+        #[cfg(not(feature = "alexnet"))]
+        &[],
+        #[cfg(feature = "zfnet")]
+        zfnet::VARIANTS,
+        #[cfg(not(feature = "zfnet"))]
+        &[],
+        #[cfg(feature = "nin")]
+        nin::VARIANTS,
+        #[cfg(not(feature = "nin"))]
+        &[],
+        #[cfg(feature = "vgg")]
+        vgg::VARIANTS,
+        #[cfg(not(feature = "vgg"))]
+        &[],
+        #[cfg(feature = "googlenet")]
+        googlenet::VARIANTS,
+        #[cfg(not(feature = "googlenet"))]
+        &[],
+        #[cfg(feature = "resnet")]
+        resnet::VARIANTS,
+        #[cfg(not(feature = "resnet"))]
+        &[],
+        #[cfg(feature = "densenet")]
+        densenet::VARIANTS,
+        #[cfg(not(feature = "densenet"))]
+        &[],
+        #[cfg(feature = "efficientnet")]
+        efficientnet::VARIANTS,
+        #[cfg(not(feature = "efficientnet"))]
+        &[],
+    ];
     all.into_iter().flatten().collect()
 }
 
