@@ -33,7 +33,7 @@ pub const VARIANTS: &[Variant] = &[
         reference: (3, 1000),
         params: 7_978_856,
         preprocessing: Preprocessing::IMAGENET.crop(0.875, "bicubic"),
-        hub: &["timm/densenet121.tv_in1k"],
+        hub: &["timm/densenet121.ra_in1k", "timm/densenet121.tv_in1k"],
         layouts: LAYOUTS,
         aux_prefixes: &[],
         stem: "features.conv0.weight",

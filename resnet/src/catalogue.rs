@@ -150,7 +150,7 @@ pub const VARIANTS: &[Variant] = &[
         paper: "Zagoruyko, Komodakis 2016, \"Wide Residual Networks\"",
         reference: (3, 1000),
         params: 68_883_240,
-        preprocessing: Preprocessing::IMAGENET,
+        preprocessing: Preprocessing::IMAGENET.crop(0.875, "bicubic"),
         hub: &["timm/wide_resnet50_2.racm_in1k", "timm/wide_resnet50_2.tv_in1k"],
         layouts: &[catalogue::native("torchvision")],
         aux_prefixes: &[],

@@ -587,6 +587,19 @@ impl Default for PretrainedConfig {
 const CFG_KEYS: [&str; 2] = ["pretrained_cfg", "default_cfg"];
 
 impl PretrainedConfig {
+    /// A variant's default preprocessing from its catalogue entry (used when the weights come
+    /// without a `config.json`).
+    pub fn from_preprocessing(p: &backbone::catalogue::Preprocessing) -> Self {
+        Self {
+            input_size: p.input_size,
+            mean: p.mean.to_vec(),
+            std: p.std.to_vec(),
+            crop_pct: p.crop_pct,
+            interpolation: Interpolation::from_name(p.interpolation).unwrap_or(Interpolation::Bilinear),
+            ..Self::default()
+        }
+    }
+
     /// Reads a `config.json`; errors name the file (and the field).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();

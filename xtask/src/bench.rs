@@ -244,7 +244,7 @@ fn measure(
 ) -> Result<Row> {
     let (channels, classes) = entry.reference;
     let vars = SeededVarMap::new(0);
-    let model = (entry.build)(classes, channels, vars.var_builder(DType::F32, device))
+    let model = models::build(entry, classes, channels, vars.var_builder(DType::F32, device))
         .with_context(|| format!("building {}", entry.name))?;
     let img = img_size.unwrap_or_else(|| default_img_size(model.as_ref()));
     let params: usize = backbone::init::trainable_vars(vars.varmap())

@@ -6,6 +6,7 @@ use crate::args::{self, RunArgs};
 use crate::models::{self, ModelEntry};
 use crate::parse_device;
 use anyhow::{bail, Context, Result};
+use backbone::catalogue::ModelOptions;
 use backbone::init::SeededVarMap;
 use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
@@ -19,7 +20,7 @@ use trainer::data::{
 use trainer::finetune::{export, finetune, FinetuneConfig, FinetuneData};
 use trainer::fit::OptimizerKind;
 use trainer::hub::{resolve, HubOptions, PretrainedConfig, ResolvedWeights, WeightsRef};
-use trainer::pretrained::{head_prefixes, load_pretrained};
+use trainer::pretrained::{head_prefixes, load_pretrained_tensors};
 use trainer::schedule::Schedule;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -304,13 +305,11 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let entry = models::find(&args.arch)?;
     let device = parse_device(&args.device)?;
     let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
-    let mut pretrained = resolved.config.clone().unwrap_or_default();
+    let mut pretrained = resolved
+        .config
+        .clone()
+        .unwrap_or_else(|| PretrainedConfig::from_preprocessing(&entry.preprocessing));
     check_architecture(entry, &pretrained, &resolved.source);
-    println!(
-        "weights: {} ({})",
-        resolved.source,
-        resolved.weights_file.display()
-    );
     let size = args.preprocess.apply(&mut pretrained)?;
     let channels = pretrained.input_size.0;
 
@@ -346,13 +345,36 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     );
 
     let vars = SeededVarMap::new(args.seed);
-    let model = (entry.build)(classes.len(), channels, vars.var_builder(DType::F32, &device))
-        .with_context(|| format!("building {}", entry.name))?;
-    let report = load_pretrained(
-        vars.varmap(),
-        &resolved.weights_file,
-        &head_prefixes(model.as_ref()),
-    )?;
+    let model = models::build(
+        entry,
+        classes.len(),
+        channels,
+        vars.var_builder(DType::F32, &device),
+    )
+    .with_context(|| format!("building {}", entry.name))?;
+    // The one loader: layout recognised and mapped, input convolution adapted.
+    let (tensors, info) = entry
+        .read_weights(&resolved.weights_file, channels)
+        .with_context(|| format!("reading the weights of {}", entry.name))?;
+    println!(
+        "weights: {} ({}; {info})",
+        resolved.source,
+        resolved.weights_file.display()
+    );
+    let mut fresh = head_prefixes(model.as_ref());
+    if !info.has_aux {
+        let aux: Vec<String> = entry
+            .aux_prefixes
+            .iter()
+            .map(|p| p.trim_end_matches('.').to_string())
+            .collect();
+        println!(
+            "the weights have no auxiliary classifiers ({}): they start fresh",
+            aux.join(", ")
+        );
+        fresh.extend(aux);
+    }
+    let report = load_pretrained_tensors(vars.varmap(), tensors, &resolved.weights_file, &fresh)?;
     println!("{report}");
 
     args::check_memory(
@@ -504,7 +526,10 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     let entry = models::find(&args.arch)?;
     let device = parse_device(&args.device)?;
     let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
-    let mut config = resolved.config.clone().unwrap_or_default();
+    let mut config = resolved
+        .config
+        .clone()
+        .unwrap_or_else(|| PretrainedConfig::from_preprocessing(&entry.preprocessing));
     check_architecture(entry, &config, &resolved.source);
     let classes = args
         .num_classes
@@ -512,11 +537,15 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
         .or(config.label_names.as_ref().map(Vec::len))
         .unwrap_or(1000);
     let channels = config.input_size.0;
-    let weights = backbone::weights::Weights::from_file(&resolved.weights_file, &device)?;
-    let model: Box<dyn Backbone> = weights
-        .build(DType::F32, &device, true, |vb| {
-            (entry.build)(classes, channels, vb)
-        })
+    let options = ModelOptions {
+        num_classes: classes,
+        in_channels: channels,
+        aux_logits: true,
+    };
+    // The one loader: any layout the variant accepts; a file without auxiliary heads builds
+    // the model without them.
+    let (model, info) = entry
+        .load(&resolved.weights_file, &options, DType::F32, &device)
         .with_context(|| {
             format!(
                 "loading {} as {} with {classes} classes (pass --num-classes if the head has another size)",
@@ -524,6 +553,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
                 entry.name
             )
         })?;
+    eprintln!("weights: {} ({info})", resolved.weights_file.display());
     let size = args.preprocess.apply(&mut config)?;
     args::check_memory(model.as_ref(), 1, size, false)?;
     let transform = Pipeline::eval(

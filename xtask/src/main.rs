@@ -236,7 +236,7 @@ fn summary(args: SummaryArgs) -> Result<()> {
     let vars = SeededVarMap::new(0);
     let (channels, reference_classes) = entry.reference;
     let classes = args.classes.unwrap_or(reference_classes);
-    let model = (entry.build)(classes, channels, vars.var_builder(DType::F32, &device))
+    let model = models::build(entry, classes, channels, vars.var_builder(DType::F32, &device))
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = match args.input_size {
@@ -268,8 +268,13 @@ fn train(args: TrainArgs) -> Result<()> {
         None => Mnist::bundled().context("decoding the bundled MNIST sample")?,
     };
     let vars = SeededVarMap::new(args.seed);
-    let model = (entry.build)(mnist.train.num_classes, 1, vars.var_builder(DType::F32, &device))
-        .with_context(|| format!("building {}", entry.name))?;
+    let model = models::build(
+        entry,
+        mnist.train.num_classes,
+        1,
+        vars.var_builder(DType::F32, &device),
+    )
+    .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = (mnist.train.rows, mnist.train.cols);
     let size = match args.img_size {
