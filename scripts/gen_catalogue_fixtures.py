@@ -62,6 +62,36 @@ probabilities ~0.001: every file has c in 8..64.) Also recorded: "classifier" (t
 Linear), "non_degenerate", "image_head" (first 5 input values, to check the pattern),
 "logits_stats", "logits_c1_std" (logit std with c = 1) and "features_over_bias_std"
 (std of W.x over std of the classifier bias: how much of the logits comes from the image).
+
+PREDICT (the reference for the command line's `predict`, which reads an image FILE and
+preprocesses it): every file also carries "predict" (and, for torchvision googlenet /
+inception_v3, "predict_no_aux" for the `aux_logits=False` model), all fields added after the
+ones above, which are unchanged:
+
+* preprocessing = the model's eval transform, built by timm's `timm.data.create_transform(**cfg)`
+  (`transforms_imagenet_eval`: Resize(floor(S / crop_pct), shortest edge, interpolation),
+  CenterCrop(S), ToTensor, Normalize(mean, std)). timm files: `cfg =
+  timm.data.resolve_data_config({}, model=model)`; torchvision files: the Rust catalogue's
+  defaults for the variant (TV_PREPROCESSING below; ImageNet mean/std unless noted, crop_mode
+  center). Recorded as "preprocessing": input_size, mean, std, crop_pct, interpolation,
+  crop_mode, plus "resize_to" = floor(S / crop_pct) (timm: `math.floor(img_size / crop_pct)`)
+  and "crop_top_left" (torchvision CenterCrop: int(round((side - S) / 2)), round half to even).
+* image = `predict-<side>.png` (same directory), side = resize_to, so the resize is the
+  identity (torchvision's `resize` returns the image unchanged when it already has the output
+  size, and PIL's `Image.resize` to the same size is a copy, for bilinear and bicubic alike;
+  checked here: the transformed tensor equals the hand-made crop / 255, (x - mean) / std to
+  < 1e-6) and only the center crop and the normalisation act. 8-bit RGB, no alpha; pixels
+  (PREDICT_IMAGE_RULE), x = column, y = row, both from 0, P1 = (97, 61, 43),
+  P2 = (71, 113, 53), P3 = (37, 29, 41), ph = (0.3, 1.7, 2.9), channel c = 0, 1, 2:
+      v = 0.5 + 0.20 sin(2 pi x / P1[c] + ph[c]) + 0.15 cos(2 pi y / P2[c] + 2 ph[c])
+            + 0.10 sin(2 pi (x + y) / P3[c]) + 0.05 sin(2 pi (x - 2 y) / (11 + 2 c))
+      u8 = floor(255 * clip(v, 0, 1))     (float64; the PNG file is the reference)
+  Low-frequency sinusoids: the files compress to < 200 KB, and the logits depend on the image.
+* the model: the same one as "expected" (same pattern weights, same classifier scale factor),
+  eval mode, CPU, 1 thread, on `transform(PIL.Image.open(png).convert("RGB")).unsqueeze(0)`;
+  probabilities = softmax in float64 of the float32 logits. "top5": [[class, probability]]
+  best first; "logits_head": first 10 logits; "ties" as in "expected"; "input_head": the
+  first 5 values of the transformed input; "image_sha256": of the PNG file's bytes.
 """
 import json
 import math
@@ -69,8 +99,11 @@ import os
 import sys
 import tempfile
 
+import hashlib
+
 import numpy as np
 import torch
+from PIL import Image
 
 torch.set_num_threads(1)
 
@@ -94,6 +127,31 @@ TV_MODELS = [
 ]
 AUX_MODELS = {"googlenet", "inception_v3"}
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _tv_pre(size, crop_pct, interpolation, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    return {"input_size": (3, size, size), "mean": mean, "std": std, "crop_pct": crop_pct,
+            "interpolation": interpolation, "crop_mode": "center"}
+
+
+# The Rust catalogue's default eval preprocessing for the torchvision variants.
+TV_PREPROCESSING = {
+    "alexnet": _tv_pre(224, 0.875, "bilinear"),
+    "vgg11": _tv_pre(224, 0.875, "bilinear"),
+    "vgg11_bn": _tv_pre(224, 0.875, "bilinear"),
+    "vgg16": _tv_pre(224, 0.875, "bilinear"),
+    "googlenet": _tv_pre(224, 0.875, "bilinear"),
+    "inception_v3": _tv_pre(299, 0.875, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "resnet18": _tv_pre(224, 0.95, "bicubic"),
+    "resnet50": _tv_pre(224, 0.95, "bicubic"),
+    "resnext50_32x4d": _tv_pre(224, 0.95, "bicubic"),
+    "wide_resnet50_2": _tv_pre(224, 0.875, "bicubic"),
+    "densenet121": _tv_pre(224, 0.875, "bicubic"),
+    "efficientnet_b0": _tv_pre(224, 0.875, "bicubic"),
+}
+
 WEIGHTS_RULE = (
     "pattern(shape,index,scale,offset): GOLDEN=0x9E3779B97F4A7C15, integer arithmetic mod 2^64; "
     "base=index*GOLDEN+GOLDEN; element i (row-major): z=i+base; z=(z^(z>>30))*0xBF58476D1CE4E5B9; "
@@ -114,6 +172,18 @@ EXPECTED_RULE = (
     "giving top-5 probabilities in [1e-3, 0.9] and no ties"
 )
 
+PREDICT_IMAGE_RULE = (
+    "8-bit RGB PNG, side x side, side = floor(S / crop_pct) (the transform's resize size, so the resize "
+    "is the identity); x = column, y = row from 0; P1=(97,61,43), P2=(71,113,53), P3=(37,29,41), "
+    "ph=(0.3,1.7,2.9); channel c: v = 0.5 + 0.20 sin(2 pi x/P1[c] + ph[c]) + 0.15 cos(2 pi y/P2[c] + 2 ph[c]) "
+    "+ 0.10 sin(2 pi (x+y)/P3[c]) + 0.05 sin(2 pi (x-2y)/(11+2c)); u8 = floor(255 * clip(v, 0, 1)) (float64)"
+)
+PREDICT_RULE = (
+    "same model and weights as expected (same classifier_scale_factor), eval mode, CPU, float32, on "
+    "timm.data.create_transform(**preprocessing)(PIL.Image.open(image).convert('RGB')).unsqueeze(0); "
+    "probabilities = softmax in float64; top5 = [[class, probability]] best first; logits_head = first 10 "
+    "logits; ties = two of the top-6 probabilities within 1e-4; input_head = first 5 transformed input values"
+)
 
 # ----------------------------------------------------------------------------- pattern
 
@@ -293,6 +363,96 @@ def expected_for(model, image_size):
     }
 
 
+# ----------------------------------------------------------------------------- predict
+
+def predict_pixels(side):
+    """The PNG's pixels (PREDICT_IMAGE_RULE), uint8 [side, side, 3]."""
+    y, x = np.meshgrid(np.arange(side, dtype=np.float64), np.arange(side, dtype=np.float64),
+                       indexing="ij")
+    p1, p2, p3, ph = (97.0, 61.0, 43.0), (71.0, 113.0, 53.0), (37.0, 29.0, 41.0), (0.3, 1.7, 2.9)
+    chans = []
+    for c in range(3):
+        v = (0.5 + 0.20 * np.sin(2 * math.pi * x / p1[c] + ph[c])
+             + 0.15 * np.cos(2 * math.pi * y / p2[c] + 2 * ph[c])
+             + 0.10 * np.sin(2 * math.pi * (x + y) / p3[c])
+             + 0.05 * np.sin(2 * math.pi * (x - 2 * y) / (11.0 + 2 * c)))
+        chans.append(v)
+    v = np.clip(np.stack(chans, axis=-1), 0.0, 1.0)
+    return np.floor(255.0 * v).astype(np.uint8)
+
+
+_WRITTEN_PNGS = {}
+
+
+def predict_png(side):
+    """Writes `predict-<side>.png` once per run; returns (file name, sha256 of its bytes)."""
+    name = f"predict-{side}.png"
+    if side not in _WRITTEN_PNGS:
+        path = os.path.join(OUT_DIR, name)
+        Image.fromarray(predict_pixels(side), "RGB").save(path, format="PNG")
+        with Image.open(path) as im:
+            assert im.mode == "RGB" and im.size == (side, side), (im.mode, im.size)
+            assert np.array_equal(np.asarray(im), predict_pixels(side)), "PNG round trip"
+        with open(path, "rb") as f:
+            _WRITTEN_PNGS[side] = hashlib.sha256(f.read()).hexdigest()
+    return name, _WRITTEN_PNGS[side]
+
+
+def predict_for(model, cfg):
+    """The "predict" record: `model` (already filled as for "expected") on the PNG through the
+    eval transform built by timm from `cfg` (resolve_data_config-style keys)."""
+    cfg = {k: cfg[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")}
+    size = int(cfg["input_size"][-1])
+    assert tuple(cfg["input_size"]) == (3, size, size), cfg
+    crop_pct = float(cfg["crop_pct"])
+    side = math.floor(size / crop_pct)  # timm transforms_imagenet_eval's scale_size
+    transform = timm.data.create_transform(**cfg)
+    resizes = [t for t in transform.transforms if type(t).__name__ == "Resize"]
+    assert len(resizes) == 1 and resizes[0].size == side, transform  # shortest edge -> side
+    name, sha = predict_png(side)
+    with Image.open(os.path.join(OUT_DIR, name)) as im:
+        img = im.convert("RGB")
+    # the resize really is the identity: PIL's own resize to the same size is a copy, and the
+    # whole transform equals the hand-made crop + normalisation
+    pil_interp = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[cfg["interpolation"]]
+    assert np.array_equal(np.asarray(img.resize((side, side), pil_interp)), np.asarray(img))
+    x = transform(img).unsqueeze(0)
+    assert x.dtype == torch.float32 and tuple(x.shape) == (1, 3, size, size), (x.dtype, x.shape)
+    top = int(round((side - size) / 2.0))  # torchvision CenterCrop
+    arr = np.asarray(img).astype(np.float64)[top:top + size, top:top + size] / 255.0
+    ref = (arr - np.array(cfg["mean"])) / np.array(cfg["std"])
+    diff = float(np.abs(x[0].double().numpy() - ref.transpose(2, 0, 1)).max())
+    assert diff < 1e-6, diff
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.dtype == torch.float32 and logits.shape == (1, 1000), logits.shape
+    top5, ties, _ = summarise(logits)
+    return {
+        "image": name,
+        "image_side": side,
+        "image_sha256": sha,
+        "image_rule": PREDICT_IMAGE_RULE,
+        "preprocessing": {
+            "input_size": [int(v) for v in cfg["input_size"]],
+            "mean": [float(v) for v in cfg["mean"]],
+            "std": [float(v) for v in cfg["std"]],
+            "crop_pct": crop_pct,
+            "interpolation": cfg["interpolation"],
+            "crop_mode": cfg["crop_mode"],
+            "resize_to": side,
+            "crop_top_left": [top, top],
+            "transform": "timm.data.create_transform(**preprocessing) (transforms_imagenet_eval)",
+            "max_abs_diff_vs_manual_crop_normalise": diff,
+        },
+        "predict_rule": PREDICT_RULE,
+        "input_head": [float(v) for v in x.flatten()[:5].tolist()],
+        "top5": top5,
+        "ties": ties,
+        "logits_head": [float(v) for v in logits[0, :10].tolist()],
+    }
+
+
 # ----------------------------------------------------------------------------- output
 
 def keys_of(model):
@@ -351,6 +511,7 @@ def timm_fixture(name):
         "keys": keys, "config": config,
     }
     rec["expected"] = expected_for(model, size)
+    rec["predict"] = predict_for(model, timm.data.resolve_data_config({}, model=model))
     dump(os.path.join(OUT_DIR, f"timm-{name}.json"), rec)
     return rec
 
@@ -377,6 +538,9 @@ def tv_fixture(name):
     rec["expected"] = expected_for(model, size)
     if name in AUX_MODELS:
         rec["expected_no_aux"] = expected_for(no_aux, size)
+    rec["predict"] = predict_for(model, TV_PREPROCESSING[name])
+    if name in AUX_MODELS:
+        rec["predict_no_aux"] = predict_for(no_aux, TV_PREPROCESSING[name])
     dump(os.path.join(OUT_DIR, f"torchvision-{name}.json"), rec)
     return rec
 
@@ -393,6 +557,8 @@ def main():
         e = r["expected"]
         print(f"timm-{name}: {r['hub_id']} keys={len(r['keys'])} c={e['classifier_scale_factor']} "
               f"ok={e['non_degenerate']} ties={e['ties']} top5={e['top5']}", flush=True)
+        pr = r["predict"]
+        print(f"timm-{name} predict: {pr['image']} ties={pr['ties']} top5={pr['top5']}", flush=True)
     for name in TV_MODELS:
         if only and f"torchvision-{name}" not in only:
             continue
@@ -402,6 +568,11 @@ def main():
                 e = r[k]
                 print(f"torchvision-{name} {k}: keys={len(r['keys'])} c={e['classifier_scale_factor']} "
                       f"ok={e['non_degenerate']} ties={e['ties']} top5={e['top5']}", flush=True)
+        for k in ("predict", "predict_no_aux"):
+            if k in r:
+                pr = r[k]
+                print(f"torchvision-{name} {k}: {pr['image']} ties={pr['ties']} top5={pr['top5']}",
+                      flush=True)
 
 
 if __name__ == "__main__":

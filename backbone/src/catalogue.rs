@@ -220,8 +220,12 @@ impl Variant {
 
     /// A state dict in any accepted layout -> the crate's names, for a model with
     /// `in_channels` input channels: `num_batches_tracked` counters dropped, the input
-    /// convolution adapted (see [`adapt_input_conv`]).
-    pub fn canonical(&self, tensors: StateDict, in_channels: usize) -> Result<(StateDict, WeightsInfo)> {
+    /// convolution adapted (see [`Variant::adapt_stem`]; `None` keeps it as it is).
+    pub fn canonical(
+        &self,
+        tensors: StateDict,
+        in_channels: Option<usize>,
+    ) -> Result<(StateDict, WeightsInfo)> {
         let layout = self.layout_of(&tensors);
         let mut tensors = (layout.remap)(tensors)?;
         tensors.retain(|name, _| !crate::weights::is_counter(name));
@@ -229,34 +233,46 @@ impl Variant {
             || tensors
                 .keys()
                 .any(|k| self.aux_prefixes.iter().any(|p| k.starts_with(p)));
-        let mut adapted_channels = None;
-        if let Some(stem) = tensors.get(self.stem) {
-            if stem.rank() == 4 && stem.dim(1)? != in_channels {
-                let from = stem.dim(1)?;
-                let adapted = adapt_input_conv(stem, in_channels).map_err(|e| Error::Weights {
-                    file: None,
-                    tensor: self.stem.to_string(),
-                    problem: format!(
-                        "cannot adapt the input convolution from {from} to {in_channels} channels: {e}"
-                    ),
-                })?;
-                tensors.insert(self.stem.to_string(), adapted);
-                adapted_channels = Some((from, in_channels));
-            }
+        let mut info = WeightsInfo {
+            layout: layout.name,
+            has_aux,
+            adapted_channels: None,
+        };
+        if let Some(in_channels) = in_channels {
+            info.adapted_channels = self.adapt_stem(&mut tensors, in_channels)?;
         }
-        Ok((
-            tensors,
-            WeightsInfo {
-                layout: layout.name,
-                has_aux,
-                adapted_channels,
-            },
-        ))
+        Ok((tensors, info))
+    }
+
+    /// The input channels of a state dict in the crate's names (its stem's), if it has a stem.
+    pub fn stem_channels(&self, tensors: &StateDict) -> Option<usize> {
+        tensors
+            .get(self.stem)
+            .filter(|t| t.rank() == 4)
+            .and_then(|t| t.dim(1).ok())
+    }
+
+    /// Adapts the input convolution of a state dict in the crate's names to `in_channels`
+    /// (timm's `adapt_input_conv`); returns `(from, to)` when it changed.
+    pub fn adapt_stem(&self, tensors: &mut StateDict, in_channels: usize) -> Result<Option<(usize, usize)>> {
+        let Some(from) = self.stem_channels(tensors) else {
+            return Ok(None);
+        };
+        if from == in_channels {
+            return Ok(None);
+        }
+        let adapted = adapt_input_conv(&tensors[self.stem], in_channels).map_err(|e| Error::Weights {
+            file: None,
+            tensor: self.stem.to_string(),
+            problem: format!("cannot adapt the input convolution from {from} to {in_channels} channels: {e}"),
+        })?;
+        tensors.insert(self.stem.to_string(), adapted);
+        Ok(Some((from, in_channels)))
     }
 
     /// Reads a safetensors file and maps it with [`Variant::canonical`]. Errors name the file
     /// and the tensor.
-    pub fn read_weights(&self, path: &Path, in_channels: usize) -> Result<(StateDict, WeightsInfo)> {
+    pub fn read_weights(&self, path: &Path, in_channels: Option<usize>) -> Result<(StateDict, WeightsInfo)> {
         let tensors = read_safetensors(path, &Device::Cpu, &ReadOptions::weights())?;
         self.canonical(tensors, in_channels).map_err(|e| match e {
             Error::Weights {
@@ -282,13 +298,28 @@ impl Variant {
         dtype: DType,
         device: &Device,
     ) -> Result<(Box<dyn Backbone>, WeightsInfo)> {
-        let (tensors, info) = self.read_weights(path, options.in_channels)?;
+        let (tensors, info) = self.read_weights(path, Some(options.in_channels))?;
+        let model = self.build_from(tensors, &info, Some(path), options, dtype, device)?;
+        Ok((model, info))
+    }
+
+    /// [`Variant::load`] from a state dict [`Variant::canonical`] (or
+    /// [`Variant::read_weights`]) returned, with its `info`; `file` is named in errors.
+    pub fn build_from(
+        &self,
+        tensors: StateDict,
+        info: &WeightsInfo,
+        file: Option<&Path>,
+        options: &ModelOptions,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Box<dyn Backbone>> {
         let options = ModelOptions {
             aux_logits: options.aux_logits && info.has_aux,
             ..*options
         };
-        let weights = Weights::from_tensors(tensors, Some(path.to_path_buf()));
-        let model = weights
+        let weights = Weights::from_tensors(tensors, file.map(Path::to_path_buf));
+        weights
             .build(dtype, device, true, |vb| self.create(&options, vb))
             .map_err(|e| match e {
                 Error::Weights {
@@ -301,8 +332,7 @@ impl Variant {
                     problem: format!("{problem} (the file was read as {})", info.layout),
                 },
                 other => other,
-            })?;
-        Ok((model, info))
+            })
     }
 }
 

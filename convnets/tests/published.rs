@@ -199,7 +199,7 @@ fn full_size_models_from_published_layouts_compute_the_reference_logits() {
         let variant = variant(&fixture);
         for (keys, expected) in layouts(&fixture) {
             let tensors = reference_weights(&keys, expected);
-            let (mapped, info) = variant.canonical(tensors, 3).unwrap();
+            let (mapped, info) = variant.canonical(tensors, Some(3)).unwrap();
             let options = ModelOptions {
                 aux_logits: info.has_aux,
                 ..variant.reference_options()

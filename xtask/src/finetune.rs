@@ -6,7 +6,7 @@ use crate::args::{self, RunArgs};
 use crate::models::{self, ModelEntry};
 use crate::parse_device;
 use anyhow::{bail, Context, Result};
-use backbone::catalogue::ModelOptions;
+use backbone::catalogue::{ModelOptions, Variant};
 use backbone::init::SeededVarMap;
 use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trainer::data::{
     Cifar10, Dataset, Image, ImageFolder, Interpolation, OnCorrupt, Pipeline, Subset, Transform,
+    IMAGENET_MEAN, IMAGENET_STD,
 };
 use trainer::finetune::{export, finetune, FinetuneConfig, FinetuneData};
 use trainer::fit::OptimizerKind;
@@ -230,6 +231,29 @@ fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, source: &st
     }
 }
 
+/// The preprocessing of weights that come without a `config.json`: the catalogue's for the
+/// variant, unless the file's input convolution has another channel count (a model trained on
+/// other images): then ImageNet's normalisation for 3 channels, mean and std 0.5 otherwise.
+fn default_config(entry: &Variant, file_channels: Option<usize>) -> PretrainedConfig {
+    let p = &entry.preprocessing;
+    match file_channels {
+        Some(c) if c != p.input_size.0 => {
+            let (mean, std) = if c == 3 {
+                (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())
+            } else {
+                (vec![0.5; c], vec![0.5; c])
+            };
+            PretrainedConfig {
+                input_size: (c, p.input_size.1, p.input_size.2),
+                mean,
+                std,
+                ..PretrainedConfig::from_preprocessing(p)
+            }
+        }
+        _ => PretrainedConfig::from_preprocessing(p),
+    }
+}
+
 /// Overrides of the preprocessing the weights' config.json describes.
 #[derive(clap::Args)]
 pub struct PreprocessArgs {
@@ -305,10 +329,14 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let entry = models::find(&args.arch)?;
     let device = parse_device(&args.device)?;
     let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
+    // The one loader: any layout the variant accepts, read once.
+    let (mut tensors, mut info) = entry
+        .read_weights(&resolved.weights_file, None)
+        .with_context(|| format!("reading the weights of {}", entry.name))?;
     let mut pretrained = resolved
         .config
         .clone()
-        .unwrap_or_else(|| PretrainedConfig::from_preprocessing(&entry.preprocessing));
+        .unwrap_or_else(|| default_config(entry, entry.stem_channels(&tensors)));
     check_architecture(entry, &pretrained, &resolved.source);
     let size = args.preprocess.apply(&mut pretrained)?;
     let channels = pretrained.input_size.0;
@@ -352,10 +380,7 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         vars.var_builder(DType::F32, &device),
     )
     .with_context(|| format!("building {}", entry.name))?;
-    // The one loader: layout recognised and mapped, input convolution adapted.
-    let (tensors, info) = entry
-        .read_weights(&resolved.weights_file, channels)
-        .with_context(|| format!("reading the weights of {}", entry.name))?;
+    info.adapted_channels = entry.adapt_stem(&mut tensors, channels)?;
     println!(
         "weights: {} ({}; {info})",
         resolved.source,
@@ -526,26 +551,37 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     let entry = models::find(&args.arch)?;
     let device = parse_device(&args.device)?;
     let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
+    // The one loader: any layout the variant accepts, read once.
+    let (mut tensors, mut info) = entry
+        .read_weights(&resolved.weights_file, None)
+        .with_context(|| format!("reading the weights of {}", entry.name))?;
     let mut config = resolved
         .config
         .clone()
-        .unwrap_or_else(|| PretrainedConfig::from_preprocessing(&entry.preprocessing));
+        .unwrap_or_else(|| default_config(entry, entry.stem_channels(&tensors)));
     check_architecture(entry, &config, &resolved.source);
     let classes = args
         .num_classes
         .or(config.num_classes)
         .or(config.label_names.as_ref().map(Vec::len))
-        .unwrap_or(1000);
+        .unwrap_or(entry.reference.1);
     let channels = config.input_size.0;
+    info.adapted_channels = entry.adapt_stem(&mut tensors, channels)?;
     let options = ModelOptions {
         num_classes: classes,
         in_channels: channels,
         aux_logits: true,
     };
-    // The one loader: any layout the variant accepts; a file without auxiliary heads builds
-    // the model without them.
-    let (model, info) = entry
-        .load(&resolved.weights_file, &options, DType::F32, &device)
+    // A file without auxiliary heads builds the model without them.
+    let model = entry
+        .build_from(
+            tensors,
+            &info,
+            Some(&resolved.weights_file),
+            &options,
+            DType::F32,
+            &device,
+        )
         .with_context(|| {
             format!(
                 "loading {} as {} with {classes} classes (pass --num-classes if the head has another size)",
