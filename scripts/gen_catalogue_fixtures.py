@@ -82,7 +82,7 @@ ones above, which are unchanged:
   checked here: the transformed tensor equals the hand-made crop / 255, (x - mean) / std to
   < 1e-6) and only the center crop and the normalisation act. 8-bit RGB, no alpha; pixels
   (PREDICT_IMAGE_RULE), x = column, y = row, both from 0, P1 = (97, 61, 43),
-  P2 = (71, 113, 53), P3 = (37, 29, 41), ph = (0.3, 1.7, 2.9), channel c = 0, 1, 2:
+  P2 = (71, 113, 53), P3 = (37, 29, 41), ph = (0.7, 2.3, 4.1), channel c = 0, 1, 2:
       v = 0.5 + 0.20 sin(2 pi x / P1[c] + ph[c]) + 0.15 cos(2 pi y / P2[c] + 2 ph[c])
             + 0.10 sin(2 pi (x + y) / P3[c]) + 0.05 sin(2 pi (x - 2 y) / (11 + 2 c))
       u8 = floor(255 * clip(v, 0, 1))     (float64; the PNG file is the reference)
@@ -91,7 +91,14 @@ ones above, which are unchanged:
   eval mode, CPU, 1 thread, on `transform(PIL.Image.open(png).convert("RGB")).unsqueeze(0)`;
   probabilities = softmax in float64 of the float32 logits. "top5": [[class, probability]]
   best first; "logits_head": first 10 logits; "ties" as in "expected"; "input_head": the
-  first 5 values of the transformed input; "image_sha256": of the PNG file's bytes.
+  first 5 values of the transformed input; "image_sha256": of the PNG file's bytes;
+  "sensitivity": max |logit difference| and max |probability difference| when the same model
+  sees the crop one row lower ("crop_one_row_lower"), the crop not normalised (x / 255,
+  "not_normalised") or with the channels reversed ("channels_reversed"): how well the fixture
+  can catch a preprocessing mistake. With the pattern weights efficientnet_b0, inception_v3,
+  googlenet and vgg16 are (nearly) image-independent (differences ~1e-7..1e-4 in the logits),
+  so their "predict" checks the file reading and the shapes, not the pixel arithmetic.
+  The phases ph were picked (among a handful tried) so that no "predict" has ties.
 """
 import json
 import math
@@ -175,14 +182,16 @@ EXPECTED_RULE = (
 PREDICT_IMAGE_RULE = (
     "8-bit RGB PNG, side x side, side = floor(S / crop_pct) (the transform's resize size, so the resize "
     "is the identity); x = column, y = row from 0; P1=(97,61,43), P2=(71,113,53), P3=(37,29,41), "
-    "ph=(0.3,1.7,2.9); channel c: v = 0.5 + 0.20 sin(2 pi x/P1[c] + ph[c]) + 0.15 cos(2 pi y/P2[c] + 2 ph[c]) "
+    "ph=(0.7,2.3,4.1); channel c: v = 0.5 + 0.20 sin(2 pi x/P1[c] + ph[c]) + 0.15 cos(2 pi y/P2[c] + 2 ph[c]) "
     "+ 0.10 sin(2 pi (x+y)/P3[c]) + 0.05 sin(2 pi (x-2y)/(11+2c)); u8 = floor(255 * clip(v, 0, 1)) (float64)"
 )
 PREDICT_RULE = (
     "same model and weights as expected (same classifier_scale_factor), eval mode, CPU, float32, on "
     "timm.data.create_transform(**preprocessing)(PIL.Image.open(image).convert('RGB')).unsqueeze(0); "
     "probabilities = softmax in float64; top5 = [[class, probability]] best first; logits_head = first 10 "
-    "logits; ties = two of the top-6 probabilities within 1e-4; input_head = first 5 transformed input values"
+    "logits; ties = two of the top-6 probabilities within 1e-4; input_head = first 5 transformed input values; "
+    "sensitivity = max |logit| and |probability| differences for the crop one row lower, the crop not "
+    "normalised (x/255) and the channels reversed"
 )
 
 # ----------------------------------------------------------------------------- pattern
@@ -369,7 +378,7 @@ def predict_pixels(side):
     """The PNG's pixels (PREDICT_IMAGE_RULE), uint8 [side, side, 3]."""
     y, x = np.meshgrid(np.arange(side, dtype=np.float64), np.arange(side, dtype=np.float64),
                        indexing="ij")
-    p1, p2, p3, ph = (97.0, 61.0, 43.0), (71.0, 113.0, 53.0), (37.0, 29.0, 41.0), (0.3, 1.7, 2.9)
+    p1, p2, p3, ph = (97.0, 61.0, 43.0), (71.0, 113.0, 53.0), (37.0, 29.0, 41.0), (0.7, 2.3, 4.1)
     chans = []
     for c in range(3):
         v = (0.5 + 0.20 * np.sin(2 * math.pi * x / p1[c] + ph[c])
@@ -428,6 +437,26 @@ def predict_for(model, cfg):
         logits = model(x)
     assert logits.dtype == torch.float32 and logits.shape == (1, 1000), logits.shape
     top5, ties, _ = summarise(logits)
+    # how much the logits depend on the preprocessing (what a wrong crop / normalisation / channel
+    # order would change): max |logit difference| and max |probability difference| against the
+    # crop one row lower, the un-normalised crop (x / 255) and the channels reversed (BGR)
+    arr32 = np.asarray(img).astype(np.float32) / np.float32(255.0)
+    mean32, std32 = np.array(cfg["mean"], np.float32), np.array(cfg["std"], np.float32)
+
+    def variant(a, t, m, sd):
+        c = (a[t:t + size, top:top + size] - m) / sd
+        return torch.from_numpy(np.ascontiguousarray(c.transpose(2, 0, 1))).unsqueeze(0).float()
+
+    p0 = torch.softmax(logits.double()[0], dim=0)
+    sens = {}
+    for key, xv in (("crop_one_row_lower", variant(arr32, top + 1, mean32, std32)),
+                    ("not_normalised", variant(arr32, top, np.float32(0.0), np.float32(1.0))),
+                    ("channels_reversed", variant(arr32[..., ::-1], top, mean32, std32))):
+        with torch.no_grad():
+            lv = model(xv)
+        pv = torch.softmax(lv.double()[0], dim=0)
+        sens[key] = {"max_abs_logit_diff": float((lv[0].double() - logits[0].double()).abs().max()),
+                     "max_abs_prob_diff": float((pv - p0).abs().max())}
     return {
         "image": name,
         "image_side": side,
@@ -450,6 +479,7 @@ def predict_for(model, cfg):
         "top5": top5,
         "ties": ties,
         "logits_head": [float(v) for v in logits[0, :10].tolist()],
+        "sensitivity": sens,
     }
 
 

@@ -81,6 +81,14 @@ impl WeightsRef {
             if file.is_file() {
                 return Ok(WeightsRef::File(file));
             }
+            // A training run's folder: its latest complete epoch.
+            if let Some(epoch) = crate::run::latest_epoch(path) {
+                return Ok(WeightsRef::File(crate::run::checkpoint_path(path, epoch)));
+            }
+            // A training run's folder: its latest complete epoch.
+            if let Some(epoch) = crate::run::latest_epoch(path) {
+                return Ok(WeightsRef::File(crate::run::checkpoint_path(path, epoch)));
+            }
             let hint = if parse_hub_id(reference).is_ok() {
                 format!(" (for the Hugging Face repo of that name, write `{reference}@{DEFAULT_REVISION}`)")
             } else {
@@ -88,7 +96,7 @@ impl WeightsRef {
             };
             return Err(Error::pretrained(
                 reference,
-                format!("the directory contains no {WEIGHTS_FILE}{hint}"),
+                format!("the directory contains no {WEIGHTS_FILE} and no epoch checkpoint{hint}"),
             ));
         }
         if path.exists() || reference.ends_with(".safetensors") {

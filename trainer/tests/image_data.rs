@@ -982,8 +982,23 @@ fn standard_pipelines() {
     let mean = trainer::data::IMAGENET_MEAN;
     let std = trainer::data::IMAGENET_STD;
     let eval = Pipeline::eval((224, 224), 0.875, Interpolation::Bicubic, &mean, &std).unwrap();
+    // First the images get the normalisation's channel count (a grey image for an RGB model).
+    assert_eq!(eval.steps()[0], Transform::ToChannels(3));
     assert_eq!(
-        eval.steps()[0],
+        eval.apply(fixture_source(1, 300, 400), &mut ChaCha8Rng::seed_from_u64(0))
+            .unwrap()
+            .dims(),
+        (3, 224, 224)
+    );
+    let gray = Pipeline::eval((32, 32), 1.0, Interpolation::Bilinear, &[0.5], &[0.5]).unwrap();
+    assert_eq!(
+        gray.apply(fixture_source(3, 32, 32), &mut ChaCha8Rng::seed_from_u64(0))
+            .unwrap()
+            .dims(),
+        (1, 32, 32)
+    );
+    assert_eq!(
+        eval.steps()[1],
         Transform::Resize {
             size: ResizeTo::Shorter(256),
             interpolation: Interpolation::Bicubic
@@ -996,7 +1011,7 @@ fn standard_pipelines() {
     // Non-square: timm's ResizeKeepRatio to floor(size / crop_pct).
     let tall = Pipeline::eval((256, 192), 0.9, Interpolation::Bilinear, &mean, &std).unwrap();
     assert_eq!(
-        tall.steps()[0],
+        tall.steps()[1],
         Transform::Resize {
             size: ResizeTo::KeepRatio(284, 213),
             interpolation: Interpolation::Bilinear

@@ -268,13 +268,9 @@ fn train(args: TrainArgs) -> Result<()> {
         None => Mnist::bundled().context("decoding the bundled MNIST sample")?,
     };
     let vars = SeededVarMap::new(args.seed);
-    let model = models::build(
-        entry,
-        mnist.train.num_classes,
-        1,
-        vars.var_builder(DType::F32, &device),
-    )
-    .with_context(|| format!("building {}", entry.name))?;
+    let mnist_classes = mnist.train.num_classes;
+    let model = models::build(entry, mnist_classes, 1, vars.var_builder(DType::F32, &device))
+        .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = (mnist.train.rows, mnist.train.cols);
     let size = match args.img_size {
@@ -308,7 +304,7 @@ fn train(args: TrainArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(entry.name));
-    let config = FitConfig {
+    let fit_config = FitConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
@@ -331,7 +327,7 @@ fn train(args: TrainArgs) -> Result<()> {
             AugmentArg::Affine => Some(RandomAffine::mnist()),
             AugmentArg::None => None,
         },
-        out_dir: out,
+        out_dir: out.clone(),
         keep_checkpoints: args.keep_checkpoints,
         verbose: !args.quiet,
         run: args.run.options(),
@@ -350,8 +346,8 @@ fn train(args: TrainArgs) -> Result<()> {
         size.0,
         size.1,
         test_set.len(),
-        config.epochs,
-        config.batch_size,
+        fit_config.epochs,
+        fit_config.batch_size,
         candle_core::utils::get_num_threads()
     );
     let report = fit(
@@ -359,7 +355,7 @@ fn train(args: TrainArgs) -> Result<()> {
         vars.varmap(),
         &train_set,
         &test_set,
-        &config,
+        &fit_config,
         &device,
     )?;
     let last = report.last().context("no epoch ran")?;
@@ -372,5 +368,18 @@ fn train(args: TrainArgs) -> Result<()> {
         report.images_per_sec()
     );
     println!("checkpoint saved to {}", last.checkpoint.display());
+    // The run folder loads as `--weights` for predict / finetune: its latest checkpoint, with
+    // this config.json (timm's layout) saying how the images were prepared.
+    let config = trainer::hub::PretrainedConfig {
+        input_size: (1, size.0, size.1),
+        mean: vec![Preprocess::MNIST_MEAN],
+        std: vec![Preprocess::MNIST_STD],
+        crop_pct: 1.0,
+        ..trainer::hub::PretrainedConfig::default()
+    }
+    .with_architecture(entry.name)
+    .with_num_classes(mnist_classes)
+    .with_label_names((0..mnist_classes).map(|d| d.to_string()).collect());
+    config.write(out.join("config.json"))?;
     Ok(())
 }

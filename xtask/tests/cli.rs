@@ -229,3 +229,39 @@ fn bench_compare_without_torch_says_how_to_install_it() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("valid names"));
 }
+
+/// `train` leaves a run folder that `predict` takes as `--weights`: its latest checkpoint and
+/// the config.json train writes (one grey channel, 10 digit labels), for a grey PNG.
+#[test]
+fn train_then_predict_from_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lenet");
+    let out_s = out.to_str().unwrap();
+    let train = xtask(&[
+        "train", "lenet", "--limit", "256", "--epochs", "1", "--quiet", "--out", out_s,
+    ]);
+    assert!(train.status.success(), "{}", text(&train.stderr));
+    assert!(out.join("config.json").is_file());
+    let png = dir.path().join("digit.png");
+    image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([if (8..20).contains(&x) && (4..24).contains(&y) {
+            255
+        } else {
+            0
+        }])
+    })
+    .save(&png)
+    .unwrap();
+    let predict = xtask(&["predict", "lenet", "--weights", out_s, png.to_str().unwrap()]);
+    assert!(predict.status.success(), "{}", text(&predict.stderr));
+    let stdout = text(&predict.stdout);
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains('%')).collect();
+    assert_eq!(rows.len(), 5, "{stdout}");
+    for row in rows {
+        let label = row.split_whitespace().last().unwrap();
+        assert!(
+            label.len() == 1 && label.chars().all(|c| c.is_ascii_digit()),
+            "{row}"
+        );
+    }
+}

@@ -645,6 +645,9 @@ impl Pipeline {
             ResizeTo::KeepRatio(sh, sw)
         };
         Pipeline::new(vec![
+            // Grey images for an RGB model and colour images for a grey one, as the
+            // normalisation's channel count says.
+            Transform::ToChannels(mean.len()),
             Transform::Resize {
                 size: resize_to,
                 interpolation,
@@ -666,6 +669,7 @@ impl Pipeline {
         std: &[f32],
     ) -> Result<Pipeline> {
         Pipeline::new(vec![
+            Transform::ToChannels(mean.len()),
             Transform::random_resized_crop(size, interpolation),
             Transform::RandomHorizontalFlip(0.5),
             Transform::Normalize {
