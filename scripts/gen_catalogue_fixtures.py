@@ -4,7 +4,7 @@ torchvision models, for the Rust model catalogue tests. Writes JSON only (no ten
 
 Run by hand (not in CI):
 
-    pip install torch torchvision timm safetensors numpy
+    pip install torch torchvision timm safetensors numpy pillow
     python scripts/gen_catalogue_fixtures.py
 
 Every model is built by the library itself (`timm.create_model(name, pretrained=False)`,
