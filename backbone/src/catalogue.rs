@@ -190,6 +190,12 @@ fn normalise(name: &str) -> String {
 }
 
 impl Variant {
+    /// The variant of `variants` (an architecture crate's `VARIANTS`) called `name` or an
+    /// alias; an unknown name is an error listing the valid ones.
+    pub fn find<'a>(variants: &'a [Variant], name: &str) -> Result<&'a Variant> {
+        find(&variants.iter().collect::<Vec<_>>(), name)
+    }
+
     /// Whether `name` is this variant's name or an alias (case and `-`/`_` ignored).
     pub fn matches(&self, name: &str) -> bool {
         let wanted = normalise(name);

@@ -83,7 +83,7 @@ fn every_published_layout_maps_onto_the_catalogue_names_and_shapes() {
                 })
                 .collect();
             let (mapped, info) = variant
-                .canonical(tensors, 3)
+                .canonical(tensors, Some(3))
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             let options = ModelOptions {
                 aux_logits: info.has_aux,
