@@ -9,24 +9,11 @@ use backbone::weights::Weights;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use testkit::catalogue;
 use testkit::densenet_efficientnet::pattern;
 
 fn fixtures() -> Vec<(String, Value)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testkit/fixtures/catalogue");
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let path = e.unwrap().path();
-            (path.extension()? == "json").then(|| {
-                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-                (
-                    name,
-                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap(),
-                )
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let out = catalogue::fixtures();
     assert_eq!(out.len(), 21, "the fixture files");
     out
 }
@@ -35,42 +22,11 @@ fn variant(fixture: &Value) -> &'static Variant {
     convnets::find_model(fixture["model"].as_str().unwrap()).unwrap()
 }
 
-/// `(key, shape, dtype)` of a fixture's key list.
-fn keys(list: &Value) -> Vec<(String, Vec<usize>, String)> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|k| {
-            let shape = k[1]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            (
-                k[0].as_str().unwrap().to_string(),
-                shape,
-                k[2].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Layouts as (key list, expected outputs, with auxiliary heads): each fixture's default and,
-/// for googlenet / inception_v3, its `aux_logits=False` variant.
-fn layouts(fixture: &Value) -> Vec<(Vec<(String, Vec<usize>, String)>, &Value)> {
-    let mut out = vec![(keys(&fixture["keys"]), &fixture["expected"])];
-    if fixture.get("keys_no_aux").is_some() {
-        out.push((keys(&fixture["keys_no_aux"]), &fixture["expected_no_aux"]));
-    }
-    out
-}
-
 #[test]
 fn every_published_layout_maps_onto_the_catalogue_names_and_shapes() {
     for (file, fixture) in fixtures() {
         let variant = variant(&fixture);
-        for (keys, _) in layouts(&fixture) {
+        for (keys, _, _) in catalogue::layouts(&fixture) {
             // Shapes only: zeros cost no memory until touched.
             let tensors: StateDict = keys
                 .iter()
@@ -157,48 +113,12 @@ fn timm_configs_agree_with_the_catalogue() {
     }
 }
 
-/// The fixture's weights rule (see its README): pattern values by sorted-key index.
-fn reference_weights(keys: &[(String, Vec<usize>, String)], expected: &Value) -> StateDict {
-    let classifier = expected["classifier"].as_str().unwrap();
-    let c = expected["classifier_scale_factor"].as_f64().unwrap();
-    let mut names: Vec<&String> = keys
-        .iter()
-        .map(|(k, _, _)| k)
-        .filter(|k| !k.ends_with("num_batches_tracked"))
-        .collect();
-    names.sort();
-    let shapes: BTreeMap<&String, &Vec<usize>> = keys.iter().map(|(k, s, _)| (k, s)).collect();
-    names
-        .iter()
-        .enumerate()
-        .map(|(index, name)| {
-            let shape = shapes[name];
-            let index = index as u64;
-            let head = *name == &format!("{classifier}.weight") || *name == &format!("{classifier}.bias");
-            let c = if head { c } else { 1.0 };
-            let tensor = if name.ends_with("running_var") {
-                pattern(shape, index, 0.1, 1.0)
-            } else if name.ends_with("running_mean") {
-                pattern(shape, index, 0.1, 0.0)
-            } else if shape.len() == 1 && name.ends_with(".weight") {
-                pattern(shape, index, 0.1, 1.0)
-            } else if shape.len() >= 2 {
-                let fan_in: usize = shape[1..].iter().product();
-                pattern(shape, index, c / (fan_in as f64).sqrt(), 0.0)
-            } else {
-                pattern(shape, index, c * 0.1, 0.0)
-            };
-            ((*name).clone(), tensor)
-        })
-        .collect()
-}
-
 #[test]
 fn full_size_models_from_published_layouts_compute_the_reference_logits() {
     for (file, fixture) in fixtures() {
         let variant = variant(&fixture);
-        for (keys, expected) in layouts(&fixture) {
-            let tensors = reference_weights(&keys, expected);
+        for (keys, expected, _) in catalogue::layouts(&fixture) {
+            let tensors = catalogue::reference_weights(&keys, expected);
             let (mapped, info) = variant.canonical(tensors, Some(3)).unwrap();
             let options = ModelOptions {
                 aux_logits: info.has_aux,

@@ -4,6 +4,8 @@
 //!
 //! - [`alexnet_nin`]: the helpers of `scripts/gen_alexnet_nin_fixtures.py` (AlexNet, ZFNet,
 //!   NiN).
+//! - [`catalogue`]: the fixtures of `scripts/gen_catalogue_fixtures.py` (timm's and
+//!   torchvision's published layouts and reference outputs) and its weights rule.
 //! - [`densenet_efficientnet`]: the helpers of `scripts/gen_densenet_fixtures.py` and
 //!   `scripts/gen_efficientnet_fixtures.py`.
 //!
@@ -15,6 +17,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 pub mod alexnet_nin;
+pub mod catalogue;
 pub mod densenet_efficientnet;
 
 /// Loads `tests/fixtures/<name>` of the crate whose test calls it, as [`load_fixture`].
