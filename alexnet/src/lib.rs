@@ -110,7 +110,7 @@ use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,
 };
-use backbone::{check_input, Backbone, InputSpec, InputType, Result};
+use backbone::{check_input, Backbone, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -240,6 +240,8 @@ pub struct AlexNet {
     /// The dtype and device of the weights, which inputs must have.
     input_type: InputType,
     features: Sequential,
+    /// The feature stages: the poolings' outputs (position in `features`, description).
+    stages: Vec<(usize, FeatureInfo)>,
     avgpool: AdaptiveAvgPool2d,
     classifier: Sequential,
     head: Linear,
@@ -264,6 +266,7 @@ impl AlexNet {
             dropout,
             vb.pp("features"),
         )?;
+        let (stages, min_size) = (stack.stages, stack.min_size);
         let (features, channels) = (stack.layers, stack.out_channels);
         let flat = channels * POOLED.0 * POOLED.1;
         let classifier = Sequential::new()
@@ -277,10 +280,11 @@ impl AlexNet {
             input_type,
             config: *config,
             features,
+            stages,
             avgpool: AdaptiveAvgPool2d::new(POOLED)?.named("avgpool"),
             classifier,
             head: Linear::new(FEATURES, config.num_classes, vb.pp("classifier.6"))?,
-            min_size: stack.min_size,
+            min_size,
         })
     }
 
@@ -314,15 +318,32 @@ impl Backbone for AlexNet {
         }
     }
 
+    /// `[N, 256, h, w]`: the convolutional part's output (see [`AlexNet::forward_conv`]).
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.forward_conv(xs, train)?;
-        let xs = self.avgpool.forward_t(&xs, train)?;
+        self.forward_conv(xs, train)
+    }
+
+    /// Adaptive average pool to 6x6, flatten, `classifier.0` to `classifier.5`: the 4096
+    /// features entering `classifier.6`.
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.avgpool.forward_t(features, train)?;
         let xs = Flatten::new().forward_t(&xs, train)?;
         self.classifier.forward_t(&xs, train)
     }
 
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        self.head.forward_t(features, train)
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        self.head.forward_t(pre_logits, train)
+    }
+
+    /// Each max pooling's output (`features.N`).
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        self.stages.iter().map(|(_, info)| info.clone()).collect()
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
+        let at: Vec<usize> = self.stages.iter().map(|(i, _)| *i).collect();
+        Ok(self.features.forward_collect(xs, train, &at)?.1)
     }
 
     fn num_features(&self) -> usize {

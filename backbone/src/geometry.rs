@@ -8,7 +8,8 @@ use crate::layers::{
     PoolConfig, Sequential,
 };
 use crate::ops::{pool_output_size, Pool2dParams};
-use crate::{Error, Result};
+use crate::{Error, FeatureInfo, Result};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 /// One row of a plain convolutional stack's layer table.
@@ -55,6 +56,23 @@ pub struct Stack {
     pub out_channels: usize,
     /// The smallest square input side every layer accepts.
     pub min_size: usize,
+    /// The feature stages: each pooling's output (position in `layers`, its description with
+    /// the `<prefix>.<row>` name), and the last layer's output when the stack does not end
+    /// with a pooling.
+    pub stages: Vec<(usize, FeatureInfo)>,
+}
+
+impl Stack {
+    /// The feature pyramid of the stack.
+    pub fn feature_info(&self) -> Vec<FeatureInfo> {
+        self.stages.iter().map(|(_, info)| info.clone()).collect()
+    }
+
+    /// The stack's output and the stages' maps.
+    pub fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
+        let at: Vec<usize> = self.stages.iter().map(|(i, _)| *i).collect();
+        self.layers.forward_collect(xs, train, &at)
+    }
 }
 
 /// Builds the layers of `steps` from `in_channels`, row `i`'s variables under `vb.pp(i)` and
@@ -71,6 +89,8 @@ pub fn build_stack(
     let mut layers = Sequential::new();
     let mut geometry = Vec::new();
     let mut channels = in_channels;
+    let mut stages = Vec::new();
+    let mut reduction = 1;
     for (i, step) in steps.iter().enumerate() {
         let key = format!("{}.{i}", vb.prefix());
         match *step {
@@ -95,26 +115,34 @@ pub fn build_stack(
                     padding,
                 });
                 channels = out;
+                reduction *= stride;
             }
             // Already in the convolution's block.
             Step::Relu if i > 0 && matches!(steps[i - 1], Step::Conv { .. }) => {}
             Step::Relu => layers.push(Activation::Relu),
             Step::Lrn => layers.push(LocalResponseNorm::new(5, 1e-4, 0.75, 2.0)?.named(key)),
-            Step::MaxPool => {
-                layers.push(MaxPool2d::new(pool)?.named(key));
+            Step::MaxPool | Step::AvgPool => {
+                if *step == Step::MaxPool {
+                    layers.push(MaxPool2d::new(pool)?.named(key.clone()));
+                } else {
+                    layers.push(AvgPool2d::new(pool)?.named(key.clone()));
+                }
                 geometry.push(Geometry::Pool(pool.params()));
-            }
-            Step::AvgPool => {
-                layers.push(AvgPool2d::new(pool)?.named(key));
-                geometry.push(Geometry::Pool(pool.params()));
+                reduction *= pool.params().stride.0;
+                stages.push((layers.len() - 1, FeatureInfo::new(key, channels, reduction)));
             }
             Step::Dropout => layers.push(dropout),
         }
+    }
+    if !matches!(steps.last(), Some(Step::MaxPool | Step::AvgPool)) && !layers.is_empty() {
+        let last = format!("{}.{}", vb.prefix(), steps.len() - 1);
+        stages.push((layers.len() - 1, FeatureInfo::new(last, channels, reduction)));
     }
     Ok(Stack {
         layers,
         out_channels: channels,
         min_size: min_input_size(model, &geometry)?,
+        stages,
     })
 }
 

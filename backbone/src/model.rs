@@ -81,6 +81,63 @@ pub fn check_input(model: &str, spec: &InputSpec, ty: &InputType, xs: &Tensor) -
     }
 }
 
+/// One stage of a model's feature pyramid (timm's `feature_info` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureInfo {
+    /// The module whose output it is, in the reference implementation's names (`layer2`).
+    pub module: String,
+    /// Channels of the map.
+    pub channels: usize,
+    /// The product of the strides before it: the map is about `H / reduction` high.
+    pub reduction: usize,
+}
+
+impl FeatureInfo {
+    /// A stage.
+    pub fn new(module: impl Into<String>, channels: usize, reduction: usize) -> Self {
+        Self {
+            module: module.into(),
+            channels,
+            reduction,
+        }
+    }
+}
+
+/// A model's feature pyramid alone (timm's `features_only=True`): [`FeaturesOnly::forward`]
+/// returns the maps of the chosen stages.
+pub struct FeaturesOnly<'a> {
+    model: &'a dyn Backbone,
+    indices: Vec<usize>,
+}
+
+impl<'a> FeaturesOnly<'a> {
+    /// The stages at `indices` of `model` (every stage when `None`); an index out of range is
+    /// an error naming the model and its stages.
+    pub fn new(model: &'a dyn Backbone, indices: Option<Vec<usize>>) -> Result<Self> {
+        let info = model.feature_info();
+        let indices = indices.unwrap_or_else(|| (0..info.len()).collect());
+        if let Some(&bad) = indices.iter().find(|&&i| i >= info.len()) {
+            return Err(Error::config(format!(
+                "{}: no feature stage {bad}; it has {}",
+                model.name(),
+                info.len()
+            )));
+        }
+        Ok(Self { model, indices })
+    }
+
+    /// The chosen stages' descriptions.
+    pub fn feature_info(&self) -> Vec<FeatureInfo> {
+        let info = self.model.feature_info();
+        self.indices.iter().map(|&i| info[i].clone()).collect()
+    }
+
+    /// Image batch -> the chosen stages' maps.
+    pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        self.model.forward_intermediates(xs, &self.indices, train)
+    }
+}
+
 /// The outputs of a forward pass: the main logits and, in training, the logits of auxiliary
 /// classifiers (GoogLeNet's `aux1`, `aux2`); empty for models without them.
 #[derive(Debug, Clone)]
@@ -104,12 +161,51 @@ pub trait Backbone: Send + Sync {
     /// What the model accepts as input.
     fn input_spec(&self) -> InputSpec;
 
-    /// Image batch `[N, C, H, W]` -> the tensor entering the classifier head,
-    /// `[N, num_features]` (or `[N, num_features, h, w]` before a pooling head).
+    /// Image batch `[N, C, H, W]` -> the last feature map `[N, C', h, w]`, before any global
+    /// pooling or classifier layer (timm's `forward_features`), for every architecture.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor>;
 
-    /// Features -> logits `[N, num_classes]`.
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor>;
+    /// Last feature map -> the pre-logits: what enters the final classifier (timm's
+    /// `forward_head(x, pre_logits=True)`): global pooling, the hidden layers of an MLP head
+    /// (LeNet, AlexNet, ZFNet, VGG) and head dropout in training; `[N, num_features]`. NiN,
+    /// whose classifier is a convolution, keeps the map `[N, num_features, h, w]`.
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// Pre-logits -> logits `[N, num_classes]`: the final classifier alone (the variables
+    /// under [`Self::head_prefix`]).
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// Last feature map -> logits: [`Self::forward_pre_logits`] then
+    /// [`Self::forward_classifier`].
+    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let pre_logits = self.forward_pre_logits(features, train)?;
+        self.forward_classifier(&pre_logits, train)
+    }
+
+    /// The stages of the feature pyramid, shallow to deep (timm's `feature_info`): each
+    /// stage's channels, reduction (the product of the strides before it) and module name.
+    fn feature_info(&self) -> Vec<FeatureInfo>;
+
+    /// Image batch -> the feature map of every stage of [`Self::feature_info`], in order.
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>>;
+
+    /// Image batch -> the feature maps of the stages at `indices` of [`Self::feature_info`]
+    /// (timm's `forward_intermediates`), in the order asked; an index past the last stage is an
+    /// error naming the model and its stages.
+    fn forward_intermediates(&self, xs: &Tensor, indices: &[usize], train: bool) -> Result<Vec<Tensor>> {
+        let info = self.feature_info();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= info.len()) {
+            let names: Vec<&str> = info.iter().map(|f| f.module.as_str()).collect();
+            return Err(Error::config(format!(
+                "{}: no feature stage {bad}; it has {} ({})",
+                self.name(),
+                info.len(),
+                names.join(", ")
+            )));
+        }
+        let stages = self.forward_stages(xs, train)?;
+        Ok(indices.iter().map(|&i| stages[i].clone()).collect())
+    }
 
     /// Image batch -> logits: [`Self::forward_features`] then [`Self::forward_head`].
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
@@ -126,7 +222,7 @@ pub trait Backbone: Send + Sync {
         })
     }
 
-    /// The width of the features entering the classifier head.
+    /// The width of the pre-logits (what enters the final classifier).
     fn num_features(&self) -> usize;
 
     /// The number of classes of the head.

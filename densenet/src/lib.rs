@@ -68,7 +68,7 @@ use backbone::layers::{
     Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, InputSpec, InputType, Result};
+use backbone::{check_input, Backbone, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -454,25 +454,63 @@ impl Backbone for DenseNet {
         }
     }
 
+    /// `norm5` and its ReLU (timm's `forward_features`): `[N, num_features, h, w]`.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
-        let xs = self
-            .norm0
-            .forward_relu(&self.conv0.forward_t(xs, train)?, train)?;
-        let mut xs = self.pool0.forward_t(&xs, train)?;
-        for (i, block) in self.blocks.iter().enumerate() {
-            xs = block.forward_t(&xs, train)?;
-            if let Some(transition) = self.transitions.get(i) {
-                xs = transition.forward_t(&xs, train)?;
-            }
-        }
-        let xs = self.norm5.forward_relu(&xs, train)?;
-        let xs = self.pool.forward_t(&xs, train)?;
+        Ok(self
+            .forward_stages(xs, train)?
+            .pop()
+            .unwrap_or_else(|| xs.clone()))
+    }
+
+    /// Global average pool and flatten.
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.pool.forward_t(features, train)?;
         Flatten::new().forward_t(&xs, train)
     }
 
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        self.classifier.forward_t(features, train)
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        self.classifier.forward_t(pre_logits, train)
+    }
+
+    /// timm's: `features.norm0` (with its ReLU), each dense block's output but the last, and
+    /// `features.norm5` (with its ReLU).
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        let c = &self.config;
+        let mut channels = c.num_init_features;
+        let mut info = vec![FeatureInfo::new("features.norm0", channels, 2)];
+        let mut reduction = 4;
+        for (i, &layers) in c.block_config.iter().enumerate() {
+            channels += layers * c.growth_rate;
+            if i + 1 < c.block_config.len() {
+                info.push(FeatureInfo::new(
+                    format!("features.denseblock{}", i + 1),
+                    channels,
+                    reduction,
+                ));
+                channels /= 2;
+                reduction *= 2;
+            }
+        }
+        info.push(FeatureInfo::new("features.norm5", channels, reduction));
+        info
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
+        let norm0 = self
+            .norm0
+            .forward_relu(&self.conv0.forward_t(xs, train)?, train)?;
+        let mut xs = self.pool0.forward_t(&norm0, train)?;
+        let mut maps = vec![norm0];
+        for (i, block) in self.blocks.iter().enumerate() {
+            xs = block.forward_t(&xs, train)?;
+            if let Some(transition) = self.transitions.get(i) {
+                maps.push(xs.clone());
+                xs = transition.forward_t(&xs, train)?;
+            }
+        }
+        maps.push(self.norm5.forward_relu(&xs, train)?);
+        Ok(maps)
     }
 
     fn num_features(&self) -> usize {

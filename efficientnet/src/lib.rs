@@ -83,7 +83,7 @@ use backbone::layers::{
     Flatten, Layer, Linear,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, InputSpec, InputType, Result};
+use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -694,6 +694,25 @@ impl EfficientNet {
     pub fn config(&self) -> &EfficientNetConfig {
         &self.config
     }
+
+    /// The feature stages: (index of the stage's last block in `blocks`, description).
+    fn feature_stages(&self) -> Vec<(usize, FeatureInfo)> {
+        let stages = self.config.stages();
+        let mut out = Vec::new();
+        let (mut end, mut reduction) = (0, 2);
+        for (s, stage) in stages.iter().enumerate() {
+            end += stage.num_layers;
+            reduction *= stage.stride;
+            let halved_next = stages.get(s + 1).is_none_or(|next| next.stride > 1);
+            if halved_next && end > 0 {
+                out.push((
+                    end - 1,
+                    FeatureInfo::new(format!("blocks.{s}"), stage.out_channels, reduction),
+                ));
+            }
+        }
+        out
+    }
 }
 
 impl Backbone for EfficientNet {
@@ -711,20 +730,45 @@ impl Backbone for EfficientNet {
         }
     }
 
+    /// `conv_head`, `bn2` and SiLU (timm's `forward_features`): `[N, num_features, h, w]`.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         let mut xs = self.stem.forward_t(xs, train)?;
         for block in &self.blocks {
             xs = block.forward_t(&xs, train)?;
         }
-        let xs = self.head.forward_t(&xs, train)?;
-        let xs = self.pool.forward_t(&xs, train)?;
-        Flatten::new().forward_t(&xs, train)
+        self.head.forward_t(&xs, train)
     }
 
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.dropout.forward_t(features, train)?;
-        self.classifier.forward_t(&xs, train)
+    /// Global average pool, flatten, dropout (in training).
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.pool.forward_t(features, train)?;
+        let xs = Flatten::new().forward_t(&xs, train)?;
+        self.dropout.forward_t(&xs, train)
+    }
+
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        self.classifier.forward_t(pre_logits, train)
+    }
+
+    /// timm's: the output of each stage `blocks.S` after which the maps are halved, and of the
+    /// last stage (B0: 16, 24, 40, 112, 320 channels at reductions 2 to 32).
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        self.feature_stages().into_iter().map(|(_, info)| info).collect()
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
+        let ends: Vec<usize> = self.feature_stages().into_iter().map(|(end, _)| end).collect();
+        let mut xs = self.stem.forward_t(xs, train)?;
+        let mut maps = Vec::with_capacity(ends.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            xs = block.forward_t(&xs, train)?;
+            if ends.contains(&i) {
+                maps.push(xs.clone());
+            }
+        }
+        Ok(maps)
     }
 
     fn num_features(&self) -> usize {

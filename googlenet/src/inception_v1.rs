@@ -6,7 +6,7 @@ use backbone::layers::{
     AdaptiveAvgPool2d, ConvBlock, Dropout, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, InputSpec, InputType, ModelOutput, Result};
+use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, ModelOutput, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::path::Path;
@@ -322,7 +322,16 @@ impl GoogLeNet {
 
     /// The trunk up to the flattened global average pool `[N, 1024]`, and the auxiliary
     /// logits `[aux1, aux2]` when `with_aux` (empty otherwise).
-    fn run(&self, xs: &Tensor, train: bool, with_aux: bool) -> Result<(Tensor, Vec<Tensor>)> {
+    /// The network up to `inception5b`'s map, the auxiliary logits when `with_aux`, and the
+    /// feature stages' maps (`conv1`, `conv3`, `inception3b`, `inception4e`, `inception5b`)
+    /// when `stages` is given.
+    fn run(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        with_aux: bool,
+        mut stages: Option<&mut Vec<Tensor>>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         let heads = self.aux.as_ref().filter(|_| with_aux);
         let mut aux_logits = Vec::new();
@@ -331,7 +340,12 @@ impl GoogLeNet {
         } else {
             xs.clone()
         };
-        for layer in [
+        let mut keep = |xs: &Tensor| {
+            if let Some(stages) = stages.as_deref_mut() {
+                stages.push(xs.clone());
+            }
+        };
+        for (i, layer) in [
             &self.conv1 as &dyn Layer,
             &self.maxpool1,
             &self.conv2,
@@ -340,8 +354,14 @@ impl GoogLeNet {
             &self.inception3[0],
             &self.inception3[1],
             &self.maxpool3,
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             xs = layer.forward_t(&xs, train)?;
+            if [0, 3, 6].contains(&i) {
+                keep(&xs);
+            }
         }
         for (i, module) in self.inception4.iter().enumerate() {
             xs = module.forward_t(&xs, train)?;
@@ -355,15 +375,16 @@ impl GoogLeNet {
                 aux_logits.push(head.forward_t(&xs, train)?);
             }
         }
+        keep(&xs);
         for layer in [
             &self.maxpool4 as &dyn Layer,
             &self.inception5[0],
             &self.inception5[1],
-            &self.avgpool,
         ] {
             xs = layer.forward_t(&xs, train)?;
         }
-        Ok((Flatten::new().forward_t(&xs, train)?, aux_logits))
+        keep(&xs);
+        Ok((xs, aux_logits))
     }
 }
 
@@ -384,16 +405,39 @@ impl Backbone for GoogLeNet {
         }
     }
 
-    /// The flattened global average pool of `inception5b`, `[N, 1024]`. The auxiliary heads
-    /// never run here (see [`Backbone::forward_aux`]).
+    /// `inception5b`'s map, `[N, 1024, h, w]`. The auxiliary heads never run here (see
+    /// [`Backbone::forward_aux`]).
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.run(xs, train, false)?.0)
+        Ok(self.run(xs, train, false, None)?.0)
     }
 
-    /// Dropout, then `fc`.
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.dropout.forward_t(features, train)?;
-        self.fc.forward_t(&xs, train)
+    /// Global average pool, flatten, dropout (in training).
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.avgpool.forward_t(features, train)?;
+        let xs = Flatten::new().forward_t(&xs, train)?;
+        self.dropout.forward_t(&xs, train)
+    }
+
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        self.fc.forward_t(pre_logits, train)
+    }
+
+    /// `conv1`, `conv3`, `inception3b`, `inception4e`, `inception5b` (the last map before each
+    /// halving, as timm's Inception-v3).
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        vec![
+            FeatureInfo::new("conv1", 64, 2),
+            FeatureInfo::new("conv3", 192, 4),
+            FeatureInfo::new("inception3b", 480, 8),
+            FeatureInfo::new("inception4e", 832, 16),
+            FeatureInfo::new("inception5b", FEATURES, 32),
+        ]
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let mut stages = Vec::with_capacity(5);
+        self.run(xs, train, false, Some(&mut stages))?;
+        Ok(stages)
     }
 
     /// The main logits and, when `train` and the auxiliary heads exist, their logits in the
@@ -402,7 +446,7 @@ impl Backbone for GoogLeNet {
     /// torchvision's third element. In eval mode `aux_logits` is empty, as torchvision
     /// returns the logits alone.
     fn forward_aux(&self, xs: &Tensor, train: bool) -> Result<ModelOutput> {
-        let (features, aux_logits) = self.run(xs, train, train)?;
+        let (features, aux_logits) = self.run(xs, train, train, None)?;
         Ok(ModelOutput {
             logits: self.forward_head(&features, train)?,
             aux_logits,

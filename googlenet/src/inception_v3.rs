@@ -6,7 +6,7 @@ use backbone::layers::{
     AdaptiveAvgPool2d, AvgPool2d, ConvBlock, Dropout, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, InputSpec, InputType, ModelOutput, Result};
+use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, ModelOutput, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::fmt;
@@ -553,7 +553,15 @@ impl InceptionV3 {
 
     /// The trunk up to the flattened global average pool `[N, 2048]`, and the auxiliary
     /// logits when `with_aux` and the head exists (empty otherwise).
-    fn run(&self, xs: &Tensor, train: bool, with_aux: bool) -> Result<(Tensor, Vec<Tensor>)> {
+    /// The network up to `Mixed_7c`'s map, the auxiliary logits when `with_aux`, and the
+    /// feature stages' maps when `stages` is given.
+    fn run(
+        &self,
+        xs: &Tensor,
+        train: bool,
+        with_aux: bool,
+        mut stages: Option<&mut Vec<Tensor>>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         let head = self.aux.as_ref().filter(|_| with_aux);
         if head.is_some() {
@@ -573,8 +581,20 @@ impl InceptionV3 {
         } else {
             xs.clone()
         };
-        for layer in self.stem.iter().chain(&self.mixed_5_6) {
+        // Feature stages: Conv2d_2b_3x3, Conv2d_4a_3x3, Mixed_5d, Mixed_6e (and Mixed_7c).
+        let last_6 = self.mixed_5_6.len() - 1;
+        let chain = self
+            .stem
+            .iter()
+            .enumerate()
+            .chain(self.mixed_5_6.iter().enumerate().map(|(i, l)| (i + 100, l)));
+        for (i, layer) in chain {
             xs = layer.forward_t(&xs, train)?;
+            if let Some(stages) = stages.as_deref_mut() {
+                if [2, 5, 102, 100 + last_6].contains(&i) {
+                    stages.push(xs.clone());
+                }
+            }
         }
         let aux_logits = match head {
             Some(head) => vec![head.forward_t(&xs, train)?],
@@ -583,8 +603,10 @@ impl InceptionV3 {
         for layer in &self.mixed_7 {
             xs = layer.forward_t(&xs, train)?;
         }
-        let xs = self.avgpool.forward_t(&xs, train)?;
-        Ok((Flatten::new().forward_t(&xs, train)?, aux_logits))
+        if let Some(stages) = stages {
+            stages.push(xs.clone());
+        }
+        Ok((xs, aux_logits))
     }
 }
 
@@ -602,16 +624,38 @@ impl Backbone for InceptionV3 {
         }
     }
 
-    /// The flattened global average pool of `Mixed_7c`, `[N, 2048]`. The auxiliary head never
-    /// runs here (see [`Backbone::forward_aux`]).
+    /// `Mixed_7c`'s map, `[N, 2048, h, w]`. The auxiliary head never runs here (see
+    /// [`Backbone::forward_aux`]).
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.run(xs, train, false)?.0)
+        Ok(self.run(xs, train, false, None)?.0)
     }
 
-    /// Dropout, then `fc`.
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.dropout.forward_t(features, train)?;
-        self.fc.forward_t(&xs, train)
+    /// Global average pool, flatten, dropout (in training).
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.avgpool.forward_t(features, train)?;
+        let xs = Flatten::new().forward_t(&xs, train)?;
+        self.dropout.forward_t(&xs, train)
+    }
+
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        self.fc.forward_t(pre_logits, train)
+    }
+
+    /// timm's: `Conv2d_2b_3x3`, `Conv2d_4a_3x3`, `Mixed_5d`, `Mixed_6e`, `Mixed_7c`.
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        vec![
+            FeatureInfo::new("Conv2d_2b_3x3", 64, 2),
+            FeatureInfo::new("Conv2d_4a_3x3", 192, 4),
+            FeatureInfo::new("Mixed_5d", 288, 8),
+            FeatureInfo::new("Mixed_6e", 768, 16),
+            FeatureInfo::new("Mixed_7c", FEATURES, 32),
+        ]
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let mut stages = Vec::with_capacity(5);
+        self.run(xs, train, false, Some(&mut stages))?;
+        Ok(stages)
     }
 
     /// The main logits and, when `train` and the auxiliary head exists, its logits
@@ -619,7 +663,7 @@ impl Backbone for InceptionV3 {
     /// needs inputs of at least 299x299; smaller inputs are refused with
     /// [`Error::InputShape`] in that case (torchvision fails inside `AuxLogits.conv1`).
     fn forward_aux(&self, xs: &Tensor, train: bool) -> Result<ModelOutput> {
-        let (features, aux_logits) = self.run(xs, train, train)?;
+        let (features, aux_logits) = self.run(xs, train, train, None)?;
         Ok(ModelOutput {
             logits: self.forward_head(&features, train)?,
             aux_logits,

@@ -46,7 +46,7 @@ pub use backbone;
 use backbone::layers::{
     Activation, AvgPool2d, Conv2d, Conv2dConfig, ConvBlock, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
-use backbone::{check_input, Backbone, InputSpec, InputType, Result};
+use backbone::{check_input, Backbone, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -190,20 +190,35 @@ impl Backbone for LeNet {
         }
     }
 
+    /// `[N, 16, 5, 5]`: the second convolution's map after its pooling.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.name, &self.input_spec(), &self.input_type, xs)?;
+        Ok(self.forward_stages(xs, train)?.remove(1))
+    }
+
+    /// Flatten, `fc1` and `fc2` with their activations: the 84 features entering `fc3`.
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
         let act = self.config.activation;
-        let xs = self.conv1.forward_t(xs, train)?;
-        let xs = self.pool1.forward_t(&xs, train)?;
-        let xs = self.conv2.forward_t(&xs, train)?;
-        let xs = self.pool2.forward_t(&xs, train)?;
-        let xs = Flatten::new().forward_t(&xs, train)?;
+        let xs = Flatten::new().forward_t(features, train)?;
         let xs = act.forward_t(&self.fc1.forward_t(&xs, train)?, train)?;
         act.forward_t(&self.fc2.forward_t(&xs, train)?, train)
     }
 
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        self.fc3.forward_t(features, train)
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        self.fc3.forward_t(pre_logits, train)
+    }
+
+    /// `pool1` (6 channels, 14x14) and `pool2` (16 channels, 5x5).
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        vec![FeatureInfo::new("pool1", 6, 2), FeatureInfo::new("pool2", 16, 4)]
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        check_input(self.name, &self.input_spec(), &self.input_type, xs)?;
+        let xs = self.conv1.forward_t(xs, train)?;
+        let pool1 = self.pool1.forward_t(&xs, train)?;
+        let xs = self.conv2.forward_t(&pool1, train)?;
+        let pool2 = self.pool2.forward_t(&xs, train)?;
+        Ok(vec![pool1, pool2])
     }
 
     fn num_features(&self) -> usize {

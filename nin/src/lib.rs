@@ -105,7 +105,7 @@ use backbone::geometry::{build_stack, conv, Step};
 use backbone::layers::{
     AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, PoolConfig, Sequential,
 };
-use backbone::{check_input, Backbone, InputSpec, InputType, Result};
+use backbone::{check_input, Backbone, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -258,6 +258,9 @@ pub struct Nin {
     /// The dtype and device of the weights, which inputs must have.
     input_type: InputType,
     features: Sequential,
+    /// The feature stages: the poolings' outputs and the last block's (position in
+    /// `features`, description).
+    stages: Vec<(usize, FeatureInfo)>,
     num_features: usize,
     classifier: Conv2d,
     global_pool: AdaptiveAvgPool2d,
@@ -283,6 +286,7 @@ impl Nin {
             dropout,
             vb.pp("features"),
         )?;
+        let (stages, min_size) = (stack.stages, stack.min_size);
         let (features, channels) = (stack.layers, stack.out_channels);
         let classifier = Conv2d::new(
             Conv2dConfig::new(channels, config.num_classes, 1),
@@ -292,10 +296,11 @@ impl Nin {
             input_type,
             config: *config,
             features,
+            stages,
             num_features: channels,
             classifier,
             global_pool: AdaptiveAvgPool2d::new((1, 1))?.named("classifier.2"),
-            min_size: stack.min_size,
+            min_size,
         })
     }
 
@@ -344,12 +349,28 @@ impl Backbone for Nin {
         self.features.forward_t(xs, train)
     }
 
+    /// NiN's classifier is a convolution over the map: the pre-logits are the map itself.
+    fn forward_pre_logits(&self, features: &Tensor, _train: bool) -> Result<Tensor> {
+        Ok(features.clone())
+    }
+
     /// `[N, num_features, h, w]` -> logits `[N, num_classes]`: the class convolution, its
     /// ReLU and the global average pooling.
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let maps = self.head_maps(features, train)?;
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        let maps = self.head_maps(pre_logits, train)?;
         let pooled = self.global_pool.forward_t(&maps, train)?;
         Flatten::new().forward_t(&pooled, train)
+    }
+
+    /// Each pooling's output (`features.N`) and the last mlpconv block's.
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        self.stages.iter().map(|(_, info)| info.clone()).collect()
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
+        let at: Vec<usize> = self.stages.iter().map(|(i, _)| *i).collect();
+        Ok(self.features.forward_collect(xs, train, &at)?.1)
     }
 
     fn num_features(&self) -> usize {

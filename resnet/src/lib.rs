@@ -90,7 +90,7 @@ use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Flatten,
     Layer, Linear, MaxPool2d, PoolConfig,
 };
-use backbone::{check_input, Backbone, Error, InputSpec, InputType, Result};
+use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -612,6 +612,7 @@ impl Backbone for ResNet {
     }
 
     /// The `layer4` output `[N, num_features, h, w]`.
+    /// `layer4`'s output, `[N, num_features, h, w]`.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut xs = self.forward_stem(xs, train)?;
         for block in self.stages.iter().flatten() {
@@ -620,11 +621,48 @@ impl Backbone for ResNet {
         Ok(xs)
     }
 
-    /// Global average pooling, flatten, `fc`.
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+    /// Global average pool and flatten.
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
         let xs = self.avgpool.forward_t(features, train)?;
-        let xs = Flatten::new().forward_t(&xs, train)?;
-        self.fc.forward_t(&xs, train)
+        Flatten::new().forward_t(&xs, train)
+    }
+
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        self.fc.forward_t(pre_logits, train)
+    }
+
+    /// timm's: `act1` (the stem's ReLU, before the max pool) and `layer1` ... `layer4`.
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        let stem = if self.config.cifar_stem { 1 } else { 2 };
+        let pool = if self.config.cifar_stem { 1 } else { 2 };
+        let expansion = self.config.block.expansion();
+        let mut info = vec![FeatureInfo::new("act1", 64, stem)];
+        for (s, &planes) in STAGE_PLANES.iter().enumerate() {
+            let reduction = stem * pool * (1 << s);
+            info.push(FeatureInfo::new(
+                format!("layer{}", s + 1),
+                planes * expansion,
+                reduction,
+            ));
+        }
+        info
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        check_input(&self.name, &self.input_spec(), &self.input_type, xs)?;
+        let act1 = self.stem.forward_t(xs, train)?;
+        let mut xs = match &self.maxpool {
+            Some(pool) => pool.forward_t(&act1, train)?,
+            None => act1.clone(),
+        };
+        let mut maps = vec![act1];
+        for stage in &self.stages {
+            for block in stage {
+                xs = block.forward_t(&xs, train)?;
+            }
+            maps.push(xs.clone());
+        }
+        Ok(maps)
     }
 
     fn num_features(&self) -> usize {

@@ -13,7 +13,7 @@ use crate::fit::{check_training_data, progress_bar, OptimizerKind};
 use crate::loss::cross_entropy_smoothed;
 use crate::metrics::{EpochMetrics, EvalMetrics, MetricsAccumulator};
 use crate::optim::{clip_grad_norm, param_groups, Optimizer, ParamGroup};
-use crate::pretrained::{backbone_vars, forward_frozen, head_vars};
+use crate::pretrained::{backbone_vars, forward_frozen, frozen_pre_logits, head_vars};
 use crate::run::{fingerprint, LossGuard, RunDir, RunOptions, RunSettings};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
@@ -202,7 +202,7 @@ impl FeatureCache {
                 labels: l,
                 indices,
             } = batch?;
-            features.push(backbone::inference_mode(|| model.forward_features(&images, false))?.detach());
+            features.push(frozen_pre_logits(model, &images)?);
             labels.push(l);
             for i in indices {
                 if let Some(row) = rows.get_mut(i) {
@@ -357,7 +357,7 @@ fn evaluate_loader(
             let order: Vec<usize> = (0..loader.dataset().len()).collect();
             for batch in cache.batches(&order, batch_size) {
                 let (features, labels) = batch?;
-                let logits = backbone::inference_mode(|| model.forward_head(&features, false))?;
+                let logits = backbone::inference_mode(|| model.forward_classifier(&features, false))?;
                 update(&mut acc, &logits, &labels)?;
             }
         }
@@ -520,7 +520,7 @@ pub fn finetune(
                         .schedule
                         .lr_at(config.lr, step, total_steps, steps_per_epoch);
                     optimizer.set_learning_rate(lr);
-                    let logits = model.forward_head(&features, true)?;
+                    let logits = model.forward_classifier(&features, true)?;
                     train_step(
                         &logits,
                         &[],

@@ -241,11 +241,20 @@ pub fn backbone_vars(varmap: &VarMap, model: &dyn Backbone) -> Vec<(String, Var)
         .collect()
 }
 
-/// Logits of `model` with its backbone frozen: the features are computed in eval mode (batch
-/// norm uses and keeps its running statistics, dropout is off) and detached, so no gradient
-/// reaches the backbone; the head runs in `train` mode.
-pub fn forward_frozen(model: &dyn Backbone, xs: &Tensor, train: bool) -> Result<Tensor> {
+/// The pre-logits of `model` in eval mode (batch norm uses and keeps its running statistics,
+/// dropout is off), detached: what a frozen backbone hands its final classifier.
+pub fn frozen_pre_logits(model: &dyn Backbone, xs: &Tensor) -> Result<Tensor> {
     // No gradient is asked of the backbone: inference mode lets it fold batch norm.
-    let features = backbone::inference_mode(|| model.forward_features(xs, false))?.detach();
-    Ok(model.forward_head(&features, train)?)
+    let pre_logits = backbone::inference_mode(|| {
+        let features = model.forward_features(xs, false)?;
+        model.forward_pre_logits(&features, false)
+    })?;
+    Ok(pre_logits.detach())
+}
+
+/// Logits of `model` with its backbone frozen: [`frozen_pre_logits`], so no gradient reaches
+/// the backbone, then the final classifier in `train` mode.
+pub fn forward_frozen(model: &dyn Backbone, xs: &Tensor, train: bool) -> Result<Tensor> {
+    let pre_logits = frozen_pre_logits(model, xs)?;
+    Ok(model.forward_classifier(&pre_logits, train)?)
 }

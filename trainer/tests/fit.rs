@@ -291,18 +291,30 @@ impl Backbone for WithAux {
             default_size: (32, 32),
         }
     }
+    /// The image itself is the feature map.
     fn forward_features(&self, xs: &Tensor, _train: bool) -> backbone::Result<Tensor> {
-        Ok(xs.flatten_from(1)?)
+        Ok(xs.clone())
     }
-    fn forward_head(&self, features: &Tensor, train: bool) -> backbone::Result<Tensor> {
+    fn forward_pre_logits(&self, features: &Tensor, _train: bool) -> backbone::Result<Tensor> {
+        Ok(features.flatten_from(1)?)
+    }
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> backbone::Result<Tensor> {
         use backbone::layers::Layer;
-        self.main.forward_t(features, train)
+        self.main.forward_t(pre_logits, train)
+    }
+    fn feature_info(&self) -> Vec<backbone::FeatureInfo> {
+        vec![backbone::FeatureInfo::new("input", 1, 1)]
+    }
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> backbone::Result<Vec<Tensor>> {
+        Ok(vec![self.forward_features(xs, train)?])
     }
     fn forward_aux(&self, xs: &Tensor, train: bool) -> backbone::Result<ModelOutput> {
         use backbone::layers::Layer;
         let features = self.forward_features(xs, train)?;
         let aux_logits = if train {
-            vec![self.aux.forward_t(&features, train)?]
+            vec![self
+                .aux
+                .forward_t(&self.forward_pre_logits(&features, train)?, train)?]
         } else {
             vec![]
         };

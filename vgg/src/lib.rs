@@ -100,7 +100,7 @@ use backbone::layers::{
     Flatten, Layer, Linear, MaxPool2d, PoolConfig, Sequential,
 };
 use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, InputSpec, InputType, Result};
+use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -299,6 +299,9 @@ pub struct Vgg {
     /// The dtype and device of the weights, which inputs must have.
     input_type: InputType,
     features: Sequential,
+    /// The feature stages: the last ReLU before each pooling and the last pooling (position in
+    /// `features`, description), as timm's `feature_info`.
+    stages: Vec<(usize, FeatureInfo)>,
     avgpool: AdaptiveAvgPool2d,
     fc1: Linear,
     fc2: Linear,
@@ -325,6 +328,7 @@ impl Vgg {
         let mut features = Sequential::new();
         let mut index = 0;
         let mut channels = config.in_channels;
+        let mut stages = Vec::new();
         for (&convs, &width) in config.depth.convs_per_stage().iter().zip(&STAGE_WIDTHS) {
             for _ in 0..convs {
                 let conv = Conv2dConfig::new(channels, width, 3)
@@ -345,9 +349,20 @@ impl Vgg {
                 index += 1;
                 channels = width;
             }
+            // The block's ReLU is `features.{index - 1}`; each pooling halves the maps.
+            let reduction = 1 << stages.len();
+            stages.push((
+                features.len() - 1,
+                FeatureInfo::new(format!("features.{}", index - 1), width, reduction),
+            ));
             features.push(MaxPool2d::new(PoolConfig::new(2).stride(2))?.named(format!("features.{index}")));
             index += 1;
         }
+        // timm's last stage: the last pooling's output, the trunk's.
+        stages.push((
+            features.len() - 1,
+            FeatureInfo::new(format!("features.{}", index - 1), channels, 1 << stages.len()),
+        ));
         let vc = vb.pp("classifier");
         let linear = |i: usize, o: usize, name: &str| {
             Linear::with_init(i, o, true, LINEAR_INIT, Init::Const(0.0), vc.pp(name))
@@ -356,6 +371,7 @@ impl Vgg {
             input_type,
             config: *config,
             features,
+            stages,
             avgpool: AdaptiveAvgPool2d::new((POOL_SIZE, POOL_SIZE))?.named("avgpool"),
             fc1: linear(FEATURES * POOL_SIZE * POOL_SIZE, HIDDEN, "0")?,
             fc2: linear(HIDDEN, HIDDEN, "3")?,
@@ -452,14 +468,30 @@ impl Backbone for Vgg {
         self.features.forward_t(xs, train)
     }
 
-    /// Adaptive average pool to 7x7, flatten, `classifier.0` to `classifier.6`.
-    fn forward_head(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.forward_pre_logits(features, train)?;
-        self.fc3.forward_t(&xs, train)
+    /// Adaptive average pool to 7x7, flatten, `classifier.0` to `classifier.5`: the 4096
+    /// features entering `classifier.6`.
+    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        Vgg::forward_pre_logits(self, features, train)
+    }
+
+    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
+        self.fc3.forward_t(pre_logits, train)
+    }
+
+    /// timm's: the last ReLU before each of the five poolings and the last pooling's output
+    /// (`features.N`).
+    fn feature_info(&self) -> Vec<FeatureInfo> {
+        self.stages.iter().map(|(_, info)| info.clone()).collect()
+    }
+
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        check_input(self.config.name(), &self.input_spec(), &self.input_type, xs)?;
+        let at: Vec<usize> = self.stages.iter().map(|(i, _)| *i).collect();
+        Ok(self.features.forward_collect(xs, train, &at)?.1)
     }
 
     fn num_features(&self) -> usize {
-        FEATURES
+        HIDDEN
     }
 
     fn num_classes(&self) -> usize {

@@ -163,7 +163,7 @@ fn configurable_classes_channels_and_input_sizes() {
     let model = Vgg::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)).unwrap();
     assert_eq!(
         (model.num_features(), model.num_classes(), model.head_prefix()),
-        (512, 7, "classifier.6")
+        (4096, 7, "classifier.6")
     );
     assert_eq!(model.input_spec().describe(), "[N, 1, H>=32, W>=32]");
     assert_eq!(model.input_spec().default_size, (224, 224));

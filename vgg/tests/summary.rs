@@ -89,5 +89,6 @@ fn vgg16_summary_reproduces_the_seed_table() {
             "summary table should contain {needle}:\n{table}"
         );
     }
-    assert_eq!(model.num_features(), 512);
+    // The pre-logits entering `classifier.6`.
+    assert_eq!(model.num_features(), 4096);
 }

@@ -71,6 +71,22 @@ impl Sequential {
     }
 }
 
+impl Sequential {
+    /// [`Layer::forward_t`], also returning the outputs of the layers at positions `at`
+    /// (sorted), in order.
+    pub fn forward_collect(&self, xs: &Tensor, train: bool, at: &[usize]) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut xs = xs.clone();
+        let mut collected = Vec::with_capacity(at.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            xs = layer.forward_t(&xs, train)?;
+            if at.contains(&i) {
+                collected.push(xs.clone());
+            }
+        }
+        Ok((xs, collected))
+    }
+}
+
 impl Layer for Sequential {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut xs = xs.clone();
