@@ -148,7 +148,11 @@ fn configurable_classes_channels_and_dropout() {
     let (model, _) = build(&config, 3);
     let x = pattern(&[2, 1, 32, 40], 5, 1.0, 0.0);
     let features = model.forward_features(&x, false).unwrap();
-    assert_eq!(features.dims(), [2, 1024]);
+    assert_eq!(features.dims(), [2, 1024, 1, 1]);
+    assert_eq!(
+        model.forward_pre_logits(&features, false).unwrap().dims(),
+        [2, 1024]
+    );
     let eval = model.forward_head(&features, false).unwrap();
     assert_eq!(eval.dims(), [2, 7]);
     assert_close(

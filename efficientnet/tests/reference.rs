@@ -197,7 +197,11 @@ fn configurable_classes_and_channels() {
     let (model, _) = build(&config, 3);
     let x = pattern(&[2, 1, 40, 33], 5, 1.0, 0.0);
     let features = model.forward_features(&x, false).unwrap();
-    assert_eq!(features.dims(), [2, 1280]);
+    assert_eq!(features.dims(), [2, 1280, 2, 2]);
+    assert_eq!(
+        model.forward_pre_logits(&features, false).unwrap().dims(),
+        [2, 1280]
+    );
     assert_eq!(model.num_features(), 1280);
     assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
     assert_eq!(model.input_spec().default_size, (224, 224));

@@ -179,7 +179,11 @@ fn configurable_classes_channels_and_configuration_errors() {
     let (model, vars) = googlenet(config, 4);
     let x = zeros(&[2, 1, 32, 32]);
     let features = model.forward_features(&x, false).unwrap();
-    assert_eq!(features.dims(), [2, 1024]);
+    assert_eq!(features.dims(), [2, 1024, 1, 1]);
+    assert_eq!(
+        model.forward_pre_logits(&features, false).unwrap().dims(),
+        [2, 1024]
+    );
     assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
     assert_eq!(var(&vars, "conv1.conv.weight").dims(), [64, 1, 7, 7]);
     assert_eq!(var(&vars, "aux2.fc2.weight").dims(), [7, 1024]);
@@ -189,7 +193,11 @@ fn configurable_classes_channels_and_configuration_errors() {
         .with_in_channels(2);
     let (model, vars) = inception(config, 4);
     let features = model.forward_features(&zeros(&[1, 2, 75, 75]), false).unwrap();
-    assert_eq!(features.dims(), [1, 2048]);
+    assert_eq!(features.dims(), [1, 2048, 1, 1]);
+    assert_eq!(
+        model.forward_pre_logits(&features, false).unwrap().dims(),
+        [1, 2048]
+    );
     assert_eq!(var(&vars, "Conv2d_1a_3x3.conv.weight").dims(), [32, 2, 3, 3]);
     assert_eq!(var(&vars, "AuxLogits.fc.weight").dims(), [3, 768]);
 

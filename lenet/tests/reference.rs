@@ -129,7 +129,11 @@ fn configurable_classes_and_channels() {
     let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
     let features = model.forward_features(&x, false).unwrap();
-    assert_eq!(features.dims(), [2, 84]);
+    assert_eq!(features.dims(), [2, 16, 5, 5]);
+    assert_eq!(
+        model.forward_pre_logits(&features, false).unwrap().dims(),
+        [2, 84]
+    );
     assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
 }
 

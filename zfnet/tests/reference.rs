@@ -188,7 +188,13 @@ fn configurable_classes_channels_and_dropout() {
     let x = Tensor::zeros((2, 1, 50, 61), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
     let features = model.forward_features(&x, false).unwrap();
-    assert_eq!(features.dims(), [2, 4096]);
+    assert_eq!(features.dims(), [2, 256, 1, 1]);
+    let pre_logits = model.forward_pre_logits(&features, false).unwrap();
+    assert_eq!(pre_logits.dims(), [2, 4096]);
+    assert_eq!(
+        model.forward_classifier(&pre_logits, false).unwrap().dims(),
+        [2, 7]
+    );
     assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
     let data = vars.data().lock().unwrap();
     assert_eq!(data["features.0.weight"].dims(), [96, 1, 7, 7]);
