@@ -137,6 +137,9 @@ pub struct Variant {
     pub reference: (usize, usize),
     /// Parameters of the reference configuration (trainable ones, auxiliary heads included).
     pub params: u64,
+    /// Multiply-accumulates of one image at the default input size (`preprocessing`), eval
+    /// mode, as [`crate::summarize`] counts them.
+    pub macs: u64,
     /// The default preprocessing of its pretrained weights.
     pub preprocessing: Preprocessing,
     /// Hugging Face hub ids known to hold weights for it (`timm/resnet50.a1_in1k`).

@@ -115,3 +115,15 @@ fn list_and_select_by_pattern_family_and_alias() {
         ]
     );
 }
+
+/// The MACs at the default input size, for every variant under 8 GMACs (the heavier ones take
+/// the same path: `cargo run --release -p convnets --example catalogue` prints them all).
+#[test]
+fn macs_match_the_models() {
+    for variant in catalogue().into_iter().filter(|v| v.macs < 8_000_000_000) {
+        let model = convnets::create_model(variant.name, &Default::default()).unwrap();
+        let (c, h, w) = variant.preprocessing.input_size;
+        let summary = backbone::summarize(&*model, &[1, c, h, w], &candle_core::Device::Cpu).unwrap();
+        assert_eq!(summary.total_macs(), variant.macs, "{}", variant.name);
+    }
+}

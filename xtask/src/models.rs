@@ -49,7 +49,8 @@ pub fn build(
     )
 }
 
-/// One line per variant: name, description, aliases.
+/// One line per variant: name, parameters, MACs and input at the default size, description,
+/// aliases.
 pub fn list() -> String {
     convnets::catalogue()
         .iter()
@@ -59,7 +60,21 @@ pub fn list() -> String {
             } else {
                 format!(" (also {})", m.aliases.join(", "))
             };
-            format!("  {:<17} {}{}", m.name, m.description, aliases)
+            let (c, h, w) = m.preprocessing.input_size;
+            let macs = if m.macs >= 100_000_000 {
+                format!("{:.2} GMACs", m.macs as f64 / 1e9)
+            } else {
+                format!("{:.2} MMACs", m.macs as f64 / 1e6)
+            };
+            format!(
+                "  {:<17} {:>11} params {:>11} {:>9}  {}{}",
+                m.name,
+                backbone::summary::thousands(m.params),
+                macs,
+                format!("{c}x{h}x{w}"),
+                m.description,
+                aliases
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
