@@ -106,7 +106,7 @@ pub mod prelude {
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
 
-use backbone::geometry::{build_stack, conv, Step};
+use backbone::geometry::{build_stack, conv, Stages, Step};
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,
 };
@@ -241,7 +241,7 @@ pub struct AlexNet {
     input_type: InputType,
     features: Sequential,
     /// The feature stages: the poolings' outputs (position in `features`, description).
-    stages: Vec<(usize, FeatureInfo)>,
+    stages: Stages,
     avgpool: AdaptiveAvgPool2d,
     classifier: Sequential,
     head: Linear,
@@ -337,13 +337,12 @@ impl Backbone for AlexNet {
 
     /// Each max pooling's output (`features.N`).
     fn feature_info(&self) -> Vec<FeatureInfo> {
-        self.stages.iter().map(|(_, info)| info.clone()).collect()
+        self.stages.info()
     }
 
     fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
-        let at: Vec<usize> = self.stages.iter().map(|(i, _)| *i).collect();
-        Ok(self.features.forward_collect(xs, train, &at)?.1)
+        self.stages.forward(&self.features, xs, train)
     }
 
     fn num_features(&self) -> usize {

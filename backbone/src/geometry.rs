@@ -56,22 +56,46 @@ pub struct Stack {
     pub out_channels: usize,
     /// The smallest square input side every layer accepts.
     pub min_size: usize,
-    /// The feature stages: each pooling's output (position in `layers`, its description with
-    /// the `<prefix>.<row>` name), and the last layer's output when the stack does not end
-    /// with a pooling.
-    pub stages: Vec<(usize, FeatureInfo)>,
+    /// The feature stages: each pooling's output, and the last layer's output when the stack
+    /// does not end with a pooling.
+    pub stages: Stages,
 }
 
-impl Stack {
-    /// The feature pyramid of the stack.
-    pub fn feature_info(&self) -> Vec<FeatureInfo> {
-        self.stages.iter().map(|(_, info)| info.clone()).collect()
+/// Feature stages tapped from a [`Sequential`]: the positions of the layers whose outputs are
+/// stages, with their descriptions.
+#[derive(Debug, Clone, Default)]
+pub struct Stages(Vec<(usize, FeatureInfo)>);
+
+impl Stages {
+    /// No stage yet.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The stack's output and the stages' maps.
-    pub fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<(Tensor, Vec<Tensor>)> {
-        let at: Vec<usize> = self.stages.iter().map(|(i, _)| *i).collect();
-        self.layers.forward_collect(xs, train, &at)
+    /// Taps the output of layer `position` as the next stage.
+    pub fn push(&mut self, position: usize, info: FeatureInfo) {
+        self.0.push((position, info));
+    }
+
+    /// How many stages.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The stages' descriptions (a model's `feature_info`).
+    pub fn info(&self) -> Vec<FeatureInfo> {
+        self.0.iter().map(|(_, info)| info.clone()).collect()
+    }
+
+    /// Runs `layers` and returns the stages' maps (a model's `forward_stages`).
+    pub fn forward(&self, layers: &Sequential, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let at: Vec<usize> = self.0.iter().map(|(i, _)| *i).collect();
+        Ok(layers.forward_collect(xs, train, &at)?.1)
     }
 }
 
@@ -89,7 +113,7 @@ pub fn build_stack(
     let mut layers = Sequential::new();
     let mut geometry = Vec::new();
     let mut channels = in_channels;
-    let mut stages = Vec::new();
+    let mut stages = Stages::new();
     let mut reduction = 1;
     for (i, step) in steps.iter().enumerate() {
         let key = format!("{}.{i}", vb.prefix());
@@ -129,14 +153,14 @@ pub fn build_stack(
                 }
                 geometry.push(Geometry::Pool(pool.params()));
                 reduction *= pool.params().stride.0;
-                stages.push((layers.len() - 1, FeatureInfo::new(key, channels, reduction)));
+                stages.push(layers.len() - 1, FeatureInfo::new(key, channels, reduction));
             }
             Step::Dropout => layers.push(dropout),
         }
     }
     if !matches!(steps.last(), Some(Step::MaxPool | Step::AvgPool)) && !layers.is_empty() {
         let last = format!("{}.{}", vb.prefix(), steps.len() - 1);
-        stages.push((layers.len() - 1, FeatureInfo::new(last, channels, reduction)));
+        stages.push(layers.len() - 1, FeatureInfo::new(last, channels, reduction));
     }
     Ok(Stack {
         layers,

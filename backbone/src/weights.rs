@@ -13,7 +13,7 @@
 pub mod read;
 
 pub use read::{
-    is_counter, parse_safetensors, read_safetensors, read_safetensors_from, DTypeRule, ReadOptions,
+    is_counter, json_kind, parse_safetensors, read_safetensors, read_safetensors_from, DTypeRule, ReadOptions,
 };
 
 use crate::{Error, Result};

@@ -101,7 +101,7 @@ pub mod prelude {
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
 
-use backbone::geometry::{build_stack, conv, Step};
+use backbone::geometry::{build_stack, conv, Stages, Step};
 use backbone::layers::{
     AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Layer, PoolConfig, Sequential,
 };
@@ -260,7 +260,7 @@ pub struct Nin {
     features: Sequential,
     /// The feature stages: the poolings' outputs and the last block's (position in
     /// `features`, description).
-    stages: Vec<(usize, FeatureInfo)>,
+    stages: Stages,
     num_features: usize,
     classifier: Conv2d,
     global_pool: AdaptiveAvgPool2d,
@@ -364,13 +364,12 @@ impl Backbone for Nin {
 
     /// Each pooling's output (`features.N`) and the last mlpconv block's.
     fn feature_info(&self) -> Vec<FeatureInfo> {
-        self.stages.iter().map(|(_, info)| info.clone()).collect()
+        self.stages.info()
     }
 
     fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
-        let at: Vec<usize> = self.stages.iter().map(|(i, _)| *i).collect();
-        Ok(self.features.forward_collect(xs, train, &at)?.1)
+        self.stages.forward(&self.features, xs, train)
     }
 
     fn num_features(&self) -> usize {

@@ -862,24 +862,7 @@ impl PretrainedConfig {
     }
 }
 
-/// The JSON type of `value`, with a short excerpt, for error messages.
-fn kind(value: &Value) -> String {
-    let name = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    let mut text = value.to_string();
-    if text.len() > 40 {
-        let cut = (0..=37).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    format!("{name} ({text})")
-}
+use backbone::weights::json_kind as kind;
 
 fn opt_string((name, value): (String, Option<&Value>)) -> std::result::Result<Option<String>, String> {
     match value {

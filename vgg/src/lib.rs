@@ -95,6 +95,7 @@ pub mod prelude {
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
 
+use backbone::geometry::Stages;
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
     Flatten, Layer, Linear, MaxPool2d, PoolConfig, Sequential,
@@ -301,7 +302,7 @@ pub struct Vgg {
     features: Sequential,
     /// The feature stages: the last ReLU before each pooling and the last pooling (position in
     /// `features`, description), as timm's `feature_info`.
-    stages: Vec<(usize, FeatureInfo)>,
+    stages: Stages,
     avgpool: AdaptiveAvgPool2d,
     fc1: Linear,
     fc2: Linear,
@@ -328,7 +329,7 @@ impl Vgg {
         let mut features = Sequential::new();
         let mut index = 0;
         let mut channels = config.in_channels;
-        let mut stages = Vec::new();
+        let mut stages = Stages::new();
         for (&convs, &width) in config.depth.convs_per_stage().iter().zip(&STAGE_WIDTHS) {
             for _ in 0..convs {
                 let conv = Conv2dConfig::new(channels, width, 3)
@@ -351,18 +352,18 @@ impl Vgg {
             }
             // The block's ReLU is `features.{index - 1}`; each pooling halves the maps.
             let reduction = 1 << stages.len();
-            stages.push((
+            stages.push(
                 features.len() - 1,
                 FeatureInfo::new(format!("features.{}", index - 1), width, reduction),
-            ));
+            );
             features.push(MaxPool2d::new(PoolConfig::new(2).stride(2))?.named(format!("features.{index}")));
             index += 1;
         }
         // timm's last stage: the last pooling's output, the trunk's.
-        stages.push((
+        stages.push(
             features.len() - 1,
             FeatureInfo::new(format!("features.{}", index - 1), channels, 1 << stages.len()),
-        ));
+        );
         let vc = vb.pp("classifier");
         let linear = |i: usize, o: usize, name: &str| {
             Linear::with_init(i, o, true, LINEAR_INIT, Init::Const(0.0), vc.pp(name))
@@ -481,13 +482,12 @@ impl Backbone for Vgg {
     /// timm's: the last ReLU before each of the five poolings and the last pooling's output
     /// (`features.N`).
     fn feature_info(&self) -> Vec<FeatureInfo> {
-        self.stages.iter().map(|(_, info)| info.clone()).collect()
+        self.stages.info()
     }
 
     fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         check_input(self.config.name(), &self.input_spec(), &self.input_type, xs)?;
-        let at: Vec<usize> = self.stages.iter().map(|(i, _)| *i).collect();
-        Ok(self.features.forward_collect(xs, train, &at)?.1)
+        self.stages.forward(&self.features, xs, train)
     }
 
     fn num_features(&self) -> usize {

@@ -290,7 +290,7 @@ fn parse_header(header: &[u8], data_len: u64, file: &Path) -> Result<Vec<Entry>>
             file,
             format!(
                 "the header is JSON {}, expected an object of tensors",
-                kind(&root)
+                json_kind(&root)
             ),
         ));
     };
@@ -302,7 +302,7 @@ fn parse_header(header: &[u8], data_len: u64, file: &Path) -> Result<Vec<Entry>>
                     file,
                     format!(
                         "the header's `__metadata__` is {}, expected an object",
-                        kind(&value)
+                        json_kind(&value)
                     ),
                 ));
             }
@@ -361,7 +361,7 @@ fn parse_entry(name: String, value: &Value) -> std::result::Result<Entry, (Strin
     let Value::Object(fields) = value else {
         return fail(format!(
             "expected an object with `dtype`, `shape` and `data_offsets`, found {}",
-            kind(value)
+            json_kind(value)
         ));
     };
     let dtype = match fields.get("dtype") {
@@ -370,7 +370,7 @@ fn parse_entry(name: String, value: &Value) -> std::result::Result<Entry, (Strin
             Ok(dtype) => return fail(format!("dtype {dtype:?} is not supported")),
             Err(_) => return fail(format!("unknown dtype {s:?}")),
         },
-        Some(other) => return fail(format!("`dtype`: expected a string, found {}", kind(other))),
+        Some(other) => return fail(format!("`dtype`: expected a string, found {}", json_kind(other))),
         None => return fail("no `dtype`".to_string()),
     };
     let shape = match fields.get("shape") {
@@ -384,12 +384,12 @@ fn parse_entry(name: String, value: &Value) -> std::result::Result<Entry, (Strin
                 None => {
                     return fail(format!(
                         "`shape`: expected an array of non-negative integers, found {}",
-                        kind(&fields["shape"])
+                        json_kind(&fields["shape"])
                     ))
                 }
             }
         }
-        Some(other) => return fail(format!("`shape`: expected an array, found {}", kind(other))),
+        Some(other) => return fail(format!("`shape`: expected an array, found {}", json_kind(other))),
         None => return fail("no `shape`".to_string()),
     };
     let (begin, end) = match fields.get("data_offsets") {
@@ -436,12 +436,12 @@ fn parse_entry(name: String, value: &Value) -> std::result::Result<Entry, (Strin
 fn bad_offsets(value: &Value) -> String {
     format!(
         "`data_offsets`: expected [begin, end] (non-negative integers), found {}",
-        value.get("data_offsets").map_or("nothing".to_string(), kind)
+        value.get("data_offsets").map_or("nothing".to_string(), json_kind)
     )
 }
 
-/// The JSON type of `value`, with a short excerpt, for messages.
-fn kind(value: &Value) -> String {
+/// The JSON type of `value`, with a short excerpt, for messages (`an array ([1, 2])`).
+pub fn json_kind(value: &Value) -> String {
     let name = match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
