@@ -23,7 +23,7 @@ struct ReadmeDoctests;
 use backbone::catalogue::find;
 use candle_core::{DType, Device};
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant, WeightsInfo};
 pub use backbone::init::SeededVarMap;
@@ -162,9 +162,19 @@ pub struct CreateOptions {
     pub dtype: DType,
     /// Where the model runs.
     pub device: Device,
-    /// Pretrained weights: a `.safetensors` file (any layout the variant accepts) or a
-    /// directory holding `model.safetensors`. `None`: fresh weights from `seed`.
-    pub weights: Option<PathBuf>,
+    /// Pretrained weights: a `.safetensors` file (any layout the variant accepts), a directory
+    /// holding `model.safetensors`, or (feature `hub`) a Hugging Face model id
+    /// `owner/name[@revision]`. `None`: fresh weights from `seed` (unless `pretrained`).
+    pub weights: Option<String>,
+    /// (Feature `hub`.) Without `weights`: the variant's default hub weights, the first of
+    /// [`Variant::hub`] (timm's `pretrained=True`).
+    pub pretrained: bool,
+    /// (Feature `hub`.) Never touch the network: hub weights must be in the cache (also
+    /// `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// (Feature `hub`.) The Hugging Face cache (default: `HF_HUB_CACHE`, `$HF_HOME/hub`,
+    /// `~/.cache/huggingface/hub`).
+    pub cache_dir: Option<PathBuf>,
     /// Seed of fresh weights.
     pub seed: u64,
 }
@@ -178,6 +188,9 @@ impl Default for CreateOptions {
             dtype: DType::F32,
             device: Device::Cpu,
             weights: None,
+            pretrained: false,
+            offline: false,
+            cache_dir: None,
             seed: 0,
         }
     }
@@ -192,8 +205,12 @@ pub struct Model {
     /// Fresh weights: their variables, to train them (`None` for pretrained weights, which are
     /// loaded as constants; fine-tune them with the `trainer` crate).
     pub vars: Option<SeededVarMap>,
-    /// Pretrained weights: the layout recognised and what was adapted.
-    pub weights: Option<WeightsInfo>,
+    /// Pretrained weights: the file read, the layout recognised and what was adapted.
+    pub weights: Option<(PathBuf, WeightsInfo)>,
+    /// (Feature `hub`.) The `config.json` beside the weights, if any (timm's pretrained config:
+    /// preprocessing, classes, label names).
+    #[cfg(feature = "hub")]
+    pub config: Option<hub::PretrainedConfig>,
 }
 
 impl Deref for Model {
@@ -204,52 +221,101 @@ impl Deref for Model {
     }
 }
 
-/// The weights file a reference names: the file itself, or `model.safetensors` in a directory.
-pub fn weights_file(path: &Path) -> Result<PathBuf> {
+/// The weights file a reference names, and the `config.json` beside it (feature `hub`).
+#[cfg(feature = "hub")]
+fn resolve_weights(
+    reference: &str,
+    options: &CreateOptions,
+) -> Result<(PathBuf, Option<hub::PretrainedConfig>)> {
+    let weights_error = |e: hub::Error| Error::WeightsFile {
+        file: PathBuf::from(reference),
+        problem: match e {
+            hub::Error::Pretrained { problem, .. } => problem,
+            other => other.to_string(),
+        },
+    };
+    let parsed = hub::WeightsRef::parse(reference).map_err(weights_error)?;
+    let mut hub_options = hub::HubOptions::from_env();
+    hub_options.offline |= options.offline;
+    if let Some(dir) = &options.cache_dir {
+        hub_options.cache_dir = Some(dir.clone());
+    }
+    let resolved = hub::resolve(&parsed, &hub_options).map_err(weights_error)?;
+    Ok((resolved.weights_file, resolved.config))
+}
+
+/// The weights file a reference names (a file, or `model.safetensors` in a directory).
+#[cfg(not(feature = "hub"))]
+fn resolve_weights(reference: &str, _: &CreateOptions) -> Result<(PathBuf, Option<()>)> {
+    let path = std::path::Path::new(reference);
     if path.is_dir() {
         let file = path.join("model.safetensors");
         if file.is_file() {
-            return Ok(file);
+            return Ok((file, None));
         }
         return Err(Error::WeightsFile {
             file: path.to_path_buf(),
             problem: "a directory without model.safetensors".into(),
         });
     }
-    Ok(path.to_path_buf())
+    Ok((path.to_path_buf(), None))
 }
 
-/// Builds the variant `name` (timm's `create_model`): fresh seeded weights, or a weights file
+/// Builds the variant `name` (timm's `create_model`): fresh seeded weights, or pretrained ones
 /// in any layout the variant accepts (torchvision, timm, legacy spellings; `f16`/`bf16`
 /// converted; `num_batches_tracked` ignored; strict otherwise: the error names the file, the
-/// tensor, the expected and the actual shape).
+/// tensor, the expected and the actual shape). Pretrained weights with a `config.json` give
+/// the head its class count unless `num_classes` says otherwise.
 pub fn create_model(name: &str, options: &CreateOptions) -> Result<Model> {
     let variant = find_model(name)?;
+    let reference = match (&options.weights, options.pretrained) {
+        (Some(weights), _) => Some(weights.clone()),
+        (None, true) => Some(
+            variant
+                .hub
+                .first()
+                .ok_or_else(|| Error::config(format!("{}: no hub weights are known for it", variant.name)))?
+                .to_string(),
+        ),
+        (None, false) => None,
+    };
+    let Some(reference) = reference else {
+        let model_options = ModelOptions {
+            num_classes: options.num_classes.unwrap_or(variant.reference.1),
+            in_channels: options.in_channels.unwrap_or(variant.reference.0),
+            aux_logits: options.aux_logits,
+        };
+        let vars = SeededVarMap::new(options.seed);
+        let net = variant.create(&model_options, vars.var_builder(options.dtype, &options.device))?;
+        return Ok(Model {
+            net,
+            variant,
+            vars: Some(vars),
+            weights: None,
+            #[cfg(feature = "hub")]
+            config: None,
+        });
+    };
+    let (file, config) = resolve_weights(&reference, options)?;
+    #[cfg(feature = "hub")]
+    let config_classes = config.as_ref().and_then(|c| c.num_classes);
+    #[cfg(not(feature = "hub"))]
+    let config_classes: Option<usize> = config.and(None);
     let model_options = ModelOptions {
-        num_classes: options.num_classes.unwrap_or(variant.reference.1),
+        num_classes: options
+            .num_classes
+            .or(config_classes)
+            .unwrap_or(variant.reference.1),
         in_channels: options.in_channels.unwrap_or(variant.reference.0),
         aux_logits: options.aux_logits,
     };
-    match &options.weights {
-        Some(path) => {
-            let file = weights_file(path)?;
-            let (net, info) = variant.load(&file, &model_options, options.dtype, &options.device)?;
-            Ok(Model {
-                net,
-                variant,
-                vars: None,
-                weights: Some(info),
-            })
-        }
-        None => {
-            let vars = SeededVarMap::new(options.seed);
-            let net = variant.create(&model_options, vars.var_builder(options.dtype, &options.device))?;
-            Ok(Model {
-                net,
-                variant,
-                vars: Some(vars),
-                weights: None,
-            })
-        }
-    }
+    let (net, info) = variant.load(&file, &model_options, options.dtype, &options.device)?;
+    Ok(Model {
+        net,
+        variant,
+        vars: None,
+        weights: Some((file, info)),
+        #[cfg(feature = "hub")]
+        config,
+    })
 }

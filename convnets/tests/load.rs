@@ -47,7 +47,7 @@ fn load_as(name: &str, path: &Path, options: CreateOptions) -> Model {
     create_model(
         name,
         &CreateOptions {
-            weights: Some(path.to_path_buf()),
+            weights: Some(path.display().to_string()),
             ..options
         },
     )
@@ -72,7 +72,7 @@ fn a_saved_model_loads_back_in_its_own_layout_with_counters_and_f16() {
         }
         let path = save(dir.path(), &format!("{name}.safetensors"), &tensors);
         let loaded = load_as(name, &path, CreateOptions::default());
-        assert_eq!(loaded.weights.as_ref().unwrap().layout, "torchvision");
+        assert_eq!(loaded.weights.as_ref().unwrap().1.layout, "torchvision");
         let x = input(shape);
         let (a, b) = (
             model.forward_t(&x, false).unwrap(),
@@ -122,7 +122,7 @@ fn efficientnet_loads_torchvision_layout_and_densenet_the_legacy_spelling() {
     assert!(tv.contains_key("features.0.0.weight") && tv.contains_key("classifier.1.weight"));
     let path = save(dir.path(), "b0-tv.safetensors", &tv);
     let loaded = load_as("efficientnet_b0", &path, CreateOptions::default());
-    assert_eq!(loaded.weights.as_ref().unwrap().layout, "torchvision");
+    assert_eq!(loaded.weights.as_ref().unwrap().1.layout, "torchvision");
     assert_eq!(
         max_diff(
             &model.forward_t(&x, false).unwrap(),
@@ -143,7 +143,7 @@ fn efficientnet_loads_torchvision_layout_and_densenet_the_legacy_spelling() {
     let path = save(dir.path(), "densenet-legacy.safetensors", &legacy);
     let loaded = load_as("densenet121", &path, CreateOptions::default());
     assert_eq!(
-        loaded.weights.as_ref().unwrap().layout,
+        loaded.weights.as_ref().unwrap().1.layout,
         "legacy torchvision (norm.1)"
     );
     assert_eq!(
@@ -164,7 +164,7 @@ fn a_file_without_auxiliary_heads_builds_the_model_without_them() {
         tensors.retain(|k, _| !k.starts_with(prefix));
         let path = save(dir.path(), &format!("{name}.safetensors"), &tensors);
         let loaded = load_as(name, &path, CreateOptions::default());
-        assert!(!loaded.weights.as_ref().unwrap().has_aux);
+        assert!(!loaded.weights.as_ref().unwrap().1.has_aux);
         let size = if name == "inception_v3" { 75 } else { 64 };
         let x = input((2, 3, size, size));
         assert_eq!(
@@ -197,7 +197,7 @@ fn rgb_weights_adapt_to_one_input_channel_and_to_four() {
             ..Default::default()
         },
     );
-    assert_eq!(gray.weights.as_ref().unwrap().adapted_channels, Some((3, 1)));
+    assert_eq!(gray.weights.as_ref().unwrap().1.adapted_channels, Some((3, 1)));
     let x = input((2, 1, 64, 64));
     let rgb = Tensor::cat(&[&x, &x, &x], 1).unwrap();
     let (a, b) = (
@@ -214,7 +214,7 @@ fn rgb_weights_adapt_to_one_input_channel_and_to_four() {
             ..Default::default()
         },
     );
-    assert_eq!(four.weights.as_ref().unwrap().adapted_channels, Some((3, 4)));
+    assert_eq!(four.weights.as_ref().unwrap().1.adapted_channels, Some((3, 4)));
     let w = Tensor::arange(0f32, 12., &Device::Cpu)
         .unwrap()
         .reshape((2, 3, 1, 2))
@@ -249,7 +249,7 @@ fn bad_weights_name_the_file_the_tensor_and_the_layout() {
     let err = create_model(
         "resnet18",
         &CreateOptions {
-            weights: Some(path.clone()),
+            weights: Some(path.display().to_string()),
             ..Default::default()
         },
     )
@@ -277,7 +277,7 @@ fn bad_weights_name_the_file_the_tensor_and_the_layout() {
     let err = create_model(
         "resnet18",
         &CreateOptions {
-            weights: Some(dir.path().join("nothing")),
+            weights: Some(dir.path().join("nothing").display().to_string()),
             ..Default::default()
         },
     )
@@ -285,4 +285,61 @@ fn bad_weights_name_the_file_the_tensor_and_the_layout() {
     .unwrap()
     .to_string();
     assert!(err.contains("nothing"), "{err}");
+}
+
+/// `pretrained: true` takes the variant's default hub weights from the Hugging Face cache
+/// (timm's layout and config.json, as timm writes them), offline; the config's classes size
+/// the head; a hub id missing from the cache while offline is a clear error.
+#[test]
+fn pretrained_weights_come_from_the_hub_cache() {
+    let root = tempfile::tempdir().unwrap();
+    let fixture = testkit::catalogue::fixture("timm-resnet18");
+    let layouts = testkit::catalogue::layouts(&fixture);
+    let (keys, expected, _) = &layouts[0];
+    let tensors = testkit::catalogue::reference_weights(keys, expected);
+    let hash = "0123456789abcdef0123456789abcdef01234567";
+    let repo = root.path().join("models--timm--resnet18.a1_in1k");
+    let snapshot = repo.join("snapshots").join(hash);
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::write(repo.join("refs").join("main"), hash).unwrap();
+    candle_core::safetensors::save(&tensors, snapshot.join("model.safetensors")).unwrap();
+    std::fs::write(snapshot.join("config.json"), fixture["config"].to_string()).unwrap();
+    let options = CreateOptions {
+        pretrained: true,
+        offline: true,
+        cache_dir: Some(root.path().to_path_buf()),
+        ..Default::default()
+    };
+    let model = create_model("resnet18", &options).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        model.weights.as_ref().unwrap().0,
+        snapshot.join("model.safetensors")
+    );
+    let config = model.config.as_ref().expect("the config.json");
+    assert_eq!((config.crop_pct, config.num_classes), (0.95, Some(1000)));
+    assert_eq!(model.num_classes(), 1000);
+    // The same weights by id.
+    let by_id = create_model(
+        "resnet18",
+        &CreateOptions {
+            weights: Some("timm/resnet18.a1_in1k".into()),
+            ..options.clone()
+        },
+    )
+    .unwrap();
+    let x = input((1, 3, 64, 64));
+    assert_eq!(
+        max_diff(
+            &model.forward_t(&x, false).unwrap(),
+            &by_id.forward_t(&x, false).unwrap()
+        ),
+        0.0
+    );
+    // Not in the cache, offline.
+    let err = create_model("resnet50", &options).err().unwrap().to_string();
+    assert!(
+        err.contains("timm/resnet50.a1_in1k") && err.contains("offline"),
+        "{err}"
+    );
 }

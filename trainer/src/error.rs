@@ -98,6 +98,15 @@ pub enum Error {
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<hub::Error> for Error {
+    fn from(e: hub::Error) -> Self {
+        match e {
+            hub::Error::Io { path, source } => Error::Io { path, source },
+            hub::Error::Pretrained { location, problem } => Error::Pretrained { location, problem },
+        }
+    }
+}
+
 impl Error {
     /// An [`Error::Io`] about `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {

@@ -13,7 +13,6 @@ pub mod fit;
 mod fused;
 mod fused_adam;
 mod fused_sgd;
-pub mod hub;
 pub mod imagenet;
 pub mod loss;
 pub mod metrics;
@@ -25,3 +24,5 @@ pub mod schedule;
 pub mod sgd;
 
 pub use error::{Error, Result};
+/// Weights references, the Hugging Face cache and timm's `config.json` (the `hub` crate).
+pub use hub;

@@ -206,8 +206,16 @@ pub struct PredictArgs {
     device: String,
 }
 
+/// `--weights`: a file, a directory holding model.safetensors, a training run's folder (its
+/// latest complete epoch, with the config.json `train` writes), or a hub id.
 fn resolve_weights(weights: &str, offline: bool, cache_dir: &Option<PathBuf>) -> Result<ResolvedWeights> {
-    let reference = WeightsRef::parse(weights)?;
+    let dir = Path::new(weights);
+    let reference = match trainer::run::latest_epoch(dir) {
+        Some(epoch) if dir.is_dir() && !dir.join(trainer::hub::WEIGHTS_FILE).exists() => {
+            WeightsRef::File(trainer::run::checkpoint_path(dir, epoch))
+        }
+        _ => WeightsRef::parse(weights)?,
+    };
     let mut options = HubOptions::from_env();
     options.offline |= offline;
     if let Some(dir) = cache_dir {

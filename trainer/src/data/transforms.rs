@@ -17,54 +17,13 @@ use rand::Rng;
 use crate::data::image::Image;
 use crate::error::{Error, Result};
 
-/// The ImageNet channel means of torchvision and timm models (RGB, pixels in `[0, 1]`).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// The ImageNet channel standard deviations of torchvision and timm models.
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub use hub::{IMAGENET_MEAN, IMAGENET_STD};
 /// The channel means of the CIFAR-10 training images (RGB, pixels in `[0, 1]`).
 pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 /// The channel (per-pixel) standard deviations of the CIFAR-10 training images.
 pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
 
-/// How resizing computes new pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Interpolation {
-    /// PyTorch's `nearest`: output pixel `o` takes input pixel `floor(o * in / out)`.
-    Nearest,
-    /// Antialiased bilinear (triangle filter).
-    #[default]
-    Bilinear,
-    /// Antialiased bicubic (Keys cubic, `a = -0.5`).
-    Bicubic,
-}
-
-impl Interpolation {
-    /// The name timm uses: `bilinear`, `bicubic` or `nearest`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Interpolation::Bilinear => "bilinear",
-            Interpolation::Bicubic => "bicubic",
-            Interpolation::Nearest => "nearest",
-        }
-    }
-
-    /// Parses a timm name (case-insensitive); `None` for anything else.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "bilinear" => Some(Interpolation::Bilinear),
-            "bicubic" => Some(Interpolation::Bicubic),
-            "nearest" => Some(Interpolation::Nearest),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Interpolation {
-    /// The timm name.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use hub::Interpolation;
 
 /// The output size of a [`Transform::Resize`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
+use hub::Error;
+use hub::{resolve, HubOptions, Interpolation, PretrainedConfig, WeightsRef};
 use serde_json::{json, Value};
-use trainer::hub::{resolve, HubOptions, Interpolation, PretrainedConfig, WeightsRef};
-use trainer::Error;
 
 const HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 const HASH_V1: &str = "fedcba9876543210fedcba9876543210fedcba98";

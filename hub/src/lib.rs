@@ -1,4 +1,5 @@
-//! Weights references and the Hugging Face cache.
+//! Weights references and the Hugging Face cache (the `hub` crate, shared by the `convnets`
+//! facade and the `trainer`).
 //!
 //! A [`WeightsRef`] names pretrained weights: a local `.safetensors` file (or a directory holding
 //! `model.safetensors`, the output of our own fine-tuning) or a Hugging Face model repo
@@ -21,7 +22,50 @@ use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+/// Errors of weights references, the cache and `config.json`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation on `path` failed (file missing, permission denied, disk full, ...).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory the operation was about.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// Pretrained weights that cannot be located, downloaded or described: a malformed weights
+    /// reference, a Hugging Face repo missing from the cache while offline, a failed download,
+    /// an invalid `config.json`.
+    #[error("pretrained weights {location}: {problem}")]
+    Pretrained {
+        /// What was being resolved: the reference as written, `owner/name@revision`, or a file.
+        location: String,
+        /// What went wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::Io`] about `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// An [`Error::Pretrained`] about `location` (a weights reference, a repo or a file).
+    pub fn pretrained(location: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Pretrained {
+            location: location.into(),
+            problem: problem.into(),
+        }
+    }
+}
 
 /// The weights file name of a Hugging Face repo and of a fine-tuned output directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -81,14 +125,6 @@ impl WeightsRef {
             if file.is_file() {
                 return Ok(WeightsRef::File(file));
             }
-            // A training run's folder: its latest complete epoch.
-            if let Some(epoch) = crate::run::latest_epoch(path) {
-                return Ok(WeightsRef::File(crate::run::checkpoint_path(path, epoch)));
-            }
-            // A training run's folder: its latest complete epoch.
-            if let Some(epoch) = crate::run::latest_epoch(path) {
-                return Ok(WeightsRef::File(crate::run::checkpoint_path(path, epoch)));
-            }
             let hint = if parse_hub_id(reference).is_ok() {
                 format!(" (for the Hugging Face repo of that name, write `{reference}@{DEFAULT_REVISION}`)")
             } else {
@@ -96,7 +132,7 @@ impl WeightsRef {
             };
             return Err(Error::pretrained(
                 reference,
-                format!("the directory contains no {WEIGHTS_FILE} and no epoch checkpoint{hint}"),
+                format!("the directory contains no {WEIGHTS_FILE}{hint}"),
             ));
         }
         if path.exists() || reference.ends_with(".safetensors") {
@@ -533,9 +569,50 @@ fn describe_api_error(error: ApiError) -> (Option<u16>, String) {
     (status, message)
 }
 
-pub use crate::data::transforms::Interpolation;
+/// How resizing computes new pixels (timm's `interpolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interpolation {
+    /// PyTorch's `nearest`: output pixel `o` takes input pixel `floor(o * in / out)`.
+    Nearest,
+    /// Antialiased bilinear (triangle filter).
+    #[default]
+    Bilinear,
+    /// Antialiased bicubic (Keys cubic, `a = -0.5`).
+    Bicubic,
+}
 
-pub use crate::data::transforms::{IMAGENET_MEAN, IMAGENET_STD};
+impl Interpolation {
+    /// The name timm uses: `bilinear`, `bicubic` or `nearest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+            Interpolation::Nearest => "nearest",
+        }
+    }
+
+    /// Parses a timm name (case-insensitive); `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "bilinear" => Some(Interpolation::Bilinear),
+            "bicubic" => Some(Interpolation::Bicubic),
+            "nearest" => Some(Interpolation::Nearest),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Interpolation {
+    /// The timm name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// ImageNet's per-channel mean (timm's `IMAGENET_DEFAULT_MEAN`).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation (timm's `IMAGENET_DEFAULT_STD`).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// The description of a pretrained model in timm's `config.json` layout:
 ///
@@ -858,7 +935,7 @@ impl PretrainedConfig {
         let mut text = serde_json::to_string_pretty(&self.to_json())
             .map_err(|e| Error::pretrained(path.display().to_string(), format!("cannot serialise: {e}")))?;
         text.push('\n');
-        crate::checkpoint::write_atomic(path, text.as_bytes())
+        write_atomic(path, text.as_bytes())
     }
 }
 
@@ -934,4 +1011,21 @@ fn f32_json(values: &[f32]) -> Value {
             .map(|v| v.to_string().parse::<f64>().unwrap_or(f64::from(*v)))
             .collect::<Vec<f64>>(),
     )
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, flushed and renamed
+/// over `path` (the previous file, if any, stays whole on error).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    file.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
 }
