@@ -189,3 +189,44 @@ fn train_refuses_to_clobber_a_run_and_resumes_only_what_exists() {
     let csv = std::fs::read_to_string(dir.path().join("run/metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
 }
+
+/// Weights whose values are finite but overflow in the forward pass: predict refuses the
+/// non-finite logits instead of printing `NaN%`.
+#[test]
+fn predict_refuses_non_finite_logits() {
+    use candle_core::{DType, Device, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let vars = backbone::init::SeededVarMap::new(0);
+    lenet::LeNet::new(
+        &lenet::LeNetConfig::lenet5(),
+        vars.var_builder(DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let tensors: std::collections::HashMap<String, Tensor> = vars
+        .varmap()
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), (v.as_tensor().ones_like().unwrap() * 1e30).unwrap()))
+        .collect();
+    let weights = dir.path().join("huge.safetensors");
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let png = dir.path().join("digit.png");
+    image::GrayImage::from_fn(28, 28, |x, _| image::Luma([(x * 9) as u8]))
+        .save(&png)
+        .unwrap();
+    let out = xtask(&[
+        "predict",
+        "lenet",
+        "--weights",
+        weights.to_str().unwrap(),
+        png.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("non-finite logit") && !String::from_utf8_lossy(&out.stdout).contains("NaN"),
+        "{stderr}"
+    );
+}
