@@ -149,7 +149,9 @@ TV_PREPROCESSING = {
     "vgg11": _tv_pre(224, 0.875, "bilinear"),
     "vgg11_bn": _tv_pre(224, 0.875, "bilinear"),
     "vgg16": _tv_pre(224, 0.875, "bilinear"),
-    "googlenet": _tv_pre(224, 0.875, "bilinear"),
+    # torchvision's published GoogLeNet weights run with transform_input=True, which turns an
+    # ImageNet-normalised input into mean=std=0.5 normalisation: the catalogue declares that.
+    "googlenet": _tv_pre(224, 0.875, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "inception_v3": _tv_pre(299, 0.875, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "resnet18": _tv_pre(224, 0.95, "bicubic"),
     "resnet50": _tv_pre(224, 0.95, "bicubic"),

@@ -6,6 +6,17 @@ use backbone::catalogue::{self, ModelOptions, Preprocessing, Variant};
 use backbone::{Backbone, Result};
 use candle_nn::VarBuilder;
 
+/// torchvision's published GoogLeNet weights run with `transform_input=True`, which turns an
+/// ImageNet-normalised input into one normalised with mean and std 0.5: the same as this
+/// preprocessing without the transform (224, crop 0.875, bilinear).
+const GOOGLENET: Preprocessing = Preprocessing {
+    input_size: (3, 224, 224),
+    mean: &[0.5, 0.5, 0.5],
+    std: &[0.5, 0.5, 0.5],
+    crop_pct: 0.875,
+    interpolation: "bilinear",
+};
+
 /// timm's `inception_v3.tv_in1k`: 299x299, mean and std 0.5, crop 0.875, bicubic.
 const INCEPTION_V3: Preprocessing = Preprocessing {
     input_size: (3, 299, 299),
@@ -45,7 +56,7 @@ pub const VARIANTS: &[Variant] = &[
         reference: (3, 1000),
         params: 13_004_888,
         macs: 1_498_376_192,
-        preprocessing: Preprocessing::IMAGENET,
+        preprocessing: GOOGLENET,
         hub: &[],
         layouts: &[catalogue::native("torchvision")],
         aux_prefixes: &["aux1.", "aux2."],
@@ -61,7 +72,7 @@ pub const VARIANTS: &[Variant] = &[
         reference: (3, 1000),
         params: 13_385_816,
         macs: 1_582_671_872,
-        preprocessing: Preprocessing::IMAGENET,
+        preprocessing: GOOGLENET,
         hub: &[],
         layouts: &[catalogue::native("torchvision")],
         aux_prefixes: &["aux1.", "aux2."],
