@@ -368,8 +368,8 @@ fn train(args: TrainArgs) -> Result<()> {
         report.images_per_sec()
     );
     println!("checkpoint saved to {}", last.checkpoint.display());
-    // The run folder loads as `--weights` for predict / finetune: its latest checkpoint, with
-    // this config.json (timm's layout) saying how the images were prepared.
+    // The run folder loads as `--weights` for predict / finetune: model.safetensors with this
+    // config.json (timm's layout) saying how the images were prepared.
     let config = trainer::hub::PretrainedConfig {
         input_size: (1, size.0, size.1),
         mean: vec![Preprocess::MNIST_MEAN],
@@ -380,6 +380,7 @@ fn train(args: TrainArgs) -> Result<()> {
     .with_architecture(entry.name)
     .with_num_classes(mnist_classes)
     .with_label_names((0..mnist_classes).map(|d| d.to_string()).collect());
-    config.write(out.join("config.json"))?;
+    let file = trainer::finetune::export(&out, vars.varmap(), &config)?;
+    println!("model saved to {} (+ config.json)", file.display());
     Ok(())
 }

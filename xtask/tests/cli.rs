@@ -241,7 +241,7 @@ fn train_then_predict_from_the_run_folder() {
         "train", "lenet", "--limit", "256", "--epochs", "1", "--quiet", "--out", out_s,
     ]);
     assert!(train.status.success(), "{}", text(&train.stderr));
-    assert!(out.join("config.json").is_file());
+    assert!(out.join("config.json").is_file() && out.join("model.safetensors").is_file());
     let png = dir.path().join("digit.png");
     image::GrayImage::from_fn(28, 28, |x, y| {
         image::Luma([if (8..20).contains(&x) && (4..24).contains(&y) {
