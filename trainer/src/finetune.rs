@@ -9,10 +9,10 @@
 
 use crate::checkpoint::save_varmap;
 use crate::data::{Batch, DataLoader, Dataset, LastBatch, LoaderConfig, OnCorrupt, Pipeline};
-use crate::fit::{check_training_data, progress_bar, OptimizerKind};
+use crate::fit::{check_training_data, optimizer_step, progress_bar, OptimizerKind};
 use crate::loss::cross_entropy_smoothed;
 use crate::metrics::{EpochMetrics, EvalMetrics, MetricsAccumulator};
-use crate::optim::{clip_grad_norm, param_groups, Optimizer, ParamGroup};
+use crate::optim::{param_groups, Optimizer, ParamGroup};
 use crate::pretrained::{backbone_vars, forward_frozen, frozen_pre_logits, head_vars};
 use crate::run::{fingerprint, LossGuard, RunDir, RunOptions, RunSettings};
 use crate::schedule::Schedule;
@@ -329,11 +329,7 @@ fn train_step(
     }
     // Checked before the step is applied: a diverged loss never reaches the weights.
     check_loss(total.to_scalar::<f32>()? as f64)?;
-    let mut grads = total.backward()?;
-    if let Some(max) = config.clip_grad_norm {
-        clip_grad_norm(&mut grads, vars, max)?;
-    }
-    optimizer.step(&grads)?;
+    optimizer_step(&total, config.clip_grad_norm, vars, optimizer)?;
     let value = main.to_scalar::<f32>()? as f64;
     let n = labels.dim(0)?;
     sums.loss += value * n as f64;

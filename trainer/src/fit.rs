@@ -3,17 +3,17 @@
 //! epoch written atomically.
 
 use crate::data::{Batcher, BatcherConfig, ImageDataset, LastBatch, Preprocess, RandomAffine};
-use crate::loss::{accuracy_count, cross_entropy};
+use crate::loss::{accuracy_count, cross_entropy, cross_entropy_smoothed};
 use crate::metrics::EpochMetrics;
 use crate::optim::{
-    param_groups, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup, Sgd, SgdConfig,
+    clip_grad_norm, param_groups, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, ParamGroup, Sgd, SgdConfig,
 };
 pub use crate::run::{checkpoint_path, latest_epoch, optimizer_path};
 use crate::run::{fingerprint, LossGuard, RunDir, RunOptions, RunSettings};
 pub use crate::schedule::Schedule;
 use crate::{Error, Result};
 use backbone::Backbone;
-use candle_core::Device;
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fmt;
@@ -93,6 +93,10 @@ pub struct FitConfig {
     pub seed: u64,
     /// Weight of each auxiliary classifier's loss in the total loss (0 switches them off).
     pub aux_weight: f64,
+    /// Label smoothing of the cross-entropy (0 = none).
+    pub label_smoothing: f64,
+    /// Clip the gradients' total L2 norm to this value.
+    pub clip_grad_norm: Option<f64>,
     /// Padding and normalisation of the images.
     pub preprocess: Preprocess,
     /// Random augmentation of the training images (never of the test images).
@@ -121,6 +125,8 @@ impl Default for FitConfig {
             schedule: Schedule::Cosine,
             seed: 42,
             aux_weight: 0.3,
+            label_smoothing: 0.0,
+            clip_grad_norm: None,
             preprocess: Preprocess::mnist(),
             augment: None,
             out_dir: PathBuf::from("runs"),
@@ -238,6 +244,21 @@ pub(crate) fn progress_bar(len: usize, verbose: bool) -> ProgressBar {
     bar
 }
 
+/// The optimisation step of both training loops: back-propagates `total`, clips the gradients
+/// of `vars` to a total L2 norm of `clip` (if any) and applies the optimizer.
+pub(crate) fn optimizer_step(
+    total: &Tensor,
+    clip: Option<f64>,
+    vars: &[Var],
+    optimizer: &mut dyn Optimizer,
+) -> Result<()> {
+    let mut grads = total.backward()?;
+    if let Some(max) = clip {
+        clip_grad_norm(&mut grads, vars, max)?;
+    }
+    optimizer.step(&grads)
+}
+
 /// The settings of a training run that define it, for [`RunDir`]'s resume check.
 fn run_settings(
     model: &dyn Backbone,
@@ -267,6 +288,8 @@ fn run_settings(
         ("schedule", format!("{:?}", config.schedule)),
         ("seed", config.seed.to_string()),
         ("aux weight", config.aux_weight.to_string()),
+        ("label smoothing", config.label_smoothing.to_string()),
+        ("clip grad norm", format!("{:?}", config.clip_grad_norm)),
         ("preprocess", format!("{:?}", config.preprocess)),
         ("augment", format!("{:?}", config.augment)),
         ("last batch", format!("{:?}", config.last_batch)),
@@ -327,6 +350,14 @@ pub fn fit(
         )));
     }
     config.schedule.validate()?;
+    if !(0.0..1.0).contains(&config.label_smoothing)
+        || config.clip_grad_norm.is_some_and(|m| !(m.is_finite() && m > 0.0))
+    {
+        return Err(Error::config(format!(
+            "need label smoothing in [0, 1) and a clipping norm > 0 (got {}, {:?})",
+            config.label_smoothing, config.clip_grad_norm
+        )));
+    }
     let mut classes: Vec<usize> = train.labels.iter().map(|&l| l as usize).collect();
     classes.sort_unstable();
     classes.dedup();
@@ -365,6 +396,10 @@ pub fn fit(
     };
     let mut history = run.history(done);
     let mut guard = LossGuard::new(&history);
+    let vars: Vec<Var> = backbone::init::trainable_vars(varmap)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     let run_start = Instant::now();
     let mut reports: Vec<EpochReport> = Vec::new();
     let mut step = done * steps_per_epoch;
@@ -387,13 +422,20 @@ pub fn fit(
                 .lr_at(config.lr, step, total_steps, steps_per_epoch);
             optimizer.set_learning_rate(lr);
             let out = model.forward_aux(&images, true)?;
-            let main = cross_entropy(&out.logits, &labels)?;
+            let ce = |logits: &Tensor| -> Result<Tensor> {
+                if config.label_smoothing == 0.0 {
+                    cross_entropy(logits, &labels)
+                } else {
+                    cross_entropy_smoothed(logits, &labels, config.label_smoothing)
+                }
+            };
+            let main = ce(&out.logits)?;
             let mut total = main.clone();
             let mut aux_value = 0.0;
             if config.aux_weight > 0.0 && !out.aux_logits.is_empty() {
                 has_aux = true;
                 for aux in &out.aux_logits {
-                    let aux_loss = cross_entropy(aux, &labels)?;
+                    let aux_loss = ce(aux)?;
                     aux_value += aux_loss.to_scalar::<f32>()? as f64 / out.aux_logits.len() as f64;
                     total = (total + (aux_loss * config.aux_weight)?)?;
                 }
@@ -401,7 +443,7 @@ pub fn fit(
             step += 1;
             // Checked before the step is applied: a diverged loss never reaches the weights.
             guard.check(total.to_scalar::<f32>()? as f64, epoch, step, &run)?;
-            optimizer.backward_step(&total)?;
+            optimizer_step(&total, config.clip_grad_norm, &vars, optimizer.as_mut())?;
             train_time += t0.elapsed().as_secs_f64();
             let n = labels.dim(0)?;
             loss_sum += main.to_scalar::<f32>()? as f64 * n as f64;

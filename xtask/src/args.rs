@@ -7,7 +7,9 @@ use backbone::Backbone;
 use clap::builder::RangedU64ValueParser;
 use clap::ValueEnum;
 use trainer::data::LastBatch;
+use trainer::fit::OptimizerKind;
 use trainer::run::RunOptions;
+use trainer::schedule::Schedule;
 
 /// The largest epoch count a run may ask for.
 pub const MAX_EPOCHS: u64 = 1_000_000;
@@ -214,4 +216,119 @@ pub fn check_memory(model: &dyn Backbone, batch: usize, size: (usize, usize), tr
         }
     }
     Ok(())
+}
+
+/// `n` and `word`, in the plural unless `n` is 1: `1 epoch`, `3 epochs`.
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// An optimizer of `--optimizer`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    /// SGD with momentum (--momentum, --nesterov), torch.optim.SGD.
+    Sgd,
+    /// Adam (weight decay as an L2 penalty), torch.optim.Adam.
+    Adam,
+    /// AdamW (decoupled weight decay), torch.optim.AdamW.
+    Adamw,
+}
+
+/// A learning-rate schedule of `--schedule`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    /// Cosine annealing to 0 over the run, per step (after the warmup).
+    Cosine,
+    /// Multiply the rate by --gamma every --step-epochs epochs.
+    Step,
+    /// The same rate throughout (after the warmup).
+    Constant,
+}
+
+/// The optimisation flags of `train` and `finetune` (the defaults differ: see each command's
+/// `--help`; an unset flag takes its command's default).
+#[derive(clap::Args)]
+pub struct OptimArgs {
+    /// Learning rate (of the head, when fine-tuning).
+    #[arg(long, value_parser = positive)]
+    pub lr: Option<f64>,
+    /// Optimizer [default: adam for train, adamw for finetune].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9, value_parser = unit_half_open)]
+    pub momentum: f64,
+    /// SGD with Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay (never on biases and normalisation weights; L2 for adam and sgd, decoupled
+    /// for adamw) [default: 0 for train, 1e-4 for finetune].
+    #[arg(long, value_parser = non_negative)]
+    pub weight_decay: Option<f64>,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
+    pub schedule: ScheduleArg,
+    /// Linear warmup over this many epochs.
+    #[arg(long, default_value_t = 0, value_parser = usize_in(0, MAX_EPOCHS))]
+    pub warmup_epochs: usize,
+    /// Step schedule: epochs between decays.
+    #[arg(long, default_value_t = 30, value_parser = usize_in(1, MAX_EPOCHS))]
+    pub step_epochs: usize,
+    /// Step schedule: decay factor.
+    #[arg(long, default_value_t = 0.1, value_parser = unit_closed)]
+    pub gamma: f64,
+    /// Label smoothing of the cross-entropy.
+    #[arg(long, default_value_t = 0.0, value_parser = unit_half_open)]
+    pub label_smoothing: f64,
+    /// Clip the gradients' total L2 norm.
+    #[arg(long, value_parser = positive)]
+    pub clip_grad: Option<f64>,
+}
+
+/// A command's defaults for [`OptimArgs`].
+pub struct OptimDefaults {
+    /// Learning rate.
+    pub lr: f64,
+    /// Optimizer.
+    pub optimizer: OptimizerArg,
+    /// Weight decay.
+    pub weight_decay: f64,
+}
+
+impl OptimArgs {
+    /// The learning rate.
+    pub fn lr(&self, defaults: &OptimDefaults) -> f64 {
+        self.lr.unwrap_or(defaults.lr)
+    }
+
+    /// The weight decay.
+    pub fn weight_decay(&self, defaults: &OptimDefaults) -> f64 {
+        self.weight_decay.unwrap_or(defaults.weight_decay)
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self, defaults: &OptimDefaults) -> OptimizerKind {
+        match self.optimizer.unwrap_or(defaults.optimizer) {
+            OptimizerArg::Sgd => OptimizerKind::Sgd {
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+            },
+            OptimizerArg::Adam => OptimizerKind::Adam,
+            OptimizerArg::Adamw => OptimizerKind::AdamW,
+        }
+    }
+
+    /// The schedule, its warmup counted in steps of `steps_per_epoch`.
+    pub fn schedule(&self, steps_per_epoch: usize) -> Result<Schedule> {
+        let schedule = match self.schedule {
+            ScheduleArg::Cosine => Schedule::Cosine,
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Step => Schedule::step(self.step_epochs, self.gamma)?,
+        };
+        Ok(schedule.with_warmup(self.warmup_epochs.saturating_mul(steps_per_epoch)))
+    }
 }

@@ -19,30 +19,8 @@ use trainer::data::{
     IMAGENET_MEAN, IMAGENET_STD,
 };
 use trainer::finetune::{export, finetune, FinetuneConfig, FinetuneData};
-use trainer::fit::OptimizerKind;
 use trainer::hub::{resolve, HubOptions, PretrainedConfig, ResolvedWeights, WeightsRef};
 use trainer::pretrained::{head_prefixes, load_pretrained_tensors};
-use trainer::schedule::Schedule;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum FtOptimizer {
-    /// SGD with momentum (--momentum, --nesterov), torch.optim.SGD.
-    Sgd,
-    /// Adam, torch.optim.Adam.
-    Adam,
-    /// AdamW, torch.optim.AdamW.
-    Adamw,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum FtSchedule {
-    /// Cosine annealing to 0 over the run, per step (after the warmup).
-    Cosine,
-    /// Multiply the rate by --gamma every --step-epochs epochs.
-    Step,
-    /// The same rate throughout (after the warmup).
-    Constant,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FtAugment {
@@ -70,8 +48,8 @@ pub enum DataFormat {
 
 #[derive(clap::Args)]
 pub struct FinetuneArgs {
-    /// Architecture (`cargo xtask models` lists them), e.g. resnet18.
-    arch: String,
+    /// Model name (`cargo xtask models` lists them), e.g. resnet18.
+    model: String,
     /// Pretrained weights: a .safetensors file, a directory holding model.safetensors (and
     /// config.json), or a Hugging Face hub id such as timm/resnet18.a1_in1k[@revision].
     #[arg(long)]
@@ -89,9 +67,10 @@ pub struct FinetuneArgs {
     /// Dataset format.
     #[arg(long, value_enum, default_value_t = DataFormat::Auto)]
     format: DataFormat,
-    /// Train the head alone, the backbone frozen (batch-norm statistics kept, no dropout).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    freeze_backbone: bool,
+    /// Train the whole model from the first epoch (default: the backbone frozen, batch-norm
+    /// statistics kept and no dropout, and only a new head trains).
+    #[arg(long, conflicts_with = "unfreeze_after")]
+    train_backbone: bool,
     /// Unfreeze the backbone after this many epochs.
     #[arg(long, value_parser = args::usize_in(0, args::MAX_EPOCHS))]
     unfreeze_after: Option<usize>,
@@ -104,39 +83,8 @@ pub struct FinetuneArgs {
     /// Images per optimizer step.
     #[arg(long, default_value_t = 32, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch_size: usize,
-    /// Learning rate of the head.
-    #[arg(long, default_value_t = 1e-3, value_parser = args::positive)]
-    lr: f64,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = FtOptimizer::Adamw)]
-    optimizer: FtOptimizer,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9, value_parser = args::unit_half_open)]
-    momentum: f64,
-    /// SGD with Nesterov momentum.
-    #[arg(long)]
-    nesterov: bool,
-    /// Weight decay (never on biases and normalisation weights).
-    #[arg(long, default_value_t = 1e-4, value_parser = args::non_negative)]
-    weight_decay: f64,
-    /// Learning-rate schedule.
-    #[arg(long, value_enum, default_value_t = FtSchedule::Cosine)]
-    schedule: FtSchedule,
-    /// Linear warmup over this many epochs.
-    #[arg(long, default_value_t = 0, value_parser = args::usize_in(0, args::MAX_EPOCHS))]
-    warmup_epochs: usize,
-    /// Step schedule: epochs between decays.
-    #[arg(long, default_value_t = 30, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
-    step_epochs: usize,
-    /// Step schedule: decay factor.
-    #[arg(long, default_value_t = 0.1, value_parser = args::unit_closed)]
-    gamma: f64,
-    /// Label smoothing of the cross-entropy.
-    #[arg(long, default_value_t = 0.0, value_parser = args::unit_half_open)]
-    label_smoothing: f64,
-    /// Clip the gradients' total L2 norm.
-    #[arg(long, value_parser = args::positive)]
-    clip_grad: Option<f64>,
+    #[command(flatten)]
+    optim: args::OptimArgs,
     /// Training augmentation.
     #[arg(long, value_enum, default_value_t = FtAugment::Auto)]
     augment: FtAugment,
@@ -178,8 +126,8 @@ pub struct FinetuneArgs {
 
 #[derive(clap::Args)]
 pub struct PredictArgs {
-    /// Architecture, e.g. resnet18.
-    arch: String,
+    /// Model name (`cargo xtask models` lists them), e.g. resnet18.
+    model: String,
     /// Weights: a .safetensors file, a directory with model.safetensors + config.json, or a
     /// Hugging Face hub id.
     #[arg(long)]
@@ -334,7 +282,7 @@ fn open_dataset(dir: &Path, format: DataFormat) -> Result<(Images, Option<Images
 }
 
 pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
-    let entry = models::find(&args.arch)?;
+    let entry = models::find(&args.model)?;
     let device = parse_device(&args.device)?;
     let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
     // The one loader: any layout the variant accepts, read once.
@@ -414,12 +362,12 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         model.as_ref(),
         args.batch_size,
         size,
-        args.unfreeze_after.is_some() || !args.freeze_backbone,
+        args.unfreeze_after.is_some() || args.train_backbone,
     )?;
     let (mean, std) = (pretrained.mean.clone(), pretrained.std.clone());
     let interpolation = pretrained.interpolation;
     let eval_transform = Pipeline::eval(size, pretrained.crop_pct, interpolation, &mean, &std)?;
-    let trains_backbone = !args.freeze_backbone || args.unfreeze_after.is_some();
+    let trains_backbone = args.train_backbone || args.unfreeze_after.is_some();
     let augment = match args.augment {
         FtAugment::Auto if trains_backbone => FtAugment::CropFlip,
         FtAugment::Auto => FtAugment::None,
@@ -435,30 +383,22 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         _ => eval_transform.clone(),
     };
     let steps_per_epoch = train.len().div_ceil(args.batch_size.max(1));
-    let warmup = args.warmup_epochs * steps_per_epoch;
-    let schedule = match args.schedule {
-        FtSchedule::Cosine => Schedule::Cosine,
-        FtSchedule::Constant => Schedule::Constant,
-        FtSchedule::Step => Schedule::step(args.step_epochs, args.gamma)?,
-    }
-    .with_warmup(warmup);
+    let schedule = args.optim.schedule(steps_per_epoch)?;
+    let defaults = args::OptimDefaults {
+        lr: 1e-3,
+        optimizer: args::OptimizerArg::Adamw,
+        weight_decay: 1e-4,
+    };
     let config = FinetuneConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        optimizer: match args.optimizer {
-            FtOptimizer::Sgd => OptimizerKind::Sgd {
-                momentum: args.momentum,
-                nesterov: args.nesterov,
-            },
-            FtOptimizer::Adam => OptimizerKind::Adam,
-            FtOptimizer::Adamw => OptimizerKind::AdamW,
-        },
+        lr: args.optim.lr(&defaults),
+        weight_decay: args.optim.weight_decay(&defaults),
+        optimizer: args.optim.optimizer(&defaults),
         schedule,
-        label_smoothing: args.label_smoothing,
-        clip_grad_norm: args.clip_grad,
-        freeze_backbone: args.freeze_backbone,
+        label_smoothing: args.optim.label_smoothing,
+        clip_grad_norm: args.optim.clip_grad,
+        freeze_backbone: !args.train_backbone,
         unfreeze_after: args.unfreeze_after,
         backbone_lr_scale: args.backbone_lr_scale,
         feature_cache: !args.no_feature_cache,
@@ -479,17 +419,17 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         ..FinetuneConfig::default()
     };
     println!(
-        "fine-tuning {} at {}x{} for {} epochs ({}), {} threads",
+        "fine-tuning {} at {}x{} for {} ({}), {}",
         entry.name,
         size.0,
         size.1,
-        config.epochs,
+        args::plural(config.epochs, "epoch"),
         match (config.freeze_backbone, config.unfreeze_after) {
             (true, None) => "backbone frozen".to_string(),
-            (true, Some(n)) => format!("backbone frozen for {n} epochs"),
+            (true, Some(n)) => format!("backbone frozen for {}", args::plural(n, "epoch")),
             (false, _) => "whole model".to_string(),
         },
-        candle_core::utils::get_num_threads()
+        args::plural(candle_core::utils::get_num_threads(), "thread")
     );
     let result = finetune(
         model.as_ref(),
@@ -504,7 +444,10 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         &device,
     )?;
     if !result.skipped.is_empty() {
-        println!("skipped {} unreadable images:", result.skipped.len());
+        println!(
+            "skipped {}:",
+            args::plural(result.skipped.len(), "unreadable image")
+        );
         for (file, problem) in result.skipped.iter().take(10) {
             println!("  {file}: {problem}");
         }
@@ -556,7 +499,7 @@ fn label(config: &PretrainedConfig, classes: usize, i: usize) -> String {
 }
 
 pub fn run_predict(args: PredictArgs) -> Result<()> {
-    let entry = models::find(&args.arch)?;
+    let entry = models::find(&args.model)?;
     let device = parse_device(&args.device)?;
     let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
     // The one loader: any layout the variant accepts, read once.

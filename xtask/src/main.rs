@@ -17,13 +17,15 @@ use candle_core::{DType, Device};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use trainer::data::{Mnist, Preprocess, RandomAffine};
-use trainer::fit::{fit, FitConfig, OptimizerKind, Schedule};
+use trainer::fit::{fit, FitConfig};
 
 mod runtime;
 
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
     about = "Train, inspect and benchmark the classic convolutional networks"
 )]
 struct Cli {
@@ -50,22 +52,6 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum OptArg {
-    /// Adam (weight decay as L2 penalty), PyTorch's torch.optim.Adam.
-    Adam,
-    /// AdamW (decoupled weight decay), PyTorch's torch.optim.AdamW.
-    Adamw,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ScheduleArg {
-    /// Cosine annealing from --lr to 0 over the run, per step.
-    Cosine,
-    /// The same learning rate throughout.
-    Constant,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum AugmentArg {
     /// Random rotation (+-10 degrees), shift (+-2 pixels) and scale (0.9-1.1) of each training image.
     Affine,
@@ -88,21 +74,11 @@ struct TrainArgs {
     /// Images per optimizer step.
     #[arg(long, default_value_t = 64, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch_size: usize,
-    /// Initial learning rate.
-    #[arg(long, default_value_t = 1e-3, value_parser = args::positive)]
-    lr: f64,
-    /// Learning-rate schedule.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
-    schedule: ScheduleArg,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptArg::Adam)]
-    optimizer: OptArg,
+    #[command(flatten)]
+    optim: args::OptimArgs,
     /// Augmentation of the training images (the test images are never augmented).
     #[arg(long, value_enum, default_value_t = AugmentArg::Affine)]
     augment: AugmentArg,
-    /// Weight decay (L2 for adam, decoupled for adamw).
-    #[arg(long, default_value_t = 0.0, value_parser = args::non_negative)]
-    weight_decay: f64,
     /// Seed of the weight initialisation, the shuffling and dropout: the same seed gives the same run.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -135,11 +111,11 @@ struct SummaryArgs {
     /// Model name (`cargo xtask models` lists them), e.g. lenet.
     model: String,
     /// Input height and width (default: the model's usual input size), e.g. 224 or 224x224.
-    #[arg(long, value_parser = args::size)]
-    input_size: Option<(usize, usize)>,
+    #[arg(long, alias = "input-size", value_parser = args::size)]
+    img_size: Option<(usize, usize)>,
     /// Batch size of the summarised forward pass.
-    #[arg(long, default_value_t = 1, value_parser = args::usize_in(1, args::MAX_BATCH))]
-    batch: usize,
+    #[arg(long, alias = "batch", default_value_t = 1, value_parser = args::usize_in(1, args::MAX_BATCH))]
+    batch_size: usize,
     /// Number of classes of the head (default: the reference configuration's, 1000 for
     /// ImageNet models, 10 for LeNet).
     #[arg(long, value_parser = args::usize_in(1, 1_000_000))]
@@ -239,12 +215,12 @@ fn summary(args: SummaryArgs) -> Result<()> {
     let model = models::build(entry, classes, channels, vars.var_builder(DType::F32, &device))
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
-    let (h, w) = match args.input_size {
+    let (h, w) = match args.img_size {
         Some(size) => size,
         None => spec.default_size,
     };
-    args::check_memory(model.as_ref(), args.batch, (h, w), false)?;
-    let table = backbone::summarize(model.as_ref(), &[args.batch, spec.channels, h, w], &device)?;
+    args::check_memory(model.as_ref(), args.batch_size, (h, w), false)?;
+    let table = backbone::summarize(model.as_ref(), &[args.batch_size, spec.channels, h, w], &device)?;
     print!("{table}");
     let params: usize = backbone::init::trainable_vars(vars.varmap())
         .iter()
@@ -304,19 +280,21 @@ fn train(args: TrainArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(entry.name));
+    let defaults = args::OptimDefaults {
+        lr: 1e-3,
+        optimizer: args::OptimizerArg::Adam,
+        weight_decay: 0.0,
+    };
+    let steps_per_epoch = train_set.len().div_ceil(args.batch_size);
     let fit_config = FitConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        optimizer: match args.optimizer {
-            OptArg::Adam => OptimizerKind::Adam,
-            OptArg::Adamw => OptimizerKind::AdamW,
-        },
-        schedule: match args.schedule {
-            ScheduleArg::Cosine => Schedule::Cosine,
-            ScheduleArg::Constant => Schedule::Constant,
-        },
+        lr: args.optim.lr(&defaults),
+        weight_decay: args.optim.weight_decay(&defaults),
+        optimizer: args.optim.optimizer(&defaults),
+        schedule: args.optim.schedule(steps_per_epoch)?,
+        label_smoothing: args.optim.label_smoothing,
+        clip_grad_norm: args.optim.clip_grad,
         seed: args.seed,
         preprocess: Preprocess {
             pad,
@@ -339,16 +317,16 @@ fn train(args: TrainArgs) -> Result<()> {
         .map(|(_, v)| v.elem_count())
         .sum();
     println!(
-        "training {} ({} parameters) on {} images of {}x{}, testing on {}, {} epochs, batch {}, {} threads",
+        "training {} ({} parameters) on {} of {}x{}, testing on {}, {}, batch {}, {}",
         entry.name,
         backbone::summary::thousands(params as u64),
-        train_set.len(),
+        args::plural(train_set.len(), "image"),
         size.0,
         size.1,
         test_set.len(),
-        fit_config.epochs,
+        args::plural(fit_config.epochs, "epoch"),
         fit_config.batch_size,
-        candle_core::utils::get_num_threads()
+        args::plural(candle_core::utils::get_num_threads(), "thread")
     );
     let report = fit(
         model.as_ref(),
@@ -360,10 +338,10 @@ fn train(args: TrainArgs) -> Result<()> {
     )?;
     let last = report.last().context("no epoch ran")?;
     println!(
-        "final test accuracy {:.2}% (loss {:.4}) after {} epochs in {:.1}s, {:.0} training images/s",
+        "final test accuracy {:.2}% (loss {:.4}) after {} in {:.1}s, {:.0} training images/s",
         100.0 * last.test_accuracy,
         last.test_loss,
-        last.epoch,
+        args::plural(last.epoch, "epoch"),
         report.seconds,
         report.images_per_sec()
     );

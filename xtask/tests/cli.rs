@@ -265,3 +265,132 @@ fn train_then_predict_from_the_run_folder() {
         );
     }
 }
+
+/// One vocabulary: the same flags for the same things in every subcommand, `<MODEL>` as the
+/// positional, `cargo xtask` in the usage, `--version`, switches as switches.
+#[test]
+fn every_subcommand_speaks_the_same_flags() {
+    for (sub, flags) in [
+        (
+            "train",
+            &[
+                "--img-size",
+                "--batch-size",
+                "--epochs",
+                "--lr",
+                "--seed",
+                "--out",
+                "--resume",
+                "--overwrite",
+                "--device",
+            ][..],
+        ),
+        (
+            "finetune",
+            &[
+                "--img-size",
+                "--batch-size",
+                "--epochs",
+                "--lr",
+                "--seed",
+                "--out",
+                "--resume",
+                "--overwrite",
+                "--device",
+                "--train-backbone",
+            ],
+        ),
+        ("predict", &["--img-size", "--weights", "--device"]),
+        ("summary", &["--img-size", "--batch-size"]),
+        ("bench", &["--img-size", "--batch-size", "--device"]),
+    ] {
+        let out = xtask(&[sub, "--help"]);
+        assert!(out.status.success(), "{sub}");
+        let help = text(&out.stdout);
+        assert!(
+            help.contains(&format!("Usage: cargo xtask {sub}")),
+            "{sub}: {help}"
+        );
+        for flag in flags {
+            assert!(help.contains(flag), "{sub} --help should list {flag}");
+        }
+        if sub != "bench" {
+            assert!(help.contains("<MODEL>"), "{sub}: {help}");
+        }
+    }
+    let version = xtask(&["--version"]);
+    assert!(version.status.success() && text(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    // The old spellings still work.
+    let out = xtask(&["summary", "lenet", "--input-size", "32", "--batch", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Plurals.
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let train = xtask(&[
+        "train",
+        "lenet",
+        "--limit",
+        "256",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = text(&train.stdout);
+    assert!(
+        stdout.contains(", 1 epoch,") && stdout.contains("after 1 epoch in"),
+        "{stdout}"
+    );
+}
+
+/// `train` takes every optimizer, schedule, warmup, label smoothing and clipping `finetune`
+/// takes.
+#[test]
+fn train_takes_the_finetune_optimisation_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sgd");
+    let train = xtask(&[
+        "train",
+        "lenet",
+        "--limit",
+        "256",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0.9",
+        "--nesterov",
+        "--lr",
+        "0.05",
+        "--schedule",
+        "step",
+        "--step-epochs",
+        "1",
+        "--gamma",
+        "0.5",
+        "--warmup-epochs",
+        "1",
+        "--label-smoothing",
+        "0.1",
+        "--clip-grad",
+        "1.0",
+        "--weight-decay",
+        "1e-4",
+    ]);
+    assert!(train.status.success(), "{}", text(&train.stderr));
+    let run = std::fs::read_to_string(out.join("run.json")).unwrap();
+    for setting in [
+        "Sgd",
+        "nesterov: true",
+        "Step",
+        "\"label smoothing\": \"0.1\"",
+        "Some(1.0)",
+    ] {
+        assert!(run.contains(setting), "{setting}: {run}");
+    }
+}

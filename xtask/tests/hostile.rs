@@ -54,8 +54,8 @@ fn numbers_out_of_range_are_refused_when_parsed() {
         (&["train", "resnet18", "--img-size", "0x32"], &["--img-size"]),
         (&["summary", "lenet", "--batch", "0"], &["--batch"]),
         (
-            &["summary", "resnet18", "--input-size", "abc"],
-            &["--input-size", "not a size"],
+            &["summary", "resnet18", "--img-size", "abc"],
+            &["--img-size", "not a size"],
         ),
         (&["bench", "lenet", "--threads", "0"], &["--threads"]),
         (&["bench", "lenet", "--batch-size", "16,0"], &["--batch-size"]),
