@@ -2,7 +2,10 @@
 //! transform of its ported weights and the strict loading that tolerates an absent auxiliary
 //! head.
 
-use backbone::layers::{Activation, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock};
+use backbone::layers::{
+    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
+    Flatten, Layer,
+};
 use backbone::weights::Weights;
 use backbone::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -90,4 +93,16 @@ pub(crate) fn build_strict_except<M>(
         });
     }
     Ok(model)
+}
+
+/// Both Inceptions' pre-logits: global average pool, flatten, dropout (in training).
+pub(crate) fn pooled_pre_logits(
+    avgpool: &AdaptiveAvgPool2d,
+    dropout: &Dropout,
+    features: &Tensor,
+    train: bool,
+) -> Result<Tensor> {
+    let xs = avgpool.forward_t(features, train)?;
+    let xs = Flatten::new().forward_t(&xs, train)?;
+    dropout.forward_t(&xs, train)
 }

@@ -632,9 +632,7 @@ impl Backbone for InceptionV3 {
 
     /// Global average pool, flatten, dropout (in training).
     fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.avgpool.forward_t(features, train)?;
-        let xs = Flatten::new().forward_t(&xs, train)?;
-        self.dropout.forward_t(&xs, train)
+        common::pooled_pre_logits(&self.avgpool, &self.dropout, features, train)
     }
 
     fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
