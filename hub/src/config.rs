@@ -1,0 +1,470 @@
+//! [`PretrainedConfig`]: timm's `config.json` (architecture, classes, label names and the
+//! `pretrained_cfg` preprocessing), and [`Interpolation`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::{Error, Result};
+
+/// How resizing computes new pixels (timm's `interpolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interpolation {
+    /// PyTorch's `nearest`: output pixel `o` takes input pixel `floor(o * in / out)`.
+    Nearest,
+    /// Antialiased bilinear (triangle filter).
+    #[default]
+    Bilinear,
+    /// Antialiased bicubic (Keys cubic, `a = -0.5`).
+    Bicubic,
+}
+
+impl Interpolation {
+    /// The name timm uses: `bilinear`, `bicubic` or `nearest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+            Interpolation::Nearest => "nearest",
+        }
+    }
+
+    /// Parses a timm name (case-insensitive); `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "bilinear" => Some(Interpolation::Bilinear),
+            "bicubic" => Some(Interpolation::Bicubic),
+            "nearest" => Some(Interpolation::Nearest),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Interpolation {
+    /// The timm name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// ImageNet's per-channel mean (timm's `IMAGENET_DEFAULT_MEAN`).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation (timm's `IMAGENET_DEFAULT_STD`).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// The description of a pretrained model in timm's `config.json` layout:
+///
+/// ```json
+/// {"architecture": "resnet18", "num_classes": 1000, "num_features": 512,
+///  "label_names": ["tench", "..."],
+///  "pretrained_cfg": {"input_size": [3, 224, 224], "interpolation": "bicubic", "crop_pct": 0.95,
+///                     "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "...": "..."}}
+/// ```
+///
+/// `num_classes` and `label_names` are read at the top level (`num_classes` falls back to
+/// `pretrained_cfg.num_classes`), the preprocessing settings from `pretrained_cfg` (or the older
+/// `default_cfg`); missing fields, and `null` ones, take the defaults. [`PretrainedConfig::extra`]
+/// keeps the whole original document, so [`PretrainedConfig::to_json`] preserves fields this type
+/// does not model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PretrainedConfig {
+    /// The timm model name, such as `resnet18`.
+    pub architecture: Option<String>,
+    /// The number of classes of the classifier.
+    pub num_classes: Option<usize>,
+    /// The input `(channels, height, width)`; default `(3, 224, 224)`.
+    pub input_size: (usize, usize, usize),
+    /// The per-channel mean of the normalisation; default ImageNet's.
+    pub mean: Vec<f32>,
+    /// The per-channel standard deviation of the normalisation; default ImageNet's.
+    pub std: Vec<f32>,
+    /// The fraction of the resized image kept by the centre crop; default 0.875.
+    pub crop_pct: f64,
+    /// The resize interpolation; default bilinear.
+    pub interpolation: Interpolation,
+    /// The name of each class, in class-index order.
+    pub label_names: Option<Vec<String>>,
+    /// The whole original JSON document (an empty object for a config built in code).
+    pub extra: Value,
+}
+
+impl Default for PretrainedConfig {
+    /// No architecture or classes, 3x224x224 inputs, ImageNet normalisation, crop 0.875,
+    /// bilinear.
+    fn default() -> Self {
+        Self {
+            architecture: None,
+            num_classes: None,
+            input_size: (3, 224, 224),
+            mean: IMAGENET_MEAN.to_vec(),
+            std: IMAGENET_STD.to_vec(),
+            crop_pct: 0.875,
+            interpolation: Interpolation::Bilinear,
+            label_names: None,
+            extra: Value::Object(Map::new()),
+        }
+    }
+}
+
+/// The preprocessing section of a timm config, by its current name or the older one.
+const CFG_KEYS: [&str; 2] = ["pretrained_cfg", "default_cfg"];
+
+impl PretrainedConfig {
+    /// A variant's default preprocessing from its catalogue entry (used when the weights come
+    /// without a `config.json`).
+    pub fn from_preprocessing(p: &backbone::catalogue::Preprocessing) -> Self {
+        Self {
+            input_size: p.input_size,
+            mean: p.mean.to_vec(),
+            std: p.std.to_vec(),
+            crop_pct: p.crop_pct,
+            interpolation: Interpolation::from_name(p.interpolation).unwrap_or(Interpolation::Bilinear),
+            ..Self::default()
+        }
+    }
+
+    /// Reads a `config.json`; errors name the file (and the field).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json_str(&text, path)
+    }
+
+    /// Parses the text of a `config.json`; `source` (the file) is named in errors, which also
+    /// name the offending field: malformed JSON, a field of the wrong type, an unknown
+    /// interpolation, or values that fail [`PretrainedConfig::validate`].
+    pub fn from_json_str(text: &str, source: impl AsRef<Path>) -> Result<Self> {
+        let source = source.as_ref();
+        let fail = |problem: String| Error::pretrained(source.display().to_string(), problem);
+        let root: Value = serde_json::from_str(text).map_err(|e| fail(format!("not valid JSON: {e}")))?;
+        let Value::Object(top) = &root else {
+            return Err(fail(format!("expected a JSON object, found {}", kind(&root))));
+        };
+        let (cfg_key, cfg) = match CFG_KEYS.iter().find_map(|k| top.get(*k).map(|v| (*k, v))) {
+            Some((_, Value::Null)) | None => ("pretrained_cfg", None),
+            Some((key, Value::Object(cfg))) => (key, Some(cfg)),
+            Some((key, other)) => {
+                return Err(fail(format!(
+                    "field `{key}`: expected an object, found {}",
+                    kind(other)
+                )))
+            }
+        };
+        let field = |name: &str| -> (String, Option<&Value>) {
+            let value = cfg.and_then(|c| c.get(name)).filter(|v| !v.is_null());
+            (format!("{cfg_key}.{name}"), value)
+        };
+        let top_field = |name: &str| (name.to_string(), top.get(name).filter(|v| !v.is_null()));
+
+        let num_classes = match opt_usize(top_field("num_classes")).map_err(&fail)? {
+            Some(n) => Some(n),
+            None => opt_usize(field("num_classes")).map_err(&fail)?,
+        };
+        let mut config = Self {
+            architecture: opt_string(top_field("architecture")).map_err(&fail)?,
+            num_classes,
+            extra: root.clone(),
+            ..Self::default()
+        };
+        if let (name, Some(value)) = field("input_size") {
+            let dims = usize_array(&name, value).map_err(&fail)?;
+            let [c, h, w] = dims[..] else {
+                return Err(fail(format!(
+                    "field `{name}`: expected [channels, height, width], found {} numbers",
+                    dims.len()
+                )));
+            };
+            config.input_size = (c, h, w);
+        }
+        if let (name, Some(value)) = field("mean") {
+            config.mean = f32_array(&name, value).map_err(&fail)?;
+        }
+        if let (name, Some(value)) = field("std") {
+            config.std = f32_array(&name, value).map_err(&fail)?;
+        }
+        if let (name, Some(value)) = field("crop_pct") {
+            config.crop_pct = value.as_f64().ok_or_else(|| {
+                fail(format!(
+                    "field `{name}`: expected a number, found {}",
+                    kind(value)
+                ))
+            })?;
+        }
+        if let Some(name) = opt_string(field("interpolation")).map_err(&fail)? {
+            config.interpolation = Interpolation::from_name(&name).ok_or_else(|| {
+                fail(format!(
+                    "field `{cfg_key}.interpolation`: unknown value {name:?} (expected bilinear, \
+                     bicubic or nearest)"
+                ))
+            })?;
+        }
+        if let (name, Some(value)) = top_field("label_names") {
+            let Value::Array(items) = value else {
+                return Err(fail(format!(
+                    "field `{name}`: expected an array of strings, found {}",
+                    kind(value)
+                )));
+            };
+            let names = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.as_str().map(str::to_string).ok_or_else(|| {
+                        fail(format!(
+                            "field `{name}[{i}]`: expected a string, found {}",
+                            kind(item)
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            config.label_names = Some(names);
+        }
+        config.check().map_err(&fail)?;
+        Ok(config)
+    }
+
+    /// Checks the values: positive input dimensions, one mean and one positive std per channel,
+    /// finite numbers, `crop_pct` in (0, 1], as many label names as classes. The
+    /// [`Error::Pretrained`] names the field.
+    pub fn validate(&self) -> Result<()> {
+        self.check()
+            .map_err(|problem| Error::pretrained("config", problem))
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let (c, h, w) = self.input_size;
+        if c == 0 || h == 0 || w == 0 {
+            return Err(format!(
+                "field `pretrained_cfg.input_size`: dimensions must be positive, found [{c}, {h}, {w}]"
+            ));
+        }
+        for (name, values) in [("mean", &self.mean), ("std", &self.std)] {
+            if values.len() != c {
+                return Err(format!(
+                    "field `pretrained_cfg.{name}`: {} value(s) for {c} input channel(s)",
+                    values.len()
+                ));
+            }
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Err(format!(
+                    "field `pretrained_cfg.{name}`: {v} is not a finite number"
+                ));
+            }
+        }
+        if let Some(v) = self.std.iter().find(|v| **v <= 0.0) {
+            return Err(format!("field `pretrained_cfg.std`: {v} is not positive"));
+        }
+        if !(self.crop_pct > 0.0 && self.crop_pct <= 1.0) {
+            return Err(format!(
+                "field `pretrained_cfg.crop_pct`: {} is not in (0, 1]",
+                self.crop_pct
+            ));
+        }
+        if let (Some(names), Some(n)) = (&self.label_names, self.num_classes) {
+            if names.len() != n {
+                return Err(format!(
+                    "field `label_names`: {} name(s) for num_classes = {n}",
+                    names.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the number of classes (a new classifier). Label names of another count, and the
+    /// `label_descriptions` of the original document, are dropped.
+    pub fn with_num_classes(mut self, num_classes: usize) -> Self {
+        if self.num_classes != Some(num_classes) {
+            self.drop_label_descriptions();
+        }
+        if self
+            .label_names
+            .as_ref()
+            .is_some_and(|names| names.len() != num_classes)
+        {
+            self.label_names = None;
+        }
+        self.num_classes = Some(num_classes);
+        self
+    }
+
+    /// Sets the class names, and the number of classes to their count. The
+    /// `label_descriptions` of the original document are dropped unless the names are unchanged.
+    pub fn with_label_names(mut self, label_names: Vec<String>) -> Self {
+        if self.label_names.as_ref() != Some(&label_names) {
+            self.drop_label_descriptions();
+        }
+        self.num_classes = Some(label_names.len());
+        self.label_names = Some(label_names);
+        self
+    }
+
+    /// Sets the architecture name.
+    pub fn with_architecture(mut self, architecture: &str) -> Self {
+        self.architecture = Some(architecture.to_string());
+        self
+    }
+
+    fn drop_label_descriptions(&mut self) {
+        if let Value::Object(top) = &mut self.extra {
+            top.remove("label_descriptions");
+        }
+    }
+
+    /// The config as timm's JSON layout: [`PretrainedConfig::extra`] with the modelled fields
+    /// written over it (`architecture`, `num_classes` and `label_names` at the top level; the
+    /// preprocessing settings and `num_classes` in `pretrained_cfg`, or in `default_cfg` when
+    /// the original used that older name).
+    pub fn to_json(&self) -> Value {
+        let mut top = match &self.extra {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        let set_or_remove = |map: &mut Map<String, Value>, key: &str, value: Option<Value>| match value {
+            Some(v) => {
+                map.insert(key.to_string(), v);
+            }
+            None => {
+                map.remove(key);
+            }
+        };
+        set_or_remove(
+            &mut top,
+            "architecture",
+            self.architecture.clone().map(Value::from),
+        );
+        set_or_remove(&mut top, "num_classes", self.num_classes.map(Value::from));
+        set_or_remove(
+            &mut top,
+            "label_names",
+            self.label_names.as_ref().map(|names| Value::from(names.clone())),
+        );
+        let cfg_key = CFG_KEYS
+            .iter()
+            .copied()
+            .find(|k| top.get(*k).is_some_and(Value::is_object))
+            .unwrap_or("pretrained_cfg");
+        let mut cfg = match top.remove(cfg_key) {
+            Some(Value::Object(cfg)) => cfg,
+            _ => Map::new(),
+        };
+        if let (Some(architecture), true) = (&self.architecture, cfg.contains_key("architecture")) {
+            cfg.insert("architecture".into(), Value::from(architecture.clone()));
+        }
+        let (c, h, w) = self.input_size;
+        cfg.insert("input_size".into(), Value::from(vec![c, h, w]));
+        cfg.insert("interpolation".into(), Value::from(self.interpolation.as_str()));
+        cfg.insert("crop_pct".into(), Value::from(self.crop_pct));
+        cfg.insert("mean".into(), f32_json(&self.mean));
+        cfg.insert("std".into(), f32_json(&self.std));
+        set_or_remove(&mut cfg, "num_classes", self.num_classes.map(Value::from));
+        top.insert(cfg_key.to_string(), Value::Object(cfg));
+        Value::Object(top)
+    }
+
+    /// Writes [`PretrainedConfig::to_json`] (pretty-printed) to `path` atomically: through a
+    /// temporary file in the same directory, flushed and renamed over `path`, creating the
+    /// parent directories. An invalid config (see [`PretrainedConfig::validate`]) is not
+    /// written.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        self.check()
+            .map_err(|problem| Error::pretrained(path.display().to_string(), problem))?;
+        let mut text = serde_json::to_string_pretty(&self.to_json())
+            .map_err(|e| Error::pretrained(path.display().to_string(), format!("cannot serialise: {e}")))?;
+        text.push('\n');
+        write_atomic(path, text.as_bytes())
+    }
+}
+
+use backbone::weights::json_kind as kind;
+
+fn opt_string((name, value): (String, Option<&Value>)) -> std::result::Result<Option<String>, String> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!(
+            "field `{name}`: expected a string, found {}",
+            kind(other)
+        )),
+    }
+}
+
+fn opt_usize((name, value): (String, Option<&Value>)) -> std::result::Result<Option<usize>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) => as_usize(&name, v).map(Some),
+    }
+}
+
+fn as_usize(name: &str, value: &Value) -> std::result::Result<usize, String> {
+    value
+        .as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            format!(
+                "field `{name}`: expected a non-negative integer, found {}",
+                kind(value)
+            )
+        })
+}
+
+fn usize_array(name: &str, value: &Value) -> std::result::Result<Vec<usize>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "field `{name}`: expected an array of integers, found {}",
+            kind(value)
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| as_usize(&format!("{name}[{i}]"), item))
+        .collect()
+}
+
+fn f32_array(name: &str, value: &Value) -> std::result::Result<Vec<f32>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "field `{name}`: expected an array of numbers, found {}",
+            kind(value)
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.as_f64()
+                .map(|v| v as f32)
+                .ok_or_else(|| format!("field `{name}[{i}]`: expected a number, found {}", kind(item)))
+        })
+        .collect()
+}
+
+/// `values` as JSON numbers with their shortest decimal form (0.485, not 0.48500001430511475).
+fn f32_json(values: &[f32]) -> Value {
+    Value::from(
+        values
+            .iter()
+            .map(|v| v.to_string().parse::<f64>().unwrap_or(f64::from(*v)))
+            .collect::<Vec<f64>>(),
+    )
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, flushed and renamed
+/// over `path` (the previous file, if any, stays whole on error).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    file.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
