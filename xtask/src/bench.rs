@@ -71,14 +71,23 @@ pub struct BenchArgs {
     #[arg(required_unless_present = "suite")]
     models: Vec<String>,
     /// Run a fixed set of rows instead (each with its own mode, batch and image size).
-    #[arg(long, value_enum, conflicts_with_all = ["mode", "batch_size", "img_size"])]
+    #[arg(long, value_enum, conflicts_with_all = ["mode", "batch_size", "img_size", "grid"])]
     suite: Option<Suite>,
-    /// infer, train or both.
-    #[arg(long, value_enum, default_value_t = Mode::Infer)]
-    mode: Mode,
-    /// Batch sizes, comma separated (e.g. 1,16,64).
-    #[arg(long, value_delimiter = ',', default_value = "16", value_parser = crate::args::usize_in(1, crate::args::MAX_BATCH))]
+    /// infer, train or both [default: infer; both with --grid].
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Batch sizes, comma separated (e.g. 1,16,64) [default: 1 for a family or `all`, 16 for
+    /// named variants].
+    #[arg(long, value_delimiter = ',', value_parser = crate::args::usize_in(1, crate::args::MAX_BATCH))]
     batch_size: Vec<usize>,
+    /// The full grid: inference and training at batch 1 and 16 (unless --mode / --batch-size
+    /// say otherwise).
+    #[arg(long)]
+    grid: bool,
+    /// Internal: measure the one planned row in this process and print it as JSON (the parent
+    /// runs each row in its own process, so each row reports its own peak memory).
+    #[arg(long, hide = true)]
+    row_json: bool,
     /// Image height and width (default: each model's usual size: 224 for ImageNet models,
     /// 32 for LeNet-5, 299 for Inception-v3).
     #[arg(long, value_parser = crate::args::usize_in(1, crate::args::MAX_SIDE as u64))]
@@ -210,8 +219,22 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Times `warmup + iters` steps (more if `min_time` is not reached).
-fn time_steps(args: &BenchArgs, mut step: impl FnMut(&mut Timings) -> Result<()>) -> Result<Timings> {
+/// Times `warmup + iters` steps (more if `min_time` is not reached), with a progress bar named
+/// `label` on stderr (drawn only on a terminal).
+fn time_steps(
+    args: &BenchArgs,
+    label: &str,
+    mut step: impl FnMut(&mut Timings) -> Result<()>,
+) -> Result<Timings> {
+    let bar = indicatif::ProgressBar::new((args.warmup + args.iters.max(1)) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} steps {elapsed_precise} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
     let mut t = Timings {
         steps: vec![],
         fwd: vec![],
@@ -220,6 +243,7 @@ fn time_steps(args: &BenchArgs, mut step: impl FnMut(&mut Timings) -> Result<()>
     };
     for _ in 0..args.warmup {
         step(&mut t)?;
+        bar.inc(1);
     }
     t = Timings {
         steps: vec![],
@@ -230,7 +254,9 @@ fn time_steps(args: &BenchArgs, mut step: impl FnMut(&mut Timings) -> Result<()>
     let start = Instant::now();
     while t.steps.len() < args.iters.max(1) || start.elapsed().as_secs_f64() < args.min_time {
         step(&mut t)?;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(t)
 }
 
@@ -259,8 +285,13 @@ fn measure(
     let labels: Vec<u32> = (0..batch).map(|i| (i % classes) as u32).collect();
     let labels = Tensor::from_vec(labels, batch, device)?;
     reset_peak_rss();
+    let label = format!(
+        "{} {} batch {batch} {img}x{img}",
+        entry.name,
+        if mode == Mode::Infer { "infer" } else { "train" }
+    );
     let timings = match mode {
-        Mode::Infer => time_steps(args, |t| {
+        Mode::Infer => time_steps(args, &label, |t| {
             let start = Instant::now();
             // As `torch.inference_mode()` in scripts/bench_torch.py: no gradient will be asked.
             let out = backbone::inference_mode(|| model.forward_t(&xs, false))?;
@@ -274,7 +305,7 @@ fn measure(
                 backbone::init::trainable_vars(vars.varmap()),
                 AdamConfig::default(),
             )?;
-            time_steps(args, |t| {
+            time_steps(args, &label, |t| {
                 let start = Instant::now();
                 let out = model.forward_aux(&xs, true)?;
                 let mut loss = cross_entropy(&out.logits, &labels)?;
@@ -588,9 +619,93 @@ fn print_table(rows: &[Row], baseline: &HashMap<(String, String, String, usize, 
 }
 
 /// Runs the benchmark.
+/// The rows of a run: (variant, mode, batch, image size).
+type Plan = Vec<(&'static ModelEntry, Mode, usize, Option<usize>)>;
+
+fn plan(args: &BenchArgs) -> Result<Plan> {
+    if let Some(suite) = args.suite {
+        return suite
+            .rows()
+            .into_iter()
+            .map(|(name, mode, batch, img)| Ok((models::find(name)?, mode, batch, Some(img))))
+            .collect();
+    }
+    let grouped = args.models.iter().any(|m| {
+        m.eq_ignore_ascii_case("all") || convnets::families().iter().any(|f| f.eq_ignore_ascii_case(m))
+    });
+    let modes: &[Mode] = match args
+        .mode
+        .unwrap_or(if args.grid { Mode::Both } else { Mode::Infer })
+    {
+        Mode::Both => &[Mode::Infer, Mode::Train],
+        Mode::Infer => &[Mode::Infer],
+        Mode::Train => &[Mode::Train],
+    };
+    let batches = match (&args.batch_size[..], args.grid, grouped) {
+        ([], true, _) => vec![1, 16],
+        ([], false, true) => vec![1],
+        ([], false, false) => vec![16],
+        (given, _, _) => given.to_vec(),
+    };
+    let mut plan = Vec::new();
+    for entry in models::select(&args.models)? {
+        for &mode in modes {
+            for &batch in &batches {
+                plan.push((entry, mode, batch, args.img_size));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Measures one row in a child process (`--row-json`), so the row's peak memory is its own.
+fn measure_in_child(
+    entry: &ModelEntry,
+    mode: Mode,
+    batch: usize,
+    img: Option<usize>,
+    args: &BenchArgs,
+) -> Result<Row> {
+    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let mode_name = if mode == Mode::Infer { "infer" } else { "train" };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["bench", entry.name, "--row-json", "--mode", mode_name])
+        .args(["--batch-size", &batch.to_string()])
+        .args([
+            "--warmup",
+            &args.warmup.to_string(),
+            "--iters",
+            &args.iters.to_string(),
+        ])
+        .args(["--min-time", &args.min_time.to_string(), "--device", &args.device]);
+    if let Some(img) = img {
+        cmd.args(["--img-size", &img.to_string()]);
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running the row of {}", entry.name))?;
+    if !out.status.success() {
+        bail!(
+            "measuring {} {mode_name} batch {batch} failed ({})",
+            entry.name,
+            out.status
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("reading the row of {}: `{line}`", entry.name))
+}
+
 pub fn run(args: BenchArgs, device: Device) -> Result<()> {
-    if args.batch_size.is_empty() || args.batch_size.contains(&0) {
-        bail!("batch sizes must be positive");
+    if args.row_json {
+        let plan = plan(&args)?;
+        let [(entry, mode, batch, img)] = plan.as_slice() else {
+            bail!("--row-json measures exactly one row, the plan has {}", plan.len());
+        };
+        let row = measure(entry, *mode, *batch, *img, &args, &device)?;
+        println!("{}", serde_json::to_string(&row)?);
+        return Ok(());
     }
     let script = match args.compare {
         Some(Compare::Torch) => {
@@ -611,51 +726,41 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
             .collect(),
         None => HashMap::new(),
     };
-    let plan: Vec<(&'static ModelEntry, Mode, usize, Option<usize>)> = match args.suite {
-        Some(suite) => suite
-            .rows()
-            .into_iter()
-            .map(|(name, mode, batch, img)| Ok((models::find(name)?, mode, batch, Some(img))))
-            .collect::<Result<_>>()?,
-        None => {
-            let modes: &[Mode] = match args.mode {
-                Mode::Both => &[Mode::Infer, Mode::Train],
-                Mode::Infer => &[Mode::Infer],
-                Mode::Train => &[Mode::Train],
-            };
-            let mut plan = Vec::new();
-            for entry in models::select(&args.models)? {
-                for &mode in modes {
-                    for &batch in &args.batch_size {
-                        plan.push((entry, mode, batch, args.img_size));
-                    }
-                }
-            }
-            plan
-        }
-    };
+    let plan = plan(&args)?;
+    eprintln!(
+        "{}, each in its own process ({} warmup + {} timed steps)",
+        crate::args::plural(plan.len(), "row"),
+        args.warmup,
+        args.iters
+    );
     let mut rows = Vec::new();
-    for (entry, mode, batch, img) in plan {
-        let mut row = measure(entry, mode, batch, img, &args, &device)?;
+    let total = plan.len();
+    for (i, (entry, mode, batch, img)) in plan.into_iter().enumerate() {
+        let mut row = measure_in_child(entry, mode, batch, img, &args)?;
         if let Some(script) = &script {
             row.torch = measure_torch(&row, &args, script)?;
         }
         eprintln!(
-            "{} {} batch {}: {:.1} samples/s{}",
+            "[{}/{total}] {} {} batch {}: {:.1} samples/s, peak {:.0} MB{}",
+            i + 1,
             row.model,
             row.mode,
             row.batch_size,
             row.samples_per_sec,
+            row.peak_mem_mb.unwrap_or(f64::NAN),
             row.torch
                 .as_ref()
                 .map(|t| format!(" (torch {:.1})", t.samples_per_sec))
                 .unwrap_or_default()
         );
         rows.push(row);
+        // Every row reaches --out as soon as it is measured.
+        if let Some(path) = &args.out {
+            write_rows(path, &rows)?;
+        }
     }
     print_table(&rows, &baseline);
     if let Some(path) = &args.out {
-        write_rows(path, &rows)?;
         println!("rows written to {}", path.display());
     }
     Ok(())

@@ -394,3 +394,36 @@ fn train_takes_the_finetune_optimisation_flags() {
         assert!(run.contains(setting), "{setting}: {run}");
     }
 }
+
+/// `bench <family>` measures each variant at inference, batch 1, each row in its own process
+/// (its own peak memory), and writes every row to --out as it goes.
+#[test]
+fn bench_a_family_runs_one_row_per_variant_at_batch_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rows.csv");
+    let out = xtask(&[
+        "bench",
+        "lenet",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("3 rows, each in its own process")
+            && stderr.contains("[3/3] lenet5_max infer batch 1"),
+        "{stderr}"
+    );
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = rows.lines().skip(1).collect();
+    assert_eq!(lines.len(), 3, "{rows}");
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!((cells[1], cells[4]), ("infer", "1"), "{line}");
+        assert!(cells[15].parse::<f64>().unwrap() > 0.0, "peak memory: {line}");
+    }
+}
