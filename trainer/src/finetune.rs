@@ -346,8 +346,11 @@ fn evaluate_loader(
     cache: Option<&FeatureCache>,
     batch_size: usize,
     device: &Device,
+    verbose: bool,
 ) -> Result<EvalMetrics> {
     let mut acc = MetricsAccumulator::new(model.num_classes());
+    let bar = progress_bar(loader.num_batches(), verbose);
+    bar.set_prefix("evaluating");
     match cache {
         Some(cache) => {
             let order: Vec<usize> = (0..loader.dataset().len()).collect();
@@ -355,6 +358,7 @@ fn evaluate_loader(
                 let (features, labels) = batch?;
                 let logits = backbone::inference_mode(|| model.forward_classifier(&features, false))?;
                 update(&mut acc, &logits, &labels)?;
+                bar.inc(1);
             }
         }
         None => {
@@ -362,9 +366,11 @@ fn evaluate_loader(
                 let batch = batch?;
                 let logits = backbone::inference_mode(|| model.forward_t(&batch.images, false))?;
                 update(&mut acc, &logits, &batch.labels)?;
+                bar.inc(1);
             }
         }
     }
+    bar.finish_and_clear();
     if acc.count() == 0 {
         return Err(Error::config(
             "evaluation on no image: every validation image was unreadable",
@@ -570,7 +576,14 @@ pub fn finetune(
                 "epoch {epoch} trained on no image: every training image was unreadable"
             )));
         }
-        let eval = evaluate_loader(model, &val_loader, val_cache.as_ref(), config.batch_size, device)?;
+        let eval = evaluate_loader(
+            model,
+            &val_loader,
+            val_cache.as_ref(),
+            config.batch_size,
+            device,
+            config.verbose,
+        )?;
         if !eval.loss.is_finite() {
             return Err(Error::Diverged {
                 epoch,
@@ -611,7 +624,14 @@ pub fn finetune(
         ran.push(row);
         run.write_metrics(&history, None, &train.class_names(), "fine-tuning")?;
     }
-    let final_eval = evaluate_loader(model, &val_loader, None, config.batch_size, device)?;
+    let final_eval = evaluate_loader(
+        model,
+        &val_loader,
+        None,
+        config.batch_size,
+        device,
+        config.verbose,
+    )?;
     run.write_metrics(&history, Some(&final_eval), &train.class_names(), "fine-tuning")?;
     skipped.extend(train_loader.skipped());
     skipped.extend(val_loader.skipped());

@@ -209,10 +209,24 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<(f64, f64)> {
+    evaluate_shown(model, data, preprocess, batch_size, device, false)
+}
+
+/// [`evaluate`] with a progress bar on stderr when `verbose`.
+fn evaluate_shown(
+    model: &dyn Backbone,
+    data: &ImageDataset,
+    preprocess: Preprocess,
+    batch_size: usize,
+    device: &Device,
+    verbose: bool,
+) -> Result<(f64, f64)> {
     let config = BatcherConfig::new(batch_size)
         .with_shuffle(false)
         .with_preprocess(preprocess);
     let batcher = Batcher::new(data, config, device)?;
+    let bar = progress_bar(batcher.num_batches(), verbose);
+    bar.set_prefix("evaluating");
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
     for batch in batcher.epoch(0) {
         let (images, labels) = batch?;
@@ -221,7 +235,9 @@ pub fn evaluate(
         loss_sum += cross_entropy(&logits, &labels)?.to_scalar::<f32>()? as f64 * n as f64;
         correct += accuracy_count(&logits, &labels)?;
         seen += n;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     if seen == 0 {
         return Err(Error::config("evaluation on an empty dataset"));
     }
@@ -237,9 +253,10 @@ pub(crate) fn progress_bar(len: usize, verbose: bool) -> ProgressBar {
             ProgressDrawTarget::hidden()
         },
     );
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     bar.set_style(style);
     bar
 }
@@ -463,7 +480,8 @@ pub fn fit(
             bar.set_message(msg);
         }
         bar.finish_and_clear();
-        let (test_loss, test_accuracy) = evaluate(model, test, config.preprocess, 500, device)?;
+        let (test_loss, test_accuracy) =
+            evaluate_shown(model, test, config.preprocess, 500, device, config.verbose)?;
         if !test_loss.is_finite() {
             return Err(Error::Diverged {
                 epoch,
