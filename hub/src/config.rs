@@ -107,6 +107,9 @@ impl Default for PretrainedConfig {
     }
 }
 
+/// The largest `crop_pct` accepted (above 1: padding around the resized image).
+pub const MAX_CROP_PCT: f64 = 4.0;
+
 /// The preprocessing section of a timm config, by its current name or the older one.
 const CFG_KEYS: [&str; 2] = ["pretrained_cfg", "default_cfg"];
 
@@ -255,9 +258,11 @@ impl PretrainedConfig {
         if let Some(v) = self.std.iter().find(|v| **v <= 0.0) {
             return Err(format!("field `pretrained_cfg.std`: {v} is not positive"));
         }
-        if !(self.crop_pct > 0.0 && self.crop_pct <= 1.0) {
+        // Above 1 the centre crop is larger than the resized image and pads it with zeros (as
+        // torchvision's CenterCrop does): how digits trained padded to 32x32 are prepared.
+        if !(self.crop_pct > 0.0 && self.crop_pct <= MAX_CROP_PCT) {
             return Err(format!(
-                "field `pretrained_cfg.crop_pct`: {} is not in (0, 1]",
+                "field `pretrained_cfg.crop_pct`: {} is not in (0, {MAX_CROP_PCT}]",
                 self.crop_pct
             ));
         }

@@ -494,7 +494,7 @@ fn config_errors_name_file_and_field() {
     assert!(problem.contains("pretrained_cfg.std[1]"), "{problem}");
     let problem = config_error(r#"{"pretrained_cfg": {"std": [0.2, 0.0, 0.2]}}"#);
     assert!(problem.contains("not positive"), "{problem}");
-    let problem = config_error(r#"{"pretrained_cfg": {"crop_pct": 1.5}}"#);
+    let problem = config_error(r#"{"pretrained_cfg": {"crop_pct": 4.5}}"#);
     assert!(problem.contains("crop_pct"), "{problem}");
     let problem = config_error(r#"{"pretrained_cfg": {"input_size": [224, 224]}}"#);
     assert!(problem.contains("input_size"), "{problem}");

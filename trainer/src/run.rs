@@ -201,12 +201,14 @@ fn lock(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// What differs between saved and new settings, one line per setting.
+/// What differs between saved and new settings, one line per setting. A setting the saved run
+/// does not know (added by a newer version of this program) is not a change.
 fn differences(saved: &RunSettings, now: &RunSettings) -> Vec<String> {
     let mut keys: Vec<&String> = saved.keys().chain(now.keys()).collect();
     keys.sort();
     keys.dedup();
     keys.into_iter()
+        .filter(|key| saved.contains_key(*key))
         .filter_map(|key| {
             let (a, b) = (saved.get(key), now.get(key));
             (a != b).then(|| {

@@ -263,3 +263,17 @@ fn the_last_batch_is_dropped_only_when_it_would_hold_one_image() {
     assert!(!LastBatch::Keep.drop_last(65, 64));
     assert!(LastBatch::Drop.drop_last(66, 64));
 }
+
+/// A setting the saved run does not know (written by an older version) is not a change.
+#[test]
+fn settings_added_since_the_run_was_saved_do_not_block_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = train_set();
+    fit_with(&config(dir.path(), 1, FRESH), &train).unwrap();
+    let path = dir.path().join("run.json");
+    let mut run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    run["settings"].as_object_mut().unwrap().remove("label smoothing");
+    std::fs::write(&path, run.to_string()).unwrap();
+    let report = fit_with(&config(dir.path(), 2, RESUME), &train).unwrap();
+    assert_eq!(report.epochs[0].epoch, 2);
+}

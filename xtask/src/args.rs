@@ -71,6 +71,16 @@ pub fn unit_open(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A crop fraction in `(0, 4]` (above 1 pads around the resized image).
+pub fn crop_pct(s: &str) -> Result<f64, String> {
+    let v = float(s)?;
+    if v > 0.0 && v <= trainer::hub::MAX_CROP_PCT {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, {}]", trainer::hub::MAX_CROP_PCT))
+    }
+}
+
 /// A number in `(0, 1]`.
 pub fn unit_closed(s: &str) -> Result<f64, String> {
     let v = float(s)?;

@@ -224,7 +224,7 @@ pub struct PreprocessArgs {
     std: Option<Vec<f32>>,
     /// Center-crop fraction: images are resized to size / crop_pct, then cropped (default:
     /// config.json's crop_pct).
-    #[arg(long, value_parser = args::unit_closed)]
+    #[arg(long, value_parser = args::crop_pct)]
     crop_pct: Option<f64>,
     /// Resize interpolation: bilinear, bicubic or nearest (default: config.json's).
     #[arg(long)]

@@ -352,7 +352,10 @@ fn train(args: TrainArgs) -> Result<()> {
         input_size: (1, size.0, size.1),
         mean: vec![Preprocess::MNIST_MEAN],
         std: vec![Preprocess::MNIST_STD],
-        crop_pct: 1.0,
+        // The digits were padded by 2 (28 -> 32), then resized: resize a 28x28 image to
+        // size * 28/32 and centre-crop `size`, which pads it back (floor(size / crop_pct)
+        // lands on size * 28 / 32, hence the hair below 32/28).
+        crop_pct: (h + 2 * pad) as f64 / h as f64 * (1.0 - 1e-6),
         ..trainer::hub::PretrainedConfig::default()
     }
     .with_architecture(entry.name)
