@@ -1,0 +1,556 @@
+//! The tiles, the forward / input-gradient / weight-gradient drivers and the epilogue.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// The three passes over a run of images, tile by tile.
+
+/// A block of work: several whole images (small ones) or a band of output rows of one image
+/// (large ones), sized so that its column matrices take about [`BAND_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Tile {
+    /// Images, relative to the run.
+    pub(super) images: Range<usize>,
+    /// Output rows.
+    pub(super) rows: Range<usize>,
+}
+
+impl Tile {
+    /// Columns of the tile's matrices.
+    pub(super) fn cols(&self, g: &Geometry) -> usize {
+        self.images.len() * self.rows.len() * g.ow
+    }
+
+    /// One whole image.
+    pub(super) fn single_image(&self, g: &Geometry) -> bool {
+        self.images.len() == 1 && self.rows == (0..g.oh)
+    }
+}
+
+impl Geometry {
+    /// The tiles of a run of `images` images: blocks of whole images when an image's column
+    /// matrices take at most half of [`BAND_BYTES`] (so that the gemms see the columns of
+    /// several small images and go through the weight once for all of them), bands of output
+    /// rows of one image otherwise (at least one row per band; whole images for pointwise
+    /// convolutions, whose columns are the input planes).
+    pub(super) fn tiles<T>(&self, images: usize) -> Vec<Tile> {
+        let row_bytes = (self.groups * self.k() * self.ow * std::mem::size_of::<T>()).max(1);
+        let image_bytes = row_bytes * self.oh;
+        if image_bytes * 2 <= BAND_BYTES {
+            let per_tile = BAND_BYTES / image_bytes;
+            (0..images)
+                .step_by(per_tile)
+                .map(|b| Tile {
+                    images: b..(b + per_tile).min(images),
+                    rows: 0..self.oh,
+                })
+                .collect()
+        } else {
+            // Pointwise convolutions of large images read their columns in place: no bands.
+            let rows = if self.pointwise() {
+                self.oh
+            } else {
+                (BAND_BYTES / row_bytes).clamp(1, self.oh)
+            };
+            (0..images)
+                .flat_map(|b| {
+                    (0..self.oh).step_by(rows).map(move |r| Tile {
+                        images: b..b + 1,
+                        rows: r..(r + rows).min(self.oh),
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Buffers reused from one tile to the next: the column matrices, the phase-split planes,
+/// and the outputs (or output gradients) of a block of images as one matrix.
+pub(super) struct Scratch<T> {
+    pub(super) col: Vec<T>,
+    pub(super) split: Vec<T>,
+    pub(super) batched: Vec<T>,
+}
+
+impl<T> Scratch<T> {
+    pub(super) fn new() -> Self {
+        Self {
+            col: Vec::new(),
+            split: Vec::new(),
+            batched: Vec::new(),
+        }
+    }
+}
+
+/// The outputs `[images, Cout, oh * ow]` of a run of images from their inputs and the weight
+/// rows `[Cout, K]`, each tile followed by the epilogue if any.
+pub(super) fn forward_run<T: Float>(
+    g: &Geometry,
+    x: &[T],
+    w: &[T],
+    out: &mut [T],
+    inner: Inner,
+    epilogue: Option<&Epilogue<T>>,
+) {
+    let (og, k, p) = (g.og(), g.k(), g.plane_out());
+    let (image_in, image_out) = (g.image_in(), g.image_out());
+    let layout = PlaneLayout::new(g);
+    let Scratch { col, split, batched } = &mut Scratch::new();
+    for tile in g.tiles::<T>(out.len() / image_out) {
+        let x = &x[tile.images.start * image_in..tile.images.end * image_in];
+        let out = &mut out[tile.images.start * image_out..tile.images.end * image_out];
+        if g.pointwise() && tile.single_image(g) {
+            // The input planes are the columns.
+            for group in 0..g.groups {
+                let (dst, lhs, rhs) = (
+                    &mut out[group * og * p..],
+                    &w[group * og * k..],
+                    &x[group * k * p..],
+                );
+                matmul(
+                    (og, p, k),
+                    dst,
+                    (p, 1),
+                    false,
+                    lhs,
+                    (k, 1),
+                    rhs,
+                    (p, 1),
+                    inner.gemm,
+                );
+            }
+            if let Some(e) = epilogue {
+                e.apply(g, out, &tile.rows);
+            }
+            continue;
+        }
+        let n = tile.cols(g);
+        let planes = split_input(&layout, x, split, inner.rows);
+        col.resize(g.groups * k * n, T::zero());
+        im2col(g, &layout, planes, &tile, col, inner.rows);
+        let single = tile.images.len() == 1;
+        if !single {
+            batched.resize(g.cout * n, T::zero());
+        }
+        for group in 0..g.groups {
+            // out_g [og, n] = W_g [og, K] x col_g [K, n]: straight into the output for one
+            // image, into the block's matrix for several.
+            let (dst, dst_rs) = if single {
+                (&mut out[group * og * p + tile.rows.start * g.ow..], p)
+            } else {
+                (&mut batched[group * og * n..], n)
+            };
+            let (lhs, rhs) = (&w[group * og * k..], &col[group * k * n..]);
+            matmul(
+                (og, n, k),
+                dst,
+                (dst_rs, 1),
+                false,
+                lhs,
+                (k, 1),
+                rhs,
+                (n, 1),
+                inner.gemm,
+            );
+        }
+        if !single {
+            scatter_images(batched, g.cout, p, out);
+        }
+        if let Some(e) = epilogue {
+            e.apply(g, out, &tile.rows);
+        }
+    }
+}
+
+/// Output positions per band below which [`forward_bands`] is not used: narrower gemms lose
+/// more than the gemm's own threading does.
+pub(super) const BAND_MIN_POSITIONS: usize = 256;
+
+/// The forward pass of one image (fewer images than threads) split into bands of output rows
+/// computed in parallel, each with its own im2col and a serial gemm into a band buffer, then
+/// copied into the output: the gemm crate's own threading barely helps thin matrices (the
+/// 7x7 stem of a batch-1 ResNet, `[64, 147] x [147, 12544]`, ran no faster on 2 threads than
+/// on 1). Each output is the same sum as in [`forward_run`], so the results are the same bits.
+pub(super) fn forward_bands<T: Float>(
+    g: &Geometry,
+    x: &[T],
+    w: &[T],
+    out: &mut [T],
+    threads: usize,
+    epilogue: Option<&Epilogue<T>>,
+) {
+    let (og, k, p) = (g.og(), g.k(), g.plane_out());
+    let layout = PlaneLayout::new(g);
+    let mut split = Vec::new();
+    let planes = split_input(&layout, x, &mut split, true);
+    let row_bytes = (g.groups * k * g.ow * std::mem::size_of::<T>()).max(1);
+    let rows = g.oh.div_ceil(threads).min((BAND_BYTES / row_bytes).max(1));
+    let bands: Vec<Range<usize>> = (0..g.oh).step_by(rows).map(|r| r..(r + rows).min(g.oh)).collect();
+    let computed: Vec<Vec<T>> = bands
+        .par_iter()
+        .map(|rows| {
+            let tile = Tile {
+                images: 0..1,
+                rows: rows.clone(),
+            };
+            let n = tile.cols(g);
+            let mut col = Vec::new();
+            // The columns `[groups * K, n]` and their row stride: the input planes themselves
+            // (from the band's first position) for a pointwise convolution.
+            let (cols, cols_rs, start): (&[T], usize, usize) = if g.pointwise() {
+                (x, p, rows.start * g.ow)
+            } else {
+                col.resize(g.groups * k * n, T::zero());
+                im2col(g, &layout, planes, &tile, &mut col, false);
+                (&col, n, 0)
+            };
+            let mut band = vec![T::zero(); g.cout * n];
+            for group in 0..g.groups {
+                matmul(
+                    (og, n, k),
+                    &mut band[group * og * n..],
+                    (n, 1),
+                    false,
+                    &w[group * og * k..],
+                    (k, 1),
+                    &cols[group * k * cols_rs + start..],
+                    (cols_rs, 1),
+                    Parallelism::None,
+                );
+            }
+            if let Some(e) = epilogue {
+                for (c, values) in band.chunks_exact_mut(n).enumerate() {
+                    e.map(c, values);
+                }
+            }
+            band
+        })
+        .collect();
+    for (rows, band) in bands.iter().zip(computed) {
+        let n = rows.len() * g.ow;
+        for (plane, values) in out.chunks_exact_mut(p).zip(band.chunks_exact(n)) {
+            plane[rows.start * g.ow..rows.end * g.ow].copy_from_slice(values);
+        }
+    }
+}
+
+/// [`ConvEpilogue`] in the element type.
+pub(super) struct Epilogue<T> {
+    /// Empty without a bias.
+    pub(super) bias: Vec<T>,
+    pub(super) mean: Vec<T>,
+    pub(super) scale: Vec<T>,
+    pub(super) shift: Vec<T>,
+    pub(super) relu: bool,
+}
+
+impl<T: Float> Epilogue<T> {
+    pub(super) fn new(e: &ConvEpilogue) -> Self {
+        let cast = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect();
+        Self {
+            bias: e.bias.as_deref().map_or_else(Vec::new, cast),
+            mean: cast(&e.mean),
+            scale: cast(&e.scale),
+            shift: cast(&e.shift),
+            relu: e.relu,
+        }
+    }
+
+    /// Maps output rows `rows` of every channel of the images in `out` (whole images).
+    pub(super) fn apply(&self, g: &Geometry, out: &mut [T], rows: &Range<usize>) {
+        let span = rows.start * g.ow..rows.end * g.ow;
+        for image in out.chunks_exact_mut(g.image_out()) {
+            for (c, plane) in image.chunks_exact_mut(g.plane_out()).enumerate() {
+                if let Some(values) = plane.get_mut(span.clone()) {
+                    self.map(c, values);
+                }
+            }
+        }
+    }
+
+    /// The same operations, in the same order, as the bias addition, the batch norm eval
+    /// kernel and the ReLU kernel.
+    #[inline(always)]
+    pub(super) fn map(&self, c: usize, values: &mut [T]) {
+        if self.mean.is_empty() {
+            // No batch norm: the bias addition and the ReLU kernel.
+            match (self.bias.get(c).copied(), self.relu) {
+                (None, false) => {}
+                (None, true) => values.iter_mut().for_each(|v| *v = relu_value(*v)),
+                (Some(b), false) => values.iter_mut().for_each(|v| *v += b),
+                (Some(b), true) => values.iter_mut().for_each(|v| *v = relu_value(*v + b)),
+            }
+            return;
+        }
+        let (Some(&m), Some(&q), Some(&r)) = (self.mean.get(c), self.scale.get(c), self.shift.get(c)) else {
+            return;
+        };
+        match (self.bias.get(c).copied(), self.relu) {
+            (None, false) => values.iter_mut().for_each(|v| *v = (*v - m) * q + r),
+            (None, true) => values.iter_mut().for_each(|v| *v = relu_value((*v - m) * q + r)),
+            (Some(b), false) => values.iter_mut().for_each(|v| *v = (*v + b - m) * q + r),
+            (Some(b), true) => values
+                .iter_mut()
+                .for_each(|v| *v = relu_value((*v + b - m) * q + r)),
+        }
+    }
+}
+
+/// The input gradients `[images, Cin, H * W]` (zero on entry) of a run of images from their
+/// output gradients.
+pub(super) fn input_grad_run<T: Float>(g: &Geometry, grad: &[T], w: &[T], dx: &mut [T], inner: Inner) {
+    let (og, k, p) = (g.og(), g.k(), g.plane_out());
+    let (image_in, image_out) = (g.image_in(), g.image_out());
+    let layout = PlaneLayout::new(g);
+    let Scratch { col, split, batched } = &mut Scratch::new();
+    for tile in g.tiles::<T>(dx.len() / image_in) {
+        let images = tile.images.len();
+        let grad = &grad[tile.images.start * image_out..tile.images.end * image_out];
+        let dx = &mut dx[tile.images.start * image_in..tile.images.end * image_in];
+        if g.pointwise() && tile.single_image(g) {
+            // The columns are the input planes: the product lands in the input gradient.
+            for group in 0..g.groups {
+                let (dst, lhs, rhs) = (
+                    &mut dx[group * k * p..],
+                    &w[group * og * k..],
+                    &grad[group * og * p..],
+                );
+                matmul(
+                    (k, p, og),
+                    dst,
+                    (p, 1),
+                    false,
+                    lhs,
+                    (1, k),
+                    rhs,
+                    (p, 1),
+                    inner.gemm,
+                );
+            }
+            continue;
+        }
+        let n = tile.cols(g);
+        // The output gradient as `[Cout, n]` rows `grad_rs` apart, from `grad_start`.
+        let (grad, grad_rs, grad_start): (&[T], _, _) = if images == 1 {
+            (grad, p, tile.rows.start * g.ow)
+        } else {
+            batched.resize(g.cout * n, T::zero());
+            gather_images(grad, g.cout, p, batched);
+            (batched, n, 0)
+        };
+        col.resize(g.groups * k * n, T::zero());
+        for group in 0..g.groups {
+            // col_g [K, n] = W_g^T [K, og] x grad_g [og, n].
+            let (lhs, rhs) = (&w[group * og * k..], &grad[group * og * grad_rs + grad_start..]);
+            matmul(
+                (k, n, og),
+                &mut col[group * k * n..],
+                (n, 1),
+                false,
+                lhs,
+                (1, k),
+                rhs,
+                (grad_rs, 1),
+                inner.gemm,
+            );
+        }
+        if layout.phases == 1 {
+            col2im(g, &layout, col, &tile, dx, inner.rows);
+            continue;
+        }
+        // Split planes accumulate over the bands of an image, then go back to the input
+        // gradient once its last band is in.
+        if tile.rows.start == 0 {
+            split.clear();
+            split.resize(images * g.cin * layout.plane_len(), T::zero());
+        }
+        col2im(g, &layout, col, &tile, split, inner.rows);
+        if tile.rows.end == g.oh {
+            let (plane_len, plane_in) = (layout.plane_len(), g.plane_in());
+            if inner.rows {
+                split
+                    .par_chunks(plane_len)
+                    .zip(dx.par_chunks_mut(plane_in))
+                    .for_each(|(src, dst)| layout.merge(src, dst));
+            } else {
+                split
+                    .chunks(plane_len)
+                    .zip(dx.chunks_mut(plane_in))
+                    .for_each(|(src, dst)| layout.merge(src, dst));
+            }
+        }
+    }
+}
+
+/// The weight gradient `[Cout, K]` of a run of images.
+pub(super) fn weight_grad_run<T: Float>(g: &Geometry, x: &[T], grad: &[T], inner: Inner) -> Vec<T> {
+    let (og, k, p) = (g.og(), g.k(), g.plane_out());
+    let (image_in, image_out) = (g.image_in(), g.image_out());
+    let layout = PlaneLayout::new(g);
+    let Scratch { col, split, batched } = &mut Scratch::new();
+    let mut dw = vec![T::zero(); g.cout * k];
+    for (i, tile) in g.tiles::<T>(x.len() / image_in).into_iter().enumerate() {
+        let images = tile.images.len();
+        let x = &x[tile.images.start * image_in..tile.images.end * image_in];
+        let grad = &grad[tile.images.start * image_out..tile.images.end * image_out];
+        // The columns `[groups * K, n]`: the input planes themselves for a pointwise
+        // convolution of one whole image.
+        let (cols, n): (&[T], usize) = if g.pointwise() && tile.single_image(g) {
+            (x, p)
+        } else {
+            let n = tile.cols(g);
+            let planes = split_input(&layout, x, split, inner.rows);
+            col.resize(g.groups * k * n, T::zero());
+            im2col(g, &layout, planes, &tile, col, inner.rows);
+            (col, n)
+        };
+        let (grad, grad_rs, grad_start): (&[T], _, _) = if images == 1 {
+            (grad, p, tile.rows.start * g.ow)
+        } else {
+            batched.resize(g.cout * n, T::zero());
+            gather_images(grad, g.cout, p, batched);
+            (batched, n, 0)
+        };
+        for group in 0..g.groups {
+            // dW_g [og, K] (+)= grad_g [og, n] x col_g^T [n, K].
+            let (lhs, rhs) = (&grad[group * og * grad_rs + grad_start..], &cols[group * k * n..]);
+            matmul(
+                (og, k, n),
+                &mut dw[group * og * k..],
+                (k, 1),
+                i > 0,
+                lhs,
+                (grad_rs, 1),
+                rhs,
+                (1, n),
+                inner.gemm,
+            );
+        }
+    }
+    dw
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three passes over the batch.
+
+/// Runs `f(run of inputs, run of outputs)` over runs of images as the plan says.
+pub(super) fn over_images<T: Float>(
+    plan: Plan,
+    input: &[T],
+    input_len: usize,
+    out: &mut [T],
+    out_len: usize,
+    f: impl Fn(&[T], &mut [T], Inner) + Sync,
+) {
+    let inner = plan.inner();
+    match plan {
+        Plan::Images { per_thread } => out
+            .par_chunks_mut(per_thread * out_len)
+            .zip(input.par_chunks(per_thread * input_len))
+            .for_each(|(o, i)| f(i, o, inner)),
+        Plan::Serial | Plan::Inside { .. } => f(input, out, inner),
+    }
+}
+
+/// The weight `[Cout, Cin/g * kh * kw]` restricted to the live taps, `[Cout, K]`
+/// ([`Geometry::live_taps`]): the weight itself when every tap is live.
+pub(super) fn live_weight<'a, T: Float>(g: &Geometry, weight: &'a [T]) -> Cow<'a, [T]> {
+    if g.all_live() {
+        return Cow::Borrowed(weight);
+    }
+    let (live, taps) = (g.live_taps(), g.kh * g.kw);
+    let rows = weight.chunks_exact(taps);
+    Cow::Owned(rows.flat_map(|row| live.iter().map(move |&t| row[t])).collect())
+}
+
+/// The inverse of [`live_weight`] for a weight gradient: zeros at the dead taps.
+pub(super) fn full_weight_grad<T: Float>(g: &Geometry, live_grad: Vec<T>) -> Vec<T> {
+    if g.all_live() {
+        return live_grad;
+    }
+    let (live, taps) = (g.live_taps(), g.kh * g.kw);
+    let mut full = vec![T::zero(); g.cout * g.cg() * taps];
+    if live.is_empty() {
+        // Every tap reads padding only (a 1x1 input, 1x1 kernel, padding 1, stride 2).
+        return full;
+    }
+    for (dst, src) in full
+        .chunks_exact_mut(taps)
+        .zip(live_grad.chunks_exact(live.len()))
+    {
+        for (&t, &v) in live.iter().zip(src) {
+            dst[t] = v;
+        }
+    }
+    full
+}
+
+pub(super) fn forward<T: Float>(
+    g: &Geometry,
+    x: &[T],
+    weight: &[T],
+    epilogue: Option<&Epilogue<T>>,
+) -> Vec<T> {
+    let weight = &*live_weight(g, weight);
+    let mut out = vec![T::zero(); g.n * g.image_out()];
+    if let Plan::Inside { threads } = g.plan() {
+        if g.plane_out() >= BAND_MIN_POSITIONS * threads {
+            let images = x
+                .chunks_exact(g.image_in())
+                .zip(out.chunks_exact_mut(g.image_out()));
+            for (x, out) in images {
+                forward_bands(g, x, weight, out, threads, epilogue);
+            }
+            return out;
+        }
+    }
+    over_images(
+        g.plan(),
+        x,
+        g.image_in(),
+        &mut out,
+        g.image_out(),
+        |x, out, inner| forward_run(g, x, weight, out, inner, epilogue),
+    );
+    out
+}
+
+pub(super) fn input_grad<T: Float>(g: &Geometry, grad: &[T], weight: &[T]) -> Vec<T> {
+    let weight = &*live_weight(g, weight);
+    let mut dx = vec![T::zero(); g.n * g.image_in()];
+    over_images(
+        g.plan(),
+        grad,
+        g.image_out(),
+        &mut dx,
+        g.image_in(),
+        |grad, dx, inner| input_grad_run(g, grad, weight, dx, inner),
+    );
+    dx
+}
+
+pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
+    let (image_in, image_out) = (g.image_in(), g.image_out());
+    let plan = g.plan();
+    let inner = plan.inner();
+    let dw = match plan {
+        Plan::Images { per_thread } => {
+            // One partial sum per run of images, added in a fixed order.
+            let partials: Vec<Vec<T>> = x
+                .par_chunks(per_thread * image_in)
+                .zip(grad.par_chunks(per_thread * image_out))
+                .map(|(x, grad)| weight_grad_run(g, x, grad, inner))
+                .collect();
+            let mut parts = partials.into_iter();
+            let mut dw = parts.next().unwrap_or_else(|| vec![T::zero(); g.cout * g.k()]);
+            for part in parts {
+                for (d, v) in dw.iter_mut().zip(part) {
+                    *d += v;
+                }
+            }
+            dw
+        }
+        Plan::Serial | Plan::Inside { .. } => weight_grad_run(g, x, grad, inner),
+    };
+    full_weight_grad(g, dw)
+}

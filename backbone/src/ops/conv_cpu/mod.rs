@@ -1,0 +1,556 @@
+//! A CPU 2-d convolution (im2col + gemm) with forward and backward passes as candle custom ops.
+//!
+//! candle 0.11's CPU `conv2d` copies the whole input to NHWC serially, re-lays out the kernel
+//! serially and builds its im2col tiles element by element with strided writes: most of a
+//! training step goes there rather than into the matrix product. [`conv2d_cpu`] works in the
+//! tensors' own NCHW order:
+//!
+//! * **Forward**: im2col into a reusable buffer, the column matrix `[Cin/g * kh * kw, oh * ow]`
+//!   of each group, then one gemm per group, `W_g [Cout/g, K] x col_g [K, oh * ow]`, written
+//!   straight into the output. A 1x1 convolution with stride 1 and no padding needs no
+//!   im2col: the input planes are the column matrix.
+//! * **Weight gradient**: `dW_g = sum_n grad_g [Cout/g, oh * ow] x col_g^T`, the images split
+//!   into one contiguous run per thread, each accumulating its own partial sum, the partial
+//!   sums added in a fixed order (results do not depend on scheduling).
+//! * **Input gradient**, only when the input takes part in autograd (never for the image
+//!   batch): `col_grad_g = W_g^T x grad_g` then col2im, a scatter-add of the columns into the
+//!   input gradient (stride, padding and dilation included).
+//!
+//! im2col builds each row of a column matrix with one contiguous copy per output row (zeros
+//! for the padding). With a stride `s > 1` and at least `s^2` kernel taps, the input planes
+//! are first split into `s` column phases ([`PlaneLayout`]) so that the copies stay contiguous
+//! (col2im likewise adds into split planes, merged at the end); other strided convolutions
+//! gather.
+//!
+//! The work goes in tiles ([`Tile`]) of about [`BAND_BYTES`] of column matrices: a band of
+//! output rows of a large image, so that the columns are still in the core's cache when the
+//! gemm reads them (and the buffer stays small however large the image); or a block of whole
+//! small images side by side (columns `(image, oy, ox)`), so that the gemms are wide enough
+//! and go through the weight once per block rather than once per image: ResNet's last stages
+//! on small inputs have 1 to 16 output positions per image. A block's outputs (and output
+//! gradients) go through a `[Cout, images * oh * ow]` matrix, one copy each way.
+//!
+//! The images are spread over the rayon pool (one run of images per thread, gemm serial)
+//! when there are at least as many images as threads, otherwise the work is parallel inside
+//! each image (im2col / col2im rows and the gemm's own rayon parallelism). Tiny convolutions
+//! run on the calling thread. The gemm is the `gemm` crate's, the one candle's matmul uses.
+//!
+//! Kernel taps that read only padding at every output position ([`Geometry::live_taps`]: all
+//! but the centre of a 3x3 kernel on a 1x1 map, as in ResNet's last stage on 32x32 images) are
+//! left out of the column matrices and the products (the weight's live columns are gathered,
+//! a copy the size of the weight, only for such convolutions), their weight gradient is 0.
+//!
+//! The rows of a column matrix are ordered `(c, ky, kx)` within each group, PyTorch's order:
+//! the weight `[Cout, Cin/g, kh, kw]` is the `[Cout, K]` matrix as it is, with no re-layout
+//! on any pass. (An earlier `(ky, kx, c)` order, candle's, needed a transposed copy of the
+//! weight on every forward and input-gradient pass and of the weight gradient: 12% of a
+//! ResNet-18 inference at batch 1.)
+//!
+//! [`conv2d_cpu_fused`] is the forward pass alone (no gradient) with a per-output-channel
+//! epilogue ([`ConvEpilogue`]: bias, eval-mode batch norm, ReLU) applied to each tile's
+//! outputs right after its gemm, while they are in the cache, instead of as separate passes
+//! over the whole output. The epilogue is the same arithmetic, in the same order, as the bias
+//! addition, [`super::batch_norm_eval`] and [`super::relu`] it replaces: the results are the
+//! same bits.
+//!
+//! Groups run as a loop of gemms inside the kernels (no per-group tensors); padding is
+//! symmetric (pad explicitly for asymmetric padding); kernels may be rectangular; inputs may
+//! be non-contiguous (they are gathered through their [`Layout`]). `f32` and `f64` only:
+//! [`crate::ops::conv2d`] sends other dtypes and devices to candle's convolution. Second-order
+//! gradients are not supported.
+
+use super::conv::ConvParams;
+use super::relu::relu_value;
+use ::gemm::Parallelism;
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+use std::borrow::Cow;
+use std::ops::Range;
+
+mod geometry;
+mod im2col;
+mod kernels;
+mod product;
+
+use geometry::*;
+use im2col::*;
+use kernels::*;
+use product::*;
+
+/// Below this many multiply-adds a pass runs on the calling thread.
+const PARALLEL_THRESHOLD: usize = 1 << 18;
+
+/// The size of a tile's column matrices ([`Tile`]): im2col fills them a block of small images
+/// or a band of output rows of a large image at a time, small enough to stay in the cache
+/// (L2 / L3) until the gemm reads them (2 MiB measured best on a 2-core AVX2 EPYC).
+const BAND_BYTES: usize = 1 << 21;
+
+/// `xs` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin/groups, kh, kw]` on the CPU in
+/// `f32` or `f64` (PyTorch's `F.conv2d` semantics: cross-correlation, symmetric zero padding);
+/// differentiable w.r.t. both arguments, with no input gradient computed for an input outside
+/// autograd. See the [module documentation](self).
+///
+/// Errors on tensors that are not on the CPU, not `f32` / `f64`, of different dtypes, or of
+/// inconsistent shapes.
+pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor> {
+    let geometry = checked_geometry("conv2d_cpu", xs, weight, p)?;
+    xs.apply_op2(
+        weight,
+        ConvCpu {
+            geometry,
+            pass: Pass::Forward,
+        },
+    )
+}
+
+/// A per-output-channel map applied to a convolution's output inside [`conv2d_cpu_fused`]:
+/// `y = ((acc + bias) - mean) * scale + shift`, then `max(y, 0)` (NaN kept) with `relu`.
+/// Vectors have one value per output channel; they are used in the tensors' dtype (the
+/// values of [`super::batch_norm_eval_coefficients`] give [`super::batch_norm_eval`]'s bits).
+/// `mean`, `scale` and `shift` all empty: no batch norm (`y = acc + bias`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConvEpilogue {
+    /// Added first (the convolution's bias); `None`: nothing added.
+    pub bias: Option<Vec<f64>>,
+    /// Subtracted next (a batch norm's running mean).
+    pub mean: Vec<f64>,
+    /// Then multiplied (`weight / sqrt(running_var + eps)`).
+    pub scale: Vec<f64>,
+    /// Then added (the batch norm's bias).
+    pub shift: Vec<f64>,
+    /// Then a ReLU.
+    pub relu: bool,
+}
+
+/// [`conv2d_cpu`]'s forward pass followed by `epilogue` on each output tile, right after its
+/// gemm while it is in the cache, as one op **without gradient**: the result takes no part in
+/// autograd whatever its inputs. For eval-mode inference (conv + batch norm + ReLU in one pass
+/// over the output; the same bits as the separate bias addition, [`super::batch_norm_eval`]
+/// and [`super::relu`] given [`super::batch_norm_eval_coefficients`]'s values).
+///
+/// Errors like [`conv2d_cpu`], and when an epilogue vector does not have one value per output
+/// channel.
+pub fn conv2d_cpu_fused(
+    xs: &Tensor,
+    weight: &Tensor,
+    p: ConvParams,
+    epilogue: &ConvEpilogue,
+) -> Result<Tensor> {
+    let geometry = checked_geometry("conv2d_cpu_fused", xs, weight, p)?;
+    let e = epilogue;
+    let lengths = [
+        e.mean.len(),
+        e.scale.len(),
+        e.shift.len(),
+        e.bias.as_ref().map_or(geometry.cout, Vec::len),
+    ];
+    let no_norm = e.mean.is_empty() && e.scale.is_empty() && e.shift.is_empty();
+    if lengths
+        .iter()
+        .enumerate()
+        .any(|(i, &l)| l != geometry.cout && !(no_norm && i < 3))
+    {
+        bail!(
+            "conv2d_cpu_fused: the epilogue needs {} values per vector (mean, scale, shift, bias; the first three may all be empty), got {lengths:?}",
+            geometry.cout
+        )
+    }
+    xs.apply_op2_no_bwd(
+        weight,
+        &ConvCpuFused {
+            geometry,
+            epilogue: epilogue.clone(),
+        },
+    )
+}
+
+/// `relu(conv2d(xs, weight) + bias)` on the CPU as one differentiable op: the bias and the
+/// ReLU are applied to each output tile right after its gemm ([`ConvEpilogue`]), and only the
+/// input and the activated output stay alive for the backward pass (the separate ops keep the
+/// convolution's output and the biased output as well: two more activation-sized tensors per
+/// layer, as PyTorch's in-place ReLU does not). The backward pass masks the output gradient
+/// with `output > 0` once, then computes the bias gradient (per-channel sums) and the input
+/// and weight gradients of [`conv2d_cpu`] from it. Values and gradients are the same bits as
+/// [`conv2d_cpu`], [`super::add_channel_bias`] and [`super::relu`] in sequence.
+///
+/// Errors like [`conv2d_cpu`], and when `bias` is not a vector of `Cout` values of the same
+/// dtype on the CPU.
+pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: ConvParams) -> Result<Tensor> {
+    let geometry = checked_geometry("conv2d_cpu_bias_relu", xs, weight, p)?;
+    if bias.dims() != [geometry.cout] || bias.dtype() != xs.dtype() || !bias.device().is_cpu() {
+        bail!(
+            "conv2d_cpu_bias_relu: expected a {:?} CPU bias of shape [{}], got {:?} {:?} of shape {:?}",
+            xs.dtype(),
+            geometry.cout,
+            bias.device().location(),
+            bias.dtype(),
+            bias.dims()
+        )
+    }
+    xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry })
+}
+
+/// The geometry of a convolution of `xs` by `weight` for the op `op`, after checking that the
+/// CPU kernels handle them ([`supports`]).
+fn checked_geometry(op: &str, xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Geometry> {
+    if !supports(xs, weight) {
+        bail!(
+            "{op}: expected CPU tensors, both f32 or both f64, got {:?} {:?} and {:?} {:?}",
+            xs.device().location(),
+            xs.dtype(),
+            weight.device().location(),
+            weight.dtype()
+        )
+    }
+    Geometry::new(xs.dims(), weight.dims(), p)
+}
+
+/// Whether [`conv2d_cpu`] handles these tensors: both on the CPU, both `f32` or both `f64`.
+pub fn supports(xs: &Tensor, weight: &Tensor) -> bool {
+    xs.device().is_cpu()
+        && weight.device().is_cpu()
+        && matches!(xs.dtype(), DType::F32 | DType::F64)
+        && weight.dtype() == xs.dtype()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Custom ops.
+
+/// The elements of a CPU buffer seen through `layout` as a contiguous row-major slice:
+/// borrowed when the layout is already contiguous, gathered otherwise. Checks the dims and
+/// that the layout stays inside the buffer, so indexing cannot panic.
+pub(super) fn contiguous<'a, T: Copy>(
+    op: &str,
+    data: &'a [T],
+    layout: &Layout,
+    dims: [usize; 4],
+) -> Result<Cow<'a, [T]>> {
+    if layout.dims() != dims {
+        bail!(
+            "{op}: expected a tensor of shape {dims:?}, got {:?}",
+            layout.dims()
+        )
+    }
+    let count: usize = dims.iter().product();
+    if let Some((start, end)) = layout.contiguous_offsets() {
+        return match data.get(start..end) {
+            Some(slice) => Ok(Cow::Borrowed(slice)),
+            None => bail!(
+                "{op}: layout {layout:?} does not fit a buffer of {} elements",
+                data.len()
+            ),
+        };
+    }
+    let &[s0, s1, s2, s3] = layout.stride() else {
+        bail!("{op}: expected a 4-d layout, got {layout:?}")
+    };
+    let start = layout.start_offset();
+    if count > 0 {
+        let last = dims.iter().zip([s0, s1, s2, s3]).try_fold(start, |acc, (&d, s)| {
+            (d - 1).checked_mul(s).and_then(|x| x.checked_add(acc))
+        });
+        match last {
+            Some(last) if last < data.len() => {}
+            _ => bail!(
+                "{op}: layout {layout:?} does not fit a buffer of {} elements",
+                data.len()
+            ),
+        }
+    }
+    let mut out = Vec::with_capacity(count);
+    for a in 0..dims[0] {
+        for b in 0..dims[1] {
+            for c in 0..dims[2] {
+                let row = start + a * s0 + b * s1 + c * s2;
+                if s3 == 1 {
+                    out.extend_from_slice(&data[row..row + dims[3]]);
+                } else if s3 == 0 {
+                    // A broadcast row (the gradient of a sum, for instance).
+                    out.extend(std::iter::repeat_n(data[row], dims[3]));
+                } else {
+                    out.extend((0..dims[3]).map(|d| data[row + d * s3]));
+                }
+            }
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Which pass a [`ConvCpu`] op computes, by its two arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// (input, weight) -> output; its backward runs the other two.
+    Forward,
+    /// (output gradient, weight) -> input gradient.
+    InputGrad,
+    /// (input, output gradient) -> weight gradient.
+    WeightGrad,
+}
+
+/// One pass of the convolution as a candle custom op.
+#[derive(Debug, Clone, Copy)]
+struct ConvCpu {
+    geometry: Geometry,
+    pass: Pass,
+}
+
+impl ConvCpu {
+    fn run<T: Float>(&self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let name = self.name();
+        let (out, dims) = match self.pass {
+            Pass::Forward => return forward_storage(g, name, (a, la), (b, lb), None),
+            Pass::InputGrad => {
+                let grad = contiguous(name, a, la, g.output_dims())?;
+                let w = contiguous(name, b, lb, g.weight_dims())?;
+                (input_grad(g, &grad, &w), g.input_dims())
+            }
+            Pass::WeightGrad => {
+                let x = contiguous(name, a, la, g.input_dims())?;
+                let grad = contiguous(name, b, lb, g.output_dims())?;
+                (weight_grad(g, &x, &grad), g.weight_dims())
+            }
+        };
+        Ok((T::to_cpu_storage_owned(out), Shape::from(dims.to_vec())))
+    }
+}
+
+impl CustomOp2 for ConvCpu {
+    fn name(&self) -> &'static str {
+        match self.pass {
+            Pass::Forward => "conv2d_cpu",
+            Pass::InputGrad => "conv2d_cpu_input_grad",
+            Pass::WeightGrad => "conv2d_cpu_weight_grad",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        float_storages!(self.name(), (s1 => a, s2 => b), self.run(a, l1, b, l2))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if self.pass != Pass::Forward {
+            bail!("{}: second-order gradients are not supported", self.name())
+        }
+        conv_grads(self.geometry, xs, weight, grad)
+    }
+}
+
+/// The input and weight gradients of a convolution from its output gradient, each only for
+/// an argument that takes part in autograd (never the input gradient of the image batch).
+fn conv_grads(
+    geometry: Geometry,
+    xs: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let op = |pass| ConvCpu { geometry, pass };
+    let grad_x = match xs.track_op() {
+        true => Some(grad.apply_op2_no_bwd(weight, &op(Pass::InputGrad))?),
+        false => None,
+    };
+    let grad_w = match weight.track_op() {
+        true => Some(xs.apply_op2_no_bwd(grad, &op(Pass::WeightGrad))?),
+        false => None,
+    };
+    Ok((grad_x, grad_w))
+}
+
+/// The forward pass of `geometry` on CPU input and weight buffers seen through their layouts,
+/// with an optional epilogue, as a custom op's result.
+fn forward_storage<T: Float>(
+    g: &Geometry,
+    name: &str,
+    (x, lx): (&[T], &Layout),
+    (w, lw): (&[T], &Layout),
+    epilogue: Option<&Epilogue<T>>,
+) -> Result<(CpuStorage, Shape)> {
+    let x = contiguous(name, x, lx, g.input_dims())?;
+    let w = contiguous(name, w, lw, g.weight_dims())?;
+    let out = forward(g, &x, &w, epilogue);
+    Ok((
+        T::to_cpu_storage_owned(out),
+        Shape::from(g.output_dims().to_vec()),
+    ))
+}
+
+/// The forward pass with an epilogue, without backward.
+struct ConvCpuFused {
+    geometry: Geometry,
+    epilogue: ConvEpilogue,
+}
+
+impl ConvCpuFused {
+    fn run<T: Float>(&self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(CpuStorage, Shape)> {
+        let epilogue = Epilogue::new(&self.epilogue);
+        forward_storage(&self.geometry, self.name(), (a, la), (b, lb), Some(&epilogue))
+    }
+}
+
+impl CustomOp2 for ConvCpuFused {
+    fn name(&self) -> &'static str {
+        "conv2d_cpu_fused"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        float_storages!(self.name(), (s1 => a, s2 => b), self.run(a, l1, b, l2))
+    }
+}
+
+/// [`conv2d_cpu_bias_relu`] as a candle custom op: (input, weight, bias) -> output.
+struct ConvCpuBiasRelu {
+    geometry: Geometry,
+}
+
+impl ConvCpuBiasRelu {
+    fn run<T: Float>(
+        &self,
+        (x, lx): (&[T], &Layout),
+        (w, lw): (&[T], &Layout),
+        (b, lb): (&[T], &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let name = self.name();
+        let bias: Vec<T> = match lb.dims() {
+            [c] if *c == g.cout => (0..g.cout)
+                .map(|i| b.get(lb.start_offset() + i * lb.stride()[0]).copied())
+                .collect::<Option<_>>(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "{name}: expected a bias of {} values, layout {lb:?}",
+                g.cout
+            ))
+        })?;
+        let epilogue = Epilogue {
+            bias,
+            mean: Vec::new(),
+            scale: Vec::new(),
+            shift: Vec::new(),
+            relu: true,
+        };
+        forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue))
+    }
+}
+
+impl CustomOp3 for ConvCpuBiasRelu {
+    fn name(&self) -> &'static str {
+        "conv2d_cpu_bias_relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        float_storages!(self.name(), (s1 => a, s2 => b, s3 => c), self.run((a, l1), (b, l2), (c, l3)))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // The gradient before the ReLU, once for all three arguments.
+        let grad = super::relu::relu_backward(res, grad)?;
+        let (grad_x, grad_w) = conv_grads(self.geometry, xs, weight, &grad)?;
+        let grad_b = match bias.track_op() {
+            true => Some(super::bias::channel_sums(&grad, self.geometry.cout)?),
+            false => None,
+        };
+        Ok((grad_x, grad_w, grad_b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConvParams, Geometry, Plan, Span};
+
+    #[test]
+    fn spans_cover_exactly_the_input() {
+        for input in 1..9 {
+            for stride in 1..4 {
+                for offset in -5isize..5 {
+                    let output = 12;
+                    let span = Span::new(output, input, stride, offset);
+                    for o in 0..output {
+                        let i = o as isize * stride as isize + offset;
+                        let inside = (0..input as isize).contains(&i);
+                        assert_eq!(
+                            inside,
+                            (span.lo..span.hi).contains(&o),
+                            "{input} {stride} {offset} {o}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every (image, output row) pair is in exactly one tile, bands or blocks alike.
+    #[test]
+    fn tiles_cover_every_output_row_once() {
+        let p = |padding, stride| ConvParams {
+            padding,
+            stride,
+            dilation: 1,
+            groups: 1,
+        };
+        let shapes = [
+            ([7, 64, 56, 56], [64, 64, 3, 3], p(1, 1)),
+            ([5, 256, 40, 41], [8, 256, 1, 1], p(0, 1)),
+            ([9, 512, 2, 2], [512, 512, 3, 3], p(1, 1)),
+            ([3, 3, 224, 224], [64, 3, 7, 7], p(3, 2)),
+            ([1, 1, 1, 1], [1, 1, 1, 1], p(0, 1)),
+        ];
+        for (x, w, params) in shapes {
+            let g = Geometry::new(&x, &w, params).unwrap();
+            for images in [1, 2, 5, g.n] {
+                let mut seen = vec![0; images * g.oh];
+                for tile in g.tiles::<f32>(images) {
+                    assert!(tile.images.len() == 1 || tile.rows == (0..g.oh), "{tile:?}");
+                    for b in tile.images.clone() {
+                        for r in tile.rows.clone() {
+                            seen[b * g.oh + r] += 1;
+                        }
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1), "{x:?} {w:?} {images}");
+            }
+        }
+    }
+
+    #[test]
+    fn serial_plans_stay_serial_inside() {
+        let inner = Plan::Serial.inner();
+        assert!(!inner.rows);
+        assert!(matches!(inner.gemm, gemm::Parallelism::None));
+        assert!(Plan::Inside { threads: 2 }.inner().rows);
+    }
+}
