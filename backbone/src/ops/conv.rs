@@ -23,18 +23,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp3, Layout, MetalStorage, Result, Shape, Tensor};
 
-/// Hyper-parameters of [`conv2d`] (symmetric padding; pad explicitly for asymmetric padding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvParams {
-    /// Zero padding on every side.
-    pub padding: usize,
-    /// Stride.
-    pub stride: usize,
-    /// Dilation.
-    pub dilation: usize,
-    /// Groups.
-    pub groups: usize,
-}
+pub use super::conv_params::ConvParams;
 
 /// `xs` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin/groups, kh, kw]`, as candle's
 /// `Tensor::conv2d`, with a correct and faster backward.

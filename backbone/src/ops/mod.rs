@@ -114,6 +114,7 @@ mod batch_norm;
 mod bias;
 mod conv;
 mod conv_cpu;
+mod conv_params;
 mod depthwise;
 mod lrn;
 mod pool;

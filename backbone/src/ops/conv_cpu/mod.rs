@@ -59,7 +59,7 @@
 //! [`crate::ops::conv2d`] sends other dtypes and devices to candle's convolution. Second-order
 //! gradients are not supported.
 
-use super::conv::ConvParams;
+use super::conv_params::ConvParams;
 use super::relu::relu_value;
 use ::gemm::Parallelism;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
