@@ -48,16 +48,16 @@ pub struct Preprocessing {
 }
 
 /// ImageNet's mean and standard deviation.
-pub const IMAGENET_MEAN: &[f32] = &[0.485, 0.456, 0.406];
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet's standard deviation.
-pub const IMAGENET_STD: &[f32] = &[0.229, 0.224, 0.225];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 impl Preprocessing {
     /// torchvision's ImageNet evaluation: 224 px, ImageNet mean/std, crop 0.875, bilinear.
     pub const IMAGENET: Preprocessing = Preprocessing {
         input_size: (3, 224, 224),
-        mean: IMAGENET_MEAN,
-        std: IMAGENET_STD,
+        mean: &IMAGENET_MEAN,
+        std: &IMAGENET_STD,
         crop_pct: 0.875,
         interpolation: "bilinear",
     };

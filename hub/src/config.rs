@@ -48,10 +48,8 @@ impl fmt::Display for Interpolation {
     }
 }
 
-/// ImageNet's per-channel mean (timm's `IMAGENET_DEFAULT_MEAN`).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet's per-channel standard deviation (timm's `IMAGENET_DEFAULT_STD`).
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// ImageNet's per-channel mean and standard deviation (timm's `IMAGENET_DEFAULT_MEAN` / `_STD`).
+pub use backbone::catalogue::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// The description of a pretrained model in timm's `config.json` layout:
 ///

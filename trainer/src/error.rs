@@ -47,16 +47,11 @@ pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
-    /// Pretrained weights that cannot be located, downloaded or described: a malformed weights
-    /// reference, a Hugging Face repo missing from the cache while offline, a failed download,
-    /// an invalid `config.json`.
-    #[error("pretrained weights {location}: {problem}")]
-    Pretrained {
-        /// What was being resolved: the reference as written, `owner/name@revision`, or a file.
-        location: String,
-        /// What went wrong and how to fix it.
-        problem: String,
-    },
+    /// Pretrained weights that cannot be located, downloaded or described (the `hub` crate's
+    /// error: a malformed weights reference, a repo missing from the cache while offline, a
+    /// failed download, an invalid `config.json`).
+    #[error(transparent)]
+    Hub(#[from] hub::Error),
 
     /// A run folder that cannot be used as asked: it holds another run (and `overwrite` was not
     /// given), another process is writing to it, there is nothing to resume, the run to resume
@@ -98,15 +93,6 @@ pub enum Error {
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-impl From<hub::Error> for Error {
-    fn from(e: hub::Error) -> Self {
-        match e {
-            hub::Error::Io { path, source } => Error::Io { path, source },
-            hub::Error::Pretrained { location, problem } => Error::Pretrained { location, problem },
-        }
-    }
-}
-
 impl Error {
     /// An [`Error::Io`] about `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
@@ -135,14 +121,6 @@ impl Error {
     /// An [`Error::Config`].
     pub fn config(msg: impl Into<String>) -> Self {
         Error::Config(msg.into())
-    }
-
-    /// An [`Error::Pretrained`] about `location` (a weights reference, a repo or a file).
-    pub fn pretrained(location: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Pretrained {
-            location: location.into(),
-            problem: problem.into(),
-        }
     }
 
     /// An [`Error::Run`] about the run folder `dir`.
