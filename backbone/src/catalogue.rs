@@ -338,7 +338,7 @@ impl Variant {
                 } => Error::Weights {
                     file,
                     tensor,
-                    problem: format!("{problem} (the file was read as {})", info.layout),
+                    problem: format!("{problem} (the file was read as {info})"),
                 },
                 other => other,
             })
