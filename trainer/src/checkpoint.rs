@@ -196,3 +196,12 @@ pub fn apply_to_varmap(path: &Path, mut loaded: HashMap<String, Tensor>, varmap:
 fn poisoned() -> Error {
     Error::config("the VarMap lock is poisoned (a thread panicked while holding it)")
 }
+
+/// Writes the model as `dir/model.safetensors` (every variable, state-dict names) and
+/// `dir/config.json` (timm's layout), so `dir` loads back as a weights reference.
+pub fn export(dir: &Path, varmap: &VarMap, config: &hub::PretrainedConfig) -> Result<PathBuf> {
+    let file = dir.join("model.safetensors");
+    save_varmap(&file, varmap)?;
+    config.write(dir.join("config.json"))?;
+    Ok(file)
+}

@@ -1,15 +1,15 @@
 //! # trainer
 //!
-//! Datasets ([`data`]: MNIST IDX files and the bundled sample, a seeded batcher), optimizers
-//! ([`optim`]: Adam, AdamW with PyTorch's update rules), losses ([`loss`]), atomic
-//! safetensors checkpoints ([`checkpoint`]) and the fit loop ([`fit`]) for any
-//! [`backbone::Backbone`].
+//! Datasets and the data loader ([`data`]: MNIST IDX files and the bundled sample, image
+//! folders, CIFAR-10, transforms), optimizers ([`optim`]: SGD, Adam, AdamW with PyTorch's
+//! update rules), losses ([`loss`]), schedules ([`schedule`]), atomic safetensors checkpoints
+//! ([`checkpoint`]), run folders ([`run`]), pretrained weights ([`pretrained`]), metrics and
+//! plots, and the one training loop ([`train`]) for any [`backbone::Backbone`], from scratch
+//! or fine-tuning.
 
 pub mod checkpoint;
 pub mod data;
 pub mod error;
-pub mod finetune;
-pub mod fit;
 mod fused;
 mod fused_adam;
 mod fused_sgd;
@@ -22,6 +22,7 @@ pub mod pretrained;
 pub mod run;
 pub mod schedule;
 pub mod sgd;
+pub mod train;
 
 pub use error::{Error, Result};
 /// Weights references, the Hugging Face cache and timm's `config.json` (the `hub` crate).

@@ -1,5 +1,4 @@
-//! Run folders (`--out`): what both training loops ([`crate::fit`], [`crate::finetune`]) keep
-//! on disk, and the rules that keep a user's runs from being clobbered.
+//! Run folders (`--out`): what the training loop ([`crate::train`]) keeps on disk, and the rules that keep a user's runs from being clobbered.
 //!
 //! A run folder holds:
 //! - `run.json`: the kind of run, its epoch count and the settings that define it (model, data,
@@ -223,7 +222,7 @@ fn differences(saved: &RunSettings, now: &RunSettings) -> Vec<String> {
 }
 
 impl RunDir {
-    /// Opens `dir` for a run of `kind` (`train`, `finetune`) asked to last `epochs` epochs with
+    /// Opens `dir` for a run of `kind` (recorded in `run.json`: `train`) asked to last `epochs` epochs with
     /// `settings` (see the module docs for what is refused and cleaned). Creates the folder.
     /// Messages go to stderr when `verbose`.
     pub fn open(
@@ -324,7 +323,8 @@ impl RunDir {
         write_atomic(&self.dir.join(RUN_FILE), &bytes)
     }
 
-    /// Refuses to resume a run of another kind or with other settings, unless allowed.
+    /// Refuses to resume a run with other settings (model, data, transforms, optimisation), unless
+    /// allowed.
     fn check_settings(&self, saved: Option<&RunFile>) -> Result<()> {
         let Some(saved) = saved else {
             if self.verbose {
@@ -335,15 +335,6 @@ impl RunDir {
             }
             return Ok(());
         };
-        if saved.kind != self.run.kind {
-            return Err(Error::run(
-                &self.dir,
-                format!(
-                    "it holds a `{}` run, which `{}` cannot resume",
-                    saved.kind, self.run.kind
-                ),
-            ));
-        }
         let changes = differences(&saved.settings, &self.run.settings);
         if changes.is_empty() {
             return Ok(());

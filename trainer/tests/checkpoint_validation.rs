@@ -12,8 +12,9 @@ use trainer::checkpoint::{
     load_checkpoint, load_checkpoint_with, load_varmap, save_checkpoint, save_varmap, ReadOptions,
 };
 use trainer::data::{ImageDataset, Mnist};
-use trainer::fit::{checkpoint_path, fit, optimizer_path, FitConfig};
 use trainer::pretrained::{load_pretrained, read_safetensors};
+use trainer::run::{checkpoint_path, optimizer_path};
+use trainer::train::{train as fit, TrainConfig, TrainData};
 use trainer::Error;
 
 /// A safetensors file written by hand: `entries` are `(name, dtype, shape, [begin, end])`.
@@ -252,7 +253,7 @@ fn resuming_from_a_nan_optimizer_state_names_the_file_and_the_entry() {
     )]);
     let state_path = optimizer_path(dir.path(), 1);
     save_checkpoint(&state_path, &state).unwrap();
-    let config = FitConfig {
+    let config = TrainConfig {
         epochs: 2,
         out_dir: dir.path().to_path_buf(),
         verbose: false,
@@ -261,9 +262,10 @@ fn resuming_from_a_nan_optimizer_state_names_the_file_and_the_entry() {
             resume: true,
             ..Default::default()
         },
-        ..FitConfig::default()
+        ..TrainConfig::default()
     };
-    let err = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap_err();
+    let data = TrainData::mnist(train, test, trainer::data::Preprocess::mnist(), None).unwrap();
+    let err = fit(&model, vars.varmap(), data, &config, &Device::Cpu).unwrap_err();
     let (problem, message) = checkpoint_problem(err, &state_path);
     assert!(
         problem.contains("tensor `momentum_buffer.conv1.weight`: 1 non-finite value(s)"),

@@ -11,14 +11,16 @@ use resnet::{ResNet, ResNetConfig};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use trainer::checkpoint::export;
 use trainer::data::{
     Dataset, GrayImages, Interpolation, Mnist, OnCorrupt, Pipeline, ResizeTo, Sample, Transform,
 };
-use trainer::finetune::{export, finetune, FinetuneConfig, FinetuneData, FinetuneReport};
-use trainer::fit::{checkpoint_path, latest_epoch, optimizer_path, Schedule};
 use trainer::hub::{resolve, HubOptions, PretrainedConfig, WeightsRef};
 use trainer::metrics::{write_metrics_json, RunMetrics};
 use trainer::pretrained::{head_prefixes, under_prefix};
+use trainer::run::{checkpoint_path, latest_epoch, optimizer_path};
+use trainer::schedule::Schedule;
+use trainer::train::{train as finetune, TrainConfig, TrainData, TrainReport};
 
 /// Every variable's values, by name.
 type State = HashMap<String, Vec<f32>>;
@@ -46,8 +48,8 @@ fn transform(side: usize, flip: bool) -> Pipeline {
     Pipeline::new(steps).unwrap()
 }
 
-fn data(train: &Arc<dyn Dataset>, val: &Arc<dyn Dataset>, side: usize, flip: bool) -> FinetuneData {
-    FinetuneData {
+fn data(train: &Arc<dyn Dataset>, val: &Arc<dyn Dataset>, side: usize, flip: bool) -> TrainData {
+    TrainData {
         train: train.clone(),
         val: val.clone(),
         train_transform: transform(side, flip),
@@ -77,8 +79,8 @@ const OVERWRITE: trainer::run::RunOptions = trainer::run::RunOptions {
     allow_changes: false,
 };
 
-fn config(out: &Path, epochs: usize) -> FinetuneConfig {
-    FinetuneConfig {
+fn config(out: &Path, epochs: usize) -> TrainConfig {
+    TrainConfig {
         epochs,
         batch_size: 32,
         // The features of a fresh LeNet are small (|f| ~ 0.03): a linear probe needs a high rate.
@@ -88,7 +90,7 @@ fn config(out: &Path, epochs: usize) -> FinetuneConfig {
         out_dir: out.to_path_buf(),
         keep_checkpoints: 0,
         verbose: false,
-        ..FinetuneConfig::default()
+        ..TrainConfig::finetune()
     }
 }
 
@@ -153,7 +155,7 @@ fn a_frozen_resnet_keeps_its_weights_and_batch_norm_statistics_bit_identical() {
         let before = state(vars.varmap());
         let stats = before.keys().filter(|n| n.ends_with("running_mean")).count();
         assert_eq!(stats, 20, "ResNet-18 has 20 batch norms");
-        let config = FinetuneConfig {
+        let config = TrainConfig {
             feature_cache: cache,
             ..config(dir.path(), 2)
         };
@@ -214,11 +216,11 @@ fn a_linear_probe_on_a_frozen_lenet_beats_chance() {
 #[test]
 fn the_feature_cache_trains_the_same_head_as_the_backbone_pass() {
     let (train, val) = digits(256, 64);
-    let run = |cache: bool, flip: bool| -> (FinetuneReport, State, State) {
+    let run = |cache: bool, flip: bool| -> (TrainReport, State, State) {
         let dir = tempfile::tempdir().unwrap();
         let (model, vars) = lenet(2);
         let before = state(vars.varmap());
-        let config = FinetuneConfig {
+        let config = TrainConfig {
             feature_cache: cache,
             ..config(dir.path(), 2)
         };
@@ -265,7 +267,7 @@ fn unfreezing_after_one_epoch_trains_the_backbone_and_its_statistics_from_epoch_
     let dir = tempfile::tempdir().unwrap();
     let (model, vars) = resnet(4);
     let before = state(vars.varmap());
-    let config = FinetuneConfig {
+    let config = TrainConfig {
         unfreeze_after: Some(1),
         lr: 1e-3,
         ..config(dir.path(), 2)
@@ -299,7 +301,7 @@ fn a_lower_backbone_learning_rate_moves_the_backbone_less() {
     let moved = |scale: f64| -> f64 {
         let dir = tempfile::tempdir().unwrap();
         let (model, vars) = lenet(6);
-        let config = FinetuneConfig {
+        let config = TrainConfig {
             unfreeze_after: Some(1),
             backbone_lr_scale: scale,
             lr: 1e-3,
@@ -350,11 +352,11 @@ fn crashed_copy(full: &Path, k: usize) -> tempfile::TempDir {
 /// Runs `config` for 3 epochs uninterrupted, then interrupted after epoch `k` (`literal`: by a
 /// run of `k` epochs, which needs a schedule that does not depend on the run's length; else by
 /// the files a crash after epoch `k` leaves) and resumed: both must end bit-identical.
-fn resumes_exactly(base: FinetuneConfig, flip: bool, k: usize, literal: bool, what: &str) {
+fn resumes_exactly(base: TrainConfig, flip: bool, k: usize, literal: bool, what: &str) {
     let (train, val) = digits(160, 64);
-    let run = |out: &Path, epochs: usize, resume: bool| -> (FinetuneReport, State) {
+    let run = |out: &Path, epochs: usize, resume: bool| -> (TrainReport, State) {
         let (model, vars) = lenet(8);
-        let config = FinetuneConfig {
+        let config = TrainConfig {
             epochs,
             run: trainer::run::RunOptions {
                 resume,
@@ -418,7 +420,7 @@ fn a_resumed_linear_probe_ends_like_an_uninterrupted_one() {
 #[test]
 fn a_resumed_full_fine_tuning_with_random_flips_and_workers_ends_like_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let base = FinetuneConfig {
+    let base = TrainConfig {
         freeze_backbone: false,
         workers: 2,
         lr: 1e-3,
@@ -437,7 +439,7 @@ fn a_resumed_full_fine_tuning_with_random_flips_and_workers_ends_like_an_uninter
 #[test]
 fn a_run_resumed_at_the_unfreezing_epoch_ends_like_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let base = FinetuneConfig {
+    let base = TrainConfig {
         unfreeze_after: Some(1),
         lr: 1e-3,
         ..config(dir.path(), 3)
@@ -451,7 +453,7 @@ fn a_run_writes_metrics_plots_and_an_export_that_loads_back() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let (model, vars) = lenet(9);
-    let config = FinetuneConfig {
+    let config = TrainConfig {
         keep_checkpoints: 1,
         ..config(&out, 2)
     };
@@ -589,7 +591,7 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
     let (train, val) = digits(64, 32);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let error = |model: &dyn Backbone, vars: &VarMap, data: FinetuneData, config: FinetuneConfig| {
+    let error = |model: &dyn Backbone, vars: &VarMap, data: TrainData, config: TrainConfig| {
         let before = state(vars);
         let err = finetune(model, vars, data, &config, &Device::Cpu)
             .expect_err("must fail")
@@ -617,21 +619,21 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
 
     let bad = [
         (
-            FinetuneConfig {
+            TrainConfig {
                 lr: 0.0,
                 ..config(&out, 1)
             },
             "lr",
         ),
         (
-            FinetuneConfig {
+            TrainConfig {
                 label_smoothing: 1.0,
                 ..config(&out, 1)
             },
             "label smoothing",
         ),
         (
-            FinetuneConfig {
+            TrainConfig {
                 freeze_backbone: false,
                 unfreeze_after: Some(1),
                 ..config(&out, 1)
@@ -639,14 +641,14 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
             "unfreeze",
         ),
         (
-            FinetuneConfig {
+            TrainConfig {
                 backbone_lr_scale: 0.0,
                 ..config(&out, 1)
             },
             "scale",
         ),
         (
-            FinetuneConfig {
+            TrainConfig {
                 epochs: 0,
                 ..config(&out, 1)
             },
@@ -670,7 +672,7 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
         (true, OnCorrupt::Skip, "no readable image"),
         (false, OnCorrupt::Fail, "broken/"),
     ] {
-        let config = FinetuneConfig {
+        let config = TrainConfig {
             feature_cache: cache,
             on_corrupt,
             run: OVERWRITE,
@@ -680,7 +682,7 @@ fn bad_settings_and_data_are_clear_errors_that_change_nothing() {
         assert!(err.contains(expected), "cache {cache}, {on_corrupt:?}: {err}");
     }
     // Every validation image unreadable.
-    let config = FinetuneConfig {
+    let config = TrainConfig {
         feature_cache: false,
         run: OVERWRITE,
         ..config(&out, 1)
@@ -707,7 +709,7 @@ fn a_single_image_last_batch_is_dropped_when_batch_norm_trains() {
     let run = |last_batch| {
         let (model, vars) = resnet(2);
         let out = tempfile::tempdir().unwrap();
-        let config = FinetuneConfig {
+        let config = TrainConfig {
             batch_size: 16,
             lr: 1e-3,
             freeze_backbone: false,

@@ -1,11 +1,28 @@
-//! The fit loop end to end on a slice of the bundled MNIST sample.
+//! The training loop end to end on a slice of the bundled MNIST sample (the main job's
+//! configuration: `TrainData::mnist` with `TrainConfig::default`).
 
 use backbone::init::SeededVarMap;
 use backbone::{Backbone, InputSpec, ModelOutput};
 use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
 use lenet::{LeNet, LeNetConfig};
-use trainer::data::{ImageDataset, Mnist};
-use trainer::fit::{checkpoint_path, evaluate, fit, FitConfig, FitReport, Schedule};
+use trainer::data::{ImageDataset, Mnist, Preprocess, RandomAffine};
+use trainer::run::checkpoint_path;
+use trainer::schedule::Schedule;
+use trainer::train::{evaluate, train, TrainConfig, TrainData, TrainReport};
+
+/// The main job's loop on in-memory digits.
+fn fit(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    train_set: &ImageDataset,
+    test_set: &ImageDataset,
+    config: &TrainConfig,
+    augment: Option<RandomAffine>,
+) -> trainer::Result<TrainReport> {
+    let data = TrainData::mnist(train_set.clone(), test_set.clone(), Preprocess::mnist(), augment)?;
+    train(model, varmap, data, config, &Device::Cpu)
+}
 
 fn slice(data: &ImageDataset, n: usize) -> ImageDataset {
     let size = data.image_size();
@@ -16,20 +33,20 @@ fn slice(data: &ImageDataset, n: usize) -> ImageDataset {
     }
 }
 
-fn run(seed: u64, out: &std::path::Path, epochs: usize) -> (FitReport, SeededVarMap) {
+fn run(seed: u64, out: &std::path::Path, epochs: usize) -> (TrainReport, SeededVarMap) {
     let mnist = Mnist::bundled().unwrap();
     let (train, test) = (slice(&mnist.train, 1024), slice(&mnist.test, 300));
     let vars = SeededVarMap::new(seed);
     let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let config = FitConfig {
+    let config = TrainConfig {
         epochs,
         seed,
         out_dir: out.to_path_buf(),
         keep_checkpoints: 2,
         verbose: false,
-        ..FitConfig::default()
+        ..TrainConfig::default()
     };
-    let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();
+    let report = fit(&model, vars.varmap(), &train, &test, &config, None).unwrap();
     (report, vars)
 }
 
@@ -45,7 +62,7 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
         last.train_loss,
         first.train_loss
     );
-    assert!(last.test_accuracy > 0.6, "test accuracy {}", last.test_accuracy);
+    assert!(last.val_top1 > 0.6, "test accuracy {}", last.val_top1);
     assert!(last.images_per_sec > 0.0);
 
     // The curves of the run are drawn from the metrics (one CSV line per epoch).
@@ -57,8 +74,8 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
     // Only the two latest checkpoints are kept; the last one holds the trained variables.
     assert!(!checkpoint_path(dir.path(), 1).exists());
     assert!(checkpoint_path(dir.path(), 2).exists());
-    assert_eq!(last.checkpoint, checkpoint_path(dir.path(), 3));
-    let saved = candle_core::safetensors::load(&last.checkpoint, &Device::Cpu).unwrap();
+    assert_eq!(report.checkpoint(3), checkpoint_path(dir.path(), 3));
+    let saved = candle_core::safetensors::load(report.checkpoint(3), &Device::Cpu).unwrap();
     let data = vars.varmap().data().lock().unwrap();
     assert_eq!(saved.len(), data.len());
     for (name, var) in data.iter() {
@@ -75,27 +92,30 @@ fn lenet_learns_writes_checkpoints_and_is_reproducible() {
     // The checkpoint reloads into a model with the same test accuracy.
     let mnist = Mnist::bundled().unwrap();
     let test = slice(&mnist.test, 300);
-    let weights = backbone::weights::Weights::from_file(&last.checkpoint, &Device::Cpu).unwrap();
+    let weights = backbone::weights::Weights::from_file(report.checkpoint(3), &Device::Cpu).unwrap();
     let reloaded = weights
         .build(DType::F32, &Device::Cpu, true, |vb| {
             LeNet::new(&LeNetConfig::lenet5(), vb)
         })
         .unwrap();
-    let (_, accuracy) = evaluate(
-        &reloaded,
-        &test,
-        trainer::data::Preprocess::mnist(),
-        100,
-        &Device::Cpu,
+    let loader = trainer::data::DataLoader::new(
+        std::sync::Arc::new(trainer::data::GrayImages::new(test, "test").unwrap()),
+        Preprocess::mnist().pipeline(None).unwrap(),
+        trainer::data::LoaderConfig {
+            shuffle: false,
+            ..trainer::data::LoaderConfig::new(100)
+        },
     )
     .unwrap();
-    assert_eq!(accuracy, last.test_accuracy);
+    let eval = evaluate(&reloaded, &loader, &Device::Cpu, false).unwrap();
+    assert_eq!(eval.top1, last.val_top1);
+    assert_eq!(eval.count, 300);
 
     // Same seed, same run; another seed, another run.
     let again = tempfile::tempdir().unwrap();
     let (same, _) = run(7, again.path(), 3);
     for (a, b) in report.epochs.iter().zip(&same.epochs) {
-        assert_eq!((a.train_loss, a.test_accuracy), (b.train_loss, b.test_accuracy));
+        assert_eq!((a.train_loss, a.val_top1), (b.train_loss, b.val_top1));
     }
     let other = tempfile::tempdir().unwrap();
     let (different, _) = run(8, other.path(), 1);
@@ -110,9 +130,8 @@ fn augmentation_reaches_the_training_batches_only() {
     let run = |augment| {
         let vars = SeededVarMap::new(11);
         let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-        let config = FitConfig {
+        let config = TrainConfig {
             epochs: 1,
-            augment,
             out_dir: dir.path().to_path_buf(),
             verbose: false,
             // The same folder, run after run.
@@ -120,9 +139,9 @@ fn augmentation_reaches_the_training_batches_only() {
                 overwrite: true,
                 ..Default::default()
             },
-            ..FitConfig::default()
+            ..TrainConfig::default()
         };
-        let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();
+        let report = fit(&model, vars.varmap(), &train, &test, &config, augment).unwrap();
         report.epochs[0].train_loss
     };
     let plain = run(None);
@@ -140,10 +159,10 @@ fn augmentation_reaches_the_training_batches_only() {
 
 #[test]
 fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
-    use trainer::fit::{latest_epoch, optimizer_path};
+    use trainer::run::{latest_epoch, optimizer_path};
     let mnist = Mnist::bundled().unwrap();
     let (train, test) = (slice(&mnist.train, 512), slice(&mnist.test, 100));
-    let config = |out: &std::path::Path, resume| FitConfig {
+    let config = |out: &std::path::Path, resume| TrainConfig {
         epochs: 3,
         seed: 4,
         out_dir: out.to_path_buf(),
@@ -153,8 +172,7 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
             resume,
             ..Default::default()
         },
-        augment: Some(trainer::data::RandomAffine::mnist()),
-        ..FitConfig::default()
+        ..TrainConfig::default()
     };
     let train_in = |out: &std::path::Path, resume| {
         let vars = SeededVarMap::new(4);
@@ -165,7 +183,7 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
             &train,
             &test,
             &config(out, resume),
-            &Device::Cpu,
+            Some(RandomAffine::mnist()),
         )
         .unwrap()
     };
@@ -189,8 +207,8 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
     assert_eq!(resumed.epochs[0].epoch, 3);
     let (a, b) = (&uninterrupted.epochs[2], &resumed.epochs[0]);
     assert_eq!(
-        (a.train_loss, a.test_loss, a.test_accuracy),
-        (b.train_loss, b.test_loss, b.test_accuracy)
+        (a.train_loss, a.val_loss, a.val_top1),
+        (b.train_loss, b.val_loss, b.val_top1)
     );
     let load = |dir: &std::path::Path| {
         candle_core::safetensors::load(checkpoint_path(dir, 3), &Device::Cpu).unwrap()
@@ -220,7 +238,7 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
         &train,
         &test,
         &config(corrupt.path(), true),
-        &Device::Cpu,
+        Some(RandomAffine::mnist()),
     )
     .unwrap_err();
     assert!(
@@ -246,29 +264,29 @@ fn bad_settings_are_errors() {
     let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for config in [
-        FitConfig {
+        TrainConfig {
             epochs: 0,
-            ..FitConfig::default()
+            ..TrainConfig::default()
         },
-        FitConfig {
+        TrainConfig {
             batch_size: 0,
-            ..FitConfig::default()
+            ..TrainConfig::default()
         },
-        FitConfig {
+        TrainConfig {
             lr: -1.0,
-            ..FitConfig::default()
+            ..TrainConfig::default()
         },
-        FitConfig {
+        TrainConfig {
             lr: f64::NAN,
-            ..FitConfig::default()
+            ..TrainConfig::default()
         },
     ] {
-        let config = FitConfig {
+        let config = TrainConfig {
             out_dir: dir.path().to_path_buf(),
             verbose: false,
             ..config
         };
-        assert!(fit(&model, vars.varmap(), &data, &data, &config, &Device::Cpu).is_err());
+        assert!(fit(&model, vars.varmap(), &data, &data, &config, None).is_err());
     }
 }
 
@@ -350,7 +368,7 @@ fn auxiliary_losses_are_reported_and_trained() {
             .as_tensor()
             .copy()
             .unwrap();
-        let config = FitConfig {
+        let config = TrainConfig {
             epochs: 1,
             aux_weight,
             out_dir: dir.path().to_path_buf(),
@@ -360,9 +378,9 @@ fn auxiliary_losses_are_reported_and_trained() {
                 overwrite: true,
                 ..Default::default()
             },
-            ..FitConfig::default()
+            ..TrainConfig::default()
         };
-        let report = fit(&model, vars.varmap(), &train, &test, &config, &Device::Cpu).unwrap();
+        let report = fit(&model, vars.varmap(), &train, &test, &config, None).unwrap();
         let after = vars.varmap().data().lock().unwrap()["aux.weight"]
             .as_tensor()
             .copy()
@@ -378,11 +396,13 @@ fn auxiliary_losses_are_reported_and_trained() {
         (report, moved)
     };
     let (report, moved) = train_with(0.3);
-    assert!(report.epochs[0]
-        .train_aux_loss
-        .is_some_and(|l| l.is_finite() && l > 0.0));
+    let aux = report.epochs[0].train_aux_loss;
+    assert!(aux.is_finite() && aux > 0.0, "aux loss {aux}");
     assert!(moved > 0.0, "the auxiliary head must be trained");
     let (report, moved) = train_with(0.0);
-    assert_eq!(report.epochs[0].train_aux_loss, None);
+    assert!(
+        report.epochs[0].train_aux_loss.is_nan(),
+        "no aux loss is reported when off"
+    );
     assert_eq!(moved, 0.0, "aux weight 0 switches the auxiliary loss off");
 }

@@ -697,7 +697,7 @@ fn top_k_counts_match_pytorch_and_break_ties_by_index() {
 
 #[test]
 fn fit_optimizer_kinds_build_over_groups() {
-    use trainer::fit::OptimizerKind;
+    use trainer::train::OptimizerKind;
     let dev = Device::Cpu;
     let w = Var::new(&[[1.0f32, 2.0]], &dev).unwrap();
     let b = Var::new(&[0.5f32], &dev).unwrap();

@@ -6,33 +6,34 @@ use backbone::init::SeededVarMap;
 use candle_core::{DType, Device};
 use lenet::{LeNet, LeNetConfig};
 use std::path::Path;
-use trainer::data::{ImageDataset, LastBatch, Mnist};
-use trainer::fit::{checkpoint_path, fit, optimizer_path, FitConfig, FitReport};
-use trainer::run::{record_path, RunDir, RunOptions};
+use trainer::data::{ImageDataset, LastBatch, Mnist, Preprocess};
+use trainer::run::{checkpoint_path, optimizer_path, record_path, RunDir, RunOptions};
+use trainer::train::{train, TrainConfig, TrainData, TrainReport};
 use trainer::Result;
 
 fn slice(data: &ImageDataset, n: usize) -> ImageDataset {
     data.head(n)
 }
 
-fn config(out: &Path, epochs: usize, run: RunOptions) -> FitConfig {
-    FitConfig {
+fn config(out: &Path, epochs: usize, run: RunOptions) -> TrainConfig {
+    TrainConfig {
         epochs,
         seed: 3,
         out_dir: out.to_path_buf(),
         keep_checkpoints: 0,
         verbose: false,
         run,
-        ..FitConfig::default()
+        ..TrainConfig::default()
     }
 }
 
-fn fit_with(config: &FitConfig, train: &ImageDataset) -> Result<FitReport> {
+fn fit_with(config: &TrainConfig, train_set: &ImageDataset) -> Result<TrainReport> {
     let mnist = Mnist::bundled().unwrap();
     let test = slice(&mnist.test, 64);
     let vars = SeededVarMap::new(config.seed);
     let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    fit(&model, vars.varmap(), train, &test, config, &Device::Cpu)
+    let data = TrainData::mnist(train_set.clone(), test, Preprocess::mnist(), None)?;
+    train(&model, vars.varmap(), data, config, &Device::Cpu)
 }
 
 fn train_set() -> ImageDataset {
@@ -115,7 +116,7 @@ fn resume_refuses_other_settings_unless_allowed_and_says_what_changed() {
     let train = train_set();
     fit_with(&config(dir.path(), 1, FRESH), &train).unwrap();
 
-    let other_lr = FitConfig {
+    let other_lr = TrainConfig {
         lr: 2e-3,
         ..config(dir.path(), 2, RESUME)
     };
@@ -124,13 +125,13 @@ fn resume_refuses_other_settings_unless_allowed_and_says_what_changed() {
         err.contains("lr: 0.001 -> 0.002") && err.contains("--allow-changes"),
         "{err}"
     );
-    let other_seed = FitConfig {
+    let other_seed = TrainConfig {
         seed: 9,
         ..config(dir.path(), 2, RESUME)
     };
     let err = fit_with(&other_seed, &train).unwrap_err().to_string();
     assert!(err.contains("seed: 3 -> 9"), "{err}");
-    let other_batch = FitConfig {
+    let other_batch = TrainConfig {
         batch_size: 32,
         ..config(dir.path(), 2, RESUME)
     };
@@ -145,7 +146,7 @@ fn resume_refuses_other_settings_unless_allowed_and_says_what_changed() {
         "a refused resume trained"
     );
 
-    let allowed = FitConfig {
+    let allowed = TrainConfig {
         lr: 2e-3,
         ..config(
             dir.path(),
@@ -205,7 +206,7 @@ fn a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let train = train_set();
     fit_with(&config(dir.path(), 1, FRESH), &train).unwrap();
     let good = std::fs::read(checkpoint_path(dir.path(), 1)).unwrap();
-    let wild = FitConfig {
+    let wild = TrainConfig {
         lr: 1e6,
         ..config(
             dir.path(),

@@ -7,9 +7,9 @@ use backbone::Backbone;
 use clap::builder::RangedU64ValueParser;
 use clap::ValueEnum;
 use trainer::data::LastBatch;
-use trainer::fit::OptimizerKind;
 use trainer::run::RunOptions;
 use trainer::schedule::Schedule;
+use trainer::train::OptimizerKind;
 
 /// The largest epoch count a run may ask for.
 pub const MAX_EPOCHS: u64 = 1_000_000;

@@ -14,13 +14,14 @@ use clap::ValueEnum;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use trainer::checkpoint::export;
 use trainer::data::{
     Cifar10, Dataset, Image, ImageFolder, Interpolation, OnCorrupt, Pipeline, Subset, Transform,
     IMAGENET_MEAN, IMAGENET_STD,
 };
-use trainer::finetune::{export, finetune, FinetuneConfig, FinetuneData};
 use trainer::hub::{resolve, HubOptions, PretrainedConfig, ResolvedWeights, WeightsRef};
 use trainer::pretrained::{head_prefixes, load_pretrained_tensors};
+use trainer::train::{TrainConfig, TrainData};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FtAugment {
@@ -389,7 +390,7 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         optimizer: args::OptimizerArg::Adamw,
         weight_decay: 1e-4,
     };
-    let config = FinetuneConfig {
+    let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.optim.lr(&defaults),
@@ -416,7 +417,7 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         verbose: !args.quiet,
         run: args.run.options(),
         last_batch: args.run.last_batch(),
-        ..FinetuneConfig::default()
+        ..TrainConfig::finetune()
     };
     println!(
         "fine-tuning {} at {}x{} for {} ({}), {}",
@@ -431,10 +432,10 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         },
         args::plural(candle_core::utils::get_num_threads(), "thread")
     );
-    let result = finetune(
+    let result = trainer::train::train(
         model.as_ref(),
         vars.varmap(),
-        FinetuneData {
+        TrainData {
             train,
             val,
             train_transform,

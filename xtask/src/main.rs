@@ -17,7 +17,7 @@ use candle_core::{DType, Device};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use trainer::data::{Mnist, Preprocess, RandomAffine};
-use trainer::fit::{fit, FitConfig};
+use trainer::train::{train as train_model, TrainConfig, TrainData};
 
 mod runtime;
 
@@ -285,8 +285,18 @@ fn train(args: TrainArgs) -> Result<()> {
         optimizer: args::OptimizerArg::Adam,
         weight_decay: 0.0,
     };
+    let test_images = test_set.len();
     let steps_per_epoch = train_set.len().div_ceil(args.batch_size);
-    let fit_config = FitConfig {
+    let preprocess = Preprocess {
+        pad,
+        resize,
+        ..Preprocess::mnist()
+    };
+    let augment = match args.augment {
+        AugmentArg::Affine => Some(RandomAffine::mnist()),
+        AugmentArg::None => None,
+    };
+    let fit_config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.optim.lr(&defaults),
@@ -296,21 +306,13 @@ fn train(args: TrainArgs) -> Result<()> {
         label_smoothing: args.optim.label_smoothing,
         clip_grad_norm: args.optim.clip_grad,
         seed: args.seed,
-        preprocess: Preprocess {
-            pad,
-            resize,
-            ..Preprocess::mnist()
-        },
-        augment: match args.augment {
-            AugmentArg::Affine => Some(RandomAffine::mnist()),
-            AugmentArg::None => None,
-        },
+        eval_batch_size: Some(500),
         out_dir: out.clone(),
         keep_checkpoints: args.keep_checkpoints,
         verbose: !args.quiet,
         run: args.run.options(),
         last_batch: args.run.last_batch(),
-        ..FitConfig::default()
+        ..TrainConfig::default()
     };
     let params: usize = backbone::init::trainable_vars(vars.varmap())
         .iter()
@@ -323,29 +325,23 @@ fn train(args: TrainArgs) -> Result<()> {
         args::plural(train_set.len(), "image"),
         size.0,
         size.1,
-        test_set.len(),
+        test_images,
         args::plural(fit_config.epochs, "epoch"),
         fit_config.batch_size,
         args::plural(candle_core::utils::get_num_threads(), "thread")
     );
-    let report = fit(
-        model.as_ref(),
-        vars.varmap(),
-        &train_set,
-        &test_set,
-        &fit_config,
-        &device,
-    )?;
+    let data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
+    let report = train_model(model.as_ref(), vars.varmap(), data, &fit_config, &device)?;
     let last = report.last().context("no epoch ran")?;
     println!(
         "final test accuracy {:.2}% (loss {:.4}) after {} in {:.1}s, {:.0} training images/s",
-        100.0 * last.test_accuracy,
-        last.test_loss,
+        100.0 * last.val_top1,
+        last.val_loss,
         args::plural(last.epoch, "epoch"),
         report.seconds,
         report.images_per_sec()
     );
-    println!("checkpoint saved to {}", last.checkpoint.display());
+    println!("checkpoint saved to {}", report.checkpoint(last.epoch).display());
     // The run folder loads as `--weights` for predict / finetune: model.safetensors with this
     // config.json (timm's layout) saying how the images were prepared.
     let config = trainer::hub::PretrainedConfig {
@@ -361,7 +357,7 @@ fn train(args: TrainArgs) -> Result<()> {
     .with_architecture(entry.name)
     .with_num_classes(mnist_classes)
     .with_label_names((0..mnist_classes).map(|d| d.to_string()).collect());
-    let file = trainer::finetune::export(&out, vars.varmap(), &config)?;
+    let file = trainer::checkpoint::export(&out, vars.varmap(), &config)?;
     println!("model saved to {} (+ config.json)", file.display());
     Ok(())
 }

@@ -89,7 +89,7 @@ fn fake_hub(root: &Path) -> (PathBuf, HashMap<String, Tensor>) {
 /// pretrained model's are set from its data (no weight is trained).
 fn calibrate_batch_norm(model: &ResNet) {
     use backbone::Backbone;
-    use trainer::data::{Batcher, BatcherConfig, Preprocess};
+    use trainer::data::{DataLoader, GrayImages, LoaderConfig, Preprocess};
     let mnist = trainer::data::Mnist::bundled().unwrap();
     let preprocess = Preprocess {
         pad: 0,
@@ -97,15 +97,15 @@ fn calibrate_batch_norm(model: &ResNet) {
         std: 0.224,
         resize: Some((64, 64)),
     };
-    let data = mnist.train.head(960);
-    let batcher = Batcher::new(
-        &data,
-        BatcherConfig::new(32).with_preprocess(preprocess),
-        &Device::Cpu,
+    let data = GrayImages::new(mnist.train.head(960), "digits").unwrap();
+    let loader = DataLoader::new(
+        std::sync::Arc::new(data),
+        preprocess.pipeline(None).unwrap(),
+        LoaderConfig::new(32),
     )
     .unwrap();
-    for batch in batcher.epoch(0) {
-        let (images, _) = batch.unwrap();
+    for batch in loader.epoch(0, &Device::Cpu) {
+        let images = batch.unwrap().images;
         model
             .forward_t(&images.repeat((1, 3, 1, 1)).unwrap(), true)
             .unwrap();

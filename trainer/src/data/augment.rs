@@ -43,16 +43,13 @@ impl RandomAffine {
         }
     }
 
-    /// Transforms the `height` x `width` plane `src` into `dst` with parameters drawn from
-    /// `rng`.
-    pub fn apply(
-        &self,
-        src: &[f32],
-        dst: &mut [f32],
-        (height, width): (usize, usize),
-        background: f32,
-        rng: &mut impl Rng,
-    ) {
+    /// Whether every draw is the identity (no rotation, shift or scaling).
+    pub fn is_identity(&self) -> bool {
+        self.degrees == 0.0 && self.translate == 0.0 && self.scale == (1.0, 1.0)
+    }
+
+    /// Draws the parameters of one image's transform: (angle in radians, scale, shift x, shift y).
+    pub fn draw(&self, rng: &mut impl Rng) -> AffineParams {
         let draw = |rng: &mut dyn rand::RngCore, lo: f32, hi: f32| {
             if hi > lo {
                 rng.random_range(lo..hi)
@@ -64,6 +61,34 @@ impl RandomAffine {
         let scale = draw(rng, self.scale.0, self.scale.1);
         let tx = draw(rng, -self.translate, self.translate);
         let ty = draw(rng, -self.translate, self.translate);
+        AffineParams { angle, scale, tx, ty }
+    }
+
+    /// Transforms the `height` x `width` plane `src` into `dst` with parameters drawn from
+    /// `rng`.
+    pub fn apply(
+        &self,
+        src: &[f32],
+        dst: &mut [f32],
+        size: (usize, usize),
+        background: f32,
+        rng: &mut impl Rng,
+    ) {
+        let params = self.draw(rng);
+        self.warp(&params, src, dst, size, background);
+    }
+
+    /// Transforms the `height` x `width` plane `src` into `dst` with `params` (bilinear
+    /// sampling, `background` outside the image).
+    pub fn warp(
+        &self,
+        params: &AffineParams,
+        src: &[f32],
+        dst: &mut [f32],
+        (height, width): (usize, usize),
+        background: f32,
+    ) {
+        let AffineParams { angle, scale, tx, ty } = *params;
         let (sin, cos) = angle.sin_cos();
         let (cx, cy) = ((width as f32 - 1.0) / 2.0, (height as f32 - 1.0) / 2.0);
         let pixel = |x: isize, y: isize| -> f32 {
@@ -88,6 +113,19 @@ impl RandomAffine {
             }
         }
     }
+}
+
+/// One draw of a [`RandomAffine`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffineParams {
+    /// Rotation, radians.
+    pub angle: f32,
+    /// Scale factor.
+    pub scale: f32,
+    /// Shift along x, pixels.
+    pub tx: f32,
+    /// Shift along y, pixels.
+    pub ty: f32,
 }
 
 #[cfg(test)]

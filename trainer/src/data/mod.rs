@@ -1,20 +1,19 @@
-//! Datasets and their batching: the MNIST IDX reader ([`mnist`]) and a seeded, device-aware
-//! [`Batcher`] that turns an [`ImageDataset`] into normalised image and label tensors; decoded
-//! images and the [`Dataset`] trait ([`image`]), image folders ([`folder`]), CIFAR-10
-//! ([`cifar`]), torchvision-like transforms ([`transforms`]) and the multi-threaded, seeded
-//! [`DataLoader`] ([`loader`]).
+//! Datasets and their one data pipeline: decoded images and the [`Dataset`] trait ([`image`]),
+//! MNIST's IDX files as a dataset ([`mnist`], [`GrayImages`]) with its preprocessing
+//! ([`preprocess`]), image folders ([`folder`]), CIFAR-10 ([`cifar`]), torchvision-like
+//! transforms ([`transforms`]) and the multi-threaded, seeded [`DataLoader`] ([`loader`]) that
+//! turns any of them into batches of tensors on any device.
 
 pub mod augment;
-pub mod batcher;
 pub mod cifar;
 pub mod folder;
 pub mod image;
 pub mod loader;
 pub mod mnist;
+pub mod preprocess;
 pub mod transforms;
 
-pub use augment::RandomAffine;
-pub use batcher::{Batcher, BatcherConfig, Batches, Preprocess};
+pub use augment::{AffineParams, RandomAffine};
 pub use cifar::{parse_cifar10_batch, Cifar10, CifarDataset, CIFAR10_CLASSES};
 pub use folder::{ImageFolder, IMAGE_EXTENSIONS};
 pub use image::{split_indices, Dataset, GrayImages, Image, Sample, Subset};
@@ -22,6 +21,7 @@ pub use loader::{Batch, DataLoader, Epoch, LoaderConfig, OnCorrupt};
 pub use mnist::{
     parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels, IdxImages, ImageDataset, Mnist,
 };
+pub use preprocess::Preprocess;
 pub use transforms::{
     Interpolation, Pipeline, ResizeTo, Transform, CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD,
 };

@@ -14,6 +14,7 @@
 
 use rand::Rng;
 
+use crate::data::augment::RandomAffine;
 use crate::data::image::Image;
 use crate::error::{Error, Result};
 
@@ -118,6 +119,12 @@ pub enum Transform {
         /// Zero pixels added on every side first.
         padding: usize,
     },
+    /// Pads each side with `n` zero pixels (torchvision's `Pad(n)`; before a `Normalize`, the
+    /// padding becomes the normalised value of black, as LeNet-5's 28 -> 32 MNIST padding).
+    Pad(usize),
+    /// A random rotation, shift and scaling about the centre (torchvision's `RandomAffine`, see
+    /// [`RandomAffine`]); pixels from outside the image are 0.
+    RandomAffine(RandomAffine),
     /// Converts to `n` channels (see [`Image::to_channels`]).
     ToChannels(usize),
     /// Maps each value `x` of channel `c` to `(x - mean[c]) / std[c]`; `mean` and `std` must have
@@ -180,6 +187,8 @@ impl Transform {
                 }
             }
             Transform::RandomCrop { size, .. } => positive("random crop", *size),
+            Transform::Pad(_) => Ok(()),
+            Transform::RandomAffine(affine) => affine.validate(),
             Transform::ToChannels(n) => {
                 if *n > 0 {
                     Ok(())
@@ -213,6 +222,7 @@ impl Transform {
         match self {
             Transform::RandomResizedCrop { .. } | Transform::RandomCrop { .. } => true,
             Transform::RandomHorizontalFlip(p) => *p > 0.0 && *p < 1.0,
+            Transform::RandomAffine(affine) => !affine.is_identity(),
             _ => false,
         }
     }
@@ -262,6 +272,24 @@ impl Transform {
                 let left = if pw > tw { rng.random_range(0..=pw - tw) } else { 0 };
                 let pad = *padding as isize;
                 crop(&image, top as isize - pad, left as isize - pad, (th, tw))
+            }
+            Transform::Pad(n) => {
+                let pad = *n as isize;
+                crop(&image, -pad, -pad, (image.height + 2 * n, image.width + 2 * n))
+            }
+            Transform::RandomAffine(affine) => {
+                let mut out = Image::zeros(image.channels, image.height, image.width);
+                let plane = image.height * image.width;
+                // One draw per image: every channel moves the same way.
+                let params = affine.draw(rng);
+                for (src, dst) in image
+                    .data
+                    .chunks_exact(plane)
+                    .zip(out.data.chunks_exact_mut(plane))
+                {
+                    affine.warp(&params, src, dst, (image.height, image.width), 0.0);
+                }
+                Ok(out)
             }
             Transform::ToChannels(n) => image.to_channels(*n),
             Transform::Normalize { mean, std } => normalize(image, mean, std),

@@ -1,0 +1,430 @@
+//! The training loop, one for every job: a model trained from scratch (the MNIST main job:
+//! [`TrainData::mnist`] with [`TrainConfig::default`]) or fine-tuned from pretrained weights
+//! ([`TrainConfig::finetune`]: a new head on a frozen backbone, optionally unfrozen after some
+//! epochs at a lower learning rate), on [`DataLoader`] batches of any [`Dataset`].
+//!
+//! Each epoch: seeded batches (worker threads optional), forward, cross-entropy (plus weighted
+//! auxiliary losses), a loss guard, backward, clipping, the optimizer step, a progress bar with
+//! ETA, evaluation, then the run folder's checkpoint, optimizer state and metrics record
+//! ([`RunDir`]), from which `metrics.csv`, `metrics.json`, `curves.png` and `confusion.png` are
+//! rebuilt; `resume` continues exactly.
+//!
+//! With the backbone frozen and a deterministic training transform, the features are the same
+//! every epoch: [`TrainConfig::feature_cache`] computes them once and trains the head on the
+//! cache (linear probing), which skips the backbone's forward pass after the first epoch.
+
+mod cache;
+mod config;
+mod step;
+
+pub use config::{OptimizerKind, TrainConfig};
+pub use step::evaluate;
+
+use crate::data::{
+    DataLoader, Dataset, GrayImages, ImageDataset, LoaderConfig, Pipeline, Preprocess, RandomAffine,
+};
+use crate::metrics::{EpochMetrics, EvalMetrics};
+use crate::pretrained::forward_frozen;
+use crate::run::{checkpoint_path, fingerprint, LossGuard, RunDir, RunSettings};
+use crate::{Error, Result};
+use backbone::Backbone;
+use cache::FeatureCache;
+use candle_core::Device;
+use candle_nn::VarMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use step::{
+    check_training_data, evaluate_with, phase_optimizer, progress_bar, train_step, trainable, EpochSums,
+};
+
+/// The images of a run and their transforms.
+#[derive(Clone)]
+pub struct TrainData {
+    /// The training images.
+    pub train: Arc<dyn Dataset>,
+    /// The validation (test) images, evaluated after every epoch.
+    pub val: Arc<dyn Dataset>,
+    /// The training transform; with no random step (and a frozen backbone) the features can
+    /// be cached.
+    pub train_transform: Pipeline,
+    /// The evaluation transform.
+    pub eval_transform: Pipeline,
+}
+
+impl TrainData {
+    /// MNIST-like grey digits (classes `"0"`..): `preprocess` (pad, resize, normalise) for
+    /// both sets, `augment` for the training images only.
+    pub fn mnist(
+        train: ImageDataset,
+        test: ImageDataset,
+        preprocess: Preprocess,
+        augment: Option<RandomAffine>,
+    ) -> Result<TrainData> {
+        Ok(TrainData {
+            train: Arc::new(GrayImages::new(train, "train")?),
+            val: Arc::new(GrayImages::new(test, "test")?),
+            train_transform: preprocess.pipeline(augment)?,
+            eval_transform: preprocess.pipeline(None)?,
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// One row per epoch run in this call (a resumed run has only the epochs it ran).
+    pub epochs: Vec<EpochMetrics>,
+    /// The evaluation of the final model on the validation set.
+    pub final_eval: EvalMetrics,
+    /// The run folder.
+    pub out_dir: PathBuf,
+    /// Seconds spent computing the feature cache (0 when none was used).
+    pub cache_seconds: f64,
+    /// Images that could not be read and were skipped: (file, problem).
+    pub skipped: Vec<(String, String)>,
+    /// Wall time of the run, seconds.
+    pub seconds: f64,
+}
+
+impl TrainReport {
+    /// The last epoch run.
+    pub fn last(&self) -> Option<&EpochMetrics> {
+        self.epochs.last()
+    }
+
+    /// The checkpoint of `epoch` in the run folder.
+    pub fn checkpoint(&self, epoch: usize) -> PathBuf {
+        checkpoint_path(&self.out_dir, epoch)
+    }
+
+    /// Mean training throughput over the epochs run, images per second.
+    pub fn images_per_sec(&self) -> f64 {
+        let n = self.epochs.len().max(1) as f64;
+        self.epochs.iter().map(|e| e.images_per_sec).sum::<f64>() / n
+    }
+}
+
+/// Trains `model`, whose variables live in `varmap` (fresh, or holding pretrained weights, see
+/// [`crate::pretrained::load_pretrained`]), on `data.train`, evaluating on `data.val` after every
+/// epoch, in the run folder `config.out_dir` (see the [module docs](self)).
+pub fn train(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<TrainReport> {
+    config.validate()?;
+    let TrainData {
+        train,
+        val,
+        train_transform,
+        eval_transform,
+    } = data;
+    if train.num_classes() != model.num_classes() {
+        return Err(Error::config(format!(
+            "the dataset has {} classes but the model's head has {}",
+            train.num_classes(),
+            model.num_classes()
+        )));
+    }
+    let mut labels = Vec::with_capacity(train.len());
+    for i in 0..train.len() {
+        labels.push(train.label(i)?);
+    }
+    let mut classes = labels.clone();
+    classes.sort_unstable();
+    classes.dedup();
+    check_training_data(train.len(), &classes, config.batch_size, "the training images")?;
+    if val.is_empty() {
+        return Err(Error::config("the validation set has no image"));
+    }
+    let run = RunDir::open(
+        &config.out_dir,
+        "train",
+        run_settings(
+            model,
+            &*train,
+            &labels,
+            &*val,
+            &train_transform,
+            &eval_transform,
+            config,
+        ),
+        config.epochs,
+        config.run,
+        config.verbose,
+    )?;
+    let run_start = Instant::now();
+    let cacheable = config.feature_cache && !train_transform.is_random();
+    let loader_config = |batch_size: usize, shuffle: bool| LoaderConfig {
+        batch_size,
+        shuffle,
+        seed: config.seed,
+        // Only the training batches (shuffled) may drop their remainder.
+        drop_last: shuffle && config.last_batch.drop_last(train.len(), config.batch_size),
+        workers: config.workers,
+        prefetch: 2,
+        on_corrupt: config.on_corrupt,
+    };
+    let train_loader = DataLoader::new(
+        train.clone(),
+        train_transform,
+        loader_config(config.batch_size, true),
+    )?;
+    let val_loader = DataLoader::new(
+        val.clone(),
+        eval_transform,
+        loader_config(config.eval_batch(), false),
+    )?;
+    let steps_per_epoch = train_loader.num_batches();
+    let total_steps = config.epochs.checked_mul(steps_per_epoch).ok_or_else(|| {
+        Error::config(format!(
+            "{} epochs of {steps_per_epoch} steps are too many",
+            config.epochs
+        ))
+    })?;
+
+    // The optimizer of the phase the checkpoint was saved in, whose state holds exactly its
+    // parameters; at the unfreezing epoch the loop below then starts the next phase's
+    // optimizer afresh, as an uninterrupted run does.
+    let (done, mut optimizer) = match run.restore(varmap, |epoch| {
+        phase_optimizer(model, varmap, config, config.frozen_at(epoch))
+    })? {
+        Some(restored) => restored,
+        None => (0, phase_optimizer(model, varmap, config, config.frozen_at(1))?),
+    };
+    let first_epoch = done + 1;
+    let mut frozen = config.frozen_at(done.max(1));
+    let mut history = run.history(done);
+    let mut guard = LossGuard::new(&history);
+    let (mut train_cache, mut val_cache): (Option<FeatureCache>, Option<FeatureCache>) = (None, None);
+    let mut cache_seconds = 0.0;
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut step = (first_epoch - 1) * steps_per_epoch;
+    let mut ran = Vec::new();
+    let mut last_eval = None;
+    for epoch in first_epoch..=config.epochs {
+        let epoch_start = Instant::now();
+        if frozen && !config.frozen_at(epoch) {
+            frozen = false;
+            train_cache = None;
+            val_cache = None;
+            optimizer = phase_optimizer(model, varmap, config, frozen)?;
+            if config.verbose {
+                eprintln!(
+                    "epoch {epoch}: unfreezing the backbone (learning rate x{})",
+                    config.backbone_lr_scale
+                );
+            }
+        }
+        if frozen && cacheable && train_cache.is_none() {
+            let t0 = Instant::now();
+            train_cache = Some(FeatureCache::build(model, &train_loader, device)?);
+            val_cache = Some(FeatureCache::build(model, &val_loader, device)?);
+            cache_seconds += t0.elapsed().as_secs_f64();
+            for cache in [&train_cache, &val_cache].into_iter().flatten() {
+                skipped.extend(cache.skipped.iter().cloned());
+            }
+            if config.verbose {
+                let mb = train_cache.as_ref().map_or(0, |c| c.bytes()) as f64 / 1e6;
+                eprintln!(
+                    "feature cache: {} training images, {mb:.1} MB, built in {:.1}s (linear probing)",
+                    train_cache.as_ref().map_or(0, |c| c.len()),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+        }
+        // Stochastic layers draw from a generator seeded per epoch, so a resumed run
+        // continues exactly as an uninterrupted one.
+        backbone::init::seed(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let vars = trainable(model, varmap, frozen);
+        let mode = match (config.freeze_backbone, frozen, &train_cache) {
+            (false, _, _) => "",
+            (true, true, Some(_)) => " (head on cached features)",
+            (true, true, None) => " (frozen backbone)",
+            (true, false, _) => " (full model)",
+        };
+        let bar = progress_bar(steps_per_epoch, config.verbose);
+        bar.set_prefix(format!("epoch {epoch}/{}{mode}", config.epochs));
+        let mut sums = EpochSums::default();
+        let mut lr = config.lr;
+        let mut set_lr = |optimizer: &mut dyn crate::optim::Optimizer, step: usize| {
+            lr = config
+                .schedule
+                .lr_at(config.lr, step, total_steps, steps_per_epoch);
+            optimizer.set_learning_rate(lr);
+        };
+        match &train_cache {
+            Some(cache) => {
+                let order = train_loader.order(epoch - 1);
+                for batch in cache.batches(&order, config.batch_size) {
+                    let (features, labels) = batch?;
+                    let t0 = Instant::now();
+                    set_lr(optimizer.as_mut(), step);
+                    let logits = model.forward_classifier(&features, true)?;
+                    train_step(
+                        &logits,
+                        &[],
+                        &labels,
+                        config,
+                        optimizer.as_mut(),
+                        &vars,
+                        &mut sums,
+                        t0,
+                        &mut |loss| guard.check(loss, epoch, step + 1, &run),
+                    )?;
+                    step += 1;
+                    bar.inc(1);
+                    bar.set_message(sums.message());
+                }
+            }
+            None => {
+                for batch in train_loader.epoch(epoch - 1, device) {
+                    let batch = batch?;
+                    let t0 = Instant::now();
+                    set_lr(optimizer.as_mut(), step);
+                    let (logits, aux) = if frozen {
+                        (forward_frozen(model, &batch.images, true)?, Vec::new())
+                    } else {
+                        let out = model.forward_aux(&batch.images, true)?;
+                        (out.logits, out.aux_logits)
+                    };
+                    train_step(
+                        &logits,
+                        &aux,
+                        &batch.labels,
+                        config,
+                        optimizer.as_mut(),
+                        &vars,
+                        &mut sums,
+                        t0,
+                        &mut |loss| guard.check(loss, epoch, step + 1, &run),
+                    )?;
+                    step += 1;
+                    bar.inc(1);
+                    bar.set_message(sums.message());
+                }
+            }
+        }
+        bar.finish_and_clear();
+        if sums.seen == 0 {
+            return Err(Error::config(format!(
+                "epoch {epoch} trained on no image: every training image was unreadable"
+            )));
+        }
+        let eval = evaluate_with(model, &val_loader, val_cache.as_ref(), device, config.verbose)?;
+        if !eval.loss.is_finite() {
+            return Err(Error::Diverged {
+                epoch,
+                step,
+                problem: format!("the validation loss is {}; lower the learning rate", eval.loss),
+                last_good: run.latest_checkpoint(),
+            });
+        }
+        let seen = sums.seen as f64;
+        let row = EpochMetrics {
+            epoch,
+            train_loss: sums.loss / seen,
+            train_top1: sums.correct as f64 / seen,
+            val_loss: eval.loss,
+            val_top1: eval.top1,
+            val_top5: eval.top5,
+            lr,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            images_per_sec: seen / sums.train_seconds.max(1e-9),
+            train_aux_loss: sums.aux.map_or(f64::NAN, |aux| aux / seen),
+        };
+        run.save_epoch(&row, varmap, optimizer.as_ref(), config.keep_checkpoints)?;
+        guard.end_epoch(&row);
+        if config.verbose {
+            let aux = sums
+                .aux
+                .map_or(String::new(), |_| format!(" (aux {:.4})", row.train_aux_loss));
+            eprintln!(
+                "epoch {:>3}{mode} train loss {:.4}{aux} top-1 {:.2}%  val loss {:.4} top-1 {:.2}% top-5 {:.2}%  lr {:.2e}  {:.0} img/s  {:.1}s",
+                epoch,
+                row.train_loss,
+                100.0 * row.train_top1,
+                row.val_loss,
+                100.0 * row.val_top1,
+                100.0 * row.val_top5,
+                row.lr,
+                row.images_per_sec,
+                row.seconds
+            );
+        }
+        history.push(row);
+        ran.push(row);
+        last_eval = val_cache.is_none().then_some(eval);
+        run.write_metrics(&history, None, &train.class_names(), "training")?;
+    }
+    // The final model's evaluation (the full model, never cached features), with its confusion
+    // matrix: the last epoch's when it evaluated the full model.
+    let final_eval = match last_eval {
+        Some(eval) => eval,
+        None => evaluate_with(model, &val_loader, None, device, config.verbose)?,
+    };
+    run.write_metrics(&history, Some(&final_eval), &train.class_names(), "training")?;
+    skipped.extend(train_loader.skipped());
+    skipped.extend(val_loader.skipped());
+    let mut seen = std::collections::HashSet::new();
+    skipped.retain(|(file, _)| seen.insert(file.clone()));
+    Ok(TrainReport {
+        epochs: ran,
+        final_eval,
+        out_dir: config.out_dir.clone(),
+        cache_seconds,
+        skipped,
+        seconds: run_start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The settings of a run that define it, for [`RunDir`]'s resume check.
+fn run_settings(
+    model: &dyn Backbone,
+    train: &dyn Dataset,
+    train_labels: &[usize],
+    val: &dyn Dataset,
+    train_transform: &Pipeline,
+    eval_transform: &Pipeline,
+    config: &TrainConfig,
+) -> RunSettings {
+    let labels: Vec<u8> = train_labels
+        .iter()
+        .flat_map(|&l| (l as u64).to_le_bytes())
+        .collect();
+    let names = train.class_names().join("\n");
+    [
+        ("model", model.name().to_string()),
+        ("classes", train.class_names().join(", ")),
+        (
+            "train data",
+            format!(
+                "{} images, fingerprint {}",
+                train.len(),
+                fingerprint(&[&labels, names.as_bytes()])
+            ),
+        ),
+        ("validation data", format!("{} images", val.len())),
+        ("train transform", format!("{train_transform:?}")),
+        ("eval transform", format!("{eval_transform:?}")),
+        ("batch size", config.batch_size.to_string()),
+        ("lr", config.lr.to_string()),
+        ("weight decay", config.weight_decay.to_string()),
+        ("optimizer", format!("{:?}", config.optimizer)),
+        ("schedule", format!("{:?}", config.schedule)),
+        ("label smoothing", config.label_smoothing.to_string()),
+        ("clip grad norm", format!("{:?}", config.clip_grad_norm)),
+        ("freeze backbone", config.freeze_backbone.to_string()),
+        ("unfreeze after", format!("{:?}", config.unfreeze_after)),
+        ("backbone lr scale", config.backbone_lr_scale.to_string()),
+        ("aux weight", config.aux_weight.to_string()),
+        ("seed", config.seed.to_string()),
+        ("last batch", format!("{:?}", config.last_batch)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}

@@ -1,0 +1,222 @@
+//! The pieces of the loop: the optimisation step, the evaluation, the optimizer of a phase and
+//! the progress bars.
+
+use super::cache::FeatureCache;
+use super::config::TrainConfig;
+use crate::data::DataLoader;
+use crate::loss::{accuracy_count, cross_entropy, cross_entropy_smoothed};
+use crate::metrics::{EvalMetrics, MetricsAccumulator};
+use crate::optim::{clip_grad_norm, param_groups, Optimizer, ParamGroup};
+use crate::pretrained::{backbone_vars, head_vars};
+use crate::{Error, Result};
+use backbone::Backbone;
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::time::Instant;
+
+/// A progress bar of `len` steps with ETA on stderr, hidden unless `verbose`.
+pub(crate) fn progress_bar(len: usize, verbose: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len as u64),
+        if verbose {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+/// Refuses data a classifier cannot be trained on: no image, a single class, fewer images than
+/// one batch.
+pub(crate) fn check_training_data(
+    len: usize,
+    classes: &[usize],
+    batch_size: usize,
+    what: &str,
+) -> Result<()> {
+    if len == 0 {
+        return Err(Error::config(format!("{what}: no training image")));
+    }
+    if classes.len() < 2 {
+        return Err(Error::config(format!(
+            "{what}: every training image has the same label ({}): a classifier needs at least two classes",
+            classes.first().map_or(String::from("none"), |c| c.to_string())
+        )));
+    }
+    if len < batch_size {
+        return Err(Error::config(format!(
+            "{what}: {len} training images, fewer than one batch of {batch_size}; lower the batch size"
+        )));
+    }
+    Ok(())
+}
+
+/// The optimizer of a phase: the head alone when frozen; otherwise every trainable variable,
+/// the backbone's at `backbone_lr_scale` (one group per decay class when the scale is 1).
+/// Weight decay spares biases and norm weights.
+pub(super) fn phase_optimizer(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    config: &TrainConfig,
+    frozen: bool,
+) -> Result<Box<dyn Optimizer>> {
+    let mut groups: Vec<ParamGroup> = if !frozen && config.backbone_lr_scale == 1.0 {
+        param_groups(backbone::init::trainable_vars(varmap), config.weight_decay)
+    } else {
+        param_groups(head_vars(varmap, model), config.weight_decay)
+    };
+    if !frozen && config.backbone_lr_scale != 1.0 {
+        for mut group in param_groups(backbone_vars(varmap, model), config.weight_decay) {
+            group.lr_scale = config.backbone_lr_scale;
+            groups.push(group);
+        }
+    }
+    groups.retain(|g| !g.params.is_empty());
+    config.optimizer.build(groups, config.lr, config.weight_decay)
+}
+
+/// The variables a phase trains.
+pub(super) fn trainable(model: &dyn Backbone, varmap: &VarMap, frozen: bool) -> Vec<Var> {
+    let vars = if frozen {
+        head_vars(varmap, model)
+    } else {
+        backbone::init::trainable_vars(varmap)
+    };
+    vars.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Running sums of one training epoch.
+#[derive(Default)]
+pub(super) struct EpochSums {
+    pub(super) loss: f64,
+    pub(super) aux: Option<f64>,
+    pub(super) correct: usize,
+    pub(super) seen: usize,
+    pub(super) train_seconds: f64,
+}
+
+impl EpochSums {
+    pub(super) fn message(&self) -> String {
+        let n = self.seen.max(1) as f64;
+        let mut msg = format!("loss {:.4}", self.loss / n);
+        if let Some(aux) = self.aux {
+            msg.push_str(&format!(" aux {:.4}", aux / n));
+        }
+        msg.push_str(&format!(
+            " top-1 {:.2}% {:.0} img/s",
+            100.0 * self.correct as f64 / n,
+            self.seen as f64 / self.train_seconds.max(1e-9)
+        ));
+        msg
+    }
+}
+
+/// One optimisation step on a batch: cross-entropy of the main head plus `aux_weight` times
+/// each auxiliary head's, checked by `check_loss` before anything is applied, back-propagated,
+/// clipped, stepped; the sums are updated.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_step(
+    logits: &Tensor,
+    aux_logits: &[Tensor],
+    labels: &Tensor,
+    config: &TrainConfig,
+    optimizer: &mut dyn Optimizer,
+    vars: &[Var],
+    sums: &mut EpochSums,
+    started: Instant,
+    check_loss: &mut dyn FnMut(f64) -> Result<()>,
+) -> Result<()> {
+    let ce = |logits: &Tensor| -> Result<Tensor> {
+        if config.label_smoothing == 0.0 {
+            cross_entropy(logits, labels)
+        } else {
+            cross_entropy_smoothed(logits, labels, config.label_smoothing)
+        }
+    };
+    let main = ce(logits)?;
+    let mut total = main.clone();
+    let n = labels.dim(0)?;
+    if config.aux_weight > 0.0 && !aux_logits.is_empty() {
+        let mut aux_mean = 0.0;
+        for aux in aux_logits {
+            let aux_loss = ce(aux)?;
+            aux_mean += aux_loss.to_scalar::<f32>()? as f64 / aux_logits.len() as f64;
+            total = (total + (aux_loss * config.aux_weight)?)?;
+        }
+        *sums.aux.get_or_insert(0.0) += aux_mean * n as f64;
+    }
+    // Checked before the step is applied: a diverged loss never reaches the weights.
+    check_loss(total.to_scalar::<f32>()? as f64)?;
+    let mut grads = total.backward()?;
+    if let Some(max) = config.clip_grad_norm {
+        clip_grad_norm(&mut grads, vars, max)?;
+    }
+    optimizer.step(&grads)?;
+    sums.loss += main.to_scalar::<f32>()? as f64 * n as f64;
+    sums.correct += accuracy_count(logits, labels)?;
+    sums.seen += n;
+    sums.train_seconds += started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// Loss, top-1, top-5 and confusion matrix of `model` in eval mode over `loader`'s images (in
+/// its order), with a progress bar on stderr when `verbose`.
+pub fn evaluate(
+    model: &dyn Backbone,
+    loader: &DataLoader,
+    device: &Device,
+    verbose: bool,
+) -> Result<EvalMetrics> {
+    evaluate_with(model, loader, None, device, verbose)
+}
+
+/// [`evaluate`], or over cached features (head only).
+pub(super) fn evaluate_with(
+    model: &dyn Backbone,
+    loader: &DataLoader,
+    cache: Option<&FeatureCache>,
+    device: &Device,
+    verbose: bool,
+) -> Result<EvalMetrics> {
+    let mut acc = MetricsAccumulator::new(model.num_classes());
+    let bar = progress_bar(loader.num_batches(), verbose);
+    bar.set_prefix("evaluating");
+    let mut update = |logits: &Tensor, labels: &Tensor| -> Result<()> {
+        let n = labels.dim(0)? as f64;
+        let loss = cross_entropy(logits, labels)?.to_scalar::<f32>()? as f64;
+        acc.update(logits, labels, loss * n)?;
+        bar.inc(1);
+        Ok(())
+    };
+    match cache {
+        Some(cache) => {
+            let order: Vec<usize> = (0..loader.dataset().len()).collect();
+            for batch in cache.batches(&order, loader.config().batch_size) {
+                let (features, labels) = batch?;
+                let logits = backbone::inference_mode(|| model.forward_classifier(&features, false))?;
+                update(&logits, &labels)?;
+            }
+        }
+        None => {
+            for batch in loader.epoch(0, device) {
+                let batch = batch?;
+                let logits = backbone::inference_mode(|| model.forward_t(&batch.images, false))?;
+                update(&logits, &batch.labels)?;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if acc.count() == 0 {
+        return Err(Error::config(
+            "evaluation on no image: every validation image was unreadable",
+        ));
+    }
+    Ok(acc.finish())
+}
