@@ -10,9 +10,6 @@
 pub mod checkpoint;
 pub mod data;
 pub mod error;
-mod fused;
-mod fused_adam;
-mod fused_sgd;
 pub mod imagenet;
 pub mod loss;
 pub mod metrics;
@@ -21,7 +18,6 @@ pub mod plot;
 pub mod pretrained;
 pub mod run;
 pub mod schedule;
-pub mod sgd;
 pub mod train;
 
 pub use error::{Error, Result};

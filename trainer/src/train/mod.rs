@@ -17,7 +17,8 @@ mod cache;
 mod config;
 mod step;
 
-pub use config::{OptimizerKind, TrainConfig};
+pub use crate::optim::OptimizerKind;
+pub use config::TrainConfig;
 pub use step::evaluate;
 
 use crate::data::{
@@ -29,7 +30,7 @@ use crate::run::{checkpoint_path, fingerprint, LossGuard, RunDir, RunSettings};
 use crate::{Error, Result};
 use backbone::Backbone;
 use cache::FeatureCache;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -250,63 +251,45 @@ pub fn train(
         bar.set_prefix(format!("epoch {epoch}/{}{mode}", config.epochs));
         let mut sums = EpochSums::default();
         let mut lr = config.lr;
-        let mut set_lr = |optimizer: &mut dyn crate::optim::Optimizer, step: usize| {
+        // The batches: cached features (the head alone trains on them) or loaded images.
+        let order = train_loader.order(epoch - 1);
+        let batches: Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>> = match &train_cache {
+            Some(cache) => Box::new(cache.batches(&order, config.batch_size)),
+            None => Box::new(
+                train_loader
+                    .epoch(epoch - 1, device)
+                    .map(|batch| batch.map(|b| (b.images, b.labels))),
+            ),
+        };
+        for batch in batches {
+            let (inputs, labels) = batch?;
+            let t0 = Instant::now();
             lr = config
                 .schedule
                 .lr_at(config.lr, step, total_steps, steps_per_epoch);
             optimizer.set_learning_rate(lr);
-        };
-        match &train_cache {
-            Some(cache) => {
-                let order = train_loader.order(epoch - 1);
-                for batch in cache.batches(&order, config.batch_size) {
-                    let (features, labels) = batch?;
-                    let t0 = Instant::now();
-                    set_lr(optimizer.as_mut(), step);
-                    let logits = model.forward_classifier(&features, true)?;
-                    train_step(
-                        &logits,
-                        &[],
-                        &labels,
-                        config,
-                        optimizer.as_mut(),
-                        &vars,
-                        &mut sums,
-                        t0,
-                        &mut |loss| guard.check(loss, epoch, step + 1, &run),
-                    )?;
-                    step += 1;
-                    bar.inc(1);
-                    bar.set_message(sums.message());
+            let (logits, aux) = match (train_cache.is_some(), frozen) {
+                (true, _) => (model.forward_classifier(&inputs, true)?, Vec::new()),
+                (false, true) => (forward_frozen(model, &inputs, true)?, Vec::new()),
+                (false, false) => {
+                    let out = model.forward_aux(&inputs, true)?;
+                    (out.logits, out.aux_logits)
                 }
-            }
-            None => {
-                for batch in train_loader.epoch(epoch - 1, device) {
-                    let batch = batch?;
-                    let t0 = Instant::now();
-                    set_lr(optimizer.as_mut(), step);
-                    let (logits, aux) = if frozen {
-                        (forward_frozen(model, &batch.images, true)?, Vec::new())
-                    } else {
-                        let out = model.forward_aux(&batch.images, true)?;
-                        (out.logits, out.aux_logits)
-                    };
-                    train_step(
-                        &logits,
-                        &aux,
-                        &batch.labels,
-                        config,
-                        optimizer.as_mut(),
-                        &vars,
-                        &mut sums,
-                        t0,
-                        &mut |loss| guard.check(loss, epoch, step + 1, &run),
-                    )?;
-                    step += 1;
-                    bar.inc(1);
-                    bar.set_message(sums.message());
-                }
-            }
+            };
+            train_step(
+                &logits,
+                &aux,
+                &labels,
+                config,
+                optimizer.as_mut(),
+                &vars,
+                &mut sums,
+                t0,
+                &mut |loss| guard.check(loss, epoch, step + 1, &run),
+            )?;
+            step += 1;
+            bar.inc(1);
+            bar.set_message(sums.message());
         }
         bar.finish_and_clear();
         if sums.seen == 0 {

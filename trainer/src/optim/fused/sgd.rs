@@ -10,7 +10,7 @@
 //! The arithmetic is PyTorch's `_single_tensor_sgd`, element by element, in the parameter's
 //! dtype (f32 or f64).
 
-use crate::fused::{run_inplace, Elem, InplacePass};
+use super::{run_inplace, Elem, InplacePass};
 use candle_core::{CpuStorage, CustomOp1, DType, InplaceOp2, InplaceOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -27,9 +27,9 @@ pub(crate) struct SgdStep {
     pub weight_decay: f64,
 }
 
-/// Whether the fused passes apply (see [`crate::fused_adam::applies`]).
+/// Whether the fused passes apply (see [`super::adam::applies`]).
 pub(crate) fn applies(tensors: &[&Tensor]) -> bool {
-    crate::fused_adam::applies(tensors)
+    super::adam::applies(tensors)
 }
 
 /// Without momentum: `p -= lr * (g + wd * p)`; `applies(&[param, grad])` must hold.

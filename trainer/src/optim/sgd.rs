@@ -13,7 +13,7 @@
 //! ```
 //!
 //! with the group's `lr` (base rate times `lr_scale`) and weight decay. On the CPU, contiguous
-//! f32 and f64 parameters are updated in place by parallel passes (`fused_sgd`); other devices
+//! f32 and f64 parameters are updated in place by parallel passes (`optim::fused::sgd`); other devices
 //! and dtypes use tensor operations; both give the same results (tested).
 
 use std::collections::{HashMap, HashSet};
@@ -21,11 +21,9 @@ use std::collections::{HashMap, HashSet};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
+use super::fused::sgd::{self as fused_sgd, SgdStep};
+use super::{check_grad, check_hyper, reject_unknown_keys, state_entry, Groups, Optimizer, ParamGroup};
 use crate::error::{Error, Result};
-use crate::fused_sgd::{self, SgdStep};
-use crate::optim::{
-    check_grad, check_hyper, reject_unknown_keys, state_entry, Groups, Optimizer, ParamGroup,
-};
 
 /// Hyper-parameters of [`Sgd`]; the defaults are PyTorch's.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,7 +6,7 @@
 //! The arithmetic is PyTorch's `_single_tensor_adam`, element by element, in the parameter's
 //! dtype (f32 or f64).
 
-use crate::fused::{run_inplace, Elem, InplacePass};
+use super::{run_inplace, Elem, InplacePass};
 use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
 

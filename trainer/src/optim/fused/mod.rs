@@ -1,6 +1,9 @@
-//! What the fused optimizer passes ([`crate::fused_adam`], [`crate::fused_sgd`]) share: their
-//! element types, and running an in-place pass over a parameter-sized CPU buffer in the
+//! The fused, in-place CPU passes of the optimizers ([`adam`], [`sgd`]) and what they share:
+//! their element types, and running an in-place pass over a parameter-sized CPU buffer in the
 //! buffer's dtype.
+
+pub(crate) mod adam;
+pub(crate) mod sgd;
 
 use candle_core::{bail, CpuStorage, Layout, Result, WithDType};
 
