@@ -22,6 +22,7 @@
 //! [`crate::ops::conv2d`], so results and gradients are the same everywhere.
 
 use super::conv_cpu::contiguous;
+use super::conv_geometry::{output_len, ConvGeometry, Span};
 use crate::ops::{conv2d, ConvParams};
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -76,27 +77,10 @@ impl Default for DepthwiseParams {
     }
 }
 
-/// The sizes of one depthwise convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geometry {
-    n: usize,
-    c: usize,
-    /// Channel multiplier: output channels per input channel.
-    m: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    ph: usize,
-    pw: usize,
-    stride: usize,
-    dilation: usize,
-}
-
-impl Geometry {
-    fn new(x: &[usize], weight: &[usize], p: DepthwiseParams) -> Result<Self> {
+/// A depthwise convolution's [`ConvGeometry`] (`groups == cin`, `cout = m * cin`), with the
+/// depthwise op's own checks and messages.
+impl ConvGeometry {
+    fn depthwise(x: &[usize], weight: &[usize], p: DepthwiseParams) -> Result<Self> {
         let [n, c, h, w] = *x else {
             bail!("depthwise_conv2d: expected a 4-d (N, C, H, W) input, got shape {x:?}")
         };
@@ -110,11 +94,7 @@ impl Geometry {
         if p.stride == 0 || p.dilation == 0 {
             bail!("depthwise_conv2d: stride and dilation must be positive, got {p:?}")
         }
-        let out = |len: usize, k: usize, pad: usize| {
-            (len + 2 * pad)
-                .checked_sub(p.dilation * (k - 1) + 1)
-                .map(|v| v / p.stride + 1)
-        };
+        let out = |len: usize, k: usize, pad: usize| output_len(len, k, pad, p.stride, p.dilation);
         let (Some(oh), Some(ow)) = (out(h, kh, p.padding.0), out(w, kw, p.padding.1)) else {
             bail!(
                 "depthwise_conv2d: input {h}x{w} is too small for a {kh}x{kw} kernel with padding \
@@ -125,66 +105,32 @@ impl Geometry {
         };
         Ok(Self {
             n,
-            c,
-            m: co / c,
+            cin: c,
             h,
             w,
+            cout: co,
+            groups: c,
             kh,
             kw,
             oh,
             ow,
-            ph: p.padding.0,
-            pw: p.padding.1,
+            padding: p.padding,
             stride: p.stride,
             dilation: p.dilation,
+            // Unused here: the depthwise kernels skip dead taps through their spans.
+            live: kh * kw,
         })
     }
 
-    fn input_dims(&self) -> [usize; 4] {
-        [self.n, self.c, self.h, self.w]
+    /// Channel multiplier: output channels per input channel.
+    fn m(&self) -> usize {
+        self.og()
     }
 
-    fn weight_dims(&self) -> [usize; 4] {
-        [self.c * self.m, 1, self.kh, self.kw]
+    /// Multiply-adds of one depthwise pass (forward, input or weight gradient).
+    fn depthwise_work(&self) -> usize {
+        self.n * self.cout * self.oh * self.ow * self.kh * self.kw
     }
-
-    fn output_dims(&self) -> [usize; 4] {
-        [self.n, self.c * self.m, self.oh, self.ow]
-    }
-
-    /// Multiply-adds of one pass (forward, input or weight gradient).
-    fn work(&self) -> usize {
-        self.n * self.c * self.m * self.oh * self.ow * self.kh * self.kw
-    }
-
-    /// Output rows reached by kernel row `ky`, and the input row of output row 0 (may be
-    /// negative): input row = `o * stride + offset`.
-    fn rows(&self, ky: usize) -> (usize, usize, isize) {
-        let offset = (ky * self.dilation) as isize - self.ph as isize;
-        let (lo, hi) = valid_range(self.oh, self.h, self.stride, offset);
-        (lo, hi, offset)
-    }
-
-    /// Output columns reached by kernel column `kx` and the input column of output column 0.
-    fn cols(&self, kx: usize) -> (usize, usize, isize) {
-        let offset = (kx * self.dilation) as isize - self.pw as isize;
-        let (lo, hi) = valid_range(self.ow, self.w, self.stride, offset);
-        (lo, hi, offset)
-    }
-}
-
-/// The output positions `o` in `[lo, hi)` for which `o * stride + offset` lies in
-/// `[0, input)`; `lo == hi` when there are none.
-fn valid_range(output: usize, input: usize, stride: usize, offset: isize) -> (usize, usize) {
-    let s = stride as isize;
-    // o >= ceil(-offset / s)
-    let lo = if offset >= 0 { 0 } else { ((-offset) + s - 1) / s };
-    // o <= floor((input - 1 - offset) / s)
-    let last = input as isize - 1 - offset;
-    let hi = if last < 0 { 0 } else { last / s + 1 };
-    let lo = (lo as usize).min(output);
-    let hi = (hi as usize).min(output).max(lo);
-    (lo, hi)
 }
 
 /// `xs` `[N, C, H, W]` convolved with `weight` `[m * C, 1, kh, kw]`, each input channel by
@@ -199,7 +145,7 @@ fn valid_range(output: usize, input: usize, stride: usize, offset: isize) -> (us
 /// non-contiguous. On other devices or dtypes it falls back to [`crate::ops::conv2d`]
 /// (candle's grouped convolution, padding explicitly when the two axes differ).
 pub fn depthwise_conv2d(xs: &Tensor, weight: &Tensor, p: DepthwiseParams) -> Result<Tensor> {
-    let geometry = Geometry::new(xs.dims(), weight.dims(), p)?;
+    let geometry = ConvGeometry::depthwise(xs.dims(), weight.dims(), p)?;
     let native = xs.device().is_cpu()
         && weight.device().is_cpu()
         && matches!(xs.dtype(), DType::F32 | DType::F64)
@@ -219,7 +165,7 @@ pub fn depthwise_conv2d(xs: &Tensor, weight: &Tensor, p: DepthwiseParams) -> Res
         padding,
         stride: p.stride,
         dilation: p.dilation,
-        groups: geometry.c,
+        groups: geometry.cin,
     };
     conv2d(&xs, weight, params)
 }
@@ -331,18 +277,26 @@ fn first_input(lo: usize, stride: usize, offset: isize) -> usize {
     (lo as isize * stride as isize + offset) as usize
 }
 
-fn forward<T: WithDType>(g: &Geometry, x: &[T], weight: &[T]) -> Vec<T> {
-    let (co, plane_in, plane_out, k) = (g.c * g.m, g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+fn forward<T: WithDType>(g: &ConvGeometry, x: &[T], weight: &[T]) -> Vec<T> {
+    let (co, plane_in, plane_out, k) = (g.cin * g.m(), g.h * g.w, g.oh * g.ow, g.kh * g.kw);
     let mut out = vec![T::zero(); g.n * co * plane_out];
-    for_each_chunk(&mut out, plane_out, g.work(), |i, out| {
+    for_each_chunk(&mut out, plane_out, g.depthwise_work(), |i, out| {
         let (n, oc) = (i / co, i % co);
-        let ci = oc / g.m;
-        let x = &x[(n * g.c + ci) * plane_in..][..plane_in];
+        let ci = oc / g.m();
+        let x = &x[(n * g.cin + ci) * plane_in..][..plane_in];
         let wk = &weight[oc * k..][..k];
         for ky in 0..g.kh {
-            let (r0, r1, roff) = g.rows(ky);
+            let Span {
+                lo: r0,
+                hi: r1,
+                offset: roff,
+            } = g.rows(ky);
             for kx in 0..g.kw {
-                let (c0, c1, coff) = g.cols(kx);
+                let Span {
+                    lo: c0,
+                    hi: c1,
+                    offset: coff,
+                } = g.cols(kx);
                 let kv = wk[ky * g.kw + kx];
                 let first = first_input(c0, g.stride, coff);
                 for o in r0..r1 {
@@ -362,19 +316,27 @@ fn forward<T: WithDType>(g: &Geometry, x: &[T], weight: &[T]) -> Vec<T> {
     out
 }
 
-fn input_grad<T: WithDType>(g: &Geometry, grad: &[T], weight: &[T]) -> Vec<T> {
-    let (co, plane_in, plane_out, k) = (g.c * g.m, g.h * g.w, g.oh * g.ow, g.kh * g.kw);
-    let mut out = vec![T::zero(); g.n * g.c * plane_in];
-    for_each_chunk(&mut out, plane_in, g.work(), |i, gin| {
-        let (n, ci) = (i / g.c, i % g.c);
-        for j in 0..g.m {
-            let oc = ci * g.m + j;
+fn input_grad<T: WithDType>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Vec<T> {
+    let (co, plane_in, plane_out, k) = (g.cin * g.m(), g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    let mut out = vec![T::zero(); g.n * g.cin * plane_in];
+    for_each_chunk(&mut out, plane_in, g.depthwise_work(), |i, gin| {
+        let (n, ci) = (i / g.cin, i % g.cin);
+        for j in 0..g.m() {
+            let oc = ci * g.m() + j;
             let gout = &grad[(n * co + oc) * plane_out..][..plane_out];
             let wk = &weight[oc * k..][..k];
             for ky in 0..g.kh {
-                let (r0, r1, roff) = g.rows(ky);
+                let Span {
+                    lo: r0,
+                    hi: r1,
+                    offset: roff,
+                } = g.rows(ky);
                 for kx in 0..g.kw {
-                    let (c0, c1, coff) = g.cols(kx);
+                    let Span {
+                        lo: c0,
+                        hi: c1,
+                        offset: coff,
+                    } = g.cols(kx);
                     let kv = wk[ky * g.kw + kx];
                     let first = first_input(c0, g.stride, coff);
                     for o in r0..r1 {
@@ -395,20 +357,28 @@ fn input_grad<T: WithDType>(g: &Geometry, grad: &[T], weight: &[T]) -> Vec<T> {
     out
 }
 
-fn weight_grad<T: WithDType>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
-    let (co, plane_in, plane_out, k) = (g.c * g.m, g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+fn weight_grad<T: WithDType>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
+    let (co, plane_in, plane_out, k) = (g.cin * g.m(), g.h * g.w, g.oh * g.ow, g.kh * g.kw);
     // One partial kernel gradient per (batch element, output channel), then a sum over the
     // batch in a fixed order.
     let mut partial = vec![T::zero(); g.n * co * k];
-    for_each_chunk(&mut partial, k, g.work(), |i, gw| {
+    for_each_chunk(&mut partial, k, g.depthwise_work(), |i, gw| {
         let (n, oc) = (i / co, i % co);
-        let ci = oc / g.m;
-        let x = &x[(n * g.c + ci) * plane_in..][..plane_in];
+        let ci = oc / g.m();
+        let x = &x[(n * g.cin + ci) * plane_in..][..plane_in];
         let gout = &grad[(n * co + oc) * plane_out..][..plane_out];
         for ky in 0..g.kh {
-            let (r0, r1, roff) = g.rows(ky);
+            let Span {
+                lo: r0,
+                hi: r1,
+                offset: roff,
+            } = g.rows(ky);
             for kx in 0..g.kw {
-                let (c0, c1, coff) = g.cols(kx);
+                let Span {
+                    lo: c0,
+                    hi: c1,
+                    offset: coff,
+                } = g.cols(kx);
                 let first = first_input(c0, g.stride, coff);
                 let mut sum = T::zero();
                 for o in r0..r1 {
@@ -453,14 +423,14 @@ enum Pass {
 /// One pass of the depthwise convolution as a candle custom op.
 #[derive(Debug, Clone, Copy)]
 struct DepthwiseOp {
-    geometry: Geometry,
+    geometry: ConvGeometry,
     pass: Pass,
 }
 
 /// The forward op, whose backward runs the two gradient ops.
 #[derive(Debug, Clone, Copy)]
 struct DepthwiseConv2d {
-    geometry: Geometry,
+    geometry: ConvGeometry,
 }
 
 impl DepthwiseOp {
@@ -549,27 +519,5 @@ impl CustomOp2 for DepthwiseConv2d {
             None
         };
         Ok((grad_x, grad_w))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_range;
-
-    #[test]
-    fn valid_ranges_cover_exactly_the_input() {
-        for input in 1..9 {
-            for stride in 1..4 {
-                for offset in -5isize..5 {
-                    let output = 12;
-                    let (lo, hi) = valid_range(output, input, stride, offset);
-                    for o in 0..output {
-                        let i = o as isize * stride as isize + offset;
-                        let inside = (0..input as isize).contains(&i);
-                        assert_eq!(inside, (lo..hi).contains(&o), "{input} {stride} {offset} {o}");
-                    }
-                }
-            }
-        }
     }
 }

@@ -21,11 +21,17 @@
 //!
 //! ## Devices and dtypes
 //!
-//! The pooling kernels run on the CPU, in `f32` and `f64`, parallel over `N * C` for large
-//! tensors. `f16` and `bf16` inputs are converted to `f32`, pooled, and converted back (the
-//! conversions are differentiable). Tensors on another device (CUDA, Metal) are copied to the
-//! CPU, pooled there and copied back: a correctness fallback, not a fast path, but
-//! `to_device` is differentiable so training works. Other dtypes are refused with an error.
+//! On the CPU the pooling kernels run in `f32` and `f64`, parallel over `N * C` for large
+//! tensors. Tensors on another device (CUDA, Metal) never leave it: they take
+//! [`max_pool2d_reference`], [`avg_pool2d_reference`] and [`adaptive_avg_pool2d_reference`],
+//! the same poolings composed of differentiable candle tensor ops, with the same outputs and
+//! gradients (ties and NaN routed as the CPU kernels do) and candle's autograd for the
+//! backward pass. Average pooling is two matmuls with constant averaging matrices (PyTorch's
+//! divisor is a product of one factor per dimension); max pooling gathers the window taps with
+//! `index_select`, width then height, and keeps one per output with `where_cond` masks computed
+//! without gradient. `f16` and `bf16` inputs are converted to `f32` (on their device), pooled,
+//! and converted back (the conversions are differentiable). Other dtypes are refused with an
+//! error.
 //!
 //! # Convolution
 //!
@@ -114,6 +120,7 @@ mod batch_norm;
 mod bias;
 mod conv;
 mod conv_cpu;
+mod conv_geometry;
 mod conv_params;
 mod depthwise;
 mod lrn;
@@ -131,5 +138,8 @@ pub use conv_cpu::{
 };
 pub use depthwise::{depthwise_conv2d, DepthwiseParams};
 pub use lrn::local_response_norm;
-pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, pool_output_size, Pool2dParams};
+pub use pool::{
+    adaptive_avg_pool2d, adaptive_avg_pool2d_reference, avg_pool2d, avg_pool2d_reference, max_pool2d,
+    max_pool2d_reference, pool_output_size, Pool2dParams,
+};
 pub use relu::{add_relu, relu, relu_reference};

@@ -1,31 +1,9 @@
-//! The geometry of a convolution: sizes, the live kernel taps, the plan of tiles.
+//! The CPU kernels' side of a convolution's [`ConvGeometry`]: its construction from
+//! [`ConvParams`], the live kernel taps, the plan of tiles.
 
 use super::*;
 
-// ---------------------------------------------------------------------------------------------
-// Geometry.
-
-/// The sizes of one convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Geometry {
-    pub(super) n: usize,
-    pub(super) cin: usize,
-    pub(super) h: usize,
-    pub(super) w: usize,
-    pub(super) cout: usize,
-    pub(super) groups: usize,
-    pub(super) kh: usize,
-    pub(super) kw: usize,
-    pub(super) oh: usize,
-    pub(super) ow: usize,
-    pub(super) padding: usize,
-    pub(super) stride: usize,
-    pub(super) dilation: usize,
-    /// How many kernel taps are live ([`Geometry::live_taps`]).
-    pub(super) live: usize,
-}
-
-impl Geometry {
+impl ConvGeometry {
     pub(super) fn new(x: &[usize], weight: &[usize], p: ConvParams) -> Result<Self> {
         let [n, cin, h, w] = *x else {
             bail!("conv2d: expected a 4-d (N, C, H, W) input, got shape {x:?}")
@@ -45,11 +23,7 @@ impl Geometry {
                 p.groups
             )
         }
-        let out = |len: usize, k: usize| {
-            (len + 2 * p.padding)
-                .checked_sub(p.dilation * (k - 1) + 1)
-                .map(|v| v / p.stride + 1)
-        };
+        let out = |len: usize, k: usize| output_len(len, k, p.padding, p.stride, p.dilation);
         let (Some(oh), Some(ow)) = (out(h, kh), out(w, kw)) else {
             bail!(
                 "conv2d: input {h}x{w} is too small for a {kh}x{kw} kernel with padding {} and \
@@ -69,7 +43,7 @@ impl Geometry {
             kw,
             oh,
             ow,
-            padding: p.padding,
+            padding: (p.padding, p.padding),
             stride: p.stride,
             dilation: p.dilation,
             live: kh * kw,
@@ -97,16 +71,6 @@ impl Geometry {
         self.live == self.kh * self.kw
     }
 
-    /// Input channels per group.
-    pub(super) fn cg(&self) -> usize {
-        self.cin / self.groups
-    }
-
-    /// Output channels per group.
-    pub(super) fn og(&self) -> usize {
-        self.cout / self.groups
-    }
-
     /// Rows of a group's column matrix (the gemms' inner dimension): input channels times
     /// live taps.
     pub(super) fn k(&self) -> usize {
@@ -131,7 +95,7 @@ impl Geometry {
 
     /// A 1x1 convolution with stride 1 and no padding: the input planes are the columns.
     pub(super) fn pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.padding == 0
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.padding == (0, 0)
     }
 
     /// Whether im2col / col2im work on planes split into column phases (see [`PlaneLayout`]):
@@ -140,49 +104,9 @@ impl Geometry {
         self.stride > 1 && self.kh * self.kw >= self.stride * self.stride
     }
 
-    pub(super) fn input_dims(&self) -> [usize; 4] {
-        [self.n, self.cin, self.h, self.w]
-    }
-
-    pub(super) fn weight_dims(&self) -> [usize; 4] {
-        [self.cout, self.cg(), self.kh, self.kw]
-    }
-
-    pub(super) fn output_dims(&self) -> [usize; 4] {
-        [self.n, self.cout, self.oh, self.ow]
-    }
-
     /// Multiply-adds of one pass (forward, input or weight gradient).
     pub(super) fn work(&self) -> usize {
         self.n * self.image_out() * self.k()
-    }
-
-    /// Output rows reached by kernel row `ky` and the input row of output row 0.
-    pub(super) fn rows(&self, ky: usize) -> Span {
-        Span::new(
-            self.oh,
-            self.h,
-            self.stride,
-            (ky * self.dilation) as isize - self.padding as isize,
-        )
-    }
-
-    /// Output columns reached by kernel column `kx` and the input column of output column 0.
-    pub(super) fn cols(&self, kx: usize) -> Span {
-        Span::new(
-            self.ow,
-            self.w,
-            self.stride,
-            (kx * self.dilation) as isize - self.padding as isize,
-        )
-    }
-
-    /// The output spans of every kernel row and of every kernel column.
-    pub(super) fn spans(&self) -> (Vec<Span>, Vec<Span>) {
-        (
-            (0..self.kh).map(|ky| self.rows(ky)).collect(),
-            (0..self.kw).map(|kx| self.cols(kx)).collect(),
-        )
     }
 
     /// How a pass spreads over the thread pool.
@@ -197,35 +121,6 @@ impl Geometry {
         } else {
             Plan::Inside { threads }
         }
-    }
-}
-
-/// The output positions `o` in `[lo, hi)` whose input position `o * stride + offset` lies
-/// inside the input (`lo == hi` when there are none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Span {
-    pub(super) lo: usize,
-    pub(super) hi: usize,
-    pub(super) offset: isize,
-}
-
-impl Span {
-    pub(super) fn new(output: usize, input: usize, stride: usize, offset: isize) -> Self {
-        let s = stride as isize;
-        // o >= ceil(-offset / s)
-        let lo = if offset >= 0 { 0 } else { (-offset + s - 1) / s };
-        // o <= floor((input - 1 - offset) / s)
-        let last = input as isize - 1 - offset;
-        let hi = if last < 0 { 0 } else { last / s + 1 };
-        let lo = (lo as usize).min(output);
-        let hi = (hi as usize).min(output).max(lo);
-        Self { lo, hi, offset }
-    }
-
-    /// The input position of output position `o` (valid for `o` in `lo..hi`).
-    #[inline(always)]
-    pub(super) fn input(&self, o: usize, stride: usize) -> usize {
-        (o as isize * stride as isize + self.offset) as usize
     }
 }
 

@@ -8,7 +8,7 @@ use super::*;
 /// The input planes of one image (or their gradients) as im2col / col2im read and write them.
 ///
 /// With a stride `s > 1` the columns an output row reads are `s` apart. When the kernel has
-/// at least `s * s` taps ([`Geometry::phased`]), the planes are first split into `s` column
+/// at least `s * s` taps ([`ConvGeometry::phased`]), the planes are first split into `s` column
 /// phases (phase `ph` holds the columns `ph, ph + s, ph + 2s, ...`, `ceil(W / s)` of them), so
 /// that every kernel tap reads (or writes) contiguous runs again; the split is one pass over
 /// the input, the taps are `kh * kw / s^2` passes.
@@ -24,7 +24,7 @@ pub(super) struct PlaneLayout {
 }
 
 impl PlaneLayout {
-    pub(super) fn new(g: &Geometry) -> Self {
+    pub(super) fn new(g: &ConvGeometry) -> Self {
         let phases = if g.phased() { g.stride } else { 1 };
         Self {
             h: g.h,
@@ -87,7 +87,7 @@ impl PlaneLayout {
 /// s + kx * d - p]`, zero outside the input.
 #[inline]
 pub(super) fn im2col_row<T: Float>(
-    g: &Geometry,
+    g: &ConvGeometry,
     layout: &PlaneLayout,
     plane: &[T],
     (rows, cols): (Span, Span),
@@ -127,7 +127,7 @@ pub(super) fn im2col_row<T: Float>(
 /// adjoint of [`im2col_row`].
 #[inline]
 pub(super) fn col2im_row<T: Float>(
-    g: &Geometry,
+    g: &ConvGeometry,
     layout: &PlaneLayout,
     row: &[T],
     (rows, cols): (Span, Span),
@@ -185,7 +185,7 @@ pub(super) fn split_input<'a, T: Float>(
 /// c)`, columns `(image, oy, ox)`, from the input `planes` of the tile's images (see
 /// [`split_input`]).
 pub(super) fn im2col<T: Float>(
-    g: &Geometry,
+    g: &ConvGeometry,
     layout: &PlaneLayout,
     planes: &[T],
     tile: &Tile,
@@ -218,7 +218,7 @@ pub(super) fn im2col<T: Float>(
 /// Adds the column matrices of a tile back into the input-gradient `planes` of its images
 /// (stored as `layout` says): the adjoint of [`im2col`].
 pub(super) fn col2im<T: Float>(
-    g: &Geometry,
+    g: &ConvGeometry,
     layout: &PlaneLayout,
     col: &[T],
     tile: &Tile,

@@ -17,17 +17,17 @@ pub(super) struct Tile {
 
 impl Tile {
     /// Columns of the tile's matrices.
-    pub(super) fn cols(&self, g: &Geometry) -> usize {
+    pub(super) fn cols(&self, g: &ConvGeometry) -> usize {
         self.images.len() * self.rows.len() * g.ow
     }
 
     /// One whole image.
-    pub(super) fn single_image(&self, g: &Geometry) -> bool {
+    pub(super) fn single_image(&self, g: &ConvGeometry) -> bool {
         self.images.len() == 1 && self.rows == (0..g.oh)
     }
 }
 
-impl Geometry {
+impl ConvGeometry {
     /// The tiles of a run of `images` images: blocks of whole images when an image's column
     /// matrices take at most half of [`BAND_BYTES`] (so that the gemms see the columns of
     /// several small images and go through the weight once for all of them), bands of output
@@ -85,7 +85,7 @@ impl<T> Scratch<T> {
 /// The outputs `[images, Cout, oh * ow]` of a run of images from their inputs and the weight
 /// rows `[Cout, K]`, each tile followed by the epilogue if any.
 pub(super) fn forward_run<T: Float>(
-    g: &Geometry,
+    g: &ConvGeometry,
     x: &[T],
     w: &[T],
     out: &mut [T],
@@ -172,7 +172,7 @@ pub(super) const BAND_MIN_POSITIONS: usize = 256;
 /// 7x7 stem of a batch-1 ResNet, `[64, 147] x [147, 12544]`, ran no faster on 2 threads than
 /// on 1). Each output is the same sum as in [`forward_run`], so the results are the same bits.
 pub(super) fn forward_bands<T: Float>(
-    g: &Geometry,
+    g: &ConvGeometry,
     x: &[T],
     w: &[T],
     out: &mut [T],
@@ -257,7 +257,7 @@ impl<T: Float> Epilogue<T> {
     }
 
     /// Maps output rows `rows` of every channel of the images in `out` (whole images).
-    pub(super) fn apply(&self, g: &Geometry, out: &mut [T], rows: &Range<usize>) {
+    pub(super) fn apply(&self, g: &ConvGeometry, out: &mut [T], rows: &Range<usize>) {
         let span = rows.start * g.ow..rows.end * g.ow;
         for image in out.chunks_exact_mut(g.image_out()) {
             for (c, plane) in image.chunks_exact_mut(g.plane_out()).enumerate() {
@@ -298,7 +298,7 @@ impl<T: Float> Epilogue<T> {
 
 /// The input gradients `[images, Cin, H * W]` (zero on entry) of a run of images from their
 /// output gradients.
-pub(super) fn input_grad_run<T: Float>(g: &Geometry, grad: &[T], w: &[T], dx: &mut [T], inner: Inner) {
+pub(super) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx: &mut [T], inner: Inner) {
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
@@ -383,7 +383,7 @@ pub(super) fn input_grad_run<T: Float>(g: &Geometry, grad: &[T], w: &[T], dx: &m
 }
 
 /// The weight gradient `[Cout, K]` of a run of images.
-pub(super) fn weight_grad_run<T: Float>(g: &Geometry, x: &[T], grad: &[T], inner: Inner) -> Vec<T> {
+pub(super) fn weight_grad_run<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T], inner: Inner) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
@@ -453,8 +453,8 @@ pub(super) fn over_images<T: Float>(
 }
 
 /// The weight `[Cout, Cin/g * kh * kw]` restricted to the live taps, `[Cout, K]`
-/// ([`Geometry::live_taps`]): the weight itself when every tap is live.
-pub(super) fn live_weight<'a, T: Float>(g: &Geometry, weight: &'a [T]) -> Cow<'a, [T]> {
+/// ([`ConvGeometry::live_taps`]): the weight itself when every tap is live.
+pub(super) fn live_weight<'a, T: Float>(g: &ConvGeometry, weight: &'a [T]) -> Cow<'a, [T]> {
     if g.all_live() {
         return Cow::Borrowed(weight);
     }
@@ -464,7 +464,7 @@ pub(super) fn live_weight<'a, T: Float>(g: &Geometry, weight: &'a [T]) -> Cow<'a
 }
 
 /// The inverse of [`live_weight`] for a weight gradient: zeros at the dead taps.
-pub(super) fn full_weight_grad<T: Float>(g: &Geometry, live_grad: Vec<T>) -> Vec<T> {
+pub(super) fn full_weight_grad<T: Float>(g: &ConvGeometry, live_grad: Vec<T>) -> Vec<T> {
     if g.all_live() {
         return live_grad;
     }
@@ -486,7 +486,7 @@ pub(super) fn full_weight_grad<T: Float>(g: &Geometry, live_grad: Vec<T>) -> Vec
 }
 
 pub(super) fn forward<T: Float>(
-    g: &Geometry,
+    g: &ConvGeometry,
     x: &[T],
     weight: &[T],
     epilogue: Option<&Epilogue<T>>,
@@ -515,7 +515,7 @@ pub(super) fn forward<T: Float>(
     out
 }
 
-pub(super) fn input_grad<T: Float>(g: &Geometry, grad: &[T], weight: &[T]) -> Vec<T> {
+pub(super) fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Vec<T> {
     let weight = &*live_weight(g, weight);
     let mut dx = vec![T::zero(); g.n * g.image_in()];
     over_images(
@@ -529,7 +529,7 @@ pub(super) fn input_grad<T: Float>(g: &Geometry, grad: &[T], weight: &[T]) -> Ve
     dx
 }
 
-pub(super) fn weight_grad<T: Float>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
+pub(super) fn weight_grad<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let plan = g.plan();
     let inner = plan.inner();

@@ -35,7 +35,7 @@
 //! each image (im2col / col2im rows and the gemm's own rayon parallelism). Tiny convolutions
 //! run on the calling thread. The gemm is the `gemm` crate's, the one candle's matmul uses.
 //!
-//! Kernel taps that read only padding at every output position ([`Geometry::live_taps`]: all
+//! Kernel taps that read only padding at every output position ([`ConvGeometry::live_taps`]: all
 //! but the centre of a 3x3 kernel on a 1x1 map, as in ResNet's last stage on 32x32 images) are
 //! left out of the column matrices and the products (the weight's live columns are gathered,
 //! a copy the size of the weight, only for such convolutions), their weight gradient is 0.
@@ -59,6 +59,7 @@
 //! [`crate::ops::conv2d`] sends other dtypes and devices to candle's convolution. Second-order
 //! gradients are not supported.
 
+use super::conv_geometry::{output_len, ConvGeometry, Span};
 use super::conv_params::ConvParams;
 use super::relu::relu_value;
 use ::gemm::Parallelism;
@@ -192,7 +193,7 @@ pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: Conv
 
 /// The geometry of a convolution of `xs` by `weight` for the op `op`, after checking that the
 /// CPU kernels handle them ([`supports`]).
-fn checked_geometry(op: &str, xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Geometry> {
+fn checked_geometry(op: &str, xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<ConvGeometry> {
     if !supports(xs, weight) {
         bail!(
             "{op}: expected CPU tensors, both f32 or both f64, got {:?} {:?} and {:?} {:?}",
@@ -202,7 +203,7 @@ fn checked_geometry(op: &str, xs: &Tensor, weight: &Tensor, p: ConvParams) -> Re
             weight.dtype()
         )
     }
-    Geometry::new(xs.dims(), weight.dims(), p)
+    ConvGeometry::new(xs.dims(), weight.dims(), p)
 }
 
 /// Whether [`conv2d_cpu`] handles these tensors: both on the CPU, both `f32` or both `f64`.
@@ -290,7 +291,7 @@ enum Pass {
 /// One pass of the convolution as a candle custom op.
 #[derive(Debug, Clone, Copy)]
 struct ConvCpu {
-    geometry: Geometry,
+    geometry: ConvGeometry,
     pass: Pass,
 }
 
@@ -351,7 +352,7 @@ impl CustomOp2 for ConvCpu {
 /// The input and weight gradients of a convolution from its output gradient, each only for
 /// an argument that takes part in autograd (never the input gradient of the image batch).
 fn conv_grads(
-    geometry: Geometry,
+    geometry: ConvGeometry,
     xs: &Tensor,
     weight: &Tensor,
     grad: &Tensor,
@@ -371,7 +372,7 @@ fn conv_grads(
 /// The forward pass of `geometry` on CPU input and weight buffers seen through their layouts,
 /// with an optional epilogue, as a custom op's result.
 fn forward_storage<T: Float>(
-    g: &Geometry,
+    g: &ConvGeometry,
     name: &str,
     (x, lx): (&[T], &Layout),
     (w, lw): (&[T], &Layout),
@@ -388,7 +389,7 @@ fn forward_storage<T: Float>(
 
 /// The forward pass with an epilogue, without backward.
 struct ConvCpuFused {
-    geometry: Geometry,
+    geometry: ConvGeometry,
     epilogue: ConvEpilogue,
 }
 
@@ -417,7 +418,7 @@ impl CustomOp2 for ConvCpuFused {
 
 /// [`conv2d_cpu_bias_relu`] as a candle custom op: (input, weight, bias) -> output.
 struct ConvCpuBiasRelu {
-    geometry: Geometry,
+    geometry: ConvGeometry,
 }
 
 impl ConvCpuBiasRelu {
@@ -490,28 +491,7 @@ impl CustomOp3 for ConvCpuBiasRelu {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConvParams, Geometry, Plan, Span};
-
-    #[test]
-    fn spans_cover_exactly_the_input() {
-        for input in 1..9 {
-            for stride in 1..4 {
-                for offset in -5isize..5 {
-                    let output = 12;
-                    let span = Span::new(output, input, stride, offset);
-                    for o in 0..output {
-                        let i = o as isize * stride as isize + offset;
-                        let inside = (0..input as isize).contains(&i);
-                        assert_eq!(
-                            inside,
-                            (span.lo..span.hi).contains(&o),
-                            "{input} {stride} {offset} {o}"
-                        );
-                    }
-                }
-            }
-        }
-    }
+    use super::{ConvGeometry, ConvParams, Plan};
 
     /// Every (image, output row) pair is in exactly one tile, bands or blocks alike.
     #[test]
@@ -530,7 +510,7 @@ mod tests {
             ([1, 1, 1, 1], [1, 1, 1, 1], p(0, 1)),
         ];
         for (x, w, params) in shapes {
-            let g = Geometry::new(&x, &w, params).unwrap();
+            let g = ConvGeometry::new(&x, &w, params).unwrap();
             for images in [1, 2, 5, g.n] {
                 let mut seen = vec![0; images * g.oh];
                 for tile in g.tiles::<f32>(images) {

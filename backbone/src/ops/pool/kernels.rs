@@ -1,0 +1,433 @@
+//! The CPU kernels: windows, forward and backward passes of max, average and adaptive average
+//! pooling on strided `f32` / `f64` buffers, parallel over the planes for large tensors.
+
+use candle_core::{bail, Layout, Result, WithDType};
+use rayon::prelude::*;
+
+/// Below this many inner-loop iterations a kernel runs on the calling thread: spawning rayon
+/// tasks for tiny tensors costs more than it saves.
+const PARALLEL_THRESHOLD: usize = 1 << 15;
+
+/// The element types the kernels run in.
+pub(super) trait Float: WithDType {
+    const NEG_INFINITY: Self;
+    fn is_nan(self) -> bool;
+}
+
+impl Float for f32 {
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+}
+
+impl Float for f64 {
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+}
+
+/// A strided, read-only 4-d view of a CPU buffer, as described by a candle [`Layout`].
+pub(super) struct View4<'a, T> {
+    data: &'a [T],
+    start: usize,
+    stride: [usize; 4],
+    pub(super) dims: [usize; 4],
+}
+
+impl<'a, T: Copy> View4<'a, T> {
+    /// Checks that the layout is 4-d and stays inside `data`, so indexing cannot panic.
+    pub(super) fn new(op: &str, data: &'a [T], layout: &Layout) -> Result<Self> {
+        let (dims, stride) = match (layout.dims(), layout.stride()) {
+            (&[a, b, c, d], &[sa, sb, sc, sd]) => ([a, b, c, d], [sa, sb, sc, sd]),
+            (dims, _) => bail!("{op}: expected a 4-d tensor, got shape {dims:?}"),
+        };
+        let start = layout.start_offset();
+        if dims.iter().all(|&d| d > 0) {
+            let last = dims.iter().zip(stride.iter()).try_fold(start, |acc, (&d, &s)| {
+                (d - 1).checked_mul(s).and_then(|x| x.checked_add(acc))
+            });
+            match last {
+                Some(last) if last < data.len() => {}
+                _ => bail!(
+                    "{op}: layout {layout:?} does not fit a buffer of {} elements",
+                    data.len()
+                ),
+            }
+        }
+        Ok(Self {
+            data,
+            start,
+            stride,
+            dims,
+        })
+    }
+
+    /// The offset of plane `nc` (batch-major index over N * C).
+    fn plane(&self, nc: usize) -> usize {
+        let c = self.dims[1];
+        self.start + (nc / c) * self.stride[0] + (nc % c) * self.stride[1]
+    }
+
+    fn at(&self, plane: usize, h: usize, w: usize) -> T {
+        self.data[plane + h * self.stride[2] + w * self.stride[3]]
+    }
+}
+
+/// Runs `f(plane_index, plane)` over the consecutive `plane_len`-sized chunks of `out`, in
+/// parallel when `work` (total inner-loop iterations) is large enough.
+fn for_each_plane<T: Send>(out: &mut [T], plane_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    if plane_len == 0 || out.is_empty() {
+        return;
+    }
+    if work < PARALLEL_THRESHOLD {
+        out.chunks_mut(plane_len).enumerate().for_each(|(i, p)| f(i, p));
+    } else {
+        out.par_chunks_mut(plane_len)
+            .enumerate()
+            .for_each(|(i, p)| f(i, p));
+    }
+}
+
+/// One dimension of a pooling window: the real input range `[start, end)` and the divisor
+/// PyTorch uses with `count_include_pad` (window clipped to the padded input).
+#[derive(Clone, Copy)]
+pub(super) struct Window {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) padded_len: usize,
+}
+
+fn window(o: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Window {
+    // Padded coordinates: the padded input spans [0, input + 2 * pad).
+    let ps = o * stride;
+    let pe = ps + kernel;
+    let start = ps.max(pad) - pad;
+    let end = pe.min(pad + input).saturating_sub(pad);
+    let padded_len = pe.min(input + 2 * pad).saturating_sub(ps);
+    Window {
+        start,
+        end: end.max(start),
+        padded_len,
+    }
+}
+
+pub(super) fn windows(n_out: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Vec<Window> {
+    (0..n_out)
+        .map(|o| window(o, kernel, stride, pad, input))
+        .collect()
+}
+
+/// PyTorch's adaptive windows: `floor(o * input / n_out) .. ceil((o + 1) * input / n_out)`.
+pub(super) fn adaptive_windows(n_out: usize, input: usize) -> Vec<Window> {
+    (0..n_out)
+        .map(|o| {
+            let start = (o * input) / n_out;
+            let end = ((o + 1) * input).div_ceil(n_out);
+            Window {
+                start,
+                end,
+                padded_len: end - start,
+            }
+        })
+        .collect()
+}
+
+/// An estimate of the inner-loop iterations of `outputs` windows shaped like the first ones.
+fn work(outputs: usize, wh: &[Window], ww: &[Window]) -> usize {
+    let kh = wh.first().map_or(1, |w| w.padded_len.max(1));
+    let kw = ww.first().map_or(1, |w| w.padded_len.max(1));
+    outputs.saturating_mul(kh * kw)
+}
+
+/// Max pooling forward: returns `(N, C, OH, OW)`, contiguous.
+///
+/// Inputs whose rows are contiguous (the usual case) are pooled separably: for each output row,
+/// the maximum over the window's input rows, column by column along whole rows (a pass the
+/// compiler vectorises), then the maximum of each window's columns of that. Other layouts scan
+/// each window. Both give the window's maximum, NaN if it holds one; among equal values the
+/// two may take a different one, which only shows for `0.0` against `-0.0`.
+pub(super) fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
+    let [n, c, _, w] = x.dims;
+    let plane_len = wh.len() * ww.len();
+    let mut out = vec![T::zero(); n * c * plane_len];
+    let work = work(out.len(), wh, ww);
+    if x.stride[3] == 1 && !ww.is_empty() {
+        for_each_plane(&mut out, plane_len, work, |nc, plane| {
+            let base = x.plane(nc);
+            let mut column_max = vec![T::NEG_INFINITY; w];
+            for (out_row, rh) in plane.chunks_exact_mut(ww.len()).zip(wh) {
+                column_maxima(x, base, rh, &mut column_max);
+                for (o, rw) in out_row.iter_mut().zip(ww) {
+                    *o = window_max(&column_max, rw);
+                }
+            }
+        });
+        return out;
+    }
+    for_each_plane(&mut out, plane_len, work, |nc, plane| {
+        let base = x.plane(nc);
+        for (oh, rh) in wh.iter().enumerate() {
+            for (ow, rw) in ww.iter().enumerate() {
+                let (_, maxval) = argmax(x, base, rh, rw);
+                plane[oh * ww.len() + ow] = maxval;
+            }
+        }
+    });
+    out
+}
+
+/// The running maximum of a scan after seeing `v`: `v` when it is larger than `m` or NaN,
+/// the test of [`argmax`] (and of PyTorch's kernel).
+#[inline(always)]
+fn take_max<T: Float>(m: T, v: T) -> T {
+    if v > m || v.is_nan() {
+        v
+    } else {
+        m
+    }
+}
+
+/// The first maximum of a window (NaN wins), scanning row-major like PyTorch's CPU kernel:
+/// returns its `(h, w)` and its value. An empty window (impossible for valid params) returns
+/// `-inf` at its start.
+fn argmax<T: Float>(x: &View4<T>, base: usize, rh: &Window, rw: &Window) -> ((usize, usize), T) {
+    let mut maxval = T::NEG_INFINITY;
+    let mut maxidx = (rh.start, rw.start);
+    for ih in rh.start..rh.end {
+        for iw in rw.start..rw.end {
+            let val = x.at(base, ih, iw);
+            if val > maxval || val.is_nan() {
+                maxval = val;
+                maxidx = (ih, iw);
+            }
+        }
+    }
+    (maxidx, maxval)
+}
+
+/// Max pooling backward: the gradient w.r.t. the input, `(N, C, H, W)` contiguous.
+pub(super) fn max_pool_bwd<T: Float>(x: &View4<T>, g: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
+    let [n, c, h, w] = x.dims;
+    let plane_len = h * w;
+    let mut out = vec![T::zero(); n * c * plane_len];
+    let work = work(n * c * wh.len() * ww.len(), wh, ww);
+    let rows_contiguous = x.stride[3] == 1;
+    for_each_plane(&mut out, plane_len, work, |nc, plane| {
+        let xbase = x.plane(nc);
+        let gbase = g.plane(nc);
+        let mut column_max = vec![T::NEG_INFINITY; if rows_contiguous { w } else { 0 }];
+        for (oh, rh) in wh.iter().enumerate() {
+            if rows_contiguous {
+                column_maxima(x, xbase, rh, &mut column_max);
+            }
+            for (ow, rw) in ww.iter().enumerate() {
+                if rh.start >= rh.end || rw.start >= rw.end {
+                    continue;
+                }
+                let (ih, iw) = match rows_contiguous {
+                    // The window's maximum from the column maxima, then the first position
+                    // holding it: where `argmax` stops moving. NaN windows take the scan.
+                    true => match window_max(&column_max, rw) {
+                        m if m.is_nan() => argmax(x, xbase, rh, rw).0,
+                        m => first_position_of(x, xbase, rh, rw, m),
+                    },
+                    false => argmax(x, xbase, rh, rw).0,
+                };
+                plane[ih * w + iw] += g.at(gbase, oh, ow);
+            }
+        }
+    });
+    out
+}
+
+/// `column_max[iw]` = the maximum (as [`take_max`] scans) of column `iw` over the input rows
+/// `rh` of the plane at `base`, whose rows are contiguous; `-inf` for an empty `rh`.
+fn column_maxima<T: Float>(x: &View4<T>, base: usize, rh: &Window, column_max: &mut [T]) {
+    column_max.fill(T::NEG_INFINITY);
+    for ih in rh.start..rh.end {
+        // In bounds: `View4::new` checked that the whole view fits the buffer.
+        let row = &x.data[base + ih * x.stride[2]..][..column_max.len()];
+        for (m, &v) in column_max.iter_mut().zip(row) {
+            *m = take_max(*m, v);
+        }
+    }
+}
+
+/// The maximum of the column maxima in the window's columns `rw`.
+fn window_max<T: Float>(column_max: &[T], rw: &Window) -> T {
+    column_max[rw.start..rw.end]
+        .iter()
+        .fold(T::NEG_INFINITY, |m, &v| take_max(m, v))
+}
+
+/// The first position, in row-major order, of the window `(rh, rw)` of the plane at `base`
+/// (rows contiguous) whose value equals `m`, its (non-NaN) maximum: [`argmax`]'s answer, since
+/// `argmax` moves only to strictly larger values.
+fn first_position_of<T: Float>(x: &View4<T>, base: usize, rh: &Window, rw: &Window, m: T) -> (usize, usize) {
+    for ih in rh.start..rh.end {
+        let row = &x.data[base + ih * x.stride[2] + rw.start..][..rw.end - rw.start];
+        if let Some(j) = row.iter().position(|&v| v == m) {
+            return (ih, rw.start + j);
+        }
+    }
+    (rh.start, rw.start)
+}
+
+/// Average pooling forward (also adaptive pooling, whose windows carry their own divisor).
+pub(super) fn avg_pool_fwd<T: Float>(
+    x: &View4<T>,
+    wh: &[Window],
+    ww: &[Window],
+    divisor: impl Fn(&Window, &Window) -> usize + Sync,
+) -> Vec<T> {
+    let [n, c, _, w] = x.dims;
+    let plane_len = wh.len() * ww.len();
+    let mut out = vec![T::zero(); n * c * plane_len];
+    let work = work(out.len(), wh, ww);
+    let empty = |rh: &Window, rw: &Window| rh.start >= rh.end || rw.start >= rw.end;
+    if x.stride[3] == 1 && !ww.is_empty() {
+        // Rows are contiguous: sum each output row's windows input row by input row, from
+        // slices. Each window still adds its elements in row-major order, from zero, then
+        // divides: the same sums and quotients, bit for bit, as the window scan below.
+        // The divisors, the same for every plane; 1 for empty windows (whose sum stays 0).
+        let divisors: Vec<T> = wh
+            .iter()
+            .flat_map(|rh| ww.iter().map(move |rw| (rh, rw)))
+            .map(|(rh, rw)| match empty(rh, rw) {
+                true => T::one(),
+                false => T::from_f64(divisor(rh, rw) as f64),
+            })
+            .collect();
+        let uniform = uniform_windows(ww);
+        for_each_plane(&mut out, plane_len, work, |nc, plane| {
+            let base = x.plane(nc);
+            let rows = plane
+                .chunks_exact_mut(ww.len())
+                .zip(divisors.chunks_exact(ww.len()));
+            for ((out_row, divisors), rh) in rows.zip(wh) {
+                for ih in rh.start..rh.end {
+                    // In bounds: `View4::new` checked that the whole view fits the buffer.
+                    let row = &x.data[base + ih * x.stride[2]..][..w];
+                    match uniform {
+                        // Windows `first + ow * step .. + len`: tap by tap along the row.
+                        Some((first, step, len)) => {
+                            for kx in 0..len {
+                                let taps = row[first + kx..].iter().step_by(step);
+                                for (sum, &v) in out_row.iter_mut().zip(taps) {
+                                    *sum += v;
+                                }
+                            }
+                        }
+                        None => {
+                            for (sum, rw) in out_row.iter_mut().zip(ww) {
+                                for &v in &row[rw.start..rw.end.max(rw.start)] {
+                                    *sum += v;
+                                }
+                            }
+                        }
+                    }
+                }
+                for (sum, &d) in out_row.iter_mut().zip(divisors) {
+                    *sum /= d;
+                }
+            }
+        });
+        return out;
+    }
+    for_each_plane(&mut out, plane_len, work, |nc, plane| {
+        let base = x.plane(nc);
+        for (oh, rh) in wh.iter().enumerate() {
+            for (ow, rw) in ww.iter().enumerate() {
+                if empty(rh, rw) {
+                    continue;
+                }
+                let mut sum = T::zero();
+                for ih in rh.start..rh.end {
+                    for iw in rw.start..rw.end {
+                        sum += x.at(base, ih, iw);
+                    }
+                }
+                plane[oh * ww.len() + ow] = sum / T::from_f64(divisor(rh, rw) as f64);
+            }
+        }
+    });
+    out
+}
+
+/// `(first, step, len)` when every window is `first + o * step .. first + o * step + len`
+/// (`len >= 1`; no padding reaches the input, or none clips a window): their taps are then
+/// strided runs along an input row.
+fn uniform_windows(ww: &[Window]) -> Option<(usize, usize, usize)> {
+    let first = ww.first()?;
+    let len = first.end.checked_sub(first.start).filter(|&l| l > 0)?;
+    let step = match ww.get(1) {
+        Some(second) => second.start.checked_sub(first.start).filter(|&s| s > 0)?,
+        None => 1,
+    };
+    let uniform = ww
+        .iter()
+        .enumerate()
+        .all(|(o, rw)| rw.start == first.start + o * step && rw.end == rw.start + len);
+    uniform.then_some((first.start, step, len))
+}
+
+/// Average pooling backward: spreads `g / divisor` over each window of an `(h, w)` input.
+pub(super) fn avg_pool_bwd<T: Float>(
+    g: &View4<T>,
+    (h, w): (usize, usize),
+    wh: &[Window],
+    ww: &[Window],
+    divisor: impl Fn(&Window, &Window) -> usize + Sync,
+) -> Vec<T> {
+    let [n, c, _, _] = g.dims;
+    let plane_len = h * w;
+    let mut out = vec![T::zero(); n * c * plane_len];
+    let work = work(n * c * wh.len() * ww.len(), wh, ww);
+    for_each_plane(&mut out, plane_len, work, |nc, plane| {
+        let gbase = g.plane(nc);
+        let mut shares = vec![T::zero(); ww.len()];
+        for (oh, rh) in wh.iter().enumerate() {
+            for (ow, (share, rw)) in shares.iter_mut().zip(ww).enumerate() {
+                *share = g.at(gbase, oh, ow) / T::from_f64(divisor(rh, rw).max(1) as f64);
+            }
+            // Input row by input row: each input element still receives its shares in the
+            // order of the windows, (oh, ow), as a window-by-window loop gives them.
+            for ih in rh.start..rh.end {
+                let row = &mut plane[ih * w..][..w];
+                for (&share, rw) in shares.iter().zip(ww) {
+                    for v in &mut row[rw.start..rw.end.max(rw.start)] {
+                        *v += share;
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// The divisor of `avg_pool2d` for a pair of windows.
+pub(super) fn avg_divisor(count_include_pad: bool) -> impl Fn(&Window, &Window) -> usize + Sync {
+    move |rh: &Window, rw: &Window| {
+        if count_include_pad {
+            rh.padded_len * rw.padded_len
+        } else {
+            (rh.end - rh.start) * (rw.end - rw.start)
+        }
+    }
+}
+
+pub(super) fn adaptive_divisor(rh: &Window, rw: &Window) -> usize {
+    (rh.end - rh.start) * (rw.end - rw.start)
+}
+
+pub(super) fn check_grad_dims(op: &str, g: &Layout, expected: [usize; 4]) -> Result<()> {
+    if g.dims() != expected {
+        bail!(
+            "{op}: gradient of shape {:?} does not match the output shape {expected:?}",
+            g.dims()
+        )
+    }
+    Ok(())
+}
