@@ -437,6 +437,7 @@ impl_optimizer_for_adam!(AdamW);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optim::param_groups;
     use candle_core::Device;
 
     /// Runs a few AdamW / Adam steps with groups on the fused and the plain path.
