@@ -163,36 +163,21 @@ impl fmt::Display for Summary {
                 ]
             })
             .collect();
-        let mut widths = headers.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
+        let mut table = comfy_table::Table::new();
+        table
+            .load_preset(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED)
+            .set_header(headers);
+        for row in rows {
+            table.add_row(row);
+        }
+        // Names, types and shapes read left to right; counts line up on the right.
+        for i in 3..headers.len() {
+            if let Some(column) = table.column_mut(i) {
+                column.set_cell_alignment(comfy_table::CellAlignment::Right);
             }
         }
-        let line: String = "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1));
         writeln!(f, "{} (input {})", self.model, shape_str(&self.input))?;
-        writeln!(f, "{line}")?;
-        let fmt_row = |cells: &[String]| -> String {
-            cells
-                .iter()
-                .zip(widths)
-                .enumerate()
-                .map(|(i, (c, w))| {
-                    if i < 3 {
-                        format!("{c:<w$}")
-                    } else {
-                        format!("{c:>w$}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
-        writeln!(f, "{}", fmt_row(&headers.map(String::from)))?;
-        writeln!(f, "{line}")?;
-        for row in &rows {
-            writeln!(f, "{}", fmt_row(row))?;
-        }
-        writeln!(f, "{line}")?;
+        writeln!(f, "{table}")?;
         let input_elems: usize = self.input.iter().product();
         writeln!(
             f,

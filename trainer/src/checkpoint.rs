@@ -7,10 +7,9 @@
 //! readable by `safetensors.torch.load_file` in Python.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -54,8 +53,9 @@ pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>) -> Result
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a hidden temporary file in the same directory that is
-/// flushed and renamed over `path` (removed on error), creating the parent directories.
+/// Writes `bytes` to `path` through a hidden temporary file in the same directory
+/// (`.<name>.tmp-<pid>-<random>`, a [`tempfile::NamedTempFile`]) that is flushed and renamed over
+/// `path` (removed on error), creating the parent directories.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path
         .file_name()
@@ -67,38 +67,20 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp_path = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp_path)
-        .map_err(|e| Error::io(&tmp_path, e))?;
-    let guard = RemoveOnDrop(&tmp_path);
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(&tmp_path, e))?;
-    drop(file);
-    std::fs::rename(&tmp_path, path).map_err(|e| Error::io(path, e))?;
-    std::mem::forget(guard);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}.tmp-{}-", std::process::id()))
+        .rand_bytes(8)
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // Best effort: make the rename durable where directories can be synced.
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-/// Removes a temporary file unless forgotten.
-struct RemoveOnDrop<'a>(&'a Path);
-
-impl Drop for RemoveOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
-    }
 }
 
 /// Reads a safetensors checkpoint into tensors on `device` with the validated reader of

@@ -535,34 +535,56 @@ pub fn write_metrics_json(path: &Path, run: &RunMetrics) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `epochs` to `path` as CSV with the header [`METRICS_CSV_HEADER`], one line per epoch,
-/// numbers in their shortest exact form and non-finite values as empty fields; atomically, like
-/// [`write_metrics_json`].
-pub fn write_metrics_csv(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
-    let mut out = String::from(METRICS_CSV_HEADER);
-    out.push('\n');
-    let field = |v: f64| {
-        if v.is_finite() {
-            v.to_string()
-        } else {
-            String::new()
+/// One line of `metrics.csv`: the fields of [`EpochMetrics`] in order, a value that was not
+/// measured left empty.
+#[derive(Serialize)]
+struct CsvRow {
+    epoch: usize,
+    train_loss: Option<f64>,
+    train_top1: Option<f64>,
+    val_loss: Option<f64>,
+    val_top1: Option<f64>,
+    val_top5: Option<f64>,
+    lr: Option<f64>,
+    seconds: Option<f64>,
+    images_per_sec: Option<f64>,
+    train_aux_loss: Option<f64>,
+}
+
+impl From<&EpochMetrics> for CsvRow {
+    fn from(e: &EpochMetrics) -> Self {
+        let field = |v: f64| v.is_finite().then_some(v);
+        CsvRow {
+            epoch: e.epoch,
+            train_loss: field(e.train_loss),
+            train_top1: field(e.train_top1),
+            val_loss: field(e.val_loss),
+            val_top1: field(e.val_top1),
+            val_top5: field(e.val_top5),
+            lr: field(e.lr),
+            seconds: field(e.seconds),
+            images_per_sec: field(e.images_per_sec),
+            train_aux_loss: field(e.train_aux_loss),
         }
-    };
-    for e in epochs {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{}",
-            e.epoch,
-            field(e.train_loss),
-            field(e.train_top1),
-            field(e.val_loss),
-            field(e.val_top1),
-            field(e.val_top5),
-            field(e.lr),
-            field(e.seconds),
-            field(e.images_per_sec),
-            field(e.train_aux_loss)
-        );
     }
-    write_atomic(path, out.as_bytes())
+}
+
+/// Writes `epochs` to `path` as CSV (the `csv` crate) with the header [`METRICS_CSV_HEADER`],
+/// one line per epoch, numbers in their shortest exact form and non-finite values as empty
+/// fields; atomically, like [`write_metrics_json`].
+pub fn write_metrics_csv(path: &Path, epochs: &[EpochMetrics]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let csv_error = |e: csv::Error| Error::io(path, std::io::Error::other(e.to_string()));
+    if epochs.is_empty() {
+        writer
+            .write_record(METRICS_CSV_HEADER.split(','))
+            .map_err(csv_error)?;
+    }
+    for e in epochs {
+        writer.serialize(CsvRow::from(e)).map_err(csv_error)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    write_atomic(path, &bytes)
 }

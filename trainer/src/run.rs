@@ -137,7 +137,7 @@ fn is_run_file(name: &str) -> bool {
         || is_temporary(name)
 }
 
-/// A temporary file of [`write_atomic`]: `.<name>.tmp-<pid>-<n>`.
+/// A temporary file of [`write_atomic`]: `.<name>.tmp-<pid>-<random letters and digits>`.
 fn is_temporary(name: &str) -> bool {
     let Some(rest) = name.strip_prefix('.') else {
         return false;
@@ -147,7 +147,9 @@ fn is_temporary(name: &str) -> bool {
     };
     let mut parts = tail.split('-');
     let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()
+    let alphanumeric =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    numeric(parts.next()) && alphanumeric(parts.next()) && parts.next().is_none()
 }
 
 fn file_names(dir: &Path) -> Result<Vec<String>> {
