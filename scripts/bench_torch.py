@@ -1,8 +1,15 @@
-"""PyTorch side of `cargo xtask bench --compare torch`: one row, printed as one JSON line.
+"""The peers' side of `cargo xtask bench --compare torch,ort`: one row, printed as one JSON line.
 
-    pip install torch torchvision
+    pip install torch torchvision            # --runtime torch (the default)
+    pip install onnxruntime onnx onnxscript  # --runtime ort
     python scripts/bench_torch.py --model resnet18 --mode train --batch-size 64 --img-size 32 \
         --warmup 2 --iters 10 --threads 2
+    python scripts/bench_torch.py --runtime ort --model resnet18 --mode infer --batch-size 1 \
+        --img-size 224 --threads 2
+
+`--runtime ort` exports the same torchvision model (eval mode, the row's batch and image size)
+to ONNX in a temporary folder and times ONNX Runtime's CPU session (all graph optimisations,
+`intra_op_num_threads` = --threads, sequential execution) on the same input; inference only.
 
 Measures exactly what the Rust side measures: eval-mode forward passes (`infer`, under
 `torch.inference_mode()`), or training steps (`train`): forward, cross-entropy (+ 0.3 x each
@@ -78,6 +85,40 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def ort_step(model, x, a, steps):
+    """A step of ONNX Runtime on `model` exported to ONNX at `x`'s shape."""
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    model.eval()
+    folder = tempfile.mkdtemp(prefix="bench-ort-")
+    path = os.path.join(folder, "model.onnx")
+    with torch.no_grad():
+        try:
+            torch.onnx.export(model, (x,), path, input_names=["x"], opset_version=17, dynamo=False)
+        except Exception:  # a torch without the TorchScript exporter
+            torch.onnx.export(model, (x,), path, input_names=["x"], dynamo=True)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if a.threads > 0:
+        options.intra_op_num_threads = a.threads
+        options.inter_op_num_threads = 1
+    providers = ["CUDAExecutionProvider"] if a.device.startswith("cuda") else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(path, options, providers=providers)
+    name = session.get_inputs()[0].name
+    feed = {name: x.cpu().numpy()}
+
+    def step():
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        steps.append((time.perf_counter() - t0) * 1e3)
+
+    return step
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
@@ -89,6 +130,7 @@ def main():
     p.add_argument("--min-time", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--runtime", choices=["torch", "ort"], default="torch")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -103,7 +145,12 @@ def main():
     y = torch.arange(a.batch_size, device=device) % classes
     steps, fwd, bwd, opt = [], [], [], []
 
-    if a.mode == "infer":
+    if a.runtime == "ort":
+        if a.mode != "infer":
+            print(json.dumps({"unsupported": f"{a.model} {a.mode} in ONNX Runtime (inference only)"}))
+            return
+        step = ort_step(model, x, a, steps)
+    elif a.mode == "infer":
         model.eval()
 
         def step():

@@ -40,7 +40,7 @@ enum Command {
     /// Print a model's per-layer table: output shapes, parameters, activation memory, MACs.
     Summary(SummaryArgs),
     /// Throughput and memory of models (variants, families or `all`), optionally side by side
-    /// with PyTorch (--compare torch).
+    /// with PyTorch and ONNX Runtime (--compare torch,ort).
     Bench(bench::BenchArgs),
     /// Fine-tune pretrained weights (a file or a Hugging Face hub id) on an image folder or
     /// CIFAR-10: a new head, the backbone frozen (optionally unfrozen later).

@@ -225,6 +225,14 @@ fn bench_compare_without_torch_says_how_to_install_it() {
     ]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--python"), "{}", text(&out.stderr));
+    // A Python that cannot import the peer's packages: the error says which to install.
+    let out = xtask(&["bench", "lenet5", "--compare", "torch,ort", "--python", "false"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("pip install") && err.contains("torch"), "{err}");
+    let out = xtask(&["bench", "lenet5", "--compare", "ort", "--python", "false"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("onnxruntime"), "{err}");
     let out = xtask(&["bench", "resnet9000"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("valid names"));

@@ -194,5 +194,6 @@ pub(super) fn measure(
         peak_mem_mb: peak,
         threads: candle_core::utils::get_num_threads(),
         torch: None,
+        ort: None,
     })
 }

@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: throughput and memory of the models, optionally side by side with
-//! PyTorch.
+//! PyTorch and ONNX Runtime.
 //!
 //! One row per (model, mode, batch size). Columns follow timm's `benchmark.py`: samples per
 //! second, step time (median, min, max), the forward / backward / optimizer split of a
@@ -8,12 +8,12 @@
 //!
 //! - [`measure`]: one row in this process (model built, steps timed, peak memory);
 //! - [`rows`]: the row record, its CSV / JSON-lines files and the printed table;
-//! - [`torch`]: the PyTorch side of `--compare torch` (`scripts/bench_torch.py`);
+//! - [`peers`]: PyTorch and ONNX Runtime for `--compare torch,ort` (`scripts/bench_torch.py`);
 //! - here: the flags, the plan of rows, one child process per row.
 
 mod measure;
+mod peers;
 mod rows;
-mod torch;
 
 use crate::models::{self, ModelEntry};
 use anyhow::{bail, Context, Result};
@@ -23,9 +23,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use measure::measure;
+use peers::{check_peer, measure_peer, torch_script};
 use rows::{print_table, read_rows, write_rows};
-pub use rows::{Row, TorchRow};
-use torch::{check_torch, measure_torch, torch_script};
+pub use rows::{PeerRow, Row};
 
 /// What to measure.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,6 +44,19 @@ pub enum Mode {
 pub enum Compare {
     /// PyTorch (+ torchvision) through `scripts/bench_torch.py`.
     Torch,
+    /// ONNX Runtime on the torchvision model exported to ONNX (inference rows only), through
+    /// `scripts/bench_torch.py --runtime ort`.
+    Ort,
+}
+
+impl Compare {
+    /// The name `scripts/bench_torch.py --runtime` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Compare::Torch => "torch",
+            Compare::Ort => "ort",
+        }
+    }
 }
 
 /// A fixed set of rows.
@@ -109,7 +122,7 @@ pub struct BenchArgs {
     /// Keep timing until this many seconds have passed too.
     #[arg(long, default_value_t = 0.0, value_parser = crate::args::non_negative)]
     pub(super) min_time: f64,
-    /// CPU threads (candle's and, with --compare torch, PyTorch's). Default: physical cores;
+    /// CPU threads (candle's and, with --compare, the peers'). Default: physical cores;
     /// at most 4 per core.
     #[arg(long, value_parser = crate::args::usize_in(1, 1 << 20))]
     pub(super) threads: Option<usize>,
@@ -122,10 +135,11 @@ pub struct BenchArgs {
     /// An earlier `--out` file: print the ratio of each row's samples/s to the matching row.
     #[arg(long)]
     pub(super) baseline: Option<PathBuf>,
-    /// Measure the same rows with PyTorch too, alternating with ours.
-    #[arg(long, value_enum)]
-    pub(super) compare: Option<Compare>,
-    /// The Python with torch and torchvision for --compare torch.
+    /// Measure the same rows with PyTorch and / or ONNX Runtime too (comma separated), each row
+    /// right after ours.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub(super) compare: Vec<Compare>,
+    /// The Python with torch and torchvision (and onnxruntime for ort) for --compare.
     #[arg(long, default_value = "python3")]
     pub(super) python: String,
 }
@@ -231,13 +245,15 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
         println!("{}", serde_json::to_string(&row)?);
         return Ok(());
     }
-    let script = match args.compare {
-        Some(Compare::Torch) => {
-            check_torch(&args.python)?;
-            Some(torch_script()?)
+    let script = if args.compare.is_empty() {
+        None
+    } else {
+        for &peer in &args.compare {
+            check_peer(&args.python, peer)?;
         }
-        None => None,
+        Some(torch_script()?)
     };
+
     let baseline: HashMap<_, _> = match &args.baseline {
         Some(path) => read_rows(path)?
             .into_iter()
@@ -262,7 +278,13 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
     for (i, (entry, mode, batch, img)) in plan.into_iter().enumerate() {
         let mut row = measure_in_child(entry, mode, batch, img, &args)?;
         if let Some(script) = &script {
-            row.torch = measure_torch(&row, &args, script)?;
+            for &peer in &args.compare {
+                let figures = measure_peer(&row, peer, &args, script)?;
+                match peer {
+                    Compare::Torch => row.torch = figures,
+                    Compare::Ort => row.ort = figures,
+                }
+            }
         }
         eprintln!(
             "[{}/{total}] {} {} batch {}: {:.1} samples/s, peak {:.0} MB{}",
@@ -272,10 +294,10 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
             row.batch_size,
             row.samples_per_sec,
             row.peak_mem_mb.unwrap_or(f64::NAN),
-            row.torch
-                .as_ref()
-                .map(|t| format!(" (torch {:.1})", t.samples_per_sec))
-                .unwrap_or_default()
+            [("torch", &row.torch), ("ORT", &row.ort)]
+                .iter()
+                .filter_map(|(name, t)| t.as_ref().map(|t| format!(" ({name} {:.1})", t.samples_per_sec)))
+                .collect::<String>()
         );
         rows.push(row);
         // Every row reaches --out as soon as it is measured.

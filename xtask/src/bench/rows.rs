@@ -35,12 +35,16 @@ pub struct Row {
     pub threads: usize,
     /// PyTorch's figures for the same row, with --compare torch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub torch: Option<TorchRow>,
+    pub torch: Option<PeerRow>,
+    /// ONNX Runtime's figures for the same row (the torchvision model exported to ONNX), with
+    /// --compare ort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ort: Option<PeerRow>,
 }
 
-/// What `scripts/bench_torch.py` prints for a row.
+/// What `scripts/bench_torch.py` prints for a row (PyTorch or ONNX Runtime).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TorchRow {
+pub struct PeerRow {
     pub samples_per_sec: f64,
     pub step_time: f64,
     pub fwd_time: Option<f64>,
@@ -85,6 +89,22 @@ struct CsvRow {
     torch_samples_per_sec: Option<f64>,
     #[serde(default)]
     torch_peak_mem_mb: Option<f64>,
+    #[serde(default)]
+    ort_samples_per_sec: Option<f64>,
+    #[serde(default)]
+    ort_peak_mem_mb: Option<f64>,
+}
+
+/// A peer's row from its two CSV columns.
+fn peer(samples_per_sec: Option<f64>, peak_mem_mb: Option<f64>) -> Option<PeerRow> {
+    samples_per_sec.map(|samples_per_sec| PeerRow {
+        samples_per_sec,
+        step_time: f64::NAN,
+        fwd_time: None,
+        bwd_time: None,
+        opt_time: None,
+        peak_mem_mb,
+    })
 }
 
 fn float32() -> String {
@@ -114,6 +134,8 @@ impl From<&Row> for CsvRow {
             threads: r.threads,
             torch_samples_per_sec: r.torch.as_ref().map(|t| t.samples_per_sec),
             torch_peak_mem_mb: r.torch.as_ref().and_then(|t| t.peak_mem_mb),
+            ort_samples_per_sec: r.ort.as_ref().map(|t| t.samples_per_sec),
+            ort_peak_mem_mb: r.ort.as_ref().and_then(|t| t.peak_mem_mb),
         }
     }
 }
@@ -139,14 +161,8 @@ impl From<CsvRow> for Row {
             gmacs: nan(c.gmacs),
             peak_mem_mb: c.peak_mem_mb,
             threads: c.threads,
-            torch: c.torch_samples_per_sec.map(|samples_per_sec| TorchRow {
-                samples_per_sec,
-                step_time: f64::NAN,
-                fwd_time: None,
-                bwd_time: None,
-                opt_time: None,
-                peak_mem_mb: c.torch_peak_mem_mb,
-            }),
+            torch: peer(c.torch_samples_per_sec, c.torch_peak_mem_mb),
+            ort: peer(c.ort_samples_per_sec, c.ort_peak_mem_mb),
         }
     }
 }
@@ -199,7 +215,8 @@ pub(super) fn write_rows(path: &Path, rows: &[Row]) -> Result<()> {
 /// Prints the rows as a table, with PyTorch's columns when measured and the ratio to
 /// `baseline`'s samples/s when given.
 pub(super) fn print_table(rows: &[Row], baseline: &HashMap<(String, String, String, usize, usize), f64>) {
-    let compare = rows.iter().any(|r| r.torch.is_some());
+    let torch = rows.iter().any(|r| r.torch.is_some());
+    let ort = rows.iter().any(|r| r.ort.is_some());
     let mut header = vec![
         "model",
         "mode",
@@ -213,8 +230,11 @@ pub(super) fn print_table(rows: &[Row], baseline: &HashMap<(String, String, Stri
         "GMACs",
         "peak MB",
     ];
-    if compare {
+    if torch {
         header.extend(["torch samples/s", "ours/torch", "torch peak MB"]);
+    }
+    if ort {
+        header.extend(["ORT samples/s", "ours/ORT", "ORT peak MB"]);
     }
     if !baseline.is_empty() {
         header.push("vs baseline");
@@ -242,11 +262,13 @@ pub(super) fn print_table(rows: &[Row], baseline: &HashMap<(String, String, Stri
                 format!("{:.4}", r.gmacs),
                 opt(r.peak_mem_mb, 0),
             ];
-            if compare {
-                let t = r.torch.as_ref();
-                cells.push(opt(t.map(|t| t.samples_per_sec), 1));
-                cells.push(opt(t.map(|t| r.samples_per_sec / t.samples_per_sec), 2));
-                cells.push(opt(t.and_then(|t| t.peak_mem_mb), 0));
+            for (shown, peer) in [(torch, &r.torch), (ort, &r.ort)] {
+                if shown {
+                    let t = peer.as_ref();
+                    cells.push(opt(t.map(|t| t.samples_per_sec), 1));
+                    cells.push(opt(t.map(|t| r.samples_per_sec / t.samples_per_sec), 2));
+                    cells.push(opt(t.and_then(|t| t.peak_mem_mb), 0));
+                }
             }
             if !baseline.is_empty() {
                 let key = (

@@ -1,6 +1,7 @@
-//! The PyTorch side of `--compare torch`: `scripts/bench_torch.py`, run row by row.
+//! The peers of `--compare torch,ort`: PyTorch and ONNX Runtime through
+//! `scripts/bench_torch.py`, run row by row.
 
-use super::{BenchArgs, Row, TorchRow};
+use super::{BenchArgs, Compare, PeerRow, Row};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -17,24 +18,40 @@ pub(super) fn torch_script() -> Result<PathBuf> {
         .context("scripts/bench_torch.py not found: run from the repository root")
 }
 
-pub(super) fn check_torch(python: &str) -> Result<()> {
+/// Checks that `python` can run `peer`'s side of the benchmark.
+pub(super) fn check_peer(python: &str, peer: Compare) -> Result<()> {
+    let (imports, packages) = match peer {
+        Compare::Torch => ("import torch, torchvision", "torch torchvision"),
+        Compare::Ort => (
+            "import torch, torchvision, onnx, onnxruntime",
+            "torch torchvision onnx onnxruntime onnxscript",
+        ),
+    };
     let out = std::process::Command::new(python)
-        .args(["-c", "import torch, torchvision"])
+        .args(["-c", imports])
         .output()
         .with_context(|| format!("cannot run `{python}`; pass --python /path/to/python"))?;
     if !out.status.success() {
         bail!(
-            "`{python}` cannot import torch and torchvision: install them with \
-             `{python} -m pip install torch torchvision`, or pass --python /path/to/a/python/with/torch"
+            "`{python}` cannot `{imports}`: install them with `{python} -m pip install {packages}`, \
+             or pass --python /path/to/a/python/with/them"
         );
     }
     Ok(())
 }
 
-pub(super) fn measure_torch(row: &Row, args: &BenchArgs, script: &Path) -> Result<Option<TorchRow>> {
+/// `peer`'s figures for `row` (`None` where the peer cannot run it: a model torchvision lacks,
+/// training in ONNX Runtime).
+pub(super) fn measure_peer(
+    row: &Row,
+    peer: Compare,
+    args: &BenchArgs,
+    script: &Path,
+) -> Result<Option<PeerRow>> {
     let threads = row.threads.to_string();
     let out = std::process::Command::new(&args.python)
         .arg(script)
+        .args(["--runtime", peer.name()])
         .args(["--model", &row.model, "--mode", &row.mode])
         .args([
             "--batch-size",
