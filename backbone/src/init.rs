@@ -187,3 +187,20 @@ pub fn trainable_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars
 }
+
+/// Whether the variable `name` is `prefix` or lies under `prefix.` (an empty prefix holds
+/// nothing).
+pub fn is_under(name: &str, prefix: &str) -> bool {
+    !prefix.is_empty()
+        && name.starts_with(prefix)
+        && (name.len() == prefix.len() || name.as_bytes().get(prefix.len()) == Some(&b'.'))
+}
+
+/// The variables of `model` an optimizer may train: [`trainable_vars`] without those under the
+/// model's [`crate::Backbone::frozen_prefixes`] (a frozen auxiliary learner), sorted by name.
+pub fn trainable_model_vars(varmap: &VarMap, model: &dyn crate::Backbone) -> Vec<(String, Var)> {
+    let frozen = model.frozen_prefixes();
+    let mut vars = trainable_vars(varmap);
+    vars.retain(|(name, _)| !frozen.iter().any(|p| is_under(name, p)));
+    vars
+}

@@ -21,5 +21,7 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use inference::{inference_mode, is_inference_mode};
-pub use model::{check_input, Backbone, FeatureInfo, FeaturesOnly, InputSpec, InputType, ModelOutput};
+pub use model::{
+    check_input, Backbone, FeatureInfo, FeaturesOnly, InputSpec, InputType, ModelOutput, Reconstructor,
+};
 pub use summary::{summarize, Summary};

@@ -237,4 +237,31 @@ pub trait Backbone: Send + Sync {
     fn aux_head_prefixes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Prefixes of variables that never train with the model (a frozen auxiliary learner: a
+    /// channel-boosted network's autoencoder and pretrained feature extractor): no optimizer
+    /// gets them (see [`crate::init::trainable_model_vars`]). Empty by default.
+    fn frozen_prefixes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Parts of the model that train on their own before it, on reconstructing its input (a
+    /// channel-boosted network's autoencoder), in the order they train. Empty by default.
+    fn reconstructors(&self) -> Vec<&dyn Reconstructor> {
+        Vec::new()
+    }
+}
+
+/// A part of a model trained alone on reconstructing the model's input (an autoencoder), before
+/// the model trains; see [`Backbone::reconstructors`].
+pub trait Reconstructor: Send + Sync {
+    /// What it is, for messages (`autoencoder`).
+    fn name(&self) -> &str;
+
+    /// The prefix of its variables in the model's map (`booster.ae`): what a reconstruction
+    /// phase trains.
+    fn var_prefix(&self) -> &str;
+
+    /// Image batch `[N, C, H, W]` (as the model receives it) -> its reconstruction, same shape.
+    fn reconstruct(&self, xs: &Tensor, train: bool) -> Result<Tensor>;
 }

@@ -20,6 +20,9 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "cbcnn")]
+pub mod boosted;
+
 use backbone::catalogue::find;
 use candle_core::{DType, Device};
 use std::ops::Deref;
@@ -31,7 +34,7 @@ pub use backbone::{self, Backbone, Error, Result};
 
 /// Every variant of the enabled families, in the order `cargo xtask models` lists them.
 pub fn catalogue() -> Vec<&'static Variant> {
-    let all: [&'static [Variant]; 9] = [
+    let all: [&'static [Variant]; 10] = [
         #[cfg(feature = "lenet")]
         lenet::VARIANTS,
         #[cfg(not(feature = "lenet"))]
@@ -67,6 +70,10 @@ pub fn catalogue() -> Vec<&'static Variant> {
         #[cfg(feature = "efficientnet")]
         efficientnet::VARIANTS,
         #[cfg(not(feature = "efficientnet"))]
+        &[],
+        #[cfg(feature = "cbcnn")]
+        boosted::VARIANTS,
+        #[cfg(not(feature = "cbcnn"))]
         &[],
     ];
     all.into_iter().flatten().collect()

@@ -4,7 +4,8 @@
 //! folders, CIFAR-10, transforms), optimizers ([`optim`]: SGD, Adam, AdamW with PyTorch's
 //! update rules), losses ([`loss`]), schedules ([`schedule`]), atomic safetensors checkpoints
 //! ([`checkpoint`]), run folders ([`run`]), pretrained weights ([`pretrained`]), metrics and
-//! plots, and the one training loop ([`train`]) for any [`backbone::Backbone`], from scratch
+//! plots, the reconstruction phase of auxiliary learners ([`reconstruct`]), and the one
+//! training loop ([`train`]) for any [`backbone::Backbone`], from scratch
 //! or fine-tuning.
 
 pub mod checkpoint;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod pretrained;
+pub mod reconstruct;
 pub mod run;
 pub mod schedule;
 pub mod train;

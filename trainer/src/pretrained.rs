@@ -75,9 +75,7 @@ impl fmt::Display for LoadReport {
 
 /// Whether `name` is `prefix` or lies under `prefix.`.
 pub fn under_prefix(name: &str, prefix: &str) -> bool {
-    !prefix.is_empty()
-        && name.starts_with(prefix)
-        && (name.len() == prefix.len() || name.as_bytes().get(prefix.len()) == Some(&b'.'))
+    backbone::init::is_under(name, prefix)
 }
 
 /// The variable prefixes whose shapes depend on the class count: the head and the auxiliary
@@ -223,19 +221,21 @@ pub fn load_pretrained_tensors(
     Ok(report)
 }
 
-/// The trainable variables (no running statistics) under the model's head prefixes, sorted.
+/// The trainable variables (no running statistics, none the model declares frozen) under the
+/// model's head prefixes, sorted.
 pub fn head_vars(varmap: &VarMap, model: &dyn Backbone) -> Vec<(String, Var)> {
     let prefixes = head_prefixes(model);
-    backbone::init::trainable_vars(varmap)
+    backbone::init::trainable_model_vars(varmap, model)
         .into_iter()
         .filter(|(name, _)| is_head(name, &prefixes))
         .collect()
 }
 
-/// The trainable variables outside the head prefixes, sorted.
+/// The trainable variables outside the head prefixes (none the model declares frozen, see
+/// [`Backbone::frozen_prefixes`]), sorted.
 pub fn backbone_vars(varmap: &VarMap, model: &dyn Backbone) -> Vec<(String, Var)> {
     let prefixes = head_prefixes(model);
-    backbone::init::trainable_vars(varmap)
+    backbone::init::trainable_model_vars(varmap, model)
         .into_iter()
         .filter(|(name, _)| !is_head(name, &prefixes))
         .collect()

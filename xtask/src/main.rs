@@ -104,6 +104,11 @@ struct TrainArgs {
     /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Epochs of the reconstruction phase of a model's auxiliary learners (a channel-boosted
+    /// network's autoencoder), trained alone before the model, then frozen; skipped with
+    /// --resume (the checkpoint holds them).
+    #[arg(long, default_value_t = 3, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
+    ae_epochs: usize,
 }
 
 #[derive(clap::Args)]
@@ -228,9 +233,54 @@ fn summary(args: SummaryArgs) -> Result<()> {
         .sum();
     if params != table.total_params() {
         println!(
-            "Model parameters:    {} ({} in layers that run only in training, e.g. auxiliary heads)",
+            "Model parameters:    {} ({} in layers this forward pass does not run: auxiliary heads, an \
+             autoencoder's decoder, a frozen extractor's unused stages and head)",
             backbone::summary::thousands(params as u64),
             backbone::summary::thousands((params - table.total_params()) as u64)
+        );
+    }
+    Ok(())
+}
+
+/// A model with auxiliary learners (a channel-boosted network): the table of its boosted input
+/// (where each channel comes from), then the reconstruction phase of each learner, which is
+/// frozen afterwards. Skipped on `--resume`: the checkpoint restores the trained learners.
+fn pretrain_auxiliary(
+    model: &dyn backbone::Backbone,
+    vars: &SeededVarMap,
+    data: &TrainData,
+    args: &TrainArgs,
+    size: (usize, usize),
+    device: &Device,
+) -> Result<()> {
+    let spec = model.input_spec();
+    let mut table = backbone::summarize(model, &[1, spec.channels, size.0, size.1], device)?;
+    table
+        .layers
+        .retain(|l| l.name.starts_with("booster.") || l.kind == "ChannelBoost");
+    println!("auxiliary learners and the boosted input:");
+    print!("{table}");
+    if args.run.resume {
+        println!("resuming: the auxiliary learners come from the checkpoint");
+        return Ok(());
+    }
+    let config = trainer::reconstruct::ReconstructionConfig {
+        epochs: args.ae_epochs,
+        batch_size: args.batch_size,
+        lr: 1e-3,
+        seed: args.seed,
+        verbose: !args.quiet,
+    };
+    for report in trainer::reconstruct::pretrain_reconstructors(model, vars.varmap(), data, &config, device)?
+    {
+        println!(
+            "{}: {} parameters trained on reconstruction for {} in {:.1}s, test MSE {:.4} -> {:.4}; frozen from now on",
+            report.name,
+            backbone::summary::thousands(report.trained.1 as u64),
+            args::plural(report.train_losses.len(), "epoch"),
+            report.seconds,
+            report.val_before,
+            report.val_after
         );
     }
     Ok(())
@@ -314,12 +364,19 @@ fn train(args: TrainArgs) -> Result<()> {
         last_batch: args.run.last_batch(),
         ..TrainConfig::default()
     };
-    let params: usize = backbone::init::trainable_vars(vars.varmap())
-        .iter()
-        .map(|(_, v)| v.elem_count())
-        .sum();
+    let count =
+        |vars: Vec<(String, candle_core::Var)>| -> usize { vars.iter().map(|(_, v)| v.elem_count()).sum() };
+    let params = count(backbone::init::trainable_vars(vars.varmap()));
+    let trained = count(backbone::init::trainable_model_vars(
+        vars.varmap(),
+        model.as_ref(),
+    ));
+    let frozen = match params - trained {
+        0 => String::new(),
+        n => format!(", {} of them frozen", backbone::summary::thousands(n as u64)),
+    };
     println!(
-        "training {} ({} parameters) on {} of {}x{}, testing on {}, {}, batch {}, {}",
+        "training {} ({} parameters{frozen}) on {} of {}x{}, testing on {}, {}, batch {}, {}",
         entry.name,
         backbone::summary::thousands(params as u64),
         args::plural(train_set.len(), "image"),
@@ -331,6 +388,9 @@ fn train(args: TrainArgs) -> Result<()> {
         args::plural(candle_core::utils::get_num_threads(), "thread")
     );
     let data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
+    if !model.reconstructors().is_empty() {
+        pretrain_auxiliary(model.as_ref(), &vars, &data, &args, size, &device)?;
+    }
     let report = train_model(model.as_ref(), vars.varmap(), data, &fit_config, &device)?;
     let last = report.last().context("no epoch ran")?;
     println!(

@@ -68,7 +68,10 @@ pub(super) fn phase_optimizer(
     frozen: bool,
 ) -> Result<Box<dyn Optimizer>> {
     let mut groups: Vec<ParamGroup> = if !frozen && config.backbone_lr_scale == 1.0 {
-        param_groups(backbone::init::trainable_vars(varmap), config.weight_decay)
+        param_groups(
+            backbone::init::trainable_model_vars(varmap, model),
+            config.weight_decay,
+        )
     } else {
         param_groups(head_vars(varmap, model), config.weight_decay)
     };
@@ -87,7 +90,7 @@ pub(super) fn trainable(model: &dyn Backbone, varmap: &VarMap, frozen: bool) -> 
     let vars = if frozen {
         head_vars(varmap, model)
     } else {
-        backbone::init::trainable_vars(varmap)
+        backbone::init::trainable_model_vars(varmap, model)
     };
     vars.into_iter().map(|(_, v)| v).collect()
 }
