@@ -12,7 +12,11 @@ use candle_core::{DType, IndexOp, Tensor};
 
 /// The maps `[C, h, w]` of the stages named `stages` (every stage when empty) for one image
 /// `[1, C, H, W]`, with their descriptions; an unknown name is an error listing the stages.
-pub fn stage_activations(model: &dyn Backbone, image: &Tensor, stages: &[String]) -> Result<Vec<(FeatureInfo, Tensor)>> {
+pub fn stage_activations(
+    model: &dyn Backbone,
+    image: &Tensor,
+    stages: &[String],
+) -> Result<Vec<(FeatureInfo, Tensor)>> {
     one_image(image)?;
     let info = model.feature_info();
     let indices: Vec<usize> = if stages.is_empty() {
@@ -21,12 +25,18 @@ pub fn stage_activations(model: &dyn Backbone, image: &Tensor, stages: &[String]
         stages
             .iter()
             .map(|name| {
-                info.iter().position(|f| &f.module == name).ok_or_else(|| Error::UnknownLayer {
-                    model: model.name().to_string(),
-                    method: "activations",
-                    layer: name.clone(),
-                    available: info.iter().map(|f| f.module.as_str()).collect::<Vec<_>>().join(", "),
-                })
+                info.iter()
+                    .position(|f| &f.module == name)
+                    .ok_or_else(|| Error::UnknownLayer {
+                        model: model.name().to_string(),
+                        method: "activations",
+                        layer: name.clone(),
+                        available: info
+                            .iter()
+                            .map(|f| f.module.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
             })
             .collect::<Result<_>>()?
     };
@@ -53,7 +63,11 @@ pub struct ChannelMap {
 /// channel index).
 pub fn top_channels(maps: &Tensor, k: usize) -> Result<Vec<ChannelMap>> {
     let (c, h, w) = maps.dims3()?;
-    let maxima = maps.to_dtype(DType::F32)?.reshape((c, h * w))?.max(1)?.to_vec1::<f32>()?;
+    let maxima = maps
+        .to_dtype(DType::F32)?
+        .reshape((c, h * w))?
+        .max(1)?
+        .to_vec1::<f32>()?;
     let mut order: Vec<usize> = (0..c).collect();
     order.sort_by(|&a, &b| maxima[b].total_cmp(&maxima[a]).then(a.cmp(&b)));
     order

@@ -43,7 +43,12 @@ pub fn deconv_layers(model: &dyn Backbone) -> Result<Vec<String>> {
     let chain = chain(model)?;
     Ok(chain
         .iter()
-        .filter(|l| matches!(l, PlainLayer::Conv { .. } | PlainLayer::MaxPool(_) | PlainLayer::AvgPool(_)))
+        .filter(|l| {
+            matches!(
+                l,
+                PlainLayer::Conv { .. } | PlainLayer::MaxPool(_) | PlainLayer::AvgPool(_)
+            )
+        })
         .map(PlainLayer::name)
         .collect())
 }
@@ -60,19 +65,24 @@ pub fn deconvnet(model: &dyn Backbone, image: &Tensor, layer: &str, top_k: usize
     one_image(image)?;
     let chain = chain(model)?;
     let model_name = model.name().to_string();
-    let end = chain.iter().position(|l| l.name() == layer).ok_or_else(|| Error::UnknownLayer {
-        model: model_name.clone(),
-        method: "the deconvnet",
-        layer: layer.to_string(),
-        available: deconv_layers(model).map(|l| l.join(", ")).unwrap_or_default(),
-    })?;
+    let end = chain
+        .iter()
+        .position(|l| l.name() == layer)
+        .ok_or_else(|| Error::UnknownLayer {
+            model: model_name.clone(),
+            method: "the deconvnet",
+            layer: layer.to_string(),
+            available: deconv_layers(model).map(|l| l.join(", ")).unwrap_or_default(),
+        })?;
     let chain = &chain[..=end];
     // Check every layer first, so a bad one fails before any work.
     for l in chain {
         let ok = match l {
             PlainLayer::Conv { activation, .. } => matches!(activation, None | Some(Activation::Relu)),
             PlainLayer::Activation(a) => *a == Activation::Relu,
-            PlainLayer::MaxPool(_) | PlainLayer::AvgPool(_) | PlainLayer::Lrn(_) | PlainLayer::Dropout(_) => true,
+            PlainLayer::MaxPool(_) | PlainLayer::AvgPool(_) | PlainLayer::Lrn(_) | PlainLayer::Dropout(_) => {
+                true
+            }
             PlainLayer::Other { .. } => false,
         };
         if !ok {
@@ -107,7 +117,8 @@ pub fn deconvnet(model: &dyn Backbone, image: &Tensor, layer: &str, top_k: usize
     for (j, &c) in order.iter().enumerate() {
         signal[(j * channels + c) * h * w + argmax[c] as usize] = maxima[c];
     }
-    let mut signal = Tensor::from_vec(signal, (k, channels, h, w), image.device())?.to_dtype(image.dtype())?;
+    let mut signal =
+        Tensor::from_vec(signal, (k, channels, h, w), image.device())?.to_dtype(image.dtype())?;
     for (l, x) in chain.iter().zip(&inputs).rev() {
         signal = backward(l, x, &signal)?;
     }

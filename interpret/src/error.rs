@@ -77,7 +77,11 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::Invalid`].
-    pub fn invalid(what: impl Into<String>, expected: impl Into<String>, found: impl std::fmt::Display) -> Self {
+    pub fn invalid(
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl std::fmt::Display,
+    ) -> Self {
         Error::Invalid {
             what: what.into(),
             expected: expected.into(),

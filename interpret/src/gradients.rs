@@ -71,16 +71,24 @@ fn features_and_gradient(
 
 /// Grad-CAM or Grad-CAM++ of `class` (the predicted class when `None`) for one image
 /// `[1, C, H, W]`, at the last stage of any model.
-pub fn grad_cam(model: &dyn Backbone, image: &Tensor, class: Option<usize>, method: CamMethod) -> Result<Cam> {
+pub fn grad_cam(
+    model: &dyn Backbone,
+    image: &Tensor,
+    class: Option<usize>,
+    method: CamMethod,
+) -> Result<Cam> {
     let (_, _, h, w) = image.dims4()?;
     let (features, grad, prediction) = features_and_gradient(model, image, class)?;
-    let (a, g) = (features.i(0)?.to_dtype(DType::F32)?, grad.i(0)?.to_dtype(DType::F32)?);
+    let (a, g) = (
+        features.i(0)?.to_dtype(DType::F32)?,
+        grad.i(0)?.to_dtype(DType::F32)?,
+    );
     let weights = match method {
         CamMethod::GradCam => g.mean(D::Minus1)?.mean(D::Minus1)?,
         CamMethod::GradCamPlusPlus => {
             let g2 = g.sqr()?;
             let g3 = g2.mul(&g)?;
-            let sum_a = a.sum_keepdim(D::Minus1)?.sum_keepdim(D::Minus1)?;
+            let sum_a = a.sum_keepdim((1, 2))?;
             let denom = ((g2.affine(2.0, 1e-6)?) + g3.broadcast_mul(&sum_a)?)?;
             let aij = g2.div(&denom)?;
             let nonzero = g.ne(0f64)?.to_dtype(DType::F32)?;
@@ -88,7 +96,10 @@ pub fn grad_cam(model: &dyn Backbone, image: &Tensor, class: Option<usize>, meth
             g.relu()?.mul(&aij)?.sum(D::Minus1)?.sum(D::Minus1)?
         }
     };
-    let cam = a.broadcast_mul(&weights.unsqueeze(1)?.unsqueeze(2)?)?.sum(0)?.relu()?;
+    let cam = a
+        .broadcast_mul(&weights.unsqueeze(1)?.unsqueeze(2)?)?
+        .sum(0)?
+        .relu()?;
     let upsampled = min_max(&resize_bilinear(&min_max(&cam)?, h, w)?)?;
     Ok(Cam {
         prediction,
@@ -103,7 +114,11 @@ pub fn grad_cam(model: &dyn Backbone, image: &Tensor, class: Option<usize>, meth
 /// back only positive gradients where its input was positive ([`backbone::guided_relu`]).
 /// Returns `[C, H, W]` and the prediction. Models whose activations are not ReLUs
 /// (EfficientNet's SiLU) give their plain gradient there, as with `pytorch_grad_cam`.
-pub fn guided_backprop(model: &dyn Backbone, image: &Tensor, class: Option<usize>) -> Result<(Tensor, Prediction)> {
+pub fn guided_backprop(
+    model: &dyn Backbone,
+    image: &Tensor,
+    class: Option<usize>,
+) -> Result<(Tensor, Prediction)> {
     one_image(image)?;
     if let Some(c) = class {
         check_class(model, c)?;

@@ -8,7 +8,11 @@ use candle_core::{DType, Tensor, D};
 pub(crate) fn one_image(image: &Tensor) -> Result<(usize, usize, usize)> {
     match *image.dims() {
         [1, c, h, w] => Ok((c, h, w)),
-        _ => Err(Error::invalid("the image", "one image [1, C, H, W]", format!("{:?}", image.dims()))),
+        _ => Err(Error::invalid(
+            "the image",
+            "one image [1, C, H, W]",
+            format!("{:?}", image.dims()),
+        )),
     }
 }
 
@@ -58,7 +62,10 @@ pub(crate) fn prediction(model: &dyn Backbone, logits: &Tensor, class: Option<us
     let top = probs
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &p)| if p > best.1 { (i, p) } else { best })
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |best, (i, &p)| if p > best.1 { (i, p) } else { best },
+        )
         .0;
     let class = class.unwrap_or(top);
     check_class(model, class)?;

@@ -59,9 +59,15 @@ impl OcclusionMap {
             .probabilities
             .iter()
             .enumerate()
-            .fold((0, f32::INFINITY), |best, (i, &p)| if p < best.1 { (i, p) } else { best })
+            .fold(
+                (0, f32::INFINITY),
+                |best, (i, &p)| if p < best.1 { (i, p) } else { best },
+            )
             .0;
-        ((i / self.cols) * self.config.stride, (i % self.cols) * self.config.stride)
+        (
+            (i / self.cols) * self.config.stride,
+            (i % self.cols) * self.config.stride,
+        )
     }
 
     /// The map `[rows, cols]` as a tensor.

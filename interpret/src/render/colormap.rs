@@ -50,7 +50,11 @@ impl ColorMap {
                 return [v, v, v];
             }
         };
-        let i = table.iter().position(|(x, _)| *x >= t).unwrap_or(table.len() - 1).max(1);
+        let i = table
+            .iter()
+            .position(|(x, _)| *x >= t)
+            .unwrap_or(table.len() - 1)
+            .max(1);
         let ((x0, c0), (x1, c1)) = (table[i - 1], table[i]);
         let f = if x1 > x0 { (t - x0) / (x1 - x0) } else { 0.0 };
         let mix = |a: u8, b: u8| (a as f32 + (b as f32 - a as f32) * f).round() as u8;
@@ -73,7 +77,11 @@ pub fn colorize(map: &Tensor, cmap: ColorMap, lo: f32, hi: f32) -> Result<RgbIma
 pub fn to_rgb(image: &Tensor) -> Result<RgbImage> {
     let image = image.to_dtype(DType::F32)?;
     let (c, _, _) = image.dims3()?;
-    let image = if c == 1 || c == 3 { image } else { image.mean_keepdim(0)? };
+    let image = if c == 1 || c == 3 {
+        image
+    } else {
+        image.mean_keepdim(0)?
+    };
     let values = image.flatten_all()?.to_vec1::<f32>()?;
     let lo = values.iter().copied().fold(f32::INFINITY, f32::min);
     let hi = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -86,7 +94,11 @@ pub fn to_rgb(image: &Tensor) -> Result<RgbImage> {
 pub fn signed_to_rgb(image: &Tensor) -> Result<RgbImage> {
     let image = image.to_dtype(DType::F32)?;
     let (c, _, _) = image.dims3()?;
-    let image = if c == 1 || c == 3 { image } else { image.mean_keepdim(0)? };
+    let image = if c == 1 || c == 3 {
+        image
+    } else {
+        image.mean_keepdim(0)?
+    };
     let max = image.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
     let scale = if max > 0.0 { 0.5 / max } else { 0.0 };
     channels_to_rgb(&image, |v| 0.5 + v * scale)

@@ -95,14 +95,21 @@ impl Figure {
             let (x, y) = (PAD + c * (cell + PAD), HEADER + r * (cell + CAPTION + PAD));
             let (pw, ph) = panel.image.dimensions();
             let scale = cell as f32 / pw.max(ph).max(1) as f32;
-            let (sw, sh) = (((pw as f32 * scale) as u32).max(1), ((ph as f32 * scale) as u32).max(1));
+            let (sw, sh) = (
+                ((pw as f32 * scale) as u32).max(1),
+                ((ph as f32 * scale) as u32).max(1),
+            );
             let scaled = image::imageops::resize(&panel.image, sw, sh, FilterType::Nearest);
             let (ox, oy) = (x + (cell - sw) / 2, y + (cell - sh) / 2);
             image::imageops::replace(&mut canvas, &scaled, ox as i64, oy as i64);
             origins.push((x, y));
         }
         let bar_area = self.colorbar.as_ref().map(|b| {
-            let (x, y0, h) = (grid_w + 8, HEADER + 8, (rows as u32 * (cell + CAPTION + PAD)).saturating_sub(24).max(40));
+            let (x, y0, h) = (
+                grid_w + 8,
+                HEADER + 8,
+                (rows as u32 * (cell + CAPTION + PAD)).saturating_sub(24).max(40),
+            );
             for dy in 0..h {
                 let color = b.map.color(1.0 - dy as f32 / (h - 1).max(1) as f32);
                 for dx in 0..18 {
@@ -116,8 +123,10 @@ impl Figure {
             let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
             let err = |e: DrawingAreaErrorKind<_>| render_error(path, e);
             let text = |size: u32| TextStyle::from((FAMILY, size).into_font()).color(&BLACK);
-            root.draw_text(&self.title, &text(20), (PAD as i32, 8)).map_err(err)?;
-            root.draw_text(&self.subtitle, &text(14), (PAD as i32, 36)).map_err(err)?;
+            root.draw_text(&self.title, &text(20), (PAD as i32, 8))
+                .map_err(err)?;
+            root.draw_text(&self.subtitle, &text(14), (PAD as i32, 36))
+                .map_err(err)?;
             let centred = text(12).pos(Pos::new(HPos::Center, VPos::Top));
             for ((x, y), panel) in origins.iter().zip(&self.panels) {
                 let at = ((x + cell / 2) as i32, (y + cell + 4) as i32);
