@@ -356,4 +356,9 @@ impl Backbone for AlexNet {
     fn head_prefix(&self) -> &str {
         "classifier.6"
     }
+
+    /// `features`: convolutions with their ReLUs (and batch norms), LRNs, poolings.
+    fn plain_features(&self) -> Option<Vec<backbone::layers::PlainLayer<'_>>> {
+        backbone::layers::Layer::plain(&self.features)
+    }
 }

@@ -11,6 +11,7 @@
 pub mod catalogue;
 pub mod error;
 pub mod geometry;
+pub mod guided;
 pub mod inference;
 pub mod init;
 pub mod layers;
@@ -20,6 +21,7 @@ pub mod summary;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use guided::{guided_relu, is_guided_relu};
 pub use inference::{inference_mode, is_inference_mode};
 pub use model::{
     check_input, Backbone, FeatureInfo, FeaturesOnly, InputSpec, InputType, ModelOutput, Reconstructor,

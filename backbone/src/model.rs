@@ -232,6 +232,14 @@ pub trait Backbone: Send + Sync {
     /// variables to re-initialise when the class count changes, or to train alone.
     fn head_prefix(&self) -> &str;
 
+    /// The layers from the input to [`Self::forward_features`]' output when they form a plain
+    /// chain of convolutions, activations, poolings, LRNs and dropouts (LeNet, AlexNet, ZFNet,
+    /// VGG): what the deconvnet of Zeiler & Fergus walks back. `None` (the default) for models
+    /// with branches or residual connections.
+    fn plain_features(&self) -> Option<Vec<crate::layers::PlainLayer<'_>>> {
+        None
+    }
+
     /// Prefixes of other variables whose shape depends on the class count (auxiliary heads'
     /// last layers); empty by default.
     fn aux_head_prefixes(&self) -> Vec<String> {

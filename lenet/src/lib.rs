@@ -232,4 +232,13 @@ impl Backbone for LeNet {
     fn head_prefix(&self) -> &str {
         "fc3"
     }
+
+    /// `conv1` (with its activation), `pool1`, `conv2`, `pool2`.
+    fn plain_features(&self) -> Option<Vec<backbone::layers::PlainLayer<'_>>> {
+        let mut out = Vec::new();
+        for layer in [&self.conv1 as &dyn Layer, &self.pool1, &self.conv2, &self.pool2] {
+            out.extend(layer.plain()?);
+        }
+        Some(out)
+    }
 }

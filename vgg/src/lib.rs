@@ -501,6 +501,11 @@ impl Backbone for Vgg {
     fn head_prefix(&self) -> &str {
         "classifier.6"
     }
+
+    /// `features`: convolutions with their ReLUs (and batch norms), LRNs, poolings.
+    fn plain_features(&self) -> Option<Vec<backbone::layers::PlainLayer<'_>>> {
+        backbone::layers::Layer::plain(&self.features)
+    }
 }
 
 /// timm's names of the classifier layers and torchvision's.

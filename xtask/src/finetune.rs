@@ -157,7 +157,11 @@ pub struct PredictArgs {
 
 /// `--weights`: a file, a directory holding model.safetensors, a training run's folder (its
 /// latest complete epoch, with the config.json `train` writes), or a hub id.
-fn resolve_weights(weights: &str, offline: bool, cache_dir: &Option<PathBuf>) -> Result<ResolvedWeights> {
+pub(crate) fn resolve_weights(
+    weights: &str,
+    offline: bool,
+    cache_dir: &Option<PathBuf>,
+) -> Result<ResolvedWeights> {
     let dir = Path::new(weights);
     let reference = match trainer::run::latest_epoch(dir) {
         Some(epoch) if dir.is_dir() && !dir.join(trainer::hub::WEIGHTS_FILE).exists() => {
@@ -175,7 +179,7 @@ fn resolve_weights(weights: &str, offline: bool, cache_dir: &Option<PathBuf>) ->
     Ok(resolved)
 }
 
-fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, source: &str) {
+pub(crate) fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, source: &str) {
     if let Some(arch) = &config.architecture {
         let ours = entry.name.to_ascii_lowercase();
         let theirs = arch.to_ascii_lowercase();
@@ -191,7 +195,7 @@ fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, source: &st
 /// The preprocessing of weights that come without a `config.json`: the catalogue's for the
 /// variant, unless the file's input convolution has another channel count (a model trained on
 /// other images): then ImageNet's normalisation for 3 channels, mean and std 0.5 otherwise.
-fn default_config(entry: &Variant, file_channels: Option<usize>) -> PretrainedConfig {
+pub(crate) fn default_config(entry: &Variant, file_channels: Option<usize>) -> PretrainedConfig {
     let p = &entry.preprocessing;
     match file_channels {
         Some(c) if c != p.input_size.0 => {
@@ -234,7 +238,7 @@ pub struct PreprocessArgs {
 
 impl PreprocessArgs {
     /// `config` with the overrides applied and checked; the input size to use.
-    fn apply(&self, config: &mut PretrainedConfig) -> Result<(usize, usize)> {
+    pub(crate) fn apply(&self, config: &mut PretrainedConfig) -> Result<(usize, usize)> {
         let size = match self.img_size {
             Some(size) => size,
             None => (config.input_size.1, config.input_size.2),
@@ -487,7 +491,7 @@ fn preview(names: &[String]) -> String {
 
 /// The label of class `i`: the config's names, ImageNet-1k's for a 1000-class head, else
 /// `class i`.
-fn label(config: &PretrainedConfig, classes: usize, i: usize) -> String {
+pub(crate) fn label(config: &PretrainedConfig, classes: usize, i: usize) -> String {
     if let Some(name) = config.label_names.as_ref().and_then(|n| n.get(i)) {
         return name.clone();
     }

@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod finetune;
 mod models;
+mod visualize;
 
 use anyhow::{bail, Context, Result};
 use backbone::init::SeededVarMap;
@@ -47,6 +48,9 @@ enum Command {
     Finetune(Box<finetune::FinetuneArgs>),
     /// Print the top-5 classes of a model on image files.
     Predict(finetune::PredictArgs),
+    /// See inside a model: first-layer filters, activations, deconvnet, guided backprop,
+    /// occlusion and Grad-CAM figures (PNG) for image files.
+    Visualize(Box<visualize::VisualizeArgs>),
     /// List the model names.
     Models,
 }
@@ -171,6 +175,7 @@ fn run() -> Result<()> {
         Command::Summary(args) => summary(args),
         Command::Finetune(args) => finetune::run_finetune(*args),
         Command::Predict(args) => finetune::run_predict(args),
+        Command::Visualize(args) => visualize::run(*args),
         Command::Models => {
             println!("{}", models::list());
             Ok(())

@@ -279,4 +279,9 @@ impl Backbone for ZfNet {
     fn head_prefix(&self) -> &str {
         "classifier.6"
     }
+
+    /// `features`: convolutions with their ReLUs (and batch norms), LRNs, poolings.
+    fn plain_features(&self) -> Option<Vec<backbone::layers::PlainLayer<'_>>> {
+        backbone::layers::Layer::plain(&self.features)
+    }
 }

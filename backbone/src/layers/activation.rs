@@ -31,6 +31,10 @@ impl Layer for Activation {
             Activation::Silu => xs.silu()?,
         })
     }
+
+    fn plain(&self) -> Option<Vec<super::PlainLayer<'_>>> {
+        Some(vec![super::PlainLayer::Activation(*self)])
+    }
 }
 
 /// Flattens every dimension from `start_dim` on: `[N, C, H, W]` -> `[N, C*H*W]` (PyTorch's

@@ -1,6 +1,6 @@
 //! 2-d convolution, and the conv + batch norm + activation block.
 
-use super::{Activation, BatchNorm2d, Layer};
+use super::{Activation, BatchNorm2d, Layer, PlainLayer};
 use crate::init::torch_default;
 use crate::ops::{
     self, conv2d, conv2d_cpu_fused, depthwise_conv2d, ConvEpilogue, ConvParams, DepthwiseParams,
@@ -272,6 +272,9 @@ impl Conv2d {
     /// instead of three, and neither the convolution's output nor the biased output kept
     /// alive for the backward pass. The same values and gradients either way.
     pub fn forward_relu(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if crate::is_guided_relu() {
+            return Activation::Relu.forward_t(&self.forward_t(xs, train)?, train);
+        }
         if let Some(bias) = &self.bias {
             if !self.depthwise() && ops::conv2d_cpu_supports(xs, &self.weight) && bias.dtype() == xs.dtype() {
                 self.check(xs)?;
@@ -335,6 +338,13 @@ impl Layer for Conv2d {
         };
         self.record(xs.dims(), out.dims());
         Ok(out)
+    }
+
+    fn plain(&self) -> Option<Vec<PlainLayer<'_>>> {
+        Some(vec![PlainLayer::Conv {
+            conv: self,
+            activation: None,
+        }])
     }
 }
 
@@ -446,5 +456,31 @@ impl Layer for ConvBlock {
             }
         }
         self.forward_unfolded(xs, train)
+    }
+
+    /// The convolution with its activation, or, with a batch norm, the convolution, the norm
+    /// ([`PlainLayer::Other`]) and the activation.
+    fn plain(&self) -> Option<Vec<PlainLayer<'_>>> {
+        let conv = &self.conv;
+        Some(match &self.norm {
+            None => vec![PlainLayer::Conv {
+                conv,
+                activation: self.activation,
+            }],
+            Some(_) => {
+                let mut out = vec![
+                    PlainLayer::Conv {
+                        conv,
+                        activation: None,
+                    },
+                    PlainLayer::Other {
+                        name: format!("{} (batch norm)", conv.name()),
+                        kind: "BatchNorm2d",
+                    },
+                ];
+                out.extend(self.activation.map(PlainLayer::Activation));
+                out
+            }
+        })
     }
 }

@@ -45,4 +45,8 @@ impl Layer for Dropout {
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
         Ok(xs.mul(&mask)?)
     }
+
+    fn plain(&self) -> Option<Vec<super::PlainLayer<'_>>> {
+        Some(vec![super::PlainLayer::Dropout(self)])
+    }
 }

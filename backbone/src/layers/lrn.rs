@@ -103,4 +103,8 @@ impl Layer for LocalResponseNorm {
         summary::record(|| LayerRecord::shape_only(&self.name, "LocalResponseNorm", xs.dims(), out.dims()));
         Ok(out)
     }
+
+    fn plain(&self) -> Option<Vec<super::PlainLayer<'_>>> {
+        Some(vec![super::PlainLayer::Lrn(self)])
+    }
 }

@@ -12,6 +12,7 @@ mod dropout;
 mod linear;
 mod lrn;
 mod norm;
+mod plain;
 mod pool;
 
 pub use activation::{Activation, Flatten};
@@ -20,6 +21,7 @@ pub use dropout::Dropout;
 pub use linear::Linear;
 pub use lrn::LocalResponseNorm;
 pub use norm::{BatchNorm2d, BatchNormConfig};
+pub use plain::PlainLayer;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolConfig};
 
 use crate::Result;
@@ -29,11 +31,21 @@ use candle_core::Tensor;
 pub trait Layer: Send + Sync {
     /// Runs the layer; `train` selects training behaviour (batch statistics, dropout).
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// The layer as a plain chain of [`PlainLayer`]s, for methods that walk a network layer
+    /// by layer (the deconvnet); `None` (the default) for a layer that is not one.
+    fn plain(&self) -> Option<Vec<PlainLayer<'_>>> {
+        None
+    }
 }
 
 impl<L: Layer + ?Sized> Layer for Box<L> {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         (**self).forward_t(xs, train)
+    }
+
+    fn plain(&self) -> Option<Vec<PlainLayer<'_>>> {
+        (**self).plain()
     }
 }
 
@@ -94,6 +106,15 @@ impl Layer for Sequential {
             xs = layer.forward_t(&xs, train)?;
         }
         Ok(xs)
+    }
+
+    /// Every layer's chain, concatenated; `None` if one of them is not plain.
+    fn plain(&self) -> Option<Vec<PlainLayer<'_>>> {
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            out.extend(layer.plain()?);
+        }
+        Some(out)
     }
 }
 

@@ -180,8 +180,8 @@ impl BatchNorm2d {
     /// ([`ops::batch_norm_eval_relu`]) with the same output and gradients (PyTorch's ReLU
     /// gradient, none where the output is 0), in training the layer then [`ops::relu`].
     pub fn forward_relu(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        if train {
-            return Ok(ops::relu(&self.forward_t(xs, true)?)?);
+        if train || crate::is_guided_relu() {
+            return Ok(ops::relu(&self.forward_t(xs, train)?)?);
         }
         self.check(xs, false)?;
         let out = ops::batch_norm_eval_relu(

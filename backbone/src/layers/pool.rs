@@ -192,6 +192,10 @@ impl Layer for MaxPool2d {
         summary::record(|| LayerRecord::shape_only(&self.name, "MaxPool2d", xs.dims(), out.dims()));
         Ok(out)
     }
+
+    fn plain(&self) -> Option<Vec<super::PlainLayer<'_>>> {
+        Some(vec![super::PlainLayer::MaxPool(self)])
+    }
 }
 
 /// 2-d average pooling, like `torch.nn.AvgPool2d` (no `divisor_override`): see
@@ -239,6 +243,10 @@ impl Layer for AvgPool2d {
         let out = ops::avg_pool2d(xs, &self.params)?;
         summary::record(|| LayerRecord::shape_only(&self.name, "AvgPool2d", xs.dims(), out.dims()));
         Ok(out)
+    }
+
+    fn plain(&self) -> Option<Vec<super::PlainLayer<'_>>> {
+        Some(vec![super::PlainLayer::AvgPool(self)])
     }
 }
 

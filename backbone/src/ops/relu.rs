@@ -30,6 +30,9 @@ const CHUNK: usize = 1 << 14;
 /// forward, one pass backward from the saved output, on the CPU in `f32` / `f64` for
 /// contiguous inputs ([`relu_reference`] otherwise). Any shape, dtype and device.
 pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    if crate::is_guided_relu() && xs.track_op() {
+        return xs.apply_op1(GuidedRelu);
+    }
     if !native(xs) {
         return relu_reference(xs);
     }
@@ -125,11 +128,37 @@ impl CustomOp1 for Relu {
     }
 }
 
+/// ReLU whose backward passes only positive gradients where the output is positive
+/// (guided backpropagation, see [`crate::guided`]): `dx = max(dy, 0) * (y > 0)`.
+struct GuidedRelu;
+
+impl CustomOp1 for GuidedRelu {
+    fn name(&self) -> &'static str {
+        "guided_relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = float_storages!(self.name(), (s => v), {
+            let y = forward(contiguous_elements(self.name(), v, l)?);
+            Ok(WithDType::to_cpu_storage_owned(y))
+        })?;
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let mask = res.gt(0f64)?.to_dtype(grad.dtype())?;
+        Ok(Some(grad.relu()?.mul(&mask)?))
+    }
+}
+
 /// `relu(a + b)` as one differentiable op (a residual block's sum and activation): one pass
 /// each way on the CPU (`f32` / `f64`, same shapes), and the sum itself is not kept alive
 /// for the backward pass. Both inputs get the masked gradient `dy * (y > 0)`. The same bits
 /// as `relu(&(a + b)?)`, which runs everywhere else.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if crate::is_guided_relu() {
+        return relu(&(a + b)?);
+    }
     if a.dims() == b.dims() && a.dtype() == b.dtype() && native(a) && native(b) {
         a.apply_op2(b, AddRelu)
     } else {
