@@ -22,7 +22,7 @@ fn summary_lenet_prints_the_seed_table() {
     let row = |name: &str| {
         stdout
             .lines()
-            .find(|l| l.starts_with(name))
+            .find(|l| l.trim_start_matches(['|', ' ']).starts_with(name))
             .unwrap_or_else(|| panic!("no {name} row"))
     };
     // (name, output shape, params, memory, MACs) as in the seed's LeNet-5 table.
