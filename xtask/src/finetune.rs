@@ -503,10 +503,43 @@ pub(crate) fn label(config: &PretrainedConfig, classes: usize, i: usize) -> Stri
     format!("class {i}")
 }
 
-pub fn run_predict(args: PredictArgs) -> Result<()> {
-    let entry = models::find(&args.model)?;
-    let device = parse_device(&args.device)?;
-    let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
+/// Where `predict` and `visualize` take a model from: the variant, `--weights`, the hub
+/// settings, `--num-classes`, the preprocessing flags and the device.
+pub(crate) struct WeightsSource<'a> {
+    pub model: &'a str,
+    pub weights: &'a str,
+    pub offline: bool,
+    pub cache_dir: &'a Option<PathBuf>,
+    pub num_classes: Option<usize>,
+    pub preprocess: &'a PreprocessArgs,
+    pub device: &'a str,
+}
+
+/// A model ready for inference, with how its images are prepared.
+pub(crate) struct InferenceModel {
+    pub model: Box<dyn Backbone>,
+    /// The weights' config.json (or the catalogue's preprocessing), after the flags.
+    pub config: PretrainedConfig,
+    /// The head's class count.
+    pub classes: usize,
+    /// The stem convolution's weight as read (the input-adapted one).
+    pub stem: Option<Tensor>,
+    /// The evaluation transform (timm's: resize, centre crop, normalise).
+    pub transform: Pipeline,
+    pub device: Device,
+}
+
+/// Reads `--weights` once (any layout the variant accepts), builds the model in eval form
+/// (with its auxiliary heads when `aux_logits` and the file has them) and the evaluation
+/// transform; refuses a batch of `batch` images the machine's memory cannot hold.
+pub(crate) fn load_for_inference(
+    source: &WeightsSource,
+    aux_logits: bool,
+    batch: usize,
+) -> Result<InferenceModel> {
+    let entry = models::find(source.model)?;
+    let device = parse_device(source.device)?;
+    let resolved = resolve_weights(source.weights, source.offline, source.cache_dir)?;
     // The one loader: any layout the variant accepts, read once.
     let (mut tensors, mut info) = entry
         .read_weights(&resolved.weights_file, None)
@@ -516,17 +549,18 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_config(entry, entry.stem_channels(&tensors)));
     check_architecture(entry, &config, &resolved.source);
-    let classes = args
+    let classes = source
         .num_classes
         .or(config.num_classes)
         .or(config.label_names.as_ref().map(Vec::len))
         .unwrap_or(entry.reference.1);
     let channels = config.input_size.0;
     info.adapted_channels = entry.adapt_stem(&mut tensors, channels)?;
+    let stem = tensors.get(entry.stem).cloned();
     let options = ModelOptions {
         num_classes: classes,
         in_channels: channels,
-        aux_logits: true,
+        aux_logits,
     };
     // A file without auxiliary heads builds the model without them.
     let model = entry
@@ -546,14 +580,45 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
             )
         })?;
     eprintln!("weights: {} ({info})", resolved.weights_file.display());
-    let size = args.preprocess.apply(&mut config)?;
-    args::check_memory(model.as_ref(), 1, size, false)?;
+    let size = source.preprocess.apply(&mut config)?;
+    args::check_memory(model.as_ref(), batch, size, false)?;
     let transform = Pipeline::eval(
         size,
         config.crop_pct,
         config.interpolation,
         &config.mean,
         &config.std,
+    )?;
+    Ok(InferenceModel {
+        model,
+        config,
+        classes,
+        stem,
+        transform,
+        device,
+    })
+}
+
+pub fn run_predict(args: PredictArgs) -> Result<()> {
+    let InferenceModel {
+        model,
+        config,
+        classes,
+        transform,
+        device,
+        ..
+    } = load_for_inference(
+        &WeightsSource {
+            model: &args.model,
+            weights: &args.weights,
+            offline: args.offline,
+            cache_dir: &args.cache_dir,
+            num_classes: args.num_classes,
+            preprocess: &args.preprocess,
+            device: &args.device,
+        },
+        true,
+        1,
     )?;
     let k = args.top_k.clamp(1, classes);
     let mut failures = 0;

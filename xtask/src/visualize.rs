@@ -6,21 +6,16 @@
 //! `--overwrite` is given (other files in `--out` are left alone).
 
 use crate::args;
-use crate::finetune::{check_architecture, default_config, label, resolve_weights, PreprocessArgs};
-use crate::models;
-use crate::parse_device;
+use crate::finetune::{label, load_for_inference, PreprocessArgs, WeightsSource};
 use anyhow::{bail, Context, Result};
-use backbone::catalogue::ModelOptions;
-use backbone::Backbone;
-use candle_core::{DType, IndexOp, Tensor};
+use candle_core::{IndexOp, Tensor};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use interpret::render::{colorize, overlay, signed_to_rgb, to_rgb, ColorBar, ColorMap, Figure, Panel};
 use interpret::{CamMethod, OcclusionConfig};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
-use trainer::data::{Image, Pipeline};
-use trainer::hub::PretrainedConfig;
+use trainer::data::Image;
 
 /// A figure kind.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,76 +91,6 @@ pub struct VisualizeArgs {
     device: String,
 }
 
-struct Loaded {
-    model: Box<dyn Backbone>,
-    config: PretrainedConfig,
-    classes: usize,
-    stem: Option<Tensor>,
-}
-
-fn load(args: &VisualizeArgs) -> Result<(Loaded, Pipeline, candle_core::Device)> {
-    let entry = models::find(&args.model)?;
-    let device = parse_device(&args.device)?;
-    let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
-    let (mut tensors, mut info) = entry
-        .read_weights(&resolved.weights_file, None)
-        .with_context(|| format!("reading the weights of {}", entry.name))?;
-    let mut config = resolved
-        .config
-        .clone()
-        .unwrap_or_else(|| default_config(entry, entry.stem_channels(&tensors)));
-    check_architecture(entry, &config, &resolved.source);
-    let classes = args
-        .num_classes
-        .or(config.num_classes)
-        .or(config.label_names.as_ref().map(Vec::len))
-        .unwrap_or(entry.reference.1);
-    let channels = config.input_size.0;
-    info.adapted_channels = entry.adapt_stem(&mut tensors, channels)?;
-    let stem = tensors.get(entry.stem).cloned();
-    let options = ModelOptions {
-        num_classes: classes,
-        in_channels: channels,
-        aux_logits: false,
-    };
-    let model = entry
-        .build_from(
-            tensors,
-            &info,
-            Some(&resolved.weights_file),
-            &options,
-            DType::F32,
-            &device,
-        )
-        .with_context(|| {
-            format!(
-                "loading {} as {} with {classes} classes (pass --num-classes if the head has another size)",
-                resolved.weights_file.display(),
-                entry.name
-            )
-        })?;
-    eprintln!("weights: {} ({info})", resolved.weights_file.display());
-    let size = args.preprocess.apply(&mut config)?;
-    args::check_memory(model.as_ref(), args.batch_size, size, false)?;
-    let transform = Pipeline::eval(
-        size,
-        config.crop_pct,
-        config.interpolation,
-        &config.mean,
-        &config.std,
-    )?;
-    Ok((
-        Loaded {
-            model,
-            config,
-            classes,
-            stem,
-        },
-        transform,
-        device,
-    ))
-}
-
 /// The file-name part of an image: its stem, with characters other than letters, digits, `-`
 /// and `_` replaced.
 fn image_tag(path: &Path) -> String {
@@ -199,7 +124,20 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     } else {
         all.to_vec()
     };
-    let (cx, transform, device) = load(&args)?;
+    let cx = load_for_inference(
+        &WeightsSource {
+            model: &args.model,
+            weights: &args.weights,
+            offline: args.offline,
+            cache_dir: &args.cache_dir,
+            num_classes: args.num_classes,
+            preprocess: &args.preprocess,
+            device: &args.device,
+        },
+        false,
+        args.batch_size,
+    )?;
+    let (transform, device) = (&cx.transform, &cx.device);
     let model = cx.model.as_ref();
     let wants = |m| methods.contains(&m);
     // Check the names before any work: stages, deconvnet layers.
@@ -300,11 +238,7 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
             .with_context(|| format!("reading the image {}", path.display()))?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let image = transform.apply(image, &mut rng)?;
-        let xs = Tensor::from_vec(
-            image.data,
-            (1, image.channels, image.height, image.width),
-            &device,
-        )?;
+        let xs = Tensor::from_vec(image.data, (1, image.channels, image.height, image.width), device)?;
         inputs.push((path.clone(), image_tag(path), xs));
     }
     let name = model.name().to_string();
