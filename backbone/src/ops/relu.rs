@@ -31,15 +31,15 @@ const CHUNK: usize = 1 << 14;
 /// contiguous inputs ([`relu_reference`] otherwise). Any shape, dtype and device.
 pub fn relu(xs: &Tensor) -> Result<Tensor> {
     if crate::is_guided_relu() && xs.track_op() {
-        return xs.apply_op1(GuidedRelu);
+        return xs.apply_op1(Relu { guided: true });
     }
     if !native(xs) {
         return relu_reference(xs);
     }
     if xs.track_op() {
-        xs.apply_op1(Relu)
+        xs.apply_op1(Relu { guided: false })
     } else {
-        xs.apply_op1_no_bwd(&Relu)
+        xs.apply_op1_no_bwd(&Relu { guided: false })
     }
 }
 
@@ -107,12 +107,20 @@ fn backward<T: WithDType>(y: &[T], dy: &[T]) -> Vec<T> {
     })
 }
 
-/// The forward op; its backward runs [`ReluBackward`] on the saved output.
-struct Relu;
+/// The forward op; its backward runs [`ReluBackward`] on the saved output, or, `guided`, passes
+/// only positive gradients where the output is positive (guided backpropagation, see
+/// [`crate::guided`]): `dx = max(dy, 0) * (y > 0)`.
+struct Relu {
+    guided: bool,
+}
 
 impl CustomOp1 for Relu {
     fn name(&self) -> &'static str {
-        "relu"
+        if self.guided {
+            "guided_relu"
+        } else {
+            "relu"
+        }
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -124,30 +132,11 @@ impl CustomOp1 for Relu {
     }
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if self.guided {
+            let mask = res.gt(0f64)?.to_dtype(grad.dtype())?;
+            return Ok(Some(grad.relu()?.mul(&mask)?));
+        }
         relu_backward(res, grad).map(Some)
-    }
-}
-
-/// ReLU whose backward passes only positive gradients where the output is positive
-/// (guided backpropagation, see [`crate::guided`]): `dx = max(dy, 0) * (y > 0)`.
-struct GuidedRelu;
-
-impl CustomOp1 for GuidedRelu {
-    fn name(&self) -> &'static str {
-        "guided_relu"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = float_storages!(self.name(), (s => v), {
-            let y = forward(contiguous_elements(self.name(), v, l)?);
-            Ok(WithDType::to_cpu_storage_owned(y))
-        })?;
-        Ok((out, l.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let mask = res.gt(0f64)?.to_dtype(grad.dtype())?;
-        Ok(Some(grad.relu()?.mul(&mask)?))
     }
 }
 
