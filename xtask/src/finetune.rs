@@ -632,7 +632,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                eprintln!("{}: {e:#}", path.display());
+                eprintln!("{}: {}", path.display(), crate::report(&e));
             }
         }
     }
