@@ -127,32 +127,14 @@ pub struct FinetuneArgs {
 
 #[derive(clap::Args)]
 pub struct PredictArgs {
-    /// Model name (`cargo xtask models` lists them), e.g. resnet18.
-    model: String,
-    /// Weights: a .safetensors file, a directory with model.safetensors + config.json, or a
-    /// Hugging Face hub id.
-    #[arg(long)]
-    weights: String,
+    #[command(flatten)]
+    source: WeightsSource,
     /// Image files (JPEG or PNG).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// How many classes to print per image.
     #[arg(long, default_value_t = 5, value_parser = args::usize_in(1, 1_000_000))]
     top_k: usize,
-    /// Number of classes of the head (default: config.json's, else 1000).
-    #[arg(long, value_parser = args::usize_in(1, 1_000_000))]
-    num_classes: Option<usize>,
-    #[command(flatten)]
-    preprocess: PreprocessArgs,
-    /// Never touch the network.
-    #[arg(long)]
-    offline: bool,
-    /// The Hugging Face hub cache.
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-    /// Device: cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 /// `--weights`: a file, a directory holding model.safetensors, a training run's folder (its
@@ -505,14 +487,28 @@ pub(crate) fn label(config: &PretrainedConfig, classes: usize, i: usize) -> Stri
 
 /// Where `predict` and `visualize` take a model from: the variant, `--weights`, the hub
 /// settings, `--num-classes`, the preprocessing flags and the device.
-pub(crate) struct WeightsSource<'a> {
-    pub model: &'a str,
-    pub weights: &'a str,
-    pub offline: bool,
-    pub cache_dir: &'a Option<PathBuf>,
-    pub num_classes: Option<usize>,
-    pub preprocess: &'a PreprocessArgs,
-    pub device: &'a str,
+#[derive(clap::Args)]
+pub(crate) struct WeightsSource {
+    /// Model name (`cargo xtask models` lists them), e.g. resnet18.
+    model: String,
+    /// Weights: a .safetensors file, a directory with model.safetensors + config.json (a
+    /// training run's folder), or a Hugging Face hub id.
+    #[arg(long)]
+    weights: String,
+    /// Number of classes of the head (default: config.json's, else the variant's).
+    #[arg(long, value_parser = args::usize_in(1, 1_000_000))]
+    num_classes: Option<usize>,
+    #[command(flatten)]
+    preprocess: PreprocessArgs,
+    /// Never touch the network.
+    #[arg(long)]
+    offline: bool,
+    /// The Hugging Face hub cache.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Device: cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// A model ready for inference, with how its images are prepared.
@@ -537,9 +533,9 @@ pub(crate) fn load_for_inference(
     aux_logits: bool,
     batch: usize,
 ) -> Result<InferenceModel> {
-    let entry = models::find(source.model)?;
-    let device = parse_device(source.device)?;
-    let resolved = resolve_weights(source.weights, source.offline, source.cache_dir)?;
+    let entry = models::find(&source.model)?;
+    let device = parse_device(&source.device)?;
+    let resolved = resolve_weights(&source.weights, source.offline, &source.cache_dir)?;
     // The one loader: any layout the variant accepts, read once.
     let (mut tensors, mut info) = entry
         .read_weights(&resolved.weights_file, None)
@@ -608,15 +604,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
         device,
         ..
     } = load_for_inference(
-        &WeightsSource {
-            model: &args.model,
-            weights: &args.weights,
-            offline: args.offline,
-            cache_dir: &args.cache_dir,
-            num_classes: args.num_classes,
-            preprocess: &args.preprocess,
-            device: &args.device,
-        },
+        &args.source,
         true,
         1,
     )?;

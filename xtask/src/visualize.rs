@@ -6,7 +6,7 @@
 //! `--overwrite` is given (other files in `--out` are left alone).
 
 use crate::args;
-use crate::finetune::{label, load_for_inference, PreprocessArgs, WeightsSource};
+use crate::finetune::{label, load_for_inference, WeightsSource};
 use anyhow::{bail, Context, Result};
 use candle_core::{IndexOp, Tensor};
 use clap::ValueEnum;
@@ -36,12 +36,8 @@ pub enum Method {
 
 #[derive(clap::Args)]
 pub struct VisualizeArgs {
-    /// Model name (`cargo xtask models` lists them), e.g. lenet.
-    model: String,
-    /// Weights: a .safetensors file, a directory with model.safetensors + config.json (a
-    /// training run's folder), or a Hugging Face hub id.
-    #[arg(long)]
-    weights: String,
+    #[command(flatten)]
+    source: WeightsSource,
     /// Where the PNGs go (created if missing).
     #[arg(long, default_value = "viz")]
     out: PathBuf,
@@ -75,20 +71,6 @@ pub struct VisualizeArgs {
     /// Replace files of the same names in --out.
     #[arg(long)]
     overwrite: bool,
-    /// Number of classes of the head (default: config.json's, else the variant's).
-    #[arg(long, value_parser = args::usize_in(1, 1_000_000))]
-    num_classes: Option<usize>,
-    #[command(flatten)]
-    preprocess: PreprocessArgs,
-    /// Never touch the network.
-    #[arg(long)]
-    offline: bool,
-    /// The Hugging Face hub cache.
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-    /// Device: cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 /// The file-name part of an image: its stem, with characters other than letters, digits, `-`
@@ -125,15 +107,7 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
         all.to_vec()
     };
     let cx = load_for_inference(
-        &WeightsSource {
-            model: &args.model,
-            weights: &args.weights,
-            offline: args.offline,
-            cache_dir: &args.cache_dir,
-            num_classes: args.num_classes,
-            preprocess: &args.preprocess,
-            device: &args.device,
-        },
+        &args.source,
         false,
         args.batch_size,
     )?;
