@@ -67,7 +67,7 @@ pub use boosted::{
     BoostedChannels, ChannelBoosted, ChannelBoostedConfig, PartBuilder, AE_PREFIX, EXTRACTOR_PREFIX,
     MAIN_PREFIX,
 };
-pub use transfer::{transfer_main_weights, widen_input_conv, TransferReport};
+pub use transfer::{transfer_extractor_weights, transfer_main_weights, widen_input_conv, TransferReport};
 
 /// What a program using this crate alone needs (with `candle-core` for tensors, and the crates
 /// of the networks it composes): the model contract, a fresh seeded variable map, the var

@@ -1,9 +1,9 @@
 //! The paper's transfer-learning step: a main network's pretrained weights into a
 //! channel-boosted network, its input convolution widened to the boosted channels: the
 //! pretrained filters kept for the original channels, the boosted channels' filters left at
-//! their fresh initialisation.
+//! their fresh initialisation; and a pretrained model into the frozen extractor.
 
-use crate::boosted::MAIN_PREFIX;
+use crate::boosted::{EXTRACTOR_PREFIX, MAIN_PREFIX};
 use backbone::catalogue::StateDict;
 use backbone::{Error, Result};
 use candle_core::Tensor;
@@ -32,7 +32,7 @@ pub fn widen_input_conv(pretrained: &Tensor, fresh: &Tensor) -> Result<Tensor> {
 /// What [`transfer_main_weights`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransferReport {
-    /// Variables set from the pretrained tensors (under `main.`), sorted.
+    /// Variables set from the pretrained tensors (under the part's prefix), sorted.
     pub loaded: Vec<String>,
     /// The widened input convolution: `(name, pretrained channels, boosted channels)`.
     pub widened: Option<(String, usize, usize)>,
@@ -49,6 +49,33 @@ pub struct TransferReport {
 /// unless every variable can be set.
 pub fn transfer_main_weights(
     varmap: &VarMap,
+    tensors: StateDict,
+    stem: &str,
+    head_prefix: &str,
+) -> Result<TransferReport> {
+    transfer_part(varmap, MAIN_PREFIX, "main network", tensors, stem, head_prefix)
+}
+
+/// Copies a pretrained model's `tensors` (its own names, the input convolution already adapted
+/// to the image's channels: [`backbone::catalogue::Variant::adapt_stem`]) into the frozen
+/// extractor's `booster.extractor.` variables (built with the variant's reference class count),
+/// the variables under `head_prefix` kept fresh when their shape differs (the extractor's head
+/// never runs). Errors as [`transfer_main_weights`]'s.
+pub fn transfer_extractor_weights(
+    varmap: &VarMap,
+    tensors: StateDict,
+    stem: &str,
+    head_prefix: &str,
+) -> Result<TransferReport> {
+    transfer_part(varmap, EXTRACTOR_PREFIX, "extractor", tensors, stem, head_prefix)
+}
+
+/// The variables under `prefix.` set from `tensors` (see [`transfer_main_weights`]); `part`
+/// names the part in errors.
+fn transfer_part(
+    varmap: &VarMap,
+    prefix: &str,
+    part: &str,
     mut tensors: StateDict,
     stem: &str,
     head_prefix: &str,
@@ -64,13 +91,13 @@ pub fn transfer_main_weights(
         .map_err(|_| Error::config("the VarMap lock is poisoned (a thread panicked while holding it)"))?;
     let mut names: Vec<&String> = data
         .keys()
-        .filter(|k| backbone::init::is_under(k, MAIN_PREFIX))
+        .filter(|k| backbone::init::is_under(k, prefix))
         .collect();
     names.sort();
     let mut report = TransferReport::default();
     let mut updates = Vec::new();
     for full in names {
-        let name = &full[MAIN_PREFIX.len() + 1..];
+        let name = &full[prefix.len() + 1..];
         let var = &data[full];
         let head = backbone::init::is_under(name, head_prefix);
         let Some(tensor) = tensors.remove(name) else {
@@ -80,10 +107,7 @@ pub fn transfer_main_weights(
             }
             return Err(weights_error(
                 name,
-                format!(
-                    "missing (the main network needs a tensor of shape {:?})",
-                    var.dims()
-                ),
+                format!("missing (the {part} needs a tensor of shape {:?})", var.dims()),
             ));
         };
         let tensor = if name == stem && tensor.dims() != var.dims() {
@@ -113,9 +137,10 @@ pub fn transfer_main_weights(
     if let Some(name) = extra.first() {
         return Err(weights_error(
             name,
-            "present in the pretrained weights but the main network has no such variable: are they \
-             another architecture's?"
-                .to_string(),
+            format!(
+                "present in the pretrained weights but the {part} has no such variable: are they \
+                 another architecture's?"
+            ),
         ));
     }
     for (var, tensor) in updates {

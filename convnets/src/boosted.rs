@@ -6,6 +6,7 @@
 use backbone::catalogue::{self, ModelOptions, Preprocessing, Variant};
 use backbone::{Backbone, Result};
 use candle_nn::VarBuilder;
+pub use cbcnn::{transfer_extractor_weights, transfer_main_weights, TransferReport};
 use cbcnn::{AutoencoderConfig, ChannelBoosted, ChannelBoostedConfig};
 
 /// What a channel-boosted variant is made of, by catalogue names.
@@ -33,6 +34,28 @@ const RESNET18: Composition = Composition {
     extractor: Some(("resnet18", 1)),
     main: "resnet18",
 };
+
+/// The parts of a channel-boosted variant: the catalogue entries of its main network and of
+/// its frozen extractor, to load pretrained weights into them
+/// ([`cbcnn::transfer_main_weights`], [`cbcnn::transfer_extractor_weights`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BoostedParts {
+    /// The main network's variant.
+    pub main: &'static Variant,
+    /// The frozen extractor's variant, if the variant has one.
+    pub extractor: Option<&'static Variant>,
+}
+
+/// The parts of the channel-boosted variant `name` (`None` for any other variant).
+pub fn parts(name: &str) -> Result<Option<BoostedParts>> {
+    let Some(c) = [&LENET, &RESNET18].into_iter().find(|c| c.name == name) else {
+        return Ok(None);
+    };
+    Ok(Some(BoostedParts {
+        main: crate::find_model(c.main)?,
+        extractor: c.extractor.map(|(name, _)| crate::find_model(name)).transpose()?,
+    }))
+}
 
 fn build(c: &Composition, o: &ModelOptions, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
     let config = ChannelBoostedConfig {

@@ -603,11 +603,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
         transform,
         device,
         ..
-    } = load_for_inference(
-        &args.source,
-        true,
-        1,
-    )?;
+    } = load_for_inference(&args.source, true, 1)?;
     let k = args.top_k.clamp(1, classes);
     let mut failures = 0;
     for path in &args.images {

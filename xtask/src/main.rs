@@ -113,6 +113,15 @@ struct TrainArgs {
     /// --resume (the checkpoint holds them).
     #[arg(long, default_value_t = 3, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
     ae_epochs: usize,
+    /// A channel-boosted model: pretrained weights of its main network (a file, a directory with
+    /// model.safetensors, a training run's folder such as runs/lenet5, or a hub id), the input
+    /// convolution widened to the boosted channels: the paper's transfer-learning step.
+    #[arg(long)]
+    main_weights: Option<String>,
+    /// A channel-boosted model: pretrained weights of its frozen feature extractor (as
+    /// --main-weights), so the boosted channels carry what it learned.
+    #[arg(long)]
+    extractor_weights: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -308,6 +317,74 @@ fn pretrain_auxiliary(
     Ok(())
 }
 
+/// `--main-weights` / `--extractor-weights`: pretrained weights into a channel-boosted model's
+/// main network (its input convolution widened) and frozen extractor.
+fn load_boosted_parts(
+    entry: &'static backbone::catalogue::Variant,
+    vars: &SeededVarMap,
+    args: &TrainArgs,
+) -> Result<()> {
+    let Some(parts) = convnets::boosted::parts(entry.name)? else {
+        bail!(
+            "--main-weights and --extractor-weights are for channel-boosted models (cbcnn_lenet, \
+             cbcnn_resnet18); {} is not one",
+            entry.name
+        );
+    };
+    let read = |weights: &str,
+                variant: &'static backbone::catalogue::Variant|
+     -> Result<backbone::catalogue::StateDict> {
+        let resolved = finetune::resolve_weights(weights, false, &None)?;
+        let (mut tensors, _) = variant
+            .read_weights(&resolved.weights_file, None)
+            .with_context(|| format!("reading {} as {}", resolved.weights_file.display(), variant.name))?;
+        // The digits are grey: a colour stem is summed to one channel (timm's adapt_input_conv).
+        variant.adapt_stem(&mut tensors, 1)?;
+        Ok(tensors)
+    };
+    // The head of a part (its variables kept fresh when the class count differs), from a copy
+    // of the part built on zeros.
+    let head = |variant: &'static backbone::catalogue::Variant| -> Result<String> {
+        let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
+        Ok(variant
+            .create(&variant.reference_options(), vb)?
+            .head_prefix()
+            .to_string())
+    };
+    if let Some(weights) = &args.main_weights {
+        let main = parts.main;
+        let report = convnets::boosted::transfer_main_weights(
+            vars.varmap(),
+            read(weights, main)?,
+            main.stem,
+            &head(main)?,
+        )
+        .with_context(|| format!("loading {weights} into {}'s main network", entry.name))?;
+        println!(
+            "main network: {} tensors from {weights}{}",
+            report.loaded.len(),
+            report
+                .widened
+                .map(|(name, from, to)| format!(", {name} widened from {from} to {to} input channels"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(weights) = &args.extractor_weights {
+        let Some(extractor) = parts.extractor else {
+            bail!("{} has no feature extractor", entry.name);
+        };
+        let report = convnets::boosted::transfer_extractor_weights(
+            vars.varmap(),
+            read(weights, extractor)?,
+            extractor.stem,
+            &head(extractor)?,
+        )
+        .with_context(|| format!("loading {weights} into {}'s extractor", entry.name))?;
+        println!("frozen extractor: {} tensors from {weights}", report.loaded.len());
+    }
+    Ok(())
+}
+
 fn train(args: TrainArgs) -> Result<()> {
     let entry = models::find(&args.model)?;
     let device = parse_device(&args.device)?;
@@ -410,6 +487,9 @@ fn train(args: TrainArgs) -> Result<()> {
         args::plural(candle_core::utils::get_num_threads(), "thread")
     );
     let data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
+    if (args.main_weights.is_some() || args.extractor_weights.is_some()) && !args.run.resume {
+        load_boosted_parts(entry, &vars, &args)?;
+    }
     if !model.reconstructors().is_empty() {
         pretrain_auxiliary(model.as_ref(), &vars, &data, &args, size, &device)?;
     }

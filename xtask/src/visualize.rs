@@ -106,11 +106,7 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     } else {
         all.to_vec()
     };
-    let cx = load_for_inference(
-        &args.source,
-        false,
-        args.batch_size,
-    )?;
+    let cx = load_for_inference(&args.source, false, args.batch_size)?;
     let (transform, device) = (&cx.transform, &cx.device);
     let model = cx.model.as_ref();
     let wants = |m| methods.contains(&m);

@@ -435,3 +435,63 @@ fn bench_a_family_runs_one_row_per_variant_at_batch_one() {
         assert!(cells[15].parse::<f64>().unwrap() > 0.0, "peak memory: {line}");
     }
 }
+
+/// The paper's transfer-learning step from the command line: a trained LeNet-5's run folder as
+/// a channel-boosted LeNet's main network (its input convolution widened from 1 to 11
+/// channels) and frozen extractor, whose weights come out of training bit-identical.
+#[test]
+fn a_boosted_network_starts_from_a_trained_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let lenet = dir.path().join("lenet");
+    let lenet_s = lenet.to_str().unwrap();
+    let train = xtask(&[
+        "train", "lenet", "--limit", "256", "--epochs", "1", "--quiet", "--out", lenet_s,
+    ]);
+    assert!(train.status.success(), "{}", text(&train.stderr));
+    let boosted = dir.path().join("boosted");
+    let out = xtask(&[
+        "train",
+        "cbcnn_lenet",
+        "--limit",
+        "256",
+        "--epochs",
+        "1",
+        "--ae-epochs",
+        "1",
+        "--quiet",
+        "--main-weights",
+        lenet_s,
+        "--extractor-weights",
+        lenet_s,
+        "--out",
+        boosted.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("main.conv1.weight widened from 1 to 11 input channels"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("frozen extractor: 10 tensors"), "{stdout}");
+    let load = |path: &Path| candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    let (source, trained) = (
+        load(&lenet.join("model.safetensors")),
+        load(&boosted.join("model.safetensors")),
+    );
+    let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for name in ["conv1.weight", "conv2.bias", "fc1.weight"] {
+        assert_eq!(
+            values(&source[name]),
+            values(&trained[&format!("booster.extractor.{name}")]),
+            "{name}"
+        );
+    }
+    // A plain model has no parts to load.
+    let out = xtask(&["train", "lenet", "--main-weights", lenet_s, "--epochs", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("channel-boosted"),
+        "{}",
+        text(&out.stderr)
+    );
+}
