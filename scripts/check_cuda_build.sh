@@ -6,6 +6,7 @@
 #   scripts/check_cuda_build.sh                     # venv + env + `cargo check -p xtask --features cuda`
 #   FEATURE=cudnn check_cuda_build.sh
 #   BUILD=1 check_cuda_build.sh    # also `cargo build --release` and run `xtask bench ... --device cuda`
+#   SKIP_IF_OFFLINE=1 check_cuda_build.sh   # CI: a failed wheel download skips (loudly) instead of failing
 #
 # ROOT (default $TMPDIR/cuda-check) holds the venv and the cargo target dir; the repo is never written to.
 # Exits non-zero on any failure.
@@ -23,7 +24,15 @@ echo "== venv: $ROOT/venv"
 python3 -m venv "$ROOT/venv"
 pkgs=("$CUDA_TOOLKIT_PIN")
 [[ $FEATURE == cudnn ]] && pkgs+=("$CUDNN_PIN")
-"$ROOT/venv/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"
+# A download that fails (no network to PyPI) says so and skips the check when SKIP_IF_OFFLINE=1
+# (CI): the check is about our code compiling, not about the network.
+if ! "$ROOT/venv/bin/pip" install -q --disable-pip-version-check "${pkgs[@]}"; then
+  if [[ ${SKIP_IF_OFFLINE:-0} == 1 ]]; then
+    echo "SKIPPED: the CUDA wheels could not be installed from PyPI; the cuda feature was NOT compile-checked" >&2
+    exit 0
+  fi
+  exit 1
+fi
 
 SP=$("$ROOT/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export CUDA_HOME=$SP/nvidia/cu13          # bin/nvcc, nvvm/bin/cicc, include/ (+ include/cccl), lib/
