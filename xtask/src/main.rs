@@ -113,6 +113,10 @@ struct TrainArgs {
     /// --resume (the checkpoint holds them).
     #[arg(long, default_value_t = 3, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
     ae_epochs: usize,
+    /// Threads preparing batches (padding, augmentation) ahead of the training step (0: on the
+    /// training thread). The batches are the same whatever the count.
+    #[arg(long, default_value_t = 1, value_parser = args::usize_in(0, 256))]
+    workers: usize,
     /// A channel-boosted model: pretrained weights of its main network (a file, a directory with
     /// model.safetensors, a training run's folder such as runs/lenet5, or a hub id), the input
     /// convolution widened to the boosted channels: the paper's transfer-learning step.
@@ -456,6 +460,7 @@ fn train(args: TrainArgs) -> Result<()> {
         clip_grad_norm: args.optim.clip_grad,
         seed: args.seed,
         eval_batch_size: Some(500),
+        workers: args.workers,
         out_dir: out.clone(),
         keep_checkpoints: args.keep_checkpoints,
         verbose: !args.quiet,

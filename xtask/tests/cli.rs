@@ -291,6 +291,7 @@ fn every_subcommand_speaks_the_same_flags() {
                 "--resume",
                 "--overwrite",
                 "--device",
+                "--workers",
             ][..],
         ),
         (
@@ -305,10 +306,21 @@ fn every_subcommand_speaks_the_same_flags() {
                 "--resume",
                 "--overwrite",
                 "--device",
+                "--workers",
                 "--train-backbone",
             ],
         ),
         ("predict", &["--img-size", "--weights", "--device"]),
+        (
+            "visualize",
+            &[
+                "--img-size",
+                "--weights",
+                "--device",
+                "--batch-size",
+                "--overwrite",
+            ],
+        ),
         ("summary", &["--img-size", "--batch-size"]),
         ("bench", &["--img-size", "--batch-size", "--device"]),
     ] {
