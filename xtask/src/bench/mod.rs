@@ -64,7 +64,7 @@ impl Compare {
 pub enum Suite {
     /// The rows BENCHMARKS.md reports: LeNet-5 at batch 256 (32x32), ResNet-18 training at
     /// batch 64 on 32x32 and inference at batch 1 and 16 on 224x224, ResNet-50 inference at
-    /// batch 1 and training at batch 8 on 224x224, VGG-11 training at batch 8 on 224x224.
+    /// batch 1 and 16 and training at batch 8 on 224x224, VGG-11 training at batch 8 on 224x224.
     Reference,
 }
 
@@ -79,6 +79,7 @@ impl Suite {
                 ("resnet18", Mode::Infer, 1, 224),
                 ("resnet18", Mode::Infer, 16, 224),
                 ("resnet50", Mode::Infer, 1, 224),
+                ("resnet50", Mode::Infer, 16, 224),
                 ("resnet50", Mode::Train, 8, 224),
                 ("vgg11", Mode::Train, 8, 224),
             ],
