@@ -382,6 +382,12 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
             let mut prediction = pred;
             for method in [CamMethod::GradCam, CamMethod::GradCamPlusPlus] {
                 let cam = interpret::grad_cam(model, xs, args.class, method)?;
+                if method == CamMethod::GradCam && cam.map.elem_count() == 1 {
+                    eprintln!(
+                        "note: {name}'s last stage ({stage}) is a 1x1 map at this input size, so its \
+                         Grad-CAM is one value spread over the image; a larger --img-size gives a map"
+                    );
+                }
                 prediction = cam.prediction;
                 panels.push(Panel {
                     image: overlay(&base, &cam.upsampled, ColorMap::Jet, 0.5)?,
