@@ -16,7 +16,7 @@
 //! - **Guided backpropagation** ([`guided_backprop`]): J. T. Springenberg, A. Dosovitskiy,
 //!   T. Brox, M. Riedmiller, *Striving for Simplicity: The All Convolutional Net*, ICLR
 //!   workshop 2015. Any model.
-//! - **Occlusion sensitivity** ([`occlusion`]): Zeiler & Fergus, section 4.2: the class
+//! - **Occlusion sensitivity** ([`occlusion()`]): Zeiler & Fergus, section 4.2: the class
 //!   probability as a grey square slides over the image, batched.
 //! - **Grad-CAM** and **Grad-CAM++** ([`grad_cam`]): R. R. Selvaraju et al., *Grad-CAM: Visual
 //!   Explanations from Deep Networks via Gradient-based Localization*, ICCV 2017; A.

@@ -297,7 +297,7 @@ impl Adam {
         Self::with_groups(vec![ParamGroup::new(params)], config)
     }
 
-    /// An optimizer for parameter groups (see [`param_groups`]); fails as [`Adam::new`] or on
+    /// An optimizer for parameter groups (see [`param_groups`](super::param_groups)); fails as [`Adam::new`] or on
     /// a group with a negative or non-finite `lr_scale` or weight decay.
     pub fn with_groups(groups: Vec<ParamGroup>, config: AdamConfig) -> Result<Self> {
         let AdamConfig {
@@ -356,7 +356,7 @@ impl AdamW {
         Self::with_groups(vec![ParamGroup::new(params)], config)
     }
 
-    /// An optimizer for parameter groups (see [`param_groups`]); fails as
+    /// An optimizer for parameter groups (see [`param_groups`](super::param_groups)); fails as
     /// [`Adam::with_groups`].
     pub fn with_groups(groups: Vec<ParamGroup>, config: AdamWConfig) -> Result<Self> {
         let AdamWConfig {

@@ -4,7 +4,7 @@
 //! parameter groups ([`ParamGroup`], [`param_groups`]) and gradient clipping
 //! ([`clip_grad_norm`]).
 //!
-//! Parameters are named `candle_core::Var`s, updated in place with [`Var::set`] (or by in-place
+//! Parameters are named `candle_core::Var`s, updated in place with [`Var::set`](candle_core::Var::set) (or by in-place
 //! CPU kernels); the update is computed on detached tensors, so it records no graph. As in
 //! PyTorch, a parameter without a gradient in the [`GradStore`] (it took no part in the loss)
 //! is skipped entirely: no decay, no moment update, and its step count (used by the bias

@@ -65,7 +65,7 @@ struct Param {
     buf: Option<Tensor>,
 }
 
-/// SGD as `torch.optim.SGD` (see the [module documentation](self) for the update).
+/// SGD as `torch.optim.SGD` (see the [module documentation](crate::optim) for the update).
 ///
 /// ```no_run
 /// # fn main() -> trainer::Result<()> {

@@ -89,7 +89,7 @@ const BAND_BYTES: usize = 1 << 21;
 /// `xs` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin/groups, kh, kw]` on the CPU in
 /// `f32` or `f64` (PyTorch's `F.conv2d` semantics: cross-correlation, symmetric zero padding);
 /// differentiable w.r.t. both arguments, with no input gradient computed for an input outside
-/// autograd. See the [module documentation](self).
+/// autograd. See the [module documentation](crate::ops) (Convolution).
 ///
 /// Errors on tensors that are not on the CPU, not `f32` / `f64`, of different dtypes, or of
 /// inconsistent shapes.
