@@ -238,6 +238,14 @@ fn bench_compare_without_torch_says_how_to_install_it() {
     assert!(text(&out.stderr).contains("valid names"));
 }
 
+/// A LeNet-5 run folder at `out`: one epoch on 256 digits.
+fn train_small_lenet(out: &str) {
+    let train = xtask(&[
+        "train", "lenet", "--limit", "256", "--epochs", "1", "--quiet", "--out", out,
+    ]);
+    assert!(train.status.success(), "{}", text(&train.stderr));
+}
+
 /// `train` leaves a run folder that `predict` takes as `--weights`: its latest checkpoint and
 /// the config.json train writes (one grey channel, 10 digit labels), for a grey PNG.
 #[test]
@@ -245,10 +253,7 @@ fn train_then_predict_from_the_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lenet");
     let out_s = out.to_str().unwrap();
-    let train = xtask(&[
-        "train", "lenet", "--limit", "256", "--epochs", "1", "--quiet", "--out", out_s,
-    ]);
-    assert!(train.status.success(), "{}", text(&train.stderr));
+    train_small_lenet(out_s);
     assert!(out.join("config.json").is_file() && out.join("model.safetensors").is_file());
     let png = dir.path().join("digit.png");
     image::GrayImage::from_fn(28, 28, |x, y| {
@@ -456,10 +461,7 @@ fn a_boosted_network_starts_from_a_trained_run() {
     let dir = tempfile::tempdir().unwrap();
     let lenet = dir.path().join("lenet");
     let lenet_s = lenet.to_str().unwrap();
-    let train = xtask(&[
-        "train", "lenet", "--limit", "256", "--epochs", "1", "--quiet", "--out", lenet_s,
-    ]);
-    assert!(train.status.success(), "{}", text(&train.stderr));
+    train_small_lenet(lenet_s);
     let boosted = dir.path().join("boosted");
     let out = xtask(&[
         "train",

@@ -252,9 +252,13 @@ pub fn train(
         let mut sums = EpochSums::default();
         let mut lr = config.lr;
         // The batches: cached features (the head alone trains on them) or loaded images.
-        let order = train_loader.order(epoch - 1);
+        // (The loader computes its own order; the cache is read in the same one.)
+        let order: Vec<usize>;
         let batches: Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>> = match &train_cache {
-            Some(cache) => Box::new(cache.batches(&order, config.batch_size)),
+            Some(cache) => {
+                order = train_loader.order(epoch - 1);
+                Box::new(cache.batches(&order, config.batch_size))
+            }
             None => Box::new(
                 train_loader
                     .epoch(epoch - 1, device)
