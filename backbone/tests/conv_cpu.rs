@@ -518,3 +518,52 @@ fn bias_relu_op_in_bands_matches_the_separate_ops() -> Result<()> {
     }
     Ok(())
 }
+
+/// Convolutions whose forward pass is Winograd F(2x2, 3x3) (3x3, stride 1, at least 16
+/// channels each way, at least 100 tiles of 2x2 outputs in a run of images) and whose
+/// backward passes stay im2col's: outputs and both gradients against the nested loops on 1
+/// to 3 threads, and the gradients (of the Winograd forward) by finite differences.
+#[test]
+fn winograd_sized_convolutions_agree() -> Result<()> {
+    let cases = [
+        case(1, 16, 16, (3, 3), (20, 21), params(1, 1, 1, 1)),
+        case(1, 16, 24, (3, 3), (23, 22), params(0, 1, 1, 1)),
+        case(1, 17, 16, (3, 3), (21, 19), params(2, 1, 1, 1)),
+        case(8, 16, 16, (3, 3), (9, 9), params(1, 1, 1, 1)),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let (x, w) = (c.input(130 + i as u64)?, c.weight(140 + i as u64)?);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            let ours = pool.install(|| run(&x, &w, 8, |x, w| conv2d_cpu(x, w, c.p)))?;
+            let r = uniform(ours.out.shape(), 1.0, 8)?;
+            let (out, gx, gw) = nested_loops(c, &to_f64_vec(&x), &to_f64_vec(&w), &to_f64_vec(&r));
+            let dev = Device::Cpu;
+            let expected = Run {
+                out: Tensor::from_vec(out, ours.out.shape(), &dev)?,
+                grad_x: Tensor::from_vec(gx, x.shape(), &dev)?,
+                grad_w: Tensor::from_vec(gw, w.shape(), &dev)?,
+            };
+            assert_runs_close(&ours, &expected, 1e-12, &format!("{c:?} on {threads} threads"));
+            let f32_run = pool.install(|| {
+                run(&x.to_dtype(DType::F32)?, &w.to_dtype(DType::F32)?, 8, |x, w| {
+                    conv2d_cpu(x, w, c.p)
+                })
+            })?;
+            assert_runs_close(
+                &f32_run,
+                &expected,
+                1e-5,
+                &format!("{c:?} f32 on {threads} threads"),
+            );
+        }
+    }
+    let c = &cases[0];
+    let (x, w) = (c.input(150)?, c.weight(151)?);
+    assert_grad_ok("winograd input", &x, 11, |x| conv2d_cpu(x, &w, c.p));
+    assert_grad_ok("winograd weight", &w, 12, |w| conv2d_cpu(&x, w, c.p));
+    Ok(())
+}

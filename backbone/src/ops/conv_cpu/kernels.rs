@@ -491,6 +491,9 @@ pub(super) fn forward<T: Float>(
     weight: &[T],
     epilogue: Option<&Epilogue<T>>,
 ) -> Vec<T> {
+    if super::winograd::applies(g) {
+        return super::winograd::forward(g, x, weight, epilogue);
+    }
     let weight = &*live_weight(g, weight);
     let mut out = vec![T::zero(); g.n * g.image_out()];
     if let Plan::Inside { threads } = g.plan() {

@@ -9,6 +9,9 @@
 //!   of each group, then one gemm per group, `W_g [Cout/g, K] x col_g [K, oh * ow]`, written
 //!   straight into the output. A 1x1 convolution with stride 1 and no padding needs no
 //!   im2col: the input planes are the column matrix.
+//!   3x3, stride-1 convolutions with at least 16 channels each way and enough output tiles
+//!   run Winograd F(2x2, 3x3) instead (`winograd`: 16 products of `[Cout, Cin] x [Cin,
+//!   tiles]`, 2.25x fewer multiply-adds; equal to the direct convolution up to rounding).
 //! * **Weight gradient**: `dW_g = sum_n grad_g [Cout/g, oh * ow] x col_g^T`, the images split
 //!   into one contiguous run per thread, each accumulating its own partial sum, the partial
 //!   sums added in a fixed order (results do not depend on scheduling).
@@ -72,6 +75,7 @@ mod geometry;
 mod im2col;
 mod kernels;
 mod product;
+mod winograd;
 
 use geometry::*;
 use im2col::*;
