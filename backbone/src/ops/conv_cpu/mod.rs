@@ -87,7 +87,8 @@ const PARALLEL_THRESHOLD: usize = 1 << 18;
 
 /// The size of a tile's column matrices ([`Tile`]): im2col fills them a block of small images
 /// or a band of output rows of a large image at a time, small enough to stay in the cache
-/// (L2 / L3) until the gemm reads them (2 MiB measured best on a 2-core AVX2 EPYC).
+/// (L2 / L3) until the gemm reads them (2 MiB measured best on a 2-core EPYC, with the AVX2
+/// kernels and again with the AVX-512 ones on Zen 5, against 0.5 and 1 MiB).
 const BAND_BYTES: usize = 1 << 21;
 
 /// `xs` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin/groups, kh, kw]` on the CPU in
