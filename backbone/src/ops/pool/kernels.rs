@@ -282,6 +282,13 @@ pub(super) fn avg_pool_fwd<T: Float>(
     ww: &[Window],
     divisor: impl Fn(&Window, &Window) -> usize + Sync,
 ) -> Vec<T> {
+    if x.stride[3] == 1 && pairs(wh) && pairs(ww) {
+        return avg_pool_fwd_pairs(
+            x,
+            (wh.len(), ww.len()),
+            T::from_f64(divisor(&wh[0], &ww[0]) as f64),
+        );
+    }
     let [n, c, _, w] = x.dims;
     let plane_len = wh.len() * ww.len();
     let mut out = vec![T::zero(); n * c * plane_len];
@@ -381,6 +388,20 @@ pub(super) fn avg_pool_bwd<T: Float>(
     ww: &[Window],
     divisor: impl Fn(&Window, &Window) -> usize + Sync,
 ) -> Vec<T> {
+    if pairs(wh) && pairs(ww) {
+        return avg_pool_bwd_pairs(g, (h, w), T::from_f64(divisor(&wh[0], &ww[0]).max(1) as f64));
+    }
+    avg_pool_bwd_windows(g, (h, w), wh, ww, divisor)
+}
+
+/// [`avg_pool_bwd`] window by window (any windows).
+fn avg_pool_bwd_windows<T: Float>(
+    g: &View4<T>,
+    (h, w): (usize, usize),
+    wh: &[Window],
+    ww: &[Window],
+    divisor: impl Fn(&Window, &Window) -> usize + Sync,
+) -> Vec<T> {
     let [n, c, _, _] = g.dims;
     let plane_len = h * w;
     let mut out = vec![T::zero(); n * c * plane_len];
@@ -401,6 +422,64 @@ pub(super) fn avg_pool_bwd<T: Float>(
                         *v += share;
                     }
                 }
+            }
+        }
+    });
+    out
+}
+
+/// Whether the windows are `[2o, 2o + 2)` for every output `o`, with no padding: 2x2 pooling
+/// with stride 2 (LeNet-5's), whose windows neither overlap nor need clipping.
+fn pairs(ws: &[Window]) -> bool {
+    !ws.is_empty()
+        && ws
+            .iter()
+            .enumerate()
+            .all(|(o, w)| w.start == 2 * o && w.end == 2 * o + 2 && w.padded_len == 2)
+}
+
+/// [`avg_pool_fwd`] for [`pairs`] windows on contiguous rows: each output from the two pairs of
+/// its two input rows, in the window scan's order (from zero, row by row, left to right, then
+/// divided): the same bits, in one pass the compiler vectorises.
+fn avg_pool_fwd_pairs<T: Float>(x: &View4<T>, (oh, ow): (usize, usize), divisor: T) -> Vec<T> {
+    let [n, c, _, _] = x.dims;
+    let mut out = vec![T::zero(); n * c * oh * ow];
+    let work = out.len() * 4;
+    for_each_plane(&mut out, oh * ow, work, |nc, plane| {
+        let base = x.plane(nc);
+        for (o, out_row) in plane.chunks_exact_mut(ow).enumerate() {
+            // In bounds: the windows lie inside the input, which `View4::new` checked.
+            let top = &x.data[base + 2 * o * x.stride[2]..][..2 * ow];
+            let bottom = &x.data[base + (2 * o + 1) * x.stride[2]..][..2 * ow];
+            for ((v, a), b) in out_row
+                .iter_mut()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
+            {
+                *v = ((((T::zero() + a[0]) + a[1]) + b[0]) + b[1]) / divisor;
+            }
+        }
+    });
+    out
+}
+
+/// [`avg_pool_bwd`] for [`pairs`] windows: each input element in a window receives its one
+/// share (added to zero, as the window loop does), the others stay zero.
+fn avg_pool_bwd_pairs<T: Float>(g: &View4<T>, (h, w): (usize, usize), divisor: T) -> Vec<T> {
+    let [n, c, oh, ow] = g.dims;
+    let mut out = vec![T::zero(); n * c * h * w];
+    let work = n * c * oh * ow * 4;
+    for_each_plane(&mut out, h * w, work, |nc, plane| {
+        let gbase = g.plane(nc);
+        for (o, rows) in plane.chunks_exact_mut(2 * w).take(oh).enumerate() {
+            let (top, bottom) = rows.split_at_mut(w);
+            let pairs = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
+            for (ox, (a, b)) in pairs.take(ow).enumerate() {
+                let share = T::zero() + g.at(gbase, o, ox) / divisor;
+                a[0] = share;
+                a[1] = share;
+                b[0] = share;
+                b[1] = share;
             }
         }
     });
@@ -430,4 +509,61 @@ pub(super) fn check_grad_dims(op: &str, g: &Layout, expected: [usize; 4]) -> Res
         )
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2x2 / stride-2 paths give the window loops' bits, outputs and gradients, on odd and
+    /// even sizes, with signed zeros, infinities and NaN among the values.
+    #[test]
+    fn pair_windows_match_the_window_loops_bit_for_bit() {
+        for (h, w) in [(4, 4), (5, 7), (2, 3), (9, 8)] {
+            let (n, c) = (2, 3);
+            let mut x: Vec<f32> = (0..n * c * h * w)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            x[1] = -0.0;
+            x[2] = f32::INFINITY;
+            x[w + 5] = f32::NAN;
+            let layout = Layout::contiguous((n, c, h, w));
+            let view = View4::new("test", &x, &layout).unwrap();
+            let (wh, ww) = (
+                (0..h / 2).map(|o| window(o, 2, 2, 0, h)).collect::<Vec<_>>(),
+                (0..w / 2).map(|o| window(o, 2, 2, 0, w)).collect::<Vec<_>>(),
+            );
+            assert!(pairs(&wh) && pairs(&ww));
+            let divisor = avg_divisor(true);
+            let fast = avg_pool_fwd(&view, &wh, &ww, &divisor);
+            // The window scan, written out: from zero, row by row, left to right, divided.
+            let (oh, ow) = (wh.len(), ww.len());
+            let mut scan = vec![0.0f32; n * c * oh * ow];
+            for nc in 0..n * c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut sum = 0.0f32;
+                        for iy in 2 * oy..2 * oy + 2 {
+                            for ix in 2 * ox..2 * ox + 2 {
+                                sum += x[(nc * h + iy) * w + ix];
+                            }
+                        }
+                        scan[(nc * oh + oy) * ow + ox] = sum / 4.0;
+                    }
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&scan), "{h}x{w} forward");
+            let mut g: Vec<f32> = (0..n * c * oh * ow)
+                .map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0)
+                .collect();
+            g[0] = -0.0;
+            g[1] = f32::NAN;
+            let glayout = Layout::contiguous((n, c, oh, ow));
+            let gview = View4::new("test", &g, &glayout).unwrap();
+            let fast = avg_pool_bwd(&gview, (h, w), &wh, &ww, &divisor);
+            let windows = avg_pool_bwd_windows(&gview, (h, w), &wh, &ww, &divisor);
+            assert_eq!(bits(&fast), bits(&windows), "{h}x{w} backward");
+        }
+    }
 }
