@@ -187,6 +187,25 @@ fn nested_loops(c: &Case, x: &[f64], w: &[f64], r: &[f64]) -> (Vec<f64>, Vec<f64
     (out, gx, gw)
 }
 
+/// [`nested_loops`]' output and gradients as a [`Run`], for the output gradient that [`run`]
+/// seeds from `seed` (outputs of shape `out_shape`).
+fn nested_loops_run(
+    c: &Case,
+    x: &Tensor,
+    w: &Tensor,
+    out_shape: &candle_core::Shape,
+    seed: u64,
+) -> Result<Run> {
+    let r = uniform(out_shape, 1.0, seed)?;
+    let (out, gx, gw) = nested_loops(c, &to_f64_vec(x), &to_f64_vec(w), &to_f64_vec(&r));
+    let dev = Device::Cpu;
+    Ok(Run {
+        out: Tensor::from_vec(out, out_shape, &dev)?,
+        grad_x: Tensor::from_vec(gx, x.shape(), &dev)?,
+        grad_w: Tensor::from_vec(gw, w.shape(), &dev)?,
+    })
+}
+
 #[test]
 fn matches_the_reference_path_in_f64_and_f32() -> Result<()> {
     for (i, c) in CASES.iter().enumerate() {
@@ -207,14 +226,7 @@ fn matches_nested_loops() -> Result<()> {
     for (i, c) in CASES.iter().enumerate() {
         let (x, w) = (c.input(30 + i as u64)?, c.weight(40 + i as u64)?);
         let ours = run(&x, &w, 9, |x, w| conv2d_cpu(x, w, c.p))?;
-        let r = uniform(ours.out.shape(), 1.0, 9)?;
-        let (out, gx, gw) = nested_loops(c, &to_f64_vec(&x), &to_f64_vec(&w), &to_f64_vec(&r));
-        let dev = Device::Cpu;
-        let expected = Run {
-            out: Tensor::from_vec(out, ours.out.shape(), &dev)?,
-            grad_x: Tensor::from_vec(gx, x.shape(), &dev)?,
-            grad_w: Tensor::from_vec(gw, w.shape(), &dev)?,
-        };
+        let expected = nested_loops_run(c, &x, &w, ours.out.shape(), 9)?;
         assert_runs_close(&ours, &expected, 1e-12, &format!("{c:?}"));
     }
     Ok(())
@@ -539,14 +551,7 @@ fn winograd_sized_convolutions_agree() -> Result<()> {
                 .build()
                 .expect("thread pool");
             let ours = pool.install(|| run(&x, &w, 8, |x, w| conv2d_cpu(x, w, c.p)))?;
-            let r = uniform(ours.out.shape(), 1.0, 8)?;
-            let (out, gx, gw) = nested_loops(c, &to_f64_vec(&x), &to_f64_vec(&w), &to_f64_vec(&r));
-            let dev = Device::Cpu;
-            let expected = Run {
-                out: Tensor::from_vec(out, ours.out.shape(), &dev)?,
-                grad_x: Tensor::from_vec(gx, x.shape(), &dev)?,
-                grad_w: Tensor::from_vec(gw, w.shape(), &dev)?,
-            };
+            let expected = nested_loops_run(c, &x, &w, ours.out.shape(), 8)?;
             assert_runs_close(&ours, &expected, 1e-12, &format!("{c:?} on {threads} threads"));
             let f32_run = pool.install(|| {
                 run(&x.to_dtype(DType::F32)?, &w.to_dtype(DType::F32)?, 8, |x, w| {
