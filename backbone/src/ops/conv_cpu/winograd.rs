@@ -97,9 +97,9 @@ fn transform_weight<T: Float>(g: &ConvGeometry, weight: &[T], parallel: bool) ->
     let half = T::from_f64(0.5);
     let mut u = vec![T::zero(); 16 * cout * cin];
     let u_ptr = SharedMut(u.as_mut_ptr());
-    // One output channel: its `Cin` transforms, written to 16 contiguous runs.
-    let one = |o: usize| {
-        let mut row = vec![T::zero(); 16 * cin];
+    // One output channel: its `Cin` transforms through `row` (`[16, Cin]`, reused), then
+    // written to 16 contiguous runs.
+    let one = |row: &mut Vec<T>, o: usize| {
         for (i, g3) in weight[o * cin * 9..][..cin * 9].chunks_exact(9).enumerate() {
             // G g: 4x3.
             let mut gg = [T::zero(); 12];
@@ -128,9 +128,12 @@ fn transform_weight<T: Float>(g: &ConvGeometry, weight: &[T], parallel: bool) ->
         }
     };
     if parallel {
-        (0..cout).into_par_iter().for_each(one);
+        (0..cout)
+            .into_par_iter()
+            .for_each_init(|| vec![T::zero(); 16 * cin], one);
     } else {
-        (0..cout).for_each(one);
+        let mut row = vec![T::zero(); 16 * cin];
+        (0..cout).for_each(|o| one(&mut row, o));
     }
     u
 }
@@ -239,19 +242,24 @@ fn forward_block<T: Float>(
     }
     // The outputs, one output plane at a time.
     let m: &[T] = m;
-    let output_plane = |(i, plane): (usize, &mut [T])| {
+    let output_plane = |y: &mut Vec<T>, (i, plane): (usize, &mut [T])| {
         let (image, c) = (i / cout, i % cout);
         let read = |xi: usize, t: usize, len: usize| -> &[T] {
             &m[(xi * cout + c) * cols + image * th * tw + t..][..len]
         };
-        transform_output_plane(g, read, plane);
+        transform_output_plane(g, read, y, plane);
     };
+    // One tile row's outputs, `[4, tw]`, reused from plane to plane.
+    let scratch = || vec![T::zero(); 4 * tw];
     if parallel {
         out.par_chunks_mut(g.plane_out())
             .enumerate()
-            .for_each(output_plane);
+            .for_each_init(scratch, output_plane);
     } else {
-        out.chunks_mut(g.plane_out()).enumerate().for_each(output_plane);
+        let mut y = scratch();
+        out.chunks_mut(g.plane_out())
+            .enumerate()
+            .for_each(|plane| output_plane(&mut y, plane));
     }
 }
 
@@ -363,14 +371,15 @@ fn transform_input_plane<'a, T: Float>(
 }
 
 /// One output plane `[oh, ow]` from its `M` values: `read(xi, first tile, len)` gives `M_xi`
-/// of `len` consecutive tiles of the plane. `Y = A^T M A`, one tile row at a time.
+/// of `len` consecutive tiles of the plane. `Y = A^T M A`, one tile row at a time, through `y`
+/// (`4 tw` long).
 fn transform_output_plane<'a, T: Float>(
     g: &ConvGeometry,
     read: impl Fn(usize, usize, usize) -> &'a [T],
+    y: &mut [T],
     plane: &mut [T],
 ) {
     let (th, tw) = tiles(g);
-    let mut y = vec![T::zero(); 4 * tw];
     for ty in 0..th {
         let m = |xi: usize| read(xi, ty * tw, tw);
         {
