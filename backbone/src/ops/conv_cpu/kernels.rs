@@ -91,6 +91,7 @@ pub(super) fn forward_run<T: Float>(
     out: &mut [T],
     inner: Inner,
     epilogue: Option<&Epilogue<T>>,
+    keep: Option<(&Columns, usize)>,
 ) {
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
@@ -158,6 +159,9 @@ pub(super) fn forward_run<T: Float>(
         }
         if let Some(e) = epilogue {
             e.apply(g, out, &tile.rows);
+        }
+        if let Some((columns, first)) = keep {
+            columns.keep(first, &tile, std::mem::take(col));
         }
     }
 }
@@ -383,7 +387,13 @@ pub(super) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx
 }
 
 /// The weight gradient `[Cout, K]` of a run of images.
-pub(super) fn weight_grad_run<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T], inner: Inner) -> Vec<T> {
+pub(super) fn weight_grad_run<T: Float>(
+    g: &ConvGeometry,
+    x: &[T],
+    grad: &[T],
+    inner: Inner,
+    kept: Option<(&Columns, usize)>,
+) -> Vec<T> {
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
@@ -395,10 +405,13 @@ pub(super) fn weight_grad_run<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T], i
         let grad = &grad[tile.images.start * image_out..tile.images.end * image_out];
         // The columns `[groups * K, n]`: the input planes themselves for a pointwise
         // convolution of one whole image.
+        let n = tile.cols(g);
+        let taken = kept.and_then(|(columns, first)| columns.take::<T>(first, &tile, g.groups * k * n));
         let (cols, n): (&[T], usize) = if g.pointwise() && tile.single_image(g) {
             (x, p)
+        } else if let Some(taken) = &taken {
+            (taken, n)
         } else {
-            let n = tile.cols(g);
             let planes = split_input(&layout, x, split, inner.rows);
             col.resize(g.groups * k * n, T::zero());
             im2col(g, &layout, planes, &tile, col, inner.rows);
@@ -433,22 +446,24 @@ pub(super) fn weight_grad_run<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T], i
 // ---------------------------------------------------------------------------------------------
 // The three passes over the batch.
 
-/// Runs `f(run of inputs, run of outputs)` over runs of images as the plan says.
+/// Runs `f(first image of the run, run of inputs, run of outputs)` over runs of images as the
+/// plan says.
 pub(super) fn over_images<T: Float>(
     plan: Plan,
     input: &[T],
     input_len: usize,
     out: &mut [T],
     out_len: usize,
-    f: impl Fn(&[T], &mut [T], Inner) + Sync,
+    f: impl Fn(usize, &[T], &mut [T], Inner) + Sync,
 ) {
     let inner = plan.inner();
     match plan {
         Plan::Images { per_thread } => out
             .par_chunks_mut(per_thread * out_len)
             .zip(input.par_chunks(per_thread * input_len))
-            .for_each(|(o, i)| f(i, o, inner)),
-        Plan::Serial | Plan::Inside { .. } => f(input, out, inner),
+            .enumerate()
+            .for_each(|(run, (o, i))| f(run * per_thread, i, o, inner)),
+        Plan::Serial | Plan::Inside { .. } => f(0, input, out, inner),
     }
 }
 
@@ -490,6 +505,7 @@ pub(super) fn forward<T: Float>(
     x: &[T],
     weight: &[T],
     epilogue: Option<&Epilogue<T>>,
+    keep: Option<&Columns>,
 ) -> Vec<T> {
     if super::winograd::applies(g) {
         return super::winograd::forward(g, x, weight, epilogue);
@@ -513,7 +529,7 @@ pub(super) fn forward<T: Float>(
         g.image_in(),
         &mut out,
         g.image_out(),
-        |x, out, inner| forward_run(g, x, weight, out, inner, epilogue),
+        |first, x, out, inner| forward_run(g, x, weight, out, inner, epilogue, keep.map(|k| (k, first))),
     );
     out
 }
@@ -527,12 +543,12 @@ pub(super) fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -
         g.image_out(),
         &mut dx,
         g.image_in(),
-        |grad, dx, inner| input_grad_run(g, grad, weight, dx, inner),
+        |_, grad, dx, inner| input_grad_run(g, grad, weight, dx, inner),
     );
     dx
 }
 
-pub(super) fn weight_grad<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Vec<T> {
+pub(super) fn weight_grad<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T], kept: Option<&Columns>) -> Vec<T> {
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let plan = g.plan();
     let inner = plan.inner();
@@ -542,7 +558,10 @@ pub(super) fn weight_grad<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Ve
             let partials: Vec<Vec<T>> = x
                 .par_chunks(per_thread * image_in)
                 .zip(grad.par_chunks(per_thread * image_out))
-                .map(|(x, grad)| weight_grad_run(g, x, grad, inner))
+                .enumerate()
+                .map(|(run, (x, grad))| {
+                    weight_grad_run(g, x, grad, inner, kept.map(|c| (c, run * per_thread)))
+                })
                 .collect();
             let mut parts = partials.into_iter();
             let mut dw = parts.next().unwrap_or_else(|| vec![T::zero(); g.cout * g.k()]);
@@ -553,7 +572,7 @@ pub(super) fn weight_grad<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Ve
             }
             dw
         }
-        Plan::Serial | Plan::Inside { .. } => weight_grad_run(g, x, grad, inner),
+        Plan::Serial | Plan::Inside { .. } => weight_grad_run(g, x, grad, inner, kept.map(|c| (c, 0))),
     };
     full_weight_grad(g, dw)
 }

@@ -70,13 +70,16 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result,
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::Arc;
 
+mod columns;
 mod geometry;
 mod im2col;
 mod kernels;
 mod product;
 mod winograd;
 
+use columns::Columns;
 use geometry::*;
 use im2col::*;
 use kernels::*;
@@ -105,6 +108,7 @@ pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
         ConvCpu {
             geometry,
             pass: Pass::Forward,
+            columns: kept_columns(&geometry, weight),
         },
     )
 }
@@ -194,6 +198,13 @@ pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: Conv
         )
     }
     xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry })
+}
+
+/// Where a training convolution keeps its column matrices for the weight gradient, if it
+/// does ([`Columns::wanted`]).
+fn kept_columns(g: &ConvGeometry, weight: &Tensor) -> Option<Arc<Columns>> {
+    Columns::wanted(g, weight.track_op(), weight.dtype().size_in_bytes())
+        .then(|| Arc::new(Columns::default()))
 }
 
 /// The geometry of a convolution of `xs` by `weight` for the op `op`, after checking that the
@@ -294,10 +305,12 @@ enum Pass {
 }
 
 /// One pass of the convolution as a candle custom op.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ConvCpu {
     geometry: ConvGeometry,
     pass: Pass,
+    /// The forward pass's column matrices, kept for the weight gradient (see [`Columns`]).
+    columns: Option<Arc<Columns>>,
 }
 
 impl ConvCpu {
@@ -305,7 +318,9 @@ impl ConvCpu {
         let g = &self.geometry;
         let name = self.name();
         let (out, dims) = match self.pass {
-            Pass::Forward => return forward_storage(g, name, (a, la), (b, lb), None),
+            Pass::Forward => {
+                return forward_storage(g, name, (a, la), (b, lb), None, self.columns.as_deref())
+            }
             Pass::InputGrad => {
                 let grad = contiguous(name, a, la, g.output_dims())?;
                 let w = contiguous(name, b, lb, g.weight_dims())?;
@@ -314,7 +329,10 @@ impl ConvCpu {
             Pass::WeightGrad => {
                 let x = contiguous(name, a, la, g.input_dims())?;
                 let grad = contiguous(name, b, lb, g.output_dims())?;
-                (weight_grad(g, &x, &grad), g.weight_dims())
+                (
+                    weight_grad(g, &x, &grad, self.columns.as_deref()),
+                    g.weight_dims(),
+                )
             }
         };
         Ok((T::to_cpu_storage_owned(out), Shape::from(dims.to_vec())))
@@ -350,7 +368,7 @@ impl CustomOp2 for ConvCpu {
         if self.pass != Pass::Forward {
             bail!("{}: second-order gradients are not supported", self.name())
         }
-        conv_grads(self.geometry, xs, weight, grad)
+        conv_grads(self.geometry, self.columns.clone(), xs, weight, grad)
     }
 }
 
@@ -358,17 +376,31 @@ impl CustomOp2 for ConvCpu {
 /// an argument that takes part in autograd (never the input gradient of the image batch).
 fn conv_grads(
     geometry: ConvGeometry,
+    columns: Option<Arc<Columns>>,
     xs: &Tensor,
     weight: &Tensor,
     grad: &Tensor,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let op = |pass| ConvCpu { geometry, pass };
     let grad_x = match xs.track_op() {
-        true => Some(grad.apply_op2_no_bwd(weight, &op(Pass::InputGrad))?),
+        true => {
+            let op = ConvCpu {
+                geometry,
+                pass: Pass::InputGrad,
+                columns: None,
+            };
+            Some(grad.apply_op2_no_bwd(weight, &op)?)
+        }
         false => None,
     };
     let grad_w = match weight.track_op() {
-        true => Some(xs.apply_op2_no_bwd(grad, &op(Pass::WeightGrad))?),
+        true => {
+            let op = ConvCpu {
+                geometry,
+                pass: Pass::WeightGrad,
+                columns,
+            };
+            Some(xs.apply_op2_no_bwd(grad, &op)?)
+        }
         false => None,
     };
     Ok((grad_x, grad_w))
@@ -382,10 +414,11 @@ fn forward_storage<T: Float>(
     (x, lx): (&[T], &Layout),
     (w, lw): (&[T], &Layout),
     epilogue: Option<&Epilogue<T>>,
+    keep: Option<&Columns>,
 ) -> Result<(CpuStorage, Shape)> {
     let x = contiguous(name, x, lx, g.input_dims())?;
     let w = contiguous(name, w, lw, g.weight_dims())?;
-    let out = forward(g, &x, &w, epilogue);
+    let out = forward(g, &x, &w, epilogue, keep);
     Ok((
         T::to_cpu_storage_owned(out),
         Shape::from(g.output_dims().to_vec()),
@@ -401,7 +434,14 @@ struct ConvCpuFused {
 impl ConvCpuFused {
     fn run<T: Float>(&self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(CpuStorage, Shape)> {
         let epilogue = Epilogue::new(&self.epilogue);
-        forward_storage(&self.geometry, self.name(), (a, la), (b, lb), Some(&epilogue))
+        forward_storage(
+            &self.geometry,
+            self.name(),
+            (a, la),
+            (b, lb),
+            Some(&epilogue),
+            None,
+        )
     }
 }
 
@@ -454,7 +494,7 @@ impl ConvCpuBiasRelu {
             shift: Vec::new(),
             relu: true,
         };
-        forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue))
+        forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue), None)
     }
 }
 
@@ -485,7 +525,7 @@ impl CustomOp3 for ConvCpuBiasRelu {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // The gradient before the ReLU, once for all three arguments.
         let grad = super::relu::relu_backward(res, grad)?;
-        let (grad_x, grad_w) = conv_grads(self.geometry, xs, weight, &grad)?;
+        let (grad_x, grad_w) = conv_grads(self.geometry, None, xs, weight, &grad)?;
         let grad_b = match bias.track_op() {
             true => Some(super::bias::channel_sums(&grad, self.geometry.cout)?),
             false => None,

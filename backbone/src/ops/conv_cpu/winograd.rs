@@ -85,9 +85,14 @@ pub(super) fn forward<T: Float>(
     let plan = g.plan();
     let u = transform_weight(g, weight, !matches!(plan, Plan::Serial));
     let mut out = vec![T::zero(); g.n * g.image_out()];
-    over_images(plan, x, g.image_in(), &mut out, g.image_out(), |x, out, inner| {
-        forward_run(g, x, &u, out, inner.rows, epilogue)
-    });
+    over_images(
+        plan,
+        x,
+        g.image_in(),
+        &mut out,
+        g.image_out(),
+        |_, x, out, inner| forward_run(g, x, &u, out, inner.rows, epilogue),
+    );
     out
 }
 
