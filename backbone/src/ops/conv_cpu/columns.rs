@@ -48,7 +48,8 @@ impl Columns {
     /// its column matrices are small.
     pub(super) fn wanted(g: &ConvGeometry, weight_tracks: bool, elem_bytes: usize) -> bool {
         let bytes = g.groups * g.k() * g.plane_out() * g.n * elem_bytes;
-        weight_tracks && bytes <= KEEP_BYTES && !g.pointwise()
+        // Pointwise and Winograd forward passes build no column matrices.
+        weight_tracks && bytes <= KEEP_BYTES && !g.pointwise() && !super::winograd::applies(g)
     }
 
     /// Keeps the columns of `tile` of the run starting at image `first`.

@@ -81,7 +81,6 @@ pub(super) fn matmul<T: Float>(
     let dst = SyncPtr(dst.as_mut_ptr());
     let (lhs, rhs) = (SyncPtr(lhs.as_ptr().cast_mut()), SyncPtr(rhs.as_ptr().cast_mut()));
     let run = |(rows, cols): &(Range<usize>, Range<usize>)| {
-        let (dst, lhs, rhs) = (dst, lhs, rhs);
         // SAFETY: the three matrices lie inside their slices (checked above: the last element
         // of each is at `span_of - 1 < len`), and so do these sub-matrices; `dst` was borrowed
         // mutably, so it aliases neither input; the parts cover disjoint (row, column) sets of
@@ -94,14 +93,14 @@ pub(super) fn matmul<T: Float>(
                 rows.len(),
                 cols.len(),
                 k,
-                dst.0.add(rows.start * dst_rs + cols.start * dst_cs),
+                dst.get().add(rows.start * dst_rs + cols.start * dst_cs),
                 dst_cs as isize,
                 dst_rs as isize,
                 accumulate,
-                lhs.0.add(rows.start * lhs_strides.0),
+                lhs.get().add(rows.start * lhs_strides.0),
                 lhs_strides.1 as isize,
                 lhs_strides.0 as isize,
-                rhs.0.add(cols.start * rhs_strides.1),
+                rhs.get().add(cols.start * rhs_strides.1),
                 rhs_strides.1 as isize,
                 rhs_strides.0 as isize,
                 alpha,
@@ -120,12 +119,21 @@ pub(super) fn matmul<T: Float>(
     }
 }
 
-/// A raw pointer the threads of one product share (each writes its own elements).
+/// A raw pointer that several threads share, each writing only its own elements (the parts of
+/// a product in [`matmul`], the planes of Winograd's transforms); reading through it is
+/// always allowed.
 #[derive(Clone, Copy)]
-struct SyncPtr<T>(*mut T);
+pub(super) struct SyncPtr<T>(pub(super) *mut T);
 
-// SAFETY: the pointer is only dereferenced by `gemm::gemm` on sub-matrices that the threads do
-// not share (see `matmul`).
+impl<T> SyncPtr<T> {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    pub(super) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: every user writes through the pointer only at elements no other thread touches, and
+// says so at its `unsafe` block (`matmul`, `winograd::transform_weight`, `winograd::forward_block`).
 unsafe impl<T> Send for SyncPtr<T> {}
 unsafe impl<T> Sync for SyncPtr<T> {}
 

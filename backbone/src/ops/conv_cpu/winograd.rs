@@ -101,7 +101,7 @@ fn transform_weight<T: Float>(g: &ConvGeometry, weight: &[T], parallel: bool) ->
     let (cout, cin) = (g.cout, g.cin);
     let half = T::from_f64(0.5);
     let mut u = vec![T::zero(); 16 * cout * cin];
-    let u_ptr = SharedMut(u.as_mut_ptr());
+    let u_ptr = SyncPtr(u.as_mut_ptr());
     // One output channel: its `Cin` transforms through `row` (`[16, Cin]`, reused), then
     // written to 16 contiguous runs.
     let one = |row: &mut Vec<T>, o: usize| {
@@ -203,7 +203,7 @@ fn forward_block<T: Float>(
     m.resize(16 * cout * cols, T::zero());
     // V: one input plane at a time (plane `i` is image `i / Cin`, channel `i % Cin`).
     let plane_in = g.plane_in();
-    let v_ptr = SharedMut(v.as_mut_ptr());
+    let v_ptr = SyncPtr(v.as_mut_ptr());
     let input_plane = |scratch: &mut InputScratch<T>, i: usize| {
         let (image, c) = (i / cin, i % cin);
         let plane = &x[i * plane_in..][..plane_in];
@@ -267,21 +267,6 @@ fn forward_block<T: Float>(
             .for_each(|plane| output_plane(&mut y, plane));
     }
 }
-
-/// A pointer to `V`, written by several threads at disjoint elements.
-#[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
-
-impl<T> SharedMut<T> {
-    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
-
-// SAFETY: see `forward_block`: each input plane writes its own elements of `V`.
-unsafe impl<T> Send for SharedMut<T> {}
-unsafe impl<T> Sync for SharedMut<T> {}
 
 /// Rows of an input plane split into zero-padded even and odd columns, and the transform's
 /// intermediate rows.

@@ -431,6 +431,7 @@ fn avg_pool_bwd_windows<T: Float>(
 /// Whether the windows are `[2o, 2o + 2)` for every output `o`, with no padding: 2x2 pooling
 /// with stride 2 (LeNet-5's), whose windows neither overlap nor need clipping.
 fn pairs(ws: &[Window]) -> bool {
+    // Not `uniform_windows`, which gives a single window a step of 1.
     !ws.is_empty()
         && ws
             .iter()
