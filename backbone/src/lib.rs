@@ -14,6 +14,7 @@ pub mod geometry;
 pub mod guided;
 pub mod inference;
 pub mod init;
+pub mod io;
 pub mod layers;
 pub mod model;
 pub mod ops;

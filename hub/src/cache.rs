@@ -154,12 +154,19 @@ fn resolve_file(path: &Path) -> Result<ResolvedWeights> {
     })
 }
 
-/// The `config.json` of `dir`, parsed, if the file exists.
+/// The `config.json` of `dir`, parsed, if there is one; something else by that name (a
+/// directory, a dangling link) is an error rather than ignored.
 fn read_config_beside(dir: &Path) -> Result<(Option<PathBuf>, Option<PretrainedConfig>)> {
     let config_file = dir.join(CONFIG_FILE);
     if config_file.is_file() {
         let config = PretrainedConfig::from_file(&config_file)?;
         Ok((Some(config_file), Some(config)))
+    } else if config_file.symlink_metadata().is_ok() {
+        Err(Error::pretrained(
+            config_file.display().to_string(),
+            "not a regular file (a directory, or a link to nothing): the preprocessing of the \
+             weights cannot be read; remove or replace it",
+        ))
     } else {
         Ok((None, None))
     }

@@ -2,7 +2,7 @@
 //! `pretrained_cfg` preprocessing), and [`Interpolation`].
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Map, Value};
 
@@ -108,6 +108,58 @@ impl Default for PretrainedConfig {
 /// The largest `crop_pct` accepted (above 1: padding around the resized image).
 pub const MAX_CROP_PCT: f64 = 4.0;
 
+/// The range a normalisation standard deviation must lie in. Pixels are scaled to [0, 1]
+/// before normalising, so real datasets have stds of about 0.1-0.5: a std of 1e-30 would turn
+/// every input into numbers of 1e30 and the results into garbage, one of 1e30 into zeros.
+pub const STD_RANGE: (f32, f32) = (1e-3, 1e3);
+
+/// The range a normalisation mean must lie in (see [`STD_RANGE`]).
+pub const MEAN_RANGE: (f32, f32) = (-1e3, 1e3);
+
+/// Which normalisation values [`check_normalisation`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalisation {
+    /// The per-channel mean.
+    Mean,
+    /// The per-channel standard deviation.
+    Std,
+}
+
+/// Checks per-channel normalisation `values` for `channels` input channels: one per channel,
+/// finite, inside [`MEAN_RANGE`] / [`STD_RANGE`]. The message starts with `what` (a
+/// `config.json` field or a command-line flag).
+pub fn check_normalisation(
+    what: &str,
+    kind: Normalisation,
+    values: &[f32],
+    channels: usize,
+) -> std::result::Result<(), String> {
+    if values.len() != channels {
+        return Err(format!(
+            "{what}: {} value(s) for {channels} input channel(s)",
+            values.len()
+        ));
+    }
+    if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+        return Err(format!("{what}: {v} is not a finite number"));
+    }
+    let (lo, hi) = match kind {
+        Normalisation::Mean => MEAN_RANGE,
+        Normalisation::Std => STD_RANGE,
+    };
+    if let Some(v) = values.iter().find(|v| !(lo..=hi).contains(*v)) {
+        let why = match kind {
+            Normalisation::Std => {
+                "pixels are in [0, 1] before normalising, so a std outside it \
+                                   blows them up or flattens them to zero"
+            }
+            Normalisation::Mean => "pixels are in [0, 1] before normalising",
+        };
+        return Err(format!("{what}: {v:e} is outside [{lo}, {hi}] ({why})"));
+    }
+    Ok(())
+}
+
 /// The preprocessing section of a timm config, by its current name or the older one.
 const CFG_KEYS: [&str; 2] = ["pretrained_cfg", "default_cfg"];
 
@@ -123,6 +175,42 @@ impl PretrainedConfig {
             interpolation: Interpolation::from_name(p.interpolation).unwrap_or(Interpolation::Bilinear),
             ..Self::default()
         }
+    }
+
+    /// `self` with each preprocessing setting (input size, mean, std, crop, interpolation)
+    /// that its `config.json` does not give (no `pretrained_cfg` section, or the field missing
+    /// or `null` there) taken from `defaults`, such as the variant's own
+    /// ([`PretrainedConfig::from_preprocessing`]): a LeNet's `config.json` holding only its
+    /// labels keeps LeNet's one grey 32x32 channel instead of ImageNet's three. Returns the
+    /// names of the settings taken from `defaults`.
+    pub fn fill_missing_from(&mut self, defaults: &PretrainedConfig) -> Vec<&'static str> {
+        let cfg = CFG_KEYS
+            .iter()
+            .find_map(|k| self.extra.get(*k))
+            .and_then(Value::as_object);
+        let given = |name: &str| cfg.and_then(|c| c.get(name)).is_some_and(|v| !v.is_null());
+        let mut taken = Vec::new();
+        if !given("input_size") {
+            self.input_size = defaults.input_size;
+            taken.push("input_size");
+        }
+        if !given("mean") {
+            self.mean = defaults.mean.clone();
+            taken.push("mean");
+        }
+        if !given("std") {
+            self.std = defaults.std.clone();
+            taken.push("std");
+        }
+        if !given("crop_pct") {
+            self.crop_pct = defaults.crop_pct;
+            taken.push("crop_pct");
+        }
+        if !given("interpolation") {
+            self.interpolation = defaults.interpolation;
+            taken.push("interpolation");
+        }
+        taken
     }
 
     /// Reads a `config.json`; errors name the file (and the field).
@@ -240,22 +328,8 @@ impl PretrainedConfig {
                 "field `pretrained_cfg.input_size`: dimensions must be positive, found [{c}, {h}, {w}]"
             ));
         }
-        for (name, values) in [("mean", &self.mean), ("std", &self.std)] {
-            if values.len() != c {
-                return Err(format!(
-                    "field `pretrained_cfg.{name}`: {} value(s) for {c} input channel(s)",
-                    values.len()
-                ));
-            }
-            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-                return Err(format!(
-                    "field `pretrained_cfg.{name}`: {v} is not a finite number"
-                ));
-            }
-        }
-        if let Some(v) = self.std.iter().find(|v| **v <= 0.0) {
-            return Err(format!("field `pretrained_cfg.std`: {v} is not positive"));
-        }
+        check_normalisation("field `pretrained_cfg.mean`", Normalisation::Mean, &self.mean, c)?;
+        check_normalisation("field `pretrained_cfg.std`", Normalisation::Std, &self.std, c)?;
         // Above 1 the centre crop is larger than the resized image and pads it with zeros (as
         // torchvision's CenterCrop does): how digits trained padded to 32x32 are prepared.
         if !(self.crop_pct > 0.0 && self.crop_pct <= MAX_CROP_PCT) {
@@ -455,19 +529,7 @@ fn f32_json(values: &[f32]) -> Value {
     )
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory, flushed and renamed
-/// over `path` (the previous file, if any, stays whole on error).
+/// Writes `bytes` to `path` whole or not at all ([`backbone::io::write_atomic`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.as_file().sync_all())
-        .map_err(|e| Error::io(path, e))?;
-    file.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    backbone::io::write_atomic(path, bytes).map_err(|e| Error::io(path, e))
 }

@@ -19,7 +19,10 @@ mod config;
 mod reference;
 
 pub use cache::{resolve, HubOptions, ResolvedWeights};
-pub use config::{Interpolation, PretrainedConfig, IMAGENET_MEAN, IMAGENET_STD, MAX_CROP_PCT};
+pub use config::{
+    check_normalisation, Interpolation, Normalisation, PretrainedConfig, IMAGENET_MEAN, IMAGENET_STD,
+    MAX_CROP_PCT, MEAN_RANGE, STD_RANGE,
+};
 pub use reference::WeightsRef;
 
 use std::path::{Path, PathBuf};

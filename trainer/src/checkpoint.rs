@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -53,34 +52,9 @@ pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>) -> Result
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a hidden temporary file in the same directory
-/// (`.<name>.tmp-<pid>-<random>`, a [`tempfile::NamedTempFile`]) that is flushed and renamed over
-/// `path` (removed on error), creating the parent directories.
+/// Writes `bytes` to `path` whole or not at all ([`backbone::io::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::io(path, std::io::Error::other("the path has no file name")))?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}.tmp-{}-", std::process::id()))
-        .rand_bytes(8)
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    // Best effort: make the rename durable where directories can be synced.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    backbone::io::write_atomic(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 /// Reads a safetensors checkpoint into tensors on `device` with the validated reader of

@@ -253,45 +253,50 @@ impl RunDir {
         let checkpoints = epochs_with(dir, ".safetensors");
         let run_files: Vec<String> = file_names(dir)?.into_iter().filter(|n| is_run_file(n)).collect();
         if options.resume {
-            if complete_epochs(dir).is_empty() {
+            // A run stopped before its first checkpoint (killed, or diverged in epoch 1) is
+            // resumed from its beginning; a folder without any run is nothing to resume.
+            if complete_epochs(dir).is_empty() && saved.is_none() {
                 return Err(Error::run(
                     dir,
-                    "nothing to resume: no epoch checkpoint (epoch-NNN.safetensors with its \
-                     .optimizer.safetensors) is here; run without --resume to start a new run",
+                    "nothing to resume: no run was started here (no run.json, no epoch \
+                     checkpoint); run without --resume to start a new run",
                 ));
             }
             run.check_settings(saved.as_ref())?;
         } else if !run_files.is_empty() {
             if !options.overwrite {
-                let what = match (checkpoints.first(), checkpoints.last()) {
+                let model = saved
+                    .as_ref()
+                    .and_then(|s| s.settings.get("model"))
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default();
+                let message = match (checkpoints.first(), checkpoints.last()) {
                     (Some(a), Some(b)) => format!(
-                        "another run's checkpoints of epochs {a}..={b}{}",
-                        saved
-                            .as_ref()
-                            .and_then(|s| s.settings.get("model"))
-                            .map(|m| format!(" ({m})"))
-                            .unwrap_or_default()
+                        "it holds another run's checkpoints of epochs {a}..={b}{model}; pass \
+                         --resume to continue that run, --overwrite to replace it, or choose \
+                         another --out"
                     ),
-                    _ => format!("another run's files ({})", run_files.join(", ")),
+                    _ if saved.is_some() => format!(
+                        "it holds a run{model} that saved no epoch (stopped or diverged before its \
+                         first checkpoint); pass --resume to start it again from its beginning, \
+                         --overwrite to replace it, or choose another --out"
+                    ),
+                    _ => format!(
+                        "it holds another run's files ({}); pass --overwrite to replace them, or \
+                         choose another --out",
+                        run_files.join(", ")
+                    ),
                 };
-                return Err(Error::run(
-                    dir,
-                    format!(
-                        "it holds {what}; pass --resume to continue that run, --overwrite to \
-                         replace it, or choose another --out"
-                    ),
-                ));
+                return Err(Error::run(dir, message));
             }
             for name in &run_files {
                 remove(&dir.join(name))?;
             }
-            if verbose {
-                eprintln!(
-                    "--overwrite: removed the previous run's {} files from {}",
-                    run_files.len(),
-                    dir.display()
-                );
-            }
+            eprintln!(
+                "--overwrite: removed the previous run's {} files from {}",
+                run_files.len(),
+                dir.display()
+            );
         }
         if !options.resume {
             run.write_run_file()?;
@@ -329,12 +334,10 @@ impl RunDir {
     /// allowed.
     fn check_settings(&self, saved: Option<&RunFile>) -> Result<()> {
         let Some(saved) = saved else {
-            if self.verbose {
-                eprintln!(
-                    "warning: {} has no {RUN_FILE} (written by an older version): the settings of the resumed run cannot be checked",
-                    self.dir.display()
-                );
-            }
+            eprintln!(
+                "warning: {} has no {RUN_FILE} (written by an older version): the settings of the resumed run cannot be checked",
+                self.dir.display()
+            );
             return Ok(());
         };
         let changes = differences(&saved.settings, &self.run.settings);
@@ -351,11 +354,9 @@ impl RunDir {
                 ),
             ));
         }
-        if self.verbose {
-            eprintln!("resuming with changed settings (--allow-changes):");
-            for change in &changes {
-                eprintln!("  {change}");
-            }
+        eprintln!("resuming with changed settings (--allow-changes):");
+        for change in &changes {
+            eprintln!("  {change}");
         }
         Ok(())
     }
@@ -384,7 +385,8 @@ impl RunDir {
         for name in &removed {
             remove(&self.dir.join(name))?;
         }
-        if self.verbose && !removed.is_empty() {
+        // Said even with --quiet: files were deleted.
+        if !removed.is_empty() {
             eprintln!(
                 "removed {} files left by an interrupted run in {}: {}",
                 removed.len(),
@@ -410,6 +412,14 @@ impl RunDir {
             return Ok(None);
         }
         let candidates = complete_epochs(&self.dir);
+        if candidates.is_empty() {
+            eprintln!(
+                "note: {} holds no complete epoch: the run starts again from epoch 1",
+                self.dir.display()
+            );
+            self.write_run_file()?;
+            return Ok(None);
+        }
         if let Some(&latest) = candidates.last() {
             if latest >= self.run.epochs {
                 return Err(Error::run(
@@ -436,11 +446,9 @@ impl RunDir {
             let (weights, state) = match read {
                 Ok(read) => read,
                 Err(e) => {
-                    if self.verbose {
-                        eprintln!(
-                            "warning: epoch {epoch} cannot be resumed from ({e}); its files are kept as *.corrupt, trying the previous epoch"
-                        );
-                    }
+                    eprintln!(
+                        "warning: epoch {epoch} cannot be resumed from ({e}); its files are kept as *.corrupt, trying the previous epoch"
+                    );
                     for path in [&checkpoint, &state_path] {
                         let mut aside = path.clone().into_os_string();
                         aside.push(".corrupt");
@@ -491,14 +499,10 @@ impl RunDir {
                     rows.push(row);
                 }
                 Ok(row) => {
-                    if self.verbose {
-                        eprintln!("warning: {} holds epoch {}, ignored", path.display(), row.epoch);
-                    }
+                    eprintln!("warning: {} holds epoch {}, ignored", path.display(), row.epoch);
                 }
                 Err(e) => {
-                    if self.verbose {
-                        eprintln!("warning: {} is unreadable ({e}), ignored", path.display());
-                    }
+                    eprintln!("warning: {} is unreadable ({e}), ignored", path.display());
                 }
             }
         }
@@ -580,6 +584,8 @@ impl RunDir {
 #[derive(Debug, Clone)]
 pub struct LossGuard {
     reference: Option<f64>,
+    /// The cross-entropy of guessing uniformly over the classes, `ln(classes)`.
+    chance: f64,
 }
 
 impl LossGuard {
@@ -588,14 +594,18 @@ impl LossGuard {
     /// The smallest reference (a nearly perfect first epoch would make any noise an explosion).
     const MIN_REFERENCE: f64 = 0.1;
 
-    /// A guard whose reference is the first recorded epoch's training loss, if any.
-    pub fn new(history: &[EpochMetrics]) -> Self {
+    /// A guard for a classifier of `classes` classes whose reference is the first recorded
+    /// epoch's training loss, if any. The reference never exceeds the loss of chance-level
+    /// guessing, `ln(classes)`: a first epoch that is already absurd (inputs normalised by a
+    /// std of 1e-30, say) does not make every later loss look fine.
+    pub fn new(history: &[EpochMetrics], classes: usize) -> Self {
         Self {
             reference: history
                 .iter()
                 .find(|r| r.epoch == 1)
                 .map(|r| r.train_loss)
                 .filter(|l| l.is_finite()),
+            chance: (classes.max(2) as f64).ln(),
         }
     }
 
@@ -612,11 +622,19 @@ impl LossGuard {
         let problem = if !loss.is_finite() {
             Some(format!("the loss is {loss}"))
         } else {
-            let reference = *self.reference.get_or_insert(loss);
+            let first = *self.reference.get_or_insert(loss);
+            let (reference, what) = if first > self.chance {
+                (
+                    self.chance,
+                    format!("chance level's (ln of {:.0} classes)", self.chance.exp()),
+                )
+            } else {
+                (first, "the first epoch's".to_string())
+            };
             let bound = Self::FACTOR * reference.max(Self::MIN_REFERENCE);
             (loss > bound).then(|| {
                 format!(
-                    "the loss {loss:.4e} exceeds {} x the first epoch's {reference:.4}",
+                    "the loss {loss:.4e} exceeds {} x {what} {reference:.4}",
                     Self::FACTOR
                 )
             })
@@ -626,7 +644,7 @@ impl LossGuard {
             Some(problem) => Err(Error::Diverged {
                 epoch,
                 step,
-                problem: format!("{problem}; lower the learning rate"),
+                problem: format!("{problem}; lower the learning rate, and check the inputs' normalisation"),
                 last_good: run.latest_checkpoint(),
             }),
         }

@@ -171,6 +171,28 @@ fn load_dir_reads_plain_and_gz_files() {
     assert_eq!(Mnist::load_dir(dir.path()).unwrap().train.labels, vec![7, 0, 9]);
 }
 
+/// A gzip file followed by bytes that are not gzip: named as trailing garbage, not as the
+/// "unexpected end of file" that reads like truncation; two concatenated gzip members are one
+/// valid file (as `gzip -d` reads them).
+#[test]
+fn trailing_garbage_after_gzip_is_named() {
+    let labels = idx_labels(&[1, 2, 3]);
+    let mut damaged = gzip(&labels);
+    let end = damaged.len();
+    damaged.extend_from_slice(b"garbage!");
+    let (_, problem, _) = dataset_error(parse_idx_labels(&damaged, Path::new("l.gz")));
+    assert!(
+        problem.contains("8 bytes of trailing garbage") && problem.contains(&format!("at byte {end}")),
+        "{problem}"
+    );
+    let (half, rest) = labels.split_at(5);
+    let two_members = [gzip(half), gzip(rest)].concat();
+    assert_eq!(
+        parse_idx_labels(&two_members, Path::new("l.gz")).unwrap(),
+        vec![1, 2, 3]
+    );
+}
+
 #[test]
 fn bad_magic_is_an_error_naming_the_file() {
     let (path, problem, msg) = dataset_error(parse_idx_images(&idx_labels(&[1, 2, 3]), Path::new("x/imgs")));

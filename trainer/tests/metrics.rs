@@ -449,3 +449,38 @@ fn imagenet_class_names_are_bundled() {
     assert_eq!(unique.len(), 1000);
     assert_eq!(imagenet_class_names()[207], "golden retriever");
 }
+
+/// The per-epoch records are read back on resume to rebuild metrics.csv / metrics.json: every
+/// float must come back with the same bits (serde_json's default float parser is off by one
+/// unit in the last place for some values; the workspace turns on its exact one).
+#[test]
+fn epoch_records_read_back_bit_for_bit() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut differ = Vec::new();
+    for epoch in 1..=20_000 {
+        let mut v = || -> f64 { rng.random::<f64>() * 10f64.powi(rng.random_range(-6..4)) };
+        let row = EpochMetrics {
+            epoch,
+            train_loss: v(),
+            train_top1: v(),
+            val_loss: v(),
+            val_top1: v(),
+            val_top5: v(),
+            lr: v(),
+            seconds: v(),
+            images_per_sec: v(),
+            train_aux_loss: v(),
+        };
+        let back: EpochMetrics = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
+        if back != row {
+            differ.push((row, back));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of 20000 differ, e.g. {:?}",
+        differ.len(),
+        differ.first()
+    );
+}

@@ -171,6 +171,35 @@ fn resume_with_nothing_to_resume_is_an_error() {
     assert!(!checkpoint_path(dir.path(), 1).exists());
 }
 
+/// A run stopped before its first checkpoint (killed in epoch 1, or diverged there) leaves its
+/// run.json: running again says --resume starts it again, and --resume does so (it used to say
+/// "pass --resume" and then "nothing to resume").
+#[test]
+fn a_run_stopped_before_its_first_checkpoint_resumes_from_its_beginning() {
+    let done = tempfile::tempdir().unwrap();
+    let train = train_set();
+    let finished = fit_with(&config(done.path(), 1, FRESH), &train).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(done.path().join("run.json"), dir.path().join("run.json")).unwrap();
+
+    let err = fit_with(&config(dir.path(), 1, FRESH), &train)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("saved no epoch") && err.contains("--resume") && err.contains("--overwrite"),
+        "{err}"
+    );
+    let resumed = fit_with(&config(dir.path(), 1, RESUME), &train).unwrap();
+    assert_eq!(resumed.epochs.len(), 1);
+    assert_eq!(resumed.epochs[0].epoch, 1);
+    // The same run as an uninterrupted one.
+    assert_eq!(
+        std::fs::read(checkpoint_path(dir.path(), 1)).unwrap(),
+        std::fs::read(checkpoint_path(done.path(), 1)).unwrap()
+    );
+    assert_eq!(resumed.epochs[0].train_loss, finished.epochs[0].train_loss);
+}
+
 #[test]
 fn leftovers_of_a_killed_run_are_removed_and_a_corrupt_checkpoint_falls_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,4 +306,25 @@ fn settings_added_since_the_run_was_saved_do_not_block_resume() {
     std::fs::write(&path, run.to_string()).unwrap();
     let report = fit_with(&config(dir.path(), 2, RESUME), &train).unwrap();
     assert_eq!(report.epochs[0].epoch, 2);
+}
+
+/// A first loss that is already absurd (inputs normalised by a std of 1e-30: 2.5e29) does not
+/// become the reference that every later loss is compared with: the reference is at most the
+/// loss of guessing (ln of the classes), so the first step stops the run.
+#[test]
+fn an_absurd_first_loss_is_divergence_too() {
+    use trainer::run::LossGuard;
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::open(dir.path(), "train", Default::default(), 1, FRESH, false).unwrap();
+    let mut guard = LossGuard::new(&[], 10);
+    let err = guard.check(2.5e29, 1, 1, &run).unwrap_err().to_string();
+    assert!(
+        err.contains("chance level") && err.contains("normalisation"),
+        "{err}"
+    );
+    // An ordinary start is fine, and becomes the reference: 1000x it is not.
+    let mut guard = LossGuard::new(&[], 10);
+    guard.check(2.3, 1, 1, &run).unwrap();
+    guard.check(2000.0, 1, 2, &run).unwrap();
+    assert!(guard.check(2400.0, 1, 3, &run).is_err());
 }

@@ -124,8 +124,11 @@ pub enum LastBatchArg {
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// Continue the run saved in --out after its latest complete epoch (checkpoint and
-    /// optimizer state), as if it had never stopped. Refused when the settings differ (see
-    /// --allow-changes).
+    /// optimizer state), as if it had never stopped; a run stopped before its first checkpoint
+    /// starts again from its beginning. Refused when the settings differ (see
+    /// --allow-changes). The data counts as the same when its images have the same count,
+    /// labels, class names, file names and file sizes: an image edited in place to the same
+    /// size is not noticed.
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
     /// Start a new run in an --out that holds another run: its files are removed first.
@@ -160,13 +163,16 @@ impl RunArgs {
     }
 }
 
-/// `requested` threads, capped at 4 per core of this machine (more only makes the threads
-/// wait for each other), with a note when capped.
-pub fn cap_threads(requested: usize) -> usize {
+/// `requested` threads (from `source`: `--threads` or an environment variable), capped at 4
+/// per core of this machine (more only makes the threads wait for each other), with a note
+/// when capped.
+pub fn cap_threads(requested: usize, source: &str) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let max = 4 * cores;
     if requested > max {
-        eprintln!("note: --threads {requested} capped to {max} (4 x the {cores} cores of this machine)");
+        eprintln!(
+            "note: {source} {requested} capped to {max} threads (4 x the {cores} cores of this machine)"
+        );
         max
     } else {
         requested.max(1)

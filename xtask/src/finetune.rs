@@ -19,7 +19,9 @@ use trainer::data::{
     Cifar10, Dataset, Image, ImageFolder, Interpolation, OnCorrupt, Pipeline, Subset, Transform,
     IMAGENET_MEAN, IMAGENET_STD,
 };
-use trainer::hub::{resolve, HubOptions, PretrainedConfig, ResolvedWeights, WeightsRef};
+use trainer::hub::{
+    check_normalisation, resolve, HubOptions, Normalisation, PretrainedConfig, ResolvedWeights, WeightsRef,
+};
 use trainer::pretrained::{head_prefixes, load_pretrained_tensors};
 use trainer::train::{TrainConfig, TrainData};
 
@@ -197,6 +199,41 @@ pub(crate) fn default_config(entry: &Variant, file_channels: Option<usize>) -> P
     }
 }
 
+/// The preprocessing of the weights: their config.json's, each setting it does not give taken
+/// from the variant's defaults ([`default_config`]), said on stderr.
+pub(crate) fn weights_config(
+    entry: &Variant,
+    resolved: &ResolvedWeights,
+    file_channels: Option<usize>,
+) -> Result<PretrainedConfig> {
+    let defaults = default_config(entry, file_channels);
+    let Some(mut config) = resolved.config.clone() else {
+        return Ok(defaults);
+    };
+    let taken = config.fill_missing_from(&defaults);
+    if !taken.is_empty() {
+        eprintln!(
+            "note: {} gives no {} in its pretrained_cfg: {}'s defaults are used ({}x{}x{} input, \
+             mean {:?}, std {:?})",
+            resolved
+                .config_file
+                .as_ref()
+                .map_or("config.json".to_string(), |f| f.display().to_string()),
+            taken.join(", "),
+            entry.name,
+            config.input_size.0,
+            config.input_size.1,
+            config.input_size.2,
+            config.mean,
+            config.std
+        );
+    }
+    config
+        .validate()
+        .with_context(|| format!("the preprocessing of {}", resolved.source))?;
+    Ok(config)
+}
+
 /// Overrides of the preprocessing the weights' config.json describes.
 #[derive(clap::Args)]
 pub struct PreprocessArgs {
@@ -229,6 +266,16 @@ impl PreprocessArgs {
             bail!("the image size must be positive, got {}x{}", size.0, size.1);
         }
         config.input_size = (config.input_size.0, size.0, size.1);
+        // The flags' own values are checked under their names (config.json's under its fields).
+        let channels = config.input_size.0;
+        for (flag, kind, values) in [
+            ("--mean", Normalisation::Mean, &self.mean),
+            ("--std", Normalisation::Std, &self.std),
+        ] {
+            if let Some(values) = values {
+                check_normalisation(flag, kind, values, channels).map_err(anyhow::Error::msg)?;
+            }
+        }
         if let Some(mean) = &self.mean {
             config.mean = mean.clone();
         }
@@ -276,10 +323,7 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let (mut tensors, mut info) = entry
         .read_weights(&resolved.weights_file, None)
         .with_context(|| format!("reading the weights of {}", entry.name))?;
-    let mut pretrained = resolved
-        .config
-        .clone()
-        .unwrap_or_else(|| default_config(entry, entry.stem_channels(&tensors)));
+    let mut pretrained = weights_config(entry, &resolved, entry.stem_channels(&tensors))?;
     check_architecture(entry, &pretrained, &resolved.source);
     let size = args.preprocess.apply(&mut pretrained)?;
     let channels = pretrained.input_size.0;
@@ -540,10 +584,7 @@ pub(crate) fn load_for_inference(
     let (mut tensors, mut info) = entry
         .read_weights(&resolved.weights_file, None)
         .with_context(|| format!("reading the weights of {}", entry.name))?;
-    let mut config = resolved
-        .config
-        .clone()
-        .unwrap_or_else(|| default_config(entry, entry.stem_channels(&tensors)));
+    let mut config = weights_config(entry, &resolved, entry.stem_channels(&tensors))?;
     check_architecture(entry, &config, &resolved.source);
     let classes = source
         .num_classes

@@ -15,7 +15,7 @@ mod visualize;
 use anyhow::{bail, Context, Result};
 use backbone::init::SeededVarMap;
 use candle_core::{DType, Device};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use trainer::data::{Mnist, Preprocess, RandomAffine};
 use trainer::train::{train as train_model, TrainConfig, TrainData};
@@ -146,18 +146,38 @@ struct SummaryArgs {
 
 /// candle asks for its thread count before every CPU matrix product, and without
 /// `RAYON_NUM_THREADS` that means reading `/proc/cpuinfo` each time (a few percent of a LeNet
-/// training step). Fix the count once, before any thread starts.
-/// `threads` (from `--threads`) wins over the environment.
+/// training step). Fix the count once, before any thread starts, in every command:
+/// `threads` (from `--threads`) wins over the environment (`RAYON_NUM_THREADS`, then
+/// `CANDLE_NUM_THREADS`), which wins over the machine's cores; any of them is capped at 4 per
+/// core ([`args::cap_threads`]), so `RAYON_NUM_THREADS=100000` cannot stall a run.
 fn pin_thread_count(threads: Option<usize>) {
-    if let Some(n) = threads {
-        std::env::set_var("RAYON_NUM_THREADS", args::cap_threads(n).to_string());
-        std::env::remove_var("CANDLE_NUM_THREADS");
-    } else if std::env::var_os("RAYON_NUM_THREADS").is_none()
-        && std::env::var_os("CANDLE_NUM_THREADS").is_none()
-    {
-        let threads = candle_core::utils::get_num_threads();
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    }
+    let from_env = |name: &str| -> Option<usize> {
+        let value = std::env::var(name).ok()?;
+        match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                eprintln!("note: {name}={value:?} is not a positive thread count; ignored");
+                None
+            }
+        }
+    };
+    let (requested, source) = match threads {
+        Some(n) => (n, "--threads".to_string()),
+        None => match from_env("RAYON_NUM_THREADS") {
+            Some(n) => (n, "RAYON_NUM_THREADS".to_string()),
+            None => match from_env("CANDLE_NUM_THREADS") {
+                Some(n) => (n, "CANDLE_NUM_THREADS".to_string()),
+                None => {
+                    std::env::remove_var("CANDLE_NUM_THREADS");
+                    std::env::remove_var("RAYON_NUM_THREADS");
+                    (candle_core::utils::get_num_threads(), "the cores".to_string())
+                }
+            },
+        },
+    };
+    let n = args::cap_threads(requested, &source);
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    std::env::remove_var("CANDLE_NUM_THREADS");
 }
 
 /// Runs the command; an error is printed with its chain of causes (`error: ...: ...`), without
@@ -189,9 +209,19 @@ pub(crate) fn report(e: &anyhow::Error) -> String {
     out
 }
 
+/// The command line, with negative numbers taken as values everywhere: `--lr -1` reaches the
+/// flag's range check ("-1 is not > 0") instead of clap's advice to write `-- -1`.
+fn parse_command_line() -> Cli {
+    fn negative_numbers(cmd: clap::Command) -> clap::Command {
+        cmd.allow_negative_numbers(true).mut_subcommands(negative_numbers)
+    }
+    let matches = negative_numbers(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn run() -> Result<()> {
     runtime::configure();
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     pin_thread_count(match &cli.command {
         Command::Bench(args) => args.threads(),
         _ => None,

@@ -73,19 +73,43 @@ pub struct VisualizeArgs {
     overwrite: bool,
 }
 
-/// The file-name part of an image: its stem, with characters other than letters, digits, `-`
-/// and `_` replaced.
+/// The part of an image's figure names that says which image: the file stem, letters and
+/// digits of any script kept (`猫.png` gives `猫`), anything else (spaces, punctuation, path
+/// separators) as `_`.
 fn image_tag(path: &Path) -> String {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    stem.chars()
+    let tag: String = stem
+        .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
                 c
             } else {
                 '_'
+            }
+        })
+        .collect();
+    if tag.is_empty() {
+        "image".to_string()
+    } else {
+        tag
+    }
+}
+
+/// One tag per image, distinct: images whose tags would be equal (`a/same.png` and
+/// `b/same.png`, or one file given twice) get their position on the command line appended
+/// (`same-1`, `same-2`), so no figure overwrites another of the same run.
+fn image_tags(images: &[PathBuf]) -> Vec<String> {
+    let tags: Vec<String> = images.iter().map(|p| image_tag(p)).collect();
+    tags.iter()
+        .enumerate()
+        .map(|(i, tag)| {
+            if tags.iter().filter(|t| *t == tag).count() > 1 {
+                format!("{tag}-{}", i + 1)
+            } else {
+                tag.clone()
             }
         })
         .collect()
@@ -106,7 +130,9 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     } else {
         all.to_vec()
     };
-    let cx = load_for_inference(&args.source, false, args.batch_size)?;
+    // With the auxiliary heads when the file has them (torchvision's GoogLeNet): eval-mode
+    // passes never run them, but the file's tensors all find their place.
+    let cx = load_for_inference(&args.source, true, args.batch_size)?;
     let (transform, device) = (&cx.transform, &cx.device);
     let model = cx.model.as_ref();
     let wants = |m| methods.contains(&m);
@@ -175,8 +201,19 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     if wants(Method::Filters) {
         planned.push("filters.png".to_string());
     }
-    for path in &args.images {
-        let tag = image_tag(path);
+    let tags = image_tags(&args.images);
+    for ((path, tag), plain) in args
+        .images
+        .iter()
+        .zip(&tags)
+        .zip(args.images.iter().map(|p| image_tag(p)))
+    {
+        if *tag != plain {
+            eprintln!(
+                "note: {} gets the figure names `*-{tag}.png` (another image has the same name)",
+                path.display()
+            );
+        }
         if wants(Method::Activations) {
             planned.extend(stages.iter().map(|s| format!("activations-{s}-{tag}.png")));
         }
@@ -202,14 +239,14 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     }
     // Decode every image first: an unreadable one fails before any figure.
     let mut inputs = Vec::new();
-    for path in &args.images {
+    for (path, tag) in args.images.iter().zip(&tags) {
         let image = Image::open(path)
             .and_then(|i| i.to_channels(cx.config.input_size.0))
             .with_context(|| format!("reading the image {}", path.display()))?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let image = transform.apply(image, &mut rng)?;
         let xs = Tensor::from_vec(image.data, (1, image.channels, image.height, image.width), device)?;
-        inputs.push((path.clone(), image_tag(path), xs));
+        inputs.push((path.clone(), tag.clone(), xs));
     }
     let name = model.name().to_string();
     let mut written = Vec::new();

@@ -147,7 +147,12 @@ impl Figure {
         }
         let image = RgbImage::from_raw(width, height, pixels)
             .ok_or_else(|| render_error(path, "the pixel buffer does not match the image size"))?;
-        image.save(path).map_err(|e| render_error(path, e))
+        let mut png = std::io::Cursor::new(Vec::new());
+        image
+            .write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| render_error(path, e))?;
+        // Whole or not at all: a full disk leaves no truncated PNG.
+        backbone::io::write_atomic(path, png.get_ref()).map_err(|e| render_error(path, e))
     }
 }
 

@@ -405,7 +405,7 @@ fn gunzip_if_compressed<'a>(
         };
         return Ok((content, "file size"));
     }
-    let gzip_error = |e: std::io::Error| Error::dataset(source, format!("invalid gzip data: {e}"));
+    let gzip_error = |e: std::io::Error| Error::dataset(source, gzip_problem(bytes, e));
     let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
     let mut out = Vec::with_capacity(header);
     (&mut decoder)
@@ -427,6 +427,24 @@ fn gunzip_if_compressed<'a>(
         },
         "decompressed size",
     ))
+}
+
+/// Why gzip data failed to decompress with `e`: bytes after a complete gzip stream that are not
+/// another gzip stream are named as such (flate2 reports them as "unexpected end of file" or a
+/// bad header, which reads like truncation).
+fn gzip_problem(bytes: &[u8], e: std::io::Error) -> String {
+    let mut first = flate2::bufread::GzDecoder::new(bytes);
+    let complete = std::io::copy(&mut first, &mut std::io::sink()).is_ok();
+    let rest = first.into_inner();
+    if complete && !rest.is_empty() && !rest.starts_with(&GZIP_MAGIC) {
+        return format!(
+            "invalid gzip data: {} bytes of trailing garbage after the end of the gzip stream (at \
+             byte {}); the file is damaged or was appended to",
+            rest.len(),
+            bytes.len() - rest.len()
+        );
+    }
+    format!("invalid gzip data: {e}")
 }
 
 /// Reads the `N` big-endian u32 of the header (the magic first) and checks the magic.

@@ -199,7 +199,7 @@ pub fn train(
     let first_epoch = done + 1;
     let mut frozen = config.frozen_at(done.max(1));
     let mut history = run.history(done);
-    let mut guard = LossGuard::new(&history);
+    let mut guard = LossGuard::new(&history, model.num_classes());
     let (mut train_cache, mut val_cache): (Option<FeatureCache>, Option<FeatureCache>) = (None, None);
     let mut cache_seconds = 0.0;
     let mut skipped: Vec<(String, String)> = Vec::new();
@@ -301,6 +301,35 @@ pub fn train(
                 "epoch {epoch} trained on no image: every training image was unreadable"
             )));
         }
+        // The check before the run started counted the unreadable images too: refuse (before
+        // anything is saved) when those skipped leave a single class.
+        if sums.classes.len() < 2 {
+            let mut unreadable = train_loader.skipped();
+            unreadable.extend(train_cache.iter().flat_map(|c| c.skipped.iter().cloned()));
+            let class = sums.classes.first().map_or(0, |&c| c as usize);
+            let shown: Vec<String> = unreadable
+                .iter()
+                .take(5)
+                .map(|(file, problem)| format!("{file} ({problem})"))
+                .collect();
+            return Err(Error::config(format!(
+                "epoch {epoch} trained on one class only (`{}`): {} of the training images could \
+                 not be read and were skipped ({}{}), leaving no image of any other class; a \
+                 classifier needs at least two",
+                train
+                    .class_names()
+                    .get(class)
+                    .cloned()
+                    .unwrap_or_else(|| class.to_string()),
+                unreadable.len(),
+                shown.join("; "),
+                if unreadable.len() > shown.len() {
+                    "; ..."
+                } else {
+                    ""
+                }
+            )));
+        }
         let eval = evaluate_with(model, &val_loader, val_cache.as_ref(), device, config.verbose)?;
         if !eval.loss.is_finite() {
             return Err(Error::Diverged {
@@ -368,6 +397,32 @@ pub fn train(
     })
 }
 
+/// A fingerprint of where each training image comes from ([`Dataset::describe`]: the file of
+/// an image folder) and, for files, their sizes: an image replaced by another of a different
+/// size is a change of data on resume. Images edited in place to the same size are not seen
+/// (reading every image to hash it would cost a pass over the data).
+fn files_fingerprint(train: &dyn Dataset) -> String {
+    let mut described = Vec::new();
+    for i in 0..train.len() {
+        let what = train.describe(i);
+        let path = std::path::Path::new(&what);
+        let (name, size) = match std::fs::metadata(path) {
+            // The class folder and the file name: the same data reached by another path
+            // (`./images`, `/home/me/images`) is the same data.
+            Ok(m) => {
+                let tail: Vec<_> = path.components().rev().take(2).collect();
+                let tail: std::path::PathBuf = tail.into_iter().rev().collect();
+                (tail.to_string_lossy().into_owned(), m.len())
+            }
+            Err(_) => (what, u64::MAX),
+        };
+        described.extend_from_slice(name.as_bytes());
+        described.push(0);
+        described.extend_from_slice(&size.to_le_bytes());
+    }
+    fingerprint(&[&described])
+}
+
 /// The settings of a run that define it, for [`RunDir`]'s resume check.
 fn run_settings(
     model: &dyn Backbone,
@@ -394,6 +449,7 @@ fn run_settings(
                 fingerprint(&[&labels, names.as_bytes()])
             ),
         ),
+        ("train files", files_fingerprint(train)),
         ("validation data", format!("{} images", val.len())),
         ("train transform", format!("{train_transform:?}")),
         ("eval transform", format!("{eval_transform:?}")),

@@ -103,6 +103,8 @@ pub(super) struct EpochSums {
     pub(super) correct: usize,
     pub(super) seen: usize,
     pub(super) train_seconds: f64,
+    /// The labels the epoch trained on (after unreadable images were skipped).
+    pub(super) classes: std::collections::BTreeSet<u32>,
 }
 
 impl EpochSums {
@@ -164,6 +166,8 @@ pub(super) fn train_step(
     optimizer.step(&grads)?;
     sums.loss += main.to_scalar::<f32>()? as f64 * n as f64;
     sums.correct += accuracy_count(logits, labels)?;
+    sums.classes
+        .extend(labels.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?);
     sums.seen += n;
     sums.train_seconds += started.elapsed().as_secs_f64();
     Ok(())

@@ -21,6 +21,7 @@ use candle_core::Device;
 use clap::ValueEnum;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use measure::measure;
 use peers::{check_peer, measure_peer, torch_script};
@@ -55,6 +56,14 @@ impl Compare {
         match self {
             Compare::Torch => "torch",
             Compare::Ort => "ort",
+        }
+    }
+
+    /// The name of its columns in the table.
+    fn label(self) -> &'static str {
+        match self {
+            Compare::Torch => "PyTorch",
+            Compare::Ort => "ONNX Runtime",
         }
     }
 }
@@ -143,6 +152,10 @@ pub struct BenchArgs {
     /// The Python with torch and torchvision (and onnxruntime for ort) for --compare.
     #[arg(long, default_value = "python3")]
     pub(super) python: String,
+    /// Seconds a peer may take for one row before it is stopped (its column stays empty, with
+    /// a warning).
+    #[arg(long, default_value_t = 1800.0, value_parser = crate::args::positive)]
+    pub(super) peer_timeout: f64,
 }
 
 impl BenchArgs {
@@ -238,11 +251,16 @@ fn measure_in_child(
 /// Runs the benchmark.
 pub fn run(args: BenchArgs, device: Device) -> Result<()> {
     if args.row_json {
-        let plan = plan(&args)?;
-        let [(entry, mode, batch, img)] = plan.as_slice() else {
-            bail!("--row-json measures exactly one row, the plan has {}", plan.len());
+        // The parent names one variant: a name that is also a family's (alexnet, nin) means
+        // the variant here.
+        let ([name], [batch], Some(mode)) = (&args.models[..], &args.batch_size[..], args.mode) else {
+            bail!("--row-json measures exactly one row: one variant, one --batch-size, one --mode");
         };
-        let row = measure(entry, *mode, *batch, *img, &args, &device)?;
+        let mode = match mode {
+            Mode::Both => bail!("--row-json measures one mode: infer or train"),
+            m => m,
+        };
+        let row = measure(models::find(name)?, mode, *batch, args.img_size, &args, &device)?;
         println!("{}", serde_json::to_string(&row)?);
         return Ok(());
     }
@@ -250,7 +268,7 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
         None
     } else {
         for &peer in &args.compare {
-            check_peer(&args.python, peer)?;
+            check_peer(&args.python, peer, Duration::from_secs_f64(args.peer_timeout))?;
         }
         Some(torch_script()?)
     };
@@ -268,6 +286,10 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
         None => HashMap::new(),
     };
     let plan = plan(&args)?;
+    // A place that cannot take the rows fails now, not after the measurements.
+    if let Some(path) = &args.out {
+        backbone::io::check_writable(path).with_context(|| format!("--out {}", path.display()))?;
+    }
     eprintln!(
         "{}, each in its own process ({} warmup + {} timed steps)",
         crate::args::plural(plan.len(), "row"),
@@ -275,12 +297,29 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
         args.iters
     );
     let mut rows = Vec::new();
+    // The peers' figures that failed, hung or were not printed: each a warning when it happens
+    // and again under the table.
+    let mut missing = Vec::new();
     let total = plan.len();
     for (i, (entry, mode, batch, img)) in plan.into_iter().enumerate() {
         let mut row = measure_in_child(entry, mode, batch, img, &args)?;
         if let Some(script) = &script {
             for &peer in &args.compare {
-                let figures = measure_peer(&row, peer, &args, script)?;
+                let figures = match measure_peer(&row, peer, &args, script) {
+                    Ok(figures) => figures,
+                    Err(e) => {
+                        let what = format!(
+                            "{} {} {} batch {}",
+                            peer.label(),
+                            row.model,
+                            row.mode,
+                            row.batch_size
+                        );
+                        eprintln!("warning: no {what} figure: {}", crate::report(&e));
+                        missing.push(format!("{what}: {}", crate::report(&e)));
+                        None
+                    }
+                };
                 match peer {
                     Compare::Torch => row.torch = figures,
                     Compare::Ort => row.ort = figures,
@@ -306,7 +345,16 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
             write_rows(path, &rows)?;
         }
     }
-    print_table(&rows, &baseline);
+    print_table(&rows, &baseline, &args.compare);
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: {} missing from the table (a peer failed, hung or printed no row):",
+            crate::args::plural(missing.len(), "peer figure")
+        );
+        for m in &missing {
+            eprintln!("  {m}");
+        }
+    }
     if let Some(path) = &args.out {
         println!("rows written to {}", path.display());
     }

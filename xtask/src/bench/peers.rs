@@ -3,7 +3,10 @@
 
 use super::{BenchArgs, Compare, PeerRow, Row};
 use anyhow::{bail, Context, Result};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The repository's `scripts/bench_torch.py` (found from the working directory or the
 /// crate's source location).
@@ -18,8 +21,13 @@ pub(super) fn torch_script() -> Result<PathBuf> {
         .context("scripts/bench_torch.py not found: run from the repository root")
 }
 
-/// Checks that `python` can run `peer`'s side of the benchmark.
-pub(super) fn check_peer(python: &str, peer: Compare) -> Result<()> {
+/// The longest `python -c "import torch, ..."` may take (a cold import of torch takes
+/// seconds), unless `--peer-timeout` is shorter.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Checks that `python` can run `peer`'s side of the benchmark, within `limit` (at most
+/// [`IMPORT_TIMEOUT`]).
+pub(super) fn check_peer(python: &str, peer: Compare, limit: Duration) -> Result<()> {
     let (imports, packages) = match peer {
         Compare::Torch => ("import torch, torchvision", "torch torchvision"),
         Compare::Ort => (
@@ -27,10 +35,10 @@ pub(super) fn check_peer(python: &str, peer: Compare) -> Result<()> {
             "torch torchvision onnx onnxruntime onnxscript",
         ),
     };
-    let out = std::process::Command::new(python)
-        .args(["-c", imports])
-        .output()
-        .with_context(|| format!("cannot run `{python}`; pass --python /path/to/python"))?;
+    let mut cmd = std::process::Command::new(python);
+    cmd.args(["-c", imports]);
+    let out = output_within(cmd, limit.min(IMPORT_TIMEOUT))
+        .with_context(|| format!("cannot run `{python} -c \"{imports}\"`; pass --python /path/to/python"))?;
     if !out.status.success() {
         bail!(
             "`{python}` cannot `{imports}`: install them with `{python} -m pip install {packages}`, \
@@ -40,8 +48,56 @@ pub(super) fn check_peer(python: &str, peer: Compare) -> Result<()> {
     Ok(())
 }
 
-/// `peer`'s figures for `row` (`None` where the peer cannot run it: a model torchvision lacks,
-/// training in ONNX Runtime).
+/// Runs `cmd` with its output captured, killed after `limit` (an error saying so).
+pub(super) fn output_within(mut cmd: std::process::Command, limit: Duration) -> Result<Output> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{program}`"))?;
+    // Read both pipes on threads, so a child filling one cannot block on it while we wait.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("waiting for `{program}`"))?
+        {
+            break status;
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`{program}` did not finish within {} s and was stopped (--peer-timeout sets the limit)",
+                limit.as_secs_f64()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let join = |t: std::thread::JoinHandle<Vec<u8>>| t.join().unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout: join(stdout),
+        stderr: join(stderr),
+    })
+}
+
+/// `peer`'s figures for `row`: `Ok(None)` where the peer cannot run it (a model torchvision
+/// lacks, training in ONNX Runtime: the reason is printed), an error when the peer failed,
+/// hung past `--peer-timeout` or printed no row.
 pub(super) fn measure_peer(
     row: &Row,
     peer: Compare,
@@ -49,8 +105,8 @@ pub(super) fn measure_peer(
     script: &Path,
 ) -> Result<Option<PeerRow>> {
     let threads = row.threads.to_string();
-    let out = std::process::Command::new(&args.python)
-        .arg(script)
+    let mut cmd = std::process::Command::new(&args.python);
+    cmd.arg(script)
         .args(["--runtime", peer.name()])
         .args(["--model", &row.model, "--mode", &row.mode])
         .args([
@@ -72,28 +128,47 @@ pub(super) fn measure_peer(
             &threads,
             "--device",
             &row.device,
-        ])
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
+        ]);
+    let out = output_within(cmd, Duration::from_secs_f64(args.peer_timeout))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last_words = || {
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        match lines.len() {
+            0 => "it printed nothing on stderr".to_string(),
+            n => lines[n.saturating_sub(3)..].join(" | "),
+        }
+    };
     if !out.status.success() {
         bail!(
-            "{} failed for {}: {}",
+            "{} exited with {}: {}",
             script.display(),
-            row.model,
-            String::from_utf8_lossy(&out.stderr)
+            out.status,
+            last_words()
         );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or("null");
-    let value: serde_json::Value = serde_json::from_str(line).context("reading bench_torch.py's output")?;
-    if value.get("unsupported").is_some() || value.is_null() {
+    let Some(line) = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')) else {
+        bail!(
+            "{} printed no JSON row (stdout: {} bytes; {})",
+            script.display(),
+            stdout.len(),
+            last_words()
+        );
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("reading {}'s row `{line}`", script.display()))?;
+    if let Some(why) = value.get("unsupported") {
+        eprintln!(
+            "note: no {} figure for {} {} batch {}: {}",
+            peer.label(),
+            row.model,
+            row.mode,
+            row.batch_size,
+            why.as_str().map_or_else(|| why.to_string(), str::to_string)
+        );
         return Ok(None);
     }
-    Ok(Some(
-        serde_json::from_value(value).context("reading bench_torch.py's output")?,
-    ))
+    Ok(Some(serde_json::from_value(value).with_context(|| {
+        format!("reading {}'s row `{line}`", script.display())
+    })?))
 }

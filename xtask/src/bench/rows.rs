@@ -209,14 +209,18 @@ pub(super) fn write_rows(path: &Path, rows: &[Row]) -> Result<()> {
         }
         text.into_bytes()
     };
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    backbone::io::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Prints the rows as a table, with PyTorch's columns when measured and the ratio to
-/// `baseline`'s samples/s when given.
-pub(super) fn print_table(rows: &[Row], baseline: &HashMap<(String, String, String, usize, usize), f64>) {
-    let torch = rows.iter().any(|r| r.torch.is_some());
-    let ort = rows.iter().any(|r| r.ort.is_some());
+/// Prints the rows as a table, with the columns of each peer asked for (`-` where it gave no
+/// figure) and the ratio to `baseline`'s samples/s when given.
+pub(super) fn print_table(
+    rows: &[Row],
+    baseline: &HashMap<(String, String, String, usize, usize), f64>,
+    compare: &[super::Compare],
+) {
+    let torch = compare.contains(&super::Compare::Torch);
+    let ort = compare.contains(&super::Compare::Ort);
     let mut header = vec![
         "model",
         "mode",
