@@ -493,7 +493,13 @@ fn config_errors_name_file_and_field() {
     let problem = config_error(r#"{"pretrained_cfg": {"std": [0.2, "x", 0.2]}}"#);
     assert!(problem.contains("pretrained_cfg.std[1]"), "{problem}");
     let problem = config_error(r#"{"pretrained_cfg": {"std": [0.2, 0.0, 0.2]}}"#);
-    assert!(problem.contains("not positive"), "{problem}");
+    assert!(problem.contains("outside [0.001, 1000]"), "{problem}");
+    // Positive but absurd: every input would become ~1e30.
+    let problem = config_error(r#"{"pretrained_cfg": {"std": [0.2, 1e-30, 0.2]}}"#);
+    assert!(
+        problem.contains("pretrained_cfg.std") && problem.contains("1e-30 is outside"),
+        "{problem}"
+    );
     let problem = config_error(r#"{"pretrained_cfg": {"crop_pct": 4.5}}"#);
     assert!(problem.contains("crop_pct"), "{problem}");
     let problem = config_error(r#"{"pretrained_cfg": {"input_size": [224, 224]}}"#);
