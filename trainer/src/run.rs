@@ -235,6 +235,13 @@ impl RunDir {
         options: RunOptions,
         verbose: bool,
     ) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::run(
+                dir,
+                "it is not a folder (a file or a device): a run needs a folder of its own; choose \
+                 another --out",
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = lock(dir)?;
         let run = RunDir {

@@ -331,7 +331,8 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let (all, own_val) = open_dataset(&args.data, args.format)?;
     let (train, val): (Images, Images) = match (&args.val, own_val) {
         (Some(val_dir), _) => {
-            let (val, val_test) = open_dataset(val_dir, args.format)?;
+            let (val, val_test) = open_dataset(val_dir, args.format)
+                .with_context(|| format!("reading --val {}", val_dir.display()))?;
             (all, val_test.unwrap_or(val))
         }
         (None, Some(test)) => (all, test),
@@ -618,6 +619,16 @@ pub(crate) fn load_for_inference(
         })?;
     eprintln!("weights: {} ({info})", resolved.weights_file.display());
     let size = source.preprocess.apply(&mut config)?;
+    let spec = model.input_spec();
+    if !spec.accepts(&[1, spec.channels, size.0, size.1]) {
+        bail!(
+            "{} does not take {}x{} images: it expects {} (--img-size, or config.json's input_size)",
+            entry.name,
+            size.0,
+            size.1,
+            spec.describe()
+        );
+    }
     args::check_memory(model.as_ref(), batch, size, false)?;
     let transform = Pipeline::eval(
         size,
@@ -657,7 +668,14 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                eprintln!("{}: {}", path.display(), crate::report(&e));
+                // The error names the file already when it is about reading it.
+                let message = crate::report(&e);
+                let name = path.display().to_string();
+                if message.contains(&name) {
+                    eprintln!("{message}");
+                } else {
+                    eprintln!("{name}: {message}");
+                }
             }
         }
     }

@@ -228,6 +228,12 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
             }
         }
     }
+    if args.out.exists() && !args.out.is_dir() {
+        bail!(
+            "--out {} is not a folder: the figures need one",
+            args.out.display()
+        );
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     if !args.overwrite {
         if let Some(existing) = planned.iter().find(|f| args.out.join(f).exists()) {

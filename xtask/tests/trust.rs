@@ -529,3 +529,57 @@ fn resume_notices_replaced_images() {
         .unwrap();
     refused(&finetune("2", &["--resume"]), &["train files", "--allow-changes"]);
 }
+
+/// The new round's own finds: an --out that is a file (train, visualize), an image size the
+/// model cannot take (refused before an image is decoded to 16384x16384), a --val that does
+/// not exist (named as --val).
+#[test]
+fn places_and_sizes_are_checked_before_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = lenet_run(dir.path());
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let png = dir.path().join("d.png");
+    digit_png(&png, 1);
+    let (run_s, file_s, png_s) = (
+        run.to_str().unwrap(),
+        file.to_str().unwrap(),
+        png.to_str().unwrap(),
+    );
+    refused(
+        &xtask(&[
+            "train", "lenet", "--epochs", "1", "--limit", "128", "--out", file_s,
+        ]),
+        &["it is not a folder", "--out"],
+    );
+    refused(
+        &xtask(&["visualize", "lenet", "--weights", run_s, "--out", file_s, png_s]),
+        &["is not a folder"],
+    );
+    refused(
+        &xtask(&[
+            "predict",
+            "lenet",
+            "--weights",
+            run_s,
+            "--img-size",
+            "16384",
+            png_s,
+        ]),
+        &["does not take 16384x16384 images"],
+    );
+    refused(
+        &xtask(&[
+            "finetune",
+            "lenet",
+            "--weights",
+            run_s,
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--val",
+            "/nonexistent",
+        ]),
+        &["--val /nonexistent"],
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}

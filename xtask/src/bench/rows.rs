@@ -189,7 +189,15 @@ pub(super) fn read_rows(path: &Path) -> Result<Vec<Row>> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(n, l)| serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), n + 1)))
+        .map(|(n, l)| {
+            serde_json::from_str(l).with_context(|| {
+                format!(
+                    "{}: line {} is not a bench row (a `bench --out` file: JSON lines, or CSV by its extension)",
+                    path.display(),
+                    n + 1
+                )
+            })
+        })
         .collect()
 }
 
