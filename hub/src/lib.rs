@@ -19,7 +19,7 @@ mod config;
 mod reference;
 
 pub use cache::{resolve, HubOptions, ResolvedWeights};
-pub use config::{Interpolation, PretrainedConfig, IMAGENET_MEAN, IMAGENET_STD, MAX_CROP_PCT};
+pub use config::{DataConfig, Interpolation, PretrainedConfig, IMAGENET_MEAN, IMAGENET_STD, MAX_CROP_PCT};
 pub use reference::WeightsRef;
 
 use std::path::{Path, PathBuf};
