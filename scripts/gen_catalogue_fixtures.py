@@ -133,6 +133,16 @@ TV_MODELS = [
     "resnext50_32x4d", "wide_resnet50_2", "densenet121", "efficientnet_b0",
 ]
 AUX_MODELS = {"googlenet", "inception_v3"}
+# Published checkpoints whose weights define a test size (timm's tv2, a1/a1h and ra2 tags):
+# `python scripts/gen_catalogue_fixtures.py tagged` writes `tagged-<name>.json` for each, with
+# the "predict" record at timm's inference default (`resolve_data_config(use_test_size=True)`)
+# and, where listed True, "predict_train_size" (`use_test_size=False`, timm's --use-train-size).
+TAGGED = {
+    "resnet18.a1_in1k": True,
+    "resnet50.a1h_in1k": False,
+    "resnet50.tv2_in1k": False,
+    "efficientnet_b3.ra2_in1k": False,
+}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -577,11 +587,59 @@ def tv_fixture(name):
     return rec
 
 
+def tagged_fixture(name, train_size):
+    """`tagged-<name>.json`: timm's model for the tagged name (its own pretrained_cfg), its
+    config.json, "expected" (pattern image at the training size), "data_config" (timm's
+    resolve_data_config with use_test_size True and False) and "predict" at the test size."""
+    model = timm.create_model(name, pretrained=False)
+    cfg = model.pretrained_cfg
+    hub_id = cfg["hf_hub_id"]
+    assert hub_id == f"timm/{name}", hub_id
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "config.json")
+        save_config_for_hf(model, p)
+        with open(p) as f:
+            config = json.load(f)
+    size = int(cfg["input_size"][-1])
+    v = versions()
+    test_cfg = timm.data.resolve_data_config({}, model=model, use_test_size=True)
+    train_cfg = timm.data.resolve_data_config({}, model=model, use_test_size=False)
+    rec = {
+        "model": name.split(".")[0], "tagged_name": name, "library": "timm",
+        "timm_version": v["timm_version"], "torch_version": v["torch_version"],
+        "numpy_version": v["numpy_version"],
+        "constructor": f"timm.create_model({name!r}, pretrained=False)",
+        "hub_id": hub_id,
+        "config_writer": "timm.models._hub.save_config_for_hf(model, 'config.json')",
+        "weights_rule": WEIGHTS_RULE, "image_rule": IMAGE_RULE, "expected_rule": EXPECTED_RULE,
+        "keys": keys_of(model), "config": config,
+        "data_config": {
+            "use_test_size": {k: (list(v) if isinstance(v, tuple) else v) for k, v in test_cfg.items()},
+            "use_train_size": {k: (list(v) if isinstance(v, tuple) else v) for k, v in train_cfg.items()},
+            "source": "timm.data.resolve_data_config({}, model=model, use_test_size=...)",
+        },
+    }
+    rec["expected"] = expected_for(model, size)
+    rec["predict"] = predict_for(model, test_cfg)
+    if train_size:
+        rec["predict_train_size"] = predict_for(model, train_cfg)
+    dump(os.path.join(OUT_DIR, f"tagged-{name}.json"), rec)
+    return rec
+
+
 def main():
     torch.manual_seed(0)
     check_pattern()
     os.makedirs(OUT_DIR, exist_ok=True)
     only = set(sys.argv[1:])
+    if only == {"tagged"}:
+        for name, train_size in TAGGED.items():
+            r = tagged_fixture(name, train_size)
+            pr = r["predict"]
+            print(f"tagged-{name}: {pr['image']} {pr['preprocessing']['input_size']} "
+                  f"crop {pr['preprocessing']['crop_pct']} ties={pr['ties']} top5={pr['top5']}",
+                  flush=True)
+        return
     for name in TIMM_MODELS:
         if only and f"timm-{name}" not in only:
             continue

@@ -94,14 +94,9 @@ pub use catalogue::VARIANTS;
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
-/// builder and the error type. `use alexnet::prelude::*;`
-pub mod prelude {
-    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
-    pub use backbone::init::SeededVarMap;
-    pub use backbone::weights::Weights;
-    pub use backbone::{Backbone, Error, ModelOutput, Result};
-    pub use candle_nn::VarBuilder;
-}
+/// builder and the error type, the same in every architecture crate (`backbone::prelude`).
+/// `use alexnet::prelude::*;`
+pub use backbone::prelude;
 
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
@@ -110,7 +105,7 @@ use backbone::geometry::{build_stack, conv, Stages, Step};
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,
 };
-use backbone::{check_input, Backbone, FeatureInfo, InputSpec, InputType, Result};
+use backbone::{check_input, Backbone, InputSpec, InputType, PlainNet, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
@@ -301,15 +296,15 @@ impl AlexNet {
     }
 }
 
-impl Backbone for AlexNet {
-    fn name(&self) -> &str {
+impl PlainNet for AlexNet {
+    fn plain_name(&self) -> &str {
         match self.config.layout {
             Layout::Torchvision => "alexnet",
             Layout::Paper2012 => "alexnet_2012",
         }
     }
 
-    fn input_spec(&self) -> InputSpec {
+    fn plain_input_spec(&self) -> InputSpec {
         InputSpec {
             channels: self.config.in_channels,
             min_size: (self.min_size, self.min_size),
@@ -318,47 +313,31 @@ impl Backbone for AlexNet {
         }
     }
 
-    /// `[N, 256, h, w]`: the convolutional part's output (see [`AlexNet::forward_conv`]).
-    fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_conv(xs, train)
+    fn plain_input_type(&self) -> &InputType {
+        &self.input_type
+    }
+
+    fn plain_layers(&self) -> &Sequential {
+        &self.features
+    }
+
+    /// Each max pooling's output (`features.N`).
+    fn plain_stages(&self) -> &Stages {
+        &self.stages
     }
 
     /// Adaptive average pool to 6x6, flatten, `classifier.0` to `classifier.5`: the 4096
     /// features entering `classifier.6`.
-    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.avgpool.forward_t(features, train)?;
-        let xs = Flatten::new().forward_t(&xs, train)?;
+    fn plain_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = Flatten::new().forward_t(&self.avgpool.forward_t(features, train)?, train)?;
         self.classifier.forward_t(&xs, train)
     }
 
-    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
-        self.head.forward_t(pre_logits, train)
+    fn plain_head(&self) -> &Linear {
+        &self.head
     }
 
-    /// Each max pooling's output (`features.N`).
-    fn feature_info(&self) -> Vec<FeatureInfo> {
-        self.stages.info()
-    }
-
-    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
-        self.stages.forward(&self.features, xs, train)
-    }
-
-    fn num_features(&self) -> usize {
-        FEATURES
-    }
-
-    fn num_classes(&self) -> usize {
-        self.config.num_classes
-    }
-
-    fn head_prefix(&self) -> &str {
-        "classifier.6"
-    }
-
-    /// `features`: convolutions with their ReLUs (and batch norms), LRNs, poolings.
-    fn plain_features(&self) -> Option<Vec<backbone::layers::PlainLayer<'_>>> {
-        backbone::layers::Layer::plain(&self.features)
+    fn plain_widths(&self) -> (usize, usize) {
+        (FEATURES, self.config.num_classes)
     }
 }

@@ -9,6 +9,8 @@
 //! recognises its layout from the keys, maps it to the crate's own names, and adapts the input
 //! convolution to another channel count (timm's `adapt_input_conv`).
 
+use crate::weights::load::load_into;
+pub use crate::weights::load::LoadReport;
 use crate::weights::{read_safetensors, ReadOptions, Weights};
 use crate::{Backbone, Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -45,6 +47,11 @@ pub struct Preprocessing {
     pub crop_pct: f64,
     /// Resize interpolation: `bilinear`, `bicubic` or `nearest`.
     pub interpolation: &'static str,
+    /// timm's `test_input_size`: the size the weights are evaluated at when it differs from the
+    /// training size (`input_size`).
+    pub test_input_size: Option<(usize, usize, usize)>,
+    /// timm's `test_crop_pct`: the crop at the test size.
+    pub test_crop_pct: Option<f64>,
 }
 
 /// ImageNet's mean and standard deviation.
@@ -60,6 +67,8 @@ impl Preprocessing {
         std: &IMAGENET_STD,
         crop_pct: 0.875,
         interpolation: "bilinear",
+        test_input_size: None,
+        test_crop_pct: None,
     };
 
     /// This preprocessing at another square size.
@@ -78,6 +87,54 @@ impl Preprocessing {
             ..self
         }
     }
+
+    /// With another normalisation.
+    pub const fn normalise(self, mean: &'static [f32], std: &'static [f32]) -> Self {
+        Preprocessing { mean, std, ..self }
+    }
+
+    /// Evaluated at another square size (timm's `test_input_size`) with `crop_pct` (timm's
+    /// `test_crop_pct`, `None` when the weights keep `crop_pct`).
+    pub const fn test(self, size: usize, crop_pct: Option<f64>) -> Self {
+        Preprocessing {
+            test_input_size: Some((self.input_size.0, size, size)),
+            test_crop_pct: crop_pct,
+            ..self
+        }
+    }
+
+    /// The input size and crop of the evaluation transform (timm's `resolve_data_config`):
+    /// with `use_test_size` (timm's inference default, `use_test_size=True`), the test size and
+    /// test crop where the weights define them; else the training size and crop.
+    pub fn eval_size(&self, use_test_size: bool) -> ((usize, usize, usize), f64) {
+        if use_test_size {
+            (
+                self.test_input_size.unwrap_or(self.input_size),
+                self.test_crop_pct.unwrap_or(self.crop_pct),
+            )
+        } else {
+            (self.input_size, self.crop_pct)
+        }
+    }
+}
+
+/// One published checkpoint of a variant: timm's `default_cfgs` entry `<variant>.<tag>` (or a
+/// torchvision weights enum), with its own preprocessing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pretrained {
+    /// The tag after the variant's name (`a1_in1k`, `tv2_in1k`).
+    pub tag: &'static str,
+    /// The Hugging Face hub id holding it (`timm/resnet50.a1_in1k`).
+    pub hub_id: &'static str,
+    /// How its images are prepared, as its publisher has it.
+    pub cfg: Preprocessing,
+}
+
+impl Pretrained {
+    /// A record: its tag, hub id and preprocessing.
+    pub const fn new(tag: &'static str, hub_id: &'static str, cfg: Preprocessing) -> Self {
+        Pretrained { tag, hub_id, cfg }
+    }
 }
 
 /// A weights layout a variant accepts: how to recognise it from the keys and how to map it to
@@ -89,6 +146,9 @@ pub struct Layout {
     pub detect: fn(&StateDict) -> bool,
     /// The state dict in the crate's own names and shapes; errors name the tensor.
     pub remap: fn(StateDict) -> Result<StateDict>,
+    /// A tensor's name in the crate's names -> as this layout spells it, for errors that name
+    /// the tensor as the file does (`None`: the same name).
+    pub file_name: fn(&str) -> Option<String>,
 }
 
 impl fmt::Debug for Layout {
@@ -105,6 +165,12 @@ fn same(tensors: StateDict) -> Result<StateDict> {
     Ok(tensors)
 }
 
+/// The same name in the file as in the crate (a [`Layout::file_name`] for layouts that only
+/// reshape or rename a few tensors).
+pub fn same_name(_: &str) -> Option<String> {
+    None
+}
+
 /// The crate's own names (torchvision's state dict where torchvision has the model, timm's
 /// for EfficientNet), called `name`: the layout every other is mapped to; it matches any state
 /// dict, so it comes last in [`Variant::layouts`].
@@ -113,6 +179,7 @@ pub const fn native(name: &'static str) -> Layout {
         name,
         detect: any,
         remap: same,
+        file_name: same_name,
     }
 }
 
@@ -140,10 +207,12 @@ pub struct Variant {
     /// Multiply-accumulates of one image at the default input size (`preprocessing`), eval
     /// mode, as [`crate::summarize`] counts them.
     pub macs: u64,
-    /// The default preprocessing of its pretrained weights.
+    /// The default preprocessing: fresh models, and weights without a tag or a `config.json`
+    /// (timm's `pretrained_cfg` of its default tag).
     pub preprocessing: Preprocessing,
-    /// Hugging Face hub ids known to hold weights for it (`timm/resnet50.a1_in1k`).
-    pub hub: &'static [&'static str],
+    /// Its published checkpoints, the default first (timm's `default_cfgs`): tag, hub id and
+    /// each one's own preprocessing.
+    pub pretrained: &'static [Pretrained],
     /// The weights layouts it accepts, tried in order; the last is the crate's [`native`] one.
     pub layouts: &'static [Layout],
     /// Name prefixes of auxiliary classifiers (`AuxLogits.`): a file without them builds the
@@ -327,21 +396,134 @@ impl Variant {
             aux_logits: options.aux_logits && info.has_aux,
             ..*options
         };
+        let mut tensors = tensors;
+        if !options.aux_logits {
+            // A model without auxiliary heads ignores the file's (torchvision's
+            // `aux_logits=False`).
+            tensors.retain(|name, _| !self.aux_prefixes.iter().any(|p| name.starts_with(p)));
+        }
         let weights = Weights::from_tensors(tensors, file.map(Path::to_path_buf));
         weights
             .build(dtype, device, true, |vb| self.create(&options, vb))
-            .map_err(|e| match e {
+            .map_err(|e| self.as_file_names(e, info))
+    }
+
+    /// A weights error with the tensor named as the file spells it (the layout's
+    /// [`Layout::file_name`]) and the layout the file was read as.
+    fn as_file_names(&self, e: Error, info: &WeightsInfo) -> Error {
+        match e {
+            Error::Weights {
+                file,
+                tensor,
+                problem,
+            } => {
+                let layout = self.layouts.iter().find(|l| l.name == info.layout);
+                let spelled = layout.and_then(|l| (l.file_name)(&tensor));
+                let problem = match &spelled {
+                    Some(_) => {
+                        format!("{problem} (the file was read as {info}; `{tensor}` in this crate's names)")
+                    }
+                    None => format!("{problem} (the file was read as {info})"),
+                };
                 Error::Weights {
                     file,
-                    tensor,
+                    tensor: spelled.unwrap_or(tensor),
                     problem,
-                } => Error::Weights {
-                    file,
-                    tensor,
-                    problem: format!("{problem} (the file was read as {info})"),
-                },
-                other => other,
-            })
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Builds the variant with fresh variables from `vars` and copies a state dict that
+    /// [`Variant::read_weights`] returned into them, so the model trains (timm's
+    /// `load_pretrained`): the classifier (and auxiliary classifiers) keep their fresh
+    /// initialisation where the file's shape differs (another `num_classes`) or the file lacks
+    /// them; every other variable must be in the file with its shape, and every tensor of the
+    /// file used. The [`LoadReport`] says what was loaded and what initialised.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_trainable(
+        &self,
+        tensors: StateDict,
+        info: &WeightsInfo,
+        file: &Path,
+        options: &ModelOptions,
+        vars: &crate::init::SeededVarMap,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Box<dyn Backbone>, LoadReport)> {
+        let mut tensors = tensors;
+        if !options.aux_logits {
+            tensors.retain(|name, _| !self.aux_prefixes.iter().any(|p| name.starts_with(p)));
+        }
+        let model = self.create(options, vars.var_builder(dtype, device))?;
+        let mut fresh = vec![model.head_prefix().to_string()];
+        fresh.extend(model.aux_head_prefixes());
+        if !info.has_aux {
+            fresh.extend(
+                self.aux_prefixes
+                    .iter()
+                    .map(|p| p.trim_end_matches('.').to_string()),
+            );
+        }
+        let report =
+            load_into(vars.varmap(), tensors, file, &fresh).map_err(|e| self.as_file_names(e, info))?;
+        Ok((model, report))
+    }
+
+    /// Its checkpoint tagged `tag` (`a1_in1k`), if published.
+    pub fn checkpoint(&self, tag: &str) -> Option<&'static Pretrained> {
+        self.pretrained.iter().find(|p| p.tag.eq_ignore_ascii_case(tag))
+    }
+
+    /// Its checkpoint held by the hub repo `hub_id` (`timm/resnet50.a1_in1k`, a revision after
+    /// `@` ignored), if it is one of its own.
+    pub fn checkpoint_by_hub_id(&self, hub_id: &str) -> Option<&'static Pretrained> {
+        let repo = hub_id.split('@').next().unwrap_or(hub_id);
+        self.pretrained
+            .iter()
+            .find(|p| p.hub_id.eq_ignore_ascii_case(repo))
+    }
+
+    /// The preprocessing of `checkpoint` (or, without one, the variant's default).
+    pub fn cfg(&self, checkpoint: Option<&Pretrained>) -> Preprocessing {
+        checkpoint.map_or(self.preprocessing, |p| p.cfg)
+    }
+}
+
+/// The variant and checkpoint a model name with an optional tag names (timm's
+/// `resnet50.a1_in1k`: the variant `resnet50`, its checkpoint `a1_in1k`); an unknown variant or
+/// tag is an error listing the valid ones.
+pub fn find_tagged<'a>(
+    catalogue: &[&'a Variant],
+    name: &str,
+) -> Result<(&'a Variant, Option<&'static Pretrained>)> {
+    let (arch, tag) = match name.split_once('.') {
+        Some((arch, tag)) => (arch, Some(tag)),
+        None => (name, None),
+    };
+    let variant = find(catalogue, arch)?;
+    let Some(tag) = tag else {
+        return Ok((variant, None));
+    };
+    match variant.checkpoint(tag) {
+        Some(checkpoint) => Ok((variant, Some(checkpoint))),
+        None => {
+            let tags: Vec<String> = variant
+                .pretrained
+                .iter()
+                .map(|p| format!("{}.{}", variant.name, p.tag))
+                .collect();
+            Err(Error::config(format!(
+                "unknown checkpoint `{name}`: {} {}",
+                variant.name,
+                if tags.is_empty() {
+                    "has no published checkpoints".to_string()
+                } else {
+                    format!("has {}", tags.join(", "))
+                }
+            )))
+        }
     }
 }
 

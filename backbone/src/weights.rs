@@ -10,7 +10,10 @@
 //! and optimizer state): malformed files, integer tensors where weights belong and NaN or
 //! infinite values are errors naming the file and the tensor.
 
+pub mod load;
 pub mod read;
+
+pub use load::{load_into, LoadReport};
 
 pub use read::{
     is_counter, json_kind, parse_safetensors, read_safetensors, read_safetensors_from, DTypeRule, ReadOptions,

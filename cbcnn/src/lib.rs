@@ -70,14 +70,12 @@ pub use boosted::{
 pub use transfer::{transfer_extractor_weights, transfer_main_weights, widen_input_conv, TransferReport};
 
 /// What a program using this crate alone needs (with `candle-core` for tensors, and the crates
-/// of the networks it composes): the model contract, a fresh seeded variable map, the var
-/// builder, the error type and the composite. `use cbcnn::prelude::*;`
+/// of the networks it composes): `backbone::prelude` (the one prelude of every architecture
+/// crate), the composite and the `Reconstructor` contract. `use cbcnn::prelude::*;`
 pub mod prelude {
     pub use crate::{AutoencoderConfig, ChannelBoosted, ChannelBoostedConfig};
-    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
-    pub use backbone::init::SeededVarMap;
-    pub use backbone::{Backbone, Error, ModelOutput, Reconstructor, Result};
-    pub use candle_nn::VarBuilder;
+    pub use backbone::prelude::*;
+    pub use backbone::Reconstructor;
 }
 
 /// The shared `backbone` crate, for everything beyond the prelude.

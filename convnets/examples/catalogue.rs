@@ -1,5 +1,6 @@
 //! Prints the catalogue: every variant with its family, default input, parameters, MACs (counted
-//! by a summarised forward pass at that input, checked against the catalogue) and hub weights.
+//! by a summarised forward pass at that input, checked against the catalogue) and the tags of
+//! its published checkpoints (`resnet50.a1_in1k` is a name too).
 //!
 //! ```sh
 //! cargo run --release -p convnets --example catalogue [pattern]
@@ -30,7 +31,12 @@ fn main() -> convnets::Result<()> {
             format!("{c}x{h}x{w}"),
             backbone::summary::thousands(variant.params),
             backbone::summary::thousands(macs),
-            variant.hub.join(", ")
+            variant
+                .pretrained
+                .iter()
+                .map(|p| p.tag)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

@@ -94,6 +94,8 @@ const MNIST: Preprocessing = Preprocessing {
     std: &[0.3081],
     crop_pct: 1.0,
     interpolation: "bilinear",
+    test_input_size: None,
+    test_crop_pct: None,
 };
 
 const PAPER: &str =
@@ -111,7 +113,7 @@ pub const VARIANTS: &[Variant] = &[
         params: 126_389,
         macs: 2_245_032,
         preprocessing: MNIST,
-        hub: &[],
+        pretrained: &[],
         layouts: &[catalogue::native("cbcnn")],
         aux_prefixes: &[],
         stem: "booster.ae.encoder.0.weight",
@@ -127,7 +129,7 @@ pub const VARIANTS: &[Variant] = &[
         params: 23_594_327,
         macs: 6_331_518_976,
         preprocessing: Preprocessing::IMAGENET,
-        hub: &[],
+        pretrained: &[],
         layouts: &[catalogue::native("cbcnn")],
         aux_prefixes: &[],
         stem: "booster.ae.encoder.0.weight",

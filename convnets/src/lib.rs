@@ -15,22 +15,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-/// The README's Rust snippets, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
 #[cfg(feature = "cbcnn")]
 pub mod boosted;
 
-use backbone::catalogue::find;
+use backbone::catalogue::{find, find_tagged};
 use candle_core::{DType, Device};
 use std::ops::Deref;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant, WeightsInfo};
+pub use backbone::catalogue::{LoadReport, ModelOptions, Preprocessing, Pretrained, Variant, WeightsInfo};
 pub use backbone::init::SeededVarMap;
 pub use backbone::{self, Backbone, Error, Result};
+pub use hub::{DataConfig, Interpolation, PretrainedConfig, IMAGENET_MEAN, IMAGENET_STD};
 
 /// Every variant of the enabled families, in the order `cargo xtask models` lists them.
 pub fn catalogue() -> Vec<&'static Variant> {
@@ -150,39 +146,55 @@ pub fn families() -> Vec<&'static str> {
     out
 }
 
-/// The default preprocessing of `name`'s pretrained weights (timm's `pretrained_cfg`).
+/// The preprocessing of `name`'s pretrained weights (timm's `pretrained_cfg`): a tagged name
+/// (`resnet50.tv2_in1k`) gives that checkpoint's own record, a plain one the variant's default.
 pub fn pretrained_cfg(name: &str) -> Result<Preprocessing> {
-    Ok(find_model(name)?.preprocessing)
+    let (variant, checkpoint) = find_checkpoint(name)?;
+    Ok(variant.cfg(checkpoint))
+}
+
+/// The variant and the published checkpoint a name gives: `resnet50.a1_in1k` -> (resnet50,
+/// its `a1_in1k` record); a name without a tag gives no checkpoint. Unknown names and tags are
+/// errors listing the valid ones.
+pub fn find_checkpoint(name: &str) -> Result<(&'static Variant, Option<&'static Pretrained>)> {
+    find_tagged(&catalogue(), name)
 }
 
 /// How [`create_model`] builds a model.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
-    /// Classes of the head (default: the variant's reference, 1000 for ImageNet models).
+    /// Classes of the head (default: the weights' `config.json`, else the variant's reference,
+    /// 1000 for ImageNet models). Pretrained weights with another class count keep everything
+    /// but the classifier, which starts fresh (timm's `num_classes` with `pretrained=True`).
     pub num_classes: Option<usize>,
-    /// Input channels (default: the variant's reference; pretrained RGB weights are adapted,
-    /// see [`backbone::catalogue::adapt_input_conv`]).
+    /// Input channels (default: the weights' `config.json`, else the variant's reference;
+    /// pretrained RGB weights are adapted, see [`backbone::catalogue::adapt_input_conv`]).
     pub in_channels: Option<usize>,
-    /// Build auxiliary classifiers (GoogLeNet, Inception-v3) when the weights have them.
+    /// Build auxiliary classifiers (GoogLeNet, Inception-v3) when the weights have them (or,
+    /// with `trainable`, fresh when they do not).
     pub aux_logits: bool,
     /// The weights' dtype.
     pub dtype: DType,
     /// Where the model runs.
     pub device: Device,
     /// Pretrained weights: a `.safetensors` file (any layout the variant accepts), a directory
-    /// holding `model.safetensors`, or (feature `hub`) a Hugging Face model id
-    /// `owner/name[@revision]`. `None`: fresh weights from `seed` (unless `pretrained`).
+    /// holding `model.safetensors` (and `config.json`), or a Hugging Face model id
+    /// `owner/name[@revision]` through the standard cache (downloaded with feature `hub`).
+    /// `None`: fresh weights from `seed` (unless `pretrained`).
     pub weights: Option<String>,
-    /// (Feature `hub`.) Without `weights`: the variant's default hub weights, the first of
-    /// [`Variant::hub`] (timm's `pretrained=True`).
+    /// Without `weights`: the checkpoint the name's tag names (`resnet50.a1_in1k` ->
+    /// `timm/resnet50.a1_in1k`), else the variant's default one, the first of
+    /// [`Variant::pretrained`] (timm's `pretrained=True`).
     pub pretrained: bool,
-    /// (Feature `hub`.) Never touch the network: hub weights must be in the cache (also
-    /// `HF_HUB_OFFLINE=1`).
+    /// Pretrained weights come back trainable: copied into [`Model::vars`] (fresh weights always
+    /// are). Otherwise they are loaded as constants, for inference.
+    pub trainable: bool,
+    /// Never touch the network: hub weights must be in the cache (also `HF_HUB_OFFLINE=1`).
     pub offline: bool,
-    /// (Feature `hub`.) The Hugging Face cache (default: `HF_HUB_CACHE`, `$HF_HOME/hub`,
+    /// The Hugging Face cache (default: `HF_HUB_CACHE`, `$HF_HOME/hub`,
     /// `~/.cache/huggingface/hub`).
     pub cache_dir: Option<PathBuf>,
-    /// Seed of fresh weights.
+    /// Seed of fresh weights (a fresh classifier too).
     pub seed: u64,
 }
 
@@ -196,11 +208,26 @@ impl Default for CreateOptions {
             device: Device::Cpu,
             weights: None,
             pretrained: false,
+            trainable: false,
             offline: false,
             cache_dir: None,
             seed: 0,
         }
     }
+}
+
+/// The pretrained weights a [`Model`] was made from.
+#[derive(Debug, Clone)]
+pub struct LoadedWeights {
+    /// Where they came from, as resolved (`timm/resnet50.a1_in1k@main`, or the file).
+    pub source: String,
+    /// The weights file read.
+    pub file: PathBuf,
+    /// The layout recognised and what was adapted.
+    pub info: WeightsInfo,
+    /// Trainable or with a fresh head: what was loaded and what initialised fresh (a
+    /// classifier of another class count, auxiliary heads the file lacks).
+    pub report: Option<LoadReport>,
 }
 
 /// A model made by [`create_model`]: use it as a [`Backbone`] (it dereferences to one).
@@ -209,15 +236,16 @@ pub struct Model {
     pub net: Box<dyn Backbone>,
     /// Its catalogue entry.
     pub variant: &'static Variant,
-    /// Fresh weights: their variables, to train them (`None` for pretrained weights, which are
-    /// loaded as constants; fine-tune them with the `trainer` crate).
+    /// The published checkpoint its name's tag, or its hub id, names.
+    pub checkpoint: Option<&'static Pretrained>,
+    /// Its variables, to train them: fresh weights, and pretrained ones made `trainable` or
+    /// with a fresh head; `None` for pretrained weights loaded as constants.
     pub vars: Option<SeededVarMap>,
-    /// Pretrained weights: the file read, the layout recognised and what was adapted.
-    pub weights: Option<(PathBuf, WeightsInfo)>,
-    /// (Feature `hub`.) The `config.json` beside the weights, if any (timm's pretrained config:
-    /// preprocessing, classes, label names).
-    #[cfg(feature = "hub")]
-    pub config: Option<hub::PretrainedConfig>,
+    /// Pretrained weights: the file read, the layout recognised, what was adapted.
+    pub weights: Option<LoadedWeights>,
+    /// How its images are prepared (timm's `pretrained_cfg`): the weights' `config.json`, else
+    /// the checkpoint's record, else the variant's default; also the classes and label names.
+    pub pretrained_cfg: PretrainedConfig,
 }
 
 impl Deref for Model {
@@ -228,12 +256,38 @@ impl Deref for Model {
     }
 }
 
-/// The weights file a reference names, and the `config.json` beside it (feature `hub`).
-#[cfg(feature = "hub")]
-fn resolve_weights(
+impl Model {
+    /// The evaluation transform's settings (timm's `resolve_data_config`): with
+    /// `use_test_size` (timm's inference default) the weights' test size and test crop where
+    /// they define them; else the training size (timm's `--use-train-size`, and fine-tuning).
+    /// `trainer::data::Pipeline::eval_config` turns it into the transform.
+    pub fn data_config(&self, use_test_size: bool) -> DataConfig {
+        self.pretrained_cfg.data_config(use_test_size)
+    }
+
+    /// The head's class count.
+    pub fn num_classes(&self) -> usize {
+        self.net.num_classes()
+    }
+
+    /// The trainable variables (none of the model's frozen ones), if it has variables.
+    pub fn trainable_vars(&self) -> Option<Vec<(String, candle_core::Var)>> {
+        let vars = self.vars.as_ref()?;
+        Some(backbone::init::trainable_model_vars(
+            vars.varmap(),
+            self.net.as_ref(),
+        ))
+    }
+}
+
+/// Resolves a weights reference (a file, a directory holding `model.safetensors`, or a hub
+/// id `owner/name[@revision]` through the Hugging Face cache) into the weights file and the
+/// `config.json` beside it: the one resolver of every path.
+pub fn resolve_weights(
     reference: &str,
-    options: &CreateOptions,
-) -> Result<(PathBuf, Option<hub::PretrainedConfig>)> {
+    offline: bool,
+    cache_dir: Option<&Path>,
+) -> Result<hub::ResolvedWeights> {
     let weights_error = |e: hub::Error| Error::WeightsFile {
         file: PathBuf::from(reference),
         problem: match e {
@@ -243,50 +297,63 @@ fn resolve_weights(
     };
     let parsed = hub::WeightsRef::parse(reference).map_err(weights_error)?;
     let mut hub_options = hub::HubOptions::from_env();
-    hub_options.offline |= options.offline;
-    if let Some(dir) = &options.cache_dir {
-        hub_options.cache_dir = Some(dir.clone());
+    hub_options.offline |= offline;
+    if let Some(dir) = cache_dir {
+        hub_options.cache_dir = Some(dir.to_path_buf());
     }
-    let resolved = hub::resolve(&parsed, &hub_options).map_err(weights_error)?;
-    Ok((resolved.weights_file, resolved.config))
+    hub::resolve(&parsed, &hub_options).map_err(weights_error)
 }
 
-/// The weights file a reference names (a file, or `model.safetensors` in a directory).
-#[cfg(not(feature = "hub"))]
-fn resolve_weights(reference: &str, _: &CreateOptions) -> Result<(PathBuf, Option<()>)> {
-    let path = std::path::Path::new(reference);
-    if path.is_dir() {
-        let file = path.join("model.safetensors");
-        if file.is_file() {
-            return Ok((file, None));
+/// The preprocessing of weights that come without a `config.json`: the checkpoint's or the
+/// variant's, unless the file's input convolution has another channel count (a model trained
+/// on other images): then ImageNet's normalisation for 3 channels, mean and std 0.5 otherwise.
+fn default_config(cfg: &Preprocessing, file_channels: Option<usize>) -> PretrainedConfig {
+    let config = PretrainedConfig::from_preprocessing(cfg);
+    match file_channels {
+        Some(c) if c != cfg.input_size.0 => {
+            let (mean, std) = if c == 3 {
+                (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())
+            } else {
+                (vec![0.5; c], vec![0.5; c])
+            };
+            PretrainedConfig {
+                input_size: (c, cfg.input_size.1, cfg.input_size.2),
+                test_input_size: cfg.test_input_size.map(|(_, h, w)| (c, h, w)),
+                mean,
+                std,
+                ..config
+            }
         }
-        return Err(Error::WeightsFile {
-            file: path.to_path_buf(),
-            problem: "a directory without model.safetensors".into(),
-        });
+        _ => config,
     }
-    Ok((path.to_path_buf(), None))
 }
 
-/// Builds the variant `name` (timm's `create_model`): fresh seeded weights, or pretrained ones
-/// in any layout the variant accepts (torchvision, timm, legacy spellings; `f16`/`bf16`
-/// converted; `num_batches_tracked` ignored; strict otherwise: the error names the file, the
-/// tensor, the expected and the actual shape). Pretrained weights with a `config.json` give
-/// the head its class count unless `num_classes` says otherwise.
+/// Builds the model `name` (timm's `create_model`), the one way to make a named model: fresh
+/// seeded weights, or pretrained ones in any layout the variant accepts (torchvision, timm,
+/// legacy spellings; `f16`/`bf16` converted; `num_batches_tracked` ignored; strict otherwise:
+/// the error names the file, the tensor, the expected and the actual shape).
+///
+/// `name` may carry a checkpoint tag (`resnet50.a1_in1k`): its hub id is the weights with
+/// `pretrained`, and its record the preprocessing when the weights have no `config.json`.
+/// Weights with another class count than `num_classes` keep a fresh classifier (said on
+/// stderr and in [`LoadedWeights::report`]).
 pub fn create_model(name: &str, options: &CreateOptions) -> Result<Model> {
-    let variant = find_model(name)?;
+    let (variant, mut checkpoint) = find_checkpoint(name)?;
     let reference = match (&options.weights, options.pretrained) {
         (Some(weights), _) => Some(weights.clone()),
         (None, true) => Some(
-            variant
-                .hub
-                .first()
-                .ok_or_else(|| Error::config(format!("{}: no hub weights are known for it", variant.name)))?
+            checkpoint
+                .or(variant.pretrained.first())
+                .ok_or_else(|| {
+                    Error::config(format!("{}: no published weights are known for it", variant.name))
+                })?
+                .hub_id
                 .to_string(),
         ),
         (None, false) => None,
     };
     let Some(reference) = reference else {
+        let pretrained_cfg = PretrainedConfig::from_preprocessing(&variant.cfg(checkpoint));
         let model_options = ModelOptions {
             num_classes: options.num_classes.unwrap_or(variant.reference.1),
             in_channels: options.in_channels.unwrap_or(variant.reference.0),
@@ -297,32 +364,115 @@ pub fn create_model(name: &str, options: &CreateOptions) -> Result<Model> {
         return Ok(Model {
             net,
             variant,
+            checkpoint,
             vars: Some(vars),
             weights: None,
-            #[cfg(feature = "hub")]
-            config: None,
+            pretrained_cfg,
         });
     };
-    let (file, config) = resolve_weights(&reference, options)?;
-    #[cfg(feature = "hub")]
-    let config_classes = config.as_ref().and_then(|c| c.num_classes);
-    #[cfg(not(feature = "hub"))]
-    let config_classes: Option<usize> = config.and(None);
+    let resolved = resolve_weights(&reference, options.offline, options.cache_dir.as_deref())?;
+    if checkpoint.is_none() {
+        checkpoint = variant.checkpoint_by_hub_id(&reference);
+    }
+    let file = resolved.weights_file.clone();
+    let (mut tensors, mut info) = variant.read_weights(&file, None)?;
+    let defaults = default_config(&variant.cfg(checkpoint), variant.stem_channels(&tensors));
+    let pretrained_cfg = match resolved.config {
+        Some(mut config) => {
+            // A config.json without (part of) a pretrained_cfg: the settings it does not give
+            // are the checkpoint's or variant's (a LeNet's labels-only config.json keeps one
+            // grey 32x32 channel rather than ImageNet's three).
+            let taken = config.fill_missing_from(&defaults);
+            if !taken.is_empty() {
+                eprintln!(
+                    "note: {} gives no {} in its pretrained_cfg: {}'s defaults are used ({}x{}x{} \
+                     input, mean {:?}, std {:?})",
+                    resolved
+                        .config_file
+                        .as_ref()
+                        .map_or("config.json".to_string(), |f| f.display().to_string()),
+                    taken.join(", "),
+                    variant.name,
+                    config.input_size.0,
+                    config.input_size.1,
+                    config.input_size.2,
+                    config.mean,
+                    config.std
+                );
+                config.validate().map_err(|e| Error::WeightsFile {
+                    file: resolved.config_file.clone().unwrap_or_else(|| file.clone()),
+                    problem: e.to_string(),
+                })?;
+            }
+            config
+        }
+        None => defaults,
+    };
+    let in_channels = options.in_channels.unwrap_or(pretrained_cfg.input_size.0);
+    info.adapted_channels = variant.adapt_stem(&mut tensors, in_channels)?;
+    let num_classes = options
+        .num_classes
+        .or(pretrained_cfg.num_classes)
+        .or(pretrained_cfg.label_names.as_ref().map(Vec::len))
+        .unwrap_or(variant.reference.1);
     let model_options = ModelOptions {
-        num_classes: options
-            .num_classes
-            .or(config_classes)
-            .unwrap_or(variant.reference.1),
-        in_channels: options.in_channels.unwrap_or(variant.reference.0),
+        num_classes,
+        in_channels,
         aux_logits: options.aux_logits,
     };
-    let (net, info) = variant.load(&file, &model_options, options.dtype, &options.device)?;
+    // Another head than the file's (a tensor of another shape) needs fresh variables for it.
+    let shapes = backbone::catalogue::variable_shapes(variant, &model_options)?;
+    let other_head = shapes
+        .iter()
+        .any(|(name, shape)| tensors.get(name).is_some_and(|t| t.dims() != shape.as_slice()));
+    let (net, vars, report) = if options.trainable || other_head {
+        let vars = SeededVarMap::new(options.seed);
+        let (net, report) = variant.load_trainable(
+            tensors,
+            &info,
+            &file,
+            &model_options,
+            &vars,
+            options.dtype,
+            &options.device,
+        )?;
+        if !report.initialised.is_empty() && other_head {
+            let names: Vec<&str> = report.initialised.iter().map(|(n, _)| n.as_str()).collect();
+            eprintln!(
+                "{}: the weights' classifier has another class count: a fresh {num_classes}-class \
+                 head ({}), everything else from {}",
+                variant.name,
+                names.join(", "),
+                file.display()
+            );
+        }
+        (net, Some(vars), Some(report))
+    } else {
+        let net = variant.build_from(
+            tensors,
+            &info,
+            Some(&file),
+            &model_options,
+            options.dtype,
+            &options.device,
+        )?;
+        (net, None, None)
+    };
+    let pretrained_cfg = PretrainedConfig {
+        num_classes: Some(num_classes),
+        ..pretrained_cfg
+    };
     Ok(Model {
         net,
         variant,
-        vars: None,
-        weights: Some((file, info)),
-        #[cfg(feature = "hub")]
-        config,
+        checkpoint,
+        vars,
+        weights: Some(LoadedWeights {
+            source: resolved.source,
+            file,
+            info,
+            report,
+        }),
+        pretrained_cfg,
     })
 }

@@ -49,13 +49,14 @@ fn names_are_unique_and_every_entry_is_consistent() {
             "{}: the last layout must accept anything",
             v.name
         );
-        for hub in v.hub {
-            let (owner, rest) = hub.split_once('/').expect("owner/name");
-            assert!(
-                owner == "timm" && rest.starts_with(v.name),
-                "{}: hub id {hub}",
-                v.name
-            );
+        for p in v.pretrained {
+            let hub = p.hub_id;
+            assert_eq!(hub, format!("timm/{}.{}", v.name, p.tag), "{}: hub id", v.name);
+            assert!(p.cfg.crop_pct > 0.0 && p.cfg.crop_pct <= 1.0, "{hub}");
+            assert_eq!(p.cfg.input_size.0, v.reference.0, "{hub}");
+            // The tagged name finds it.
+            let (found, checkpoint) = convnets::find_checkpoint(&format!("{}.{}", v.name, p.tag)).unwrap();
+            assert_eq!((found.name, checkpoint.map(|c| c.hub_id)), (v.name, Some(hub)));
         }
         // The stem exists with the reference's input channels; auxiliary heads exist only when
         // asked for.

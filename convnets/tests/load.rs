@@ -72,7 +72,7 @@ fn a_saved_model_loads_back_in_its_own_layout_with_counters_and_f16() {
         }
         let path = save(dir.path(), &format!("{name}.safetensors"), &tensors);
         let loaded = load_as(name, &path, CreateOptions::default());
-        assert_eq!(loaded.weights.as_ref().unwrap().1.layout, "torchvision");
+        assert_eq!(loaded.weights.as_ref().unwrap().info.layout, "torchvision");
         let x = input(shape);
         let (a, b) = (
             model.forward_t(&x, false).unwrap(),
@@ -122,7 +122,7 @@ fn efficientnet_loads_torchvision_layout_and_densenet_the_legacy_spelling() {
     assert!(tv.contains_key("features.0.0.weight") && tv.contains_key("classifier.1.weight"));
     let path = save(dir.path(), "b0-tv.safetensors", &tv);
     let loaded = load_as("efficientnet_b0", &path, CreateOptions::default());
-    assert_eq!(loaded.weights.as_ref().unwrap().1.layout, "torchvision");
+    assert_eq!(loaded.weights.as_ref().unwrap().info.layout, "torchvision");
     assert_eq!(
         max_diff(
             &model.forward_t(&x, false).unwrap(),
@@ -143,7 +143,7 @@ fn efficientnet_loads_torchvision_layout_and_densenet_the_legacy_spelling() {
     let path = save(dir.path(), "densenet-legacy.safetensors", &legacy);
     let loaded = load_as("densenet121", &path, CreateOptions::default());
     assert_eq!(
-        loaded.weights.as_ref().unwrap().1.layout,
+        loaded.weights.as_ref().unwrap().info.layout,
         "legacy torchvision (norm.1)"
     );
     assert_eq!(
@@ -164,7 +164,7 @@ fn a_file_without_auxiliary_heads_builds_the_model_without_them() {
         tensors.retain(|k, _| !k.starts_with(prefix));
         let path = save(dir.path(), &format!("{name}.safetensors"), &tensors);
         let loaded = load_as(name, &path, CreateOptions::default());
-        assert!(!loaded.weights.as_ref().unwrap().1.has_aux);
+        assert!(!loaded.weights.as_ref().unwrap().info.has_aux);
         let size = if name == "inception_v3" { 75 } else { 64 };
         let x = input((2, 3, size, size));
         assert_eq!(
@@ -197,7 +197,7 @@ fn rgb_weights_adapt_to_one_input_channel_and_to_four() {
             ..Default::default()
         },
     );
-    assert_eq!(gray.weights.as_ref().unwrap().1.adapted_channels, Some((3, 1)));
+    assert_eq!(gray.weights.as_ref().unwrap().info.adapted_channels, Some((3, 1)));
     let x = input((2, 1, 64, 64));
     let rgb = Tensor::cat(&[&x, &x, &x], 1).unwrap();
     let (a, b) = (
@@ -214,7 +214,7 @@ fn rgb_weights_adapt_to_one_input_channel_and_to_four() {
             ..Default::default()
         },
     );
-    assert_eq!(four.weights.as_ref().unwrap().1.adapted_channels, Some((3, 4)));
+    assert_eq!(four.weights.as_ref().unwrap().info.adapted_channels, Some((3, 4)));
     let w = Tensor::arange(0f32, 12., &Device::Cpu)
         .unwrap()
         .reshape((2, 3, 1, 2))
@@ -313,10 +313,10 @@ fn pretrained_weights_come_from_the_hub_cache() {
     };
     let model = create_model("resnet18", &options).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        model.weights.as_ref().unwrap().0,
+        model.weights.as_ref().unwrap().file,
         snapshot.join("model.safetensors")
     );
-    let config = model.config.as_ref().expect("the config.json");
+    let config = &model.pretrained_cfg;
     assert_eq!((config.crop_pct, config.num_classes), (0.95, Some(1000)));
     assert_eq!(model.num_classes(), 1000);
     // The same weights by id.

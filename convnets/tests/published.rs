@@ -84,8 +84,8 @@ fn timm_configs_agree_with_the_catalogue() {
         let variant = variant(&fixture);
         let hub = fixture["hub_id"].as_str().unwrap();
         assert_eq!(
-            variant.hub.first(),
-            Some(&hub),
+            variant.pretrained.first().map(|p| p.hub_id),
+            Some(hub),
             "{file}: timm's default weights come first"
         );
         let cfg = &fixture["config"]["pretrained_cfg"];

@@ -42,7 +42,7 @@
 //! `classifier`.
 //!
 //! Weights: [`DenseNet::new`] reads torchvision's names through any
-//! [`candle_nn::VarBuilder`]; [`DenseNet::from_safetensors`] loads a file, first renaming the
+//! [`candle_nn::VarBuilder`]; the catalogue ([`VARIANTS`], `Variant::load`) loads a file, first renaming the
 //! legacy keys of old torchvision checkpoints (`...denselayer1.norm.1.weight`) with
 //! [`remap_legacy`].
 
@@ -51,14 +51,9 @@ pub use catalogue::VARIANTS;
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
-/// builder and the error type. `use densenet::prelude::*;`
-pub mod prelude {
-    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
-    pub use backbone::init::SeededVarMap;
-    pub use backbone::weights::Weights;
-    pub use backbone::{Backbone, Error, ModelOutput, Result};
-    pub use candle_nn::VarBuilder;
-}
+/// builder and the error type, the same in every architecture crate (`backbone::prelude`).
+/// `use densenet::prelude::*;`
+pub use backbone::prelude;
 
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
@@ -67,13 +62,11 @@ use backbone::layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
     Layer, Linear, MaxPool2d, PoolConfig,
 };
-use backbone::weights::Weights;
 use backbone::{check_input, Backbone, FeatureInfo, InputSpec, InputType, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// A DenseNet variant.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -381,21 +374,6 @@ impl DenseNet {
             pool: AdaptiveAvgPool2d::new((1, 1))?.named("avgpool"),
             classifier,
         })
-    }
-
-    /// Loads a safetensors file with torchvision's names (legacy `norm.1` spellings
-    /// included, see [`remap_legacy`]) onto `device` as `dtype`. Strict: a missing,
-    /// mis-shaped or unused tensor is an error naming the file and the tensor.
-    pub fn from_safetensors(
-        path: impl AsRef<Path>,
-        config: &DenseNetConfig,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self> {
-        let path = path.as_ref();
-        let file = Weights::from_file(path, device)?;
-        let weights = Weights::from_tensors(remap_legacy(file.tensors().clone()), Some(path.to_path_buf()));
-        weights.build(dtype, device, true, |vb| Self::new(config, vb))
     }
 
     /// The configuration.

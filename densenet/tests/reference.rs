@@ -2,6 +2,7 @@
 //! in eval and train mode, gradients, key names, parameter counts, legacy keys, loading and
 //! input errors, and a few Adam steps on real MNIST digits.
 
+use backbone::catalogue::Variant;
 use backbone::init::{trainable_vars, SeededVarMap};
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
@@ -242,8 +243,11 @@ fn legacy_key_spelling_loads() {
     assert!(legacy.contains_key("features.transition1.norm.weight"));
     let dir = tempfile::tempdir().unwrap();
     let path = save(dir.path(), "densenet121-legacy.safetensors", &legacy);
-    let config = DenseNetConfig::densenet121();
-    let model = DenseNet::from_safetensors(&path, &config, DType::F32, &Device::Cpu).unwrap();
+    let variant = Variant::find(densenet::VARIANTS, "densenet121").unwrap();
+    let (model, info) = variant
+        .load(&path, &variant.reference_options(), DType::F32, &Device::Cpu)
+        .unwrap();
+    assert_eq!(info.layout, "legacy torchvision (norm.1)");
     let logits = model.forward_t(&input(), false).unwrap();
     assert_close("legacy eval.logits", &logits, &fixture["eval.logits"], 1e-4);
     // remap_legacy is exactly the inverse of the renaming above.
@@ -261,7 +265,8 @@ fn loading_errors_name_the_tensor_and_shapes() {
     let config = DenseNetConfig::densenet121();
     let (_, vars) = build(&config, 5);
     let good = state(&vars);
-    let load = |path: &Path| DenseNet::from_safetensors(path, &config, DType::F32, &Device::Cpu);
+    let variant = Variant::find(densenet::VARIANTS, "densenet121").unwrap();
+    let load = |path: &Path| variant.load(path, &variant.reference_options(), DType::F32, &Device::Cpu);
 
     let mut missing = good.clone();
     missing.remove("features.denseblock2.denselayer5.conv1.weight");

@@ -55,7 +55,7 @@
 //!
 //! The variables use timm's names (`timm/efficientnet_b0.ra_in1k`). torchvision's state dicts
 //! (`features.S.B.block.I...`, `classifier.1`) are renamed on load:
-//! [`EfficientNet::from_safetensors`] detects the layout ([`detect_layout`]) and applies
+//! The catalogue ([`VARIANTS`], `Variant::load`) detects the layout ([`detect_layout`]) and applies
 //! [`torchvision_to_timm`]; [`timm_to_torchvision`] goes the other way.
 //!
 //! The features entering the head are the pooled `[N, num_features]` vector (1280 for B0);
@@ -66,14 +66,9 @@ pub use catalogue::VARIANTS;
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
-/// builder and the error type. `use efficientnet::prelude::*;`
-pub mod prelude {
-    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
-    pub use backbone::init::SeededVarMap;
-    pub use backbone::weights::Weights;
-    pub use backbone::{Backbone, Error, ModelOutput, Result};
-    pub use candle_nn::VarBuilder;
-}
+/// builder and the error type, the same in every architecture crate (`backbone::prelude`).
+/// `use efficientnet::prelude::*;`
+pub use backbone::prelude;
 
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
@@ -82,13 +77,11 @@ use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
     Flatten, Layer, Linear,
 };
-use backbone::weights::Weights;
 use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// One stage of the base network (EfficientNet-B0, the paper's Table 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -652,44 +645,6 @@ impl EfficientNet {
         })
     }
 
-    /// Loads a safetensors file in timm's or torchvision's layout (detected with
-    /// [`detect_layout`]) onto `device` as `dtype`. Strict: a missing, mis-shaped or unused
-    /// tensor is an error naming the file and the tensor as the file spells it.
-    pub fn from_safetensors(
-        path: impl AsRef<Path>,
-        config: &EfficientNetConfig,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self> {
-        let path = path.as_ref();
-        let file = Weights::from_file(path, device)?;
-        let tensors = file.tensors().clone();
-        let layout = detect_layout(tensors.keys());
-        let tensors = match layout {
-            WeightsLayout::Timm => tensors,
-            WeightsLayout::Torchvision => torchvision_to_timm(tensors, config),
-        };
-        let weights = Weights::from_tensors(tensors, Some(path.to_path_buf()));
-        weights
-            .build(dtype, device, true, |vb| Self::new(config, vb))
-            .map_err(|e| match (layout, e) {
-                // Name the tensor as the file does.
-                (
-                    WeightsLayout::Torchvision,
-                    Error::Weights {
-                        file,
-                        tensor,
-                        problem,
-                    },
-                ) => Error::Weights {
-                    file,
-                    tensor: KeyMap::new(config).to_torchvision(&tensor).unwrap_or(tensor),
-                    problem,
-                },
-                (_, e) => e,
-            })
-    }
-
     /// The configuration.
     pub fn config(&self) -> &EfficientNetConfig {
         &self.config
@@ -873,6 +828,13 @@ impl KeyMap {
     fn to_torchvision(&self, key: &str) -> Option<String> {
         Self::rename(&self.timm_to_tv, key)
     }
+}
+
+/// The torchvision name of a tensor this crate (timm) calls `key` in `config`'s network
+/// (`blocks.2.0.conv_dw.weight` -> `features.3.0.block.1.0.weight`), if it has one: errors on a
+/// torchvision file name the tensor as the file does.
+pub fn torchvision_name(config: &EfficientNetConfig, key: &str) -> Option<String> {
+    KeyMap::new(config).to_torchvision(key)
 }
 
 /// Renames a torchvision EfficientNet state dict to timm's names (this crate's):

@@ -3,7 +3,9 @@
 //! weight layouts, key names, parameter counts and MACs, loading and input errors, dropout and
 //! stochastic depth, and a few Adam steps on real MNIST digits.
 
+use backbone::catalogue::Variant;
 use backbone::init::{trainable_vars, SeededVarMap};
+use backbone::weights::Weights;
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::Optimizer;
@@ -22,6 +24,16 @@ fn build(config: &EfficientNetConfig, seed: u64) -> (EfficientNet, SeededVarMap)
     let vars = SeededVarMap::new(seed);
     let model = EfficientNet::new(config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
     (model, vars)
+}
+
+/// A file through the catalogue's loader (`efficientnet_b0`: layout detected and remapped),
+/// built with `config` (the fixture's models have no dropout or stochastic depth, which the
+/// catalogue's B0 has).
+fn load_with(path: &Path, config: &EfficientNetConfig) -> backbone::Result<EfficientNet> {
+    let variant = Variant::find(efficientnet::VARIANTS, "efficientnet_b0")?;
+    let (tensors, _) = variant.read_weights(path, None)?;
+    Weights::from_tensors(tensors, Some(path.to_path_buf()))
+        .build(DType::F32, &Device::Cpu, true, |vb| EfficientNet::new(config, vb))
 }
 
 /// B0 without dropout and stochastic depth, as the fixture's models.
@@ -143,7 +155,7 @@ fn both_layouts_load_and_give_the_same_outputs() {
     ] {
         assert_eq!(detect_layout(tensors.keys()), layout);
         let path = save(dir.path(), &format!("{layout:?}.safetensors"), tensors);
-        let model = EfficientNet::from_safetensors(&path, &config, DType::F32, &Device::Cpu).unwrap();
+        let model = load_with(&path, &config).unwrap();
         for (mode, train) in [("eval", false), ("train", true)] {
             let logits = model.forward_t(&x, train).unwrap();
             let what = format!("{layout:?} {mode}");
@@ -298,7 +310,9 @@ fn loading_errors_name_the_tensor_and_shapes() {
     let (_, vars) = build(&config, 6);
     let timm_state = state(&vars);
     let tv_state = timm_to_torchvision(timm_state.clone(), &config);
-    let load = |path: &Path| EfficientNet::from_safetensors(path, &config, DType::F32, &Device::Cpu);
+    // The one way in: the catalogue's variant, strictly (errors name the tensor as the file does).
+    let variant = Variant::find(efficientnet::VARIANTS, "efficientnet_b0").unwrap();
+    let load = |path: &Path| variant.load(path, &variant.reference_options(), DType::F32, &Device::Cpu);
 
     // Missing tensors, named as each file spells them.
     for (tensors, key) in [

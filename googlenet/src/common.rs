@@ -6,9 +6,8 @@ use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
     Flatten, Layer,
 };
-use backbone::weights::Weights;
 use backbone::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 /// The batch-norm epsilon of both networks (TensorFlow's default, kept by torchvision's port).
@@ -66,33 +65,6 @@ pub(crate) fn check_transform(model: &str, transform_input: bool, in_channels: u
         )));
     }
     Ok(())
-}
-
-/// Builds a model from `weights` strictly (every tensor of the file must be used), except for
-/// the tensors under `aux_prefixes` when `ignore_aux` is set: a checkpoint saved with the
-/// auxiliary heads loads into a model without them, as torchvision's builders allow.
-pub(crate) fn build_strict_except<M>(
-    weights: &Weights,
-    dtype: DType,
-    device: &Device,
-    aux_prefixes: &[&str],
-    ignore_aux: bool,
-    build: impl FnOnce(VarBuilder<'static>) -> Result<M>,
-) -> Result<M> {
-    let model = weights.build(dtype, device, false, build)?;
-    let is_aux = |name: &str| aux_prefixes.iter().any(|p| name.starts_with(p));
-    if let Some(name) = weights
-        .unused()
-        .into_iter()
-        .find(|name| !(ignore_aux && is_aux(name)))
-    {
-        return Err(Error::Weights {
-            file: weights.file().map(Into::into),
-            tensor: name,
-            problem: "present in the file but not used by the model (unexpected key)".into(),
-        });
-    }
-    Ok(model)
 }
 
 /// Both Inceptions' pre-logits: global average pool, flatten, dropout (in training).

@@ -5,11 +5,9 @@ use backbone::init::torch_default;
 use backbone::layers::{
     AdaptiveAvgPool2d, ConvBlock, Dropout, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
-use backbone::weights::Weights;
 use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, ModelOutput, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
-use std::path::Path;
 
 /// The kernel of the second convolution of each inception module's third branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,27 +290,6 @@ impl GoogLeNet {
                 vb.pp("fc"),
             )?,
         })
-    }
-
-    /// Reads a torchvision-layout `.safetensors` file (e.g. torchvision's `googlenet`
-    /// checkpoint converted to safetensors) and builds the model from it. Loading is strict
-    /// (a tensor of the file the model does not use is an error, naming it), except that the
-    /// `aux1.*` / `aux2.*` tensors of a checkpoint are ignored when `config.aux_logits` is off.
-    pub fn from_safetensors(
-        path: impl AsRef<Path>,
-        config: &GoogLeNetConfig,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self> {
-        let weights = Weights::from_file(path, device)?;
-        common::build_strict_except(
-            &weights,
-            dtype,
-            device,
-            &["aux1.", "aux2."],
-            !config.aux_logits,
-            |vb| Self::new(config, vb),
-        )
     }
 
     /// The configuration.

@@ -1,16 +1,13 @@
 //! Inception-v3, torchvision's (and timm's) layout.
 
 use crate::common::{self, basic_conv, conv, normal};
-use backbone::init::{torch_default, SeededVarMap};
+use backbone::init::torch_default;
 use backbone::layers::{
     AdaptiveAvgPool2d, AvgPool2d, ConvBlock, Dropout, Flatten, Layer, Linear, MaxPool2d, PoolConfig,
 };
-use backbone::weights::Weights;
 use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, ModelOutput, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
-use std::fmt;
-use std::path::Path;
 
 /// An Inception-v3 variant; see the [crate documentation](crate) for the layer table.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,29 +75,6 @@ impl InceptionV3Config {
 impl Default for InceptionV3Config {
     fn default() -> Self {
         Self::inception_v3()
-    }
-}
-
-/// What [`InceptionV3::from_safetensors`] does when the model has the auxiliary head but the
-/// file has no `AuxLogits.*` tensor (timm's `inception_v3.tv_in1k` on the Hugging Face hub
-/// has none).
-pub enum MissingAux {
-    /// Fail with [`Error::Weights`] naming the first missing tensor
-    /// (`AuxLogits.conv0.conv.weight`).
-    Error,
-    /// Create the head's variables fresh in this map (torchvision's initialisation, from the
-    /// map's seed), to be trained: the caller keeps a clone of the map (clones share the
-    /// variables) and hands `trainable_vars(map.varmap())` to an optimizer. Only used when
-    /// the file has no `AuxLogits.*` tensor at all; a file with some of them must have all.
-    InitFresh(SeededVarMap),
-}
-
-impl fmt::Debug for MissingAux {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MissingAux::Error => f.write_str("Error"),
-            MissingAux::InitFresh(_) => f.write_str("InitFresh(..)"),
-        }
     }
 }
 
@@ -477,72 +451,6 @@ impl InceptionV3 {
                 torch_default(FEATURES),
                 vb.pp("fc"),
             )?,
-        })
-    }
-
-    /// Reads a torchvision/timm-layout `.safetensors` file (timm's `inception_v3.tv_in1k`
-    /// from the Hugging Face hub, or torchvision's checkpoint converted to safetensors) and
-    /// builds the model from it.
-    ///
-    /// Loading is strict: a tensor of the file the model does not use is an error naming it,
-    /// except that `AuxLogits.*` tensors are ignored when `config.aux_logits` is off (as
-    /// torchvision's `inception_v3(weights=..., aux_logits=False)` drops them). When the
-    /// model has the auxiliary head and the file has none (timm's file), `missing_aux`
-    /// decides: [`MissingAux::Error`] fails naming the missing tensor,
-    /// [`MissingAux::InitFresh`] creates the head fresh in the given map.
-    pub fn from_safetensors(
-        path: impl AsRef<Path>,
-        config: &InceptionV3Config,
-        missing_aux: MissingAux,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self> {
-        let weights = Weights::from_file(path, device)?;
-        Self::from_weights(&weights, config, missing_aux, dtype, device)
-    }
-
-    /// [`InceptionV3::from_safetensors`] on tensors already read (a remapped state dict).
-    pub fn from_weights(
-        weights: &Weights,
-        config: &InceptionV3Config,
-        missing_aux: MissingAux,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self> {
-        let file_has_aux = weights.tensors().keys().any(|k| k.starts_with("AuxLogits."));
-        let fresh = match missing_aux {
-            MissingAux::InitFresh(vars) if config.aux_logits && !file_has_aux => Some(vars),
-            _ => None,
-        };
-        common::build_strict_except(
-            weights,
-            dtype,
-            device,
-            &["AuxLogits."],
-            !config.aux_logits,
-            |vb| {
-                let aux_vb = match &fresh {
-                    Some(vars) => vars.var_builder(dtype, device).pp("AuxLogits"),
-                    None => vb.pp("AuxLogits"),
-                };
-                Self::build(config, vb, aux_vb)
-            },
-        )
-        .map_err(|e| match e {
-            Error::Weights {
-                file,
-                tensor,
-                problem,
-            } if !file_has_aux && tensor.starts_with("AuxLogits.") => Error::Weights {
-                file,
-                tensor,
-                problem: format!(
-                    "{problem}; the file has no auxiliary head (timm's inception_v3.tv_in1k has \
-                     none): pass MissingAux::InitFresh to initialise it fresh, or switch \
-                     aux_logits off"
-                ),
-            },
-            other => other,
         })
     }
 

@@ -107,8 +107,8 @@
 //! `fc` 768 -> classes. It runs only in training, through
 //! [`backbone::Backbone::forward_aux`] (one entry), and needs `Mixed_6e` to be at least 17x17,
 //! i.e. an input of at least 299x299. timm's `inception_v3.tv_in1k` has no `AuxLogits.*`
-//! tensors: [`InceptionV3::from_safetensors`] with [`MissingAux`] says whether that is an
-//! error or the head is created fresh.
+//! tensors: the catalogue's loader builds the model without it (`Variant::load`), or with a
+//! fresh one to train (`Variant::load_trainable`).
 //!
 //! ## Initialisation
 //!
@@ -130,14 +130,9 @@ pub use catalogue::VARIANTS;
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
-/// builder and the error type. `use googlenet::prelude::*;`
-pub mod prelude {
-    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
-    pub use backbone::init::SeededVarMap;
-    pub use backbone::weights::Weights;
-    pub use backbone::{Backbone, Error, ModelOutput, Result};
-    pub use candle_nn::VarBuilder;
-}
+/// builder and the error type, the same in every architecture crate (`backbone::prelude`).
+/// `use googlenet::prelude::*;`
+pub use backbone::prelude;
 
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
@@ -147,4 +142,4 @@ mod inception_v1;
 mod inception_v3;
 
 pub use inception_v1::{Branch3Kernel, GoogLeNet, GoogLeNetConfig};
-pub use inception_v3::{InceptionAux, InceptionV3, InceptionV3Config, MissingAux};
+pub use inception_v3::{InceptionAux, InceptionV3, InceptionV3Config};

@@ -4,13 +4,13 @@
 
 mod common;
 
+use backbone::catalogue::{ModelOptions, Variant};
 use backbone::init::{trainable_vars, SeededVarMap};
 use backbone::layers::Layer;
-use backbone::weights::Weights;
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, pattern};
-use googlenet::{GoogLeNet, GoogLeNetConfig, InceptionV3, InceptionV3Config, MissingAux};
+use googlenet::{GoogLeNet, GoogLeNetConfig, InceptionV3, InceptionV3Config};
 use std::collections::HashMap;
 
 fn googlenet(config: GoogLeNetConfig, seed: u64) -> (GoogLeNet, SeededVarMap) {
@@ -290,6 +290,15 @@ fn fresh_weights_follow_torchvision_init_and_the_seed() {
     assert_normal(&vars, "AuxLogits.fc.weight", 0.001);
 }
 
+/// The catalogue's options: `classes` classes, 3 channels, auxiliary heads `aux`.
+fn options(classes: usize, aux: bool) -> ModelOptions {
+    ModelOptions {
+        num_classes: classes,
+        in_channels: 3,
+        aux_logits: aux,
+    }
+}
+
 #[test]
 fn googlenet_loads_torchvision_layout_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -301,12 +310,19 @@ fn googlenet_loads_torchvision_layout_files() {
     let x = pattern(&[1, 3, 64, 64], 8, 1.0, 0.0);
     let expected = fresh.forward_t(&x, false).unwrap();
 
-    let load =
-        |config: &GoogLeNetConfig| GoogLeNet::from_safetensors(&path, config, DType::F32, &Device::Cpu);
-    let model = load(&config).unwrap();
+    // The one way in: the catalogue's variant.
+    let variant = Variant::find(googlenet::VARIANTS, "googlenet").unwrap();
+    let load = |options: &ModelOptions| {
+        variant
+            .load(&path, options, DType::F32, &Device::Cpu)
+            .map(|(m, _)| m)
+    };
+    let model = load(&options(10, true)).unwrap();
     assert_close("reloaded", &model.forward_t(&x, false).unwrap(), &expected, 0.0);
+    assert_eq!(model.aux_head_prefixes(), ["aux1.fc2", "aux2.fc2"]);
     // A checkpoint with the auxiliary heads loads into a model without them.
-    let model = load(&config.with_aux_logits(false)).unwrap();
+    let model = load(&options(10, false)).unwrap();
+    assert!(model.aux_head_prefixes().is_empty());
     assert_close(
         "without aux",
         &model.forward_t(&x, false).unwrap(),
@@ -314,7 +330,7 @@ fn googlenet_loads_torchvision_layout_files() {
         0.0,
     );
     // Other mismatches are errors naming the tensor.
-    match load(&config.with_classes(11)) {
+    match load(&options(11, true)) {
         Err(Error::Weights { tensor, problem, .. }) => {
             assert_eq!(tensor, "aux1.fc2.weight");
             assert!(
@@ -327,7 +343,10 @@ fn googlenet_loads_torchvision_layout_files() {
     let mut extra = state.clone();
     extra.insert("fc3.weight".into(), zeros(&[2, 2]));
     candle_core::safetensors::save(&extra, &path).unwrap();
-    let msg = load(&config).err().expect("unexpected key").to_string();
+    let msg = load(&options(10, true))
+        .err()
+        .expect("unexpected key")
+        .to_string();
     assert!(msg.contains("fc3.weight") && msg.contains("unexpected"), "{msg}");
 }
 
@@ -342,63 +361,67 @@ fn timm_state(x: &Tensor) -> (HashMap<String, Tensor>, Tensor, InceptionV3Config
 }
 
 #[test]
-fn inception_v3_loads_a_timm_file_without_aux_head_by_explicit_choice() {
+fn inception_v3_loads_a_timm_file_without_aux_head() {
     let dir = tempfile::tempdir().unwrap();
     let x = pattern(&[1, 3, 75, 75], 10, 1.0, 0.0);
-    let (timm, expected, config) = timm_state(&x);
+    let (timm, expected, _) = timm_state(&x);
     let path = dir.path().join("model.safetensors");
     candle_core::safetensors::save(&timm, &path).unwrap();
-    let load = |config: &InceptionV3Config, missing: MissingAux| {
-        InceptionV3::from_safetensors(&path, config, missing, DType::F32, &Device::Cpu)
-    };
+    let variant = Variant::find(googlenet::VARIANTS, "inception_v3").unwrap();
 
-    // The auxiliary head on, MissingAux::Error: a clear error naming the missing tensor.
-    match load(&config, MissingAux::Error) {
-        Err(Error::Weights {
-            file,
-            tensor,
-            problem,
-        }) => {
-            assert_eq!(file.as_deref(), Some(path.as_path()));
-            assert_eq!(tensor, "AuxLogits.conv0.conv.weight");
-            assert!(
-                problem.contains("missing") && problem.contains("MissingAux::InitFresh"),
-                "{problem}"
-            );
-        }
-        other => panic!("expected a missing-tensor error, got {:?}", other.err()),
-    }
+    // For inference, the auxiliary head asked for: the file has none, the model is built
+    // without it.
+    let (model, info) = variant
+        .load(&path, &options(10, true), DType::F32, &Device::Cpu)
+        .unwrap();
+    assert!(!info.has_aux);
+    assert!(model.aux_head_prefixes().is_empty());
+    assert_close("timm", &model.forward_t(&x, false).unwrap(), &expected, 0.0);
 
-    // MissingAux::InitFresh: the head is created in the given map, the rest comes from the file.
-    let fresh = SeededVarMap::new(11);
-    let model = load(&config, MissingAux::InitFresh(fresh.clone())).unwrap();
+    // To train: the head is created fresh (torchvision's initialisation), the rest comes from
+    // the file, and the report says so.
+    let (tensors, info) = variant.read_weights(&path, Some(3)).unwrap();
+    let vars = SeededVarMap::new(11);
+    let (model, report) = variant
+        .load_trainable(
+            tensors,
+            &info,
+            &path,
+            &options(10, true),
+            &vars,
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
     assert_close(
         "timm + fresh aux",
         &model.forward_t(&x, false).unwrap(),
         &expected,
         0.0,
     );
-    let names: Vec<String> = trainable_vars(fresh.varmap())
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names: Vec<&str> = report.initialised.iter().map(|(n, _)| n.as_str()).collect();
     assert!(
         !names.is_empty() && names.iter().all(|n| n.starts_with("AuxLogits.")),
         "{names:?}"
     );
-    assert!(names.contains(&"AuxLogits.fc.weight".to_string()));
-    let fresh_params: usize = state(&fresh)
+    assert!(names.contains(&"AuxLogits.fc.weight"));
+    let fresh_params: usize = state(&vars)
         .iter()
-        .filter(|(k, _)| !backbone::init::is_buffer(k))
+        .filter(|(k, _)| k.starts_with("AuxLogits.") && !backbone::init::is_buffer(k))
         .map(|(_, v)| v.elem_count())
         .sum();
     // 27,161,264 - 23,834,568 with 1000 classes; 768 * 10 + 10 for the head's fc here.
     assert_eq!(fresh_params, 3_326_696 - 769_000 + 7_690);
-    assert_normal(&fresh, "AuxLogits.fc.weight", 0.001);
+    assert_normal(&vars, "AuxLogits.fc.weight", 0.001);
     assert_eq!(model.aux_head_prefixes(), ["AuxLogits.fc"]);
+    assert!(trainable_vars(vars.varmap())
+        .iter()
+        .any(|(n, _)| n == "Conv2d_1a_3x3.conv.weight"));
 
-    // The auxiliary head off: the file loads as it is, whatever `missing_aux` says.
-    let model = load(&config.with_aux_logits(false), MissingAux::Error).unwrap();
+    // The auxiliary head off: the file loads as it is.
+    let (model, _) = variant
+        .load(&path, &options(10, false), DType::F32, &Device::Cpu)
+        .unwrap();
     assert_close(
         "timm, no aux",
         &model.forward_t(&x, false).unwrap(),
@@ -414,32 +437,32 @@ fn inception_v3_loads_torchvision_layout_with_aux_and_reports_partial_heads() {
     let (model, vars) = inception(config, 13);
     let expected = model.forward_t(&x, false).unwrap();
     let full = state(&vars);
-    let from = |tensors: &HashMap<String, Tensor>, config: &InceptionV3Config, missing: MissingAux| {
-        let weights = Weights::from_tensors(tensors.clone(), None);
-        InceptionV3::from_weights(&weights, config, missing, DType::F32, &Device::Cpu)
+    let variant = Variant::find(googlenet::VARIANTS, "inception_v3").unwrap();
+    let from = |tensors: &HashMap<String, Tensor>, aux: bool| {
+        let (tensors, info) = variant.canonical(tensors.clone(), Some(3))?;
+        variant.build_from(tensors, &info, None, &options(10, aux), DType::F32, &Device::Cpu)
     };
-    // With the head in the file, its tensors are used (InitFresh is not needed, and unused).
-    let unused = SeededVarMap::new(0);
-    let model = from(&full, &config, MissingAux::InitFresh(unused.clone())).unwrap();
+    // With the head in the file, its tensors are used.
+    let model = from(&full, true).unwrap();
+    assert_eq!(model.aux_head_prefixes(), ["AuxLogits.fc"]);
     assert_close(
         "torchvision",
         &model.forward_t(&x, false).unwrap(),
         &expected,
         0.0,
     );
-    assert!(unused.varmap().data().lock().unwrap().is_empty());
     // A model without the head ignores the file's AuxLogits.* (torchvision's aux_logits=False).
-    let model = from(&full, &config.with_aux_logits(false), MissingAux::Error).unwrap();
+    let model = from(&full, false).unwrap();
     assert_close(
         "aux ignored",
         &model.forward_t(&x, false).unwrap(),
         &expected,
         0.0,
     );
-    // A file with part of the head is broken: an error, even with InitFresh.
+    // A file with part of the head is broken: an error.
     let mut partial = full.clone();
     partial.remove("AuxLogits.conv1.bn.running_var");
-    match from(&partial, &config, MissingAux::InitFresh(SeededVarMap::new(0))) {
+    match from(&partial, true) {
         Err(Error::Weights { tensor, problem, .. }) => {
             assert_eq!(tensor, "AuxLogits.conv1.bn.running_var");
             assert!(problem.contains("missing"), "{problem}");
@@ -449,10 +472,7 @@ fn inception_v3_loads_torchvision_layout_with_aux_and_reports_partial_heads() {
     // A tensor the model does not know is an error (strict loading).
     let mut extra = full.clone();
     extra.insert("Mixed_8a.conv.weight".into(), zeros(&[1]));
-    let msg = from(&extra, &config, MissingAux::Error)
-        .err()
-        .expect("unexpected key")
-        .to_string();
+    let msg = from(&extra, true).err().expect("unexpected key").to_string();
     assert!(
         msg.contains("Mixed_8a.conv.weight") && msg.contains("unexpected"),
         "{msg}"

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "download")]
 use hf_hub::api::sync::{ApiBuilder, ApiError};
+#[cfg(feature = "download")]
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::reference::{check_repo_id, check_revision};
@@ -276,7 +278,28 @@ fn resolve_hub(repo: &str, revision: &str, options: &HubOptions) -> Result<Resol
     download(repo, revision, &cache, &source, pickle_note)
 }
 
+/// Without the `download` feature: the repo must be in the cache.
+#[cfg(not(feature = "download"))]
+fn download(
+    repo: &str,
+    revision: &str,
+    cache: &Path,
+    source: &str,
+    pickle_note: Option<String>,
+) -> Result<ResolvedWeights> {
+    let note = pickle_note.map(|n| format!("; {n}")).unwrap_or_default();
+    Err(Error::pretrained(
+        source,
+        format!(
+            "not in the Hugging Face cache {} (repo `{repo}`, revision `{revision}`), and this build \
+             cannot download (the `hub` crate's `download` feature is off){note}",
+            cache.display()
+        ),
+    ))
+}
+
 /// Downloads `model.safetensors` and, if the repo has one, `config.json` into the cache.
+#[cfg(feature = "download")]
 fn download(
     repo: &str,
     revision: &str,
@@ -342,6 +365,7 @@ fn download(
 }
 
 /// The HTTP status of a failed request, if it got one, and the error's message.
+#[cfg(feature = "download")]
 fn describe_api_error(error: ApiError) -> (Option<u16>, String) {
     let message = error.to_string();
     let status = match error {

@@ -81,6 +81,11 @@ pub struct PretrainedConfig {
     pub crop_pct: f64,
     /// The resize interpolation; default bilinear.
     pub interpolation: Interpolation,
+    /// timm's `test_input_size`: the size the weights are evaluated at, when the publisher
+    /// defines one (`resnet50.a1_in1k`: 288 after training at 224).
+    pub test_input_size: Option<(usize, usize, usize)>,
+    /// timm's `test_crop_pct`: the crop at the test size.
+    pub test_crop_pct: Option<f64>,
     /// The name of each class, in class-index order.
     pub label_names: Option<Vec<String>>,
     /// The whole original JSON document (an empty object for a config built in code).
@@ -99,8 +104,47 @@ impl Default for PretrainedConfig {
             std: IMAGENET_STD.to_vec(),
             crop_pct: 0.875,
             interpolation: Interpolation::Bilinear,
+            test_input_size: None,
+            test_crop_pct: None,
             label_names: None,
             extra: Value::Object(Map::new()),
+        }
+    }
+}
+
+/// What an evaluation transform needs (timm's `resolve_data_config`): resize the shorter side
+/// to `floor(size / crop_pct)` with `interpolation`, center-crop `size`, normalise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataConfig {
+    /// `(channels, height, width)` of the model's input.
+    pub input_size: (usize, usize, usize),
+    /// The per-channel mean of the normalisation.
+    pub mean: Vec<f32>,
+    /// The per-channel standard deviation.
+    pub std: Vec<f32>,
+    /// The center-crop fraction.
+    pub crop_pct: f64,
+    /// The resize interpolation.
+    pub interpolation: Interpolation,
+}
+
+impl PretrainedConfig {
+    /// timm's `resolve_data_config(pretrained_cfg, use_test_size=...)`: with `use_test_size`
+    /// (timm's inference default, what `predict` and published accuracies use) the test input
+    /// size and test crop where the weights define them; else (`--use-train-size`, and
+    /// fine-tuning, as timm's `train.py`) the training size and crop.
+    pub fn data_config(&self, use_test_size: bool) -> DataConfig {
+        let (input_size, crop_pct) = match (use_test_size, self.test_input_size) {
+            (true, Some(test)) => (test, self.test_crop_pct.unwrap_or(self.crop_pct)),
+            (true, None) => (self.input_size, self.test_crop_pct.unwrap_or(self.crop_pct)),
+            (false, _) => (self.input_size, self.crop_pct),
+        };
+        DataConfig {
+            input_size,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+            crop_pct,
+            interpolation: self.interpolation,
         }
     }
 }
@@ -173,6 +217,8 @@ impl PretrainedConfig {
             std: p.std.to_vec(),
             crop_pct: p.crop_pct,
             interpolation: Interpolation::from_name(p.interpolation).unwrap_or(Interpolation::Bilinear),
+            test_input_size: p.test_input_size,
+            test_crop_pct: p.test_crop_pct,
             ..Self::default()
         }
     }
@@ -190,6 +236,12 @@ impl PretrainedConfig {
             .and_then(Value::as_object);
         let given = |name: &str| cfg.and_then(|c| c.get(name)).is_some_and(|v| !v.is_null());
         let mut taken = Vec::new();
+        // A timm config.json leaves out the test size of weights that have none: only a file
+        // without any pretrained_cfg takes the defaults' test size and crop.
+        if cfg.is_none() {
+            self.test_input_size = defaults.test_input_size;
+            self.test_crop_pct = defaults.test_crop_pct;
+        }
         if !given("input_size") {
             self.input_size = defaults.input_size;
             taken.push("input_size");
@@ -266,6 +318,24 @@ impl PretrainedConfig {
             };
             config.input_size = (c, h, w);
         }
+        if let (name, Some(value)) = field("test_input_size") {
+            let dims = usize_array(&name, value).map_err(&fail)?;
+            let [c, h, w] = dims[..] else {
+                return Err(fail(format!(
+                    "field `{name}`: expected [channels, height, width], found {} numbers",
+                    dims.len()
+                )));
+            };
+            config.test_input_size = Some((c, h, w));
+        }
+        if let (name, Some(value)) = field("test_crop_pct") {
+            config.test_crop_pct = Some(value.as_f64().ok_or_else(|| {
+                fail(format!(
+                    "field `{name}`: expected a number, found {}",
+                    kind(value)
+                ))
+            })?);
+        }
         if let (name, Some(value)) = field("mean") {
             config.mean = f32_array(&name, value).map_err(&fail)?;
         }
@@ -330,6 +400,19 @@ impl PretrainedConfig {
         }
         check_normalisation("field `pretrained_cfg.mean`", Normalisation::Mean, &self.mean, c)?;
         check_normalisation("field `pretrained_cfg.std`", Normalisation::Std, &self.std, c)?;
+        if let Some((tc, th, tw)) = self.test_input_size {
+            if tc != c || th == 0 || tw == 0 {
+                return Err(format!(
+                    "field `pretrained_cfg.test_input_size`: expected [{c}, height, width] with positive \
+                     sides, found [{tc}, {th}, {tw}]"
+                ));
+            }
+        }
+        if let Some(v) = self.test_crop_pct.filter(|v| !(*v > 0.0 && *v <= MAX_CROP_PCT)) {
+            return Err(format!(
+                "field `pretrained_cfg.test_crop_pct`: {v} is not in (0, {MAX_CROP_PCT}]"
+            ));
+        }
         // Above 1 the centre crop is larger than the resized image and pads it with zeros (as
         // torchvision's CenterCrop does): how digits trained padded to 32x32 are prepared.
         if !(self.crop_pct > 0.0 && self.crop_pct <= MAX_CROP_PCT) {
@@ -433,6 +516,12 @@ impl PretrainedConfig {
         cfg.insert("input_size".into(), Value::from(vec![c, h, w]));
         cfg.insert("interpolation".into(), Value::from(self.interpolation.as_str()));
         cfg.insert("crop_pct".into(), Value::from(self.crop_pct));
+        set_or_remove(
+            &mut cfg,
+            "test_input_size",
+            self.test_input_size.map(|(c, h, w)| Value::from(vec![c, h, w])),
+        );
+        set_or_remove(&mut cfg, "test_crop_pct", self.test_crop_pct.map(Value::from));
         cfg.insert("mean".into(), f32_json(&self.mean));
         cfg.insert("std".into(), f32_json(&self.std));
         set_or_remove(&mut cfg, "num_classes", self.num_classes.map(Value::from));

@@ -20,8 +20,8 @@ mod reference;
 
 pub use cache::{resolve, HubOptions, ResolvedWeights};
 pub use config::{
-    check_normalisation, Interpolation, Normalisation, PretrainedConfig, IMAGENET_MEAN, IMAGENET_STD,
-    MAX_CROP_PCT, MEAN_RANGE, STD_RANGE,
+    check_normalisation, DataConfig, Interpolation, Normalisation, PretrainedConfig, IMAGENET_MEAN,
+    IMAGENET_STD, MAX_CROP_PCT, MEAN_RANGE, STD_RANGE,
 };
 pub use reference::WeightsRef;
 

@@ -13,6 +13,8 @@ const MNIST: Preprocessing = Preprocessing {
     std: &[0.3081],
     crop_pct: 1.0,
     interpolation: "bilinear",
+    test_input_size: None,
+    test_crop_pct: None,
 };
 
 fn build(config: LeNetConfig, o: &ModelOptions, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
@@ -33,7 +35,7 @@ pub const VARIANTS: &[Variant] = &[
         params: 61_706,
         macs: 416_520,
         preprocessing: MNIST,
-        hub: &[],
+        pretrained: &[],
         layouts: &[catalogue::native("torchvision")],
         aux_prefixes: &[],
         stem: "conv1.weight",
@@ -50,7 +52,7 @@ pub const VARIANTS: &[Variant] = &[
         params: 61_706,
         macs: 416_520,
         preprocessing: MNIST,
-        hub: &[],
+        pretrained: &[],
         layouts: &[catalogue::native("torchvision")],
         aux_prefixes: &[],
         stem: "conv1.weight",
@@ -67,7 +69,7 @@ pub const VARIANTS: &[Variant] = &[
         params: 61_706,
         macs: 416_520,
         preprocessing: MNIST,
-        hub: &[],
+        pretrained: &[],
         layouts: &[catalogue::native("torchvision")],
         aux_prefixes: &[],
         stem: "conv1.weight",

@@ -13,6 +13,8 @@ const CIFAR: Preprocessing = Preprocessing {
     std: &[0.2470, 0.2435, 0.2616],
     crop_pct: 1.0,
     interpolation: "bilinear",
+    test_input_size: None,
+    test_crop_pct: None,
 };
 
 fn build(config: NinConfig, o: &ModelOptions, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
@@ -32,7 +34,7 @@ pub const VARIANTS: &[Variant] = &[
         params: 7_595_176,
         macs: 1_100_188_800,
         preprocessing: Preprocessing::IMAGENET,
-        hub: &[],
+        pretrained: &[],
         layouts: &[catalogue::native("torchvision")],
         aux_prefixes: &[],
         stem: "features.0.weight",
@@ -48,7 +50,7 @@ pub const VARIANTS: &[Variant] = &[
         params: 966_986,
         macs: 222_486_528,
         preprocessing: CIFAR,
-        hub: &[],
+        pretrained: &[],
         layouts: &[catalogue::native("torchvision")],
         aux_prefixes: &[],
         stem: "features.0.weight",

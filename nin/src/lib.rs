@@ -89,14 +89,9 @@ pub use catalogue::VARIANTS;
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
-/// builder and the error type. `use nin::prelude::*;`
-pub mod prelude {
-    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
-    pub use backbone::init::SeededVarMap;
-    pub use backbone::weights::Weights;
-    pub use backbone::{Backbone, Error, ModelOutput, Result};
-    pub use candle_nn::VarBuilder;
-}
+/// builder and the error type, the same in every architecture crate (`backbone::prelude`).
+/// `use nin::prelude::*;`
+pub use backbone::prelude;
 
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;

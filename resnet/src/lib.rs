@@ -74,14 +74,9 @@ pub use catalogue::VARIANTS;
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
-/// builder and the error type. `use resnet::prelude::*;`
-pub mod prelude {
-    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
-    pub use backbone::init::SeededVarMap;
-    pub use backbone::weights::Weights;
-    pub use backbone::{Backbone, Error, ModelOutput, Result};
-    pub use candle_nn::VarBuilder;
-}
+/// builder and the error type, the same in every architecture crate (`backbone::prelude`).
+/// `use resnet::prelude::*;`
+pub use backbone::prelude;
 
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
@@ -228,19 +223,6 @@ impl ResNetConfig {
             Self::wide_resnet50_2(),
             Self::wide_resnet101_2(),
         ]
-    }
-
-    /// The variant called `name` (`resnet50`, `resnext50_32x4d`, ..., with `_cifar` for the
-    /// CIFAR stem), 3 channels and 1000 classes.
-    pub fn from_name(name: &str) -> Option<Self> {
-        let (base, cifar) = match name.strip_suffix("_cifar") {
-            Some(base) => (base, true),
-            None => (name, false),
-        };
-        Self::variants()
-            .into_iter()
-            .find(|c| c.name() == base)
-            .map(|c| c.with_cifar_stem(cifar))
     }
 
     /// Sets the number of classes.

@@ -4,6 +4,7 @@
 
 mod common;
 
+use backbone::catalogue::{ModelOptions, Variant};
 use backbone::init::trainable_vars;
 use backbone::layers::Layer;
 use backbone::weights::Weights;
@@ -58,7 +59,10 @@ fn every_variant_has_torchvision_state_dict_and_parameter_count() {
     assert_eq!(variants.len(), expected_counts.len());
     for (config, (name, count)) in variants.iter().zip(expected_counts) {
         assert_eq!(config.name(), name);
-        assert_eq!(ResNetConfig::from_name(name), Some(*config));
+        // The catalogue's variant of that name builds the same network.
+        let variant = Variant::find(resnet::VARIANTS, name).unwrap();
+        let built = backbone::catalogue::variable_shapes(variant, &variant.reference_options()).unwrap();
+        assert_eq!(&built, &variable_shapes(config), "{name}: catalogue variant");
         let (torch_count, torch_shapes) = &reference[name];
         assert_eq!(*torch_count, count, "{name}: torchvision's count");
         // Built (shapes only): exactly torchvision's names and shapes.
@@ -72,11 +76,16 @@ fn every_variant_has_torchvision_state_dict_and_parameter_count() {
         assert_eq!(params, count, "{name}: parameters of the built model");
         assert_eq!(config.num_params(), count, "{name}: ResNetConfig::num_params");
     }
+    let cifar = Variant::find(resnet::VARIANTS, "resnet18_cifar").unwrap();
+    let options = ModelOptions {
+        num_classes: 1000,
+        ..cifar.reference_options()
+    };
     assert_eq!(
-        ResNetConfig::from_name("resnet18_cifar"),
-        Some(ResNetConfig::resnet18().with_cifar_stem(true))
+        backbone::catalogue::variable_shapes(cifar, &options).unwrap(),
+        variable_shapes(&ResNetConfig::resnet18().with_cifar_stem(true))
     );
-    assert_eq!(ResNetConfig::from_name("resnet19"), None);
+    assert!(Variant::find(resnet::VARIANTS, "resnet19").is_err());
 }
 
 #[test]

@@ -14,6 +14,12 @@
 
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
+
+/// The workspace README's Rust snippets, compiled and run as doc tests (here, in the crate that
+/// is never published, so no published package includes a file outside itself).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 use std::io::Read;
 
 pub mod alexnet_nin;

@@ -15,6 +15,7 @@ pub mod imagenet;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod pretrained;
 pub mod reconstruct;

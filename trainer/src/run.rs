@@ -578,10 +578,15 @@ impl RunDir {
         let dir = &self.dir;
         crate::metrics::write_metrics_json(&dir.join("metrics.json"), &run)?;
         crate::metrics::write_metrics_csv(&dir.join("metrics.csv"), history)?;
-        crate::plot::plot_curves(&dir.join("curves.png"), history, title)?;
-        if let Some(eval) = final_eval {
-            crate::plot::plot_confusion(&dir.join("confusion.png"), &eval.confusion, class_names)?;
+        #[cfg(feature = "plot")]
+        {
+            crate::plot::plot_curves(&dir.join("curves.png"), history, title)?;
+            if let Some(eval) = final_eval {
+                crate::plot::plot_confusion(&dir.join("confusion.png"), &eval.confusion, class_names)?;
+            }
         }
+        #[cfg(not(feature = "plot"))]
+        let _ = title;
         Ok(())
     }
 }

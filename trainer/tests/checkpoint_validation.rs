@@ -12,7 +12,7 @@ use trainer::checkpoint::{
     load_checkpoint, load_checkpoint_with, load_varmap, save_checkpoint, save_varmap, ReadOptions,
 };
 use trainer::data::{ImageDataset, Mnist};
-use trainer::pretrained::{load_pretrained, read_safetensors};
+use trainer::pretrained::read_safetensors;
 use trainer::run::{checkpoint_path, optimizer_path};
 use trainer::train::{train as fit, TrainConfig, TrainData};
 use trainer::Error;
@@ -204,7 +204,9 @@ fn pretrained_weights_refuse_integer_and_nan_weights_with_their_names() {
         &Device::Cpu,
     )
     .unwrap();
-    let err = load_pretrained(&vm, &nan, &[]).unwrap_err();
+    let err: Error = read_safetensors(&nan)
+        .and_then(|t| Ok(backbone::weights::load_into(&vm, t, &nan, &[])?))
+        .unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains("nan.safetensors") && message.contains("conv1.weight") && message.contains("(inf)"),
@@ -226,7 +228,7 @@ fn pretrained_weights_refuse_integer_and_nan_weights_with_their_names() {
     )
     .unwrap();
     assert_eq!(read_safetensors(&bn).unwrap().len(), 2);
-    let report = load_pretrained(&vm, &bn, &[]).unwrap();
+    let report = backbone::weights::load_into(&vm, read_safetensors(&bn).unwrap(), &bn, &[]).unwrap();
     assert_eq!(report.loaded, ["conv1.weight"]);
 }
 

@@ -548,8 +548,25 @@ fn a_run_writes_metrics_plots_and_an_export_that_loads_back() {
     assert_eq!(config_back.architecture.as_deref(), Some("lenet5"));
     assert_eq!(config_back.input_size, (1, 32, 32));
     let (fresh, fresh_vars) = lenet(10);
-    let load =
-        trainer::pretrained::load_pretrained(fresh_vars.varmap(), &file, &head_prefixes(&fresh)).unwrap();
+    // Back through the catalogue's loader, into fresh trainable variables.
+    let variant = backbone::catalogue::Variant::find(lenet::VARIANTS, "lenet5").unwrap();
+    let (tensors, info) = variant.read_weights(&file, Some(1)).unwrap();
+    let options = backbone::catalogue::ModelOptions {
+        num_classes: 10,
+        ..variant.reference_options()
+    };
+    let (_, load) = variant
+        .load_trainable(
+            tensors,
+            &info,
+            &file,
+            &options,
+            &fresh_vars,
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+    drop(fresh);
     assert_eq!(load.loaded.len(), 10);
     assert_eq!(state(fresh_vars.varmap()), state(vars.varmap()));
 }

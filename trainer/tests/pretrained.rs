@@ -5,9 +5,24 @@ use candle_core::{DType, Device, Tensor};
 use lenet::{LeNet, LeNetConfig};
 use std::collections::HashMap;
 use std::path::Path;
-use trainer::pretrained::{
-    backbone_vars, forward_frozen, head_prefixes, head_vars, load_pretrained, under_prefix,
-};
+use trainer::pretrained::{backbone_vars, forward_frozen, head_prefixes, head_vars, under_prefix};
+
+/// Pretrained tensors of `file` into `varmap`, the head prefixes kept fresh where their shape
+/// differs (the catalogue's copy step, `backbone::weights::load_into`, after the validated
+/// read).
+fn load_pretrained(
+    varmap: &candle_nn::VarMap,
+    file: &Path,
+    head_prefixes: &[String],
+) -> trainer::Result<trainer::pretrained::LoadReport> {
+    let tensors = trainer::pretrained::read_safetensors(file)?;
+    Ok(backbone::weights::load_into(
+        varmap,
+        tensors,
+        file,
+        head_prefixes,
+    )?)
+}
 
 fn lenet(classes: usize, seed: u64) -> (LeNet, SeededVarMap) {
     let vars = SeededVarMap::new(seed);

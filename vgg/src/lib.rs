@@ -69,7 +69,7 @@
 //! Fresh variables follow torchvision: convolutions Kaiming-normal (fan-out, ReLU gain) with zero
 //! biases, batch norm scale 1 and shift 0, linear layers normal(0, 0.01) with zero biases.
 //!
-//! [`Vgg::from_safetensors`] loads a torchvision state dict (`vgg16-397923af.pth` converted to
+//! The catalogue ([`VARIANTS`], `Variant::load`) loads a torchvision state dict (`vgg16-397923af.pth` converted to
 //! safetensors) or the Hugging Face hub layout of timm's weights (`timm/vgg16.tv_in1k`), whose
 //! first two classifier layers are convolutions (`pre_logits.fc1.weight` `[4096, 512, 7, 7]`,
 //! `pre_logits.fc2.weight` `[4096, 4096, 1, 1]`) and whose last is `head.fc`; [`remap_timm`]
@@ -83,14 +83,9 @@ pub use catalogue::VARIANTS;
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
-/// builder and the error type. `use vgg::prelude::*;`
-pub mod prelude {
-    pub use backbone::catalogue::{ModelOptions, Preprocessing, Variant};
-    pub use backbone::init::SeededVarMap;
-    pub use backbone::weights::Weights;
-    pub use backbone::{Backbone, Error, ModelOutput, Result};
-    pub use candle_nn::VarBuilder;
-}
+/// builder and the error type, the same in every architecture crate (`backbone::prelude`).
+/// `use vgg::prelude::*;`
+pub use backbone::prelude;
 
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
@@ -100,13 +95,11 @@ use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
     Flatten, Layer, Linear, MaxPool2d, PoolConfig, Sequential,
 };
-use backbone::weights::Weights;
-use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, Result};
-use candle_core::{DType, Device, Tensor};
+use backbone::{Error, FeatureInfo, InputSpec, InputType, PlainNet, Result};
+use candle_core::Tensor;
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// Output channels of the five stages.
 pub const STAGE_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
@@ -381,46 +374,6 @@ impl Vgg {
         })
     }
 
-    /// Reads a safetensors file (torchvision's layout, or timm's: see [`remap_timm`]) and builds
-    /// the model strictly: a missing or mis-shaped tensor is an error naming the file, the
-    /// tensor, the expected and the actual shape, and so is a tensor the model does not use.
-    pub fn from_safetensors(
-        path: impl AsRef<Path>,
-        config: &VggConfig,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self> {
-        let weights = Weights::from_file(path, device)?;
-        Self::from_weights(&weights, config, dtype, device)
-    }
-
-    /// [`Vgg::from_safetensors`] on tensors already read (a checkpoint, a converted state
-    /// dict): remaps timm's layout if it is one ([`is_timm_layout`], [`remap_timm`]), then
-    /// builds strictly. Errors on a timm file name its tensors as the file does
-    /// (`pre_logits.fc1.bias: missing ... (loaded as torchvision's classifier.0.bias)`).
-    pub fn from_weights(
-        weights: &Weights,
-        config: &VggConfig,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Self> {
-        if !is_timm_layout(weights.tensors()) {
-            return weights.build(dtype, device, true, |vb| Self::new(config, vb));
-        }
-        let file = weights.file().map(Path::to_path_buf);
-        let remapped = remap_timm(weights.tensors().clone()).map_err(|e| match e {
-            Error::Weights { tensor, problem, .. } => Error::Weights {
-                file: file.clone(),
-                tensor,
-                problem,
-            },
-            other => other,
-        })?;
-        Weights::from_tensors(remapped, file.clone())
-            .build(dtype, device, true, |vb| Self::new(config, vb))
-            .map_err(timm_names)
-    }
-
     /// The configuration.
     pub fn config(&self) -> &VggConfig {
         &self.config
@@ -449,12 +402,12 @@ impl Vgg {
     }
 }
 
-impl Backbone for Vgg {
-    fn name(&self) -> &str {
+impl PlainNet for Vgg {
+    fn plain_name(&self) -> &str {
         self.config.name()
     }
 
-    fn input_spec(&self) -> InputSpec {
+    fn plain_input_spec(&self) -> InputSpec {
         InputSpec {
             channels: self.config.in_channels,
             min_size: (32, 32),
@@ -463,48 +416,33 @@ impl Backbone for Vgg {
         }
     }
 
+    fn plain_input_type(&self) -> &InputType {
+        &self.input_type
+    }
+
     /// The convolutional trunk: `[N, C, H, W]` -> `[N, 512, H/32, W/32]`.
-    fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.config.name(), &self.input_spec(), &self.input_type, xs)?;
-        self.features.forward_t(xs, train)
-    }
-
-    /// Adaptive average pool to 7x7, flatten, `classifier.0` to `classifier.5`: the 4096
-    /// features entering `classifier.6`.
-    fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        Vgg::forward_pre_logits(self, features, train)
-    }
-
-    fn forward_classifier(&self, pre_logits: &Tensor, train: bool) -> Result<Tensor> {
-        self.fc3.forward_t(pre_logits, train)
+    fn plain_layers(&self) -> &Sequential {
+        &self.features
     }
 
     /// timm's: the last ReLU before each of the five poolings and the last pooling's output
     /// (`features.N`).
-    fn feature_info(&self) -> Vec<FeatureInfo> {
-        self.stages.info()
+    fn plain_stages(&self) -> &Stages {
+        &self.stages
     }
 
-    fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        check_input(self.config.name(), &self.input_spec(), &self.input_type, xs)?;
-        self.stages.forward(&self.features, xs, train)
+    /// Adaptive average pool to 7x7, flatten, `classifier.0` to `classifier.5`: the 4096
+    /// features entering `classifier.6`.
+    fn plain_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        Vgg::forward_pre_logits(self, features, train)
     }
 
-    fn num_features(&self) -> usize {
-        HIDDEN
+    fn plain_head(&self) -> &Linear {
+        &self.fc3
     }
 
-    fn num_classes(&self) -> usize {
-        self.config.num_classes
-    }
-
-    fn head_prefix(&self) -> &str {
-        "classifier.6"
-    }
-
-    /// `features`: convolutions with their ReLUs (and batch norms), LRNs, poolings.
-    fn plain_features(&self) -> Option<Vec<backbone::layers::PlainLayer<'_>>> {
-        backbone::layers::Layer::plain(&self.features)
+    fn plain_widths(&self) -> (usize, usize) {
+        (HIDDEN, self.config.num_classes)
     }
 }
 
@@ -540,7 +478,7 @@ fn weights_error(tensor: &str, problem: String) -> Error {
 /// `fc1` that is not `[4096, 512, 7, 7]` or an `fc2` that is not `[4096, 4096, 1, 1]` (the
 /// widths of every VGG), and on a state dict mixing both layouts. Other tensors are checked
 /// when the model is built from the result (errors then name them as in the file: see
-/// [`Vgg::from_weights`]).
+/// the catalogue's loader ([`crate::VARIANTS`])).
 pub fn remap_timm(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     if !is_timm_layout(&tensors) {
         return Ok(tensors);
@@ -589,33 +527,14 @@ pub fn remap_timm(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Te
     Ok(out)
 }
 
-/// Renames the torchvision names of a weights error back to the timm names of the file.
-fn timm_names(e: Error) -> Error {
-    match e {
-        Error::Weights {
-            file,
-            tensor,
-            problem,
-        } => {
-            let renamed = TIMM_NAMES.iter().find_map(|(timm, tv)| {
-                tensor
-                    .strip_prefix(tv)
-                    .filter(|rest| rest.starts_with('.'))
-                    .map(|rest| format!("{timm}{rest}"))
-            });
-            match renamed {
-                Some(timm) => Error::Weights {
-                    file,
-                    problem: format!("{problem} (loaded as torchvision's `{tensor}`)"),
-                    tensor: timm,
-                },
-                None => Error::Weights {
-                    file,
-                    tensor,
-                    problem,
-                },
-            }
-        }
-        other => other,
-    }
+/// The name timm's layout gives a tensor this crate (torchvision) calls `tensor`
+/// (`classifier.0.bias` -> `pre_logits.fc1.bias`), if it differs: errors on a timm file name
+/// the tensor as the file does (the catalogue's `Layout::file_name`).
+pub fn timm_name(tensor: &str) -> Option<String> {
+    TIMM_NAMES.iter().find_map(|(timm, tv)| {
+        tensor
+            .strip_prefix(tv)
+            .filter(|rest| rest.starts_with('.'))
+            .map(|rest| format!("{timm}{rest}"))
+    })
 }

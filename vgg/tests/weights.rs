@@ -4,7 +4,7 @@
 
 mod common;
 
-use backbone::weights::Weights;
+use backbone::catalogue::Variant;
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -12,6 +12,33 @@ use common::{assert_close, filled_state, hashed, variable_shapes};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vgg::{remap_timm, Vgg, VggConfig};
+
+/// The catalogue's variant `name` from a file, strictly (the one way in).
+fn load(name: &str, path: &Path) -> backbone::Result<Box<dyn Backbone>> {
+    let variant = Variant::find(vgg::VARIANTS, name)?;
+    Ok(variant
+        .load(path, &variant.reference_options(), DType::F32, &Device::Cpu)?
+        .0)
+}
+
+/// The catalogue's variant `name` from tensors in any layout it accepts; `file` is named in
+/// errors.
+fn from_tensors(
+    name: &str,
+    tensors: HashMap<String, Tensor>,
+    file: &Path,
+) -> backbone::Result<Box<dyn Backbone>> {
+    let variant = Variant::find(vgg::VARIANTS, name)?;
+    let (tensors, info) = variant.canonical(tensors, Some(3))?;
+    variant.build_from(
+        tensors,
+        &info,
+        Some(file),
+        &variant.reference_options(),
+        DType::F32,
+        &Device::Cpu,
+    )
+}
 
 fn save(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>) -> PathBuf {
     let path = dir.join(name);
@@ -44,7 +71,7 @@ fn to_timm(state: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
         .collect()
 }
 
-fn weights_error(result: backbone::Result<Vgg>) -> (Option<PathBuf>, String, String) {
+fn weights_error<T>(result: backbone::Result<T>) -> (Option<PathBuf>, String, String) {
     match result {
         Err(Error::Weights {
             file,
@@ -71,7 +98,7 @@ fn torchvision_and_timm_files_give_identical_outputs() {
     .unwrap();
 
     let path = save(dir.path(), "vgg11_bn.safetensors", &state);
-    let model = Vgg::from_safetensors(&path, &config, DType::F32, &Device::Cpu).unwrap();
+    let model = load("vgg11_bn", &path).unwrap();
     assert_close(
         "torchvision layout",
         &model.forward_t(&x, false).unwrap(),
@@ -95,7 +122,7 @@ fn torchvision_and_timm_files_give_identical_outputs() {
     drop(remapped);
 
     let path = save(dir.path(), "vgg11_bn.timm.safetensors", &timm);
-    let model = Vgg::from_safetensors(&path, &config, DType::F32, &Device::Cpu).unwrap();
+    let model = load("vgg11_bn", &path).unwrap();
     assert_close(
         "timm layout",
         &model.forward_t(&x, false).unwrap(),
@@ -110,9 +137,7 @@ fn torchvision_and_timm_files_give_identical_outputs() {
         "head.norm.weight".into(),
         Tensor::zeros(4096, DType::F32, &Device::Cpu).unwrap(),
     );
-    let weights = Weights::from_tensors(extra, Some(path.clone()));
-    let (file, tensor, problem) =
-        weights_error(Vgg::from_weights(&weights, &config, DType::F32, &Device::Cpu));
+    let (file, tensor, problem) = weights_error(from_tensors("vgg11_bn", extra, &path));
     assert_eq!(
         (file.as_deref(), tensor.as_str()),
         (Some(path.as_path()), "head.norm.weight")
@@ -125,8 +150,7 @@ fn torchvision_and_timm_files_give_identical_outputs() {
         "classifier.9.weight".into(),
         Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
     );
-    let weights = Weights::from_tensors(extra, Some(path.clone()));
-    let (_, tensor, problem) = weights_error(Vgg::from_weights(&weights, &config, DType::F32, &Device::Cpu));
+    let (_, tensor, problem) = weights_error(from_tensors("vgg11_bn", extra, &path));
     assert_eq!(tensor, "classifier.9.weight");
     assert!(problem.contains("unexpected"), "{problem}");
 }
@@ -187,7 +211,7 @@ fn remap_timm_checks_the_convolutional_pre_logits() {
 fn bad_files_are_reported_with_file_tensor_and_shapes() {
     let config = VggConfig::vgg11();
     let dir = tempfile::tempdir().unwrap();
-    let load = |path: &Path| Vgg::from_safetensors(path, &config, DType::F32, &Device::Cpu);
+    let load = |path: &Path| load("vgg11", path);
 
     // No such file.
     match load(&dir.path().join("nope.safetensors")) {

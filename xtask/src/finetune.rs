@@ -6,10 +6,8 @@ use crate::args::{self, RunArgs};
 use crate::models::{self, ModelEntry};
 use crate::parse_device;
 use anyhow::{bail, Context, Result};
-use backbone::catalogue::{ModelOptions, Variant};
-use backbone::init::SeededVarMap;
 use backbone::Backbone;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use clap::ValueEnum;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
@@ -17,12 +15,8 @@ use std::sync::Arc;
 use trainer::checkpoint::export;
 use trainer::data::{
     Cifar10, Dataset, Image, ImageFolder, Interpolation, OnCorrupt, Pipeline, Subset, Transform,
-    IMAGENET_MEAN, IMAGENET_STD,
 };
-use trainer::hub::{
-    check_normalisation, resolve, HubOptions, Normalisation, PretrainedConfig, ResolvedWeights, WeightsRef,
-};
-use trainer::pretrained::{head_prefixes, load_pretrained_tensors};
+use trainer::hub::{check_normalisation, Normalisation, PretrainedConfig};
 use trainer::train::{TrainConfig, TrainData};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,12 +45,14 @@ pub enum DataFormat {
 
 #[derive(clap::Args)]
 pub struct FinetuneArgs {
-    /// Model name (`cargo xtask models` lists them), e.g. resnet18.
+    /// Model name (`cargo xtask models` lists them), e.g. resnet18, or a published checkpoint,
+    /// e.g. resnet50.a1_in1k.
     model: String,
     /// Pretrained weights: a .safetensors file, a directory holding model.safetensors (and
-    /// config.json), or a Hugging Face hub id such as timm/resnet18.a1_in1k[@revision].
+    /// config.json), or a Hugging Face hub id such as timm/resnet18.a1_in1k[@revision]
+    /// (default: the checkpoint a tagged model name names, e.g. resnet50.a1_in1k).
     #[arg(long)]
-    weights: String,
+    weights: Option<String>,
     /// Training images: a folder per class, or a CIFAR-10 directory.
     #[arg(long)]
     data: PathBuf,
@@ -139,28 +135,48 @@ pub struct PredictArgs {
     top_k: usize,
 }
 
-/// `--weights`: a file, a directory holding model.safetensors, a training run's folder (its
-/// latest complete epoch, with the config.json `train` writes), or a hub id.
-pub(crate) fn resolve_weights(
-    weights: &str,
-    offline: bool,
-    cache_dir: &Option<PathBuf>,
-) -> Result<ResolvedWeights> {
+/// `--weights` as the library takes it: a training run's folder (no model.safetensors yet)
+/// is its latest complete epoch's checkpoint (the config.json `train` writes lies beside it);
+/// anything else (a file, a directory holding model.safetensors, a hub id) as written.
+pub(crate) fn weights_reference(weights: &str) -> String {
     let dir = Path::new(weights);
-    let reference = match trainer::run::latest_epoch(dir) {
+    match trainer::run::latest_epoch(dir) {
         Some(epoch) if dir.is_dir() && !dir.join(trainer::hub::WEIGHTS_FILE).exists() => {
-            WeightsRef::File(trainer::run::checkpoint_path(dir, epoch))
+            trainer::run::checkpoint_path(dir, epoch)
+                .to_string_lossy()
+                .into_owned()
         }
-        _ => WeightsRef::parse(weights)?,
-    };
-    let mut options = HubOptions::from_env();
-    options.offline |= offline;
-    if let Some(dir) = cache_dir {
-        options.cache_dir = Some(dir.clone());
+        _ => weights.to_string(),
     }
-    let resolved =
-        resolve(&reference, &options).with_context(|| format!("resolving the weights `{weights}`"))?;
-    Ok(resolved)
+}
+
+/// The evaluation settings of `config` (timm's `resolve_data_config`: the test size and crop
+/// with `use_test_size`, else the training ones) as a config without test fields, ready for
+/// the flags' overrides.
+pub(crate) fn at_size(config: &PretrainedConfig, use_test_size: bool) -> PretrainedConfig {
+    let data = config.data_config(use_test_size);
+    PretrainedConfig {
+        input_size: data.input_size,
+        crop_pct: data.crop_pct,
+        test_input_size: None,
+        test_crop_pct: None,
+        ..config.clone()
+    }
+}
+
+/// Weights come from `--weights` or from the checkpoint a tagged model name names.
+fn require_weights(entry: &ModelEntry, model: &str, weights: Option<&str>) -> Result<()> {
+    if weights.is_none() && convnets::find_checkpoint(model)?.1.is_none() {
+        bail!(
+            "{}: give --weights (a file, a directory or a hub id), or a published checkpoint's name{}",
+            entry.name,
+            match entry.pretrained.first() {
+                Some(p) => format!(" such as {}.{}", entry.name, p.tag),
+                None => String::new(),
+            }
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, source: &str) {
@@ -174,64 +190,6 @@ pub(crate) fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, 
             );
         }
     }
-}
-
-/// The preprocessing of weights that come without a `config.json`: the catalogue's for the
-/// variant, unless the file's input convolution has another channel count (a model trained on
-/// other images): then ImageNet's normalisation for 3 channels, mean and std 0.5 otherwise.
-pub(crate) fn default_config(entry: &Variant, file_channels: Option<usize>) -> PretrainedConfig {
-    let p = &entry.preprocessing;
-    match file_channels {
-        Some(c) if c != p.input_size.0 => {
-            let (mean, std) = if c == 3 {
-                (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())
-            } else {
-                (vec![0.5; c], vec![0.5; c])
-            };
-            PretrainedConfig {
-                input_size: (c, p.input_size.1, p.input_size.2),
-                mean,
-                std,
-                ..PretrainedConfig::from_preprocessing(p)
-            }
-        }
-        _ => PretrainedConfig::from_preprocessing(p),
-    }
-}
-
-/// The preprocessing of the weights: their config.json's, each setting it does not give taken
-/// from the variant's defaults ([`default_config`]), said on stderr.
-pub(crate) fn weights_config(
-    entry: &Variant,
-    resolved: &ResolvedWeights,
-    file_channels: Option<usize>,
-) -> Result<PretrainedConfig> {
-    let defaults = default_config(entry, file_channels);
-    let Some(mut config) = resolved.config.clone() else {
-        return Ok(defaults);
-    };
-    let taken = config.fill_missing_from(&defaults);
-    if !taken.is_empty() {
-        eprintln!(
-            "note: {} gives no {} in its pretrained_cfg: {}'s defaults are used ({}x{}x{} input, \
-             mean {:?}, std {:?})",
-            resolved
-                .config_file
-                .as_ref()
-                .map_or("config.json".to_string(), |f| f.display().to_string()),
-            taken.join(", "),
-            entry.name,
-            config.input_size.0,
-            config.input_size.1,
-            config.input_size.2,
-            config.mean,
-            config.std
-        );
-    }
-    config
-        .validate()
-        .with_context(|| format!("the preprocessing of {}", resolved.source))?;
-    Ok(config)
 }
 
 /// Overrides of the preprocessing the weights' config.json describes.
@@ -317,16 +275,8 @@ fn open_dataset(dir: &Path, format: DataFormat) -> Result<(Images, Option<Images
 
 pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let entry = models::find(&args.model)?;
+    require_weights(entry, &args.model, args.weights.as_deref())?;
     let device = parse_device(&args.device)?;
-    let resolved = resolve_weights(&args.weights, args.offline, &args.cache_dir)?;
-    // The one loader: any layout the variant accepts, read once.
-    let (mut tensors, mut info) = entry
-        .read_weights(&resolved.weights_file, None)
-        .with_context(|| format!("reading the weights of {}", entry.name))?;
-    let mut pretrained = weights_config(entry, &resolved, entry.stem_channels(&tensors))?;
-    check_architecture(entry, &pretrained, &resolved.source);
-    let size = args.preprocess.apply(&mut pretrained)?;
-    let channels = pretrained.input_size.0;
 
     let (all, own_val) = open_dataset(&args.data, args.format)?;
     let (train, val): (Images, Images) = match (&args.val, own_val) {
@@ -360,35 +310,56 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         preview(&classes)
     );
 
-    let vars = SeededVarMap::new(args.seed);
-    let model = models::build(
-        entry,
-        classes.len(),
-        channels,
-        vars.var_builder(DType::F32, &device),
+    // The one way in: the weights (any layout the variant accepts) into fresh trainable
+    // variables, a new head for the dataset's classes.
+    let created = convnets::create_model(
+        &args.model,
+        &convnets::CreateOptions {
+            num_classes: Some(classes.len()),
+            weights: args.weights.as_deref().map(weights_reference),
+            pretrained: true,
+            trainable: true,
+            offline: args.offline,
+            cache_dir: args.cache_dir.clone(),
+            seed: args.seed,
+            device: device.clone(),
+            ..Default::default()
+        },
     )
-    .with_context(|| format!("building {}", entry.name))?;
-    info.adapted_channels = entry.adapt_stem(&mut tensors, channels)?;
+    .with_context(|| {
+        format!(
+            "loading the weights `{}` into {}",
+            args.weights.as_deref().unwrap_or(&args.model),
+            entry.name
+        )
+    })?;
+    let loaded = created.weights.as_ref().context("pretrained weights")?;
+    check_architecture(entry, &created.pretrained_cfg, &loaded.source);
     println!(
-        "weights: {} ({}; {info})",
-        resolved.source,
-        resolved.weights_file.display()
+        "weights: {} ({}; {})",
+        loaded.source,
+        loaded.file.display(),
+        loaded.info
     );
-    let mut fresh = head_prefixes(model.as_ref());
-    if !info.has_aux {
-        let aux: Vec<String> = entry
+    if !loaded.info.has_aux {
+        let aux: Vec<&str> = entry
             .aux_prefixes
             .iter()
-            .map(|p| p.trim_end_matches('.').to_string())
+            .map(|p| p.trim_end_matches('.'))
             .collect();
         println!(
             "the weights have no auxiliary classifiers ({}): they start fresh",
             aux.join(", ")
         );
-        fresh.extend(aux);
     }
-    let report = load_pretrained_tensors(vars.varmap(), tensors, &resolved.weights_file, &fresh)?;
-    println!("{report}");
+    if let Some(report) = &loaded.report {
+        println!("{report}");
+    }
+    // timm's train.py trains and validates at the training size.
+    let mut pretrained = at_size(&created.pretrained_cfg, false);
+    let size = args.preprocess.apply(&mut pretrained)?;
+    let vars = created.vars.clone().context("trainable variables")?;
+    let model = created.net;
 
     args::check_memory(
         model.as_ref(),
@@ -530,19 +501,28 @@ pub(crate) fn label(config: &PretrainedConfig, classes: usize, i: usize) -> Stri
     format!("class {i}")
 }
 
-/// Where `predict` and `visualize` take a model from: the variant, `--weights`, the hub
-/// settings, `--num-classes`, the preprocessing flags and the device.
+/// Where `predict` and `visualize` take a model from: the variant (a tagged name such as
+/// `resnet50.a1_in1k` names its checkpoint), `--weights`, the hub settings, `--num-classes`,
+/// the preprocessing flags and the device.
 #[derive(clap::Args)]
 pub(crate) struct WeightsSource {
-    /// Model name (`cargo xtask models` lists them), e.g. resnet18.
+    /// Model name (`cargo xtask models` lists them), e.g. resnet18, or a published checkpoint,
+    /// e.g. resnet50.a1_in1k (its hub weights unless --weights is given).
     model: String,
     /// Weights: a .safetensors file, a directory with model.safetensors + config.json (a
-    /// training run's folder), or a Hugging Face hub id.
+    /// training run's folder), or a Hugging Face hub id (default: the checkpoint a tagged
+    /// model name names).
     #[arg(long)]
-    weights: String,
-    /// Number of classes of the head (default: config.json's, else the variant's).
+    weights: Option<String>,
+    /// Number of classes of the head (default: config.json's, else the variant's); another
+    /// count than the file's gives a fresh classifier.
     #[arg(long, value_parser = args::usize_in(1, 1_000_000))]
     num_classes: Option<usize>,
+    /// Prepare images at the weights' training size and crop instead of their test size and
+    /// test crop (timm's --use-train-size; the default, as timm's inference, uses the test
+    /// size where the weights define one).
+    #[arg(long)]
+    use_train_size: bool,
     #[command(flatten)]
     preprocess: PreprocessArgs,
     /// Never touch the network.
@@ -558,68 +538,68 @@ pub(crate) struct WeightsSource {
 
 /// A model ready for inference, with how its images are prepared.
 pub(crate) struct InferenceModel {
-    pub model: Box<dyn Backbone>,
-    /// The weights' config.json (or the catalogue's preprocessing), after the flags.
+    pub model: convnets::Model,
+    /// The weights' config.json (or the checkpoint's, or the catalogue's preprocessing) at the
+    /// evaluation size, after the flags.
     pub config: PretrainedConfig,
     /// The head's class count.
     pub classes: usize,
-    /// The stem convolution's weight as read (the input-adapted one).
-    pub stem: Option<Tensor>,
     /// The evaluation transform (timm's: resize, centre crop, normalise).
     pub transform: Pipeline,
     pub device: Device,
 }
 
-/// Reads `--weights` once (any layout the variant accepts), builds the model in eval form
-/// (with its auxiliary heads when `aux_logits` and the file has them) and the evaluation
-/// transform; refuses a batch of `batch` images the machine's memory cannot hold.
+impl InferenceModel {
+    /// The input convolution's weight as the model uses it (adapted to its channels), read
+    /// again from the weights file; `None` without one.
+    pub fn stem(&self) -> Result<Option<Tensor>> {
+        let Some(weights) = &self.model.weights else {
+            return Ok(None);
+        };
+        let variant = self.model.variant;
+        let (tensors, _) = variant.read_weights(&weights.file, Some(self.model.input_spec().channels))?;
+        Ok(tensors.get(variant.stem).cloned())
+    }
+}
+
+/// Builds the model through `convnets::create_model` (the one way in: any layout the variant
+/// accepts; with its auxiliary heads when `aux_logits` and the file has them) and the
+/// evaluation transform; refuses a batch of `batch` images the machine's memory cannot hold.
 pub(crate) fn load_for_inference(
     source: &WeightsSource,
     aux_logits: bool,
     batch: usize,
 ) -> Result<InferenceModel> {
     let entry = models::find(&source.model)?;
+    require_weights(entry, &source.model, source.weights.as_deref())?;
     let device = parse_device(&source.device)?;
-    let resolved = resolve_weights(&source.weights, source.offline, &source.cache_dir)?;
-    // The one loader: any layout the variant accepts, read once.
-    let (mut tensors, mut info) = entry
-        .read_weights(&resolved.weights_file, None)
-        .with_context(|| format!("reading the weights of {}", entry.name))?;
-    let mut config = weights_config(entry, &resolved, entry.stem_channels(&tensors))?;
-    check_architecture(entry, &config, &resolved.source);
-    let classes = source
-        .num_classes
-        .or(config.num_classes)
-        .or(config.label_names.as_ref().map(Vec::len))
-        .unwrap_or(entry.reference.1);
-    let channels = config.input_size.0;
-    info.adapted_channels = entry.adapt_stem(&mut tensors, channels)?;
-    let stem = tensors.get(entry.stem).cloned();
-    let options = ModelOptions {
-        num_classes: classes,
-        in_channels: channels,
-        aux_logits,
-    };
-    // A file without auxiliary heads builds the model without them.
-    let model = entry
-        .build_from(
-            tensors,
-            &info,
-            Some(&resolved.weights_file),
-            &options,
-            DType::F32,
-            &device,
+    let model = convnets::create_model(
+        &source.model,
+        &convnets::CreateOptions {
+            num_classes: source.num_classes,
+            aux_logits,
+            weights: source.weights.as_deref().map(weights_reference),
+            pretrained: true,
+            offline: source.offline,
+            cache_dir: source.cache_dir.clone(),
+            device: device.clone(),
+            ..Default::default()
+        },
+    )
+    .with_context(|| {
+        format!(
+            "loading {} as {}",
+            source.weights.as_deref().unwrap_or(&source.model),
+            entry.name
         )
-        .with_context(|| {
-            format!(
-                "loading {} as {} with {classes} classes (pass --num-classes if the head has another size)",
-                resolved.weights_file.display(),
-                entry.name
-            )
-        })?;
-    eprintln!("weights: {} ({info})", resolved.weights_file.display());
+    })?;
+    let loaded = model.weights.as_ref().context("pretrained weights")?;
+    check_architecture(entry, &model.pretrained_cfg, &loaded.source);
+    eprintln!("weights: {} ({})", loaded.file.display(), loaded.info);
+    let classes = model.num_classes();
+    let mut config = at_size(&model.pretrained_cfg, !source.use_train_size);
     let size = source.preprocess.apply(&mut config)?;
-    let spec = model.input_spec();
+    let spec = model.net.input_spec();
     if !spec.accepts(&[1, spec.channels, size.0, size.1]) {
         bail!(
             "{} does not take {}x{} images: it expects {} (--img-size, or config.json's input_size)",
@@ -629,7 +609,7 @@ pub(crate) fn load_for_inference(
             spec.describe()
         );
     }
-    args::check_memory(model.as_ref(), batch, size, false)?;
+    args::check_memory(model.net.as_ref(), batch, size, false)?;
     let transform = Pipeline::eval(
         size,
         config.crop_pct,
@@ -641,7 +621,6 @@ pub(crate) fn load_for_inference(
         model,
         config,
         classes,
-        stem,
         transform,
         device,
     })
@@ -659,7 +638,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     let k = args.top_k.clamp(1, classes);
     let mut failures = 0;
     for path in &args.images {
-        match predict_one(model.as_ref(), &transform, path, &device) {
+        match predict_one(model.net.as_ref(), &transform, path, &device) {
             Ok(probs) => {
                 println!("{}:", path.display());
                 for (i, p) in trainer::metrics::top_k(&probs, k) {

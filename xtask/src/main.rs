@@ -228,6 +228,14 @@ fn run() -> Result<()> {
     });
     match cli.command {
         Command::Bench(args) => {
+            // Said once, by the parent (each row runs in a child given `--row-json`).
+            if cfg!(debug_assertions) && !std::env::args().any(|a| a.starts_with("--row-json")) {
+                eprintln!(
+                    "warning: this binary was built without optimisations (the dev profile: the \
+                     model crates and xtask unoptimised): the timings are not what a release build \
+                     gives; run `cargo run --release -p xtask -- bench ...`"
+                );
+            }
             let device = parse_device(args.device())?;
             bench::run(args, device)
         }
@@ -279,10 +287,9 @@ fn parse_device(name: &str) -> Result<Device> {
 fn summary(args: SummaryArgs) -> Result<()> {
     let entry = models::find(&args.model)?;
     let device = Device::Cpu;
-    let vars = SeededVarMap::new(0);
     let (channels, reference_classes) = entry.reference;
     let classes = args.classes.unwrap_or(reference_classes);
-    let model = models::build(entry, classes, channels, vars.var_builder(DType::F32, &device))
+    let (model, vars) = models::build(entry, classes, channels, 0, &device)
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = match args.img_size {
@@ -368,7 +375,7 @@ fn load_boosted_parts(
     let read = |weights: &str,
                 variant: &'static backbone::catalogue::Variant|
      -> Result<backbone::catalogue::StateDict> {
-        let resolved = finetune::resolve_weights(weights, false, &None)?;
+        let resolved = convnets::resolve_weights(&finetune::weights_reference(weights), false, None)?;
         let (mut tensors, _) = variant
             .read_weights(&resolved.weights_file, None)
             .with_context(|| format!("reading {} as {}", resolved.weights_file.display(), variant.name))?;
@@ -426,9 +433,8 @@ fn train(args: TrainArgs) -> Result<()> {
         Some(dir) => Mnist::load_dir(dir).with_context(|| format!("reading MNIST from {}", dir.display()))?,
         None => Mnist::bundled().context("decoding the bundled MNIST sample")?,
     };
-    let vars = SeededVarMap::new(args.seed);
     let mnist_classes = mnist.train.num_classes;
-    let model = models::build(entry, mnist_classes, 1, vars.var_builder(DType::F32, &device))
+    let (model, vars) = models::build(entry, mnist_classes, 1, args.seed, &device)
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = (mnist.train.rows, mnist.train.cols);

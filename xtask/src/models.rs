@@ -2,15 +2,20 @@
 //! catalogues through the `convnets` facade; this module only words the errors and the list.
 
 use anyhow::{anyhow, Result};
-use backbone::catalogue::{ModelOptions, Variant};
+use backbone::catalogue::Variant;
+use backbone::init::SeededVarMap;
 use backbone::Backbone;
-use candle_nn::VarBuilder;
+use candle_core::Device;
 
 /// A variant of the catalogue.
 pub type ModelEntry = Variant;
 
-/// The variant called `name` (or an alias); an unknown name lists the valid ones.
+/// The variant called `name` (or an alias, or a published checkpoint's tagged name such as
+/// `resnet50.a1_in1k`); an unknown name lists the valid ones, an unknown tag the variant's.
 pub fn find(name: &str) -> Result<&'static Variant> {
+    if name.contains('.') && convnets::find_model(name.split('.').next().unwrap_or(name)).is_ok() {
+        return Ok(convnets::find_checkpoint(name)?.0);
+    }
     convnets::find_model(name).map_err(|_| {
         anyhow!(
             "unknown model `{name}`; valid names (families: {}):\n{}",
@@ -32,21 +37,30 @@ pub fn select(names: &[String]) -> Result<Vec<&'static Variant>> {
     Ok(convnets::select_models(names)?)
 }
 
-/// Builds `entry` with `classes` classes and `channels` input channels (auxiliary heads on).
+/// Builds `entry` fresh through `convnets::create_model` (the one way in) with `classes`
+/// classes and `channels` input channels (auxiliary heads on), its weights from `seed`; returns
+/// the model and its variables.
 pub fn build(
     entry: &Variant,
     classes: usize,
     channels: usize,
-    vb: VarBuilder,
-) -> backbone::Result<Box<dyn Backbone>> {
-    entry.create(
-        &ModelOptions {
-            num_classes: classes,
-            in_channels: channels,
-            aux_logits: true,
+    seed: u64,
+    device: &Device,
+) -> backbone::Result<(Box<dyn Backbone>, SeededVarMap)> {
+    let model = convnets::create_model(
+        entry.name,
+        &convnets::CreateOptions {
+            num_classes: Some(classes),
+            in_channels: Some(channels),
+            seed,
+            device: device.clone(),
+            ..Default::default()
         },
-        vb,
-    )
+    )?;
+    let vars = model
+        .vars
+        .ok_or_else(|| backbone::Error::config("a fresh model without variables"))?;
+    Ok((model.net, vars))
 }
 
 /// One line per variant: name, parameters, MACs and input at the default size, description,

@@ -134,7 +134,7 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
     // passes never run them, but the file's tensors all find their place.
     let cx = load_for_inference(&args.source, true, args.batch_size)?;
     let (transform, device) = (&cx.transform, &cx.device);
-    let model = cx.model.as_ref();
+    let model = cx.model.net.as_ref();
     let wants = |m| methods.contains(&m);
     // Check the names before any work: stages, deconvnet layers.
     let info = model.feature_info();
@@ -263,7 +263,7 @@ pub fn run(args: VisualizeArgs) -> Result<()> {
         Ok(())
     };
     if wants(Method::Filters) {
-        match &cx.stem {
+        match &cx.stem()? {
             Some(w) => save(filters_figure(&name, w)?, "filters.png".into())?,
             None => eprintln!("note: {name} has no input convolution in its weights: no filters.png"),
         }

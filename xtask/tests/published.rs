@@ -64,12 +64,44 @@ fn printed(stdout: &str) -> Vec<(f64, String)> {
         .collect()
 }
 
+/// How `predict` is asked for the model.
+#[derive(Clone, Copy, PartialEq)]
+enum Ask {
+    /// `predict <arch> --weights <hub id or file>`.
+    ByWeights,
+    /// `predict <arch>.<tag>` (a tagged fixture: the tag names the hub id).
+    ByTaggedName,
+    /// `predict <arch> --weights <hub id> --use-train-size` (the fixture's
+    /// `predict_train_size`).
+    TrainSize,
+}
+
 fn check_predict(name: &str, no_aux: bool) {
+    check_predict_as(name, no_aux, Ask::ByWeights)
+}
+
+fn check_predict_as(name: &str, no_aux: bool, ask: Ask) {
     let root = tempfile::tempdir().unwrap();
     let (weights, cache, predict) = store(root.path(), name, no_aux);
-    let variant = catalogue::fixture(name)["model"].as_str().unwrap().to_string();
+    let fixture = catalogue::fixture(name);
+    let predict = match ask {
+        Ask::TrainSize => fixture["predict_train_size"].clone(),
+        _ => predict,
+    };
+    let variant = fixture["model"].as_str().unwrap().to_string();
     let image = catalogue::dir().join(predict["image"].as_str().unwrap());
-    let mut args = vec!["predict", &variant, "--weights", &weights, "--offline"];
+    let mut args = match ask {
+        Ask::ByTaggedName => vec!["predict", fixture["tagged_name"].as_str().unwrap(), "--offline"],
+        Ask::ByWeights => vec!["predict", &variant, "--weights", &weights, "--offline"],
+        Ask::TrainSize => vec![
+            "predict",
+            &variant,
+            "--weights",
+            &weights,
+            "--offline",
+            "--use-train-size",
+        ],
+    };
     let cache_s;
     if let Some(cache) = &cache {
         cache_s = cache.to_string_lossy().into_owned();
@@ -92,6 +124,24 @@ fn check_predict(name: &str, no_aux: bool) {
             100.0 * p
         );
     }
+}
+
+/// Checkpoints whose weights define a test size (timm's tv2, a1, a1h and ra2 tags): `predict`
+/// prints timm's own top-5 at timm's inference default (`resolve_data_config(...,
+/// use_test_size=True)`: the test size and test crop), asked by hub id or by the tagged model
+/// name; `--use-train-size` gives timm's at the training size.
+#[test]
+fn predict_uses_the_test_size_of_tagged_checkpoints() {
+    for name in [
+        "tagged-resnet18.a1_in1k",
+        "tagged-resnet50.a1h_in1k",
+        "tagged-resnet50.tv2_in1k",
+        "tagged-efficientnet_b3.ra2_in1k",
+    ] {
+        check_predict_as(name, false, Ask::ByWeights);
+        check_predict_as(name, false, Ask::ByTaggedName);
+    }
+    check_predict_as("tagged-resnet18.a1_in1k", false, Ask::TrainSize);
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub const VARIANTS: &[Variant] = &[Variant {
     params: 62_357_608,
     macs: 1_168_032_896,
     preprocessing: Preprocessing::IMAGENET,
-    hub: &[],
+    pretrained: &[],
     layouts: &[catalogue::native("torchvision")],
     aux_prefixes: &[],
     stem: "features.0.weight",

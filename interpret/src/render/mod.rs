@@ -15,7 +15,7 @@ use plotters::style::{register_font, FontStyle};
 use std::path::Path;
 use std::sync::OnceLock;
 
-static FONT: &[u8] = include_bytes!("../../../trainer/assets/DejaVuSans-subset.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 const FAMILY: &str = "sans-serif";
 const PAD: u32 = 12;
 const HEADER: u32 = 62;

@@ -608,6 +608,20 @@ impl Pipeline {
         self.0.iter().any(Transform::is_random)
     }
 
+    /// The evaluation transform of a model's data config (timm's `create_transform` of
+    /// `resolve_data_config`, e.g. `convnets::Model::data_config`): [`Pipeline::eval`] with its
+    /// size, crop, interpolation, mean and std.
+    pub fn eval_config(config: &hub::DataConfig) -> Result<Pipeline> {
+        let (_, h, w) = config.input_size;
+        Pipeline::eval(
+            (h, w),
+            config.crop_pct,
+            config.interpolation,
+            &config.mean,
+            &config.std,
+        )
+    }
+
     /// timm's evaluation transform (`transforms_imagenet_eval`, crop mode "center"): resize to
     /// `floor(side / crop_pct)` (the shorter side when the target is square, else
     /// [`ResizeTo::KeepRatio`]), centre crop `size`, normalise. `crop_pct` must be positive and

@@ -4,9 +4,8 @@
 use super::{BenchArgs, Mode, Row};
 use crate::models::{self, ModelEntry};
 use anyhow::{Context, Result};
-use backbone::init::SeededVarMap;
 use backbone::Backbone;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use std::time::Instant;
 use trainer::loss::cross_entropy;
 use trainer::optim::{Adam, AdamConfig, Optimizer};
@@ -104,8 +103,7 @@ pub(super) fn measure(
     device: &Device,
 ) -> Result<Row> {
     let (channels, classes) = entry.reference;
-    let vars = SeededVarMap::new(0);
-    let model = models::build(entry, classes, channels, vars.var_builder(DType::F32, device))
+    let (model, vars) = models::build(entry, classes, channels, 0, device)
         .with_context(|| format!("building {}", entry.name))?;
     let img = img_size.unwrap_or_else(|| default_img_size(model.as_ref()));
     let params: usize = backbone::init::trainable_vars(vars.varmap())
