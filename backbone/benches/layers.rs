@@ -1,17 +1,20 @@
-//! Layer micro-benchmarks at representative shapes, forward and backward.
+//! Layer micro-benchmarks at representative shapes, forward and backward, through candle's
+//! tensors and autograd (the kernels alone: `cargo bench -p kernels`).
 //!
 //! `cargo bench -p backbone`. Throughput is reported in elements per second where one
 //! element is one floating-point operation (2 per multiply-accumulate), so criterion's
 //! `Gelem/s` reads as GFLOP/s. `matmul_1024` is the machine's reference: the convolutions are
 //! matrix products at heart, so their GFLOP/s is measured against it.
 //!
-//! The benches run with xtask's process settings (`xtask/src/runtime.rs`), as training does:
-//! mimalloc keeping freed memory (with glibc's allocator each iteration's large buffers come
-//! fresh from the kernel, and page faults dominated the backward passes: the max-pooling
-//! backward took 200 ms, 90% of it faults) and candle's idle threads spinning briefly.
+//! The benches run with mimalloc, as xtask does (with glibc's allocator each iteration's
+//! large buffers come fresh from the kernel, and page faults dominated the backward passes:
+//! the max-pooling backward took 200 ms, 90% of it faults), and candle's idle threads
+//! spinning briefly (`CANDLE_BARRIER_POOL_SPIN_LIMIT`, xtask's setting, unless set). xtask
+//! also keeps mimalloc from purging freed pages (`xtask/src/runtime.rs`); set
+//! `MIMALLOC_PURGE_DELAY=-1` for the same here.
 
-#[path = "../../xtask/src/runtime.rs"]
-mod runtime;
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use backbone::init::SeededVarMap;
 use backbone::layers::{
@@ -186,7 +189,9 @@ fn matmul(c: &mut Criterion) {
 criterion_group!(benches, matmul, convolutions, pooling_and_norm, relu);
 
 fn main() {
-    runtime::configure();
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200");
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -13,10 +13,7 @@
 
 use super::contiguous_elements;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
-
-/// Below this many elements a pass runs on the calling thread.
-const PARALLEL_THRESHOLD: usize = 1 << 15;
+use kernels::elementwise;
 
 /// `xs + bias[c]` for `xs` `[N, C, H, W]` and `bias` `[C]`, differentiable in both (see the
 /// module docs); any device and dtype.
@@ -55,48 +52,6 @@ fn plane_dims(op: &str, layout: &Layout) -> Result<(usize, usize)> {
     }
 }
 
-fn forward<T: WithDType>(x: &[T], b: &[T], plane: usize) -> Vec<T> {
-    let mut out = x.to_vec();
-    if plane == 0 || b.is_empty() {
-        return out;
-    }
-    let c = b.len();
-    let add = |(i, p): (usize, &mut [T])| {
-        let v = b[i % c];
-        for o in p.iter_mut() {
-            *o += v;
-        }
-    };
-    if out.len() < PARALLEL_THRESHOLD {
-        out.chunks_mut(plane).enumerate().for_each(add);
-    } else {
-        out.par_chunks_mut(plane).enumerate().for_each(add);
-    }
-    out
-}
-
-/// `db[c] = sum over n, h, w of dy[n, c, h, w]`.
-fn bias_grad<T: WithDType>(dy: &[T], plane: usize, c: usize) -> Vec<T> {
-    if plane == 0 || c == 0 {
-        return vec![T::zero(); c];
-    }
-    let n = dy.len() / (plane * c);
-    let channel = |ch: usize| {
-        let mut sum = 0f64;
-        for i in 0..n {
-            let start = (i * c + ch) * plane;
-            let p = &dy[start..start + plane];
-            sum += p.iter().fold(T::zero(), |acc, &v| acc + v).to_f64();
-        }
-        T::from_f64(sum)
-    };
-    if dy.len() < PARALLEL_THRESHOLD {
-        (0..c).map(channel).collect()
-    } else {
-        (0..c).into_par_iter().map(channel).collect()
-    }
-}
-
 /// The forward op (input, bias); its backward returns the gradient itself for the input and
 /// runs [`ChannelBiasGrad`] for the bias.
 struct ChannelBias;
@@ -123,7 +78,7 @@ impl CustomOp2 for ChannelBias {
         }
         let out = float_storages!(self.name(), (s1 => x, s2 => b), {
             let (x, b) = (contiguous_elements(self.name(), x, l1)?, contiguous_elements(self.name(), b, l2)?);
-            let y = forward(x, b, plane);
+            let y = elementwise::add_channel_bias(x, b, plane);
             Ok(WithDType::to_cpu_storage_owned(y))
         })?;
         Ok((out, l1.shape().clone()))
@@ -172,7 +127,7 @@ impl candle_core::CustomOp1 for ChannelBiasGrad {
             );
         }
         let out = float_storages!(self.name(), (s => v), {
-            let sums = bias_grad(contiguous_elements(self.name(), v, l)?, plane, c);
+            let sums = elementwise::channel_sums(contiguous_elements(self.name(), v, l)?, plane, c);
             Ok(WithDType::to_cpu_storage_owned(sums))
         })?;
         Ok((out, Shape::from(c)))

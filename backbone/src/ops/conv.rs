@@ -23,7 +23,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp3, Layout, MetalStorage, Result, Shape, Tensor};
 
-pub use super::conv_params::ConvParams;
+pub use kernels::conv::ConvParams;
 
 /// `xs` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin/groups, kh, kw]`, as candle's
 /// `Tensor::conv2d`, with a correct and faster backward.

@@ -120,8 +120,6 @@ mod batch_norm;
 mod bias;
 mod conv;
 mod conv_cpu;
-mod conv_geometry;
-mod conv_params;
 mod depthwise;
 mod lrn;
 mod pool;

@@ -12,19 +12,13 @@
 //!   as the composite form does, so the results are the same bits (a NaN input gets a zero
 //!   gradient, as in the composite form; PyTorch passes the gradient through a NaN).
 //!
-//! Both passes allocate only their output and run in chunks on the rayon pool above
-//! [`PARALLEL_THRESHOLD`] elements. Other devices, dtypes and layouts run
+//! Both passes are [`kernels::elementwise`]'s: they allocate only their output and run in
+//! chunks on the rayon pool for large inputs. Other devices, dtypes and layouts run
 //! [`relu_reference`], the composite form.
 
 use super::contiguous_elements;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
-
-/// Below this many elements a pass runs on the calling thread.
-const PARALLEL_THRESHOLD: usize = 1 << 15;
-
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 14;
+use kernels::elementwise;
 
 /// `max(x, 0)` with PyTorch's gradient (zero where `x <= 0`), NaN propagated: one pass
 /// forward, one pass backward from the saved output, on the CPU in `f32` / `f64` for
@@ -58,55 +52,6 @@ fn native(xs: &Tensor) -> bool {
     xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64) && xs.is_contiguous()
 }
 
-/// `out[i] = f(a[i], b[i])` (`b` as long as `a`, or empty and then ignored) in chunks, on the
-/// rayon pool for large tensors. `f` works on whole chunks so that its loop vectorises.
-fn map_chunks<T: WithDType>(a: &[T], b: &[T], f: impl Fn(&mut [T], &[T], &[T]) + Sync) -> Vec<T> {
-    let mut out = vec![T::zero(); a.len()];
-    let pair = |(o, x): (&mut [T], &[T]), i: usize| {
-        let y = b.get(i * CHUNK..i * CHUNK + x.len()).unwrap_or(&[]);
-        f(o, x, y)
-    };
-    if a.len() < PARALLEL_THRESHOLD {
-        out.chunks_mut(CHUNK)
-            .zip(a.chunks(CHUNK))
-            .enumerate()
-            .for_each(|(i, oa)| pair(oa, i));
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(i, oa)| pair(oa, i));
-    }
-    out
-}
-
-/// `y = x < 0 ? 0 : x` (NaN stays NaN).
-#[inline(always)]
-pub(super) fn relu_value<T: WithDType>(v: T) -> T {
-    if v < T::zero() {
-        T::zero()
-    } else {
-        v
-    }
-}
-
-fn forward<T: WithDType>(x: &[T]) -> Vec<T> {
-    map_chunks(x, &[], |out, x, _| {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = relu_value(v);
-        }
-    })
-}
-
-/// `dx = dy * (y > 0)`.
-fn backward<T: WithDType>(y: &[T], dy: &[T]) -> Vec<T> {
-    map_chunks(y, dy, |out, y, dy| {
-        for ((o, &v), &g) in out.iter_mut().zip(y).zip(dy) {
-            *o = g * if v > T::zero() { T::one() } else { T::zero() };
-        }
-    })
-}
-
 /// The forward op; its backward runs [`ReluBackward`] on the saved output, or, `guided`, passes
 /// only positive gradients where the output is positive (guided backpropagation, see
 /// [`crate::guided`]): `dx = max(dy, 0) * (y > 0)`.
@@ -125,7 +70,7 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = float_storages!(self.name(), (s => v), {
-            let y = forward(contiguous_elements(self.name(), v, l)?);
+            let y = elementwise::relu(contiguous_elements(self.name(), v, l)?);
             Ok(WithDType::to_cpu_storage_owned(y))
         })?;
         Ok((out, l.shape().clone()))
@@ -170,16 +115,12 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: WithDType>(op: &str, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<Vec<T>> {
+        fn run<T: kernels::Float>(op: &str, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<Vec<T>> {
             let (a, b) = (contiguous_elements(op, a, la)?, contiguous_elements(op, b, lb)?);
             if a.len() != b.len() {
                 bail!("{op}: {} and {} elements", a.len(), b.len())
             }
-            Ok(map_chunks(a, b, |o, a, b| {
-                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                    *o = relu_value(x + y);
-                }
-            }))
+            Ok(elementwise::add_relu(a, b))
         }
         let out = float_storages!(self.name(), (s1 => a, s2 => b), {
             let y = run(self.name(), a, l1, b, l2)?;
@@ -240,36 +181,9 @@ impl CustomOp2 for ReluBackward {
         let name = self.name();
         let out = float_storages!(name, (s1 => y, s2 => g), {
             let (y, g) = (contiguous_elements(name, y, l1)?, contiguous_elements(name, g, l2)?);
-            let dx = backward(y, g);
+            let dx = elementwise::relu_backward(y, g);
             Ok(WithDType::to_cpu_storage_owned(dx))
         })?;
         Ok((out, l1.shape().clone()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_cover_every_element() {
-        for len in [
-            0,
-            1,
-            7,
-            CHUNK - 1,
-            CHUNK,
-            CHUNK + 1,
-            PARALLEL_THRESHOLD + 3 * CHUNK + 5,
-        ] {
-            let y: Vec<f64> = (0..len).map(|i| i as f64 % 5.0 - 2.0).collect();
-            let dy: Vec<f64> = (0..len).map(|i| i as f64).collect();
-            let dx = backward(&y, &dy);
-            let fwd = forward(&y);
-            for i in 0..len {
-                assert_eq!(dx[i], if y[i] > 0.0 { dy[i] } else { 0.0 }, "{len} {i}");
-                assert_eq!(fwd[i], y[i].max(0.0), "{len} {i}");
-            }
-        }
     }
 }

@@ -193,5 +193,7 @@ pub(super) fn measure(
         threads: candle_core::utils::get_num_threads(),
         torch: None,
         ort: None,
+        gflops: None,
+        peak_share: None,
     })
 }

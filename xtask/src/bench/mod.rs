@@ -9,9 +9,11 @@
 //! - [`measure`]: one row in this process (model built, steps timed, peak memory);
 //! - [`rows`]: the row record, its CSV / JSON-lines files and the printed table;
 //! - [`peers`]: PyTorch and ONNX Runtime for `--compare torch,ort` (`scripts/bench_torch.py`);
+//! - [`peak`]: the machine's FMA peak, measured at the start, and each row's share of it;
 //! - here: the flags, the plan of rows, one child process per row.
 
 mod measure;
+mod peak;
 mod peers;
 mod rows;
 
@@ -290,6 +292,8 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
     if let Some(path) = &args.out {
         backbone::io::check_writable(path).with_context(|| format!("--out {}", path.display()))?;
     }
+    let environment = peak::Environment::measure(args.threads());
+    println!("{}", environment.describe());
     eprintln!(
         "{}, each in its own process ({} warmup + {} timed steps)",
         crate::args::plural(plan.len(), "row"),
@@ -303,6 +307,7 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
     let total = plan.len();
     for (i, (entry, mode, batch, img)) in plan.into_iter().enumerate() {
         let mut row = measure_in_child(entry, mode, batch, img, &args)?;
+        environment.annotate(&mut row);
         if let Some(script) = &script {
             for &peer in &args.compare {
                 let figures = match measure_peer(&row, peer, &args, script) {

@@ -40,6 +40,13 @@ pub struct Row {
     /// --compare ort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ort: Option<PeerRow>,
+    /// GFLOP/s of the row (2 per multiply-accumulate, a training step counting three passes),
+    /// filled by the parent process (`peak.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    /// `gflops` over the FMA peak measured at the start of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_share: Option<f64>,
 }
 
 /// What `scripts/bench_torch.py` prints for a row (PyTorch or ONNX Runtime).
@@ -93,6 +100,10 @@ struct CsvRow {
     ort_samples_per_sec: Option<f64>,
     #[serde(default)]
     ort_peak_mem_mb: Option<f64>,
+    #[serde(default)]
+    gflops: Option<f64>,
+    #[serde(default)]
+    peak_share: Option<f64>,
 }
 
 /// A peer's row from its two CSV columns.
@@ -136,6 +147,8 @@ impl From<&Row> for CsvRow {
             torch_peak_mem_mb: r.torch.as_ref().and_then(|t| t.peak_mem_mb),
             ort_samples_per_sec: r.ort.as_ref().map(|t| t.samples_per_sec),
             ort_peak_mem_mb: r.ort.as_ref().and_then(|t| t.peak_mem_mb),
+            gflops: r.gflops,
+            peak_share: r.peak_share,
         }
     }
 }
@@ -163,6 +176,8 @@ impl From<CsvRow> for Row {
             threads: c.threads,
             torch: peer(c.torch_samples_per_sec, c.torch_peak_mem_mb),
             ort: peer(c.ort_samples_per_sec, c.ort_peak_mem_mb),
+            gflops: c.gflops,
+            peak_share: c.peak_share,
         }
     }
 }
@@ -229,6 +244,7 @@ pub(super) fn print_table(
 ) {
     let torch = compare.contains(&super::Compare::Torch);
     let ort = compare.contains(&super::Compare::Ort);
+    let gflops = rows.iter().any(|r| r.gflops.is_some());
     let mut header = vec![
         "model",
         "mode",
@@ -242,6 +258,9 @@ pub(super) fn print_table(
         "GMACs",
         "peak MB",
     ];
+    if gflops {
+        header.extend(["GFLOP/s", "of peak"]);
+    }
     if torch {
         header.extend(["torch samples/s", "ours/torch", "torch peak MB"]);
     }
@@ -274,6 +293,10 @@ pub(super) fn print_table(
                 format!("{:.4}", r.gmacs),
                 opt(r.peak_mem_mb, 0),
             ];
+            if gflops {
+                cells.push(opt(r.gflops, 0));
+                cells.push(opt(r.peak_share.map(|s| 100.0 * s), 0) + "%");
+            }
             for (shown, peer) in [(torch, &r.torch), (ort, &r.ort)] {
                 if shown {
                     let t = peer.as_ref();

@@ -14,7 +14,7 @@ impl CustomOp1 for Moments {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Elem>(op: &Moments, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
-            let p = Planes::new(op.name(), l, op.c)?;
+            let p = planes(op.name(), l, op.c)?;
             let x = contiguous(op.name(), data, l, p.len())?;
             let (mean, var): (Vec<f64>, Vec<f64>) = moments(x, p).into_iter().unzip();
             Ok((CpuStorage::F64([mean, var].concat()), Shape::from((2, op.c))))
@@ -48,7 +48,7 @@ impl CustomOp2 for GradSums {
             l2: &Layout,
         ) -> Result<(CpuStorage, Shape)> {
             let c = op.mean.len();
-            let p = Planes::new(op.name(), l1, c)?;
+            let p = planes(op.name(), l1, c)?;
             if l2.dims() != l1.dims() {
                 bail!(
                     "{}: gradient of shape {:?} for an input of shape {:?}",
@@ -94,7 +94,7 @@ impl ChannelAffine {
     }
 
     pub(super) fn run1<T: Elem>(&self, a: &[T], la: &Layout) -> Result<(CpuStorage, Shape)> {
-        let p = Planes::new(self.name, la, self.c)?;
+        let p = planes(self.name, la, self.c)?;
         let a = contiguous(self.name, a, la, p.len())?;
         let out = match self.form {
             Form::Relu => affine1::<T, true>(a, p, &self.coefs()),
@@ -110,7 +110,7 @@ impl ChannelAffine {
         b: &[T],
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let p = Planes::new(self.name, la, self.c)?;
+        let p = planes(self.name, la, self.c)?;
         if lb.dims() != la.dims() {
             bail!("{}: shapes {:?} and {:?} differ", self.name, la.dims(), lb.dims())
         }

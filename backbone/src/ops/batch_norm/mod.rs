@@ -29,25 +29,43 @@
 //! for the inputs that need them; second-order gradients are not supported. Other devices,
 //! dtypes and layouts take the composite path, whose results and gradients are the same.
 //!
-//! This module holds the public wrappers and the dispatch; `kernels` the CPU kernels,
-//! `custom_ops` the candle custom ops around them, `reference` the composite path.
+//! This module holds the public wrappers and the dispatch; [`kernels::batch_norm`] the CPU
+//! kernels, `custom_ops` the candle custom ops around them, `reference` the composite path.
 
-use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
-};
-use rayon::prelude::*;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use std::sync::Arc;
 
-use super::relu::{relu, relu_backward, relu_value};
+use super::conv_cpu::kernel_err;
+use super::relu::{relu, relu_backward};
 
 mod custom_ops;
-mod kernels;
 mod reference;
-#[cfg(test)]
-mod tests;
 
+use ::kernels::batch_norm::*;
 use custom_ops::*;
-use kernels::*;
+
+/// The element types of the ops, with their exact widening to `f64`.
+trait Elem: super::conv_cpu::Float {
+    fn wide(self) -> f64 {
+        ::kernels::Float::to_f64(self)
+    }
+}
+
+impl Elem for f32 {}
+impl Elem for f64 {}
+
+/// The storage behind a contiguous layout of `len` elements.
+fn contiguous<'a, T>(op: &str, data: &'a [T], layout: &Layout, len: usize) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) if end - start == len => crate::ops::contiguous_elements(op, data, layout),
+        _ => bail!("{op}: expected a contiguous tensor of {len} elements, got {layout:?}"),
+    }
+}
+
+/// The `[N, C, HW]` geometry of a layout of rank 2 or 4 with `c` channels.
+fn planes(op: &str, layout: &Layout, c: usize) -> Result<Planes> {
+    Planes::new(op, layout.dims(), c).map_err(kernel_err)
+}
 pub use reference::{batch_norm_eval_reference, batch_norm_train_reference};
 
 /// The batch statistics of a training pass, per channel, detached, in the input's dtype.

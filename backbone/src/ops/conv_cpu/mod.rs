@@ -1,98 +1,33 @@
-//! A CPU 2-d convolution (im2col + gemm) with forward and backward passes as candle custom ops.
-//!
-//! candle 0.11's CPU `conv2d` copies the whole input to NHWC serially, re-lays out the kernel
-//! serially and builds its im2col tiles element by element with strided writes: most of a
-//! training step goes there rather than into the matrix product. [`conv2d_cpu`] works in the
-//! tensors' own NCHW order:
-//!
-//! * **Forward**: im2col into a reusable buffer, the column matrix `[Cin/g * kh * kw, oh * ow]`
-//!   of each group, then one gemm per group, `W_g [Cout/g, K] x col_g [K, oh * ow]`, written
-//!   straight into the output. A 1x1 convolution with stride 1 and no padding needs no
-//!   im2col: the input planes are the column matrix.
-//!   3x3, stride-1 convolutions with at least 16 channels each way and enough output tiles
-//!   run Winograd F(2x2, 3x3) instead (`winograd`: 16 products of `[Cout, Cin] x [Cin,
-//!   tiles]`, 2.25x fewer multiply-adds; equal to the direct convolution up to rounding).
-//! * **Weight gradient**: `dW_g = sum_n grad_g [Cout/g, oh * ow] x col_g^T`, the images split
-//!   into one contiguous run per thread, each accumulating its own partial sum, the partial
-//!   sums added in a fixed order (results do not depend on scheduling).
-//! * **Input gradient**, only when the input takes part in autograd (never for the image
-//!   batch): `col_grad_g = W_g^T x grad_g` then col2im, a scatter-add of the columns into the
-//!   input gradient (stride, padding and dilation included).
-//!
-//! im2col builds each row of a column matrix with one contiguous copy per output row (zeros
-//! for the padding). With a stride `s > 1` and at least `s^2` kernel taps, the input planes
-//! are first split into `s` column phases ([`PlaneLayout`]) so that the copies stay contiguous
-//! (col2im likewise adds into split planes, merged at the end); other strided convolutions
-//! gather.
-//!
-//! The work goes in tiles ([`Tile`]) of about [`BAND_BYTES`] of column matrices: a band of
-//! output rows of a large image, so that the columns are still in the core's cache when the
-//! gemm reads them (and the buffer stays small however large the image); or a block of whole
-//! small images side by side (columns `(image, oy, ox)`), so that the gemms are wide enough
-//! and go through the weight once per block rather than once per image: ResNet's last stages
-//! on small inputs have 1 to 16 output positions per image. A block's outputs (and output
-//! gradients) go through a `[Cout, images * oh * ow]` matrix, one copy each way.
-//!
-//! The images are spread over the rayon pool (one run of images per thread, gemm serial)
-//! when there are at least as many images as threads, otherwise the work is parallel inside
-//! each image (im2col / col2im rows and the gemm's own rayon parallelism). Tiny convolutions
-//! run on the calling thread. The gemm is the `gemm` crate's, the one candle's matmul uses.
-//!
-//! Kernel taps that read only padding at every output position ([`ConvGeometry::live_taps`]: all
-//! but the centre of a 3x3 kernel on a 1x1 map, as in ResNet's last stage on 32x32 images) are
-//! left out of the column matrices and the products (the weight's live columns are gathered,
-//! a copy the size of the weight, only for such convolutions), their weight gradient is 0.
-//!
-//! The rows of a column matrix are ordered `(c, ky, kx)` within each group, PyTorch's order:
-//! the weight `[Cout, Cin/g, kh, kw]` is the `[Cout, K]` matrix as it is, with no re-layout
-//! on any pass. (An earlier `(ky, kx, c)` order, candle's, needed a transposed copy of the
-//! weight on every forward and input-gradient pass and of the weight gradient: 12% of a
-//! ResNet-18 inference at batch 1.)
+//! The CPU 2-d convolution as candle custom ops: forward, input gradient and weight gradient
+//! of [`kernels::conv`] (im2col + gemm in the tensors' NCHW order, Winograd F(2x2, 3x3) for
+//! 3x3 stride-1 forward passes, the column matrices kept for the weight gradient; see that
+//! module's documentation), with the tensors' layouts gathered into contiguous buffers here.
 //!
 //! [`conv2d_cpu_fused`] is the forward pass alone (no gradient) with a per-output-channel
 //! epilogue ([`ConvEpilogue`]: bias, eval-mode batch norm, ReLU) applied to each tile's
 //! outputs right after its gemm, while they are in the cache, instead of as separate passes
 //! over the whole output. The epilogue is the same arithmetic, in the same order, as the bias
 //! addition, [`super::batch_norm_eval`] and [`super::relu`] it replaces: the results are the
-//! same bits.
-//!
-//! Groups run as a loop of gemms inside the kernels (no per-group tensors); padding is
-//! symmetric (pad explicitly for asymmetric padding); kernels may be rectangular; inputs may
-//! be non-contiguous (they are gathered through their [`Layout`]). `f32` and `f64` only:
-//! [`crate::ops::conv2d`] sends other dtypes and devices to candle's convolution. Second-order
-//! gradients are not supported.
+//! same bits. Second-order gradients are not supported.
 
-use super::conv_geometry::{output_len, ConvGeometry, Span};
-use super::conv_params::ConvParams;
-use super::relu::relu_value;
-use ::gemm::Parallelism;
+use super::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
+use kernels::conv::{Columns, ConvGeometry, Epilogue};
 use std::borrow::Cow;
-use std::ops::Range;
 use std::sync::Arc;
 
-mod columns;
-mod geometry;
-mod im2col;
-mod kernels;
-mod product;
-mod winograd;
+pub use kernels::conv::ConvEpilogue;
 
-use columns::Columns;
-use geometry::*;
-use im2col::*;
-use kernels::*;
-use product::*;
+/// The element types of the CPU ops: the kernels' and candle's.
+pub(super) trait Float: kernels::Float + WithDType {}
 
-/// Below this many multiply-adds a pass runs on the calling thread.
-const PARALLEL_THRESHOLD: usize = 1 << 18;
+impl Float for f32 {}
+impl Float for f64 {}
 
-/// The size of a tile's column matrices ([`Tile`]): im2col fills them a block of small images
-/// or a band of output rows of a large image at a time, small enough to stay in the cache
-/// (L2 / L3) until the gemm reads them (2 MiB measured best on a 2-core EPYC, with the AVX2
-/// kernels and again with the AVX-512 ones on Zen 5, against 0.5 and 1 MiB).
-const BAND_BYTES: usize = 1 << 21;
+/// A kernels error as a candle error (the message kept).
+pub(super) fn kernel_err(e: kernels::Error) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
 
 /// `xs` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin/groups, kh, kw]` on the CPU in
 /// `f32` or `f64` (PyTorch's `F.conv2d` semantics: cross-correlation, symmetric zero padding);
@@ -113,25 +48,6 @@ pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
     )
 }
 
-/// A per-output-channel map applied to a convolution's output inside [`conv2d_cpu_fused`]:
-/// `y = ((acc + bias) - mean) * scale + shift`, then `max(y, 0)` (NaN kept) with `relu`.
-/// Vectors have one value per output channel; they are used in the tensors' dtype (the
-/// values of [`super::batch_norm_eval_coefficients`] give [`super::batch_norm_eval`]'s bits).
-/// `mean`, `scale` and `shift` all empty: no batch norm (`y = acc + bias`).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ConvEpilogue {
-    /// Added first (the convolution's bias); `None`: nothing added.
-    pub bias: Option<Vec<f64>>,
-    /// Subtracted next (a batch norm's running mean).
-    pub mean: Vec<f64>,
-    /// Then multiplied (`weight / sqrt(running_var + eps)`).
-    pub scale: Vec<f64>,
-    /// Then added (the batch norm's bias).
-    pub shift: Vec<f64>,
-    /// Then a ReLU.
-    pub relu: bool,
-}
-
 /// [`conv2d_cpu`]'s forward pass followed by `epilogue` on each output tile, right after its
 /// gemm while it is in the cache, as one op **without gradient**: the result takes no part in
 /// autograd whatever its inputs. For eval-mode inference (conv + batch norm + ReLU in one pass
@@ -147,24 +63,9 @@ pub fn conv2d_cpu_fused(
     epilogue: &ConvEpilogue,
 ) -> Result<Tensor> {
     let geometry = checked_geometry("conv2d_cpu_fused", xs, weight, p)?;
-    let e = epilogue;
-    let lengths = [
-        e.mean.len(),
-        e.scale.len(),
-        e.shift.len(),
-        e.bias.as_ref().map_or(geometry.cout, Vec::len),
-    ];
-    let no_norm = e.mean.is_empty() && e.scale.is_empty() && e.shift.is_empty();
-    if lengths
-        .iter()
-        .enumerate()
-        .any(|(i, &l)| l != geometry.cout && !(no_norm && i < 3))
-    {
-        bail!(
-            "conv2d_cpu_fused: the epilogue needs {} values per vector (mean, scale, shift, bias; the first three may all be empty), got {lengths:?}",
-            geometry.cout
-        )
-    }
+    epilogue
+        .check("conv2d_cpu_fused", geometry.cout)
+        .map_err(kernel_err)?;
     xs.apply_op2_no_bwd(
         weight,
         &ConvCpuFused {
@@ -219,7 +120,7 @@ fn checked_geometry(op: &str, xs: &Tensor, weight: &Tensor, p: ConvParams) -> Re
             weight.dtype()
         )
     }
-    ConvGeometry::new(xs.dims(), weight.dims(), p)
+    ConvGeometry::new(xs.dims(), weight.dims(), p).map_err(kernel_err)
 }
 
 /// Whether [`conv2d_cpu`] handles these tensors: both on the CPU, both `f32` or both `f64`.
@@ -324,13 +225,16 @@ impl ConvCpu {
             Pass::InputGrad => {
                 let grad = contiguous(name, a, la, g.output_dims())?;
                 let w = contiguous(name, b, lb, g.weight_dims())?;
-                (input_grad(g, &grad, &w), g.input_dims())
+                (
+                    kernels::conv::input_grad(g, &grad, &w).map_err(kernel_err)?,
+                    g.input_dims(),
+                )
             }
             Pass::WeightGrad => {
                 let x = contiguous(name, a, la, g.input_dims())?;
                 let grad = contiguous(name, b, lb, g.output_dims())?;
                 (
-                    weight_grad(g, &x, &grad, self.columns.as_deref()),
+                    kernels::conv::weight_grad(g, &x, &grad, self.columns.as_deref()).map_err(kernel_err)?,
                     g.weight_dims(),
                 )
             }
@@ -418,7 +322,7 @@ fn forward_storage<T: Float>(
 ) -> Result<(CpuStorage, Shape)> {
     let x = contiguous(name, x, lx, g.input_dims())?;
     let w = contiguous(name, w, lw, g.weight_dims())?;
-    let out = forward(g, &x, &w, epilogue, keep);
+    let out = kernels::conv::forward(g, &x, &w, epilogue, keep).map_err(kernel_err)?;
     Ok((
         T::to_cpu_storage_owned(out),
         Shape::from(g.output_dims().to_vec()),
@@ -531,51 +435,5 @@ impl CustomOp3 for ConvCpuBiasRelu {
             false => None,
         };
         Ok((grad_x, grad_w, grad_b))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{ConvGeometry, ConvParams, Plan};
-
-    /// Every (image, output row) pair is in exactly one tile, bands or blocks alike.
-    #[test]
-    fn tiles_cover_every_output_row_once() {
-        let p = |padding, stride| ConvParams {
-            padding,
-            stride,
-            dilation: 1,
-            groups: 1,
-        };
-        let shapes = [
-            ([7, 64, 56, 56], [64, 64, 3, 3], p(1, 1)),
-            ([5, 256, 40, 41], [8, 256, 1, 1], p(0, 1)),
-            ([9, 512, 2, 2], [512, 512, 3, 3], p(1, 1)),
-            ([3, 3, 224, 224], [64, 3, 7, 7], p(3, 2)),
-            ([1, 1, 1, 1], [1, 1, 1, 1], p(0, 1)),
-        ];
-        for (x, w, params) in shapes {
-            let g = ConvGeometry::new(&x, &w, params).unwrap();
-            for images in [1, 2, 5, g.n] {
-                let mut seen = vec![0; images * g.oh];
-                for tile in g.tiles::<f32>(images) {
-                    assert!(tile.images.len() == 1 || tile.rows == (0..g.oh), "{tile:?}");
-                    for b in tile.images.clone() {
-                        for r in tile.rows.clone() {
-                            seen[b * g.oh + r] += 1;
-                        }
-                    }
-                }
-                assert!(seen.iter().all(|&c| c == 1), "{x:?} {w:?} {images}");
-            }
-        }
-    }
-
-    #[test]
-    fn serial_plans_stay_serial_inside() {
-        let inner = Plan::Serial.inner();
-        assert!(!inner.rows);
-        assert!(matches!(inner.gemm, gemm::Parallelism::None));
-        assert!(Plan::Inside { threads: 2 }.inner().rows);
     }
 }

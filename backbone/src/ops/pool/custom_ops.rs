@@ -1,11 +1,36 @@
-//! The candle custom ops wrapping the CPU kernels, forward and backward.
+//! The candle custom ops wrapping the CPU kernels of [`kernels::pool`], forward and backward.
 
-use super::kernels::{
-    adaptive_divisor, adaptive_windows, avg_divisor, avg_pool_bwd, avg_pool_fwd, check_grad_dims,
-    max_pool_bwd, max_pool_fwd, windows, Float, View4, Window,
-};
 use super::Pool2dParams;
+use crate::ops::conv_cpu::{kernel_err, Float};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use kernels::pool::{
+    adaptive_divisor, adaptive_windows, avg_divisor, avg_pool_bwd, avg_pool_fwd, max_pool_bwd, max_pool_fwd,
+    windows, Window,
+};
+
+/// A strided 4-d view of a CPU buffer as a candle [`Layout`] describes it (checked to stay
+/// inside the buffer).
+pub(super) fn view4<'a, T: Copy>(
+    op: &str,
+    data: &'a [T],
+    layout: &Layout,
+) -> Result<kernels::pool::View4<'a, T>> {
+    let (dims, stride) = match (layout.dims(), layout.stride()) {
+        (&[a, b, c, d], &[sa, sb, sc, sd]) => ([a, b, c, d], [sa, sb, sc, sd]),
+        (dims, _) => bail!("{op}: expected a 4-d tensor, got shape {dims:?}"),
+    };
+    kernels::pool::View4::new(op, data, layout.start_offset(), dims, stride).map_err(kernel_err)
+}
+
+fn check_grad_dims(op: &str, g: &Layout, expected: [usize; 4]) -> Result<()> {
+    if g.dims() != expected {
+        bail!(
+            "{op}: gradient of shape {:?} does not match the output shape {expected:?}",
+            g.dims()
+        )
+    }
+    Ok(())
+}
 
 /// Max pooling forward; backward via [`MaxPool2dBackward`].
 pub(super) struct MaxPool2dOp {
@@ -30,7 +55,7 @@ impl CustomOp1 for MaxPool2dOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Float>(op: &MaxPool2dOp, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
-            let x = View4::new(op.name(), data, l)?;
+            let x = view4(op.name(), data, l)?;
             let [n, c, h, w] = x.dims;
             let (wh, ww) = op.windows((h, w));
             let out = max_pool_fwd(&x, &wh, &ww);
@@ -81,10 +106,10 @@ impl CustomOp2 for MaxPool2dBackward {
             g: &[T],
             l2: &Layout,
         ) -> Result<(CpuStorage, Shape)> {
-            let x = View4::new(op.name(), x, l1)?;
+            let x = view4(op.name(), x, l1)?;
             let [n, c, h, w] = x.dims;
             check_grad_dims(op.name(), l2, [n, c, op.fwd.out.0, op.fwd.out.1])?;
-            let g = View4::new(op.name(), g, l2)?;
+            let g = view4(op.name(), g, l2)?;
             let (wh, ww) = op.fwd.windows((h, w));
             let out = max_pool_bwd(&x, &g, &wh, &ww);
             Ok((T::to_cpu_storage_owned(out), Shape::from((n, c, h, w))))
@@ -116,7 +141,7 @@ impl CustomOp1 for AvgPool2dOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Float>(op: &AvgPool2dOp, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
-            let x = View4::new(op.name(), data, l)?;
+            let x = view4(op.name(), data, l)?;
             let [n, c, h, w] = x.dims;
             let (wh, ww) = op.windows((h, w));
             let out = avg_pool_fwd(&x, &wh, &ww, avg_divisor(op.p.count_include_pad));
@@ -155,7 +180,7 @@ impl CustomOp1 for AvgPool2dBackward {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Float>(op: &AvgPool2dBackward, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
-            let g = View4::new(op.name(), data, l)?;
+            let g = view4(op.name(), data, l)?;
             let [n, c, _, _] = g.dims;
             check_grad_dims(op.name(), l, [n, c, op.fwd.out.0, op.fwd.out.1])?;
             let (wh, ww) = op.fwd.windows(op.input);
@@ -181,7 +206,7 @@ impl CustomOp1 for AdaptiveAvgPool2dOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Float>(op: &AdaptiveAvgPool2dOp, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
-            let x = View4::new(op.name(), data, l)?;
+            let x = view4(op.name(), data, l)?;
             let [n, c, h, w] = x.dims;
             if h == 0 || w == 0 {
                 bail!(
@@ -228,7 +253,7 @@ impl CustomOp1 for AdaptiveAvgPool2dBackward {
             data: &[T],
             l: &Layout,
         ) -> Result<(CpuStorage, Shape)> {
-            let g = View4::new(op.name(), data, l)?;
+            let g = view4(op.name(), data, l)?;
             let [n, c, _, _] = g.dims;
             check_grad_dims(op.name(), l, [n, c, op.out.0, op.out.1])?;
             let wh = adaptive_windows(op.out.0, op.input.0);

@@ -19,9 +19,9 @@
 //! never empty), so a clamped tap never changes a window's maximum, NaN or the element the
 //! gradient goes to, and no padded tensor is needed.
 
-use super::kernels::{adaptive_windows, windows, Window};
 use super::Pool2dParams;
 use candle_core::{DType, Device, Result, Tensor};
+use kernels::pool::{adaptive_windows, windows, Window};
 
 /// Max pooling of an `(N, C, H, W)` `f32` / `f64` tensor whose `out` size is the (checked)
 /// output size of `p`.

@@ -7,7 +7,6 @@
 
 mod custom_ops;
 mod device;
-mod kernels;
 #[cfg(test)]
 mod tests;
 

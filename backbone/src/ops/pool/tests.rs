@@ -1,9 +1,10 @@
 //! Unit tests of the output-size rule, the windows, the strided view and the device path's taps.
 
+use super::custom_ops::view4;
 use super::device::tap_indices;
-use super::kernels::{windows, View4};
 use super::{pool_output_size, Pool2dParams};
 use candle_core::Layout;
+use kernels::pool::windows;
 
 /// Brute force of PyTorch's rule with plain integer arithmetic.
 fn reference(i: usize, k: usize, s: usize, p: usize, ceil: bool) -> Option<usize> {
@@ -101,11 +102,11 @@ fn windows_stay_inside_input_and_are_never_empty() {
 fn view_rejects_layouts_outside_the_buffer() {
     let data = [0f32; 10];
     let layout = Layout::contiguous((1, 1, 3, 4));
-    assert!(View4::new("t", &data, &layout).is_err());
+    assert!(view4("t", &data, &layout).is_err());
     let layout = Layout::contiguous((1, 1, 2, 5));
-    assert!(View4::new("t", &data, &layout).is_ok());
+    assert!(view4("t", &data, &layout).is_ok());
     let layout = Layout::contiguous((2, 5));
-    assert!(View4::new("t", &data, &layout).is_err());
+    assert!(view4("t", &data, &layout).is_err());
 }
 
 /// The device path clamps the taps that fall in the padding (or past it, in ceil mode) to the

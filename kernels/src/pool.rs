@@ -1,49 +1,26 @@
-//! The CPU kernels: windows, forward and backward passes of max, average and adaptive average
-//! pooling on strided `f32` / `f64` buffers, parallel over the planes for large tensors.
+//! Pooling: windows, forward and backward passes of max, average and adaptive average
+//! pooling on strided `f32` / `f64` buffers with PyTorch's semantics (padding, `ceil_mode`,
+//! `count_include_pad`, first maximum, NaN wins), parallel over the planes for large tensors,
+//! each plane compiled for the chosen ISA ([`crate::isa::vectorized`]; the same bits on every
+//! path).
 
-use candle_core::{bail, Layout, Result, WithDType};
-use rayon::prelude::*;
+use crate::{bail, Float, Result};
 
 /// Below this many inner-loop iterations a kernel runs on the calling thread: spawning rayon
 /// tasks for tiny tensors costs more than it saves.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
 
-/// The element types the kernels run in.
-pub(super) trait Float: WithDType {
-    const NEG_INFINITY: Self;
-    fn is_nan(self) -> bool;
-}
-
-impl Float for f32 {
-    const NEG_INFINITY: Self = f32::NEG_INFINITY;
-    fn is_nan(self) -> bool {
-        f32::is_nan(self)
-    }
-}
-
-impl Float for f64 {
-    const NEG_INFINITY: Self = f64::NEG_INFINITY;
-    fn is_nan(self) -> bool {
-        f64::is_nan(self)
-    }
-}
-
-/// A strided, read-only 4-d view of a CPU buffer, as described by a candle [`Layout`].
-pub(super) struct View4<'a, T> {
+/// A strided, read-only 4-d view of a buffer: `dims`, element strides, first element.
+pub struct View4<'a, T> {
     data: &'a [T],
     start: usize,
     stride: [usize; 4],
-    pub(super) dims: [usize; 4],
+    pub dims: [usize; 4],
 }
 
 impl<'a, T: Copy> View4<'a, T> {
-    /// Checks that the layout is 4-d and stays inside `data`, so indexing cannot panic.
-    pub(super) fn new(op: &str, data: &'a [T], layout: &Layout) -> Result<Self> {
-        let (dims, stride) = match (layout.dims(), layout.stride()) {
-            (&[a, b, c, d], &[sa, sb, sc, sd]) => ([a, b, c, d], [sa, sb, sc, sd]),
-            (dims, _) => bail!("{op}: expected a 4-d tensor, got shape {dims:?}"),
-        };
-        let start = layout.start_offset();
+    /// Checks that the view stays inside `data`, so indexing cannot panic.
+    pub fn new(op: &str, data: &'a [T], start: usize, dims: [usize; 4], stride: [usize; 4]) -> Result<Self> {
         if dims.iter().all(|&d| d > 0) {
             let last = dims.iter().zip(stride.iter()).try_fold(start, |acc, (&d, &s)| {
                 (d - 1).checked_mul(s).and_then(|x| x.checked_add(acc))
@@ -51,7 +28,7 @@ impl<'a, T: Copy> View4<'a, T> {
             match last {
                 Some(last) if last < data.len() => {}
                 _ => bail!(
-                    "{op}: layout {layout:?} does not fit a buffer of {} elements",
+                    "{op}: a view of dims {dims:?}, strides {stride:?} from {start} does not fit a buffer of {} elements",
                     data.len()
                 ),
             }
@@ -62,6 +39,12 @@ impl<'a, T: Copy> View4<'a, T> {
             stride,
             dims,
         })
+    }
+
+    /// A contiguous (row-major) view of `data`.
+    pub fn contiguous(op: &str, data: &'a [T], dims: [usize; 4]) -> Result<Self> {
+        let stride = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1];
+        Self::new(op, data, 0, dims, stride)
     }
 
     /// The offset of plane `nc` (batch-major index over N * C).
@@ -78,25 +61,16 @@ impl<'a, T: Copy> View4<'a, T> {
 /// Runs `f(plane_index, plane)` over the consecutive `plane_len`-sized chunks of `out`, in
 /// parallel when `work` (total inner-loop iterations) is large enough.
 fn for_each_plane<T: Send>(out: &mut [T], plane_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    if plane_len == 0 || out.is_empty() {
-        return;
-    }
-    if work < PARALLEL_THRESHOLD {
-        out.chunks_mut(plane_len).enumerate().for_each(|(i, p)| f(i, p));
-    } else {
-        out.par_chunks_mut(plane_len)
-            .enumerate()
-            .for_each(|(i, p)| f(i, p));
-    }
+    crate::isa::for_each_chunk(out, plane_len, work >= PARALLEL_THRESHOLD, f)
 }
 
 /// One dimension of a pooling window: the real input range `[start, end)` and the divisor
 /// PyTorch uses with `count_include_pad` (window clipped to the padded input).
 #[derive(Clone, Copy)]
-pub(super) struct Window {
-    pub(super) start: usize,
-    pub(super) end: usize,
-    pub(super) padded_len: usize,
+pub struct Window {
+    pub start: usize,
+    pub end: usize,
+    pub padded_len: usize,
 }
 
 fn window(o: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Window {
@@ -113,14 +87,14 @@ fn window(o: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> W
     }
 }
 
-pub(super) fn windows(n_out: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Vec<Window> {
+pub fn windows(n_out: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Vec<Window> {
     (0..n_out)
         .map(|o| window(o, kernel, stride, pad, input))
         .collect()
 }
 
 /// PyTorch's adaptive windows: `floor(o * input / n_out) .. ceil((o + 1) * input / n_out)`.
-pub(super) fn adaptive_windows(n_out: usize, input: usize) -> Vec<Window> {
+pub fn adaptive_windows(n_out: usize, input: usize) -> Vec<Window> {
     (0..n_out)
         .map(|o| {
             let start = (o * input) / n_out;
@@ -148,7 +122,7 @@ fn work(outputs: usize, wh: &[Window], ww: &[Window]) -> usize {
 /// compiler vectorises), then the maximum of each window's columns of that. Other layouts scan
 /// each window. Both give the window's maximum, NaN if it holds one; among equal values the
 /// two may take a different one, which only shows for `0.0` against `-0.0`.
-pub(super) fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
+pub fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
     let [n, c, _, w] = x.dims;
     let plane_len = wh.len() * ww.len();
     let mut out = vec![T::zero(); n * c * plane_len];
@@ -208,7 +182,7 @@ fn argmax<T: Float>(x: &View4<T>, base: usize, rh: &Window, rw: &Window) -> ((us
 }
 
 /// Max pooling backward: the gradient w.r.t. the input, `(N, C, H, W)` contiguous.
-pub(super) fn max_pool_bwd<T: Float>(x: &View4<T>, g: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
+pub fn max_pool_bwd<T: Float>(x: &View4<T>, g: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
     let [n, c, h, w] = x.dims;
     let plane_len = h * w;
     let mut out = vec![T::zero(); n * c * plane_len];
@@ -276,7 +250,7 @@ fn first_position_of<T: Float>(x: &View4<T>, base: usize, rh: &Window, rw: &Wind
 }
 
 /// Average pooling forward (also adaptive pooling, whose windows carry their own divisor).
-pub(super) fn avg_pool_fwd<T: Float>(
+pub fn avg_pool_fwd<T: Float>(
     x: &View4<T>,
     wh: &[Window],
     ww: &[Window],
@@ -381,7 +355,7 @@ fn uniform_windows(ww: &[Window]) -> Option<(usize, usize, usize)> {
 }
 
 /// Average pooling backward: spreads `g / divisor` over each window of an `(h, w)` input.
-pub(super) fn avg_pool_bwd<T: Float>(
+pub fn avg_pool_bwd<T: Float>(
     g: &View4<T>,
     (h, w): (usize, usize),
     wh: &[Window],
@@ -488,7 +462,7 @@ fn avg_pool_bwd_pairs<T: Float>(g: &View4<T>, (h, w): (usize, usize), divisor: T
 }
 
 /// The divisor of `avg_pool2d` for a pair of windows.
-pub(super) fn avg_divisor(count_include_pad: bool) -> impl Fn(&Window, &Window) -> usize + Sync {
+pub fn avg_divisor(count_include_pad: bool) -> impl Fn(&Window, &Window) -> usize + Sync {
     move |rh: &Window, rw: &Window| {
         if count_include_pad {
             rh.padded_len * rw.padded_len
@@ -498,18 +472,8 @@ pub(super) fn avg_divisor(count_include_pad: bool) -> impl Fn(&Window, &Window) 
     }
 }
 
-pub(super) fn adaptive_divisor(rh: &Window, rw: &Window) -> usize {
+pub fn adaptive_divisor(rh: &Window, rw: &Window) -> usize {
     (rh.end - rh.start) * (rw.end - rw.start)
-}
-
-pub(super) fn check_grad_dims(op: &str, g: &Layout, expected: [usize; 4]) -> Result<()> {
-    if g.dims() != expected {
-        bail!(
-            "{op}: gradient of shape {:?} does not match the output shape {expected:?}",
-            g.dims()
-        )
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -528,8 +492,7 @@ mod tests {
             x[1] = -0.0;
             x[2] = f32::INFINITY;
             x[w + 5] = f32::NAN;
-            let layout = Layout::contiguous((n, c, h, w));
-            let view = View4::new("test", &x, &layout).unwrap();
+            let view = View4::contiguous("test", &x, [n, c, h, w]).unwrap();
             let (wh, ww) = (
                 (0..h / 2).map(|o| window(o, 2, 2, 0, h)).collect::<Vec<_>>(),
                 (0..w / 2).map(|o| window(o, 2, 2, 0, w)).collect::<Vec<_>>(),
@@ -560,8 +523,7 @@ mod tests {
                 .collect();
             g[0] = -0.0;
             g[1] = f32::NAN;
-            let glayout = Layout::contiguous((n, c, oh, ow));
-            let gview = View4::new("test", &g, &glayout).unwrap();
+            let gview = View4::contiguous("test", &g, [n, c, oh, ow]).unwrap();
             let fast = avg_pool_bwd(&gview, (h, w), &wh, &ww, &divisor);
             let windows = avg_pool_bwd_windows(&gview, (h, w), &wh, &ww, &divisor);
             assert_eq!(bits(&fast), bits(&windows), "{h}x{w} backward");

@@ -1,90 +1,71 @@
-//! The CPU kernels of batch normalisation: per-channel reductions and element-wise passes
-//! over contiguous `[N, C, HW]` buffers, on the rayon pool for large tensors.
+//! Batch normalisation: per-channel reductions and element-wise passes over contiguous
+//! `[N, C, HW]` buffers, on the rayon pool for large tensors, each block compiled for the
+//! chosen ISA ([`crate::isa::vectorized`]; the same bits on every path).
+//!
+//! * training forward: [`moments`] (each channel's mean and biased variance: sums of values
+//!   shifted by the channel's first value, against cancellation; vectorised in the element
+//!   type over blocks of 256 values, the blocks accumulated in `f64`), then [`affine1`];
+//! * training backward: [`grad_sums`] (`sum(dy)`, `sum(dy * (x - mean))`), then [`affine2`];
+//! * eval: [`affine1`] (with ReLU: `RELU`), its input gradient [`affine1`] or, after a ReLU,
+//!   [`masked2`].
 
-use super::*;
+use crate::elementwise::relu_value;
+use crate::isa::vectorized;
+use crate::{bail, Float, Result};
+use rayon::prelude::*;
 
 /// Below this many elements a kernel runs on the calling thread.
-pub(super) const PARALLEL_THRESHOLD: usize = 1 << 15;
+pub const PARALLEL_THRESHOLD: usize = 1 << 15;
 
-/// Elements per parallel task of the element-wise passes (rounded to whole planes).
-pub(super) const CHUNK: usize = 1 << 14;
-
-/// The element types of the kernels, with exact conversions to and from `f64`.
-pub(super) trait Elem: WithDType {
-    fn wide(self) -> f64;
-    fn narrow(v: f64) -> Self;
-}
-
-impl Elem for f32 {
-    #[inline(always)]
-    fn wide(self) -> f64 {
-        self as f64
-    }
-    #[inline(always)]
-    fn narrow(v: f64) -> Self {
-        v as f32
-    }
-}
-
-impl Elem for f64 {
-    #[inline(always)]
-    fn wide(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn narrow(v: f64) -> Self {
-        v
-    }
-}
+/// Floatents per parallel task of the element-wise passes (rounded to whole planes).
+pub const CHUNK: usize = 1 << 14;
 
 /// The geometry of a contiguous `[N, C, HW]` buffer.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Planes {
-    pub(super) n: usize,
-    pub(super) c: usize,
-    pub(super) hw: usize,
+pub struct Planes {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
 }
 
 impl Planes {
-    /// From a layout of rank 2 or 4 with `c` channels.
-    pub(super) fn new(op: &str, layout: &Layout, c: usize) -> Result<Self> {
-        match *layout.dims() {
+    /// From the dims (rank 2 or 4) of a tensor with `c` channels.
+    pub fn new(op: &str, dims: &[usize], c: usize) -> Result<Self> {
+        match *dims {
             [n, cc] if cc == c => Ok(Self { n, c, hw: 1 }),
             [n, cc, h, w] if cc == c => Ok(Self { n, c, hw: h * w }),
             ref dims => bail!("{op}: expected an [N, {c}, H, W] or [N, {c}] tensor, got shape {dims:?}"),
         }
     }
 
-    pub(super) fn len(&self) -> usize {
+    /// Whether the buffer has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values of the buffer.
+    pub fn len(&self) -> usize {
         self.n * self.c * self.hw
     }
 
     /// The `hw` values of channel `ch` in batch element `i`.
-    pub(super) fn plane<'a, T>(&self, data: &'a [T], i: usize, ch: usize) -> &'a [T] {
+    pub fn plane<'a, T>(&self, data: &'a [T], i: usize, ch: usize) -> &'a [T] {
         &data[(i * self.c + ch) * self.hw..][..self.hw]
     }
 }
 
-/// The storage behind a contiguous layout of `len` elements.
-pub(super) fn contiguous<'a, T>(op: &str, data: &'a [T], layout: &Layout, len: usize) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) if end - start == len => crate::ops::contiguous_elements(op, data, layout),
-        _ => bail!("{op}: expected a contiguous tensor of {len} elements, got {layout:?}"),
-    }
-}
-
 /// `f(channel)` for every channel, on the rayon pool when the tensor is large.
-pub(super) fn per_channel_map<R: Send>(p: Planes, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+pub fn per_channel_map<R: Send>(p: Planes, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
     if p.len() < PARALLEL_THRESHOLD || p.c == 1 {
-        (0..p.c).map(f).collect()
+        (0..p.c).map(|c| vectorized(|| f(c))).collect()
     } else {
-        (0..p.c).into_par_iter().map(f).collect()
+        (0..p.c).into_par_iter().map(|c| vectorized(|| f(c))).collect()
     }
 }
 
 /// Fills `out` (a `[N, C, HW]` buffer) block by block: `f(first_plane, block)` where a block is
 /// a run of whole planes, on the rayon pool when the tensor is large.
-pub(super) fn for_each_block<T: Send>(out: &mut [T], p: Planes, f: impl Fn(usize, &mut [T]) + Sync) {
+pub fn for_each_block<T: Send>(out: &mut [T], p: Planes, f: impl Fn(usize, &mut [T]) + Sync) {
     if out.is_empty() || p.hw == 0 {
         return;
     }
@@ -93,27 +74,27 @@ pub(super) fn for_each_block<T: Send>(out: &mut [T], p: Planes, f: impl Fn(usize
     if out.len() < PARALLEL_THRESHOLD {
         out.chunks_mut(len)
             .enumerate()
-            .for_each(|(i, block)| f(i * planes, block));
+            .for_each(|(i, block)| vectorized(|| f(i * planes, block)));
     } else {
         out.par_chunks_mut(len)
             .enumerate()
-            .for_each(|(i, block)| f(i * planes, block));
+            .for_each(|(i, block)| vectorized(|| f(i * planes, block)));
     }
 }
 
 /// Lanes of the vectorised reductions (the summation order is fixed: results are
 /// deterministic whatever the thread count).
-pub(super) const LANES: usize = 8;
+pub const LANES: usize = 8;
 
 /// Values per block of the reductions: summed in the element type within a block, in `f64`
 /// across blocks.
-pub(super) const BLOCK: usize = 256;
+pub const BLOCK: usize = 256;
 
 /// `(sum f(a, b).0, sum f(a, b).1)` over paired slices of equal length: eight lanes in `T`
 /// within blocks of [`BLOCK`] values (vectorised, and short enough for `f32` to keep about
 /// seven digits), the blocks added in `f64`.
 #[inline(always)]
-pub(super) fn paired_sums<T: Elem>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
+pub fn paired_sums<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
     let (mut s0, mut s1) = (0f64, 0f64);
     for (ab, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
         let (mut l0, mut l1) = ([T::zero(); LANES], [T::zero(); LANES]);
@@ -131,15 +112,15 @@ pub(super) fn paired_sums<T: Elem>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T))
             *l0 += x0;
             *l1 += x1;
         }
-        s0 += l0.iter().map(|v| v.wide()).sum::<f64>();
-        s1 += l1.iter().map(|v| v.wide()).sum::<f64>();
+        s0 += l0.iter().map(|v| v.to_f64()).sum::<f64>();
+        s1 += l1.iter().map(|v| v.to_f64()).sum::<f64>();
     }
     (s0, s1)
 }
 
 /// Per channel: `(mean, biased variance)`, one pass, shifted by the channel's first value so
 /// that a large mean does not cancel the variance away.
-pub(super) fn moments<T: Elem>(x: &[T], p: Planes) -> Vec<(f64, f64)> {
+pub fn moments<T: Float>(x: &[T], p: Planes) -> Vec<(f64, f64)> {
     let count = (p.n * p.hw) as f64;
     per_channel_map(p, |ch| {
         let shift = p.plane(x, 0, ch).first().copied().unwrap_or(T::zero());
@@ -155,14 +136,14 @@ pub(super) fn moments<T: Elem>(x: &[T], p: Planes) -> Vec<(f64, f64)> {
         }
         let mean_d = s / count;
         let var = (ss / count - mean_d * mean_d).max(0.0);
-        (shift.wide() + mean_d, var)
+        (shift.to_f64() + mean_d, var)
     })
 }
 
 /// Per channel: `(sum(dy), sum(dy * (x - mean)))`.
-pub(super) fn grad_sums<T: Elem>(x: &[T], dy: &[T], p: Planes, mean: &[f64]) -> Vec<(f64, f64)> {
+pub fn grad_sums<T: Float>(x: &[T], dy: &[T], p: Planes, mean: &[f64]) -> Vec<(f64, f64)> {
     per_channel_map(p, |ch| {
-        let m = T::narrow(mean[ch]);
+        let m = T::from_f64(mean[ch]);
         let (mut s, mut sx) = (0f64, 0f64);
         for i in 0..p.n {
             let (a, b) = paired_sums(p.plane(dy, i, ch), p.plane(x, i, ch), |g, v| (g, g * (v - m)));
@@ -174,19 +155,19 @@ pub(super) fn grad_sums<T: Elem>(x: &[T], dy: &[T], p: Planes, mean: &[f64]) -> 
 }
 
 /// Per-channel coefficients of an element-wise pass, in the element type.
-pub(super) struct Coefs<T> {
-    pub(super) mean: Vec<T>,
+pub struct Coefs<T> {
+    pub mean: Vec<T>,
     /// Factor of `x - mean`.
-    pub(super) q: Vec<T>,
+    pub q: Vec<T>,
     /// Constant term.
-    pub(super) r: Vec<T>,
+    pub r: Vec<T>,
     /// Factor of the second tensor (`dy`), if any.
-    pub(super) p: Vec<T>,
+    pub p: Vec<T>,
 }
 
-impl<T: Elem> Coefs<T> {
-    pub(super) fn new(mean: &[f64], q: &[f64], r: &[f64], p: &[f64]) -> Self {
-        let cast = |v: &[f64]| v.iter().map(|&v| T::narrow(v)).collect();
+impl<T: Float> Coefs<T> {
+    pub fn new(mean: &[f64], q: &[f64], r: &[f64], p: &[f64]) -> Self {
+        let cast = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect();
         Self {
             mean: cast(mean),
             q: cast(q),
@@ -197,7 +178,7 @@ impl<T: Elem> Coefs<T> {
 }
 
 /// `out = (x - mean[c]) * q[c] + r[c]`, then `max(out, 0)` (NaN kept) with `RELU`.
-pub(super) fn affine1<T: Elem, const RELU: bool>(x: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
+pub fn affine1<T: Float, const RELU: bool>(x: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
     let mut out = vec![T::zero(); p.len()];
     for_each_block(&mut out, p, |first, block| {
         let xs = &x[first * p.hw..][..block.len()];
@@ -214,7 +195,7 @@ pub(super) fn affine1<T: Elem, const RELU: bool>(x: &[T], p: Planes, k: &Coefs<T
 }
 
 /// `out = dy * p[c] + (x - mean[c]) * q[c] + r[c]`.
-pub(super) fn affine2<T: Elem>(x: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
+pub fn affine2<T: Float>(x: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
     let mut out = vec![T::zero(); p.len()];
     for_each_block(&mut out, p, |first, block| {
         let xs = &x[first * p.hw..][..block.len()];
@@ -233,7 +214,7 @@ pub(super) fn affine2<T: Elem>(x: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Ve
 
 /// `out = dy * p[c] * (y > 0)`: the input gradient of the eval pass with ReLU, from its
 /// output `y`.
-pub(super) fn masked2<T: Elem>(y: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
+pub fn masked2<T: Float>(y: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Vec<T> {
     let mut out = vec![T::zero(); p.len()];
     for_each_block(&mut out, p, |first, block| {
         let ys = &y[first * p.hw..][..block.len()];
@@ -247,4 +228,38 @@ pub(super) fn masked2<T: Elem>(y: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Ve
         }
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_survive_a_large_mean() {
+        // Variance 2/3 around a mean of 1e4: the shifted sums keep it to f64 precision.
+        let x: Vec<f64> = (0..300).map(|i| 1e4 + (i % 3) as f64 - 1.0).collect();
+        let p = Planes { n: 3, c: 1, hw: 100 };
+        let (mean, var) = moments(&x, p)[0];
+        assert!((mean - 1e4).abs() < 1e-9, "{mean}");
+        assert!((var - 2.0 / 3.0).abs() < 1e-9, "{var}");
+    }
+
+    #[test]
+    fn blocks_cover_whole_planes() {
+        for (n, c, hw) in [(1, 1, 1), (3, 5, 7), (2, 64, 1), (1, 2, CHUNK + 3), (40, 7, 300)] {
+            let p = Planes { n, c, hw };
+            let x: Vec<f64> = (0..p.len()).map(|i| i as f64).collect();
+            let k = Coefs::<f64>::new(
+                &(0..c).map(|k| k as f64).collect::<Vec<_>>(),
+                &vec![2.0; c],
+                &vec![1.0; c],
+                &[],
+            );
+            let out = affine1::<_, false>(&x, p, &k);
+            for (i, &o) in out.iter().enumerate() {
+                let ch = (i / hw) % c;
+                assert_eq!(o, (i as f64 - ch as f64) * 2.0 + 1.0, "{n} {c} {hw} {i}");
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The column matrices of a training forward pass, kept for the weight gradient.
 //!
 //! The weight gradient `dW = grad x col^T` needs the same column matrices as the forward pass
-//! `W x col`. A convolution ([`super::conv2d_cpu`]: ResNet's, followed by a batch norm) whose
+//! `W x col`. A convolution (`backbone`'s `conv2d_cpu`: ResNet's, followed by a batch norm) whose
 //! weight takes part in autograd and whose column matrices are small ([`KEEP_BYTES`]) keeps
 //! them from the forward pass, tile by tile, and the weight gradient takes them instead of
 //! running im2col again: on ResNet-18's 8x8 to 1x1 maps (32x32 images) im2col was a seventh of
@@ -18,14 +18,14 @@ use std::sync::Mutex;
 
 /// Column-matrix bytes of one convolution (the whole batch) above which nothing is kept: the
 /// kept columns of a 3x3 convolution are 9 times its input.
-pub(super) const KEEP_BYTES: usize = 16 << 20;
+pub(crate) const KEEP_BYTES: usize = 16 << 20;
 
 /// A tile's place in the batch: its images (absolute) and output rows.
 type Key = (usize, usize, usize, usize);
 
 /// The kept column matrices, by tile, until the weight gradient takes them.
 #[derive(Default)]
-pub(super) struct Columns(Mutex<HashMap<Key, Box<dyn Any + Send>>>);
+pub struct Columns(Mutex<HashMap<Key, Box<dyn Any + Send>>>);
 
 impl std::fmt::Debug for Columns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,14 +46,14 @@ fn key(first: usize, tile: &Tile) -> Key {
 impl Columns {
     /// Whether a convolution keeps its columns: its weight's gradient will be asked for, and
     /// its column matrices are small.
-    pub(super) fn wanted(g: &ConvGeometry, weight_tracks: bool, elem_bytes: usize) -> bool {
+    pub fn wanted(g: &ConvGeometry, weight_tracks: bool, elem_bytes: usize) -> bool {
         let bytes = g.groups * g.k() * g.plane_out() * g.n * elem_bytes;
         // Pointwise and Winograd forward passes build no column matrices.
         weight_tracks && bytes <= KEEP_BYTES && !g.pointwise() && !super::winograd::applies(g)
     }
 
     /// Keeps the columns of `tile` of the run starting at image `first`.
-    pub(super) fn keep<T: Float>(&self, first: usize, tile: &Tile, col: Vec<T>) {
+    pub(crate) fn keep<T: Float>(&self, first: usize, tile: &Tile, col: Vec<T>) {
         if let Ok(mut map) = self.0.lock() {
             map.insert(key(first, tile), Box::new(col));
         }
@@ -61,7 +61,7 @@ impl Columns {
 
     /// Takes the columns of `tile` of the run starting at image `first`, if they were kept
     /// and have `len` values of type `T`.
-    pub(super) fn take<T: Float>(&self, first: usize, tile: &Tile, len: usize) -> Option<Vec<T>> {
+    pub(crate) fn take<T: Float>(&self, first: usize, tile: &Tile, len: usize) -> Option<Vec<T>> {
         let kept = self.0.lock().ok()?.remove(&key(first, tile))?;
         kept.downcast::<Vec<T>>()
             .ok()
@@ -104,12 +104,16 @@ mod tests {
                     .unwrap();
                 pool.install(|| {
                     let columns = Columns::default();
-                    let kept_out = forward(&g, &x, &w, None, Some(&columns));
+                    let kept_out = forward(&g, &x, &w, None, Some(&columns)).unwrap();
                     let kept = columns.0.lock().unwrap().len();
                     assert!(kept > 0, "{n} images {hw}x{hw} on {threads}: nothing kept");
-                    assert_eq!(kept_out, forward(&g, &x, &w, None, None), "{n} images {hw}x{hw}");
-                    let from_kept = weight_grad(&g, &x, &grad, Some(&columns));
-                    let recomputed = weight_grad(&g, &x, &grad, None);
+                    assert_eq!(
+                        kept_out,
+                        forward(&g, &x, &w, None, None).unwrap(),
+                        "{n} images {hw}x{hw}"
+                    );
+                    let from_kept = weight_grad(&g, &x, &grad, Some(&columns)).unwrap();
+                    let recomputed = weight_grad(&g, &x, &grad, None).unwrap();
                     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
                         bits(&from_kept),

@@ -31,7 +31,7 @@
 use super::*;
 
 /// Fewer input or output channels than this: the transforms cost more than the products save.
-pub(super) const MIN_CHANNELS: usize = 16;
+pub(crate) const MIN_CHANNELS: usize = 16;
 
 /// The size of a block's transformed inputs (`16 * Cin * tiles` values): whole images are
 /// grouped into blocks up to this size, so that small late-stage maps still give the 16
@@ -49,7 +49,7 @@ const MIN_TILES: usize = 100;
 const MIN_WIDTH: usize = 14;
 
 /// Whether [`forward`] computes this convolution.
-pub(super) fn applies(g: &ConvGeometry) -> bool {
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
     let (th, tw) = tiles(g);
     let images = match g.plan() {
         Plan::Images { per_thread } => per_thread,
@@ -76,7 +76,7 @@ fn tiles(g: &ConvGeometry) -> (usize, usize) {
 
 /// The forward pass of [`applies`]' convolutions: the outputs `[N, Cout, oh, ow]` from the
 /// inputs and the weight `[Cout, Cin, 3, 3]`, each image's outputs followed by the epilogue.
-pub(super) fn forward<T: Float>(
+pub(crate) fn forward<T: Float>(
     g: &ConvGeometry,
     x: &[T],
     weight: &[T],

@@ -13,18 +13,18 @@ use super::*;
 /// that every kernel tap reads (or writes) contiguous runs again; the split is one pass over
 /// the input, the taps are `kh * kw / s^2` passes.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct PlaneLayout {
-    pub(super) h: usize,
-    pub(super) w: usize,
-    pub(super) stride: usize,
+pub(crate) struct PlaneLayout {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) stride: usize,
     /// 1 (the planes as they are) or `stride` (split into column phases).
-    pub(super) phases: usize,
+    pub(crate) phases: usize,
     /// Length of a stored row: `w`, or `ceil(w / stride)` when split.
-    pub(super) row_len: usize,
+    pub(crate) row_len: usize,
 }
 
 impl PlaneLayout {
-    pub(super) fn new(g: &ConvGeometry) -> Self {
+    pub(crate) fn new(g: &ConvGeometry) -> Self {
         let phases = if g.phased() { g.stride } else { 1 };
         Self {
             h: g.h,
@@ -36,14 +36,14 @@ impl PlaneLayout {
     }
 
     /// Elements of one stored plane (all its phases).
-    pub(super) fn plane_len(&self) -> usize {
+    pub(crate) fn plane_len(&self) -> usize {
         self.phases * self.h * self.row_len
     }
 
     /// Where input column `ix` of row `iy` is stored in a plane, and the step between it and
     /// column `ix + stride`.
     #[inline(always)]
-    pub(super) fn locate(&self, iy: usize, ix: usize) -> (usize, usize) {
+    pub(crate) fn locate(&self, iy: usize, ix: usize) -> (usize, usize) {
         if self.phases == 1 {
             (iy * self.w + ix, self.stride)
         } else {
@@ -53,7 +53,7 @@ impl PlaneLayout {
     }
 
     /// Copies a plane `[H, W]` into `dst` (`plane_len` elements), split into its phases.
-    pub(super) fn split<T: Float>(&self, plane: &[T], dst: &mut [T]) {
+    pub(crate) fn split<T: Float>(&self, plane: &[T], dst: &mut [T]) {
         let (s, w) = (self.phases, self.w);
         for (phase, dst) in dst.chunks_mut(self.h * self.row_len).enumerate() {
             for (src, dst) in plane.chunks(w).zip(dst.chunks_mut(self.row_len)) {
@@ -68,7 +68,7 @@ impl PlaneLayout {
     }
 
     /// Writes a split plane back as `[H, W]` (the inverse of [`PlaneLayout::split`]).
-    pub(super) fn merge<T: Float>(&self, src: &[T], plane: &mut [T]) {
+    pub(crate) fn merge<T: Float>(&self, src: &[T], plane: &mut [T]) {
         let (s, w) = (self.phases, self.w);
         for (phase, src) in src.chunks(self.h * self.row_len).enumerate() {
             for (src, dst) in src.chunks(self.row_len).zip(plane.chunks_mut(w)) {
@@ -86,7 +86,7 @@ impl PlaneLayout {
 /// the output rows of `band`: `row[(oy - band.start) * ow + ox] = x[oy * s + ky * d - p, ox *
 /// s + kx * d - p]`, zero outside the input.
 #[inline]
-pub(super) fn im2col_row<T: Float>(
+pub(crate) fn im2col_row<T: Float>(
     g: &ConvGeometry,
     layout: &PlaneLayout,
     plane: &[T],
@@ -126,7 +126,7 @@ pub(super) fn im2col_row<T: Float>(
 /// the output rows of `band`) into an input-gradient `plane` stored as `layout` says: the
 /// adjoint of [`im2col_row`].
 #[inline]
-pub(super) fn col2im_row<T: Float>(
+pub(crate) fn col2im_row<T: Float>(
     g: &ConvGeometry,
     layout: &PlaneLayout,
     row: &[T],
@@ -158,7 +158,7 @@ pub(super) fn col2im_row<T: Float>(
 
 /// The input planes of the images of a tile as [`im2col`] reads them: `x` itself, or its
 /// planes split into column phases in `split`.
-pub(super) fn split_input<'a, T: Float>(
+pub(crate) fn split_input<'a, T: Float>(
     layout: &PlaneLayout,
     x: &'a [T],
     split: &'a mut Vec<T>,
@@ -184,7 +184,7 @@ pub(super) fn split_input<'a, T: Float>(
 /// The column matrices of a tile, `[groups * K, tile.cols()]`, rows ordered `(group, ky, kx,
 /// c)`, columns `(image, oy, ox)`, from the input `planes` of the tile's images (see
 /// [`split_input`]).
-pub(super) fn im2col<T: Float>(
+pub(crate) fn im2col<T: Float>(
     g: &ConvGeometry,
     layout: &PlaneLayout,
     planes: &[T],
@@ -217,7 +217,7 @@ pub(super) fn im2col<T: Float>(
 
 /// Adds the column matrices of a tile back into the input-gradient `planes` of its images
 /// (stored as `layout` says): the adjoint of [`im2col`].
-pub(super) fn col2im<T: Float>(
+pub(crate) fn col2im<T: Float>(
     g: &ConvGeometry,
     layout: &PlaneLayout,
     col: &[T],
@@ -254,7 +254,7 @@ pub(super) fn col2im<T: Float>(
 
 /// Copies the `[images, C, P]` planes of a block of images into `batched`, one `[C, images
 /// * P]` matrix whose columns are `(image, position)`.
-pub(super) fn gather_images<T: Float>(per_image: &[T], channels: usize, p: usize, batched: &mut [T]) {
+pub(crate) fn gather_images<T: Float>(per_image: &[T], channels: usize, p: usize, batched: &mut [T]) {
     let images = per_image.len() / (channels * p);
     for (image, planes) in per_image.chunks_exact(channels * p).enumerate() {
         for (c, plane) in planes.chunks_exact(p).enumerate() {
@@ -264,7 +264,7 @@ pub(super) fn gather_images<T: Float>(per_image: &[T], channels: usize, p: usize
 }
 
 /// The inverse of [`gather_images`].
-pub(super) fn scatter_images<T: Float>(batched: &[T], channels: usize, p: usize, per_image: &mut [T]) {
+pub(crate) fn scatter_images<T: Float>(batched: &[T], channels: usize, p: usize, per_image: &mut [T]) {
     let images = per_image.len() / (channels * p);
     for (image, planes) in per_image.chunks_exact_mut(channels * p).enumerate() {
         for (c, plane) in planes.chunks_exact_mut(p).enumerate() {

@@ -5,14 +5,8 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // Matrix product.
 
-/// The element types of the kernels: those `gemm::gemm` multiplies (it panics on others).
-pub(super) trait Float: WithDType {}
-
-impl Float for f32 {}
-impl Float for f64 {}
-
 /// Elements spanned by a `rows x cols` matrix with strides `(rs, cs)`.
-pub(super) fn span_of(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
+pub(crate) fn span_of(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
     if rows == 0 || cols == 0 {
         0
     } else {
@@ -25,7 +19,7 @@ pub(super) fn span_of(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usi
 ///
 /// Panics if a matrix does not fit its slice.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn matmul<T: Float>(
+pub(crate) fn matmul<T: Float>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     dst_strides: (usize, usize),
@@ -123,11 +117,11 @@ pub(super) fn matmul<T: Float>(
 /// a product in [`matmul`], the planes of Winograd's transforms); reading through it is
 /// always allowed.
 #[derive(Clone, Copy)]
-pub(super) struct SyncPtr<T>(pub(super) *mut T);
+pub(crate) struct SyncPtr<T>(pub(crate) *mut T);
 
 impl<T> SyncPtr<T> {
     /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    pub(super) fn get(self) -> *mut T {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }

@@ -8,21 +8,21 @@ use super::*;
 /// A block of work: several whole images (small ones) or a band of output rows of one image
 /// (large ones), sized so that its column matrices take about [`BAND_BYTES`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Tile {
+pub(crate) struct Tile {
     /// Images, relative to the run.
-    pub(super) images: Range<usize>,
+    pub(crate) images: Range<usize>,
     /// Output rows.
-    pub(super) rows: Range<usize>,
+    pub(crate) rows: Range<usize>,
 }
 
 impl Tile {
     /// Columns of the tile's matrices.
-    pub(super) fn cols(&self, g: &ConvGeometry) -> usize {
+    pub(crate) fn cols(&self, g: &ConvGeometry) -> usize {
         self.images.len() * self.rows.len() * g.ow
     }
 
     /// One whole image.
-    pub(super) fn single_image(&self, g: &ConvGeometry) -> bool {
+    pub(crate) fn single_image(&self, g: &ConvGeometry) -> bool {
         self.images.len() == 1 && self.rows == (0..g.oh)
     }
 }
@@ -33,7 +33,7 @@ impl ConvGeometry {
     /// several small images and go through the weight once for all of them), bands of output
     /// rows of one image otherwise (at least one row per band; whole images for pointwise
     /// convolutions, whose columns are the input planes).
-    pub(super) fn tiles<T>(&self, images: usize) -> Vec<Tile> {
+    pub(crate) fn tiles<T>(&self, images: usize) -> Vec<Tile> {
         let row_bytes = (self.groups * self.k() * self.ow * std::mem::size_of::<T>()).max(1);
         let image_bytes = row_bytes * self.oh;
         if image_bytes * 2 <= BAND_BYTES {
@@ -66,14 +66,14 @@ impl ConvGeometry {
 
 /// Buffers reused from one tile to the next: the column matrices, the phase-split planes,
 /// and the outputs (or output gradients) of a block of images as one matrix.
-pub(super) struct Scratch<T> {
-    pub(super) col: Vec<T>,
-    pub(super) split: Vec<T>,
-    pub(super) batched: Vec<T>,
+pub(crate) struct Scratch<T> {
+    pub(crate) col: Vec<T>,
+    pub(crate) split: Vec<T>,
+    pub(crate) batched: Vec<T>,
 }
 
 impl<T> Scratch<T> {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             col: Vec::new(),
             split: Vec::new(),
@@ -84,7 +84,7 @@ impl<T> Scratch<T> {
 
 /// The outputs `[images, Cout, oh * ow]` of a run of images from their inputs and the weight
 /// rows `[Cout, K]`, each tile followed by the epilogue if any.
-pub(super) fn forward_run<T: Float>(
+pub(crate) fn forward_run<T: Float>(
     g: &ConvGeometry,
     x: &[T],
     w: &[T],
@@ -168,14 +168,14 @@ pub(super) fn forward_run<T: Float>(
 
 /// Output positions per band below which [`forward_bands`] is not used: narrower gemms lose
 /// more than the gemm's own threading does.
-pub(super) const BAND_MIN_POSITIONS: usize = 256;
+pub(crate) const BAND_MIN_POSITIONS: usize = 256;
 
 /// The forward pass of one image (fewer images than threads) split into bands of output rows
 /// computed in parallel, each with its own im2col and a serial gemm into a band buffer, then
 /// copied into the output: the gemm crate's own threading barely helps thin matrices (the
 /// 7x7 stem of a batch-1 ResNet, `[64, 147] x [147, 12544]`, ran no faster on 2 threads than
 /// on 1). Each output is the same sum as in [`forward_run`], so the results are the same bits.
-pub(super) fn forward_bands<T: Float>(
+pub(crate) fn forward_bands<T: Float>(
     g: &ConvGeometry,
     x: &[T],
     w: &[T],
@@ -239,17 +239,19 @@ pub(super) fn forward_bands<T: Float>(
 }
 
 /// [`ConvEpilogue`] in the element type.
-pub(super) struct Epilogue<T> {
+pub struct Epilogue<T> {
     /// Empty without a bias.
-    pub(super) bias: Vec<T>,
-    pub(super) mean: Vec<T>,
-    pub(super) scale: Vec<T>,
-    pub(super) shift: Vec<T>,
-    pub(super) relu: bool,
+    pub bias: Vec<T>,
+    /// Empty without a batch norm (and then `scale` and `shift` too).
+    pub mean: Vec<T>,
+    pub scale: Vec<T>,
+    pub shift: Vec<T>,
+    pub relu: bool,
 }
 
 impl<T: Float> Epilogue<T> {
-    pub(super) fn new(e: &ConvEpilogue) -> Self {
+    /// The epilogue in the element type (values rounded once, as the layers' own passes do).
+    pub fn new(e: &ConvEpilogue) -> Self {
         let cast = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect();
         Self {
             bias: e.bias.as_deref().map_or_else(Vec::new, cast),
@@ -260,8 +262,22 @@ impl<T: Float> Epilogue<T> {
         }
     }
 
+    /// Checks one value per output channel in every vector (`mean`, `scale` and `shift` may
+    /// all be empty).
+    pub fn check(&self, op: &str, cout: usize) -> Result<()> {
+        let lengths = [self.mean.len(), self.scale.len(), self.shift.len()];
+        let bias_ok = self.bias.is_empty() || self.bias.len() == cout;
+        if !bias_ok || !(lengths == [0; 3] || lengths == [cout; 3]) {
+            bail!(
+                "{op}: the epilogue needs {cout} values per vector (mean, scale, shift, bias), got {lengths:?} and {}",
+                self.bias.len()
+            )
+        }
+        Ok(())
+    }
+
     /// Maps output rows `rows` of every channel of the images in `out` (whole images).
-    pub(super) fn apply(&self, g: &ConvGeometry, out: &mut [T], rows: &Range<usize>) {
+    pub(crate) fn apply(&self, g: &ConvGeometry, out: &mut [T], rows: &Range<usize>) {
         let span = rows.start * g.ow..rows.end * g.ow;
         for image in out.chunks_exact_mut(g.image_out()) {
             for (c, plane) in image.chunks_exact_mut(g.plane_out()).enumerate() {
@@ -275,7 +291,7 @@ impl<T: Float> Epilogue<T> {
     /// The same operations, in the same order, as the bias addition, the batch norm eval
     /// kernel and the ReLU kernel.
     #[inline(always)]
-    pub(super) fn map(&self, c: usize, values: &mut [T]) {
+    pub fn map(&self, c: usize, values: &mut [T]) {
         if self.mean.is_empty() {
             // No batch norm: the bias addition and the ReLU kernel.
             match (self.bias.get(c).copied(), self.relu) {
@@ -302,7 +318,7 @@ impl<T: Float> Epilogue<T> {
 
 /// The input gradients `[images, Cin, H * W]` (zero on entry) of a run of images from their
 /// output gradients.
-pub(super) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx: &mut [T], inner: Inner) {
+pub(crate) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx: &mut [T], inner: Inner) {
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
@@ -387,7 +403,7 @@ pub(super) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx
 }
 
 /// The weight gradient `[Cout, K]` of a run of images.
-pub(super) fn weight_grad_run<T: Float>(
+pub(crate) fn weight_grad_run<T: Float>(
     g: &ConvGeometry,
     x: &[T],
     grad: &[T],
@@ -448,7 +464,7 @@ pub(super) fn weight_grad_run<T: Float>(
 
 /// Runs `f(first image of the run, run of inputs, run of outputs)` over runs of images as the
 /// plan says.
-pub(super) fn over_images<T: Float>(
+pub(crate) fn over_images<T: Float>(
     plan: Plan,
     input: &[T],
     input_len: usize,
@@ -469,7 +485,7 @@ pub(super) fn over_images<T: Float>(
 
 /// The weight `[Cout, Cin/g * kh * kw]` restricted to the live taps, `[Cout, K]`
 /// ([`ConvGeometry::live_taps`]): the weight itself when every tap is live.
-pub(super) fn live_weight<'a, T: Float>(g: &ConvGeometry, weight: &'a [T]) -> Cow<'a, [T]> {
+pub(crate) fn live_weight<'a, T: Float>(g: &ConvGeometry, weight: &'a [T]) -> Cow<'a, [T]> {
     if g.all_live() {
         return Cow::Borrowed(weight);
     }
@@ -479,7 +495,7 @@ pub(super) fn live_weight<'a, T: Float>(g: &ConvGeometry, weight: &'a [T]) -> Co
 }
 
 /// The inverse of [`live_weight`] for a weight gradient: zeros at the dead taps.
-pub(super) fn full_weight_grad<T: Float>(g: &ConvGeometry, live_grad: Vec<T>) -> Vec<T> {
+pub(crate) fn full_weight_grad<T: Float>(g: &ConvGeometry, live_grad: Vec<T>) -> Vec<T> {
     if g.all_live() {
         return live_grad;
     }
@@ -500,7 +516,11 @@ pub(super) fn full_weight_grad<T: Float>(g: &ConvGeometry, live_grad: Vec<T>) ->
     full
 }
 
-pub(super) fn forward<T: Float>(
+/// The outputs `[N, Cout, oh, ow]` of the convolution `g` of `x` `[N, Cin, H, W]` by `weight`
+/// `[Cout, Cin/groups, kh, kw]` (both contiguous, of `g`'s sizes: [`ConvGeometry::check_lengths`]),
+/// each tile followed by `epilogue`; `keep`: where a training pass keeps its column matrices
+/// for [`weight_grad`].
+pub(crate) fn forward_impl<T: Float>(
     g: &ConvGeometry,
     x: &[T],
     weight: &[T],
@@ -534,7 +554,8 @@ pub(super) fn forward<T: Float>(
     out
 }
 
-pub(super) fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Vec<T> {
+/// The input gradient `[N, Cin, H, W]` from the output gradient and the weight.
+pub(crate) fn input_grad_impl<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Vec<T> {
     let weight = &*live_weight(g, weight);
     let mut dx = vec![T::zero(); g.n * g.image_in()];
     over_images(
@@ -548,7 +569,14 @@ pub(super) fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -
     dx
 }
 
-pub(super) fn weight_grad<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T], kept: Option<&Columns>) -> Vec<T> {
+/// The weight gradient `[Cout, Cin/groups, kh, kw]` from the input and the output gradient
+/// (from the forward pass's kept columns where `kept` has them: the same bits).
+pub(crate) fn weight_grad_impl<T: Float>(
+    g: &ConvGeometry,
+    x: &[T],
+    grad: &[T],
+    kept: Option<&Columns>,
+) -> Vec<T> {
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let plan = g.plan();
     let inner = plan.inner();
@@ -575,4 +603,50 @@ pub(super) fn weight_grad<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T], kept:
         Plan::Serial | Plan::Inside { .. } => weight_grad_run(g, x, grad, inner, kept.map(|c| (c, 0))),
     };
     full_weight_grad(g, dw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (image, output row) pair is in exactly one tile, bands or blocks alike.
+    #[test]
+    fn tiles_cover_every_output_row_once() {
+        let p = |padding, stride| ConvParams {
+            padding,
+            stride,
+            dilation: 1,
+            groups: 1,
+        };
+        let shapes = [
+            ([7, 64, 56, 56], [64, 64, 3, 3], p(1, 1)),
+            ([5, 256, 40, 41], [8, 256, 1, 1], p(0, 1)),
+            ([9, 512, 2, 2], [512, 512, 3, 3], p(1, 1)),
+            ([3, 3, 224, 224], [64, 3, 7, 7], p(3, 2)),
+            ([1, 1, 1, 1], [1, 1, 1, 1], p(0, 1)),
+        ];
+        for (x, w, params) in shapes {
+            let g = ConvGeometry::new(&x, &w, params).unwrap();
+            for images in [1, 2, 5, g.n] {
+                let mut seen = vec![0; images * g.oh];
+                for tile in g.tiles::<f32>(images) {
+                    assert!(tile.images.len() == 1 || tile.rows == (0..g.oh), "{tile:?}");
+                    for b in tile.images.clone() {
+                        for r in tile.rows.clone() {
+                            seen[b * g.oh + r] += 1;
+                        }
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1), "{x:?} {w:?} {images}");
+            }
+        }
+    }
+
+    #[test]
+    fn serial_plans_stay_serial_inside() {
+        let inner = Plan::Serial.inner();
+        assert!(!inner.rows);
+        assert!(matches!(inner.gemm, gemm::Parallelism::None));
+        assert!(Plan::Inside { threads: 2 }.inner().rows);
+    }
 }

@@ -1,0 +1,36 @@
+//! The CPU compute kernels of the convolution engine, on slices, shapes and the rayon pool,
+//! with no tensor library underneath: `backbone` wraps them in candle custom ops.
+//!
+//! * [`conv`]: 2-d convolution, forward (im2col + gemm, Winograd F(2x2, 3x3), an epilogue of
+//!   bias, eval batch norm and ReLU on each output tile), input and weight gradients, column
+//!   matrices kept for the weight gradient;
+//! * [`depthwise`]: depthwise convolution, direct, all three passes;
+//! * [`pool`]: max, average and adaptive average pooling with PyTorch's semantics, both ways;
+//! * [`batch_norm`]: the reductions and element-wise passes of batch normalisation;
+//! * [`elementwise`]: ReLU, residual add + ReLU, per-channel bias and its gradient;
+//! * [`blocked`]: a direct convolution (with bias, residual add and ReLU fused), max pooling
+//!   and global average pooling on a blocked channel layout (NCHW16c / NCHW8c), weights
+//!   prepared once; not yet on the models' inference path;
+//! * [`isa`]: the instruction-set path, chosen at run time (AVX-512, AVX2+FMA, portable),
+//!   forced by `CONVNETS_KERNELS_ISA` or [`isa::set_isa`];
+//! * [`peak`]: the machine's measured FMA peak.
+//!
+//! Every kernel runs in `f32` and `f64` ([`Float`]), is tested against plain loops, and
+//! returns an [`Error`] instead of panicking on shapes and buffers that do not fit together.
+//! Unsafe code and SIMD intrinsics of the workspace live here.
+
+mod error;
+mod float;
+
+pub mod batch_norm;
+pub mod blocked;
+pub mod conv;
+pub mod depthwise;
+pub mod elementwise;
+pub mod isa;
+pub mod peak;
+pub mod pool;
+
+pub(crate) use error::bail;
+pub use error::{Error, Result};
+pub use float::Float;
