@@ -335,8 +335,9 @@ fn default_config(cfg: &Preprocessing, file_channels: Option<usize>) -> Pretrain
 ///
 /// `name` may carry a checkpoint tag (`resnet50.a1_in1k`): its hub id is the weights with
 /// `pretrained`, and its record the preprocessing when the weights have no `config.json`.
-/// Weights with another class count than `num_classes` keep a fresh classifier (said on
-/// stderr and in [`LoadedWeights::report`]).
+/// Weights with another class count than an explicit `num_classes` keep a fresh classifier
+/// (said on stderr and in [`LoadedWeights::report`]); without `num_classes` the file's head
+/// must fit the class count of its `config.json` (or the variant's).
 pub fn create_model(name: &str, options: &CreateOptions) -> Result<Model> {
     let (variant, mut checkpoint) = find_checkpoint(name)?;
     let reference = match (&options.weights, options.pretrained) {
@@ -420,11 +421,15 @@ pub fn create_model(name: &str, options: &CreateOptions) -> Result<Model> {
         in_channels,
         aux_logits: options.aux_logits,
     };
-    // Another head than the file's (a tensor of another shape) needs fresh variables for it.
-    let shapes = backbone::catalogue::variable_shapes(variant, &model_options)?;
-    let other_head = shapes
-        .iter()
-        .any(|(name, shape)| tensors.get(name).is_some_and(|t| t.dims() != shape.as_slice()));
+    // `num_classes` asked for and other than the file's (a tensor of another shape): fresh
+    // variables for the classifier (timm's `create_model(..., pretrained=True,
+    // num_classes=N)`). Without it, the file must fit (an error names the tensor).
+    let other_head = options.num_classes.is_some() && {
+        let shapes = backbone::catalogue::variable_shapes(variant, &model_options)?;
+        shapes
+            .iter()
+            .any(|(name, shape)| tensors.get(name).is_some_and(|t| t.dims() != shape.as_slice()))
+    };
     let (net, vars, report) = if options.trainable || other_head {
         let vars = SeededVarMap::new(options.seed);
         let (net, report) = variant.load_trainable(

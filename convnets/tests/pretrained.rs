@@ -261,11 +261,24 @@ fn another_class_count_gives_a_fresh_classifier() {
     assert_eq!(report.loaded.len(), 8);
     let trainable = model.trainable_vars().expect("variables");
     assert_eq!(trainable.len(), 10);
-    // Same class count, not asked to train: constants, no variables.
+    // Without num_classes the file must fit the variant's 10 classes: an error naming the tensor.
+    let err = create_model(
+        "lenet5",
+        &CreateOptions {
+            weights: Some(file.to_string_lossy().into_owned()),
+            ..Default::default()
+        },
+    )
+    .err()
+    .expect("a 1000-class file as a 10-class lenet5")
+    .to_string();
+    assert!(err.contains("fc3.weight") && err.contains("[1000, 84]"), "{err}");
+    // The file's class count, not asked to train: constants, no variables.
     let constant = create_model(
         "lenet5",
         &CreateOptions {
             weights: Some(file.to_string_lossy().into_owned()),
+            num_classes: Some(1000),
             ..Default::default()
         },
     )
@@ -276,6 +289,7 @@ fn another_class_count_gives_a_fresh_classifier() {
         "lenet5",
         &CreateOptions {
             weights: Some(file.to_string_lossy().into_owned()),
+            num_classes: Some(1000),
             trainable: true,
             ..Default::default()
         },
@@ -326,6 +340,7 @@ fn library_finetune_in_a_few_lines() {
     let vars = model.vars.as_ref().unwrap();
     let config = trainer::train::TrainConfig {
         epochs: 1,
+        batch_size: 4,
         out_dir: out.clone(),
         verbose: false,
         ..trainer::train::TrainConfig::finetune()
