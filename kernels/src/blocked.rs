@@ -51,6 +51,11 @@ impl Blocked {
         self.c.div_ceil(self.block)
     }
 
+    /// Whether `data` holds exactly the values the sizes say.
+    pub fn is_consistent(&self) -> bool {
+        self.block > 0 && self.data.len() == self.n * self.blocks() * self.h * self.w * self.block
+    }
+
     /// `x` `[n, c, h, w]` (contiguous) in blocks of `block` channels.
     pub fn from_nchw(x: &[f32], [n, c, h, w]: [usize; 4], block: usize) -> Result<Self> {
         if x.len() != n * c * h * w || block == 0 {
@@ -224,6 +229,9 @@ impl BlockedConv {
     /// `relu(conv(x) + bias + residual)` in the blocked layout (the ReLU if prepared so, the
     /// residual if given: of the output's shape).
     pub fn forward(&self, x: &Blocked, residual: Option<&Blocked>) -> Result<Blocked> {
+        if !x.is_consistent() || residual.is_some_and(|r| !r.is_consistent()) {
+            bail!("blocked conv: an activation whose values do not match its sizes")
+        }
         if x.c != self.cin || x.block != self.block {
             bail!(
                 "blocked conv: an input of {} channels in blocks of {}, expected {} in blocks of {}",
@@ -511,6 +519,9 @@ vector_row!(
 /// Max pooling of a blocked activation with a square `kernel`, `stride` and `padding` (floor
 /// mode; padding never wins), PyTorch's first maximum with NaN winning, lane by lane.
 pub fn max_pool(x: &Blocked, kernel: usize, stride: usize, padding: usize) -> Result<Blocked> {
+    if !x.is_consistent() || kernel == 0 || stride == 0 {
+        bail!("blocked max pool: inconsistent activation, or a zero kernel or stride")
+    }
     let out = |len| output_len(len, kernel, padding, stride, 1);
     let (Some(oh), Some(ow)) = (out(x.h), out(x.w)) else {
         bail!(
@@ -562,7 +573,10 @@ pub fn max_pool(x: &Blocked, kernel: usize, stride: usize, padding: usize) -> Re
 
 /// The global average `[n, c]` of a blocked activation (positions summed in order, then
 /// divided).
-pub fn global_average(x: &Blocked) -> Vec<f32> {
+pub fn global_average(x: &Blocked) -> Result<Vec<f32>> {
+    if !x.is_consistent() || x.block > 16 {
+        bail!("blocked global average: inconsistent activation or a block over 16")
+    }
     let (b, cb, plane) = (x.block, x.blocks(), x.h * x.w);
     let mut out = vec![0.0; x.n * x.c];
     for i in 0..x.n {
@@ -579,7 +593,7 @@ pub fn global_average(x: &Blocked) -> Vec<f32> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -717,7 +731,7 @@ mod tests {
                     }
                 }
             }
-            let avg = global_average(&bx);
+            let avg = global_average(&bx).unwrap();
             for (a, plane) in avg.iter().zip(x.chunks(11 * 12)) {
                 let mean = plane.iter().map(|&v| v as f64).sum::<f64>() / 132.0;
                 assert!(

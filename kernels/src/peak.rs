@@ -34,7 +34,7 @@ impl Peak {
 }
 
 /// Runs the loop for about `time` on `threads` threads at once (at least 1) with the chosen
-/// ISA and returns each thread's rate.
+/// ISA and returns each thread's rate (its best window: see `one_thread`).
 pub fn measure(threads: usize, time: Duration) -> Peak {
     let isa = isa();
     let threads = threads.max(1);
@@ -52,27 +52,40 @@ pub fn measure(threads: usize, time: Duration) -> Peak {
     }
 }
 
-/// GFLOP/s of one thread running the loop for about `time`.
+/// Rounds per timed window: about 1 ms of work.
+const WINDOW: usize = 16;
+
+/// GFLOP/s of one thread running the loop for about `time`: the best of its windows of
+/// [`WINDOW`] rounds, so that time the thread spent descheduled (a shared or busy machine)
+/// does not count against the peak; the first windows also warm the core's clock up.
 fn one_thread(isa: Isa, time: Duration) -> f64 {
     let start = Instant::now();
-    let mut flops = 0u64;
-    // A first round warms the core's clock and the vector units up.
+    let mut best = 0f64;
     loop {
-        let per_round = match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa()` only returns a path the CPU has.
-            Isa::Avx512 if isa.is_available() => unsafe { rounds_avx512() },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 if isa.is_available() => unsafe { rounds_avx2() },
-            _ => rounds_portable(),
-        };
-        flops += per_round;
+        let window = Instant::now();
+        let mut flops = 0u64;
+        for _ in 0..WINDOW {
+            flops += round(isa);
+        }
+        best = best.max(flops as f64 / window.elapsed().as_secs_f64() / 1e9);
         if start.elapsed() >= time {
             break;
         }
     }
-    flops as f64 / start.elapsed().as_secs_f64() / 1e9
+    best
+}
+
+/// One round of the loop on `isa`'s vectors: flops done.
+fn round(isa: Isa) -> u64 {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has the path's features (checked).
+        Isa::Avx512 if isa.is_available() => unsafe { rounds_avx512() },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 if isa.is_available() => unsafe { rounds_avx2() },
+        _ => rounds_portable(),
+    }
 }
 
 /// `STEPS` rounds of `CHAINS` multiply-adds on 4-lane arrays (the compiler's baseline

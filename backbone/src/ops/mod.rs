@@ -1,5 +1,9 @@
 //! Custom ops with forward and backward passes where candle's are missing or wrong.
 //!
+//! The CPU compute itself is the [`kernels`] crate's (slices, shapes, the rayon pool, the ISA
+//! chosen at run time); this module holds the candle side: dispatch by device and dtype,
+//! layouts gathered into slices, autograd, the composite fallbacks.
+//!
 //! # Pooling
 //!
 //! candle 0.11's built-in pooling is not usable for training:
