@@ -463,10 +463,8 @@ pub fn create_model(name: &str, options: &CreateOptions) -> Result<Model> {
         )?;
         (net, None, None)
     };
-    let pretrained_cfg = PretrainedConfig {
-        num_classes: Some(num_classes),
-        ..pretrained_cfg
-    };
+    // A head of another class count drops the file's label names (they name other classes).
+    let pretrained_cfg = pretrained_cfg.with_num_classes(num_classes);
     Ok(Model {
         net,
         variant,

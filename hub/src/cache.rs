@@ -166,8 +166,8 @@ fn read_config_beside(dir: &Path) -> Result<(Option<PathBuf>, Option<PretrainedC
     } else if config_file.symlink_metadata().is_ok() {
         Err(Error::pretrained(
             config_file.display().to_string(),
-            "not a regular file (a directory, or a link to nothing): the preprocessing of the \
-             weights cannot be read; remove or replace it",
+            "its config.json is not a regular file (a directory, or a link to nothing): the \
+             preprocessing of the weights cannot be read; remove or replace it",
         ))
     } else {
         Ok((None, None))

@@ -292,7 +292,8 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
     if let Some(path) = &args.out {
         backbone::io::check_writable(path).with_context(|| format!("--out {}", path.display()))?;
     }
-    let environment = peak::Environment::measure(args.threads());
+    // The run's thread count as pinned (capped) in main, not the raw --threads.
+    let environment = peak::Environment::measure(candle_core::utils::get_num_threads());
     println!("{}", environment.describe());
     eprintln!(
         "{}, each in its own process ({} warmup + {} timed steps)",

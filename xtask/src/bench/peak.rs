@@ -17,11 +17,9 @@ pub(super) struct Environment {
 }
 
 impl Environment {
-    /// Measures the peak on `threads` threads (the machine's parallelism when `None`).
-    pub(super) fn measure(threads: Option<usize>) -> Self {
-        let threads = threads
-            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-            .unwrap_or(1);
+    /// Measures the peak on `threads` threads (the run's, already capped by
+    /// `args::cap_threads`).
+    pub(super) fn measure(threads: usize) -> Self {
         Self {
             cpu: cpu_model(),
             peak: kernels::peak::measure(threads, PEAK_TIME),
