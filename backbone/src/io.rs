@@ -11,16 +11,7 @@ use std::path::{Path, PathBuf};
 /// removed and `path` is left as it was: a reader never sees a partial file. The new file's
 /// mode follows the process's umask, as a plain `File::create` does (0644 under umask 022).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other(format!("{} has no file name", path.display())))?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
+    let (dir, file_name) = place(path)?;
     let mut tmp = temp_file_in(&dir, &file_name)?;
     tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all())?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -34,24 +25,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Checks that `path` can be written (its folder exists or can be made, and takes a new
 /// file) before work whose result goes there, so a read-only or missing place fails first.
 pub fn check_writable(path: &Path) -> std::io::Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other(format!("{} has no file name", path.display())))?
-        .to_string_lossy()
-        .into_owned();
     if path.is_dir() {
         return Err(std::io::Error::other(format!(
             "{} is a directory",
             path.display()
         )));
     }
+    let (dir, file_name) = place(path)?;
+    // Created and removed at once (dropped).
+    temp_file_in(&dir, &file_name).map(drop)
+}
+
+/// The folder of `path` (created if missing; `.` for a bare name) and its file name.
+fn place(path: &Path) -> std::io::Result<(PathBuf, String)> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other(format!("{} has no file name", path.display())))?
+        .to_string_lossy()
+        .into_owned();
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
-    // Created and removed at once (dropped).
-    temp_file_in(&dir, &file_name).map(drop)
+    Ok((dir, file_name))
 }
 
 /// A new hidden temporary file `.<file_name>.tmp-<pid>-<random>` in `dir`, removed when
