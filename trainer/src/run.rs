@@ -596,8 +596,8 @@ impl RunDir {
 #[derive(Debug, Clone)]
 pub struct LossGuard {
     reference: Option<f64>,
-    /// The cross-entropy of guessing uniformly over the classes, `ln(classes)`.
-    chance: f64,
+    /// The classifier's class count (guessing uniformly costs `ln(classes)`).
+    classes: usize,
 }
 
 impl LossGuard {
@@ -617,7 +617,7 @@ impl LossGuard {
                 .find(|r| r.epoch == 1)
                 .map(|r| r.train_loss)
                 .filter(|l| l.is_finite()),
-            chance: (classes.max(2) as f64).ln(),
+            classes: classes.max(2),
         }
     }
 
@@ -635,11 +635,9 @@ impl LossGuard {
             Some(format!("the loss is {loss}"))
         } else {
             let first = *self.reference.get_or_insert(loss);
-            let (reference, what) = if first > self.chance {
-                (
-                    self.chance,
-                    format!("chance level's (ln of {:.0} classes)", self.chance.exp()),
-                )
+            let chance = (self.classes as f64).ln();
+            let (reference, what) = if first > chance {
+                (chance, format!("chance level's (ln of {} classes)", self.classes))
             } else {
                 (first, "the first epoch's".to_string())
             };
