@@ -5,7 +5,7 @@
 //! odd shapes in f32 and f64; finite differences in f64; thread counts; non-contiguous inputs
 //! and gradients; the fallback and errors.
 
-mod common;
+use crate::common;
 
 use backbone::layers::{BatchNorm2d, BatchNormConfig, Layer};
 use backbone::ops::{

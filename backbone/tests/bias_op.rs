@@ -3,7 +3,7 @@
 //! shapes in f32 and f64, above and below the threading threshold; finite differences; the
 //! fallbacks and the shape error.
 
-mod common;
+use crate::common;
 
 use backbone::ops::{add_channel_bias, add_channel_bias_reference};
 use candle_core::{DType, Device, Result, Tensor, Var};

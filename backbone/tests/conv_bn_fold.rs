@@ -6,7 +6,7 @@
 //! coefficients that follow the variables; summaries; and the fused batch norm + ReLU op
 //! (`ops::batch_norm_eval_relu`) against batch norm then ReLU, with finite differences.
 
-mod common;
+use crate::common;
 
 use backbone::init::SeededVarMap;
 use backbone::layers::{Activation, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Layer};

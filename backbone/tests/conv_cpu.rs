@@ -5,7 +5,7 @@
 //! 0/1/2 (also wider than the kernel's reach), dilations 1/2, groups 1/2/depthwise,
 //! rectangular kernels, batches 1 and 3, non-contiguous inputs, and every threading plan.
 
-mod common;
+use crate::common;
 
 use backbone::ops::{
     add_channel_bias, conv2d, conv2d_cpu, conv2d_cpu_bias_relu, conv2d_reference, relu, ConvParams,

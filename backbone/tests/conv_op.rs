@@ -3,7 +3,7 @@
 //! and rectangular kernels on odd, non-square inputs; and against candle's own backward where
 //! candle's is right.
 
-mod common;
+use crate::common;
 
 use backbone::ops::{conv2d, ConvParams};
 use candle_core::{Result, Tensor, Var};

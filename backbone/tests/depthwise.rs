@@ -4,7 +4,7 @@
 //! multipliers and rectangular kernels on odd, non-square inputs; finite differences in f64;
 //! non-contiguous inputs; the `Conv2d` layer's dispatch; errors.
 
-mod common;
+use crate::common;
 
 use backbone::layers::{Conv2d, Conv2dConfig, Layer};
 use backbone::ops::{conv2d, depthwise_conv2d, ConvParams, DepthwiseParams};

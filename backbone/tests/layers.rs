@@ -3,7 +3,7 @@
 //! finite-difference gradient checks in f64, candle's own conv2d backward bug, running
 //! statistics shared with the var map, dropout statistics and seeding, errors.
 
-mod common;
+use crate::common;
 
 use backbone::init::{self, SeededVarMap};
 use backbone::layers::{

@@ -1,7 +1,7 @@
 //! Local response normalisation: PyTorch reference values (forward and gradient), a hand
 //! computed even-size window, finite-difference gradient checks, errors and summaries.
 
-mod common;
+use crate::common;
 
 use backbone::layers::{Layer, LocalResponseNorm};
 use backbone::ops::local_response_norm;

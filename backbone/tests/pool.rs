@@ -1,7 +1,7 @@
 //! Pooling ops and layers: PyTorch reference values (forward and gradient), finite-difference
 //! gradient checks, candle's own pooling bugs, non-contiguous and low-precision inputs, errors.
 
-mod common;
+use crate::common;
 
 use backbone::layers::{AdaptiveAvgPool2d, AvgPool2d, Layer, MaxPool2d, PoolConfig};
 use backbone::ops::{self, pool_output_size, Pool2dParams};

@@ -3,7 +3,7 @@
 //! padding, ceil mode, `count_include_pad`, overlapping windows, ties, signed zeros,
 //! infinities and NaN, batches, non-square and non-contiguous inputs, low precision.
 
-mod common;
+use crate::common;
 
 use backbone::ops::{self, Pool2dParams};
 use candle_core::{DType, Device, Result, Tensor};

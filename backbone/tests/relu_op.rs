@@ -4,7 +4,7 @@
 //! op gives PyTorch's 0), over odd sizes in f32 and f64; finite
 //! differences; thread counts; the non-contiguous and half-precision fallbacks.
 
-mod common;
+use crate::common;
 
 use backbone::layers::{Activation, Layer};
 use backbone::ops::{add_relu, relu, relu_reference};

@@ -1,0 +1,16 @@
+//! The trainer crate's integration tests, one module per file, in one test binary (each file
+//! its own binary linked the whole of candle again: time and disk CI could not spare).
+
+mod checkpoint;
+mod checkpoint_validation;
+mod data;
+mod finetune;
+mod fit;
+mod image_data;
+mod input_type;
+mod metrics;
+mod optim;
+mod optim_extras;
+mod parser_props;
+mod pretrained;
+mod run_dir;
