@@ -109,8 +109,10 @@ fn pooling_and_elementwise(c: &mut Criterion) {
     group.bench_function("add_relu", |b| {
         b.iter(|| kernels::elementwise::add_relu(&x, &grad))
     });
-    if let Ok(p) = kernels::batch_norm::Planes::new("bench", &[16, 64, 56, 56], 64) {
-        let k = kernels::batch_norm::Coefs::<f32>::new(&[0.1; 64], &[1.5; 64], &[0.2; 64], &[]);
+    if let (Ok(p), Ok(k)) = (
+        kernels::batch_norm::Planes::new("bench", &[16, 64, 56, 56], 64),
+        kernels::batch_norm::Coefs::<f32>::new(&[0.1; 64], &[1.5; 64], &[0.2; 64], &[]),
+    ) {
         group.bench_function("batch_norm_moments", |b| {
             b.iter(|| kernels::batch_norm::moments(&x, p))
         });
