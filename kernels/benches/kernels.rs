@@ -87,14 +87,15 @@ fn convolutions(c: &mut Criterion) {
 fn pooling_and_elementwise(c: &mut Criterion) {
     let dims = [16, 64, 112, 112];
     let x = values(dims.iter().product());
-    let (wh, ww) = (windows(56, 3, 2, 1, 112), windows(56, 3, 2, 1, 112));
     let grad = values(16 * 64 * 56 * 56);
     let mut group = c.benchmark_group("maxpool3x3s2_64_112x112_b16");
     group.sample_size(10);
     group.throughput(Throughput::Elements(x.len() as u64));
-    if let (Ok(view), Ok(gview)) = (
+    if let (Ok(view), Ok(gview), Ok(wh), Ok(ww)) = (
         View4::contiguous("bench", &x, dims),
         View4::contiguous("bench", &grad, [16, 64, 56, 56]),
+        windows(56, 3, 2, 1, 112),
+        windows(56, 3, 2, 1, 112),
     ) {
         group.bench_function("forward", |b| b.iter(|| max_pool_fwd(&view, &wh, &ww)));
         group.bench_function("backward", |b| b.iter(|| max_pool_bwd(&view, &gview, &wh, &ww)));

@@ -185,12 +185,15 @@ fn pooling_matches_plain_loops_on_every_path() {
     let dims = [2, 3, 17, 20];
     let x = values(dims.iter().product(), 5);
     let view = View4::contiguous("test", &x, dims).unwrap();
-    let (wh, ww) = (windows(9, 3, 2, 1, 17), windows(10, 3, 2, 1, 20));
+    let (wh, ww) = (
+        windows(9, 3, 2, 1, 17).unwrap(),
+        windows(10, 3, 2, 1, 20).unwrap(),
+    );
     let g = values(2 * 3 * 9 * 10, 6);
     let gview = View4::contiguous("test", &g, [2, 3, 9, 10]).unwrap();
     let results = on_every_path(|path| {
-        let max = max_pool_fwd(&view, &wh, &ww);
-        let avg = avg_pool_fwd(&view, &wh, &ww, avg_divisor(true));
+        let max = max_pool_fwd(&view, &wh, &ww).unwrap();
+        let avg = avg_pool_fwd(&view, &wh, &ww, avg_divisor(true)).unwrap();
         let (mut max_ref, mut avg_ref) = (Vec::new(), Vec::new());
         for plane in x.chunks(17 * 20) {
             for oy in 0..9 {
@@ -217,8 +220,8 @@ fn pooling_matches_plain_loops_on_every_path() {
             "max pooling on {path}"
         );
         assert_close(&format!("average pooling on {path}"), &avg, &avg_ref, 1e-6);
-        let dmax = max_pool_bwd(&view, &gview, &wh, &ww);
-        let davg = avg_pool_bwd(&gview, (17, 20), &wh, &ww, avg_divisor(true));
+        let dmax = max_pool_bwd(&view, &gview, &wh, &ww).unwrap();
+        let davg = avg_pool_bwd(&gview, (17, 20), &wh, &ww, avg_divisor(true)).unwrap();
         [max, avg, dmax, davg].concat()
     });
     assert_same_bits("pooling", &results);
