@@ -32,8 +32,8 @@ fn conv_case(c: &mut Criterion, name: &str, x: [usize; 4], w: [usize; 4], paddin
         return;
     };
     let (xs, ws) = (values(x.iter().product()), values(w.iter().product()));
-    let grad = values(g.n * g.cout * g.oh * g.ow);
-    let macs = (g.n * g.cout * g.oh * g.ow * w[1] * w[2] * w[3]) as u64;
+    let grad = values(g.n() * g.cout() * g.oh() * g.ow());
+    let macs = (g.n() * g.cout() * g.oh() * g.ow() * w[1] * w[2] * w[3]) as u64;
     let mut group = c.benchmark_group(name);
     group.sample_size(10);
     group.throughput(Throughput::Elements(2 * macs));
@@ -166,7 +166,7 @@ fn blocked(c: &mut Criterion) {
         let Ok(bx) = kernels::blocked::Blocked::from_nchw(&x, xd, conv.block) else {
             continue;
         };
-        let macs = (g.n * g.cout * g.oh * g.ow * wd[1] * wd[2] * wd[3]) as u64;
+        let macs = (g.n() * g.cout() * g.oh() * g.ow() * wd[1] * wd[2] * wd[3]) as u64;
         let mut group = c.benchmark_group(format!(
             "resnet18_conv_{}x{}_{}_{}_{}x{}_s{stride}",
             wd[2], wd[3], wd[1], wd[0], xd[2], xd[3]

@@ -229,29 +229,31 @@ fn pooling_matches_plain_loops_on_every_path() {
 
 /// A direct convolution by nested loops in f64.
 fn direct(x: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f64> {
-    let mut out = vec![0.0; g.n * g.cout * g.oh * g.ow];
-    let (cg, og) = (g.cin / g.groups, g.cout / g.groups);
-    for b in 0..g.n {
-        for o in 0..g.cout {
+    let mut out = vec![0.0; g.n() * g.cout() * g.oh() * g.ow()];
+    let (cg, og) = (g.cin() / g.groups(), g.cout() / g.groups());
+    for b in 0..g.n() {
+        for o in 0..g.cout() {
             let group = o / og;
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
+            for oy in 0..g.oh() {
+                for ox in 0..g.ow() {
                     let mut sum = 0.0;
                     for c in 0..cg {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                let iy = (oy * g.stride + ky * g.dilation) as isize - g.padding.0 as isize;
-                                let ix = (ox * g.stride + kx * g.dilation) as isize - g.padding.1 as isize;
-                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                        for ky in 0..g.kh() {
+                            for kx in 0..g.kw() {
+                                let iy =
+                                    (oy * g.stride() + ky * g.dilation()) as isize - g.padding().0 as isize;
+                                let ix =
+                                    (ox * g.stride() + kx * g.dilation()) as isize - g.padding().1 as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h() as isize || ix >= g.w() as isize {
                                     continue;
                                 }
-                                let xv =
-                                    x[((b * g.cin + group * cg + c) * g.h + iy as usize) * g.w + ix as usize];
-                                sum += w[((o * cg + c) * g.kh + ky) * g.kw + kx] as f64 * xv as f64;
+                                let xv = x[((b * g.cin() + group * cg + c) * g.h() + iy as usize) * g.w()
+                                    + ix as usize];
+                                sum += w[((o * cg + c) * g.kh() + ky) * g.kw() + kx] as f64 * xv as f64;
                             }
                         }
                     }
-                    out[((b * g.cout + o) * g.oh + oy) * g.ow + ox] = sum;
+                    out[((b * g.cout() + o) * g.oh() + oy) * g.ow() + ox] = sum;
                 }
             }
         }
