@@ -163,7 +163,7 @@ fn blocked(c: &mut Criterion) {
         let Ok(conv) = kernels::blocked::BlockedConv::new(&w, None, wd, stride, padding, true) else {
             continue;
         };
-        let Ok(bx) = kernels::blocked::Blocked::from_nchw(&x, xd, conv.block) else {
+        let Ok(bx) = kernels::blocked::Blocked::from_nchw(&x, xd, conv.block()) else {
             continue;
         };
         let macs = (g.n() * g.cout() * g.oh() * g.ow() * wd[1] * wd[2] * wd[3]) as u64;
