@@ -218,6 +218,11 @@ fn buffer_len(op: &str, dims: [usize; 4]) -> Result<usize> {
     }
 }
 
+/// The elements of `dims`, saturating at `usize::MAX` (for work estimates).
+fn saturating_len(dims: [usize; 4]) -> usize {
+    dims.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
+}
+
 /// An estimate of the inner-loop iterations of `outputs` windows shaped like the first ones.
 fn work(outputs: usize, wh: &[Window], ww: &[Window]) -> usize {
     let kh = wh.first().map_or(1, |w| w.padded_len.max(1));
@@ -308,7 +313,7 @@ pub fn max_pool_bwd<T: Float>(x: &View4<T>, g: &View4<T>, wh: &[Window], ww: &[W
     check_grad(OP, g.dims, [n, c, wh.len(), ww.len()])?;
     let plane_len = h * w;
     let mut out = vec![T::zero(); buffer_len(OP, x.dims)?];
-    let work = work(n * c * wh.len() * ww.len(), wh, ww);
+    let work = work(saturating_len(g.dims), wh, ww);
     let rows_contiguous = x.stride[3] == 1;
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let xbase = x.plane(nc);
@@ -519,7 +524,7 @@ fn avg_pool_bwd_windows<T: Float>(
     let [n, c, _, _] = g.dims;
     let plane_len = h * w;
     let mut out = vec![T::zero(); n * c * plane_len];
-    let work = work(n * c * wh.len() * ww.len(), wh, ww);
+    let work = work(saturating_len(g.dims), wh, ww);
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let gbase = g.plane(nc);
         let mut shares = vec![T::zero(); ww.len()];
@@ -559,7 +564,7 @@ fn pairs(ws: &[Window]) -> bool {
 fn avg_pool_fwd_pairs<T: Float>(x: &View4<T>, (oh, ow): (usize, usize), divisor: T) -> Vec<T> {
     let [n, c, _, _] = x.dims;
     let mut out = vec![T::zero(); n * c * oh * ow];
-    let work = out.len() * 4;
+    let work = out.len().saturating_mul(4);
     for_each_plane(&mut out, oh * ow, work, |nc, plane| {
         let base = x.plane(nc);
         for (o, out_row) in plane.chunks_exact_mut(ow).enumerate() {
@@ -583,7 +588,7 @@ fn avg_pool_fwd_pairs<T: Float>(x: &View4<T>, (oh, ow): (usize, usize), divisor:
 fn avg_pool_bwd_pairs<T: Float>(g: &View4<T>, (h, w): (usize, usize), divisor: T) -> Vec<T> {
     let [n, c, oh, ow] = g.dims;
     let mut out = vec![T::zero(); n * c * h * w];
-    let work = n * c * oh * ow * 4;
+    let work = saturating_len(g.dims).saturating_mul(4);
     for_each_plane(&mut out, h * w, work, |nc, plane| {
         let gbase = g.plane(nc);
         for (o, rows) in plane.chunks_exact_mut(2 * w).take(oh).enumerate() {
