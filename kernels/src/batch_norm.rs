@@ -37,7 +37,7 @@ impl Planes {
             [n, cc, h, w] if cc == c => (n, h.checked_mul(w)),
             ref dims => bail!("{op}: expected an [N, {c}, H, W] or [N, {c}] tensor, got shape {dims:?}"),
         };
-        let fits = |hw: usize| n.checked_mul(c).and_then(|nc| nc.checked_mul(hw)).is_some();
+        let fits = |hw: usize| crate::checked_len(&[n, c, hw]).is_some();
         match hw.filter(|&hw| fits(hw)) {
             Some(hw) => Ok(Self { n, c, hw }),
             None => bail!("{op}: a tensor of shape {dims:?} has more values than a usize counts"),

@@ -21,7 +21,7 @@
 use crate::conv::output_len;
 use crate::elementwise::relu_value;
 use crate::isa::{isa, Isa};
-use crate::{bail, Result};
+use crate::{bail, checked_len, Result};
 use rayon::prelude::*;
 
 /// Output positions per register tile (12 accumulators, a weight vector and a broadcast fit
@@ -43,11 +43,6 @@ pub struct Blocked {
     w: usize,
     block: usize,
     data: Vec<f32>,
-}
-
-/// The product of `dims`, `None` when a `usize` cannot count it.
-fn product(dims: &[usize]) -> Option<usize> {
-    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
 impl Blocked {
@@ -90,14 +85,14 @@ impl Blocked {
     /// this module).
     pub fn is_consistent(&self) -> bool {
         self.block > 0
-            && product(&[self.n, self.blocks(), self.h, self.w, self.block]) == Some(self.data.len())
+            && checked_len(&[self.n, self.blocks(), self.h, self.w, self.block]) == Some(self.data.len())
     }
 
     /// `x` `[n, c, h, w]` (contiguous) in blocks of `block` channels.
     pub fn from_nchw(x: &[f32], [n, c, h, w]: [usize; 4], block: usize) -> Result<Self> {
         let cb = c.div_ceil(block.max(1));
-        let len = product(&[n, cb, h, w, block]);
-        if product(&[n, c, h, w]) != Some(x.len()) || block == 0 || len.is_none() {
+        let len = checked_len(&[n, cb, h, w, block]);
+        if checked_len(&[n, c, h, w]) != Some(x.len()) || block == 0 || len.is_none() {
             bail!(
                 "blocked layout: {} values for [{n}, {c}, {h}, {w}] in blocks of {block}",
                 x.len()
@@ -218,7 +213,7 @@ impl BlockedConv {
         padding: usize,
         relu: bool,
     ) -> Result<Self> {
-        let len = product(&[cout, cin, kh, kw]);
+        let len = checked_len(&[cout, cin, kh, kw]);
         if len != Some(weight.len()) || weight.is_empty() || stride == 0 {
             bail!(
                 "blocked conv: {} weights for [{cout}, {cin}, {kh}, {kw}], stride {stride}",
@@ -348,9 +343,10 @@ impl BlockedConv {
         // The zero-padded input, `[n, ib, ph, pw, b]` (`output_size` checked the padded sizes).
         let p = self.padding;
         let (ph, pw) = (x.h + 2 * p, x.w + 2 * p);
-        let (Some(padded_len), Some(out_len)) =
-            (product(&[x.n, ib, ph, pw, b]), product(&[x.n, ob, oh, ow, b]))
-        else {
+        let (Some(padded_len), Some(out_len)) = (
+            checked_len(&[x.n, ib, ph, pw, b]),
+            checked_len(&[x.n, ob, oh, ow, b]),
+        ) else {
             bail!(
                 "blocked conv: the padded input or the output of a [{}, {}, {}, {}] input has more values than a usize counts",
                 x.n,
@@ -626,7 +622,7 @@ pub fn max_pool(x: &Blocked, kernel: usize, stride: usize, padding: usize) -> Re
         bail!("blocked max pool: padding {padding} is more than half the window {kernel}")
     }
     let b = x.block;
-    let Some(len) = product(&[x.n, x.blocks(), oh, ow, b]) else {
+    let Some(len) = checked_len(&[x.n, x.blocks(), oh, ow, b]) else {
         bail!(
             "blocked max pool: an output of [{}, {}, {oh}, {ow}] has more values than a usize counts",
             x.n,

@@ -212,7 +212,7 @@ fn check_grad(op: &str, g: [usize; 4], expected: [usize; 4]) -> Result<()> {
 
 /// The length of a contiguous buffer of `dims`, an error when a `usize` cannot count it.
 fn buffer_len(op: &str, dims: [usize; 4]) -> Result<usize> {
-    match dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+    match crate::checked_len(&dims) {
         Some(len) => Ok(len),
         None => bail!("{op}: an output of dims {dims:?} has more elements than a usize counts"),
     }

@@ -142,11 +142,7 @@ impl ConvGeometry {
         {
             bail!("{op}: inconsistent geometry {self:?}: the output size is not the input's")
         }
-        let product = |v: &[usize]| {
-            v.iter()
-                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-                .filter(|&p| p <= isize::MAX as usize)
-        };
+        let product = |v: &[usize]| crate::checked_len(v).filter(|&p| p <= isize::MAX as usize);
         let padded = |len: usize, pad: usize| {
             pad.checked_mul(2)
                 .and_then(|p| p.checked_add(len))
