@@ -145,8 +145,8 @@ fn window(o: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> W
     }
 }
 
-/// The windows of `n_out` outputs of a pooling with `kernel`, `stride` and `pad` over an
-/// `input` positions long (PyTorch's `pool2d` windows along one axis): an error for a zero
+/// The windows of `n_out` outputs of a pooling with `kernel`, `stride` and `pad` over
+/// `input` positions (PyTorch's `pool2d` windows along one axis): an error for a zero
 /// kernel or stride, or sizes whose padded coordinates overflow.
 pub fn windows(n_out: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Result<Vec<Window>> {
     if kernel == 0 || stride == 0 {
