@@ -32,8 +32,8 @@ fn conv_case(c: &mut Criterion, name: &str, x: [usize; 4], w: [usize; 4], paddin
         return;
     };
     let (xs, ws) = (values(x.iter().product()), values(w.iter().product()));
-    let grad = values(g.n * g.cout * g.oh * g.ow);
-    let macs = (g.n * g.cout * g.oh * g.ow * w[1] * w[2] * w[3]) as u64;
+    let grad = values(g.n() * g.cout() * g.oh() * g.ow());
+    let macs = (g.n() * g.cout() * g.oh() * g.ow() * w[1] * w[2] * w[3]) as u64;
     let mut group = c.benchmark_group(name);
     group.sample_size(10);
     group.throughput(Throughput::Elements(2 * macs));
@@ -87,14 +87,15 @@ fn convolutions(c: &mut Criterion) {
 fn pooling_and_elementwise(c: &mut Criterion) {
     let dims = [16, 64, 112, 112];
     let x = values(dims.iter().product());
-    let (wh, ww) = (windows(56, 3, 2, 1, 112), windows(56, 3, 2, 1, 112));
     let grad = values(16 * 64 * 56 * 56);
     let mut group = c.benchmark_group("maxpool3x3s2_64_112x112_b16");
     group.sample_size(10);
     group.throughput(Throughput::Elements(x.len() as u64));
-    if let (Ok(view), Ok(gview)) = (
+    if let (Ok(view), Ok(gview), Ok(wh), Ok(ww)) = (
         View4::contiguous("bench", &x, dims),
         View4::contiguous("bench", &grad, [16, 64, 56, 56]),
+        windows(56, 3, 2, 1, 112),
+        windows(56, 3, 2, 1, 112),
     ) {
         group.bench_function("forward", |b| b.iter(|| max_pool_fwd(&view, &wh, &ww)));
         group.bench_function("backward", |b| b.iter(|| max_pool_bwd(&view, &gview, &wh, &ww)));
@@ -109,8 +110,10 @@ fn pooling_and_elementwise(c: &mut Criterion) {
     group.bench_function("add_relu", |b| {
         b.iter(|| kernels::elementwise::add_relu(&x, &grad))
     });
-    if let Ok(p) = kernels::batch_norm::Planes::new("bench", &[16, 64, 56, 56], 64) {
-        let k = kernels::batch_norm::Coefs::<f32>::new(&[0.1; 64], &[1.5; 64], &[0.2; 64], &[]);
+    if let (Ok(p), Ok(k)) = (
+        kernels::batch_norm::Planes::new("bench", &[16, 64, 56, 56], 64),
+        kernels::batch_norm::Coefs::<f32>::new(&[0.1; 64], &[1.5; 64], &[0.2; 64], &[]),
+    ) {
         group.bench_function("batch_norm_moments", |b| {
             b.iter(|| kernels::batch_norm::moments(&x, p))
         });
@@ -160,10 +163,10 @@ fn blocked(c: &mut Criterion) {
         let Ok(conv) = kernels::blocked::BlockedConv::new(&w, None, wd, stride, padding, true) else {
             continue;
         };
-        let Ok(bx) = kernels::blocked::Blocked::from_nchw(&x, xd, conv.block) else {
+        let Ok(bx) = kernels::blocked::Blocked::from_nchw(&x, xd, conv.block()) else {
             continue;
         };
-        let macs = (g.n * g.cout * g.oh * g.ow * wd[1] * wd[2] * wd[3]) as u64;
+        let macs = (g.n() * g.cout() * g.oh() * g.ow() * wd[1] * wd[2] * wd[3]) as u64;
         let mut group = c.benchmark_group(format!(
             "resnet18_conv_{}x{}_{}_{}_{}x{}_s{stride}",
             wd[2], wd[3], wd[1], wd[0], xd[2], xd[3]

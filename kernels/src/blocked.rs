@@ -21,7 +21,7 @@
 use crate::conv::output_len;
 use crate::elementwise::relu_value;
 use crate::isa::{isa, Isa};
-use crate::{bail, Result};
+use crate::{bail, checked_len, Result};
 use rayon::prelude::*;
 
 /// Output positions per register tile (12 accumulators, a weight vector and a broadcast fit
@@ -34,40 +34,75 @@ pub fn block_size(isa: Isa) -> usize {
 }
 
 /// An activation in the blocked layout `[n, ceil(c / block), h, w, block]`, channels past `c`
-/// zero.
+/// zero; from [`Blocked::from_nchw`] or the kernels, so that its values match its sizes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blocked {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub block: usize,
-    pub data: Vec<f32>,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    block: usize,
+    data: Vec<f32>,
 }
 
 impl Blocked {
+    /// Batch size.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Channels (without the zero channels that fill the last block).
+    pub fn c(&self) -> usize {
+        self.c
+    }
+
+    /// Height.
+    pub fn h(&self) -> usize {
+        self.h
+    }
+
+    /// Width.
+    pub fn w(&self) -> usize {
+        self.w
+    }
+
+    /// Channels per block.
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// The values, `[n, blocks, h, w, block]`.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
     /// Channel blocks.
     pub fn blocks(&self) -> usize {
         self.c.div_ceil(self.block)
     }
 
-    /// Whether `data` holds exactly the values the sizes say.
+    /// Whether `data` holds exactly the values the sizes say (always, for a `Blocked` built by
+    /// this module).
     pub fn is_consistent(&self) -> bool {
-        self.block > 0 && self.data.len() == self.n * self.blocks() * self.h * self.w * self.block
+        self.block > 0
+            && checked_len(&[self.n, self.blocks(), self.h, self.w, self.block]) == Some(self.data.len())
     }
 
     /// `x` `[n, c, h, w]` (contiguous) in blocks of `block` channels.
     pub fn from_nchw(x: &[f32], [n, c, h, w]: [usize; 4], block: usize) -> Result<Self> {
-        if x.len() != n * c * h * w || block == 0 {
+        let cb = c.div_ceil(block.max(1));
+        let len = checked_len(&[n, cb, h, w, block]);
+        if checked_len(&[n, c, h, w]) != Some(x.len()) || block == 0 || len.is_none() {
             bail!(
                 "blocked layout: {} values for [{n}, {c}, {h}, {w}] in blocks of {block}",
                 x.len()
             )
         }
-        let cb = c.div_ceil(block);
-        let mut data = vec![0.0; n * cb * h * w * block];
+        let mut data = vec![0.0; len.unwrap_or(0)];
         let plane = h * w;
-        for (i, image) in x.chunks_exact(c * plane.max(1)).enumerate().take(n) {
+        // No channels: nothing to copy (and no chunks of zero length).
+        let image_len = (c * plane).max(1);
+        for (i, image) in x.chunks_exact(image_len).enumerate().take(n) {
             for (ch, values) in image.chunks_exact(plane.max(1)).enumerate() {
                 let (b, lane) = (ch / block, ch % block);
                 let base = (i * cb + b) * plane * block + lane;
@@ -133,18 +168,18 @@ pub fn fold_batch_norm(
 }
 
 /// A convolution prepared for the blocked layout: weights reordered, bias (with any batch norm
-/// folded), ReLU.
+/// folded), ReLU; from [`BlockedConv::new`], read through its methods.
 #[derive(Debug, Clone)]
 pub struct BlockedConv {
-    pub isa: Isa,
-    pub block: usize,
-    pub cin: usize,
-    pub cout: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub padding: usize,
-    pub relu: bool,
+    isa: Isa,
+    block: usize,
+    cin: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    padding: usize,
+    relu: bool,
     /// `[cout_blocks, cin_blocks, kh, kw, block (in), block (out)]`.
     weight: Vec<f32>,
     /// `[cout_blocks * block]`.
@@ -178,7 +213,8 @@ impl BlockedConv {
         padding: usize,
         relu: bool,
     ) -> Result<Self> {
-        if weight.len() != cout * cin * kh * kw || cout * cin * kh * kw == 0 || stride == 0 {
+        let len = checked_len(&[cout, cin, kh, kw]);
+        if len != Some(weight.len()) || weight.is_empty() || stride == 0 {
             bail!(
                 "blocked conv: {} weights for [{cout}, {cin}, {kh}, {kw}], stride {stride}",
                 weight.len()
@@ -216,6 +252,46 @@ impl BlockedConv {
             weight: w,
             bias: b,
         })
+    }
+
+    /// The path it runs on.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Channels per block.
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// Input channels.
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// Kernel height and width.
+    pub fn kernel(&self) -> (usize, usize) {
+        (self.kh, self.kw)
+    }
+
+    /// Stride.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Zero padding on every side.
+    pub fn padding(&self) -> usize {
+        self.padding
+    }
+
+    /// Whether a ReLU follows.
+    pub fn relu(&self) -> bool {
+        self.relu
     }
 
     /// Output height and width for an `h x w` input.
@@ -264,13 +340,25 @@ impl BlockedConv {
                 )
             }
         }
-        // The zero-padded input, `[n, ib, ph, pw, b]`.
+        // The zero-padded input, `[n, ib, ph, pw, b]` (`output_size` checked the padded sizes).
         let p = self.padding;
         let (ph, pw) = (x.h + 2 * p, x.w + 2 * p);
+        let (Some(padded_len), Some(out_len)) = (
+            checked_len(&[x.n, ib, ph, pw, b]),
+            checked_len(&[x.n, ob, oh, ow, b]),
+        ) else {
+            bail!(
+                "blocked conv: the padded input or the output of a [{}, {}, {}, {}] input has more values than a usize counts",
+                x.n,
+                x.c,
+                x.h,
+                x.w
+            )
+        };
         let padded: std::borrow::Cow<[f32]> = if p == 0 {
             std::borrow::Cow::Borrowed(&x.data)
         } else {
-            let mut buf = vec![0.0; x.n * ib * ph * pw * b];
+            let mut buf = vec![0.0; padded_len];
             buf.par_chunks_mut(ph * pw * b)
                 .zip(x.data.par_chunks(x.h * x.w * b))
                 .for_each(|(dst, src)| {
@@ -280,7 +368,7 @@ impl BlockedConv {
                 });
             std::borrow::Cow::Owned(buf)
         };
-        let mut out = vec![0.0; x.n * ob * oh * ow * b];
+        let mut out = vec![0.0; out_len];
         let shape = Shape {
             ib,
             cin: self.cin,
@@ -534,7 +622,14 @@ pub fn max_pool(x: &Blocked, kernel: usize, stride: usize, padding: usize) -> Re
         bail!("blocked max pool: padding {padding} is more than half the window {kernel}")
     }
     let b = x.block;
-    let mut data = vec![0.0; x.n * x.blocks() * oh * ow * b];
+    let Some(len) = checked_len(&[x.n, x.blocks(), oh, ow, b]) else {
+        bail!(
+            "blocked max pool: an output of [{}, {}, {oh}, {ow}] has more values than a usize counts",
+            x.n,
+            x.c
+        )
+    };
+    let mut data = vec![0.0; len];
     data.par_chunks_mut(oh * ow * b)
         .zip(x.data.par_chunks(x.h * x.w * b))
         .for_each(|(dst, src)| {

@@ -89,7 +89,7 @@ pub fn geometry(x: &[usize], weight: &[usize], p: DepthwiseParams) -> Result<Con
             p.dilation
         )
     };
-    Ok(ConvGeometry {
+    let mut g = ConvGeometry {
         n,
         cin: c,
         h,
@@ -103,9 +103,26 @@ pub fn geometry(x: &[usize], weight: &[usize], p: DepthwiseParams) -> Result<Con
         padding: p.padding,
         stride: p.stride,
         dilation: p.dilation,
-        // Unused here: the depthwise kernels skip dead taps through their spans.
-        live: kh * kw,
-    })
+        // The depthwise kernels skip dead taps through their spans; counted as the
+        // convolution kernels count them, so that the geometry is theirs too.
+        live: 0,
+    }
+    .validated("depthwise_conv2d")?;
+    g.live = g.live_taps().len();
+    Ok(g)
+}
+
+/// Checks that `g` is a depthwise geometry (`groups == cin`: one weight plane per output
+/// channel), naming `op` in the error.
+fn check_depthwise(op: &str, g: &ConvGeometry) -> Result<()> {
+    if g.groups != g.cin {
+        bail!(
+            "{op}: a geometry of {} groups over {} input channels is not depthwise (from depthwise::geometry)",
+            g.groups,
+            g.cin
+        )
+    }
+    Ok(())
 }
 
 /// The depthwise kernels' view of a [`ConvGeometry`].
@@ -130,6 +147,7 @@ impl Depthwise for ConvGeometry {
 /// `x` `[N, C, H, W]` by `weight` `[m * C, 1, kh, kw]`, both contiguous; an error when the
 /// buffers do not have `g`'s sizes.
 pub fn forward<T: Float>(g: &ConvGeometry, x: &[T], weight: &[T]) -> Result<Vec<T>> {
+    check_depthwise("depthwise_conv2d", g)?;
     g.check_lengths(
         "depthwise_conv2d",
         x.len(),
@@ -141,6 +159,7 @@ pub fn forward<T: Float>(g: &ConvGeometry, x: &[T], weight: &[T]) -> Result<Vec<
 
 /// The input gradient `[N, C, H, W]` from the output gradient and the weight.
 pub fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Result<Vec<T>> {
+    check_depthwise("depthwise_conv2d_input_grad", g)?;
     g.check_lengths(
         "depthwise_conv2d_input_grad",
         g.n * g.cin * g.h * g.w,
@@ -152,6 +171,7 @@ pub fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Resul
 
 /// The weight gradient `[m * C, 1, kh, kw]` from the input and the output gradient.
 pub fn weight_grad<T: Float>(g: &ConvGeometry, x: &[T], grad: &[T]) -> Result<Vec<T>> {
+    check_depthwise("depthwise_conv2d_weight_grad", g)?;
     g.check_lengths(
         "depthwise_conv2d_weight_grad",
         x.len(),

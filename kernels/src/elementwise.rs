@@ -100,12 +100,14 @@ pub fn add_channel_bias<T: Float>(x: &[T], b: &[T], plane: usize) -> Vec<T> {
 }
 
 /// `db[c] = sum over n and the plane of dy[n, c, ..]` for `dy` `[N, c, plane]`: each plane
-/// summed in the element type left to right, the planes in `f64`.
+/// summed in the element type left to right, the planes in `f64` (whole images only: values
+/// past the last `c * plane` are not read).
 pub fn channel_sums<T: Float>(dy: &[T], plane: usize, c: usize) -> Vec<T> {
     if plane == 0 || c == 0 {
         return vec![T::zero(); c];
     }
-    let n = dy.len() / (plane * c);
+    // An image larger than a `usize` counts is larger than `dy`: no whole image.
+    let n = plane.checked_mul(c).map_or(0, |image| dy.len() / image);
     let channel = |ch: usize| {
         let mut sum = 0f64;
         for i in 0..n {

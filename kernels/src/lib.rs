@@ -34,3 +34,8 @@ pub mod pool;
 pub(crate) use error::bail;
 pub use error::{Error, Result};
 pub use float::Float;
+
+/// The product of `dims` (a buffer's length), `None` when a `usize` cannot count it.
+pub(crate) fn checked_len(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}

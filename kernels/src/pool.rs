@@ -10,28 +10,31 @@ use crate::{bail, Float, Result};
 /// tasks for tiny tensors costs more than it saves.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
 
-/// A strided, read-only 4-d view of a buffer: `dims`, element strides, first element.
+/// A strided, read-only 4-d view of a buffer: `dims`, element strides, first element; from
+/// [`View4::new`], which checks that it stays inside the buffer.
 pub struct View4<'a, T> {
     data: &'a [T],
     start: usize,
     stride: [usize; 4],
-    pub dims: [usize; 4],
+    dims: [usize; 4],
 }
 
 impl<'a, T: Copy> View4<'a, T> {
-    /// Checks that the view stays inside `data`, so indexing cannot panic.
+    /// Checks that the view stays inside `data`, so indexing cannot panic (a view with no
+    /// elements reads nothing, but its offsets must still be counted in a `usize`).
     pub fn new(op: &str, data: &'a [T], start: usize, dims: [usize; 4], stride: [usize; 4]) -> Result<Self> {
-        if dims.iter().all(|&d| d > 0) {
-            let last = dims.iter().zip(stride.iter()).try_fold(start, |acc, (&d, &s)| {
-                (d - 1).checked_mul(s).and_then(|x| x.checked_add(acc))
-            });
-            match last {
-                Some(last) if last < data.len() => {}
-                _ => bail!(
-                    "{op}: a view of dims {dims:?}, strides {stride:?} from {start} does not fit a buffer of {} elements",
-                    data.len()
-                ),
-            }
+        let last = dims.iter().zip(stride.iter()).try_fold(start, |acc, (&d, &s)| {
+            d.saturating_sub(1)
+                .checked_mul(s)
+                .and_then(|x| x.checked_add(acc))
+        });
+        let empty = dims.contains(&0);
+        match last {
+            Some(last) if empty || last < data.len() => {}
+            _ => bail!(
+                "{op}: a view of dims {dims:?}, strides {stride:?} from {start} does not fit a buffer of {} elements",
+                data.len()
+            ),
         }
         Ok(Self {
             data,
@@ -43,8 +46,17 @@ impl<'a, T: Copy> View4<'a, T> {
 
     /// A contiguous (row-major) view of `data`.
     pub fn contiguous(op: &str, data: &'a [T], dims: [usize; 4]) -> Result<Self> {
-        let stride = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1];
-        Self::new(op, data, 0, dims, stride)
+        let inner = dims[2].checked_mul(dims[3]);
+        let outer = inner.and_then(|v| v.checked_mul(dims[1]));
+        let (Some(inner), Some(outer)) = (inner, outer) else {
+            bail!("{op}: a contiguous view of dims {dims:?} has more elements than a usize counts")
+        };
+        Self::new(op, data, 0, dims, [outer, inner, dims[3], 1])
+    }
+
+    /// `[N, C, H, W]`.
+    pub fn dims(&self) -> [usize; 4] {
+        self.dims
     }
 
     /// The offset of plane `nc` (batch-major index over N * C).
@@ -65,19 +77,65 @@ fn for_each_plane<T: Send>(out: &mut [T], plane_len: usize, work: usize, f: impl
 }
 
 /// One dimension of a pooling window: the real input range `[start, end)` and the divisor
-/// PyTorch uses with `count_include_pad` (window clipped to the padded input).
-#[derive(Clone, Copy)]
+/// PyTorch uses with `count_include_pad` (window clipped to the padded input), from
+/// [`windows`], [`adaptive_windows`] or [`Window::new`] (`start <= end`, `padded_len` at
+/// least `end - start`). The kernels check that it lies inside their input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    pub start: usize,
-    pub end: usize,
-    pub padded_len: usize,
+    start: usize,
+    end: usize,
+    padded_len: usize,
 }
 
+impl Window {
+    /// The window `[start, end)` counting `padded_len` positions with the padding.
+    pub fn new(start: usize, end: usize, padded_len: usize) -> Result<Self> {
+        if start > end || padded_len < end - start {
+            bail!(
+                "pool::Window::new: a window [{start}, {end}) of padded length {padded_len}: expected start <= end and a padded length of at least end - start"
+            )
+        }
+        Ok(Self {
+            start,
+            end,
+            padded_len,
+        })
+    }
+
+    /// The first input position.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// One past the last input position.
+    pub fn end(&self) -> usize {
+        self.end
+    }
+
+    /// Positions of the window clipped to the padded input (the divisor with
+    /// `count_include_pad`).
+    pub fn padded_len(&self) -> usize {
+        self.padded_len
+    }
+
+    /// Input positions, `end - start`.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether the window holds no input position.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// The window of output `o` (the sizes checked by [`windows`]); a window that holds no input
+/// position is placed at or before the input's end.
 fn window(o: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Window {
     // Padded coordinates: the padded input spans [0, input + 2 * pad).
     let ps = o * stride;
     let pe = ps + kernel;
-    let start = ps.max(pad) - pad;
+    let start = (ps.max(pad) - pad).min(input);
     let end = pe.min(pad + input).saturating_sub(pad);
     let padded_len = pe.min(input + 2 * pad).saturating_sub(ps);
     Window {
@@ -87,15 +145,38 @@ fn window(o: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> W
     }
 }
 
-pub fn windows(n_out: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Vec<Window> {
-    (0..n_out)
+/// The windows of `n_out` outputs of a pooling with `kernel`, `stride` and `pad` over
+/// `input` positions (PyTorch's `pool2d` windows along one axis): an error for a zero
+/// kernel or stride, or sizes whose padded coordinates overflow.
+pub fn windows(n_out: usize, kernel: usize, stride: usize, pad: usize, input: usize) -> Result<Vec<Window>> {
+    if kernel == 0 || stride == 0 {
+        bail!("pool::windows: kernel and stride must be positive, got kernel {kernel}, stride {stride}")
+    }
+    let last_end = n_out
+        .saturating_sub(1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(kernel));
+    let padded = pad.checked_mul(2).and_then(|v| v.checked_add(input));
+    if last_end.is_none() || padded.is_none() {
+        bail!(
+            "pool::windows: {n_out} outputs of kernel {kernel}, stride {stride}, padding {pad} over {input} positions overflow a usize"
+        )
+    }
+    Ok((0..n_out)
         .map(|o| window(o, kernel, stride, pad, input))
-        .collect()
+        .collect())
 }
 
-/// PyTorch's adaptive windows: `floor(o * input / n_out) .. ceil((o + 1) * input / n_out)`.
-pub fn adaptive_windows(n_out: usize, input: usize) -> Vec<Window> {
-    (0..n_out)
+/// PyTorch's adaptive windows: `floor(o * input / n_out) .. ceil((o + 1) * input / n_out)`;
+/// an error when `n_out` or `input` is 0.
+pub fn adaptive_windows(n_out: usize, input: usize) -> Result<Vec<Window>> {
+    if n_out == 0 || input == 0 {
+        bail!("pool::adaptive_windows: expected at least one output and one input position, got {n_out} outputs over {input}")
+    }
+    if n_out.checked_mul(input).is_none() {
+        bail!("pool::adaptive_windows: {n_out} outputs over {input} positions overflow a usize")
+    }
+    Ok((0..n_out)
         .map(|o| {
             let start = (o * input) / n_out;
             let end = ((o + 1) * input).div_ceil(n_out);
@@ -105,14 +186,48 @@ pub fn adaptive_windows(n_out: usize, input: usize) -> Vec<Window> {
                 padded_len: end - start,
             }
         })
-        .collect()
+        .collect())
+}
+
+/// Checks that every window of `ws` (the argument `arg` of `op`) lies inside an input of `len`
+/// positions.
+fn check_windows(op: &str, arg: &str, ws: &[Window], len: usize) -> Result<()> {
+    if let Some((o, w)) = ws.iter().enumerate().find(|(_, w)| w.end > len) {
+        bail!(
+            "{op}: window {o} of {arg}, [{}, {}), lies outside an input of {len} positions",
+            w.start,
+            w.end
+        )
+    }
+    Ok(())
+}
+
+/// Checks that the gradient view `g` of `op` has dims `expected`.
+fn check_grad(op: &str, g: [usize; 4], expected: [usize; 4]) -> Result<()> {
+    if g != expected {
+        bail!("{op}: g has dims {g:?}, expected {expected:?} ([N, C] of the input, one per window)")
+    }
+    Ok(())
+}
+
+/// The length of a contiguous buffer of `dims`, an error when a `usize` cannot count it.
+fn buffer_len(op: &str, dims: [usize; 4]) -> Result<usize> {
+    match crate::checked_len(&dims) {
+        Some(len) => Ok(len),
+        None => bail!("{op}: an output of dims {dims:?} has more elements than a usize counts"),
+    }
+}
+
+/// The elements of `dims`, saturating at `usize::MAX` (for work estimates).
+fn saturating_len(dims: [usize; 4]) -> usize {
+    dims.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
 }
 
 /// An estimate of the inner-loop iterations of `outputs` windows shaped like the first ones.
 fn work(outputs: usize, wh: &[Window], ww: &[Window]) -> usize {
     let kh = wh.first().map_or(1, |w| w.padded_len.max(1));
     let kw = ww.first().map_or(1, |w| w.padded_len.max(1));
-    outputs.saturating_mul(kh * kw)
+    outputs.saturating_mul(kh.saturating_mul(kw))
 }
 
 /// Max pooling forward: returns `(N, C, OH, OW)`, contiguous.
@@ -122,10 +237,15 @@ fn work(outputs: usize, wh: &[Window], ww: &[Window]) -> usize {
 /// compiler vectorises), then the maximum of each window's columns of that. Other layouts scan
 /// each window. Both give the window's maximum, NaN if it holds one; among equal values the
 /// two may take a different one, which only shows for `0.0` against `-0.0`.
-pub fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
-    let [n, c, _, w] = x.dims;
+///
+/// An error when a window of `wh` (`ww`) lies outside the input's height (width).
+pub fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Result<Vec<T>> {
+    const OP: &str = "pool::max_pool_fwd";
+    let [n, c, h, w] = x.dims;
+    check_windows(OP, "wh", wh, h)?;
+    check_windows(OP, "ww", ww, w)?;
     let plane_len = wh.len() * ww.len();
-    let mut out = vec![T::zero(); n * c * plane_len];
+    let mut out = vec![T::zero(); buffer_len(OP, [n, c, wh.len(), ww.len()])?];
     let work = work(out.len(), wh, ww);
     if x.stride[3] == 1 && !ww.is_empty() {
         for_each_plane(&mut out, plane_len, work, |nc, plane| {
@@ -138,7 +258,7 @@ pub fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec
                 }
             }
         });
-        return out;
+        return Ok(out);
     }
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let base = x.plane(nc);
@@ -149,7 +269,7 @@ pub fn max_pool_fwd<T: Float>(x: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec
             }
         }
     });
-    out
+    Ok(out)
 }
 
 /// The running maximum of a scan after seeing `v`: `v` when it is larger than `m` or NaN,
@@ -181,12 +301,19 @@ fn argmax<T: Float>(x: &View4<T>, base: usize, rh: &Window, rw: &Window) -> ((us
     (maxidx, maxval)
 }
 
-/// Max pooling backward: the gradient w.r.t. the input, `(N, C, H, W)` contiguous.
-pub fn max_pool_bwd<T: Float>(x: &View4<T>, g: &View4<T>, wh: &[Window], ww: &[Window]) -> Vec<T> {
+/// Max pooling backward: the gradient w.r.t. the input, `(N, C, H, W)` contiguous, from the
+/// output gradient `g` `(N, C, wh.len(), ww.len())`.
+///
+/// An error when a window lies outside the input or `g` does not have those dims.
+pub fn max_pool_bwd<T: Float>(x: &View4<T>, g: &View4<T>, wh: &[Window], ww: &[Window]) -> Result<Vec<T>> {
+    const OP: &str = "pool::max_pool_bwd";
     let [n, c, h, w] = x.dims;
+    check_windows(OP, "wh", wh, h)?;
+    check_windows(OP, "ww", ww, w)?;
+    check_grad(OP, g.dims, [n, c, wh.len(), ww.len()])?;
     let plane_len = h * w;
-    let mut out = vec![T::zero(); n * c * plane_len];
-    let work = work(n * c * wh.len() * ww.len(), wh, ww);
+    let mut out = vec![T::zero(); buffer_len(OP, x.dims)?];
+    let work = work(saturating_len(g.dims), wh, ww);
     let rows_contiguous = x.stride[3] == 1;
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let xbase = x.plane(nc);
@@ -213,7 +340,7 @@ pub fn max_pool_bwd<T: Float>(x: &View4<T>, g: &View4<T>, wh: &[Window], ww: &[W
             }
         }
     });
-    out
+    Ok(out)
 }
 
 /// `column_max[iw]` = the maximum (as [`take_max`] scans) of column `iw` over the input rows
@@ -250,22 +377,28 @@ fn first_position_of<T: Float>(x: &View4<T>, base: usize, rh: &Window, rw: &Wind
 }
 
 /// Average pooling forward (also adaptive pooling, whose windows carry their own divisor).
+///
+/// An error when a window of `wh` (`ww`) lies outside the input's height (width).
 pub fn avg_pool_fwd<T: Float>(
     x: &View4<T>,
     wh: &[Window],
     ww: &[Window],
     divisor: impl Fn(&Window, &Window) -> usize + Sync,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
+    const OP: &str = "pool::avg_pool_fwd";
+    let [n, c, h, w] = x.dims;
+    check_windows(OP, "wh", wh, h)?;
+    check_windows(OP, "ww", ww, w)?;
+    let len = buffer_len(OP, [n, c, wh.len(), ww.len()])?;
     if x.stride[3] == 1 && pairs(wh) && pairs(ww) {
-        return avg_pool_fwd_pairs(
+        return Ok(avg_pool_fwd_pairs(
             x,
             (wh.len(), ww.len()),
             T::from_f64(divisor(&wh[0], &ww[0]) as f64),
-        );
+        ));
     }
-    let [n, c, _, w] = x.dims;
     let plane_len = wh.len() * ww.len();
-    let mut out = vec![T::zero(); n * c * plane_len];
+    let mut out = vec![T::zero(); len];
     let work = work(out.len(), wh, ww);
     let empty = |rh: &Window, rw: &Window| rh.start >= rh.end || rw.start >= rw.end;
     if x.stride[3] == 1 && !ww.is_empty() {
@@ -303,7 +436,7 @@ pub fn avg_pool_fwd<T: Float>(
                         }
                         None => {
                             for (sum, rw) in out_row.iter_mut().zip(ww) {
-                                for &v in &row[rw.start..rw.end.max(rw.start)] {
+                                for &v in &row[rw.start..rw.end] {
                                     *sum += v;
                                 }
                             }
@@ -315,7 +448,7 @@ pub fn avg_pool_fwd<T: Float>(
                 }
             }
         });
-        return out;
+        return Ok(out);
     }
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let base = x.plane(nc);
@@ -334,7 +467,7 @@ pub fn avg_pool_fwd<T: Float>(
             }
         }
     });
-    out
+    Ok(out)
 }
 
 /// `(first, step, len)` when every window is `first + o * step .. first + o * step + len`
@@ -347,28 +480,40 @@ fn uniform_windows(ww: &[Window]) -> Option<(usize, usize, usize)> {
         Some(second) => second.start.checked_sub(first.start).filter(|&s| s > 0)?,
         None => 1,
     };
-    let uniform = ww
-        .iter()
-        .enumerate()
-        .all(|(o, rw)| rw.start == first.start + o * step && rw.end == rw.start + len);
+    let uniform = ww.iter().enumerate().all(|(o, rw)| {
+        o.checked_mul(step).and_then(|v| v.checked_add(first.start)) == Some(rw.start) && rw.len() == len
+    });
     uniform.then_some((first.start, step, len))
 }
 
-/// Average pooling backward: spreads `g / divisor` over each window of an `(h, w)` input.
+/// Average pooling backward: spreads `g / divisor` (`g` `(N, C, wh.len(), ww.len())`) over
+/// each window of an `(h, w)` input.
+///
+/// An error when a window lies outside the input or `g` does not have those dims.
 pub fn avg_pool_bwd<T: Float>(
     g: &View4<T>,
     (h, w): (usize, usize),
     wh: &[Window],
     ww: &[Window],
     divisor: impl Fn(&Window, &Window) -> usize + Sync,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
+    const OP: &str = "pool::avg_pool_bwd";
+    let [n, c, _, _] = g.dims;
+    check_windows(OP, "wh", wh, h)?;
+    check_windows(OP, "ww", ww, w)?;
+    check_grad(OP, g.dims, [n, c, wh.len(), ww.len()])?;
+    buffer_len(OP, [n, c, h, w])?;
     if pairs(wh) && pairs(ww) {
-        return avg_pool_bwd_pairs(g, (h, w), T::from_f64(divisor(&wh[0], &ww[0]).max(1) as f64));
+        return Ok(avg_pool_bwd_pairs(
+            g,
+            (h, w),
+            T::from_f64(divisor(&wh[0], &ww[0]).max(1) as f64),
+        ));
     }
-    avg_pool_bwd_windows(g, (h, w), wh, ww, divisor)
+    Ok(avg_pool_bwd_windows(g, (h, w), wh, ww, divisor))
 }
 
-/// [`avg_pool_bwd`] window by window (any windows).
+/// [`avg_pool_bwd`] window by window (any windows, checked).
 fn avg_pool_bwd_windows<T: Float>(
     g: &View4<T>,
     (h, w): (usize, usize),
@@ -379,7 +524,7 @@ fn avg_pool_bwd_windows<T: Float>(
     let [n, c, _, _] = g.dims;
     let plane_len = h * w;
     let mut out = vec![T::zero(); n * c * plane_len];
-    let work = work(n * c * wh.len() * ww.len(), wh, ww);
+    let work = work(saturating_len(g.dims), wh, ww);
     for_each_plane(&mut out, plane_len, work, |nc, plane| {
         let gbase = g.plane(nc);
         let mut shares = vec![T::zero(); ww.len()];
@@ -392,7 +537,7 @@ fn avg_pool_bwd_windows<T: Float>(
             for ih in rh.start..rh.end {
                 let row = &mut plane[ih * w..][..w];
                 for (&share, rw) in shares.iter().zip(ww) {
-                    for v in &mut row[rw.start..rw.end.max(rw.start)] {
+                    for v in &mut row[rw.start..rw.end] {
                         *v += share;
                     }
                 }
@@ -419,7 +564,7 @@ fn pairs(ws: &[Window]) -> bool {
 fn avg_pool_fwd_pairs<T: Float>(x: &View4<T>, (oh, ow): (usize, usize), divisor: T) -> Vec<T> {
     let [n, c, _, _] = x.dims;
     let mut out = vec![T::zero(); n * c * oh * ow];
-    let work = out.len() * 4;
+    let work = out.len().saturating_mul(4);
     for_each_plane(&mut out, oh * ow, work, |nc, plane| {
         let base = x.plane(nc);
         for (o, out_row) in plane.chunks_exact_mut(ow).enumerate() {
@@ -443,7 +588,7 @@ fn avg_pool_fwd_pairs<T: Float>(x: &View4<T>, (oh, ow): (usize, usize), divisor:
 fn avg_pool_bwd_pairs<T: Float>(g: &View4<T>, (h, w): (usize, usize), divisor: T) -> Vec<T> {
     let [n, c, oh, ow] = g.dims;
     let mut out = vec![T::zero(); n * c * h * w];
-    let work = n * c * oh * ow * 4;
+    let work = saturating_len(g.dims).saturating_mul(4);
     for_each_plane(&mut out, h * w, work, |nc, plane| {
         let gbase = g.plane(nc);
         for (o, rows) in plane.chunks_exact_mut(2 * w).take(oh).enumerate() {
@@ -461,19 +606,21 @@ fn avg_pool_bwd_pairs<T: Float>(g: &View4<T>, (h, w): (usize, usize), divisor: T
     out
 }
 
-/// The divisor of `avg_pool2d` for a pair of windows.
+/// The divisor of `avg_pool2d` for a pair of windows (saturating at `usize::MAX`).
 pub fn avg_divisor(count_include_pad: bool) -> impl Fn(&Window, &Window) -> usize + Sync {
     move |rh: &Window, rw: &Window| {
         if count_include_pad {
-            rh.padded_len * rw.padded_len
+            rh.padded_len.saturating_mul(rw.padded_len)
         } else {
-            (rh.end - rh.start) * (rw.end - rw.start)
+            adaptive_divisor(rh, rw)
         }
     }
 }
 
+/// The divisor of `adaptive_avg_pool2d` for a pair of windows: the input positions they hold
+/// (saturating at `usize::MAX`).
 pub fn adaptive_divisor(rh: &Window, rw: &Window) -> usize {
-    (rh.end - rh.start) * (rw.end - rw.start)
+    rh.len().saturating_mul(rw.len())
 }
 
 #[cfg(test)]
@@ -499,7 +646,7 @@ mod tests {
             );
             assert!(pairs(&wh) && pairs(&ww));
             let divisor = avg_divisor(true);
-            let fast = avg_pool_fwd(&view, &wh, &ww, &divisor);
+            let fast = avg_pool_fwd(&view, &wh, &ww, &divisor).unwrap();
             // The window scan, written out: from zero, row by row, left to right, divided.
             let (oh, ow) = (wh.len(), ww.len());
             let mut scan = vec![0.0f32; n * c * oh * ow];
@@ -524,7 +671,7 @@ mod tests {
             g[0] = -0.0;
             g[1] = f32::NAN;
             let gview = View4::contiguous("test", &g, [n, c, oh, ow]).unwrap();
-            let fast = avg_pool_bwd(&gview, (h, w), &wh, &ww, &divisor);
+            let fast = avg_pool_bwd(&gview, (h, w), &wh, &ww, &divisor).unwrap();
             let windows = avg_pool_bwd_windows(&gview, (h, w), &wh, &ww, &divisor);
             assert_eq!(bits(&fast), bits(&windows), "{h}x{w} backward");
         }

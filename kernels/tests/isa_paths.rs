@@ -153,7 +153,7 @@ fn batch_norm_passes_match_plain_loops_on_every_path() {
     let x = values(n * c * hw, 4);
     let p = kernels::batch_norm::Planes::new("test", &[n, c, 40, 25], c).unwrap();
     let results = on_every_path(|path| {
-        let moments = kernels::batch_norm::moments(&x, p);
+        let moments = kernels::batch_norm::moments(&x, p).unwrap();
         for (ch, &(mean, var)) in moments.iter().enumerate() {
             let vals: Vec<f64> = (0..n)
                 .flat_map(|i| x[(i * c + ch) * hw..][..hw].iter())
@@ -166,8 +166,8 @@ fn batch_norm_passes_match_plain_loops_on_every_path() {
                 "moments on {path}: {mean} {var} against {m} {v}"
             );
         }
-        let k = kernels::batch_norm::Coefs::<f32>::new(&[0.1; 5], &[1.5; 5], &[-0.2; 5], &[]);
-        let y = kernels::batch_norm::affine1::<f32, true>(&x, p, &k);
+        let k = kernels::batch_norm::Coefs::<f32>::new(&[0.1; 5], &[1.5; 5], &[-0.2; 5], &[]).unwrap();
+        let y = kernels::batch_norm::affine1::<f32, true>(&x, p, &k).unwrap();
         let expected: Vec<f32> = x.iter().map(|&v| ((v - 0.1) * 1.5 - 0.2).max(0.0)).collect();
         assert_eq!(
             first_difference(&bits(&y), &bits(&expected)),
@@ -185,12 +185,15 @@ fn pooling_matches_plain_loops_on_every_path() {
     let dims = [2, 3, 17, 20];
     let x = values(dims.iter().product(), 5);
     let view = View4::contiguous("test", &x, dims).unwrap();
-    let (wh, ww) = (windows(9, 3, 2, 1, 17), windows(10, 3, 2, 1, 20));
+    let (wh, ww) = (
+        windows(9, 3, 2, 1, 17).unwrap(),
+        windows(10, 3, 2, 1, 20).unwrap(),
+    );
     let g = values(2 * 3 * 9 * 10, 6);
     let gview = View4::contiguous("test", &g, [2, 3, 9, 10]).unwrap();
     let results = on_every_path(|path| {
-        let max = max_pool_fwd(&view, &wh, &ww);
-        let avg = avg_pool_fwd(&view, &wh, &ww, avg_divisor(true));
+        let max = max_pool_fwd(&view, &wh, &ww).unwrap();
+        let avg = avg_pool_fwd(&view, &wh, &ww, avg_divisor(true)).unwrap();
         let (mut max_ref, mut avg_ref) = (Vec::new(), Vec::new());
         for plane in x.chunks(17 * 20) {
             for oy in 0..9 {
@@ -217,8 +220,8 @@ fn pooling_matches_plain_loops_on_every_path() {
             "max pooling on {path}"
         );
         assert_close(&format!("average pooling on {path}"), &avg, &avg_ref, 1e-6);
-        let dmax = max_pool_bwd(&view, &gview, &wh, &ww);
-        let davg = avg_pool_bwd(&gview, (17, 20), &wh, &ww, avg_divisor(true));
+        let dmax = max_pool_bwd(&view, &gview, &wh, &ww).unwrap();
+        let davg = avg_pool_bwd(&gview, (17, 20), &wh, &ww, avg_divisor(true)).unwrap();
         [max, avg, dmax, davg].concat()
     });
     assert_same_bits("pooling", &results);
@@ -226,29 +229,31 @@ fn pooling_matches_plain_loops_on_every_path() {
 
 /// A direct convolution by nested loops in f64.
 fn direct(x: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f64> {
-    let mut out = vec![0.0; g.n * g.cout * g.oh * g.ow];
-    let (cg, og) = (g.cin / g.groups, g.cout / g.groups);
-    for b in 0..g.n {
-        for o in 0..g.cout {
+    let mut out = vec![0.0; g.n() * g.cout() * g.oh() * g.ow()];
+    let (cg, og) = (g.cin() / g.groups(), g.cout() / g.groups());
+    for b in 0..g.n() {
+        for o in 0..g.cout() {
             let group = o / og;
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
+            for oy in 0..g.oh() {
+                for ox in 0..g.ow() {
                     let mut sum = 0.0;
                     for c in 0..cg {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                let iy = (oy * g.stride + ky * g.dilation) as isize - g.padding.0 as isize;
-                                let ix = (ox * g.stride + kx * g.dilation) as isize - g.padding.1 as isize;
-                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                        for ky in 0..g.kh() {
+                            for kx in 0..g.kw() {
+                                let iy =
+                                    (oy * g.stride() + ky * g.dilation()) as isize - g.padding().0 as isize;
+                                let ix =
+                                    (ox * g.stride() + kx * g.dilation()) as isize - g.padding().1 as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h() as isize || ix >= g.w() as isize {
                                     continue;
                                 }
-                                let xv =
-                                    x[((b * g.cin + group * cg + c) * g.h + iy as usize) * g.w + ix as usize];
-                                sum += w[((o * cg + c) * g.kh + ky) * g.kw + kx] as f64 * xv as f64;
+                                let xv = x[((b * g.cin() + group * cg + c) * g.h() + iy as usize) * g.w()
+                                    + ix as usize];
+                                sum += w[((o * cg + c) * g.kh() + ky) * g.kw() + kx] as f64 * xv as f64;
                             }
                         }
                     }
-                    out[((b * g.cout + o) * g.oh + oy) * g.ow + ox] = sum;
+                    out[((b * g.cout() + o) * g.oh() + oy) * g.ow() + ox] = sum;
                 }
             }
         }

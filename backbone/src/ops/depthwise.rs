@@ -62,7 +62,7 @@ pub fn depthwise_conv2d(xs: &Tensor, weight: &Tensor, p: DepthwiseParams) -> Res
         padding,
         stride: p.stride,
         dilation: p.dilation,
-        groups: geometry.cin,
+        groups: geometry.cin(),
     };
     conv2d(&xs, weight, params)
 }

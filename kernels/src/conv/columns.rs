@@ -47,9 +47,13 @@ impl Columns {
     /// Whether a convolution keeps its columns: its weight's gradient will be asked for, and
     /// its column matrices are small.
     pub fn wanted(g: &ConvGeometry, weight_tracks: bool, elem_bytes: usize) -> bool {
-        let bytes = g.groups * g.k() * g.plane_out() * g.n * elem_bytes;
+        // Within `isize::MAX` values (`ConvGeometry`'s checks); in bytes, perhaps not.
+        let bytes = (g.groups * g.k() * g.plane_out() * g.n).checked_mul(elem_bytes);
         // Pointwise and Winograd forward passes build no column matrices.
-        weight_tracks && bytes <= KEEP_BYTES && !g.pointwise() && !super::winograd::applies(g)
+        weight_tracks
+            && bytes.is_some_and(|b| b <= KEEP_BYTES)
+            && !g.pointwise()
+            && !super::winograd::applies(g)
     }
 
     /// Keeps the columns of `tile` of the run starting at image `first`.

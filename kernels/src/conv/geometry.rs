@@ -7,35 +7,166 @@
 use super::*;
 
 /// The sizes of one convolution: input `[n, cin, h, w]`, weight `[cout, cin / groups, kh, kw]`,
-/// output `[n, cout, oh, ow]`.
+/// output `[n, cout, oh, ow]`; from [`ConvGeometry::new`] or [`crate::depthwise::geometry`],
+/// which check that the sizes fit together (the kernels rely on it), read through its methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
-    pub n: usize,
-    pub cin: usize,
-    pub h: usize,
-    pub w: usize,
-    pub cout: usize,
-    pub groups: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub oh: usize,
-    pub ow: usize,
+    pub(crate) n: usize,
+    pub(crate) cin: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) cout: usize,
+    pub(crate) groups: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
     /// Zero padding (top/bottom, left/right).
-    pub padding: (usize, usize),
-    pub stride: usize,
-    pub dilation: usize,
+    pub(crate) padding: (usize, usize),
+    pub(crate) stride: usize,
+    pub(crate) dilation: usize,
     /// How many kernel taps are live (`conv_cpu`'s `ConvGeometry::live_taps`).
-    pub live: usize,
+    pub(crate) live: usize,
 }
 
 /// The output length of a convolution along one axis, `None` when the dilated kernel does
-/// not fit the padded input (or the kernel or stride is 0).
+/// not fit the padded input (or the kernel or stride is 0, or the padded input overflows).
 pub fn output_len(input: usize, kernel: usize, pad: usize, stride: usize, dilation: usize) -> Option<usize> {
     let span = kernel.checked_sub(1)?.checked_mul(dilation)?.checked_add(1)?;
-    (input + 2 * pad)
+    pad.checked_mul(2)?
+        .checked_add(input)?
         .checked_sub(span)?
         .checked_div(stride)
         .map(|v| v + 1)
+}
+
+/// Read access to the sizes.
+impl ConvGeometry {
+    /// Batch size.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input channels.
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+
+    /// Input height.
+    pub fn h(&self) -> usize {
+        self.h
+    }
+
+    /// Input width.
+    pub fn w(&self) -> usize {
+        self.w
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// Groups.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Kernel height.
+    pub fn kh(&self) -> usize {
+        self.kh
+    }
+
+    /// Kernel width.
+    pub fn kw(&self) -> usize {
+        self.kw
+    }
+
+    /// Output height.
+    pub fn oh(&self) -> usize {
+        self.oh
+    }
+
+    /// Output width.
+    pub fn ow(&self) -> usize {
+        self.ow
+    }
+
+    /// Zero padding (top/bottom, left/right).
+    pub fn padding(&self) -> (usize, usize) {
+        self.padding
+    }
+
+    /// Stride.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Dilation.
+    pub fn dilation(&self) -> usize {
+        self.dilation
+    }
+
+    /// Live kernel taps, [`ConvGeometry::live_taps`].
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Checks what the kernels rely on: positive sizes, groups dividing both channel counts,
+    /// the output size `output_len` gives, padded sizes within `isize` and buffers (the
+    /// input, weight, output and the column matrices of the whole batch) whose lengths a
+    /// `usize` counts, within `isize::MAX`; `op` names the convolution in the error.
+    pub(crate) fn validated(self, op: &str) -> Result<Self> {
+        let positive = [
+            self.cin,
+            self.h,
+            self.w,
+            self.cout,
+            self.groups,
+            self.kh,
+            self.kw,
+            self.stride,
+            self.dilation,
+        ];
+        if positive.contains(&0)
+            || !self.cin.is_multiple_of(self.groups)
+            || !self.cout.is_multiple_of(self.groups)
+        {
+            bail!("{op}: inconsistent geometry {self:?}: sizes must be positive and groups divide both channel counts")
+        }
+        let out = |len: usize, k: usize, pad: usize| output_len(len, k, pad, self.stride, self.dilation);
+        if (
+            out(self.h, self.kh, self.padding.0),
+            out(self.w, self.kw, self.padding.1),
+        ) != (Some(self.oh), Some(self.ow))
+        {
+            bail!("{op}: inconsistent geometry {self:?}: the output size is not the input's")
+        }
+        let product = |v: &[usize]| crate::checked_len(v).filter(|&p| p <= isize::MAX as usize);
+        let padded = |len: usize, pad: usize| {
+            pad.checked_mul(2)
+                .and_then(|p| p.checked_add(len))
+                .filter(|&p| p <= isize::MAX as usize)
+        };
+        // Per image, then the whole batch (whose size is 0 for an empty batch).
+        let cg = self.cin / self.groups;
+        let image = [
+            product(&[self.cin, self.h, self.w]),
+            product(&[self.cout, self.oh, self.ow]),
+            product(&[self.cin, self.kh, self.kw, self.oh, self.ow]),
+            product(&[self.cout, cg, self.kh, self.kw, self.oh, self.ow]),
+        ];
+        let batch = image.map(|v| v.and_then(|v| product(&[v, self.n])));
+        let others = [
+            product(&[self.cout, cg, self.kh, self.kw]),
+            padded(self.h, self.padding.0),
+            padded(self.w, self.padding.1),
+        ];
+        if image.contains(&None) || batch.contains(&None) || others.contains(&None) {
+            bail!("{op}: the buffers of {self:?} have more elements than a usize counts")
+        }
+        Ok(self)
+    }
 }
 
 impl ConvGeometry {
@@ -62,7 +193,7 @@ impl ConvGeometry {
     }
 
     /// Output rows reached by kernel row `ky` and the input row of output row 0.
-    pub fn rows(&self, ky: usize) -> Span {
+    pub(crate) fn rows(&self, ky: usize) -> Span {
         Span::new(
             self.oh,
             self.h,
@@ -72,7 +203,7 @@ impl ConvGeometry {
     }
 
     /// Output columns reached by kernel column `kx` and the input column of output column 0.
-    pub fn cols(&self, kx: usize) -> Span {
+    pub(crate) fn cols(&self, kx: usize) -> Span {
         Span::new(
             self.ow,
             self.w,
@@ -82,7 +213,7 @@ impl ConvGeometry {
     }
 
     /// The output spans of every kernel row and of every kernel column.
-    pub fn spans(&self) -> (Vec<Span>, Vec<Span>) {
+    pub(crate) fn spans(&self) -> (Vec<Span>, Vec<Span>) {
         (
             (0..self.kh).map(|ky| self.rows(ky)).collect(),
             (0..self.kw).map(|kx| self.cols(kx)).collect(),
@@ -93,14 +224,15 @@ impl ConvGeometry {
 /// The output positions `o` in `[lo, hi)` whose input position `o * stride + offset` lies
 /// inside the input (`lo == hi` when there are none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub lo: usize,
-    pub hi: usize,
-    pub offset: isize,
+pub(crate) struct Span {
+    pub(crate) lo: usize,
+    pub(crate) hi: usize,
+    pub(crate) offset: isize,
 }
 
 impl Span {
-    pub fn new(output: usize, input: usize, stride: usize, offset: isize) -> Self {
+    /// For a positive `stride`.
+    pub(crate) fn new(output: usize, input: usize, stride: usize, offset: isize) -> Self {
         let s = stride as isize;
         // o >= ceil(-offset / s)
         let lo = if offset >= 0 { 0 } else { (-offset + s - 1) / s };
@@ -114,7 +246,7 @@ impl Span {
 
     /// The input position of output position `o` (valid for `o` in `lo..hi`).
     #[inline(always)]
-    pub fn input(&self, o: usize, stride: usize) -> usize {
+    pub(crate) fn input(&self, o: usize, stride: usize) -> usize {
         (o as isize * stride as isize + self.offset) as usize
     }
 }
@@ -162,8 +294,9 @@ impl ConvGeometry {
             padding: (p.padding, p.padding),
             stride: p.stride,
             dilation: p.dilation,
-            live: kh * kw,
-        };
+            live: 0,
+        }
+        .validated("conv2d")?;
         g.live = g.live_taps().len();
         Ok(g)
     }

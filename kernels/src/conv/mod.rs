@@ -81,7 +81,7 @@ pub use columns::Columns;
 pub use driver::Epilogue;
 pub(crate) use driver::*;
 pub(crate) use geometry::*;
-pub use geometry::{output_len, ConvGeometry, Plan, Span};
+pub use geometry::{output_len, ConvGeometry, Plan};
 pub(crate) use im2col::*;
 pub use params::ConvParams;
 pub(crate) use product::*;

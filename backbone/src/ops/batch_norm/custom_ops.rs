@@ -16,7 +16,7 @@ impl CustomOp1 for Moments {
         fn run<T: Elem>(op: &Moments, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
             let p = planes(op.name(), l, op.c)?;
             let x = contiguous(op.name(), data, l, p.len())?;
-            let (mean, var): (Vec<f64>, Vec<f64>) = moments(x, p).into_iter().unzip();
+            let (mean, var): (Vec<f64>, Vec<f64>) = moments(x, p).map_err(kernel_err)?.into_iter().unzip();
             Ok((CpuStorage::F64([mean, var].concat()), Shape::from((2, op.c))))
         }
         float_storages!(self.name(), (s => v), run(self, v, l))
@@ -59,7 +59,10 @@ impl CustomOp2 for GradSums {
             }
             let x = contiguous(op.name(), x, l1, p.len())?;
             let dy = contiguous(op.name(), dy, l2, p.len())?;
-            let (s, sx): (Vec<f64>, Vec<f64>) = grad_sums(x, dy, p, &op.mean).into_iter().unzip();
+            let (s, sx): (Vec<f64>, Vec<f64>) = grad_sums(x, dy, p, &op.mean)
+                .map_err(kernel_err)?
+                .into_iter()
+                .unzip();
             Ok((CpuStorage::F64([s, sx].concat()), Shape::from((2, c))))
         }
         float_storages!(self.name(), (s1 => x, s2 => g), run(self, x, l1, g, l2))
@@ -89,17 +92,19 @@ pub(super) struct ChannelAffine {
 }
 
 impl ChannelAffine {
-    pub(super) fn coefs<T: Elem>(&self) -> Coefs<T> {
-        Coefs::new(&self.mean, &self.q, &self.r, &self.p)
+    pub(super) fn coefs<T: Elem>(&self) -> Result<Coefs<T>> {
+        Coefs::new(&self.mean, &self.q, &self.r, &self.p).map_err(kernel_err)
     }
 
     pub(super) fn run1<T: Elem>(&self, a: &[T], la: &Layout) -> Result<(CpuStorage, Shape)> {
         let p = planes(self.name, la, self.c)?;
         let a = contiguous(self.name, a, la, p.len())?;
+        let k = self.coefs()?;
         let out = match self.form {
-            Form::Relu => affine1::<T, true>(a, p, &self.coefs()),
-            Form::Plain | Form::Masked => affine1::<T, false>(a, p, &self.coefs()),
-        };
+            Form::Relu => affine1::<T, true>(a, p, &k),
+            Form::Plain | Form::Masked => affine1::<T, false>(a, p, &k),
+        }
+        .map_err(kernel_err)?;
         Ok((T::to_cpu_storage_owned(out), la.shape().clone()))
     }
 
@@ -116,10 +121,12 @@ impl ChannelAffine {
         }
         let a = contiguous(self.name, a, la, p.len())?;
         let b = contiguous(self.name, b, lb, p.len())?;
+        let k = self.coefs()?;
         let out = match self.form {
-            Form::Masked => masked2(a, b, p, &self.coefs()),
-            Form::Plain | Form::Relu => affine2(a, b, p, &self.coefs()),
-        };
+            Form::Masked => masked2(a, b, p, &k),
+            Form::Plain | Form::Relu => affine2(a, b, p, &k),
+        }
+        .map_err(kernel_err)?;
         Ok((T::to_cpu_storage_owned(out), la.shape().clone()))
     }
 }

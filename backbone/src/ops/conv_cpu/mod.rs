@@ -64,7 +64,7 @@ pub fn conv2d_cpu_fused(
 ) -> Result<Tensor> {
     let geometry = checked_geometry("conv2d_cpu_fused", xs, weight, p)?;
     epilogue
-        .check("conv2d_cpu_fused", geometry.cout)
+        .check("conv2d_cpu_fused", geometry.cout())
         .map_err(kernel_err)?;
     xs.apply_op2_no_bwd(
         weight,
@@ -88,11 +88,11 @@ pub fn conv2d_cpu_fused(
 /// dtype on the CPU.
 pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: ConvParams) -> Result<Tensor> {
     let geometry = checked_geometry("conv2d_cpu_bias_relu", xs, weight, p)?;
-    if bias.dims() != [geometry.cout] || bias.dtype() != xs.dtype() || !bias.device().is_cpu() {
+    if bias.dims() != [geometry.cout()] || bias.dtype() != xs.dtype() || !bias.device().is_cpu() {
         bail!(
             "conv2d_cpu_bias_relu: expected a {:?} CPU bias of shape [{}], got {:?} {:?} of shape {:?}",
             xs.dtype(),
-            geometry.cout,
+            geometry.cout(),
             bias.device().location(),
             bias.dtype(),
             bias.dims()
@@ -380,7 +380,7 @@ impl ConvCpuBiasRelu {
         let g = &self.geometry;
         let name = self.name();
         let bias: Vec<T> = match lb.dims() {
-            [c] if *c == g.cout => (0..g.cout)
+            [c] if *c == g.cout() => (0..g.cout())
                 .map(|i| b.get(lb.start_offset() + i * lb.stride()[0]).copied())
                 .collect::<Option<_>>(),
             _ => None,
@@ -388,7 +388,7 @@ impl ConvCpuBiasRelu {
         .ok_or_else(|| {
             candle_core::Error::Msg(format!(
                 "{name}: expected a bias of {} values, layout {lb:?}",
-                g.cout
+                g.cout()
             ))
         })?;
         let epilogue = Epilogue {
@@ -431,7 +431,7 @@ impl CustomOp3 for ConvCpuBiasRelu {
         let grad = super::relu::relu_backward(res, grad)?;
         let (grad_x, grad_w) = conv_grads(self.geometry, None, xs, weight, &grad)?;
         let grad_b = match bias.track_op() {
-            true => Some(super::bias::channel_sums(&grad, self.geometry.cout)?),
+            true => Some(super::bias::channel_sums(&grad, self.geometry.cout())?),
             false => None,
         };
         Ok((grad_x, grad_w, grad_b))

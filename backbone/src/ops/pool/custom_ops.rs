@@ -39,12 +39,12 @@ pub(super) struct MaxPool2dOp {
 }
 
 impl MaxPool2dOp {
-    fn windows(&self, (h, w): (usize, usize)) -> (Vec<Window>, Vec<Window>) {
+    fn windows(&self, (h, w): (usize, usize)) -> Result<(Vec<Window>, Vec<Window>)> {
         let p = &self.p;
-        (
-            windows(self.out.0, p.kernel.0, p.stride.0, p.padding.0, h),
-            windows(self.out.1, p.kernel.1, p.stride.1, p.padding.1, w),
-        )
+        Ok((
+            windows(self.out.0, p.kernel.0, p.stride.0, p.padding.0, h).map_err(kernel_err)?,
+            windows(self.out.1, p.kernel.1, p.stride.1, p.padding.1, w).map_err(kernel_err)?,
+        ))
     }
 }
 
@@ -56,9 +56,9 @@ impl CustomOp1 for MaxPool2dOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Float>(op: &MaxPool2dOp, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
             let x = view4(op.name(), data, l)?;
-            let [n, c, h, w] = x.dims;
-            let (wh, ww) = op.windows((h, w));
-            let out = max_pool_fwd(&x, &wh, &ww);
+            let [n, c, h, w] = x.dims();
+            let (wh, ww) = op.windows((h, w))?;
+            let out = max_pool_fwd(&x, &wh, &ww).map_err(kernel_err)?;
             Ok((
                 T::to_cpu_storage_owned(out),
                 Shape::from((n, c, op.out.0, op.out.1)),
@@ -107,11 +107,11 @@ impl CustomOp2 for MaxPool2dBackward {
             l2: &Layout,
         ) -> Result<(CpuStorage, Shape)> {
             let x = view4(op.name(), x, l1)?;
-            let [n, c, h, w] = x.dims;
+            let [n, c, h, w] = x.dims();
             check_grad_dims(op.name(), l2, [n, c, op.fwd.out.0, op.fwd.out.1])?;
             let g = view4(op.name(), g, l2)?;
-            let (wh, ww) = op.fwd.windows((h, w));
-            let out = max_pool_bwd(&x, &g, &wh, &ww);
+            let (wh, ww) = op.fwd.windows((h, w))?;
+            let out = max_pool_bwd(&x, &g, &wh, &ww).map_err(kernel_err)?;
             Ok((T::to_cpu_storage_owned(out), Shape::from((n, c, h, w))))
         }
         float_storages!(self.name(), (s1 => x, s2 => g), run(self, x, l1, g, l2))
@@ -125,7 +125,7 @@ pub(super) struct AvgPool2dOp {
 }
 
 impl AvgPool2dOp {
-    fn windows(&self, (h, w): (usize, usize)) -> (Vec<Window>, Vec<Window>) {
+    fn windows(&self, (h, w): (usize, usize)) -> Result<(Vec<Window>, Vec<Window>)> {
         MaxPool2dOp {
             p: self.p,
             out: self.out,
@@ -142,9 +142,9 @@ impl CustomOp1 for AvgPool2dOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Float>(op: &AvgPool2dOp, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
             let x = view4(op.name(), data, l)?;
-            let [n, c, h, w] = x.dims;
-            let (wh, ww) = op.windows((h, w));
-            let out = avg_pool_fwd(&x, &wh, &ww, avg_divisor(op.p.count_include_pad));
+            let [n, c, h, w] = x.dims();
+            let (wh, ww) = op.windows((h, w))?;
+            let out = avg_pool_fwd(&x, &wh, &ww, avg_divisor(op.p.count_include_pad)).map_err(kernel_err)?;
             Ok((
                 T::to_cpu_storage_owned(out),
                 Shape::from((n, c, op.out.0, op.out.1)),
@@ -181,10 +181,11 @@ impl CustomOp1 for AvgPool2dBackward {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Float>(op: &AvgPool2dBackward, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
             let g = view4(op.name(), data, l)?;
-            let [n, c, _, _] = g.dims;
+            let [n, c, _, _] = g.dims();
             check_grad_dims(op.name(), l, [n, c, op.fwd.out.0, op.fwd.out.1])?;
-            let (wh, ww) = op.fwd.windows(op.input);
-            let out = avg_pool_bwd(&g, op.input, &wh, &ww, avg_divisor(op.fwd.p.count_include_pad));
+            let (wh, ww) = op.fwd.windows(op.input)?;
+            let out = avg_pool_bwd(&g, op.input, &wh, &ww, avg_divisor(op.fwd.p.count_include_pad))
+                .map_err(kernel_err)?;
             Ok((
                 T::to_cpu_storage_owned(out),
                 Shape::from((n, c, op.input.0, op.input.1)),
@@ -207,17 +208,17 @@ impl CustomOp1 for AdaptiveAvgPool2dOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         fn run<T: Float>(op: &AdaptiveAvgPool2dOp, data: &[T], l: &Layout) -> Result<(CpuStorage, Shape)> {
             let x = view4(op.name(), data, l)?;
-            let [n, c, h, w] = x.dims;
+            let [n, c, h, w] = x.dims();
             if h == 0 || w == 0 {
                 bail!(
                     "{}: input must have a non-empty spatial size, got {:?}",
                     op.name(),
-                    x.dims
+                    x.dims()
                 )
             }
-            let wh = adaptive_windows(op.out.0, h);
-            let ww = adaptive_windows(op.out.1, w);
-            let out = avg_pool_fwd(&x, &wh, &ww, adaptive_divisor);
+            let wh = adaptive_windows(op.out.0, h).map_err(kernel_err)?;
+            let ww = adaptive_windows(op.out.1, w).map_err(kernel_err)?;
+            let out = avg_pool_fwd(&x, &wh, &ww, adaptive_divisor).map_err(kernel_err)?;
             Ok((
                 T::to_cpu_storage_owned(out),
                 Shape::from((n, c, op.out.0, op.out.1)),
@@ -254,11 +255,11 @@ impl CustomOp1 for AdaptiveAvgPool2dBackward {
             l: &Layout,
         ) -> Result<(CpuStorage, Shape)> {
             let g = view4(op.name(), data, l)?;
-            let [n, c, _, _] = g.dims;
+            let [n, c, _, _] = g.dims();
             check_grad_dims(op.name(), l, [n, c, op.out.0, op.out.1])?;
-            let wh = adaptive_windows(op.out.0, op.input.0);
-            let ww = adaptive_windows(op.out.1, op.input.1);
-            let out = avg_pool_bwd(&g, op.input, &wh, &ww, adaptive_divisor);
+            let wh = adaptive_windows(op.out.0, op.input.0).map_err(kernel_err)?;
+            let ww = adaptive_windows(op.out.1, op.input.1).map_err(kernel_err)?;
+            let out = avg_pool_bwd(&g, op.input, &wh, &ww, adaptive_divisor).map_err(kernel_err)?;
             Ok((
                 T::to_cpu_storage_owned(out),
                 Shape::from((n, c, op.input.0, op.input.1)),

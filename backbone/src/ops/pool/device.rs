@@ -20,6 +20,7 @@
 //! gradient goes to, and no padded tensor is needed.
 
 use super::Pool2dParams;
+use crate::ops::conv_cpu::kernel_err;
 use candle_core::{DType, Device, Result, Tensor};
 use kernels::pool::{adaptive_windows, windows, Window};
 
@@ -45,11 +46,11 @@ pub(super) fn max_pool2d(xs: &Tensor, p: &Pool2dParams, out: (usize, usize)) -> 
 pub(super) fn avg_pool2d(xs: &Tensor, p: &Pool2dParams, out: (usize, usize)) -> Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
     let divisor = |r: &Window| match p.count_include_pad {
-        true => r.padded_len,
-        false => r.end - r.start,
+        true => r.padded_len(),
+        false => r.len(),
     };
-    let wh = windows(out.0, p.kernel.0, p.stride.0, p.padding.0, h);
-    let ww = windows(out.1, p.kernel.1, p.stride.1, p.padding.1, w);
+    let wh = windows(out.0, p.kernel.0, p.stride.0, p.padding.0, h).map_err(kernel_err)?;
+    let ww = windows(out.1, p.kernel.1, p.stride.1, p.padding.1, w).map_err(kernel_err)?;
     separable_average(xs, &wh, &ww, divisor)
 }
 
@@ -57,9 +58,9 @@ pub(super) fn avg_pool2d(xs: &Tensor, p: &Pool2dParams, out: (usize, usize)) -> 
 /// size to `out` (at least 1x1).
 pub(super) fn adaptive_avg_pool2d(xs: &Tensor, out: (usize, usize)) -> Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
-    let wh = adaptive_windows(out.0, h);
-    let ww = adaptive_windows(out.1, w);
-    separable_average(xs, &wh, &ww, |r| r.end - r.start)
+    let wh = adaptive_windows(out.0, h).map_err(kernel_err)?;
+    let ww = adaptive_windows(out.1, w).map_err(kernel_err)?;
+    separable_average(xs, &wh, &ww, Window::len)
 }
 
 /// `A_h · X · A_wᵀ` over the last two dimensions of `xs`, `A[o, i] = 1 / divisor(o)` for `i` in
@@ -99,7 +100,7 @@ fn averaging_matrix_t(
     let mut a = vec![0f64; input * n_out];
     for (o, win) in windows.iter().enumerate() {
         let share = 1.0 / divisor(win).max(1) as f64;
-        for i in win.start..win.end.min(input) {
+        for i in win.start()..win.end().min(input) {
             a[i * n_out + o] = share;
         }
     }
