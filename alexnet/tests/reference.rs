@@ -101,7 +101,7 @@ fn minimum_input_size_is_pytorchs() {
         assert_eq!(model.input_spec().min_size, (min, min));
         assert_eq!(model.input_spec().default_size, (224, 224));
         let x = Tensor::zeros((1, 3, min, min), DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(model.forward_conv(&x, false).unwrap().dims(), [1, 256, 1, 1]);
+        assert_eq!(model.forward_features(&x, false).unwrap().dims(), [1, 256, 1, 1]);
         assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 4]);
         for dims in [[1, 3, min - 1, min], [1, 3, min, min - 1]] {
             let x = Tensor::zeros(&dims, DType::F32, &Device::Cpu).unwrap();
