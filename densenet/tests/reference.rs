@@ -1,16 +1,18 @@
 //! DenseNet against torchvision (fixtures from `scripts/gen_densenet_fixtures.py`): outputs
 //! in eval and train mode, gradients, key names, parameter counts, legacy keys, and a few Adam
-//! steps on real MNIST digits (input and weights errors: `convnets/tests/contract.rs`).
+//! steps on real MNIST digits (every model's MACs: `convnets/tests/catalogue.rs`; its input and
+//! weights errors: `convnets/tests/contract.rs`).
 
 use backbone::catalogue::Variant;
-use backbone::init::{trainable_vars, SeededVarMap};
+use backbone::init::SeededVarMap;
 use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
 use densenet::{remap_legacy, DenseNet, DenseNetConfig};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use testkit::densenet_efficientnet::{assert_close, fill_vars, mnist, pattern, state, ShapeRecorder};
+use testkit::densenet_efficientnet::{
+    adam_steps, assert_close, fill_vars, mnist, pattern, state, ShapeRecorder,
+};
 use testkit::{fixture, reference_keys};
 
 fn build(config: &DenseNetConfig, seed: u64) -> (DenseNet, SeededVarMap) {
@@ -126,21 +128,6 @@ fn parameter_counts() {
 }
 
 #[test]
-fn summary_at_224() {
-    let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
-    let model = DenseNet::new(&DenseNetConfig::densenet121(), vb).unwrap();
-    let summary = backbone::summarize(&model, &[1, 3, 224, 224], &Device::Cpu).unwrap();
-    assert_eq!(summary.total_params(), 7_978_856);
-    // torchvision quotes 2.83 GFLOPS (multiply-accumulates) for DenseNet-121.
-    assert_eq!(summary.total_macs(), 2_834_161_664);
-    let last = summary.layers.last().expect("layers");
-    assert_eq!(
-        (last.name.as_str(), last.output.as_slice()),
-        ("classifier", [1, 1000].as_slice())
-    );
-}
-
-#[test]
 fn configurable_classes_channels_and_dropout() {
     let config = DenseNetConfig::densenet121()
         .with_classes(7)
@@ -245,30 +232,7 @@ fn adam_on_mnist_digits_lowers_the_loss() {
         let logits = model.forward_t(&xs, true).unwrap();
         candle_nn::loss::cross_entropy(&logits, &ys).unwrap()
     };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut adam = candle_nn::AdamW::new(
-        params,
-        candle_nn::ParamsAdamW {
-            lr: 1e-3,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let before = value(&loss());
-    let mut losses = Vec::new();
-    for _ in 0..STEPS {
-        let loss = loss();
-        losses.push(value(&loss));
-        adam.backward_step(&loss).unwrap();
-    }
-    let after = value(&loss());
-    eprintln!("before {before}, after {after}, training losses {losses:?}");
-    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let (before, after, losses) = adam_steps(&vars, STEPS, 0, |_| loss());
     assert!(
         after < 0.25 * before,
         "the loss should fall: {before} before, {after} after (training losses {losses:?})"

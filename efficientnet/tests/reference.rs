@@ -1,20 +1,21 @@
 //! EfficientNet against timm and torchvision (fixtures from
 //! `scripts/gen_efficientnet_fixtures.py`): outputs in eval and train mode, gradients, both
-//! weight layouts, key names, parameter counts and MACs, the torchvision layout's loading errors,
-//! dropout and stochastic depth, and a few Adam steps on real MNIST digits (the input and weights
-//! errors of every model: `convnets/tests/contract.rs`).
+//! weight layouts, key names, parameter counts, the torchvision layout's loading errors, dropout
+//! and stochastic depth, and a few Adam steps on real MNIST digits (every model's MACs:
+//! `convnets/tests/catalogue.rs`; its input and weights errors: `convnets/tests/contract.rs`).
 
 use backbone::catalogue::Variant;
-use backbone::init::{trainable_vars, SeededVarMap};
+use backbone::init::SeededVarMap;
 use backbone::weights::Weights;
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
 use efficientnet::{detect_layout, timm_to_torchvision, EfficientNet, EfficientNetConfig, WeightsLayout};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use testkit::densenet_efficientnet::{assert_close, fill_vars, mnist, pattern, state, ShapeRecorder};
+use testkit::densenet_efficientnet::{
+    adam_steps, assert_close, fill_vars, mnist, pattern, state, ShapeRecorder,
+};
 use testkit::{fixture, reference_keys};
 
 /// Tests that draw from backbone's global generator (dropout, stochastic depth) take this
@@ -190,21 +191,6 @@ fn parameter_counts_of_all_variants() {
 }
 
 #[test]
-fn summary_at_224() {
-    let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
-    let model = EfficientNet::new(&EfficientNetConfig::b0(), vb).unwrap();
-    let summary = backbone::summarize(&model, &[1, 3, 224, 224], &Device::Cpu).unwrap();
-    assert_eq!(summary.total_params(), 5_288_548);
-    // torchvision quotes 0.39 GFLOPS (multiply-accumulates) for B0.
-    assert_eq!(summary.total_macs(), 385_814_752);
-    let last = summary.layers.last().expect("layers");
-    assert_eq!(
-        (last.name.as_str(), last.output.as_slice()),
-        ("classifier", [1, 1000].as_slice())
-    );
-}
-
-#[test]
 fn configurable_classes_and_channels() {
     let config = EfficientNetConfig::b0().with_classes(7).with_in_channels(1);
     let (model, _) = build(&config, 3);
@@ -347,30 +333,7 @@ fn adam_on_mnist_digits_lowers_the_loss() {
         let logits = model.forward_t(&xs, true).unwrap();
         candle_nn::loss::cross_entropy(&logits, &ys).unwrap()
     };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut adam = candle_nn::AdamW::new(
-        params,
-        candle_nn::ParamsAdamW {
-            lr: 1e-3,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let before = value(&loss(PROBE));
-    let mut losses = Vec::new();
-    for step in 0..STEPS {
-        let loss = loss(step);
-        losses.push(value(&loss));
-        adam.backward_step(&loss).unwrap();
-    }
-    let after = value(&loss(PROBE));
-    eprintln!("before {before}, after {after}, training losses {losses:?}");
-    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let (before, after, losses) = adam_steps(&vars, STEPS, PROBE, loss);
     assert!(
         after < 0.25 * before,
         "the loss should fall: {before} before, {after} after (training losses {losses:?})"

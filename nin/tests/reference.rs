@@ -3,25 +3,17 @@
 //! hand, key names, the smallest inputs, configuration, and a few SGD steps on real MNIST digits
 //! (input and weights errors: `convnets/tests/contract.rs`).
 
-use backbone::init::{trainable_vars, SeededVarMap};
-use backbone::{Backbone, Error};
+use backbone::init::SeededVarMap;
+use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use nin::{Nin, NinConfig};
-use testkit::alexnet_nin::{assert_close, fill_vars, mnist, pattern, sample};
+use testkit::alexnet_nin::{
+    assert_close, assert_dropout_refused, layer_shapes, pattern, sample, sgd_on_mnist, with_pattern,
+};
 use testkit::fixture;
 
-/// The model with the script's weights (variable `j` of the sorted names:
-/// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
-/// trainable variables.
-fn model_with_pattern(config: NinConfig) -> (Nin, VarMap) {
-    let (model, vars) = fresh(&config);
-    fill_vars(&vars);
-    (model, vars)
-}
-
-/// A fresh model whose variables are in a plain `VarMap`, for tests that need no particular
-/// weights.
+/// A fresh model over a plain `VarMap` ([`testkit::alexnet_nin::fresh`]).
 fn fresh(config: &NinConfig) -> (Nin, VarMap) {
     testkit::alexnet_nin::fresh(|vb| Nin::new(config, vb))
 }
@@ -52,7 +44,7 @@ fn outputs_and_gradients_match_pytorch() {
     for (name, config, (h, w), feature_keys) in variants {
         let x = pattern(&[2, 3, h, w], 1000, 1.0);
         let config = config.with_classes(10).with_dropout(0.0);
-        let (model, vars) = model_with_pattern(config);
+        let (model, vars) = with_pattern(|vb| Nin::new(&config, vb));
         assert_eq!(model.name(), name);
         let eval = model.forward_t(&x, false).unwrap();
         assert_close(
@@ -100,15 +92,6 @@ fn minimum_input_size_is_pytorchs() {
         assert_eq!(features.dims(), [1, model.num_features(), 1, 1]);
         assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 4]);
     }
-}
-
-/// The sorted variable names and the per-layer output shapes of a summary.
-fn layer_shapes(summary: &backbone::Summary) -> Vec<(&str, &str, &[usize])> {
-    summary
-        .layers
-        .iter()
-        .map(|l| (l.name.as_str(), l.kind.as_str(), l.output.as_slice()))
-        .collect()
 }
 
 #[test]
@@ -242,35 +225,30 @@ fn parameter_counts_map_sizes_and_key_names() {
 }
 
 #[test]
-fn configurable_classes_channels_and_dropout() {
+fn configurable_channels_and_dropout() {
+    // Other class and channel counts size the stem and the head of every model:
+    // `convnets/tests/contract.rs`.
     for (config, size, features, maps) in [
         (NinConfig::nin(), (70, 90), 1024, (1, 2)),
         (NinConfig::nin_cifar(), (28, 20), 192, (7, 5)),
     ] {
-        let config = config.with_classes(7).with_in_channels(1).with_dropout(0.0);
-        let (model, vars) = fresh(&config);
+        let (model, vars) = fresh(&config.with_classes(7).with_in_channels(1));
         let x = Tensor::zeros((2, 1, size.0, size.1), DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
         let f = model.forward_features(&x, false).unwrap();
         assert_eq!(f.dims(), [2, features, maps.0, maps.1]);
         assert_eq!(model.num_features(), features);
-        assert_eq!(model.forward_head(&f, false).unwrap().dims(), [2, 7]);
+        assert_eq!(model.forward_head(&f, true).unwrap().dims(), [2, 7]);
         assert_eq!(
             model.class_maps(&x, false).unwrap().dims(),
             [2, 7, maps.0, maps.1]
         );
         let data = vars.data().lock().unwrap();
-        assert_eq!(data["features.0.weight"].dims()[1], 1);
         assert_eq!(data["classifier.0.weight"].dims(), [7, features, 1, 1]);
-        assert_eq!(data["classifier.0.bias"].dims(), [7]);
     }
-    for p in [-0.1, 1.0, f32::NAN] {
+    assert_dropout_refused(|p| {
         let config = NinConfig::nin_cifar().with_dropout(p);
-        match Nin::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)) {
-            Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
-            other => panic!("dropout {p}: expected a config error, got {:?}", other.err()),
-        }
-    }
+        Nin::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu))
+    });
 }
 
 #[test]
@@ -278,27 +256,7 @@ fn sgd_steps_on_mnist_lower_the_loss() {
     let config = NinConfig::nin().with_in_channels(1).with_classes(10);
     let vars = SeededVarMap::new(3);
     let model = Nin::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let (min, _) = model.input_spec().min_size;
-    let (images, labels) = mnist(64, min);
-    let loss = |train: bool| {
-        let logits = model.forward_t(&images, train).unwrap();
-        candle_nn::loss::cross_entropy(&logits, &labels).unwrap()
-    };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let before = value(&loss(false));
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut sgd = candle_nn::SGD::new(params, 1.0).unwrap();
-    backbone::init::seed(0);
-    let mut losses = Vec::new();
-    for _ in 0..5 {
-        let loss = loss(true);
-        losses.push(value(&loss));
-        sgd.backward_step(&loss).unwrap();
-    }
-    let after = value(&loss(false));
+    let (before, after, losses) = sgd_on_mnist(&model, &vars, 1.0, 5);
     // NiN learns slowly from PyTorch's default initialisation (PyTorch's own module does the
     // same): the signal shrinks through twelve ReLU convolutions and the class maps pass a
     // ReLU, so the logits start near 0 and only the live maps get a gradient.

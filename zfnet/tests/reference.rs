@@ -3,26 +3,17 @@
 //! key names, the smallest input, configuration, and a few SGD steps on real MNIST digits (input
 //! and weights errors: `convnets/tests/contract.rs`).
 
-use backbone::init::{trainable_vars, SeededVarMap};
-use backbone::{Backbone, Error};
+use backbone::init::SeededVarMap;
+use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
-use testkit::alexnet_nin::{assert_close, fill_vars, mnist, pattern, sample};
+use candle_nn::{VarBuilder, VarMap};
+use testkit::alexnet_nin::{
+    assert_close, assert_dropout_refused, layer_shapes, pattern, sample, sgd_on_mnist, with_pattern,
+};
 use testkit::fixture;
 use zfnet::{ZfNet, ZfNetConfig};
 
-/// The model with the script's weights (variable `j` of the sorted names:
-/// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
-/// trainable variables.
-fn model_with_pattern(config: ZfNetConfig) -> (ZfNet, VarMap) {
-    let (model, vars) = fresh(&config);
-    fill_vars(&vars);
-    (model, vars)
-}
-
-/// A fresh model whose variables are in a plain `VarMap` (candle's unseeded generator: faster
-/// than `SeededVarMap` for this 60M-parameter model, for tests that need no particular
-/// weights).
+/// A fresh model over a plain `VarMap` ([`testkit::alexnet_nin::fresh`]).
 fn fresh(config: &ZfNetConfig) -> (ZfNet, VarMap) {
     testkit::alexnet_nin::fresh(|vb| ZfNet::new(config, vb))
 }
@@ -40,7 +31,7 @@ fn outputs_and_gradients_match_pytorch() {
     let x = pattern(&[2, 3, 70, 67], 1000, 100.0);
     let targets = Tensor::new(&[3u32, 7], &Device::Cpu).unwrap();
     let config = ZfNetConfig::zfnet().with_classes(10).with_dropout(0.0);
-    let (model, vars) = model_with_pattern(config);
+    let (model, vars) = with_pattern(|vb| ZfNet::new(&config, vb));
     assert_eq!(model.name(), "zfnet");
     let eval = model.forward_t(&x, false).unwrap();
     assert_close("zfnet.eval", &eval, &fixture["zfnet.eval"], 1e-4);
@@ -148,11 +139,7 @@ fn parameter_count_map_sizes_and_key_names() {
         + 4096 * 1000;
     assert_eq!(macs, 1_168_032_896);
     assert_eq!(summary.total_macs(), macs);
-    let shapes: Vec<(&str, &str, &[usize])> = summary
-        .layers
-        .iter()
-        .map(|l| (l.name.as_str(), l.kind.as_str(), l.output.as_slice()))
-        .collect();
+    let shapes = layer_shapes(&summary);
     assert_eq!(
         shapes[..10],
         [
@@ -171,35 +158,24 @@ fn parameter_count_map_sizes_and_key_names() {
 }
 
 #[test]
-fn configurable_classes_channels_and_dropout() {
-    let config = ZfNetConfig::zfnet()
-        .with_classes(7)
-        .with_in_channels(1)
-        .with_dropout(0.0);
-    let (model, vars) = fresh(&config);
+fn configurable_channels_and_dropout() {
+    // Other class and channel counts size the stem and the head of every model:
+    // `convnets/tests/contract.rs`.
+    let (model, vars) = fresh(&ZfNetConfig::zfnet().with_classes(7).with_in_channels(1));
     let x = Tensor::zeros((2, 1, 50, 61), DType::F32, &Device::Cpu).unwrap();
-    assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
     let features = model.forward_features(&x, false).unwrap();
     assert_eq!(features.dims(), [2, 256, 1, 1]);
     let pre_logits = model.forward_pre_logits(&features, false).unwrap();
     assert_eq!(pre_logits.dims(), [2, 4096]);
+    assert_eq!(model.forward_head(&features, true).unwrap().dims(), [2, 7]);
     assert_eq!(
-        model.forward_classifier(&pre_logits, false).unwrap().dims(),
-        [2, 7]
+        vars.data().lock().unwrap()["features.0.weight"].dims(),
+        [96, 1, 7, 7]
     );
-    assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
-    let data = vars.data().lock().unwrap();
-    assert_eq!(data["features.0.weight"].dims(), [96, 1, 7, 7]);
-    assert_eq!(data["classifier.6.weight"].dims(), [7, 4096]);
-    assert_eq!(data["classifier.6.bias"].dims(), [7]);
-    drop(data);
-    for p in [-0.1, 1.0, f32::NAN] {
+    assert_dropout_refused(|p| {
         let config = ZfNetConfig::zfnet().with_dropout(p);
-        match ZfNet::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)) {
-            Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
-            other => panic!("dropout {p}: expected a config error, got {:?}", other.err()),
-        }
-    }
+        ZfNet::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu))
+    });
 }
 
 #[test]
@@ -207,24 +183,7 @@ fn sgd_steps_on_mnist_lower_the_loss() {
     let config = ZfNetConfig::zfnet().with_in_channels(1).with_classes(10);
     let vars = SeededVarMap::new(3);
     let model = ZfNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let (min, _) = model.input_spec().min_size;
-    let (images, labels) = mnist(64, min);
-    let loss = |train: bool| {
-        let logits = model.forward_t(&images, train).unwrap();
-        candle_nn::loss::cross_entropy(&logits, &labels).unwrap()
-    };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let before = value(&loss(false));
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut sgd = candle_nn::SGD::new(params, 0.5).unwrap();
-    backbone::init::seed(0);
-    for _ in 0..4 {
-        sgd.backward_step(&loss(true)).unwrap();
-    }
-    let after = value(&loss(false));
+    let (before, after, _) = sgd_on_mnist(&model, &vars, 0.5, 4);
     assert!(
         after < before - 0.02,
         "the loss should fall: {before} before, {after} after"
