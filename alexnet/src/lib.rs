@@ -82,9 +82,12 @@
 //!
 //! ## Features and head
 //!
-//! Both layouts share the classifier. [`Backbone::forward_features`] returns the 4096 outputs
-//! of `classifier.5` (after the ReLU; dropout in training), the head is `classifier.6`, the
-//! only layer whose shape depends on the number of classes.
+//! Both layouts share the classifier, which ZFNet keeps too ([`PlainParts::alexnet`]).
+//! [`Backbone::forward_features`](backbone::Backbone::forward_features) returns the
+//! convolutional part's output, `[N, 256, h, w]` before the adaptive pooling;
+//! [`Backbone::forward_pre_logits`](backbone::Backbone::forward_pre_logits) the 4096 outputs of
+//! `classifier.5` (after the ReLU; dropout in training); the head is `classifier.6`, the only
+//! layer whose shape depends on the number of classes.
 //!
 //! The smallest input is 63x63 for both layouts: conv1 needs 15x15 maps to survive the three
 //! 3x3 stride-2 poolings (15 -> 7 -> 3 -> 1), i.e. `(H + 4 - 11) / 4 + 1 >= 15`.
@@ -101,12 +104,10 @@ pub use backbone::prelude;
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
 
-use backbone::geometry::{build_stack, conv, Stages, Step};
-use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, Dropout, Flatten, Layer, Linear, PoolConfig, Sequential,
-};
-use backbone::{check_input, Backbone, InputSpec, InputType, PlainNet, Result};
-use candle_core::Tensor;
+use backbone::geometry::{conv, Step};
+use backbone::layers::PoolConfig;
+use backbone::plain::{PlainNet, PlainParts};
+use backbone::Result;
 use candle_nn::VarBuilder;
 
 /// Which AlexNet.
@@ -219,6 +220,14 @@ impl Layout {
             Layout::Paper2012 => &PAPER_2012,
         }
     }
+
+    /// The variant's name.
+    fn name(self) -> &'static str {
+        match self {
+            Layout::Torchvision => "alexnet",
+            Layout::Paper2012 => "alexnet_2012",
+        }
+    }
 }
 
 /// The pooling of `features`: 3x3 windows, stride 2, floor mode.
@@ -226,21 +235,11 @@ fn max_pool() -> PoolConfig {
     PoolConfig::new(3).stride(2)
 }
 
-const FEATURES: usize = 4096;
-const POOLED: (usize, usize) = (6, 6);
-
 /// AlexNet; see the [crate documentation](crate).
 pub struct AlexNet {
     config: AlexNetConfig,
-    /// The dtype and device of the weights, which inputs must have.
-    input_type: InputType,
-    features: Sequential,
-    /// The feature stages: the poolings' outputs (position in `features`, description).
-    stages: Stages,
-    avgpool: AdaptiveAvgPool2d,
-    classifier: Sequential,
-    head: Linear,
-    min_size: usize,
+    /// `features`, its stages (the poolings' outputs), the classifier.
+    parts: PlainParts,
 }
 
 impl AlexNet {
@@ -251,35 +250,18 @@ impl AlexNet {
     /// dropout probability outside `[0, 1)`, and with the builder's error on a missing or
     /// mis-shaped variable.
     pub fn new(config: &AlexNetConfig, vb: VarBuilder) -> Result<Self> {
-        let input_type = InputType::of(&vb);
-        let dropout = Dropout::new(config.dropout)?;
-        let stack = build_stack(
-            "AlexNet",
+        let parts = PlainParts::alexnet(
+            config.layout.name(),
             config.layout.steps(),
-            config.in_channels,
             max_pool(),
-            dropout,
-            vb.pp("features"),
+            config.in_channels,
+            config.num_classes,
+            config.dropout,
+            vb,
         )?;
-        let (stages, min_size) = (stack.stages, stack.min_size);
-        let (features, channels) = (stack.layers, stack.out_channels);
-        let flat = channels * POOLED.0 * POOLED.1;
-        let classifier = Sequential::new()
-            .with(dropout)
-            .with(Linear::new(flat, FEATURES, vb.pp("classifier.1"))?)
-            .with(Activation::Relu)
-            .with(dropout)
-            .with(Linear::new(FEATURES, FEATURES, vb.pp("classifier.4"))?)
-            .with(Activation::Relu);
         Ok(Self {
-            input_type,
             config: *config,
-            features,
-            stages,
-            avgpool: AdaptiveAvgPool2d::new(POOLED)?.named("avgpool"),
-            classifier,
-            head: Linear::new(FEATURES, config.num_classes, vb.pp("classifier.6"))?,
-            min_size,
+            parts,
         })
     }
 
@@ -287,57 +269,10 @@ impl AlexNet {
     pub fn config(&self) -> &AlexNetConfig {
         &self.config
     }
-
-    /// The convolutional part (`features.*`) alone: `[N, C, H, W]` -> `[N, 256, h, w]`, before
-    /// the adaptive pooling.
-    pub fn forward_conv(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
-        self.features.forward_t(xs, train)
-    }
 }
 
 impl PlainNet for AlexNet {
-    fn plain_name(&self) -> &str {
-        match self.config.layout {
-            Layout::Torchvision => "alexnet",
-            Layout::Paper2012 => "alexnet_2012",
-        }
-    }
-
-    fn plain_input_spec(&self) -> InputSpec {
-        InputSpec {
-            channels: self.config.in_channels,
-            min_size: (self.min_size, self.min_size),
-            fixed_size: None,
-            default_size: (224, 224),
-        }
-    }
-
-    fn plain_input_type(&self) -> &InputType {
-        &self.input_type
-    }
-
-    fn plain_layers(&self) -> &Sequential {
-        &self.features
-    }
-
-    /// Each max pooling's output (`features.N`).
-    fn plain_stages(&self) -> &Stages {
-        &self.stages
-    }
-
-    /// Adaptive average pool to 6x6, flatten, `classifier.0` to `classifier.5`: the 4096
-    /// features entering `classifier.6`.
-    fn plain_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = Flatten::new().forward_t(&self.avgpool.forward_t(features, train)?, train)?;
-        self.classifier.forward_t(&xs, train)
-    }
-
-    fn plain_head(&self) -> &Linear {
-        &self.head
-    }
-
-    fn plain_widths(&self) -> (usize, usize) {
-        (FEATURES, self.config.num_classes)
+    fn plain_parts(&self) -> &PlainParts {
+        &self.parts
     }
 }

@@ -1,29 +1,19 @@
 //! AlexNet (torchvision's and the 2012 paper's layouts) against PyTorch (fixture from
-//! `scripts/gen_alexnet_nin_fixtures.py`), parameter counts, key names, input and weights
-//! errors, and a few SGD steps on real MNIST digits.
+//! `scripts/gen_alexnet_nin_fixtures.py`), the smallest input, parameter counts, key names,
+//! configuration, and a few SGD steps on real MNIST digits (input and weights errors:
+//! `convnets/tests/contract.rs`).
 
 use alexnet::{AlexNet, AlexNetConfig};
-use backbone::init::{trainable_vars, SeededVarMap};
-use backbone::weights::Weights;
-use backbone::{Backbone, Error};
+use backbone::init::SeededVarMap;
+use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
-use std::collections::HashMap;
-use testkit::alexnet_nin::{assert_close, fill_vars, mnist, pattern, sample, save};
+use candle_nn::{VarBuilder, VarMap};
+use testkit::alexnet_nin::{
+    assert_close, assert_dropout_refused, layer_shapes, pattern, sample, sgd_on_mnist, with_pattern,
+};
 use testkit::fixture;
 
-/// The model with the script's weights (variable `j` of the sorted names:
-/// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
-/// trainable variables.
-fn model_with_pattern(config: AlexNetConfig) -> (AlexNet, VarMap) {
-    let (model, vars) = fresh(&config);
-    fill_vars(&vars);
-    (model, vars)
-}
-
-/// A fresh model whose variables are in a plain `VarMap` (candle's unseeded generator: faster
-/// than `SeededVarMap` for these 60M-parameter models, for tests that need no particular
-/// weights).
+/// A fresh model over a plain `VarMap` ([`testkit::alexnet_nin::fresh`]).
 fn fresh(config: &AlexNetConfig) -> (AlexNet, VarMap) {
     testkit::alexnet_nin::fresh(|vb| AlexNet::new(config, vb))
 }
@@ -56,7 +46,7 @@ fn outputs_and_gradients_match_pytorch() {
     for (name, config, scale, feature_keys) in variants {
         let x = pattern(&[2, 3, 96, 99], 1000, scale);
         let config = config.with_classes(10).with_dropout(0.0);
-        let (model, vars) = model_with_pattern(config);
+        let (model, vars) = with_pattern(|vb| AlexNet::new(&config, vb));
         assert_eq!(model.name(), name);
         let eval = model.forward_t(&x, false).unwrap();
         assert_close(
@@ -101,15 +91,8 @@ fn minimum_input_size_is_pytorchs() {
         assert_eq!(model.input_spec().min_size, (min, min));
         assert_eq!(model.input_spec().default_size, (224, 224));
         let x = Tensor::zeros((1, 3, min, min), DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(model.forward_conv(&x, false).unwrap().dims(), [1, 256, 1, 1]);
+        assert_eq!(model.forward_features(&x, false).unwrap().dims(), [1, 256, 1, 1]);
         assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 4]);
-        for dims in [[1, 3, min - 1, min], [1, 3, min, min - 1]] {
-            let x = Tensor::zeros(&dims, DType::F32, &Device::Cpu).unwrap();
-            assert!(matches!(
-                model.forward_t(&x, false),
-                Err(Error::InputShape { .. })
-            ));
-        }
     }
 }
 
@@ -211,11 +194,7 @@ fn parameter_counts_macs_and_key_names() {
     assert_eq!(macs, 1_135_256_096);
     assert_eq!(summary.total_macs(), macs);
     // The paper's map sizes at 224x224: 55 -> 27 -> 13 -> 6, LRN before the first two pools.
-    let shapes: Vec<(&str, &str, &[usize])> = summary
-        .layers
-        .iter()
-        .map(|l| (l.name.as_str(), l.kind.as_str(), l.output.as_slice()))
-        .collect();
+    let shapes = layer_shapes(&summary);
     assert_eq!(
         shapes[..5],
         [
@@ -230,149 +209,29 @@ fn parameter_counts_macs_and_key_names() {
 }
 
 #[test]
-fn configurable_classes_channels_and_dropout() {
+fn configurable_channels_and_dropout() {
+    // Other class and channel counts size the stem and the head of every model:
+    // `convnets/tests/contract.rs`.
     for (config, conv1) in [
         (AlexNetConfig::alexnet(), 64),
         (AlexNetConfig::alexnet_2012(), 96),
     ] {
-        let config = config.with_classes(7).with_in_channels(1).with_dropout(0.0);
-        let (model, vars) = fresh(&config);
+        let (model, vars) = fresh(&config.with_classes(7).with_in_channels(1));
         let x = Tensor::zeros((2, 1, 70, 64), DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
         let features = model.forward_features(&x, false).unwrap();
         assert_eq!(features.dims(), [2, 256, 1, 1]);
         let pre_logits = model.forward_pre_logits(&features, false).unwrap();
         assert_eq!(pre_logits.dims(), [2, 4096]);
+        assert_eq!(model.forward_head(&features, true).unwrap().dims(), [2, 7]);
         assert_eq!(
-            model.forward_classifier(&pre_logits, false).unwrap().dims(),
-            [2, 7]
+            vars.data().lock().unwrap()["features.0.weight"].dims()[..2],
+            [conv1, 1]
         );
-        assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
-        let data = vars.data().lock().unwrap();
-        assert_eq!(data["features.0.weight"].dims()[..2], [conv1, 1]);
-        assert_eq!(data["classifier.6.weight"].dims(), [7, 4096]);
-        assert_eq!(data["classifier.6.bias"].dims(), [7]);
     }
-    for p in [-0.1, 1.0, f32::NAN] {
+    assert_dropout_refused(|p| {
         let config = AlexNetConfig::alexnet().with_dropout(p);
-        match AlexNet::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)) {
-            Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
-            other => panic!("dropout {p}: expected a config error, got {:?}", other.err()),
-        }
-    }
-}
-
-#[test]
-fn wrong_input_shapes_are_reported() {
-    let model = zeros(&AlexNetConfig::alexnet_2012().with_classes(3));
-    for dims in [
-        vec![2, 3, 62, 100],
-        vec![2, 1, 64, 64],
-        vec![3, 64, 64],
-        vec![1, 3, 100, 40],
-    ] {
-        let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
-        match model.forward_t(&x, false) {
-            Err(Error::InputShape {
-                layer,
-                expected,
-                actual,
-            }) => {
-                assert_eq!(layer, "alexnet_2012");
-                assert_eq!(expected, "[N, 3, H>=63, W>=63]");
-                assert_eq!(actual, dims);
-            }
-            other => panic!(
-                "{dims:?}: expected an input shape error, got {:?}",
-                other.map(|t| t.dims().to_vec())
-            ),
-        }
-    }
-}
-
-#[test]
-fn loads_from_safetensors_and_reports_bad_files() {
-    let config = AlexNetConfig::alexnet().with_classes(10);
-    let dir = tempfile::tempdir().unwrap();
-    let build = |path: &std::path::Path| {
-        let weights = Weights::from_file(path, &Device::Cpu)?;
-        weights.build(DType::F32, &Device::Cpu, true, |vb| AlexNet::new(&config, vb))
-    };
-    let (model, vars) = fresh(&config);
-    let state: HashMap<String, Tensor> = {
-        let data = vars.data().lock().unwrap();
-        data.iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect()
-    };
-
-    // A complete file loads and gives the same logits as the model it came from.
-    let path = save(dir.path(), "alexnet.safetensors", &state);
-    let loaded = build(&path).unwrap();
-    let x = pattern(&[1, 3, 67, 65], 5, 1.0);
-    assert_close(
-        "reloaded",
-        &loaded.forward_t(&x, false).unwrap(),
-        &model.forward_t(&x, false).unwrap(),
-        0.0,
-    );
-    std::fs::remove_file(&path).unwrap();
-
-    // Without the large fc6 weight: missing. The files below leave it out (or replace it) to
-    // stay small.
-    let mut missing = state.clone();
-    missing.remove("classifier.1.weight");
-    let path = save(dir.path(), "missing.safetensors", &missing);
-    match build(&path) {
-        Err(Error::Weights {
-            file,
-            tensor,
-            problem,
-        }) => {
-            assert_eq!(file.as_deref(), Some(path.as_path()));
-            assert_eq!(tensor, "classifier.1.weight");
-            assert!(problem.contains("missing"), "{problem}");
-        }
-        other => panic!("expected a missing-tensor error, got {:?}", other.err()),
-    }
-
-    // fc6 saved for another input size: the message names the file, the tensor and both shapes.
-    let mut misshaped = missing.clone();
-    misshaped.insert(
-        "classifier.1.weight".into(),
-        Tensor::zeros((4096, 256), DType::F32, &Device::Cpu).unwrap(),
-    );
-    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-    let msg = build(&path)
-        .err()
-        .expect("mis-shaped tensor must fail")
-        .to_string();
-    for needle in [
-        "misshaped.safetensors",
-        "classifier.1.weight",
-        "[4096, 9216]",
-        "[4096, 256]",
-    ] {
-        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
-    }
-
-    // A conv weight for another number of input channels.
-    let mut channels = missing;
-    channels.insert(
-        "features.0.weight".into(),
-        Tensor::zeros((64, 1, 11, 11), DType::F32, &Device::Cpu).unwrap(),
-    );
-    let path = save(dir.path(), "channels.safetensors", &channels);
-    match build(&path) {
-        Err(Error::Weights { tensor, problem, .. }) => {
-            assert_eq!(tensor, "features.0.weight");
-            assert!(
-                problem.contains("[64, 3, 11, 11]") && problem.contains("[64, 1, 11, 11]"),
-                "{problem}"
-            );
-        }
-        other => panic!("expected a shape error, got {:?}", other.err()),
-    }
+        AlexNet::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu))
+    });
 }
 
 #[test]
@@ -380,24 +239,7 @@ fn sgd_steps_on_mnist_lower_the_loss() {
     let config = AlexNetConfig::alexnet().with_in_channels(1).with_classes(10);
     let vars = SeededVarMap::new(3);
     let model = AlexNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let (min, _) = model.input_spec().min_size;
-    let (images, labels) = mnist(64, min);
-    let loss = |train: bool| {
-        let logits = model.forward_t(&images, train).unwrap();
-        candle_nn::loss::cross_entropy(&logits, &labels).unwrap()
-    };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let before = value(&loss(false));
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut sgd = candle_nn::SGD::new(params, 0.5).unwrap();
-    backbone::init::seed(0);
-    for _ in 0..4 {
-        sgd.backward_step(&loss(true)).unwrap();
-    }
-    let after = value(&loss(false));
+    let (before, after, _) = sgd_on_mnist(&model, &vars, 0.5, 4);
     assert!(
         after < before - 0.02,
         "the loss should fall: {before} before, {after} after"

@@ -28,7 +28,7 @@ pub use inference::{inference_mode, is_inference_mode};
 pub use model::{
     check_input, Backbone, FeatureInfo, FeaturesOnly, InputSpec, InputType, ModelOutput, Reconstructor,
 };
-pub use plain::PlainNet;
+pub use plain::{PlainNet, PlainParts};
 pub use summary::{summarize, Summary};
 
 /// What a program using one architecture crate needs (with `candle-core` for tensors): the

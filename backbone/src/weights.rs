@@ -175,6 +175,14 @@ impl SimpleBackend for Weights {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
+        if !self.inner.tensors.contains_key(name) {
+            let total = self.inner.tensors.len();
+            let problem = format!(
+                "missing (the model needs a tensor of shape {:?}; the file has {total} tensors)",
+                shape.dims()
+            );
+            return Err(self.fail(self.error(name, problem)));
+        }
         let tensor = self.fetch(name, dtype, dev)?;
         if tensor.shape() != &shape {
             let problem = format!("expected shape {:?}, found {:?}", shape.dims(), tensor.dims());

@@ -1,16 +1,18 @@
 //! DenseNet against torchvision (fixtures from `scripts/gen_densenet_fixtures.py`): outputs
-//! in eval and train mode, gradients, key names, parameter counts, legacy keys, loading and
-//! input errors, and a few Adam steps on real MNIST digits.
+//! in eval and train mode, gradients, key names, parameter counts, legacy keys, and a few Adam
+//! steps on real MNIST digits (every model's MACs: `convnets/tests/catalogue.rs`; its input and
+//! weights errors: `convnets/tests/contract.rs`).
 
 use backbone::catalogue::Variant;
-use backbone::init::{trainable_vars, SeededVarMap};
-use backbone::{Backbone, Error};
+use backbone::init::SeededVarMap;
+use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
 use densenet::{remap_legacy, DenseNet, DenseNetConfig};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use testkit::densenet_efficientnet::{assert_close, fill_vars, mnist, pattern, state, ShapeRecorder};
+use testkit::densenet_efficientnet::{
+    adam_steps, assert_close, fill_vars, mnist, pattern, state, ShapeRecorder,
+};
 use testkit::{fixture, reference_keys};
 
 fn build(config: &DenseNetConfig, seed: u64) -> (DenseNet, SeededVarMap) {
@@ -126,21 +128,6 @@ fn parameter_counts() {
 }
 
 #[test]
-fn summary_at_224() {
-    let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
-    let model = DenseNet::new(&DenseNetConfig::densenet121(), vb).unwrap();
-    let summary = backbone::summarize(&model, &[1, 3, 224, 224], &Device::Cpu).unwrap();
-    assert_eq!(summary.total_params(), 7_978_856);
-    // torchvision quotes 2.83 GFLOPS (multiply-accumulates) for DenseNet-121.
-    assert_eq!(summary.total_macs(), 2_834_161_664);
-    let last = summary.layers.last().expect("layers");
-    assert_eq!(
-        (last.name.as_str(), last.output.as_slice()),
-        ("classifier", [1, 1000].as_slice())
-    );
-}
-
-#[test]
 fn configurable_classes_channels_and_dropout() {
     let config = DenseNetConfig::densenet121()
         .with_classes(7)
@@ -179,37 +166,6 @@ fn configurable_classes_channels_and_dropout() {
         .to_scalar::<f32>()
         .unwrap();
     assert!(diff > 1e-3, "other seed, other masks: {diff}");
-}
-
-#[test]
-fn wrong_input_shapes_are_reported() {
-    let (model, _) = build(&DenseNetConfig::densenet121(), 4);
-    for dims in [
-        vec![1, 3, 28, 64],
-        vec![1, 3, 64, 28],
-        vec![1, 1, 64, 64],
-        vec![3, 64, 64],
-    ] {
-        let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
-        match model.forward_t(&x, false) {
-            Err(Error::InputShape {
-                layer,
-                expected,
-                actual,
-            }) => {
-                assert_eq!(layer, "densenet121");
-                assert_eq!(expected, "[N, 3, H>=29, W>=29]");
-                assert_eq!(actual, dims);
-            }
-            other => panic!(
-                "{dims:?}: expected an input shape error, got {:?}",
-                other.map(|t| t.dims().to_vec())
-            ),
-        }
-    }
-    // The smallest accepted size runs.
-    let x = Tensor::zeros((1, 3, 29, 29), DType::F32, &Device::Cpu).unwrap();
-    assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 1000]);
 }
 
 /// `norm1` -> `norm.1` (the spelling of old torchvision checkpoints) for every dense-layer key.
@@ -259,75 +215,6 @@ fn legacy_key_spelling_loads() {
     assert_eq!(keys, expected);
 }
 
-#[test]
-fn loading_errors_name_the_tensor_and_shapes() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = DenseNetConfig::densenet121();
-    let (_, vars) = build(&config, 5);
-    let good = state(&vars);
-    let variant = Variant::find(densenet::VARIANTS, "densenet121").unwrap();
-    let load = |path: &Path| variant.load(path, &variant.reference_options(), DType::F32, &Device::Cpu);
-
-    let mut missing = good.clone();
-    missing.remove("features.denseblock2.denselayer5.conv1.weight");
-    let path = save(dir.path(), "missing.safetensors", &missing);
-    match load(&path) {
-        Err(Error::Weights {
-            file,
-            tensor,
-            problem,
-        }) => {
-            assert_eq!(file.as_deref(), Some(path.as_path()));
-            assert_eq!(tensor, "features.denseblock2.denselayer5.conv1.weight");
-            assert!(problem.contains("missing"), "{problem}");
-        }
-        other => panic!("expected a missing-tensor error, got {:?}", other.err()),
-    }
-
-    let mut misshaped = good.clone();
-    misshaped.insert(
-        "features.transition2.conv.weight".into(),
-        Tensor::zeros((256, 512, 3, 3), DType::F32, &Device::Cpu).unwrap(),
-    );
-    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-    let msg = load(&path)
-        .err()
-        .expect("a mis-shaped tensor must fail")
-        .to_string();
-    for needle in [
-        "misshaped.safetensors",
-        "features.transition2.conv.weight",
-        "[256, 512, 1, 1]",
-        "[256, 512, 3, 3]",
-    ] {
-        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
-    }
-
-    let mut extra = good.clone();
-    extra.insert(
-        "features.norm6.weight".into(),
-        Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
-    );
-    let path = save(dir.path(), "extra.safetensors", &extra);
-    let msg = load(&path)
-        .err()
-        .expect("an unexpected key must fail")
-        .to_string();
-    assert!(
-        msg.contains("features.norm6.weight") && msg.contains("unexpected"),
-        "{msg}"
-    );
-
-    // A complete file loads (and num_batches_tracked buffers are ignored).
-    let mut complete = good;
-    complete.insert(
-        "features.norm0.num_batches_tracked".into(),
-        Tensor::zeros((), DType::I64, &Device::Cpu).unwrap(),
-    );
-    let path = save(dir.path(), "complete.safetensors", &complete);
-    assert!(load(&path).is_ok());
-}
-
 /// Six steps of Adam (PyTorch's defaults, lr 1e-3) on 16 digits. Adam's steps are bounded by the
 /// learning rate whatever the gradients' scale, so the trajectory stays in the smooth regime where
 /// the rounding of the matrix-product kernel a CPU picks (AVX2, AVX-512, thread count) moves the
@@ -345,30 +232,7 @@ fn adam_on_mnist_digits_lowers_the_loss() {
         let logits = model.forward_t(&xs, true).unwrap();
         candle_nn::loss::cross_entropy(&logits, &ys).unwrap()
     };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut adam = candle_nn::AdamW::new(
-        params,
-        candle_nn::ParamsAdamW {
-            lr: 1e-3,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let before = value(&loss());
-    let mut losses = Vec::new();
-    for _ in 0..STEPS {
-        let loss = loss();
-        losses.push(value(&loss));
-        adam.backward_step(&loss).unwrap();
-    }
-    let after = value(&loss());
-    eprintln!("before {before}, after {after}, training losses {losses:?}");
-    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let (before, after, losses) = adam_steps(&vars, STEPS, 0, |_| loss());
     assert!(
         after < 0.25 * before,
         "the loss should fall: {before} before, {after} after (training losses {losses:?})"

@@ -1,19 +1,21 @@
 //! EfficientNet against timm and torchvision (fixtures from
 //! `scripts/gen_efficientnet_fixtures.py`): outputs in eval and train mode, gradients, both
-//! weight layouts, key names, parameter counts and MACs, loading and input errors, dropout and
-//! stochastic depth, and a few Adam steps on real MNIST digits.
+//! weight layouts, key names, parameter counts, the torchvision layout's loading errors, dropout
+//! and stochastic depth, and a few Adam steps on real MNIST digits (every model's MACs:
+//! `convnets/tests/catalogue.rs`; its input and weights errors: `convnets/tests/contract.rs`).
 
 use backbone::catalogue::Variant;
-use backbone::init::{trainable_vars, SeededVarMap};
+use backbone::init::SeededVarMap;
 use backbone::weights::Weights;
 use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
 use efficientnet::{detect_layout, timm_to_torchvision, EfficientNet, EfficientNetConfig, WeightsLayout};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use testkit::densenet_efficientnet::{assert_close, fill_vars, mnist, pattern, state, ShapeRecorder};
+use testkit::densenet_efficientnet::{
+    adam_steps, assert_close, fill_vars, mnist, pattern, state, ShapeRecorder,
+};
 use testkit::{fixture, reference_keys};
 
 /// Tests that draw from backbone's global generator (dropout, stochastic depth) take this
@@ -189,21 +191,6 @@ fn parameter_counts_of_all_variants() {
 }
 
 #[test]
-fn summary_at_224() {
-    let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
-    let model = EfficientNet::new(&EfficientNetConfig::b0(), vb).unwrap();
-    let summary = backbone::summarize(&model, &[1, 3, 224, 224], &Device::Cpu).unwrap();
-    assert_eq!(summary.total_params(), 5_288_548);
-    // torchvision quotes 0.39 GFLOPS (multiply-accumulates) for B0.
-    assert_eq!(summary.total_macs(), 385_814_752);
-    let last = summary.layers.last().expect("layers");
-    assert_eq!(
-        (last.name.as_str(), last.output.as_slice()),
-        ("classifier", [1, 1000].as_slice())
-    );
-}
-
-#[test]
 fn configurable_classes_and_channels() {
     let config = EfficientNetConfig::b0().with_classes(7).with_in_channels(1);
     let (model, _) = build(&config, 3);
@@ -272,105 +259,54 @@ fn dropout_and_stochastic_depth_only_in_training() {
     }
 }
 
+/// torchvision's layout: errors name the tensor as the file spells it (the contract of every
+/// model's own layout is `convnets/tests/contract.rs`'s), and a B1 file does not load as B0.
 #[test]
-fn wrong_input_shapes_are_reported() {
-    let (model, _) = build(&EfficientNetConfig::b0(), 5);
-    for dims in [
-        vec![1, 1, 64, 64],
-        vec![1, 4, 64, 64],
-        vec![3, 64, 64],
-        vec![1, 3, 0, 8],
-    ] {
-        let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
-        match model.forward_t(&x, false) {
-            Err(Error::InputShape {
-                layer,
-                expected,
-                actual,
-            }) => {
-                assert_eq!(layer, "efficientnet_b0");
-                assert_eq!(expected, "[N, 3, H>=1, W>=1]");
-                assert_eq!(actual, dims);
-            }
-            other => panic!(
-                "{dims:?}: expected an input shape error, got {:?}",
-                other.map(|t| t.dims().to_vec())
-            ),
-        }
-    }
-    // Every convolution is padded by half its kernel: a single pixel is a valid input.
-    let x = Tensor::ones((1, 3, 1, 1), DType::F32, &Device::Cpu).unwrap();
-    assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 1000]);
-}
-
-#[test]
-fn loading_errors_name_the_tensor_and_shapes() {
+fn torchvision_layout_errors_name_the_tensor_as_the_file_does() {
     let dir = tempfile::tempdir().unwrap();
     let config = EfficientNetConfig::b0();
     let (_, vars) = build(&config, 6);
-    let timm_state = state(&vars);
-    let tv_state = timm_to_torchvision(timm_state.clone(), &config);
-    // The one way in: the catalogue's variant, strictly (errors name the tensor as the file does).
+    let tv_state = timm_to_torchvision(state(&vars), &config);
+    // The one way in: the catalogue's variant, strictly.
     let variant = Variant::find(efficientnet::VARIANTS, "efficientnet_b0").unwrap();
     let load = |path: &Path| variant.load(path, &variant.reference_options(), DType::F32, &Device::Cpu);
 
-    // Missing tensors, named as each file spells them.
-    for (tensors, key) in [
-        (&timm_state, "blocks.3.1.se.conv_expand.bias"),
-        (&tv_state, "features.4.1.block.2.fc2.bias"),
-    ] {
-        let mut missing = tensors.clone();
-        assert!(missing.remove(key).is_some(), "{key}");
-        let path = save(dir.path(), "missing.safetensors", &missing);
-        match load(&path) {
-            Err(Error::Weights {
-                file,
-                tensor,
-                problem,
-            }) => {
-                assert_eq!(file.as_deref(), Some(path.as_path()));
-                assert_eq!(tensor, key);
-                assert!(problem.contains("missing"), "{problem}");
-            }
-            other => panic!("expected a missing-tensor error, got {:?}", other.err()),
+    let key = "features.4.1.block.2.fc2.bias";
+    let mut missing = tv_state.clone();
+    assert!(missing.remove(key).is_some(), "{key}");
+    let path = save(dir.path(), "missing.safetensors", &missing);
+    match load(&path) {
+        Err(Error::Weights {
+            file,
+            tensor,
+            problem,
+        }) => {
+            assert_eq!(file.as_deref(), Some(path.as_path()));
+            assert_eq!(tensor, key);
+            assert!(
+                problem.contains("missing") && problem.contains("torchvision"),
+                "{problem}"
+            );
         }
+        other => panic!("expected a missing-tensor error, got {:?}", other.err()),
     }
 
     // A mis-shaped depthwise kernel: the message names the file, the tensor, both shapes.
-    for (tensors, key) in [
-        (&timm_state, "blocks.2.0.conv_dw.weight"),
-        (&tv_state, "features.3.0.block.1.0.weight"),
-    ] {
-        let mut misshaped = tensors.clone();
-        misshaped.insert(
-            key.into(),
-            Tensor::zeros((144, 1, 3, 3), DType::F32, &Device::Cpu).unwrap(),
-        );
-        let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-        let msg = load(&path)
-            .err()
-            .expect("a mis-shaped tensor must fail")
-            .to_string();
-        for needle in ["misshaped.safetensors", key, "[144, 1, 5, 5]", "[144, 1, 3, 3]"] {
-            assert!(msg.contains(needle), "`{msg}` should mention {needle}");
-        }
-    }
-
-    // An unexpected key; a B1 file into a B0 model.
-    let mut extra = tv_state.clone();
-    extra.insert(
-        "features.9.0.weight".into(),
-        Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap(),
+    let key = "features.3.0.block.1.0.weight";
+    let mut misshaped = tv_state;
+    misshaped.insert(
+        key.into(),
+        Tensor::zeros((144, 1, 3, 3), DType::F32, &Device::Cpu).unwrap(),
     );
-    let path = save(dir.path(), "extra.safetensors", &extra);
+    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
     let msg = load(&path)
         .err()
-        .expect("an unexpected key must fail")
+        .expect("a mis-shaped tensor must fail")
         .to_string();
-    assert!(
-        msg.contains("features.9.0.weight") && msg.contains("unexpected"),
-        "{msg}"
-    );
+    for needle in ["misshaped.safetensors", key, "[144, 1, 5, 5]", "[144, 1, 3, 3]"] {
+        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
+    }
+
     let (_, b1) = build(&EfficientNetConfig::b1(), 7);
     let path = save(dir.path(), "b1.safetensors", &state(&b1));
     assert!(load(&path).is_err());
@@ -397,30 +333,7 @@ fn adam_on_mnist_digits_lowers_the_loss() {
         let logits = model.forward_t(&xs, true).unwrap();
         candle_nn::loss::cross_entropy(&logits, &ys).unwrap()
     };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut adam = candle_nn::AdamW::new(
-        params,
-        candle_nn::ParamsAdamW {
-            lr: 1e-3,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let before = value(&loss(PROBE));
-    let mut losses = Vec::new();
-    for step in 0..STEPS {
-        let loss = loss(step);
-        losses.push(value(&loss));
-        adam.backward_step(&loss).unwrap();
-    }
-    let after = value(&loss(PROBE));
-    eprintln!("before {before}, after {after}, training losses {losses:?}");
-    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let (before, after, losses) = adam_steps(&vars, STEPS, PROBE, loss);
     assert!(
         after < 0.25 * before,
         "the loss should fall: {before} before, {after} after (training losses {losses:?})"

@@ -1,13 +1,13 @@
 //! A training smoke test: GoogLeNet (one input channel, ten classes, auxiliary heads) on 16
-//! real MNIST digits, upsampled to 32x32, with plain SGD on the main loss plus 0.3 times each
+//! real MNIST digits, upsampled to 32x32, with Adam on the main loss plus 0.3 times each
 //! auxiliary loss. The loss must fall.
 
-use backbone::init::{self, trainable_vars, SeededVarMap};
+use backbone::init::{self, SeededVarMap};
 use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
 use googlenet::{GoogLeNet, GoogLeNetConfig};
 use std::io::Read;
+use testkit::densenet_efficientnet::adam_steps;
 
 const DIGITS: usize = 16;
 
@@ -71,30 +71,8 @@ fn googlenet_loss_falls_on_mnist_digits() {
     // torchvision's dropout (0.2 main, 0.7 auxiliary), with seeded masks.
     let config = GoogLeNetConfig::googlenet().with_in_channels(1).with_classes(10);
     let model = GoogLeNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let params: Vec<candle_core::Var> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut adam = candle_nn::AdamW::new(
-        params,
-        candle_nn::ParamsAdamW {
-            lr: 1e-3,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
     const PROBE: u64 = 1234;
-    let before = loss(&model, &x, &y, PROBE).to_scalar::<f32>().unwrap();
-    let mut losses = Vec::new();
-    for step in 0..15 {
-        let l = loss(&model, &x, &y, step);
-        losses.push(l.to_scalar::<f32>().unwrap());
-        adam.backward_step(&l).unwrap();
-    }
-    let after = loss(&model, &x, &y, PROBE).to_scalar::<f32>().unwrap();
-    eprintln!("before {before}, after {after}, training losses {losses:?}");
-    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let (before, after, losses) = adam_steps(&vars, 15, PROBE, |step| loss(&model, &x, &y, step));
     assert!(
         after < 0.5 * before,
         "the loss should fall: {before} -> {after} ({losses:?})"

@@ -1,28 +1,19 @@
 //! Network in Network (ImageNet and CIFAR layouts) against equivalent PyTorch modules (fixture
 //! from `scripts/gen_alexnet_nin_fixtures.py`), parameter counts and map sizes computed by
-//! hand, key names, input and weights errors, and a few SGD steps on real MNIST digits.
+//! hand, key names, the smallest inputs, configuration, and a few SGD steps on real MNIST digits
+//! (input and weights errors: `convnets/tests/contract.rs`).
 
-use backbone::init::{trainable_vars, SeededVarMap};
-use backbone::weights::Weights;
-use backbone::{Backbone, Error};
+use backbone::init::SeededVarMap;
+use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use nin::{Nin, NinConfig};
-use std::collections::HashMap;
-use testkit::alexnet_nin::{assert_close, fill_vars, mnist, pattern, sample, save};
+use testkit::alexnet_nin::{
+    assert_close, assert_dropout_refused, layer_shapes, pattern, sample, sgd_on_mnist, with_pattern,
+};
 use testkit::fixture;
 
-/// The model with the script's weights (variable `j` of the sorted names:
-/// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
-/// trainable variables.
-fn model_with_pattern(config: NinConfig) -> (Nin, VarMap) {
-    let (model, vars) = fresh(&config);
-    fill_vars(&vars);
-    (model, vars)
-}
-
-/// A fresh model whose variables are in a plain `VarMap`, for tests that need no particular
-/// weights.
+/// A fresh model over a plain `VarMap` ([`testkit::alexnet_nin::fresh`]).
 fn fresh(config: &NinConfig) -> (Nin, VarMap) {
     testkit::alexnet_nin::fresh(|vb| Nin::new(config, vb))
 }
@@ -53,7 +44,7 @@ fn outputs_and_gradients_match_pytorch() {
     for (name, config, (h, w), feature_keys) in variants {
         let x = pattern(&[2, 3, h, w], 1000, 1.0);
         let config = config.with_classes(10).with_dropout(0.0);
-        let (model, vars) = model_with_pattern(config);
+        let (model, vars) = with_pattern(|vb| Nin::new(&config, vb));
         assert_eq!(model.name(), name);
         let eval = model.forward_t(&x, false).unwrap();
         assert_close(
@@ -100,23 +91,7 @@ fn minimum_input_size_is_pytorchs() {
         let features = model.forward_features(&x, false).unwrap();
         assert_eq!(features.dims(), [1, model.num_features(), 1, 1]);
         assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 4]);
-        for dims in [[1, 3, min - 1, min], [1, 3, min, min - 1]] {
-            let x = Tensor::zeros(&dims, DType::F32, &Device::Cpu).unwrap();
-            assert!(matches!(
-                model.forward_t(&x, false),
-                Err(Error::InputShape { .. })
-            ));
-        }
     }
-}
-
-/// The sorted variable names and the per-layer output shapes of a summary.
-fn layer_shapes(summary: &backbone::Summary) -> Vec<(&str, &str, &[usize])> {
-    summary
-        .layers
-        .iter()
-        .map(|l| (l.name.as_str(), l.kind.as_str(), l.output.as_slice()))
-        .collect()
 }
 
 #[test]
@@ -250,147 +225,30 @@ fn parameter_counts_map_sizes_and_key_names() {
 }
 
 #[test]
-fn configurable_classes_channels_and_dropout() {
+fn configurable_channels_and_dropout() {
+    // Other class and channel counts size the stem and the head of every model:
+    // `convnets/tests/contract.rs`.
     for (config, size, features, maps) in [
         (NinConfig::nin(), (70, 90), 1024, (1, 2)),
         (NinConfig::nin_cifar(), (28, 20), 192, (7, 5)),
     ] {
-        let config = config.with_classes(7).with_in_channels(1).with_dropout(0.0);
-        let (model, vars) = fresh(&config);
+        let (model, vars) = fresh(&config.with_classes(7).with_in_channels(1));
         let x = Tensor::zeros((2, 1, size.0, size.1), DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
         let f = model.forward_features(&x, false).unwrap();
         assert_eq!(f.dims(), [2, features, maps.0, maps.1]);
         assert_eq!(model.num_features(), features);
-        assert_eq!(model.forward_head(&f, false).unwrap().dims(), [2, 7]);
+        assert_eq!(model.forward_head(&f, true).unwrap().dims(), [2, 7]);
         assert_eq!(
             model.class_maps(&x, false).unwrap().dims(),
             [2, 7, maps.0, maps.1]
         );
         let data = vars.data().lock().unwrap();
-        assert_eq!(data["features.0.weight"].dims()[1], 1);
         assert_eq!(data["classifier.0.weight"].dims(), [7, features, 1, 1]);
-        assert_eq!(data["classifier.0.bias"].dims(), [7]);
     }
-    for p in [-0.1, 1.0, f32::NAN] {
+    assert_dropout_refused(|p| {
         let config = NinConfig::nin_cifar().with_dropout(p);
-        match Nin::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)) {
-            Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
-            other => panic!("dropout {p}: expected a config error, got {:?}", other.err()),
-        }
-    }
-}
-
-#[test]
-fn wrong_input_shapes_are_reported() {
-    for (config, name, expected) in [
-        (NinConfig::nin(), "nin", "[N, 3, H>=39, W>=39]"),
-        (NinConfig::nin_cifar(), "nin_cifar", "[N, 3, H>=4, W>=4]"),
-    ] {
-        let model = zeros(&config);
-        for dims in [
-            vec![2, 3, 3, 100],
-            vec![2, 1, 64, 64],
-            vec![3, 64, 64],
-            vec![1, 3, 100, 2],
-        ] {
-            let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
-            match model.forward_t(&x, false) {
-                Err(Error::InputShape {
-                    layer,
-                    expected: e,
-                    actual,
-                }) => {
-                    assert_eq!(layer, name);
-                    assert_eq!(e, expected);
-                    assert_eq!(actual, dims);
-                }
-                other => panic!(
-                    "{dims:?}: expected an input shape error, got {:?}",
-                    other.map(|t| t.dims().to_vec())
-                ),
-            }
-        }
-    }
-}
-
-#[test]
-fn loads_from_safetensors_and_reports_bad_files() {
-    let config = NinConfig::nin().with_classes(10);
-    let dir = tempfile::tempdir().unwrap();
-    let build = |path: &std::path::Path| {
-        let weights = Weights::from_file(path, &Device::Cpu)?;
-        weights.build(DType::F32, &Device::Cpu, true, |vb| Nin::new(&config, vb))
-    };
-    let (model, vars) = fresh(&config);
-    let state: HashMap<String, Tensor> = {
-        let data = vars.data().lock().unwrap();
-        data.iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect()
-    };
-
-    // A complete file loads and gives the same logits as the model it came from.
-    let path = save(dir.path(), "nin.safetensors", &state);
-    let loaded = build(&path).unwrap();
-    let x = pattern(&[1, 3, 41, 45], 5, 1.0);
-    assert_close(
-        "reloaded",
-        &loaded.forward_t(&x, false).unwrap(),
-        &model.forward_t(&x, false).unwrap(),
-        0.0,
-    );
-
-    // A missing tensor.
-    let mut missing = state.clone();
-    missing.remove("features.16.bias");
-    let path = save(dir.path(), "missing.safetensors", &missing);
-    match build(&path) {
-        Err(Error::Weights {
-            file,
-            tensor,
-            problem,
-        }) => {
-            assert_eq!(file.as_deref(), Some(path.as_path()));
-            assert_eq!(tensor, "features.16.bias");
-            assert!(problem.contains("missing"), "{problem}");
-        }
-        other => panic!("expected a missing-tensor error, got {:?}", other.err()),
-    }
-
-    // A head saved for ImageNet's 1000 classes: the message names the file, the tensor and
-    // both shapes.
-    let mut misshaped = state.clone();
-    misshaped.insert(
-        "classifier.0.weight".into(),
-        Tensor::zeros((1000, 1024, 1, 1), DType::F32, &Device::Cpu).unwrap(),
-    );
-    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-    let msg = build(&path)
-        .err()
-        .expect("mis-shaped tensor must fail")
-        .to_string();
-    for needle in [
-        "misshaped.safetensors",
-        "classifier.0.weight",
-        "[10, 1024, 1, 1]",
-        "[1000, 1024, 1, 1]",
-    ] {
-        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
-    }
-
-    // An unexpected tensor with strict loading.
-    let mut extra = state;
-    extra.insert(
-        "features.26.weight".into(),
-        Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap(),
-    );
-    let path = save(dir.path(), "extra.safetensors", &extra);
-    let msg = build(&path).err().expect("unexpected key must fail").to_string();
-    assert!(
-        msg.contains("features.26.weight") && msg.contains("unexpected"),
-        "{msg}"
-    );
+        Nin::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu))
+    });
 }
 
 #[test]
@@ -398,27 +256,7 @@ fn sgd_steps_on_mnist_lower_the_loss() {
     let config = NinConfig::nin().with_in_channels(1).with_classes(10);
     let vars = SeededVarMap::new(3);
     let model = Nin::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let (min, _) = model.input_spec().min_size;
-    let (images, labels) = mnist(64, min);
-    let loss = |train: bool| {
-        let logits = model.forward_t(&images, train).unwrap();
-        candle_nn::loss::cross_entropy(&logits, &labels).unwrap()
-    };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let before = value(&loss(false));
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut sgd = candle_nn::SGD::new(params, 1.0).unwrap();
-    backbone::init::seed(0);
-    let mut losses = Vec::new();
-    for _ in 0..5 {
-        let loss = loss(true);
-        losses.push(value(&loss));
-        sgd.backward_step(&loss).unwrap();
-    }
-    let after = value(&loss(false));
+    let (before, after, losses) = sgd_on_mnist(&model, &vars, 1.0, 5);
     // NiN learns slowly from PyTorch's default initialisation (PyTorch's own module does the
     // same): the signal shrinks through twelve ReLU convolutions and the class maps pass a
     // ReLU, so the logits start near 0 and only the live maps get a gradient.

@@ -1,9 +1,12 @@
 //! The helpers of `scripts/gen_alexnet_nin_fixtures.py` (AlexNet, ZFNet and NiN reference
 //! tests): the script's `pattern` and `sample`, its weights, close comparisons, a
-//! safetensors writer and a few real MNIST digits (nearest-neighbour upsampled).
+//! safetensors writer, a few real MNIST digits (nearest-neighbour upsampled), a few SGD steps on
+//! them and the check of a configuration's dropout.
 
+use backbone::init::{trainable_vars, SeededVarMap};
+use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
 use std::collections::HashMap;
 
 /// The generator script's `pattern`: element `i` is `scale * (2u - 1)`, `u` the top 24 bits
@@ -69,6 +72,22 @@ pub fn fresh<M>(new: impl FnOnce(VarBuilder) -> backbone::Result<M>) -> (M, VarM
     (model, vars)
 }
 
+/// The per-layer names, kinds and output shapes of a summary.
+pub fn layer_shapes(summary: &backbone::Summary) -> Vec<(&str, &str, &[usize])> {
+    summary
+        .layers
+        .iter()
+        .map(|l| (l.name.as_str(), l.kind.as_str(), l.output.as_slice()))
+        .collect()
+}
+
+/// [`fresh`] with the script's weights ([`fill_vars`]), as trainable variables.
+pub fn with_pattern<M>(new: impl FnOnce(VarBuilder) -> backbone::Result<M>) -> (M, VarMap) {
+    let (model, vars) = fresh(new);
+    fill_vars(&vars);
+    (model, vars)
+}
+
 /// The script's `sample`: every `stride`-th value of the flattened tensor, `stride` 1 up to
 /// 1024 values, `numel / 1024 + 1` above.
 pub fn sample(t: &Tensor) -> Tensor {
@@ -128,4 +147,48 @@ pub fn mnist(count: usize, size: usize) -> (Tensor, Tensor) {
         Tensor::from_vec(images, (count, 1, size, size), &Device::Cpu).unwrap(),
         Tensor::new(labels.as_slice(), &Device::Cpu).unwrap(),
     )
+}
+
+/// `steps` steps of plain SGD at `lr` on the first 64 MNIST digits at the model's smallest input
+/// size (one channel; training mode, dropout seeded with 0): the eval-mode loss before and after,
+/// and the training losses.
+pub fn sgd_on_mnist(
+    model: &dyn Backbone,
+    vars: &SeededVarMap,
+    lr: f64,
+    steps: usize,
+) -> (f32, f32, Vec<f32>) {
+    let (min, _) = model.input_spec().min_size;
+    let (images, labels) = mnist(64, min);
+    let loss = |train: bool| {
+        let logits = model.forward_t(&images, train).unwrap();
+        candle_nn::loss::cross_entropy(&logits, &labels).unwrap()
+    };
+    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+    let before = value(&loss(false));
+    let params: Vec<_> = trainable_vars(vars.varmap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut sgd = candle_nn::SGD::new(params, lr).unwrap();
+    backbone::init::seed(0);
+    let mut losses = Vec::new();
+    for _ in 0..steps {
+        let loss = loss(true);
+        losses.push(value(&loss));
+        sgd.backward_step(&loss).unwrap();
+    }
+    (before, value(&loss(false)), losses)
+}
+
+/// Asserts that `build` with a dropout probability outside `[0, 1)` (negative, 1, NaN) fails
+/// with a configuration error that says `dropout`.
+pub fn assert_dropout_refused<M>(build: impl Fn(f32) -> backbone::Result<M>) {
+    for p in [-0.1, 1.0, f32::NAN] {
+        match build(p) {
+            Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
+            Err(other) => panic!("dropout {p}: expected a config error, got {other}"),
+            Ok(_) => panic!("dropout {p}: expected a config error, got a model"),
+        }
+    }
 }

@@ -2,8 +2,9 @@
 //! (DenseNet and EfficientNet reference tests): the scripts' closed-form weights, close
 //! comparisons, a few real MNIST digits (zero padded) and a builder that records shapes.
 
-use backbone::init::SeededVarMap;
+use backbone::init::{trainable_vars, SeededVarMap};
 use candle_core::{DType, Device, Tensor};
+use candle_nn::Optimizer;
 use std::collections::HashMap;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -175,4 +176,40 @@ impl candle_nn::var_builder::SimpleBackend for ShapeRecorder {
     fn contains_tensor(&self, _: &str) -> bool {
         true
     }
+}
+
+/// `steps` steps of Adam (PyTorch's defaults, lr 1e-3, no weight decay) on the trainable
+/// variables of `vars`, step `i` minimising `loss(i)`: the loss `loss(probe)` before and after,
+/// and the training losses, which must be finite.
+pub fn adam_steps(
+    vars: &SeededVarMap,
+    steps: u64,
+    probe: u64,
+    loss: impl Fn(u64) -> Tensor,
+) -> (f32, f32, Vec<f32>) {
+    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+    let params: Vec<_> = trainable_vars(vars.varmap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut adam = candle_nn::AdamW::new(
+        params,
+        candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let before = value(&loss(probe));
+    let mut losses = Vec::new();
+    for step in 0..steps {
+        let loss = loss(step);
+        losses.push(value(&loss));
+        adam.backward_step(&loss).unwrap();
+    }
+    let after = value(&loss(probe));
+    eprintln!("before {before}, after {after}, training losses {losses:?}");
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    (before, after, losses)
 }

@@ -57,12 +57,14 @@
 //!
 //! ## Features and head
 //!
-//! As in timm, [`Backbone::forward_features`] returns the output of the convolutional trunk,
-//! `[N, 512, H/32, W/32]` (after the last max pool), and [`Backbone::num_features`] is 512;
-//! [`Backbone::forward_head`] is the adaptive average pool to 7x7, the flatten and the whole
-//! classifier. `classifier.0` and `classifier.3` are the *pre-logits* (timm's
-//! `pre_logits.fc1`/`fc2`, [`Vgg::forward_pre_logits`], [`HIDDEN`] = 4096 wide); only
-//! `classifier.6`, the [`Backbone::head_prefix`], depends on the class count.
+//! As in timm, [`Backbone::forward_features`](backbone::Backbone::forward_features) returns the
+//! output of the convolutional trunk, `[N, 512, H/32, W/32]` (after the last max pool, [`FEATURES`]
+//! channels); [`Backbone::forward_head`](backbone::Backbone::forward_head) is the adaptive average
+//! pool to 7x7, the flatten and the whole classifier. `classifier.0` and `classifier.3` are the
+//! *pre-logits* (timm's `pre_logits.fc1`/`fc2`,
+//! [`Backbone::forward_pre_logits`](backbone::Backbone::forward_pre_logits)), [`HIDDEN`] = 4096
+//! wide, the model's [`Backbone::num_features`](backbone::Backbone::num_features); only
+//! `classifier.6`, the head, depends on the class count.
 //!
 //! ## Initialisation and weights
 //!
@@ -93,9 +95,10 @@ pub use backbone;
 use backbone::geometry::Stages;
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
-    Flatten, Layer, Linear, MaxPool2d, PoolConfig, Sequential,
+    Flatten, Linear, MaxPool2d, PoolConfig, Sequential,
 };
-use backbone::{Error, FeatureInfo, InputSpec, InputType, PlainNet, Result};
+use backbone::plain::{PlainNet, PlainParts};
+use backbone::{Error, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::Tensor;
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
@@ -104,7 +107,7 @@ use std::collections::HashMap;
 /// Output channels of the five stages.
 pub const STAGE_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
 
-/// Channels of the trunk's output, [`Backbone::num_features`].
+/// Channels of the trunk's output, which the pre-logits accept.
 pub const FEATURES: usize = 512;
 
 /// Width of the two hidden fully connected layers (the pre-logits).
@@ -290,17 +293,9 @@ const LINEAR_INIT: Init = Init::Randn {
 /// VGG; see the [crate documentation](crate).
 pub struct Vgg {
     config: VggConfig,
-    /// The dtype and device of the weights, which inputs must have.
-    input_type: InputType,
-    features: Sequential,
-    /// The feature stages: the last ReLU before each pooling and the last pooling (position in
-    /// `features`, description), as timm's `feature_info`.
-    stages: Stages,
-    avgpool: AdaptiveAvgPool2d,
-    fc1: Linear,
-    fc2: Linear,
-    fc3: Linear,
-    dropout: Dropout,
+    /// `features`, its stages (timm's: the last ReLU before each pooling and the last
+    /// pooling), the classifier.
+    parts: PlainParts,
 }
 
 impl Vgg {
@@ -361,16 +356,35 @@ impl Vgg {
         let linear = |i: usize, o: usize, name: &str| {
             Linear::with_init(i, o, true, LINEAR_INIT, Init::Const(0.0), vc.pp(name))
         };
-        Ok(Self {
+        // Adaptive average pool to 7x7, flatten, `classifier.0` to `classifier.5`: the 4096
+        // features entering `classifier.6`.
+        let pre_logits = Sequential::new()
+            .with(AdaptiveAvgPool2d::new((POOL_SIZE, POOL_SIZE))?.named("avgpool"))
+            .with(Flatten::new())
+            .with(linear(FEATURES * POOL_SIZE * POOL_SIZE, HIDDEN, "0")?)
+            .with(Activation::Relu)
+            .with(dropout)
+            .with(linear(HIDDEN, HIDDEN, "3")?)
+            .with(Activation::Relu)
+            .with(dropout);
+        let parts = PlainParts {
+            name: config.name().to_string(),
+            input_spec: InputSpec {
+                channels: config.in_channels,
+                min_size: (32, 32),
+                fixed_size: None,
+                default_size: (224, 224),
+            },
             input_type,
-            config: *config,
             features,
             stages,
-            avgpool: AdaptiveAvgPool2d::new((POOL_SIZE, POOL_SIZE))?.named("avgpool"),
-            fc1: linear(FEATURES * POOL_SIZE * POOL_SIZE, HIDDEN, "0")?,
-            fc2: linear(HIDDEN, HIDDEN, "3")?,
-            fc3: linear(HIDDEN, config.num_classes, "6")?,
-            dropout,
+            feature_channels: FEATURES,
+            pre_logits,
+            head: linear(HIDDEN, config.num_classes, "6")?,
+        };
+        Ok(Self {
+            config: *config,
+            parts,
         })
     }
 
@@ -378,71 +392,11 @@ impl Vgg {
     pub fn config(&self) -> &VggConfig {
         &self.config
     }
-
-    /// The pre-logits: the trunk's features `[N, 512, h, w]` -> `[N, 4096]`, the input of
-    /// `classifier.6` (adaptive pool to 7x7, flatten, `classifier.0` to `classifier.5`).
-    pub fn forward_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        match *features.dims() {
-            [_, FEATURES, h, w] if h >= 1 && w >= 1 => {}
-            _ => {
-                return Err(Error::input_shape(
-                    format!("{} head", self.config.name()),
-                    format!("[N, {FEATURES}, H>=1, W>=1]"),
-                    features.dims(),
-                ))
-            }
-        }
-        let xs = self.avgpool.forward_t(features, train)?;
-        let xs = Flatten::new().forward_t(&xs, train)?;
-        let relu = Activation::Relu;
-        let xs = relu.forward_t(&self.fc1.forward_t(&xs, train)?, train)?;
-        let xs = self.dropout.forward_t(&xs, train)?;
-        let xs = relu.forward_t(&self.fc2.forward_t(&xs, train)?, train)?;
-        self.dropout.forward_t(&xs, train)
-    }
 }
 
 impl PlainNet for Vgg {
-    fn plain_name(&self) -> &str {
-        self.config.name()
-    }
-
-    fn plain_input_spec(&self) -> InputSpec {
-        InputSpec {
-            channels: self.config.in_channels,
-            min_size: (32, 32),
-            fixed_size: None,
-            default_size: (224, 224),
-        }
-    }
-
-    fn plain_input_type(&self) -> &InputType {
-        &self.input_type
-    }
-
-    /// The convolutional trunk: `[N, C, H, W]` -> `[N, 512, H/32, W/32]`.
-    fn plain_layers(&self) -> &Sequential {
-        &self.features
-    }
-
-    /// timm's: the last ReLU before each of the five poolings and the last pooling's output
-    /// (`features.N`).
-    fn plain_stages(&self) -> &Stages {
-        &self.stages
-    }
-
-    /// Adaptive average pool to 7x7, flatten, `classifier.0` to `classifier.5`: the 4096
-    /// features entering `classifier.6`.
-    fn plain_pre_logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
-        Vgg::forward_pre_logits(self, features, train)
-    }
-
-    fn plain_head(&self) -> &Linear {
-        &self.fc3
-    }
-
-    fn plain_widths(&self) -> (usize, usize) {
-        (HIDDEN, self.config.num_classes)
+    fn plain_parts(&self) -> &PlainParts {
+        &self.parts
     }
 }
 

@@ -1,29 +1,19 @@
 //! ZFNet against an equivalent PyTorch module (fixture from
 //! `scripts/gen_alexnet_nin_fixtures.py`), parameter count and map sizes computed by hand,
-//! key names, input and weights errors, and a few SGD steps on real MNIST digits.
+//! key names, the smallest input, configuration, and a few SGD steps on real MNIST digits (input
+//! and weights errors: `convnets/tests/contract.rs`).
 
-use backbone::init::{trainable_vars, SeededVarMap};
-use backbone::weights::Weights;
-use backbone::{Backbone, Error};
+use backbone::init::SeededVarMap;
+use backbone::Backbone;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
-use std::collections::HashMap;
-use testkit::alexnet_nin::{assert_close, fill_vars, mnist, pattern, sample, save};
+use candle_nn::{VarBuilder, VarMap};
+use testkit::alexnet_nin::{
+    assert_close, assert_dropout_refused, layer_shapes, pattern, sample, sgd_on_mnist, with_pattern,
+};
 use testkit::fixture;
 use zfnet::{ZfNet, ZfNetConfig};
 
-/// The model with the script's weights (variable `j` of the sorted names:
-/// `pattern(shape, j, sqrt(6 / fan_in))` for weights, `pattern(shape, j, 0.1)` for biases), as
-/// trainable variables.
-fn model_with_pattern(config: ZfNetConfig) -> (ZfNet, VarMap) {
-    let (model, vars) = fresh(&config);
-    fill_vars(&vars);
-    (model, vars)
-}
-
-/// A fresh model whose variables are in a plain `VarMap` (candle's unseeded generator: faster
-/// than `SeededVarMap` for this 60M-parameter model, for tests that need no particular
-/// weights).
+/// A fresh model over a plain `VarMap` ([`testkit::alexnet_nin::fresh`]).
 fn fresh(config: &ZfNetConfig) -> (ZfNet, VarMap) {
     testkit::alexnet_nin::fresh(|vb| ZfNet::new(config, vb))
 }
@@ -41,7 +31,7 @@ fn outputs_and_gradients_match_pytorch() {
     let x = pattern(&[2, 3, 70, 67], 1000, 100.0);
     let targets = Tensor::new(&[3u32, 7], &Device::Cpu).unwrap();
     let config = ZfNetConfig::zfnet().with_classes(10).with_dropout(0.0);
-    let (model, vars) = model_with_pattern(config);
+    let (model, vars) = with_pattern(|vb| ZfNet::new(&config, vb));
     assert_eq!(model.name(), "zfnet");
     let eval = model.forward_t(&x, false).unwrap();
     assert_close("zfnet.eval", &eval, &fixture["zfnet.eval"], 1e-4);
@@ -74,15 +64,8 @@ fn minimum_input_size_is_pytorchs() {
     assert_eq!(model.input_spec().min_size, (min, min));
     assert_eq!(model.input_spec().default_size, (224, 224));
     let x = Tensor::zeros((1, 3, min, min), DType::F32, &Device::Cpu).unwrap();
-    assert_eq!(model.forward_conv(&x, false).unwrap().dims(), [1, 256, 1, 1]);
+    assert_eq!(model.forward_features(&x, false).unwrap().dims(), [1, 256, 1, 1]);
     assert_eq!(model.forward_t(&x, false).unwrap().dims(), [1, 4]);
-    for dims in [[1, 3, min - 1, min], [1, 3, min, min - 1]] {
-        let x = Tensor::zeros(&dims, DType::F32, &Device::Cpu).unwrap();
-        assert!(matches!(
-            model.forward_t(&x, false),
-            Err(Error::InputShape { .. })
-        ));
-    }
 }
 
 #[test]
@@ -156,11 +139,7 @@ fn parameter_count_map_sizes_and_key_names() {
         + 4096 * 1000;
     assert_eq!(macs, 1_168_032_896);
     assert_eq!(summary.total_macs(), macs);
-    let shapes: Vec<(&str, &str, &[usize])> = summary
-        .layers
-        .iter()
-        .map(|l| (l.name.as_str(), l.kind.as_str(), l.output.as_slice()))
-        .collect();
+    let shapes = layer_shapes(&summary);
     assert_eq!(
         shapes[..10],
         [
@@ -179,131 +158,24 @@ fn parameter_count_map_sizes_and_key_names() {
 }
 
 #[test]
-fn configurable_classes_channels_and_dropout() {
-    let config = ZfNetConfig::zfnet()
-        .with_classes(7)
-        .with_in_channels(1)
-        .with_dropout(0.0);
-    let (model, vars) = fresh(&config);
+fn configurable_channels_and_dropout() {
+    // Other class and channel counts size the stem and the head of every model:
+    // `convnets/tests/contract.rs`.
+    let (model, vars) = fresh(&ZfNetConfig::zfnet().with_classes(7).with_in_channels(1));
     let x = Tensor::zeros((2, 1, 50, 61), DType::F32, &Device::Cpu).unwrap();
-    assert_eq!(model.forward_t(&x, true).unwrap().dims(), [2, 7]);
     let features = model.forward_features(&x, false).unwrap();
     assert_eq!(features.dims(), [2, 256, 1, 1]);
     let pre_logits = model.forward_pre_logits(&features, false).unwrap();
     assert_eq!(pre_logits.dims(), [2, 4096]);
+    assert_eq!(model.forward_head(&features, true).unwrap().dims(), [2, 7]);
     assert_eq!(
-        model.forward_classifier(&pre_logits, false).unwrap().dims(),
-        [2, 7]
+        vars.data().lock().unwrap()["features.0.weight"].dims(),
+        [96, 1, 7, 7]
     );
-    assert_eq!(model.forward_head(&features, false).unwrap().dims(), [2, 7]);
-    let data = vars.data().lock().unwrap();
-    assert_eq!(data["features.0.weight"].dims(), [96, 1, 7, 7]);
-    assert_eq!(data["classifier.6.weight"].dims(), [7, 4096]);
-    assert_eq!(data["classifier.6.bias"].dims(), [7]);
-    drop(data);
-    for p in [-0.1, 1.0, f32::NAN] {
+    assert_dropout_refused(|p| {
         let config = ZfNetConfig::zfnet().with_dropout(p);
-        match ZfNet::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu)) {
-            Err(Error::Config(msg)) => assert!(msg.contains("dropout"), "{msg}"),
-            other => panic!("dropout {p}: expected a config error, got {:?}", other.err()),
-        }
-    }
-}
-
-#[test]
-fn wrong_input_shapes_are_reported() {
-    let model = zeros(&ZfNetConfig::zfnet().with_classes(3));
-    for dims in [
-        vec![2, 3, 46, 100],
-        vec![2, 1, 64, 64],
-        vec![3, 64, 64],
-        vec![1, 3, 100, 40],
-    ] {
-        let x = Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
-        match model.forward_t(&x, false) {
-            Err(Error::InputShape {
-                layer,
-                expected,
-                actual,
-            }) => {
-                assert_eq!(layer, "zfnet");
-                assert_eq!(expected, "[N, 3, H>=47, W>=47]");
-                assert_eq!(actual, dims);
-            }
-            other => panic!(
-                "{dims:?}: expected an input shape error, got {:?}",
-                other.map(|t| t.dims().to_vec())
-            ),
-        }
-    }
-}
-
-#[test]
-fn loads_from_safetensors_and_reports_bad_files() {
-    let config = ZfNetConfig::zfnet().with_classes(10);
-    let dir = tempfile::tempdir().unwrap();
-    let build = |path: &std::path::Path| {
-        let weights = Weights::from_file(path, &Device::Cpu)?;
-        weights.build(DType::F32, &Device::Cpu, true, |vb| ZfNet::new(&config, vb))
-    };
-    let (model, vars) = fresh(&config);
-    let state: HashMap<String, Tensor> = {
-        let data = vars.data().lock().unwrap();
-        data.iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect()
-    };
-
-    // A complete file loads and gives the same logits as the model it came from.
-    let path = save(dir.path(), "zfnet.safetensors", &state);
-    let loaded = build(&path).unwrap();
-    let x = pattern(&[1, 3, 49, 52], 5, 1.0);
-    assert_close(
-        "reloaded",
-        &loaded.forward_t(&x, false).unwrap(),
-        &model.forward_t(&x, false).unwrap(),
-        0.0,
-    );
-    std::fs::remove_file(&path).unwrap();
-
-    // Without the large fc6 weight: missing. The files below leave it out (or replace it) to
-    // stay small.
-    let mut missing = state.clone();
-    missing.remove("classifier.1.weight");
-    let path = save(dir.path(), "missing.safetensors", &missing);
-    match build(&path) {
-        Err(Error::Weights {
-            file,
-            tensor,
-            problem,
-        }) => {
-            assert_eq!(file.as_deref(), Some(path.as_path()));
-            assert_eq!(tensor, "classifier.1.weight");
-            assert!(problem.contains("missing"), "{problem}");
-        }
-        other => panic!("expected a missing-tensor error, got {:?}", other.err()),
-    }
-
-    // An AlexNet-sized conv1 (11x11): the message names the file, the tensor and both shapes.
-    let mut misshaped = state;
-    misshaped.remove("classifier.1.weight");
-    misshaped.insert(
-        "features.0.weight".into(),
-        Tensor::zeros((96, 3, 11, 11), DType::F32, &Device::Cpu).unwrap(),
-    );
-    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-    let msg = build(&path)
-        .err()
-        .expect("mis-shaped tensor must fail")
-        .to_string();
-    for needle in [
-        "misshaped.safetensors",
-        "features.0.weight",
-        "[96, 3, 7, 7]",
-        "[96, 3, 11, 11]",
-    ] {
-        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
-    }
+        ZfNet::new(&config, VarBuilder::zeros(DType::F32, &Device::Cpu))
+    });
 }
 
 #[test]
@@ -311,24 +183,7 @@ fn sgd_steps_on_mnist_lower_the_loss() {
     let config = ZfNetConfig::zfnet().with_in_channels(1).with_classes(10);
     let vars = SeededVarMap::new(3);
     let model = ZfNet::new(&config, vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    let (min, _) = model.input_spec().min_size;
-    let (images, labels) = mnist(64, min);
-    let loss = |train: bool| {
-        let logits = model.forward_t(&images, train).unwrap();
-        candle_nn::loss::cross_entropy(&logits, &labels).unwrap()
-    };
-    let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
-    let before = value(&loss(false));
-    let params: Vec<_> = trainable_vars(vars.varmap())
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut sgd = candle_nn::SGD::new(params, 0.5).unwrap();
-    backbone::init::seed(0);
-    for _ in 0..4 {
-        sgd.backward_step(&loss(true)).unwrap();
-    }
-    let after = value(&loss(false));
+    let (before, after, _) = sgd_on_mnist(&model, &vars, 0.5, 4);
     assert!(
         after < before - 0.02,
         "the loss should fall: {before} before, {after} after"
