@@ -1,6 +1,9 @@
 //! The variants of this crate, as data (names, paper, reference configuration, default
 //! preprocessing, hub weights, accepted weights layouts): see [`backbone::catalogue`].
 
+// The CLIP checkpoints' mean and std, written as timm has them by gen_pretrained_cfgs.py.
+#![allow(clippy::excessive_precision)]
+
 use crate::{detect_layout, torchvision_name, torchvision_to_timm, ConvNeXt, ConvNeXtConfig, WeightsLayout};
 use backbone::catalogue::{self, Layout, ModelOptions, Preprocessing, Pretrained, Variant};
 use backbone::{Backbone, Result};

@@ -510,7 +510,7 @@ pub fn torchvision_key_to_timm(key: &str) -> Option<String> {
             }
             let s = f / 2;
             match rest {
-                [i @ ("0" | "1"), p] if f % 2 == 0 => Some(format!("stages.{s}.downsample.{i}.{p}")),
+                [i @ ("0" | "1"), p] if f.is_multiple_of(2) => Some(format!("stages.{s}.downsample.{i}.{p}")),
                 [b, "layer_scale"] if f % 2 == 1 => {
                     let b: usize = b.parse().ok()?;
                     Some(format!("stages.{s}.blocks.{b}.gamma"))
