@@ -40,7 +40,7 @@ WEIGHTS RULE (also written into every JSON as "weights_rule"):
     For the tensor of name `k` and shape `s`:
       k ends in `running_var`                                  -> pattern(s, index, 0.1, 1.0)
       k ends in `running_mean`                                 -> pattern(s, index, 0.1, 0.0)
-      k ends in `.weight`, rank 1, owner module a BatchNorm    -> pattern(s, index, 0.1, 1.0)
+      k ends in `.weight`, rank 1, owner a BatchNorm/LayerNorm -> pattern(s, index, 0.1, 1.0)
       rank >= 2                                                -> pattern(s, index, c / sqrt(prod(s[1:])), 0.0)
       any other rank-1 tensor (biases, batch-norm biases)      -> pattern(s, index, c * 0.1, 0.0)
     where c = 1 for every tensor except the weight and bias of the final classifier Linear
@@ -126,11 +126,11 @@ MASK = M64 - 1
 
 TIMM_MODELS = [
     "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "vgg16", "vgg11_bn",
-    "densenet121", "efficientnet_b0", "inception_v3",
+    "densenet121", "efficientnet_b0", "inception_v3", "convnext_tiny",
 ]
 TV_MODELS = [
     "alexnet", "vgg11", "vgg11_bn", "vgg16", "googlenet", "inception_v3", "resnet18", "resnet50",
-    "resnext50_32x4d", "wide_resnet50_2", "densenet121", "efficientnet_b0",
+    "resnext50_32x4d", "wide_resnet50_2", "densenet121", "efficientnet_b0", "convnext_tiny",
 ]
 AUX_MODELS = {"googlenet", "inception_v3"}
 # Published checkpoints whose weights define a test size (timm's tv2, a1/a1h and ra2 tags):
@@ -169,6 +169,7 @@ TV_PREPROCESSING = {
     "wide_resnet50_2": _tv_pre(224, 0.875, "bicubic"),
     "densenet121": _tv_pre(224, 0.875, "bicubic"),
     "efficientnet_b0": _tv_pre(224, 0.875, "bicubic"),
+    "convnext_tiny": _tv_pre(224, 0.95, "bicubic"),
 }
 
 WEIGHTS_RULE = (
@@ -179,7 +180,7 @@ WEIGHTS_RULE = (
     "names = sorted(state_dict keys not ending in num_batches_tracked) (Python sorted, code point order); "
     "index = position in that list; num_batches_tracked buffers keep the model's value (0) and take no index. "
     "key ends in running_var -> pattern(s,index,0.1,1.0); ends in running_mean -> pattern(s,index,0.1,0.0); "
-    "rank-1 '.weight' of a BatchNorm module -> pattern(s,index,0.1,1.0); rank>=2 -> "
+    "rank-1 '.weight' of a BatchNorm (or LayerNorm: ConvNeXt) module -> pattern(s,index,0.1,1.0); rank>=2 -> "
     "pattern(s,index,c/sqrt(prod(s[1:])),0.0); any other rank-1 tensor (biases) -> pattern(s,index,c*0.1,0.0); "
     "c = classifier_scale_factor for the weight and bias of the final classifier Linear (\"classifier\"), 1 elsewhere."
 )
@@ -292,7 +293,8 @@ def fill_model(model, classifier_name, factor, only_classifier=False):
             elif key.endswith("running_mean"):
                 v = pattern(shape, index, 0.1, 0.0)
             elif (len(shape) == 1 and key.endswith(".weight")
-                  and isinstance(module_of(model, key), torch.nn.modules.batchnorm._BatchNorm)):
+                  and isinstance(module_of(model, key),
+                                 (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm))):
                 v = pattern(shape, index, 0.1, 1.0)
             elif len(shape) >= 2:
                 v = pattern(shape, index, c / math.sqrt(math.prod(shape[1:])), 0.0)

@@ -83,7 +83,7 @@ IMAGE_INDEX = 997
 TIMM_MODELS = [
     ("resnet18", 64), ("resnet50", 64), ("resnext50_32x4d", 64), ("wide_resnet50_2", 64),
     ("densenet121", 64), ("efficientnet_b0", 64), ("vgg16", 64), ("vgg11_bn", 64),
-    ("inception_v3", 107),
+    ("inception_v3", 107), ("convnext_tiny", 64),
 ]
 TV_MODELS = {
     "alexnet": {"size": 64, "kwargs": {}, "expected": "expected",
@@ -125,6 +125,9 @@ TIMM_NOTES = {
                  "NOT part of it: pre_logits = head.global_pool(pre_logits(forward_features)); ConvMlp first "
                  "adaptive-average-pools a map smaller than 7x7 up to 7x7 (here 2x2 -> 7x7), then fc1 gives 1x1"),
     "inception_v3": ("forward_features = Mixed_7c output = the last feature map; pre_logits = its global average"),
+    "convnext_tiny": ("forward_features = stem, stages (norm_pre is the identity) = the last feature map "
+                      "(stages.3, 768 channels); pre_logits = head.norm (LayerNorm2d, eps 1e-6) of its global "
+                      "average, flattened (NormMlpClassifierHead without a hidden layer)"),
 }
 
 
@@ -136,6 +139,8 @@ def check_pre_logits(name, full, ff, pl):
             y = torch.relu(full.pre_logits.fc1(y))
             y = torch.relu(full.pre_logits.fc2(y))
             ref = y.mean((2, 3))
+        elif name.startswith("convnext"):
+            ref = full.head.norm(ff.mean((2, 3), keepdim=True)).flatten(1)
         else:
             ref = ff.mean((2, 3))
     assert ref.shape == pl.shape and torch.allclose(ref, pl, rtol=1e-5, atol=1e-6), name

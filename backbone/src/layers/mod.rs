@@ -8,7 +8,11 @@
 
 mod activation;
 mod conv;
+mod drop_path;
 mod dropout;
+mod gelu;
+mod layer_norm;
+mod layer_scale;
 mod linear;
 mod lrn;
 mod norm;
@@ -17,7 +21,11 @@ mod pool;
 
 pub use activation::{Activation, Flatten};
 pub use conv::{Conv2d, Conv2dConfig, ConvBlock};
+pub use drop_path::DropPath;
 pub use dropout::Dropout;
+pub use gelu::Gelu;
+pub use layer_norm::{LayerNorm, LayerNorm2d};
+pub use layer_scale::LayerScale;
 pub use linear::Linear;
 pub use lrn::LocalResponseNorm;
 pub use norm::{BatchNorm2d, BatchNormConfig};
