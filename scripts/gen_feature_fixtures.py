@@ -83,7 +83,7 @@ IMAGE_INDEX = 997
 TIMM_MODELS = [
     ("resnet18", 64), ("resnet50", 64), ("resnext50_32x4d", 64), ("wide_resnet50_2", 64),
     ("densenet121", 64), ("efficientnet_b0", 64), ("vgg16", 64), ("vgg11_bn", 64),
-    ("inception_v3", 107), ("convnext_tiny", 64),
+    ("inception_v3", 107), ("convnext_tiny", 64), ("mobilenetv2_100", 64),
 ]
 TV_MODELS = {
     "alexnet": {"size": 64, "kwargs": {}, "expected": "expected",
@@ -128,6 +128,10 @@ TIMM_NOTES = {
     "convnext_tiny": ("forward_features = stem, stages (norm_pre is the identity) = the last feature map "
                       "(stages.3, 768 channels); pre_logits = head.norm (LayerNorm2d, eps 1e-6) of its global "
                       "average, flattened (NormMlpClassifierHead without a hidden layer)"),
+    "mobilenetv2_100": ("forward_features = conv_stem, bn1, blocks, conv_head (1x1, 320 -> 1280), bn2 "
+                        "(BatchNormAct2d WITH ReLU6): 1280 channels, NOT one of the feature maps (the last "
+                        "feature map is blocks.6, 320 channels; features_only drops conv_head/bn2); "
+                        "pre_logits = global average of forward_features"),
 }
 
 

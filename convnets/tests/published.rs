@@ -17,7 +17,7 @@ fn fixtures() -> Vec<(String, Value)> {
         .into_iter()
         .filter(|(name, _)| name.starts_with("timm-") || name.starts_with("torchvision-"))
         .collect();
-    assert_eq!(out.len(), 23, "the fixture files");
+    assert_eq!(out.len(), 25, "the fixture files");
     out
 }
 
@@ -59,7 +59,14 @@ fn every_published_layout_maps_onto_the_catalogue_names_and_shapes() {
                 info.layout, info.has_aux
             );
             let expected_layout = if file.starts_with("timm-")
-                && ["vgg16", "vgg11_bn", "efficientnet_b0", "convnext_tiny"].contains(&variant.name)
+                && [
+                    "vgg16",
+                    "vgg11_bn",
+                    "efficientnet_b0",
+                    "convnext_tiny",
+                    "mobilenetv2_100",
+                ]
+                .contains(&variant.name)
             {
                 "timm"
             } else {
