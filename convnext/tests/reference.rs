@@ -13,8 +13,9 @@ use convnext::{
     detect_layout, timm_to_torchvision, ConvNeXt, ConvNeXtConfig, StageConfig, WeightsLayout, CONVNEXT_T,
 };
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
+use testkit::alexnet_nin::save;
 use testkit::densenet_efficientnet::{assert_close, fill_vars, mnist, pattern, state, ShapeRecorder};
 use testkit::{fixture, reference_keys};
 
@@ -129,12 +130,6 @@ fn key_names_and_shapes_match_timm_and_torchvision() {
         reference_keys!("convnext_tiny.torchvision.keys.txt")
     );
     assert_eq!(detect_layout(tv.keys()), WeightsLayout::Torchvision);
-}
-
-fn save(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>) -> PathBuf {
-    let path = dir.join(name);
-    candle_core::safetensors::save(tensors, &path).unwrap();
-    path
 }
 
 /// A file through the catalogue's loader (`convnext_tiny`: layout detected and remapped), built

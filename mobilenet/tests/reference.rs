@@ -9,7 +9,8 @@ use backbone::{Backbone, Error};
 use candle_core::{DType, Device, Tensor};
 use mobilenet::{detect_layout, timm_to_torchvision, MobileNetV2, MobileNetV2Config, WeightsLayout};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use testkit::alexnet_nin::save;
 use testkit::densenet_efficientnet::{assert_close, fill_vars, pattern, state, ShapeRecorder};
 use testkit::{fixture, reference_keys};
 
@@ -138,12 +139,6 @@ fn key_names_and_shapes_match_timm_and_torchvision() {
         reference_keys!("mobilenetv2_100.torchvision.keys.txt")
     );
     assert_eq!(detect_layout(tv.keys()), WeightsLayout::Torchvision);
-}
-
-fn save(dir: &Path, name: &str, tensors: &HashMap<String, Tensor>) -> PathBuf {
-    let path = dir.join(name);
-    candle_core::safetensors::save(tensors, &path).unwrap();
-    path
 }
 
 /// A file through the catalogue's reader (layout detected and remapped), built with `config`.
