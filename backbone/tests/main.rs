@@ -18,3 +18,4 @@ mod pool_reference;
 mod relu_op;
 mod safetensors_props;
 mod safetensors_read;
+mod squeeze_excite;

@@ -75,7 +75,7 @@ pub use backbone;
 
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
-    Flatten, Layer, Linear,
+    Flatten, Layer, Linear, SqueezeExcite, SqueezeExciteConfig,
 };
 use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::Tensor;
@@ -403,12 +403,16 @@ impl Default for EfficientNetConfig {
 /// torchvision's initialisation of a fresh EfficientNet convolution: `kaiming_normal_`
 /// (fan out, gain `sqrt(2)`), zero bias.
 fn conv(config: Conv2dConfig, vb: VarBuilder) -> Result<Conv2d> {
-    let kaiming = Init::Kaiming {
+    Conv2d::new(config.init(kaiming_fan_out(), Init::Const(0.0)), vb)
+}
+
+/// `kaiming_normal_(mode="fan_out")`, torchvision's EfficientNet convolution initialisation.
+fn kaiming_fan_out() -> Init {
+    Init::Kaiming {
         dist: NormalOrUniform::Normal,
         fan: FanInOut::FanOut,
         non_linearity: NonLinearity::ReLU,
-    };
-    Conv2d::new(config.init(kaiming, Init::Const(0.0)), vb)
+    }
 }
 
 /// A convolution followed by batch norm and an optional activation: a [`ConvBlock`] (batch
@@ -435,31 +439,6 @@ impl ConvBn {
 impl Layer for ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.0.forward_t(xs, train)
-    }
-}
-
-/// Squeeze-and-excitation: global average, 1x1 conv down (SiLU), 1x1 conv up (sigmoid),
-/// channel-wise product.
-struct SqueezeExcite {
-    reduce: Conv2d,
-    expand: Conv2d,
-}
-
-impl SqueezeExcite {
-    fn new(channels: usize, squeeze: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            reduce: conv(Conv2dConfig::new(channels, squeeze, 1), vb.pp("conv_reduce"))?,
-            expand: conv(Conv2dConfig::new(squeeze, channels, 1), vb.pp("conv_expand"))?,
-        })
-    }
-}
-
-impl Layer for SqueezeExcite {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let s = xs.mean_keepdim((2, 3))?;
-        let s = Activation::Silu.forward_t(&self.reduce.forward_t(&s, train)?, train)?;
-        let s = Activation::Sigmoid.forward_t(&self.expand.forward_t(&s, train)?, train)?;
-        Ok(xs.broadcast_mul(&s)?)
     }
 }
 
@@ -527,7 +506,13 @@ impl MBConv {
         Ok(Self {
             expand,
             depthwise,
-            se: SqueezeExcite::new(mid, squeeze, vb.pp("se"))?,
+            se: SqueezeExcite::new(
+                SqueezeExciteConfig::new(mid, squeeze)
+                    .act(Activation::Silu)
+                    .names("conv_reduce", "conv_expand")
+                    .init(kaiming_fan_out(), Init::Const(0.0)),
+                vb.pp("se"),
+            )?,
             project,
             residual: stride == 1 && in_channels == out_channels,
             drop_path: Dropout::new(drop_path as f32)?,

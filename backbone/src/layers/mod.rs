@@ -18,6 +18,7 @@ mod lrn;
 mod norm;
 mod plain;
 mod pool;
+mod squeeze_excite;
 
 pub use activation::{Activation, Flatten};
 pub use conv::{Conv2d, Conv2dConfig, ConvBlock};
@@ -31,6 +32,7 @@ pub use lrn::LocalResponseNorm;
 pub use norm::{BatchNorm2d, BatchNormConfig};
 pub use plain::PlainLayer;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolConfig};
+pub use squeeze_excite::{SqueezeExcite, SqueezeExciteConfig};
 
 use crate::Result;
 use candle_core::Tensor;
