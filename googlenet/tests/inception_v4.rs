@@ -231,11 +231,12 @@ fn summary_at_299_counts_every_parameter_and_the_catalogues_macs() {
     }
 }
 
-/// Ten steps of Adam (PyTorch's defaults, lr 1e-3) on 8 digits padded to 75x75 (the smallest
+/// Six steps of Adam (PyTorch's defaults, lr 1e-3) on 8 digits padded to 75x75 (the smallest
 /// input), each model with one input channel and ten classes. Adam's steps are bounded by the
 /// learning rate whatever the gradients' scale, so the rounding of the kernels a CPU picks
 /// moves the losses far less than the margin: the training-mode loss measured before and after
-/// must fall to under half.
+/// must fall to under half (it falls from 2.2 to about 0.04 and 0.001 here: the two models
+/// memorise 8 digits in a few steps).
 #[test]
 fn adam_on_mnist_digits_lowers_the_loss() {
     let (xs, ys) = mnist(8, 75);
@@ -246,7 +247,7 @@ fn adam_on_mnist_digits_lowers_the_loss() {
             let logits = model.forward_t(&xs, true).unwrap();
             candle_nn::loss::cross_entropy(&logits, &ys).unwrap()
         };
-        let (before, after, losses) = adam_steps(&vars, 10, 0, loss);
+        let (before, after, losses) = adam_steps(&vars, 6, 0, loss);
         assert!(
             after < 0.5 * before,
             "{name}: the loss should fall: {before} -> {after} ({losses:?})"
