@@ -14,8 +14,9 @@ to ONNX in a temporary folder and times ONNX Runtime's CPU session (all graph op
 Measures exactly what the Rust side measures: eval-mode forward passes (`infer`, under
 `torch.inference_mode()`), or training steps (`train`): forward, cross-entropy (+ 0.3 x each
 auxiliary head's), backward, Adam step, with the forward / backward / optimizer split. The
-model is torchvision's (LeNet-5 is defined here, as in lenet/src/lib.rs); variants torchvision
-does not have (alexnet_2012, zfnet, nin) print {"unsupported": ...}.
+model is torchvision's (LeNet-5 is defined here, as in lenet/src/lib.rs), else timm's of the
+same name when timm is installed (inception_v4, inception_resnet_v2, mobilenetv2_100); variants
+neither has (alexnet_2012, zfnet, nin) print {"unsupported": ...}.
 """
 import argparse
 import json
@@ -62,8 +63,20 @@ def build(name):
         return tvm.inception_v3(weights=None, aux_logits=True, init_weights=True), 3, 1000
     ctor = getattr(tvm, name, None)
     if ctor is None or not callable(ctor):
-        return None
+        return timm_model(name)
     return ctor(weights=None), 3, 1000
+
+
+def timm_model(name):
+    """timm's model of that name (the catalogue's timm-only variants: inception_v4,
+    inception_resnet_v2, mobilenetv2_100, ...), or None without timm or such a model."""
+    try:
+        import timm
+    except ImportError:
+        return None
+    if name not in timm.list_models():
+        return None
+    return timm.create_model(name, pretrained=False), 3, 1000
 
 
 def peak_rss_mb():

@@ -84,6 +84,7 @@ TIMM_MODELS = [
     ("resnet18", 64), ("resnet50", 64), ("resnext50_32x4d", 64), ("wide_resnet50_2", 64),
     ("densenet121", 64), ("efficientnet_b0", 64), ("vgg16", 64), ("vgg11_bn", 64),
     ("inception_v3", 107), ("convnext_tiny", 64), ("mobilenetv2_100", 64),
+    ("inception_v4", 107), ("inception_resnet_v2", 107),
 ]
 TV_MODELS = {
     "alexnet": {"size": 64, "kwargs": {}, "expected": "expected",
@@ -132,6 +133,10 @@ TIMM_NOTES = {
                         "(BatchNormAct2d WITH ReLU6): 1280 channels, NOT one of the feature maps (the last "
                         "feature map is blocks.6, 320 channels; features_only drops conv_head/bn2); "
                         "pre_logits = global average of forward_features"),
+    "inception_v4": ("forward_features = self.features(x) = the last feature map (features.21, 1536 "
+                     "channels); pre_logits = its global average"),
+    "inception_resnet_v2": ("forward_features = conv2d_1a .. block8 (no ReLU), conv2d_7b = the last feature "
+                            "map (conv2d_7b, 1536 channels); pre_logits = its global average"),
 }
 
 
@@ -205,9 +210,12 @@ def base_record(name, library, size, x, cat_file, exp):
 def remap_for_features(full, feat_keys):
     """full state-dict key -> features_only key, by timm's first-level Sequential flattening
     (applied where the features_only model has the flattened name, i.e. was built with
-    flatten_sequential=True)."""
+    flatten_sequential=True. A flattened name that the features_only model also has unflattened
+    is left alone: inception_resnet_v2's `repeat.1` would flatten to `repeat_1`, the name of
+    another of its modules, and its features_only model is not flattened.)"""
     prefixes = [(old + ".", new + ".") for new, old, _ in _module_list(full, flatten_sequential=True)
-                if new != old and any(k.startswith(new + ".") for k in feat_keys)]
+                if new != old and any(k.startswith(new + ".") for k in feat_keys)
+                and not any(k.startswith(old + ".") for k in feat_keys)]
     out = {}
     for k in full.state_dict():
         nk = k

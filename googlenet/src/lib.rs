@@ -1,9 +1,11 @@
-//! # GoogLeNet (Inception v1) and Inception-v3
+//! # GoogLeNet (Inception v1), Inception-v3, Inception-v4 and Inception-ResNet-v2
 //!
-//! Both as torchvision implements them, with its state-dict names, so its checkpoints (and
-//! timm's `inception_v3.tv_in1k`) load as they are. Every convolution is torchvision's
-//! `BasicConv2d`: a convolution without bias (`*.conv`), batch norm with `eps = 1e-3`
-//! (`*.bn`) and ReLU.
+//! GoogLeNet and Inception-v3 as torchvision implements them, with its state-dict names, so
+//! its checkpoints (and timm's `inception_v3.tv_in1k`) load as they are. Every convolution is
+//! torchvision's `BasicConv2d`: a convolution without bias (`*.conv`), batch norm with
+//! `eps = 1e-3` (`*.bn`) and ReLU. Inception-v4 and Inception-ResNet-v2 as timm implements
+//! them (`timm/inception_v4.tf_in1k`, `timm/inception_resnet_v2.tf_in1k`): the same block,
+//! timm's `ConvNormAct` with `norm_eps=1e-3`, under the same `conv` / `bn` names.
 //!
 //! ## GoogLeNet
 //!
@@ -110,7 +112,60 @@
 //! tensors: the catalogue's loader builds the model without it (`Variant::load`), or with a
 //! fresh one to train (`Variant::load_trainable`).
 //!
-//! ## Initialisation
+//! ## Inception-v4 and Inception-ResNet-v2
+//!
+//! C. Szegedy, S. Ioffe, V. Vanhoucke, A. Alemi, *Inception-v4, Inception-ResNet and the
+//! Impact of Residual Connections on Learning*, AAAI 2017 (arXiv:1602.07261).
+//!
+//! [`InceptionV4`] ([`InceptionV4Config`]) and [`InceptionResNetV2`]
+//! ([`InceptionResNetV2Config`]), timm's `inception_v4` and `inception_resnet_v2` with timm's
+//! names. Input `[N, 3, 299, 299]` (any size from **75x75**). Each block is written as data
+//! (its branches, each branch's convolutions with their keys, kernels, strides and paddings);
+//! every convolution of a branch is `ConvNormAct` (no bias, batch norm `eps = 1e-3`, ReLU); the
+//! branch pools are 3x3 stride-2 max pools (floor mode) and 3x3 stride-1 average pools that
+//! **exclude the padding** (`count_include_pad=False`, unlike Inception-v3's).
+//!
+//! Inception-v4: **42,679,816 parameters** (timm's figure), 12,253,974,624
+//! multiply-accumulates at 299x299.
+//!
+//! | layer         | key                          | block                                     | output (299x299) | parameters |
+//! |---------------|------------------------------|-------------------------------------------|------------------|-----------:|
+//! | stem convs    | `features.0` .. `features.2` | 32 @ 3x3/2, 32 @ 3x3, 64 @ 3x3 pad 1      | 64 x 147 x 147   |     28,768 |
+//! | Mixed3a       | `features.3`                 | max pool 3x3/2 beside 96 @ 3x3/2          | 160 x 73 x 73    |     55,488 |
+//! | Mixed4a       | `features.4`                 | 1x1 -> 3x3; 1x1 -> 1x7 -> 7x1 -> 3x3      | 192 x 71 x 71    |    189,312 |
+//! | Mixed5a       | `features.5`                 | 192 @ 3x3/2 beside max pool 3x3/2         | 384 x 35 x 35    |    332,160 |
+//! | InceptionA x4 | `features.6` .. `features.9` | 96; 64 -> 96; 64 -> 96 -> 96; pool -> 96  | 384 x 35 x 35    |  4 x 317,632 |
+//! | ReductionA    | `features.10`                | 384 @ 3x3/2; 192 -> 224 -> 256/2; max pool| 1024 x 17 x 17   |  2,306,112 |
+//! | InceptionB x7 | `features.11` .. `features.17` | 1x7 / 7x1 factorised                    | 1024 x 17 x 17   | 7 x 2,936,256 |
+//! | ReductionB    | `features.18`                | 192 -> 192/2; 256 -> 1x7 -> 7x1 -> 320/2; max pool | 1536 x 8 x 8 | 2,747,392 |
+//! | InceptionC x3 | `features.19` .. `features.21` | 1x3 / 3x1 split outputs                 | 1536 x 8 x 8     | 3 x 4,553,088 |
+//! | pool, fc      | `last_linear`                | global average, dropout (0), linear       | classes          |  1,537,000 |
+//!
+//! Inception-ResNet-v2: **55,843,464 parameters** (timm's figure), 13,155,794,016
+//! multiply-accumulates at 299x299. The stem is Inception-v3's (timm's keys), then residual
+//! blocks: the concatenated branches, a 1x1 convolution **with bias** (`conv2d`) back to the
+//! block's input width, scaled (0.17, 0.10, 0.20 in the three repeats), added to the input,
+//! ReLU. The last `block8` has scale 1 and **no ReLU**.
+//!
+//! | layer                   | key                         | block                                    | output (299x299) | parameters |
+//! |-------------------------|-----------------------------|------------------------------------------|------------------|-----------:|
+//! | stem convs, pools       | `conv2d_1a` .. `maxpool_5a` | Inception-v3's stem                      | 192 x 35 x 35    |    172,672 |
+//! | Mixed_5b                | `mixed_5b`                  | 96; 48 -> 64 (5x5); 64 -> 96 -> 96; pool -> 64 | 320 x 35 x 35 |  268,320 |
+//! | Block35 x10, scale 0.17 | `repeat.0` .. `repeat.9`    | 32; 32 -> 32; 32 -> 48 -> 64; 1x1 to 320 | 320 x 35 x 35    | 10 x 123,168 |
+//! | Mixed_6a                | `mixed_6a`                  | 384/2; 256 -> 256 -> 384/2; max pool     | 1088 x 17 x 17   |  2,664,960 |
+//! | Block17 x20, scale 0.10 | `repeat_1.0` .. `repeat_1.19` | 192; 128 -> 1x7 160 -> 7x1 192; 1x1 to 1088 | 1088 x 17 x 17 | 20 x 1,126,784 |
+//! | Mixed_7a                | `mixed_7a`                  | 256 -> 384/2; 256 -> 288/2; 256 -> 288 -> 320/2; max pool | 2080 x 8 x 8 | 3,880,960 |
+//! | Block8 x9, scale 0.20   | `repeat_2.0` .. `repeat_2.8` | 192; 192 -> 1x3 224 -> 3x1 256; 1x1 to 2080 | 2080 x 8 x 8 | 9 x 2,035,424 |
+//! | Block8, scale 1, no ReLU | `block8`                   | as above                                 | 2080 x 8 x 8     |  2,035,424 |
+//! | conv                    | `conv2d_7b`                 | 1536 @ 1x1                               | 1536 x 8 x 8     |  3,197,952 |
+//! | pool, fc                | `classif`                   | global average, dropout (0), linear      | classes          |  1,537,000 |
+//!
+//! Fresh variables have PyTorch's default initialisation (timm sets none of its own for these
+//! two), batch norm scale 1 and shift 0. timm's feature maps (`features_only`): Inception-v4's
+//! `features.2, 3, 9, 17, 21`, Inception-ResNet-v2's `conv2d_2b`, `conv2d_4a`, `repeat`,
+//! `repeat_1`, `conv2d_7b` (reductions 2 to 32).
+//!
+//! ## Initialisation of GoogLeNet and Inception-v3
 //!
 //! Fresh models follow torchvision's `init_weights=True`: convolution and linear weights from
 //! a normal distribution of standard deviation 0.01 (GoogLeNet) or 0.1 (Inception-v3;
@@ -137,9 +192,14 @@ pub use backbone::prelude;
 /// The shared `backbone` crate, for everything beyond the prelude.
 pub use backbone;
 
+mod blocks;
 mod common;
+mod inception_resnet_v2;
 mod inception_v1;
 mod inception_v3;
+mod inception_v4;
 
+pub use inception_resnet_v2::{InceptionResNetV2, InceptionResNetV2Config};
 pub use inception_v1::{Branch3Kernel, GoogLeNet, GoogLeNetConfig};
 pub use inception_v3::{InceptionAux, InceptionV3, InceptionV3Config};
+pub use inception_v4::{InceptionV4, InceptionV4Config};

@@ -81,7 +81,7 @@ pub fn list() -> String {
                 format!("{:.2} MMACs", m.macs as f64 / 1e6)
             };
             format!(
-                "  {:<17} {:>11} params {:>11} {:>9}  {}{}",
+                "  {:<19} {:>11} params {:>11} {:>9}  {}{}",
                 m.name,
                 backbone::summary::thousands(m.params),
                 macs,
