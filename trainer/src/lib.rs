@@ -10,6 +10,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod ema;
 pub mod error;
 pub mod imagenet;
 pub mod loss;

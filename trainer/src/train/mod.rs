@@ -13,17 +13,20 @@
 //! every epoch: [`TrainConfig::feature_cache`] computes them once and trains the head on the
 //! cache (linear probing), which skips the backbone's forward pass after the first epoch.
 
+mod accumulate;
 mod cache;
 mod config;
 mod step;
 
 pub use crate::optim::OptimizerKind;
+pub use accumulate::Accumulation;
 pub use config::TrainConfig;
 pub use step::evaluate;
 
 use crate::data::{
     DataLoader, Dataset, GrayImages, ImageDataset, LoaderConfig, Pipeline, Preprocess, RandomAffine,
 };
+use crate::ema::ModelEma;
 use crate::metrics::{EpochMetrics, EvalMetrics};
 use crate::pretrained::forward_frozen;
 use crate::run::{checkpoint_path, fingerprint, LossGuard, RunDir, RunSettings};
@@ -36,7 +39,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use step::{
-    check_training_data, evaluate_with, phase_optimizer, progress_bar, train_step, trainable, EpochSums,
+    apply_update, check_training_data, evaluate_with, phase_optimizer, progress_bar, train_step, trainable,
+    EpochSums,
 };
 
 /// The images of a run and their transforms.
@@ -107,6 +111,10 @@ pub struct TrainReport {
     pub skipped: Vec<(String, String)>,
     /// Wall time of the run, seconds.
     pub seconds: f64,
+    /// The weights' moving average at the end ([`TrainConfig::model_ema`]).
+    pub ema: Option<ModelEma>,
+    /// The evaluation of the moving average at the end.
+    pub final_ema_eval: Option<EvalMetrics>,
 }
 
 impl TrainReport {
@@ -201,7 +209,10 @@ pub fn train(
         eval_transform,
         loader_config(config.eval_batch(), false),
     )?;
-    let steps_per_epoch = train_loader.num_batches();
+    let batches_per_epoch = train_loader.num_batches();
+    // One optimizer update per `accum_steps` batches, the epoch's last group possibly shorter
+    // (timm's train.py): the schedule counts updates.
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.accum_steps);
     let total_steps = config.epochs.checked_mul(steps_per_epoch).ok_or_else(|| {
         Error::config(format!(
             "{} epochs of {steps_per_epoch} steps are too many",
@@ -219,6 +230,16 @@ pub fn train(
         None => (0, phase_optimizer(model, varmap, config, config.frozen_at(1))?),
     };
     let first_epoch = done + 1;
+    let mut ema = match config.model_ema {
+        Some(decay) => {
+            let mut ema = ModelEma::new(varmap, decay)?;
+            if done > 0 {
+                run.restore_ema(done, &mut ema)?;
+            }
+            Some(ema)
+        }
+        None => None,
+    };
     let mut frozen = config.frozen_at(done.max(1));
     let mut history = run.history(done);
     let mut guard = LossGuard::new(&history, model.num_classes());
@@ -269,7 +290,7 @@ pub fn train(
             (true, true, None) => " (frozen backbone)",
             (true, false, _) => " (full model)",
         };
-        let bar = progress_bar(steps_per_epoch, config.verbose);
+        let bar = progress_bar(batches_per_epoch, config.verbose);
         bar.set_prefix(format!("epoch {epoch}/{}{mode}", config.epochs));
         let mut sums = EpochSums::default();
         let mut lr = config.lr;
@@ -287,13 +308,17 @@ pub fn train(
                     .map(|batch| batch.map(|b| (b.images, b.labels))),
             ),
         };
-        for batch in batches {
+        // The gradients of the batches of the current update (accumulation).
+        let mut accumulated = Accumulation::default();
+        for (index, batch) in batches.enumerate() {
             let (inputs, labels) = batch?;
             let t0 = Instant::now();
-            lr = config
-                .schedule
-                .lr_at(config.lr, step, total_steps, steps_per_epoch);
-            optimizer.set_learning_rate(lr);
+            if index % config.accum_steps == 0 {
+                lr = config
+                    .schedule
+                    .lr_at(config.lr, step, total_steps, steps_per_epoch);
+                optimizer.set_learning_rate(lr);
+            }
             let (logits, aux) = match (train_cache.is_some(), frozen) {
                 (true, _) => (model.forward_classifier(&inputs, true)?, Vec::new()),
                 (false, true) => (forward_frozen(model, &inputs, true)?, Vec::new()),
@@ -302,20 +327,35 @@ pub fn train(
                     (out.logits, out.aux_logits)
                 }
             };
-            train_step(
+            let updated = train_step(
                 &logits,
                 &aux,
                 &labels,
                 config,
                 optimizer.as_mut(),
                 &vars,
+                &mut accumulated,
+                (index + 1) % config.accum_steps == 0,
                 &mut sums,
                 t0,
                 &mut |loss| guard.check(loss, epoch, step + 1, &run),
             )?;
-            step += 1;
+            if updated {
+                step += 1;
+                if let Some(ema) = ema.as_mut() {
+                    ema.update(varmap, step)?;
+                }
+            }
             bar.inc(1);
             bar.set_message(sums.message());
+        }
+        // The epoch's last, shorter group of batches: its update (timm's train.py too).
+        if let Some(grads) = accumulated.take()? {
+            apply_update(grads, config, optimizer.as_mut(), &vars)?;
+            step += 1;
+            if let Some(ema) = ema.as_mut() {
+                ema.update(varmap, step)?;
+            }
         }
         bar.finish_and_clear();
         if sums.seen == 0 {
@@ -361,6 +401,12 @@ pub fn train(
                 last_good: run.latest_checkpoint(),
             });
         }
+        let ema_eval = match &ema {
+            Some(ema) => Some(ema.with_weights(varmap, || {
+                evaluate_with(model, &val_loader, val_cache.as_ref(), device, config.verbose)
+            })?),
+            None => None,
+        };
         let seen = sums.seen as f64;
         let row = EpochMetrics {
             epoch,
@@ -373,15 +419,26 @@ pub fn train(
             seconds: epoch_start.elapsed().as_secs_f64(),
             images_per_sec: seen / sums.train_seconds.max(1e-9),
             train_aux_loss: sums.aux.map_or(f64::NAN, |aux| aux / seen),
+            val_ema_loss: ema_eval.as_ref().map_or(f64::NAN, |e| e.loss),
+            val_ema_top1: ema_eval.as_ref().map_or(f64::NAN, |e| e.top1),
         };
-        run.save_epoch(&row, varmap, optimizer.as_ref(), config.keep_checkpoints)?;
+        run.save_epoch(
+            &row,
+            varmap,
+            optimizer.as_ref(),
+            ema.as_ref(),
+            config.keep_checkpoints,
+        )?;
         guard.end_epoch(&row);
         if config.verbose {
             let aux = sums
                 .aux
                 .map_or(String::new(), |_| format!(" (aux {:.4})", row.train_aux_loss));
+            let ema = ema_eval.as_ref().map_or(String::new(), |e| {
+                format!("  EMA val loss {:.4} top-1 {:.2}%", e.loss, 100.0 * e.top1)
+            });
             eprintln!(
-                "epoch {:>3}{mode} train loss {:.4}{aux} top-1 {:.2}%  val loss {:.4} top-1 {:.2}% top-5 {:.2}%  lr {:.2e}  {:.0} img/s  {:.1}s",
+                "epoch {:>3}{mode} train loss {:.4}{aux} top-1 {:.2}%  val loss {:.4} top-1 {:.2}% top-5 {:.2}%{ema}  lr {:.2e}  {:.0} img/s  {:.1}s",
                 epoch,
                 row.train_loss,
                 100.0 * row.train_top1,
@@ -405,6 +462,12 @@ pub fn train(
         None => evaluate_with(model, &val_loader, None, device, config.verbose)?,
     };
     run.write_metrics(&history, Some(&final_eval), &train.class_names(), "training")?;
+    let final_ema_eval = match &ema {
+        Some(ema) => Some(ema.with_weights(varmap, || {
+            evaluate_with(model, &val_loader, None, device, config.verbose)
+        })?),
+        None => None,
+    };
     skipped.extend(train_loader.skipped());
     skipped.extend(val_loader.skipped());
     let mut seen = std::collections::HashSet::new();
@@ -416,6 +479,8 @@ pub fn train(
         cache_seconds,
         skipped,
         seconds: run_start.elapsed().as_secs_f64(),
+        ema,
+        final_ema_eval,
     })
 }
 
@@ -488,6 +553,8 @@ fn run_settings(
         ("aux weight", config.aux_weight.to_string()),
         ("seed", config.seed.to_string()),
         ("last batch", format!("{:?}", config.last_batch)),
+        ("model ema", format!("{:?}", config.model_ema)),
+        ("accumulation steps", config.accum_steps.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
