@@ -569,11 +569,18 @@ impl RunDir {
     }
 
     /// Loads the weights' moving average saved with `epoch` into `ema` (a resumed run with
-    /// `--model-ema`); a missing file is an error naming it (the run was saved without the
-    /// average: resume with --allow-changes to start it afresh is not offered, the average
-    /// would differ from an uninterrupted run's).
+    /// `--model-ema`). A missing file is an error naming it, unless the run accepts changed
+    /// settings (a run saved without the average, resumed with it): the average then starts
+    /// from the restored weights, with a note.
     pub fn restore_ema(&self, epoch: usize, ema: &mut crate::ema::ModelEma) -> Result<()> {
         let path = ema_path(&self.dir, epoch);
+        if !path.exists() && self.options.allow_changes {
+            eprintln!(
+                "note: {} does not exist: the weights' moving average starts from the restored weights",
+                path.display()
+            );
+            return Ok(());
+        }
         let state = load_checkpoint(&path, &candle_core::Device::Cpu)?;
         ema.load_state(state, &path)
     }

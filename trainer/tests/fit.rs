@@ -244,6 +244,25 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
     }
     assert!(uninterrupted.ema.is_some() && uninterrupted.final_ema_eval.is_some());
 
+    // A run saved without its moving average cannot resume one exactly: an error naming the
+    // missing file.
+    let no_ema = tempfile::tempdir().unwrap();
+    for path in [checkpoint_path(full.path(), 2), optimizer_path(full.path(), 2)] {
+        std::fs::copy(&path, no_ema.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let vars = SeededVarMap::new(4);
+    let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let err = fit(
+        &model,
+        vars.varmap(),
+        &train,
+        &test,
+        &config(no_ema.path(), true),
+        Some(RandomAffine::mnist()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("epoch-002.ema.safetensors"), "{err}");
+
     // A corrupt optimizer state is an error naming the file, not a silent fresh start.
     let corrupt = tempfile::tempdir().unwrap();
     std::fs::copy(
