@@ -8,6 +8,7 @@
 //! training loop ([`train`]) for any [`backbone::Backbone`], from scratch
 //! or fine-tuning.
 
+pub mod amp;
 pub mod checkpoint;
 pub mod data;
 pub mod ema;

@@ -1,5 +1,6 @@
 //! The weights' moving average against timm's `ModelEmaV3` (`fixtures/ema.safetensors` from
-//! `scripts/gen_ema_fixtures.py`), and gradient accumulation against the larger batch.
+//! `scripts/gen_ema_fixtures.py`), gradient accumulation against the larger batch, mixed
+//! precision against float32.
 
 use backbone::init::SeededVarMap;
 use backbone::Backbone;
@@ -227,5 +228,107 @@ fn the_loop_with_accumulation_takes_the_larger_batchs_step() {
     for (name, b) in &big {
         let r = relative(&small[name], b);
         assert!(r <= 1e-6, "{name}: {r:e}");
+    }
+}
+
+#[test]
+fn the_loss_scaler_backs_off_and_grows_as_pytorchs() {
+    use trainer::amp::GradScaler;
+    assert_eq!(GradScaler::default().scale(), 65536.0);
+    let mut scaler = GradScaler::new(8.0, 3);
+    scaler.update(true);
+    scaler.update(true);
+    assert_eq!(scaler.scale(), 8.0);
+    scaler.update(true);
+    assert_eq!(scaler.scale(), 16.0, "doubled after 3 finite steps");
+    scaler.update(true);
+    scaler.update(false);
+    assert_eq!(scaler.scale(), 8.0, "halved on overflow");
+    scaler.update(true);
+    scaler.update(true);
+    assert_eq!(scaler.scale(), 8.0, "the count starts again after an overflow");
+}
+
+/// `--amp f16`: the forward and backward passes on a float16 twin of LeNet-5, the weights and
+/// SGD in float32; the run follows the float32 one (SGD does not hide a scale left on the
+/// gradients, as Adam would).
+#[test]
+fn mixed_precision_trains_float32_weights_through_a_float16_twin() {
+    use trainer::amp::{GradScaler, MixedPrecision};
+    let mnist = Mnist::bundled().unwrap();
+    let (train_set, test_set) = (mnist.train.head(128), mnist.test.head(50));
+    let run = |amp: bool| {
+        let (model, vars) = lenet(9);
+        let out = tempfile::tempdir().unwrap();
+        let config = TrainConfig {
+            epochs: 1,
+            batch_size: 32,
+            lr: 0.05,
+            optimizer: OptimizerKind::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+            },
+            out_dir: out.path().to_path_buf(),
+            verbose: false,
+            ..TrainConfig::default()
+        };
+        let data = TrainData::mnist(train_set.clone(), test_set.clone(), Preprocess::mnist(), None).unwrap();
+        let report = if amp {
+            let twin_vars = SeededVarMap::new(0);
+            let twin = LeNet::new(
+                &LeNetConfig::lenet5(),
+                twin_vars.var_builder(DType::F16, &Device::Cpu),
+            )
+            .unwrap();
+            let mut mp = MixedPrecision::new(DType::F16, Box::new(twin), twin_vars.varmap(), vars.varmap())
+                .unwrap()
+                .with_scaler(GradScaler::new(256.0, 2000));
+            let report = trainer::train::train_mixed_precision(
+                &model,
+                vars.varmap(),
+                data,
+                &config,
+                &Device::Cpu,
+                &mut mp,
+            )
+            .unwrap();
+            assert_eq!(mp.scaler().unwrap().scale(), 256.0, "no overflow at this scale");
+            report
+        } else {
+            train(&model, vars.varmap(), data, &config, &Device::Cpu).unwrap()
+        };
+        let weights: HashMap<String, Tensor> = vars
+            .varmap()
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap()))
+            .collect();
+        (report, weights)
+    };
+    let (full, w32) = run(false);
+    let (mixed, w16) = run(true);
+    let (a, b) = (&full.epochs[0], &mixed.epochs[0]);
+    assert!(
+        (a.train_loss - b.train_loss).abs() < 0.01 * a.train_loss,
+        "{a:?} {b:?}"
+    );
+    assert!((a.val_loss - b.val_loss).abs() < 0.01 * a.val_loss, "{a:?} {b:?}");
+    let (_, fresh) = lenet(9);
+    for (name, w) in &w16 {
+        assert_eq!(w.dtype(), DType::F32, "{name}: the weights stay float32");
+        let moved = relative(
+            w,
+            &fresh.varmap().data().lock().unwrap()[name]
+                .as_tensor()
+                .copy()
+                .unwrap(),
+        );
+        let apart = relative(w, &w32[name]);
+        assert!(
+            apart < 0.05 * moved.max(1e-3) + 1e-3,
+            "{name}: {apart:e} apart, moved {moved:e}"
+        );
     }
 }

@@ -392,8 +392,10 @@ pub struct RecipeArgs {
     /// N times larger (the schedule counts updates).
     #[arg(long, default_value_t = 1, value_parser = usize_in(1, 1 << 16))]
     pub accum_steps: usize,
-    /// Mixed precision: refused on the CPU (candle has no bf16 matrix product there and its f16
-    /// step is 7-8x slower than float32, see BENCHMARKS.md); not implemented on GPUs yet.
+    /// Mixed precision on GPUs: the forward and backward passes in bf16 or f16 (dynamic loss
+    /// scaling), the weights and the optimizer in float32. Refused on the CPU (candle has no
+    /// bf16 matrix product there and its f16 step is 7-8x slower than float32, see
+    /// BENCHMARKS.md).
     #[arg(long, value_enum)]
     pub amp: Option<AmpArg>,
 }
@@ -404,26 +406,67 @@ impl RecipeArgs {
         self.model_ema.then_some(self.model_ema_decay)
     }
 
-    /// Refuses `--amp` where it is not available.
+    /// Refuses `--amp` where it is not available (the CPU).
     pub fn check_amp(&self, device: &candle_core::Device) -> Result<()> {
         let Some(amp) = self.amp else {
             return Ok(());
         };
-        let name = match amp {
-            AmpArg::Bf16 => "bf16",
-            AmpArg::F16 => "f16",
-        };
         if device.is_cpu() {
             bail!(
-                "--amp {name} on the CPU is refused: candle's CPU backend has no bfloat16 matrix \
+                "--amp {} on the CPU is refused: candle's CPU backend has no bfloat16 matrix \
                  product, and its float16 training step was measured 7-8 times slower than float32 \
                  (LeNet-5 and ResNet-18, `cargo xtask bench --dtype`, see BENCHMARKS.md); run \
-                 without --amp"
+                 without --amp",
+                amp.name()
             );
         }
-        bail!(
-            "--amp {name}: mixed-precision training is not implemented yet for {device:?}; run \
-             without --amp (float32)"
-        );
+        Ok(())
+    }
+
+    /// With `--amp`: the low-precision twin of the model `name` (`classes` classes, `channels`
+    /// input channels) linked to the master variables `master` (see `trainer::amp`).
+    pub fn mixed_precision(
+        &self,
+        name: &str,
+        classes: usize,
+        channels: usize,
+        master: &candle_nn::VarMap,
+        device: &candle_core::Device,
+    ) -> Result<Option<trainer::amp::MixedPrecision>> {
+        let Some(amp) = self.amp else {
+            return Ok(None);
+        };
+        let dtype = match amp {
+            AmpArg::Bf16 => candle_core::DType::BF16,
+            AmpArg::F16 => candle_core::DType::F16,
+        };
+        let twin = convnets::create_model(
+            name,
+            &convnets::CreateOptions {
+                num_classes: Some(classes),
+                in_channels: Some(channels),
+                dtype,
+                device: device.clone(),
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("building the {} twin of {name}", amp.name()))?;
+        let vars = twin.vars.context("the twin's variables")?;
+        Ok(Some(trainer::amp::MixedPrecision::new(
+            dtype,
+            twin.net,
+            vars.varmap(),
+            master,
+        )?))
+    }
+}
+
+impl AmpArg {
+    /// The flag's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            AmpArg::Bf16 => "bf16",
+            AmpArg::F16 => "f16",
+        }
     }
 }

@@ -443,18 +443,30 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
             .map_or(String::new(), |d| format!(", weights' EMA (decay {d})")),
         args::plural(candle_core::utils::get_num_threads(), "thread")
     );
-    let result = trainer::train::train(
-        model.as_ref(),
+    let data = TrainData {
+        train,
+        val,
+        train_transform,
+        eval_transform,
+    };
+    let twin = job.recipe.mixed_precision(
+        entry.name,
+        model.num_classes(),
+        spec.channels,
         vars.varmap(),
-        TrainData {
-            train,
-            val,
-            train_transform,
-            eval_transform,
-        },
-        &config,
         &device,
     )?;
+    let result = match twin {
+        Some(mut amp) => trainer::train::train_mixed_precision(
+            model.as_ref(),
+            vars.varmap(),
+            data,
+            &config,
+            &device,
+            &mut amp,
+        )?,
+        None => trainer::train::train(model.as_ref(), vars.varmap(), data, &config, &device)?,
+    };
     if !result.skipped.is_empty() {
         println!(
             "skipped {}:",

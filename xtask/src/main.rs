@@ -616,7 +616,20 @@ fn train(args: TrainArgs) -> Result<()> {
     if !model.reconstructors().is_empty() {
         pretrain_auxiliary(model.as_ref(), &vars, &data, &args, size, &device)?;
     }
-    let report = train_model(model.as_ref(), vars.varmap(), data, &fit_config, &device)?;
+    let twin = args
+        .recipe
+        .mixed_precision(entry.name, mnist_classes, 1, vars.varmap(), &device)?;
+    let report = match twin {
+        Some(mut amp) => trainer::train::train_mixed_precision(
+            model.as_ref(),
+            vars.varmap(),
+            data,
+            &fit_config,
+            &device,
+            &mut amp,
+        )?,
+        None => train_model(model.as_ref(), vars.varmap(), data, &fit_config, &device)?,
+    };
     let last = report.last().context("no epoch ran")?;
     println!(
         "final test accuracy {:.2}% (loss {:.4}) after {} in {:.1}s, {:.0} training images/s",

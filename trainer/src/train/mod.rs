@@ -23,6 +23,7 @@ pub use accumulate::Accumulation;
 pub use config::TrainConfig;
 pub use step::evaluate;
 
+use crate::amp::MixedPrecision;
 use crate::data::{
     DataLoader, Dataset, GrayImages, ImageDataset, LoaderConfig, Pipeline, Preprocess, RandomAffine,
 };
@@ -144,6 +145,36 @@ pub fn train(
     data: TrainData,
     config: &TrainConfig,
     device: &Device,
+) -> Result<TrainReport> {
+    run_loop(model, varmap, data, config, device, None)
+}
+
+/// [`train`] in mixed precision: the forward and backward passes on `amp`'s low-precision
+/// twin of `model`, the weights (`varmap`), the optimizer, the evaluation and the checkpoints
+/// in float32 (see [`crate::amp`]). Every layer trains (no frozen backbone).
+pub fn train_mixed_precision(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+    amp: &mut MixedPrecision,
+) -> Result<TrainReport> {
+    if config.freeze_backbone {
+        return Err(Error::config(
+            "mixed precision trains every layer: it does not run with a frozen backbone",
+        ));
+    }
+    run_loop(model, varmap, data, config, device, Some(amp))
+}
+
+fn run_loop(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+    mut amp: Option<&mut MixedPrecision>,
 ) -> Result<TrainReport> {
     config.validate()?;
     unpatched_autograd_notice();
@@ -320,6 +351,17 @@ pub fn train(
                 optimizer.set_learning_rate(lr);
             }
             let (logits, aux) = match (train_cache.is_some(), frozen) {
+                _ if amp.is_some() => {
+                    let amp = amp.as_deref().ok_or_else(|| Error::config("no twin"))?;
+                    let out = amp.model()?.forward_aux(&inputs.to_dtype(amp.dtype())?, true)?;
+                    let f32 = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
+                    let aux = out
+                        .aux_logits
+                        .iter()
+                        .map(f32)
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    (f32(&out.logits)?, aux)
+                }
                 (true, _) => (model.forward_classifier(&inputs, true)?, Vec::new()),
                 (false, true) => (forward_frozen(model, &inputs, true)?, Vec::new()),
                 (false, false) => {
@@ -336,6 +378,7 @@ pub fn train(
                 &vars,
                 &mut accumulated,
                 (index + 1) % config.accum_steps == 0,
+                amp.as_deref_mut(),
                 &mut sums,
                 t0,
                 &mut |loss| guard.check(loss, epoch, step + 1, &run),

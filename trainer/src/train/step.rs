@@ -140,7 +140,8 @@ pub(crate) fn apply_update(
 
 /// One training batch: cross-entropy of the main head plus `aux_weight` times each auxiliary
 /// head's, checked by `check_loss` before anything is applied, back-propagated, then (without
-/// accumulation, or when `update` ends a group of `accum_steps` batches) clipped and stepped;
+/// accumulation, or when `update` ends a group of `accum_steps` batches) clipped and stepped
+/// (with `amp`, back-propagated through the low-precision twin);
 /// the sums are updated. Returns whether the optimizer stepped.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_step(
@@ -152,6 +153,7 @@ pub(super) fn train_step(
     vars: &[Var],
     accumulated: &mut Accumulation,
     update: bool,
+    amp: Option<&mut crate::amp::MixedPrecision>,
     sums: &mut EpochSums,
     started: Instant,
     check_loss: &mut dyn FnMut(f64) -> Result<()>,
@@ -177,19 +179,29 @@ pub(super) fn train_step(
     }
     // Checked before the step is applied: a diverged loss never reaches the weights.
     check_loss(total.to_scalar::<f32>()? as f64)?;
-    let grads = total.backward()?;
-    let stepped = if config.accum_steps == 1 {
-        apply_update(grads, config, optimizer, vars)?;
-        true
-    } else {
-        accumulated.add(&grads, vars, n)?;
-        drop(grads);
-        match accumulated.take_if(update)? {
-            Some(grads) => {
-                apply_update(grads, config, optimizer, vars)?;
-                true
+    // Mixed precision: the twin's gradients in float32, `None` when float16 overflowed (the
+    // batch then adds nothing).
+    let grads = match amp {
+        Some(amp) => amp.backward(&total)?,
+        None => Some(total.backward()?),
+    };
+    let stepped = match (grads, config.accum_steps) {
+        (Some(grads), 1) => {
+            apply_update(grads, config, optimizer, vars)?;
+            true
+        }
+        (None, 1) => false,
+        (grads, _) => {
+            if let Some(grads) = grads {
+                accumulated.add(&grads, vars, n)?;
             }
-            None => false,
+            match accumulated.take_if(update)? {
+                Some(grads) => {
+                    apply_update(grads, config, optimizer, vars)?;
+                    true
+                }
+                None => false,
+            }
         }
     };
     sums.loss += main.to_scalar::<f32>()? as f64 * n as f64;
