@@ -9,6 +9,11 @@
 //! ([`RunDir`]), from which `metrics.csv`, `metrics.json`, `curves.png` and `confusion.png` are
 //! rebuilt; `resume` continues exactly.
 //!
+//! Recipe tools: [`TrainConfig::accum_steps`] sums the gradients of several batches into one
+//! update ([`Accumulation`]); [`TrainConfig::model_ema`] keeps the weights' moving average
+//! ([`crate::ema::ModelEma`]), evaluated every epoch and saved with each checkpoint;
+//! [`train_mixed_precision`] runs the passes on a low-precision twin ([`crate::amp`]).
+//!
 //! With the backbone frozen and a deterministic training transform, the features are the same
 //! every epoch: [`TrainConfig::feature_cache`] computes them once and trains the head on the
 //! cache (linear probing), which skips the backbone's forward pass after the first epoch.
