@@ -207,18 +207,24 @@ fn run_loop(
     if val.is_empty() {
         return Err(Error::config("the validation set has no image"));
     }
+    let mut settings = run_settings(
+        model,
+        &*train,
+        &labels,
+        &*val,
+        &train_transform,
+        &eval_transform,
+        config,
+    );
+    settings.insert(
+        "mixed precision".to_string(),
+        amp.as_deref()
+            .map_or("none".to_string(), |a| format!("{:?}", a.dtype())),
+    );
     let run = RunDir::open(
         &config.out_dir,
         "train",
-        run_settings(
-            model,
-            &*train,
-            &labels,
-            &*val,
-            &train_transform,
-            &eval_transform,
-            config,
-        ),
+        settings,
         config.epochs,
         config.run,
         config.verbose,
