@@ -4,12 +4,14 @@
 //! folders, CIFAR-10, transforms), optimizers ([`optim`]: SGD, Adam, AdamW with PyTorch's
 //! update rules), losses ([`loss`]), schedules ([`schedule`]), atomic safetensors checkpoints
 //! ([`checkpoint`]), run folders ([`run`]), pretrained weights ([`pretrained`]), metrics and
-//! plots, the reconstruction phase of auxiliary learners ([`reconstruct`]), and the one
-//! training loop ([`train`]) for any [`backbone::Backbone`], from scratch
-//! or fine-tuning.
+//! plots, the reconstruction phase of auxiliary learners ([`reconstruct`]), the weights'
+//! moving average ([`ema`]), mixed precision ([`amp`]), and the one training loop ([`train`],
+//! with gradient accumulation) for any [`backbone::Backbone`], from scratch or fine-tuning.
 
+pub mod amp;
 pub mod checkpoint;
 pub mod data;
+pub mod ema;
 pub mod error;
 pub mod imagenet;
 pub mod loss;

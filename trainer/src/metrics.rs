@@ -500,6 +500,12 @@ pub struct EpochMetrics {
     /// without them).
     #[serde(default = "nan", deserialize_with = "f64_or_nan")]
     pub train_aux_loss: f64,
+    /// Validation loss of the weights' moving average (NaN without `--model-ema`).
+    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+    pub val_ema_loss: f64,
+    /// Validation top-1 accuracy of the weights' moving average (NaN without `--model-ema`).
+    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+    pub val_ema_top1: f64,
 }
 
 fn nan() -> f64 {
@@ -524,7 +530,7 @@ pub struct RunMetrics {
 
 /// The header of [`write_metrics_csv`]'s files.
 pub const METRICS_CSV_HEADER: &str =
-    "epoch,train_loss,train_top1,val_loss,val_top1,val_top5,lr,seconds,images_per_sec,train_aux_loss";
+    "epoch,train_loss,train_top1,val_loss,val_top1,val_top5,lr,seconds,images_per_sec,train_aux_loss,val_ema_loss,val_ema_top1";
 
 /// Writes `run` to `path` as pretty-printed JSON, atomically (a temporary file in the same
 /// directory renamed over `path`), creating the parent directories. Non-finite numbers are
@@ -549,6 +555,8 @@ struct CsvRow {
     seconds: Option<f64>,
     images_per_sec: Option<f64>,
     train_aux_loss: Option<f64>,
+    val_ema_loss: Option<f64>,
+    val_ema_top1: Option<f64>,
 }
 
 impl From<&EpochMetrics> for CsvRow {
@@ -565,6 +573,8 @@ impl From<&EpochMetrics> for CsvRow {
             seconds: field(e.seconds),
             images_per_sec: field(e.images_per_sec),
             train_aux_loss: field(e.train_aux_loss),
+            val_ema_loss: field(e.val_ema_loss),
+            val_ema_top1: field(e.val_ema_top1),
         }
     }
 }

@@ -78,6 +78,11 @@ pub fn optimizer_path(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("epoch-{epoch:03}.optimizer.safetensors"))
 }
 
+/// `dir/epoch-NNN.ema.safetensors`: the weights' moving average saved with a checkpoint.
+pub fn ema_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("epoch-{epoch:03}.ema.safetensors"))
+}
+
 /// `dir/epoch-NNN.metrics.json`: the metrics of one epoch.
 pub fn record_path(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("epoch-{epoch:03}.metrics.json"))
@@ -118,13 +123,14 @@ pub fn latest_epoch(dir: &Path) -> Option<usize> {
 
 /// Whether `name` is a file a run writes (and `--overwrite` may remove).
 fn is_run_file(name: &str) -> bool {
-    const FIXED: [&str; 9] = [
+    const FIXED: [&str; 10] = [
         RUN_FILE,
         "metrics.csv",
         "metrics.json",
         "curves.png",
         "confusion.png",
         "model.safetensors",
+        "model_ema.safetensors",
         "config.json",
         "log.csv",
         "labels.json",
@@ -378,9 +384,11 @@ impl RunDir {
                 removed.push(name);
             }
         }
-        for epoch in epochs_with(&self.dir, ".optimizer.safetensors") {
-            if !checkpoints.contains(&epoch) {
-                removed.push(format!("epoch-{epoch:03}.optimizer.safetensors"));
+        for suffix in [".optimizer.safetensors", ".ema.safetensors"] {
+            for epoch in epochs_with(&self.dir, suffix) {
+                if !checkpoints.contains(&epoch) {
+                    removed.push(format!("epoch-{epoch:03}{suffix}"));
+                }
             }
         }
         let latest = latest_epoch(&self.dir).unwrap_or(0);
@@ -518,18 +526,23 @@ impl RunDir {
         rows
     }
 
-    /// Saves an epoch: optimizer state, metrics record, then the checkpoint (each atomic; the
-    /// checkpoint last, so an epoch with a checkpoint is complete), then prunes checkpoints
-    /// beyond the latest `keep` (0 keeps all).
+    /// Saves an epoch: optimizer state, the weights' moving average (`ema`, when kept),
+    /// metrics record, then the checkpoint (each atomic; the checkpoint last, so an epoch with
+    /// a checkpoint is complete), then prunes checkpoints beyond the latest `keep` (0 keeps
+    /// all).
     pub fn save_epoch(
         &self,
         row: &EpochMetrics,
         varmap: &VarMap,
         optimizer: &dyn Optimizer,
+        ema: Option<&crate::ema::ModelEma>,
         keep: usize,
     ) -> Result<PathBuf> {
         let epoch = row.epoch;
         crate::checkpoint::save_checkpoint(&optimizer_path(&self.dir, epoch), &optimizer.state()?)?;
+        if let Some(ema) = ema {
+            crate::checkpoint::save_checkpoint(&ema_path(&self.dir, epoch), &ema.state())?;
+        }
         let mut bytes = serde_json::to_vec_pretty(row).map_err(|e| Error::io(&self.dir, e.into()))?;
         bytes.push(b'\n');
         write_atomic(&record_path(&self.dir, epoch), &bytes)?;
@@ -544,7 +557,7 @@ impl RunDir {
         if keep == 0 {
             return Ok(());
         }
-        for suffix in [".safetensors", ".optimizer.safetensors"] {
+        for suffix in [".safetensors", ".optimizer.safetensors", ".ema.safetensors"] {
             for epoch in epochs_with(&self.dir, suffix) {
                 if epoch + keep <= latest {
                     let path = self.dir.join(format!("epoch-{epoch:03}{suffix}"));
@@ -553,6 +566,23 @@ impl RunDir {
             }
         }
         Ok(())
+    }
+
+    /// Loads the weights' moving average saved with `epoch` into `ema` (a resumed run with
+    /// `--model-ema`). A missing file is an error naming it, unless the run accepts changed
+    /// settings (a run saved without the average, resumed with it): the average then starts
+    /// from the restored weights, with a note.
+    pub fn restore_ema(&self, epoch: usize, ema: &mut crate::ema::ModelEma) -> Result<()> {
+        let path = ema_path(&self.dir, epoch);
+        if !path.exists() && self.options.allow_changes {
+            eprintln!(
+                "note: {} does not exist: the weights' moving average starts from the restored weights",
+                path.display()
+            );
+            return Ok(());
+        }
+        let state = load_checkpoint(&path, &candle_core::Device::Cpu)?;
+        ema.load_state(state, &path)
     }
 
     /// The newest checkpoint in the folder.

@@ -159,12 +159,16 @@ fn augmentation_reaches_the_training_batches_only() {
 
 #[test]
 fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
-    use trainer::run::{latest_epoch, optimizer_path};
+    use trainer::run::{ema_path, latest_epoch, optimizer_path};
     let mnist = Mnist::bundled().unwrap();
     let (train, test) = (slice(&mnist.train, 512), slice(&mnist.test, 100));
+    // With the weights' moving average and accumulation on: 8 batches of 64 an epoch make
+    // updates of 3, 3 and 2 batches, so the epoch ends on a shorter group.
     let config = |out: &std::path::Path, resume| TrainConfig {
         epochs: 3,
         seed: 4,
+        model_ema: Some(0.9),
+        accum_steps: 3,
         out_dir: out.to_path_buf(),
         keep_checkpoints: 0,
         verbose: false,
@@ -198,6 +202,7 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
         for path in [
             checkpoint_path(full.path(), epoch),
             optimizer_path(full.path(), epoch),
+            ema_path(full.path(), epoch),
         ] {
             std::fs::copy(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
         }
@@ -207,20 +212,56 @@ fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
     assert_eq!(resumed.epochs[0].epoch, 3);
     let (a, b) = (&uninterrupted.epochs[2], &resumed.epochs[0]);
     assert_eq!(
-        (a.train_loss, a.val_loss, a.val_top1),
-        (b.train_loss, b.val_loss, b.val_top1)
+        (
+            a.train_loss,
+            a.val_loss,
+            a.val_top1,
+            a.val_ema_loss,
+            a.val_ema_top1
+        ),
+        (
+            b.train_loss,
+            b.val_loss,
+            b.val_top1,
+            b.val_ema_loss,
+            b.val_ema_top1
+        )
     );
-    let load = |dir: &std::path::Path| {
-        candle_core::safetensors::load(checkpoint_path(dir, 3), &Device::Cpu).unwrap()
-    };
-    let (x, y) = (load(full.path()), load(crashed.path()));
-    for (name, t) in &x {
-        assert_eq!(
-            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            y[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            "{name}"
-        );
+    assert!(a.val_ema_loss.is_finite(), "the average is evaluated");
+    // The weights and their moving average, byte for byte.
+    for path in [checkpoint_path, ema_path] {
+        let load =
+            |dir: &std::path::Path| candle_core::safetensors::load(path(dir, 3), &Device::Cpu).unwrap();
+        let (x, y) = (load(full.path()), load(crashed.path()));
+        assert_eq!(x.len(), y.len());
+        for (name, t) in &x {
+            assert_eq!(
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                y[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "{name}"
+            );
+        }
     }
+    assert!(uninterrupted.ema.is_some() && uninterrupted.final_ema_eval.is_some());
+
+    // A run saved without its moving average cannot resume one exactly: an error naming the
+    // missing file.
+    let no_ema = tempfile::tempdir().unwrap();
+    for path in [checkpoint_path(full.path(), 2), optimizer_path(full.path(), 2)] {
+        std::fs::copy(&path, no_ema.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let vars = SeededVarMap::new(4);
+    let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let err = fit(
+        &model,
+        vars.varmap(),
+        &train,
+        &test,
+        &config(no_ema.path(), true),
+        Some(RandomAffine::mnist()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("epoch-002.ema.safetensors"), "{err}");
 
     // A corrupt optimizer state is an error naming the file, not a silent fresh start.
     let corrupt = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod checkpoint_validation;
 mod data;
+mod ema;
 mod finetune;
 mod fit;
 mod image_data;

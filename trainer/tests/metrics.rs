@@ -243,6 +243,8 @@ fn epochs() -> Vec<EpochMetrics> {
                 seconds: 1.5,
                 images_per_sec: 1234.5,
                 train_aux_loss: if e == 3 { f64::NAN } else { 0.5 / f },
+                val_ema_loss: 2.1 / f,
+                val_ema_top1: if e == 2 { f64::NAN } else { 0.19 * f },
             }
         })
         .collect()
@@ -310,7 +312,7 @@ fn metrics_csv_parses_back() {
     assert_eq!(lines.len(), 5);
     for (line, e) in lines[1..].iter().zip(&epochs) {
         let fields: Vec<&str> = line.split(',').collect();
-        assert_eq!(fields.len(), 10, "{line}");
+        assert_eq!(fields.len(), 12, "{line}");
         let num = |i: usize| -> f64 {
             if fields[i].is_empty() {
                 f64::NAN
@@ -329,6 +331,8 @@ fn metrics_csv_parses_back() {
             e.seconds,
             e.images_per_sec,
             e.train_aux_loss,
+            e.val_ema_loss,
+            e.val_ema_top1,
         ];
         for (i, want) in expected.iter().enumerate() {
             let got = num(i + 1);
@@ -471,6 +475,8 @@ fn epoch_records_read_back_bit_for_bit() {
             seconds: v(),
             images_per_sec: v(),
             train_aux_loss: v(),
+            val_ema_loss: v(),
+            val_ema_top1: v(),
         };
         let back: EpochMetrics = serde_json::from_str(&serde_json::to_string(&row).unwrap()).unwrap();
         if back != row {

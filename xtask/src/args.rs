@@ -348,3 +348,125 @@ impl OptimArgs {
         Ok(schedule.with_warmup(self.warmup_epochs.saturating_mul(steps_per_epoch)))
     }
 }
+
+/// Training augmentation, the same vocabulary for `train` and `finetune`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Augment {
+    /// What the data affords, said in the log: MNIST digits and grey images a small random
+    /// rotation, shift and scale, never a flip or a crop; small colour images (at most 64
+    /// pixels a side, CIFAR) a 1/8-padded random crop and a horizontal flip; larger colour
+    /// images random resized crop and horizontal flip. None while only a frozen backbone's
+    /// head trains (so the features can be cached).
+    Auto,
+    /// The evaluation transform for training too.
+    None,
+    /// Random rotation (+-10 degrees), shift (+-2 pixels at 32x32) and scale (0.9-1.1).
+    Affine,
+    /// Horizontal flips only.
+    Flip,
+    /// Random resized crop and horizontal flip (timm's and torchvision's training transform).
+    CropFlip,
+}
+
+/// A precision of `--amp`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum AmpArg {
+    /// bfloat16.
+    Bf16,
+    /// float16, with dynamic loss scaling.
+    F16,
+}
+
+/// The recipe flags of `train` and `finetune` (timm's names).
+#[derive(clap::Args)]
+pub struct RecipeArgs {
+    /// Keep an exponential moving average of the weights (timm's ModelEmaV3 as its train.py
+    /// uses it), evaluated after every epoch beside the raw weights and saved as
+    /// model_ema.safetensors.
+    #[arg(long)]
+    pub model_ema: bool,
+    /// Decay of --model-ema.
+    #[arg(long, default_value_t = trainer::ema::ModelEma::DEFAULT_DECAY, value_parser = unit_half_open)]
+    pub model_ema_decay: f64,
+    /// Batches whose gradients are summed before each optimizer update: the update of a batch
+    /// N times larger (the schedule counts updates).
+    #[arg(long, default_value_t = 1, value_parser = usize_in(1, 1 << 16))]
+    pub accum_steps: usize,
+    /// Mixed precision on GPUs: the forward and backward passes in bf16 or f16 (dynamic loss
+    /// scaling), the weights and the optimizer in float32. Refused on the CPU (candle has no
+    /// bf16 matrix product there and its f16 step is 7-8x slower than float32, see
+    /// BENCHMARKS.md).
+    #[arg(long, value_enum)]
+    pub amp: Option<AmpArg>,
+}
+
+impl RecipeArgs {
+    /// The EMA decay, when asked.
+    pub fn model_ema(&self) -> Option<f64> {
+        self.model_ema.then_some(self.model_ema_decay)
+    }
+
+    /// Refuses `--amp` where it is not available (the CPU).
+    pub fn check_amp(&self, device: &candle_core::Device) -> Result<()> {
+        let Some(amp) = self.amp else {
+            return Ok(());
+        };
+        if device.is_cpu() {
+            bail!(
+                "--amp {} on the CPU is refused: candle's CPU backend has no bfloat16 matrix \
+                 product, and its float16 training step was measured 7-8 times slower than float32 \
+                 (LeNet-5 and ResNet-18, `cargo xtask bench --dtype`, see BENCHMARKS.md); run \
+                 without --amp",
+                amp.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// With `--amp`: the low-precision twin of the model `name` (`classes` classes, `channels`
+    /// input channels) linked to the master variables `master` (see `trainer::amp`).
+    pub fn mixed_precision(
+        &self,
+        name: &str,
+        classes: usize,
+        channels: usize,
+        master: &candle_nn::VarMap,
+        device: &candle_core::Device,
+    ) -> Result<Option<trainer::amp::MixedPrecision>> {
+        let Some(amp) = self.amp else {
+            return Ok(None);
+        };
+        let dtype = match amp {
+            AmpArg::Bf16 => candle_core::DType::BF16,
+            AmpArg::F16 => candle_core::DType::F16,
+        };
+        let twin = convnets::create_model(
+            name,
+            &convnets::CreateOptions {
+                num_classes: Some(classes),
+                in_channels: Some(channels),
+                dtype,
+                device: device.clone(),
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("building the {} twin of {name}", amp.name()))?;
+        let vars = twin.vars.context("the twin's variables")?;
+        Ok(Some(trainer::amp::MixedPrecision::new(
+            dtype,
+            twin.net,
+            vars.varmap(),
+            master,
+        )?))
+    }
+}
+
+impl AmpArg {
+    /// The flag's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            AmpArg::Bf16 => "bf16",
+            AmpArg::F16 => "f16",
+        }
+    }
+}

@@ -2,46 +2,18 @@
 //! Face hub id) into a model with a new head, trained on an image folder; top-5 predictions of
 //! a model on image files.
 
-use crate::args::{self, RunArgs};
+use crate::args::{self, Augment, RecipeArgs, RunArgs};
+use crate::images::{run_images, DataArgs, ImageJob};
 use crate::models::{self, ModelEntry};
 use crate::parse_device;
 use anyhow::{bail, Context, Result};
 use backbone::Backbone;
 use candle_core::{Device, Tensor};
-use clap::ValueEnum;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use trainer::checkpoint::export;
-use trainer::data::{
-    Cifar10, Dataset, Image, ImageFolder, Interpolation, OnCorrupt, Pipeline, Subset, Transform,
-};
+use trainer::data::{Image, Interpolation, Pipeline};
 use trainer::hub::{check_normalisation, Normalisation, PretrainedConfig};
-use trainer::train::{TrainConfig, TrainData};
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FtAugment {
-    /// None while only the head trains (so the features can be cached), random resized crop
-    /// and horizontal flip when the backbone trains.
-    Auto,
-    /// The evaluation transform (resize, center crop) for training too.
-    None,
-    /// Horizontal flips only.
-    Flip,
-    /// Random resized crop and horizontal flip (timm's and torchvision's training transform).
-    CropFlip,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DataFormat {
-    /// An image folder if the directory holds class folders, CIFAR-10 binaries if it holds
-    /// `data_batch_1.bin`.
-    Auto,
-    /// A folder per class of JPEG/PNG files (torchvision's ImageFolder).
-    Folder,
-    /// CIFAR-10 binary version (data_batch_1..5.bin, test_batch.bin).
-    Cifar10,
-}
+use trainer::train::TrainConfig;
 
 #[derive(clap::Args)]
 pub struct FinetuneArgs {
@@ -53,19 +25,11 @@ pub struct FinetuneArgs {
     /// (default: the checkpoint a tagged model name names, e.g. resnet50.a1_in1k).
     #[arg(long)]
     weights: Option<String>,
-    /// Training images: a folder per class, or a CIFAR-10 directory.
+    /// Training images: a folder per class, a CIFAR-10 directory or MNIST IDX files.
     #[arg(long)]
     data: PathBuf,
-    /// Validation images in the same format (default: CIFAR-10's test batch, or --val-fraction
-    /// of an image folder, held out).
-    #[arg(long)]
-    val: Option<PathBuf>,
-    /// Fraction of the training images held out for validation when --val is not given.
-    #[arg(long, default_value_t = 0.2, value_parser = args::unit_open)]
-    val_fraction: f64,
-    /// Dataset format.
-    #[arg(long, value_enum, default_value_t = DataFormat::Auto)]
-    format: DataFormat,
+    #[command(flatten)]
+    data_args: DataArgs,
     /// Train the whole model from the first epoch (default: the backbone frozen, batch-norm
     /// statistics kept and no dropout, and only a new head trains).
     #[arg(long, conflicts_with = "unfreeze_after")]
@@ -73,9 +37,11 @@ pub struct FinetuneArgs {
     /// Unfreeze the backbone after this many epochs.
     #[arg(long, value_parser = args::usize_in(0, args::MAX_EPOCHS))]
     unfreeze_after: Option<usize>,
-    /// The backbone's learning rate relative to --lr once unfrozen.
-    #[arg(long, default_value_t = 0.1, value_parser = args::positive)]
-    backbone_lr_scale: f64,
+    /// The backbone's learning rate relative to --lr [default: 0.1 once unfrozen by
+    /// --unfreeze-after; 1 with --train-backbone: every layer at one rate, as timm's and
+    /// torchvision's fine-tuning recipes, which a backbone far from its new data needs].
+    #[arg(long, value_parser = args::positive)]
+    backbone_lr_scale: Option<f64>,
     /// Passes over the training set.
     #[arg(long, default_value_t = 10, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
     epochs: usize,
@@ -85,16 +51,13 @@ pub struct FinetuneArgs {
     #[command(flatten)]
     optim: args::OptimArgs,
     /// Training augmentation.
-    #[arg(long, value_enum, default_value_t = FtAugment::Auto)]
-    augment: FtAugment,
+    #[arg(long, value_enum, default_value_t = Augment::Auto)]
+    augment: Augment,
     #[command(flatten)]
     preprocess: PreprocessArgs,
     /// Do not cache the frozen backbone's features (recompute them every epoch).
     #[arg(long)]
     no_feature_cache: bool,
-    /// Stop at the first unreadable image instead of skipping it.
-    #[arg(long)]
-    fail_on_corrupt: bool,
     /// Threads decoding images ahead of the training step (0: on the training thread).
     #[arg(long, default_value_t = 2, value_parser = args::usize_in(0, 256))]
     workers: usize,
@@ -115,6 +78,8 @@ pub struct FinetuneArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
+    #[command(flatten)]
+    recipe: RecipeArgs,
     /// No progress bar, no per-epoch lines.
     #[arg(long)]
     quiet: bool,
@@ -197,20 +162,20 @@ pub(crate) fn check_architecture(entry: &ModelEntry, config: &PretrainedConfig, 
 pub struct PreprocessArgs {
     /// Input height and width, e.g. 224 or 160x224 (default: config.json's input_size).
     #[arg(long, value_parser = args::size)]
-    img_size: Option<(usize, usize)>,
+    pub(crate) img_size: Option<(usize, usize)>,
     /// Per-channel normalisation mean, comma-separated (default: config.json's mean).
     #[arg(long, value_delimiter = ',')]
-    mean: Option<Vec<f32>>,
+    pub(crate) mean: Option<Vec<f32>>,
     /// Per-channel normalisation standard deviation (default: config.json's std).
     #[arg(long, value_delimiter = ',')]
-    std: Option<Vec<f32>>,
+    pub(crate) std: Option<Vec<f32>>,
     /// Center-crop fraction: images are resized to size / crop_pct, then cropped (default:
     /// config.json's crop_pct).
     #[arg(long, value_parser = args::crop_pct)]
-    crop_pct: Option<f64>,
+    pub(crate) crop_pct: Option<f64>,
     /// Resize interpolation: bilinear, bicubic or nearest (default: config.json's).
     #[arg(long)]
-    interpolation: Option<String>,
+    pub(crate) interpolation: Option<String>,
 }
 
 impl PreprocessArgs {
@@ -253,238 +218,46 @@ impl PreprocessArgs {
     }
 }
 
-/// The images of `dir` and, for CIFAR-10, its own test split (the validation set when no
-/// `--val` is given).
-type Images = Arc<dyn Dataset>;
-
-fn open_dataset(dir: &Path, format: DataFormat) -> Result<(Images, Option<Images>)> {
-    let cifar = |d: &Path| d.join("data_batch_1.bin").is_file();
-    let format = match format {
-        DataFormat::Auto if cifar(dir) || cifar(&dir.join("cifar-10-batches-bin")) => DataFormat::Cifar10,
-        DataFormat::Auto => DataFormat::Folder,
-        f => f,
-    };
-    Ok(match format {
-        DataFormat::Cifar10 => {
-            let cifar = Cifar10::load_dir(dir)?;
-            (Arc::new(cifar.train), Some(Arc::new(cifar.test)))
-        }
-        _ => (Arc::new(ImageFolder::open(dir)?), None),
-    })
-}
-
 pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let entry = models::find(&args.model)?;
     require_weights(entry, &args.model, args.weights.as_deref())?;
-    let device = parse_device(&args.device)?;
-
-    let (all, own_val) = open_dataset(&args.data, args.format)?;
-    let (train, val): (Images, Images) = match (&args.val, own_val) {
-        (Some(val_dir), _) => {
-            let (val, val_test) = open_dataset(val_dir, args.format)
-                .with_context(|| format!("reading --val {}", val_dir.display()))?;
-            (all, val_test.unwrap_or(val))
-        }
-        (None, Some(test)) => (all, test),
-        (None, None) => {
-            let (train_idx, val_idx) = trainer::data::split_indices(all.len(), args.val_fraction, args.seed)?;
-            (
-                Arc::new(Subset::new(all.clone(), train_idx)?),
-                Arc::new(Subset::new(all, val_idx)?),
-            )
-        }
-    };
-    let classes = train.class_names();
-    if val.class_names() != classes {
-        bail!(
-            "the validation set's classes ({}) differ from the training set's ({})",
-            preview(&val.class_names()),
-            preview(&classes)
-        );
-    }
-    println!(
-        "data: {} training and {} validation images, {} classes ({})",
-        train.len(),
-        val.len(),
-        classes.len(),
-        preview(&classes)
-    );
-
-    // The one way in: the weights (any layout the variant accepts) into fresh trainable
-    // variables, a new head for the dataset's classes.
-    let created = convnets::create_model(
-        &args.model,
-        &convnets::CreateOptions {
-            num_classes: Some(classes.len()),
-            weights: args.weights.as_deref().map(weights_reference),
-            pretrained: true,
-            trainable: true,
-            offline: args.offline,
-            cache_dir: args.cache_dir.clone(),
-            seed: args.seed,
-            device: device.clone(),
-            ..Default::default()
-        },
-    )
-    .with_context(|| {
-        format!(
-            "loading the weights `{}` into {}",
-            args.weights.as_deref().unwrap_or(&args.model),
-            entry.name
-        )
-    })?;
-    let loaded = created.weights.as_ref().context("pretrained weights")?;
-    check_architecture(entry, &created.pretrained_cfg, &loaded.source);
-    println!(
-        "weights: {} ({}; {})",
-        loaded.source,
-        loaded.file.display(),
-        loaded.info
-    );
-    if !loaded.info.has_aux {
-        let aux: Vec<&str> = entry
-            .aux_prefixes
-            .iter()
-            .map(|p| p.trim_end_matches('.'))
-            .collect();
-        println!(
-            "the weights have no auxiliary classifiers ({}): they start fresh",
-            aux.join(", ")
-        );
-    }
-    if let Some(report) = &loaded.report {
-        println!("{report}");
-    }
-    // timm's train.py trains and validates at the training size.
-    let mut pretrained = at_size(&created.pretrained_cfg, false);
-    let size = args.preprocess.apply(&mut pretrained)?;
-    let vars = created.vars.clone().context("trainable variables")?;
-    let model = created.net;
-
-    args::check_memory(
-        model.as_ref(),
-        args.batch_size,
-        size,
-        args.unfreeze_after.is_some() || args.train_backbone,
-    )?;
-    let (mean, std) = (pretrained.mean.clone(), pretrained.std.clone());
-    let interpolation = pretrained.interpolation;
-    let eval_transform = Pipeline::eval(size, pretrained.crop_pct, interpolation, &mean, &std)?;
-    let trains_backbone = args.train_backbone || args.unfreeze_after.is_some();
-    let augment = match args.augment {
-        FtAugment::Auto if trains_backbone => FtAugment::CropFlip,
-        FtAugment::Auto => FtAugment::None,
-        a => a,
-    };
-    let train_transform = match augment {
-        FtAugment::CropFlip => Pipeline::train(size, interpolation, &mean, &std)?,
-        FtAugment::Flip => {
-            let mut steps = eval_transform.steps().to_vec();
-            steps.push(Transform::RandomHorizontalFlip(0.5));
-            Pipeline::new(steps)?
-        }
-        _ => eval_transform.clone(),
-    };
-    let steps_per_epoch = train.len().div_ceil(args.batch_size.max(1));
-    let schedule = args.optim.schedule(steps_per_epoch)?;
-    let defaults = args::OptimDefaults {
-        lr: 1e-3,
-        optimizer: args::OptimizerArg::Adamw,
-        weight_decay: 1e-4,
-    };
-    let config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.optim.lr(&defaults),
-        weight_decay: args.optim.weight_decay(&defaults),
-        optimizer: args.optim.optimizer(&defaults),
-        schedule,
-        label_smoothing: args.optim.label_smoothing,
-        clip_grad_norm: args.optim.clip_grad,
+    run_images(ImageJob {
+        model: &args.model,
+        data: &args.data,
+        data_args: &args.data_args,
+        weights: args.weights.clone(),
+        pretrained: true,
         freeze_backbone: !args.train_backbone,
         unfreeze_after: args.unfreeze_after,
-        backbone_lr_scale: args.backbone_lr_scale,
-        feature_cache: !args.no_feature_cache,
-        seed: args.seed,
-        workers: args.workers,
-        on_corrupt: if args.fail_on_corrupt {
-            OnCorrupt::Fail
-        } else {
-            OnCorrupt::Skip
+        backbone_lr_scale: args
+            .backbone_lr_scale
+            .unwrap_or(if args.train_backbone { 1.0 } else { 0.1 }),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optim: &args.optim,
+        defaults: args::OptimDefaults {
+            lr: 1e-3,
+            optimizer: args::OptimizerArg::Adamw,
+            weight_decay: 1e-4,
         },
-        out_dir: args
+        augment: args.augment,
+        preprocess: &args.preprocess,
+        feature_cache: !args.no_feature_cache,
+        workers: args.workers,
+        offline: args.offline,
+        cache_dir: args.cache_dir.clone(),
+        seed: args.seed,
+        out: args
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(format!("finetune-{}", entry.name))),
-        verbose: !args.quiet,
-        run: args.run.options(),
-        last_batch: args.run.last_batch(),
-        ..TrainConfig::finetune()
-    };
-    println!(
-        "fine-tuning {} at {}x{} for {} ({}), {}",
-        entry.name,
-        size.0,
-        size.1,
-        args::plural(config.epochs, "epoch"),
-        match (config.freeze_backbone, config.unfreeze_after) {
-            (true, None) => "backbone frozen".to_string(),
-            (true, Some(n)) => format!("backbone frozen for {}", args::plural(n, "epoch")),
-            (false, _) => "whole model".to_string(),
-        },
-        args::plural(candle_core::utils::get_num_threads(), "thread")
-    );
-    let result = trainer::train::train(
-        model.as_ref(),
-        vars.varmap(),
-        TrainData {
-            train,
-            val,
-            train_transform,
-            eval_transform,
-        },
-        &config,
-        &device,
-    )?;
-    if !result.skipped.is_empty() {
-        println!(
-            "skipped {}:",
-            args::plural(result.skipped.len(), "unreadable image")
-        );
-        for (file, problem) in result.skipped.iter().take(10) {
-            println!("  {file}: {problem}");
-        }
-    }
-    let eval = &result.final_eval;
-    println!(
-        "validation: top-1 {:.2}%  top-5 {:.2}%  loss {:.4} on {} images",
-        100.0 * eval.top1,
-        100.0 * eval.top5,
-        eval.loss,
-        eval.count
-    );
-    println!("{}", eval.confusion.render(&classes));
-    if result.cache_seconds > 0.0 {
-        println!("feature cache built in {:.1}s", result.cache_seconds);
-    }
-    let out_config = pretrained.with_architecture(entry.name).with_label_names(classes);
-    let file = export(&config.out_dir, vars.varmap(), &out_config)?;
-    println!(
-        "fine-tuned model saved to {} (+ config.json); metrics, curves.png and confusion.png in {}",
-        file.display(),
-        config.out_dir.display()
-    );
-    Ok(())
-}
-
-fn preview(names: &[String]) -> String {
-    let shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
-    let more = names.len().saturating_sub(shown.len());
-    if more > 0 {
-        format!("{}, ... {more} more", shown.join(", "))
-    } else {
-        shown.join(", ")
-    }
+        keep_checkpoints: TrainConfig::finetune().keep_checkpoints,
+        run: &args.run,
+        recipe: &args.recipe,
+        quiet: args.quiet,
+        device: &args.device,
+        base: TrainConfig::finetune(),
+    })
 }
 
 /// The label of class `i`: the config's names, ImageNet-1k's for a 1000-class head, else

@@ -1,6 +1,8 @@
 //! `cargo xtask`: the command line of the workspace.
 //!
-//! - `cargo xtask train lenet` trains LeNet-5 on the bundled MNIST sample;
+//! - `cargo xtask train lenet` trains LeNet-5 on the bundled MNIST sample; `cargo xtask train
+//!   resnet18 --data images/` trains any model from scratch on an image folder, CIFAR-10
+//!   binaries or MNIST IDX files;
 //! - `cargo xtask summary lenet` prints its per-layer table;
 //! - `cargo xtask finetune resnet18 --weights timm/resnet18.a1_in1k --data images/` fine-tunes
 //!   pretrained weights on an image folder; `cargo xtask predict` prints top-5 classes;
@@ -9,6 +11,7 @@
 mod args;
 mod bench;
 mod finetune;
+mod images;
 mod models;
 mod visualize;
 
@@ -36,8 +39,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a model on MNIST (the bundled 10,000-digit sample unless --data-dir is given).
-    Train(TrainArgs),
+    /// Train a model from scratch on an image folder, CIFAR-10 binaries or MNIST IDX files
+    /// (--data; the bundled 10,000-digit MNIST sample when not given).
+    Train(Box<TrainArgs>),
     /// Print a model's per-layer table: output shapes, parameters, activation memory, MACs.
     Summary(SummaryArgs),
     /// Throughput and memory of models (variants, families or `all`), optionally side by side
@@ -55,34 +59,31 @@ enum Command {
     Models,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum AugmentArg {
-    /// Random rotation (+-10 degrees), shift (+-2 pixels) and scale (0.9-1.1) of each training image.
-    Affine,
-    /// No augmentation.
-    None,
-}
-
 #[derive(clap::Args)]
 struct TrainArgs {
     /// Model name (`cargo xtask models` lists them), e.g. lenet.
     model: String,
-    /// Directory with the MNIST IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte,
-    /// t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; plain or .gz). Default: the bundled
-    /// sample (8,000 training and 2,000 test digits).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 20, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
-    epochs: usize,
+    /// Training images: a folder per class (JPEG/PNG), a CIFAR-10 directory
+    /// (data_batch_1..5.bin, test_batch.bin) or a directory with the MNIST IDX files
+    /// (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+    /// t10k-labels-idx1-ubyte; plain or .gz). Default: the bundled MNIST sample (8,000 training
+    /// and 2,000 test digits).
+    #[arg(long, visible_alias = "data-dir")]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    data_args: images::DataArgs,
+    /// Passes over the training set [default: 20; with --data of images, more for a small
+    /// training set, so the run makes at least 1,000 optimizer updates, at most 100 epochs].
+    #[arg(long, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
+    epochs: Option<usize>,
     /// Images per optimizer step.
     #[arg(long, default_value_t = 64, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch_size: usize,
     #[command(flatten)]
     optim: args::OptimArgs,
     /// Augmentation of the training images (the test images are never augmented).
-    #[arg(long, value_enum, default_value_t = AugmentArg::Affine)]
-    augment: AugmentArg,
+    #[arg(long, value_enum, default_value_t = args::Augment::Auto)]
+    augment: args::Augment,
     /// Seed of the weight initialisation, the shuffling and dropout: the same seed gives the same run.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -99,12 +100,15 @@ struct TrainArgs {
     /// least 100): a quick run of a heavy model.
     #[arg(long, value_parser = args::usize_in(1, u32::MAX as u64))]
     limit: Option<usize>,
-    /// Input height and width (e.g. 64 or 64x64). Default: the model's fixed size, else 32x32,
-    /// else the smallest size the model accepts. Digits are padded by 2, then resized.
-    #[arg(long, value_parser = args::size)]
-    img_size: Option<(usize, usize)>,
+    /// Input size and normalisation (default: MNIST digits at the model's fixed size, else
+    /// 32x32, else the smallest size the model accepts, padded by 2 then resized; other images
+    /// at their own size within what the model takes, normalised as the model's family).
+    #[command(flatten)]
+    preprocess: finetune::PreprocessArgs,
     #[command(flatten)]
     run: args::RunArgs,
+    #[command(flatten)]
+    recipe: args::RecipeArgs,
     /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -239,7 +243,7 @@ fn run() -> Result<()> {
             let device = parse_device(args.device())?;
             bench::run(args, device)
         }
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Summary(args) => summary(args),
         Command::Finetune(args) => finetune::run_finetune(*args),
         Command::Predict(args) => finetune::run_predict(args),
@@ -426,10 +430,77 @@ fn load_boosted_parts(
     Ok(())
 }
 
+/// `train --data` with an image folder or CIFAR-10: the path `finetune` takes, without
+/// pretrained weights and with every layer training.
+fn train_images(args: TrainArgs, data: PathBuf) -> Result<()> {
+    let entry = models::find(&args.model)?;
+    for (given, flag) in [
+        (args.limit.is_some(), "--limit"),
+        (args.main_weights.is_some(), "--main-weights"),
+        (args.extractor_weights.is_some(), "--extractor-weights"),
+    ] {
+        if given {
+            bail!("{flag} is for MNIST digits (the bundled sample or --data with IDX files)");
+        }
+    }
+    images::run_images(images::ImageJob {
+        model: &args.model,
+        data: &data,
+        data_args: &args.data_args,
+        weights: None,
+        pretrained: false,
+        freeze_backbone: false,
+        unfreeze_after: None,
+        backbone_lr_scale: 1.0,
+        epochs: args.epochs.unwrap_or(0),
+        batch_size: args.batch_size,
+        optim: &args.optim,
+        defaults: args::OptimDefaults {
+            lr: 1e-3,
+            optimizer: args::OptimizerArg::Adam,
+            weight_decay: 0.0,
+        },
+        augment: args.augment,
+        preprocess: &args.preprocess,
+        feature_cache: false,
+        workers: args.workers,
+        offline: true,
+        cache_dir: None,
+        seed: args.seed,
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(entry.name)),
+        keep_checkpoints: args.keep_checkpoints,
+        run: &args.run,
+        recipe: &args.recipe,
+        quiet: args.quiet,
+        device: &args.device,
+        base: TrainConfig::default(),
+    })
+}
+
 fn train(args: TrainArgs) -> Result<()> {
+    if let Some(data) = &args.data {
+        if images::resolve_format(data, args.data_args.format) != images::DataFormat::Mnist {
+            let data = data.clone();
+            return train_images(args, data);
+        }
+    }
     let entry = models::find(&args.model)?;
     let device = parse_device(&args.device)?;
-    let mnist = match &args.data_dir {
+    args.recipe.check_amp(&device)?;
+    if args.data_args.val.is_some() {
+        bail!("--val is for image folders and CIFAR-10: MNIST has its own test split");
+    }
+    let p = &args.preprocess;
+    if p.mean.is_some() || p.std.is_some() || p.crop_pct.is_some() || p.interpolation.is_some() {
+        bail!(
+            "--mean, --std, --crop-pct and --interpolation are for image folders and CIFAR-10: \
+             MNIST digits are padded by 2, resized and normalised with MNIST's mean and std"
+        );
+    }
+    let mnist = match &args.data {
         Some(dir) => Mnist::load_dir(dir).with_context(|| format!("reading MNIST from {}", dir.display()))?,
         None => Mnist::bundled().context("decoding the bundled MNIST sample")?,
     };
@@ -438,7 +509,7 @@ fn train(args: TrainArgs) -> Result<()> {
         .with_context(|| format!("building {}", entry.name))?;
     let spec = model.input_spec();
     let (h, w) = (mnist.train.rows, mnist.train.cols);
-    let size = match args.img_size {
+    let size = match args.preprocess.img_size {
         Some(size) => size,
         None => spec
             .fixed_size
@@ -475,18 +546,27 @@ fn train(args: TrainArgs) -> Result<()> {
         weight_decay: 0.0,
     };
     let test_images = test_set.len();
-    let steps_per_epoch = train_set.len().div_ceil(args.batch_size);
+    let steps_per_epoch = train_set
+        .len()
+        .div_ceil(args.batch_size)
+        .div_ceil(args.recipe.accum_steps);
     let preprocess = Preprocess {
         pad,
         resize,
         ..Preprocess::mnist()
     };
     let augment = match args.augment {
-        AugmentArg::Affine => Some(RandomAffine::mnist()),
-        AugmentArg::None => None,
+        args::Augment::Auto | args::Augment::Affine => Some(RandomAffine::mnist()),
+        args::Augment::None => None,
+        a @ (args::Augment::Flip | args::Augment::CropFlip) => bail!(
+            "--augment {}: digits are not mirror-symmetric and 28x28 leaves no room for a resized \
+             crop; use auto (affine) or none",
+            a.to_possible_value()
+                .map_or(String::new(), |v| v.get_name().to_string())
+        ),
     };
     let fit_config = TrainConfig {
-        epochs: args.epochs,
+        epochs: args.epochs.unwrap_or(20),
         batch_size: args.batch_size,
         lr: args.optim.lr(&defaults),
         weight_decay: args.optim.weight_decay(&defaults),
@@ -502,6 +582,8 @@ fn train(args: TrainArgs) -> Result<()> {
         verbose: !args.quiet,
         run: args.run.options(),
         last_batch: args.run.last_batch(),
+        model_ema: args.recipe.model_ema(),
+        accum_steps: args.recipe.accum_steps,
         ..TrainConfig::default()
     };
     let count =
@@ -534,7 +616,20 @@ fn train(args: TrainArgs) -> Result<()> {
     if !model.reconstructors().is_empty() {
         pretrain_auxiliary(model.as_ref(), &vars, &data, &args, size, &device)?;
     }
-    let report = train_model(model.as_ref(), vars.varmap(), data, &fit_config, &device)?;
+    let twin = args
+        .recipe
+        .mixed_precision(entry.name, mnist_classes, 1, vars.varmap(), &device)?;
+    let report = match twin {
+        Some(mut amp) => trainer::train::train_mixed_precision(
+            model.as_ref(),
+            vars.varmap(),
+            data,
+            &fit_config,
+            &device,
+            &mut amp,
+        )?,
+        None => train_model(model.as_ref(), vars.varmap(), data, &fit_config, &device)?,
+    };
     let last = report.last().context("no epoch ran")?;
     println!(
         "final test accuracy {:.2}% (loss {:.4}) after {} in {:.1}s, {:.0} training images/s",
@@ -544,6 +639,13 @@ fn train(args: TrainArgs) -> Result<()> {
         report.seconds,
         report.images_per_sec()
     );
+    if let Some(ema) = &report.final_ema_eval {
+        println!(
+            "test accuracy of the weights' EMA {:.2}% (loss {:.4})",
+            100.0 * ema.top1,
+            ema.loss
+        );
+    }
     println!("checkpoint saved to {}", report.checkpoint(last.epoch).display());
     // The run folder loads as `--weights` for predict / finetune: model.safetensors with this
     // config.json (timm's layout) saying how the images were prepared.
@@ -561,6 +663,15 @@ fn train(args: TrainArgs) -> Result<()> {
     .with_num_classes(mnist_classes)
     .with_label_names((0..mnist_classes).map(|d| d.to_string()).collect());
     let file = trainer::checkpoint::export(&out, vars.varmap(), &config)?;
-    println!("model saved to {} (+ config.json)", file.display());
+    match &report.ema {
+        Some(ema) => {
+            trainer::checkpoint::save_checkpoint(&out.join("model_ema.safetensors"), &ema.state())?;
+            println!(
+                "model saved to {} (+ config.json, model_ema.safetensors)",
+                file.display()
+            );
+        }
+        None => println!("model saved to {} (+ config.json)", file.display()),
+    }
     Ok(())
 }

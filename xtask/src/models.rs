@@ -47,12 +47,25 @@ pub fn build(
     seed: u64,
     device: &Device,
 ) -> backbone::Result<(Box<dyn Backbone>, SeededVarMap)> {
+    build_with_dtype(entry, classes, channels, seed, candle_core::DType::F32, device)
+}
+
+/// [`build`] with the variables in `dtype`.
+pub fn build_with_dtype(
+    entry: &Variant,
+    classes: usize,
+    channels: usize,
+    seed: u64,
+    dtype: candle_core::DType,
+    device: &Device,
+) -> backbone::Result<(Box<dyn Backbone>, SeededVarMap)> {
     let model = convnets::create_model(
         entry.name,
         &convnets::CreateOptions {
             num_classes: Some(classes),
             in_channels: Some(channels),
             seed,
+            dtype,
             device: device.clone(),
             ..Default::default()
         },

@@ -509,3 +509,89 @@ fn a_boosted_network_starts_from_a_trained_run() {
         text(&out.stderr)
     );
 }
+
+/// `n` colour images of `side` pixels a class (class 0 reddish, class 1 bluish, with seeded
+/// noise), as PNGs in `root/<class>/`.
+fn colour_folder(root: &Path, n: usize, side: u32) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    for (class, tint) in [("red", [200u8, 40, 40]), ("blue", [40u8, 40, 200])] {
+        let dir = root.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            let img = image::RgbImage::from_fn(side, side, |_, _| {
+                image::Rgb(tint.map(|c| c.saturating_add(rng.random_range(0..50))))
+            });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+/// Any model from scratch on an image folder, with the weights' moving average and gradient
+/// accumulation: one epoch of ResNet-18 through the command line.
+#[test]
+fn train_resnet18_from_scratch_on_a_folder_with_ema_and_accumulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("images");
+    colour_folder(&data, 8, 32);
+    let out_dir = dir.path().join("run");
+    let out = xtask(&[
+        "train",
+        "resnet18",
+        "--data",
+        data.to_str().unwrap(),
+        "--model-ema",
+        "--accum-steps",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for needle in [
+        "training from scratch resnet18 at 32x32",
+        "x 2 accumulated (updates of 8 images)",
+        "weights' EMA (decay 0.9998)",
+        "augmentation auto: small colour images (32x32)",
+        "validation of the weights' EMA: top-1",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+    let load =
+        |name: &str| candle_core::safetensors::load(out_dir.join(name), &candle_core::Device::Cpu).unwrap();
+    let (model, ema) = (load("model.safetensors"), load("model_ema.safetensors"));
+    let mut names: Vec<_> = model.keys().collect();
+    let mut ema_names: Vec<_> = ema.keys().collect();
+    names.sort();
+    ema_names.sort();
+    assert_eq!(
+        names, ema_names,
+        "the average holds every variable, buffers included"
+    );
+    assert!(model.contains_key("fc.weight") && model["fc.weight"].dims() == [2, 512]);
+    let config = std::fs::read_to_string(out_dir.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"blue\"") && config.contains("resnet18"),
+        "{config}"
+    );
+    let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "val_ema_top1").unwrap();
+    assert!(row[column].parse::<f64>().is_ok(), "{csv}");
+
+    // Mixed precision on the CPU is refused with the reason.
+    let amp = xtask(&["train", "lenet", "--amp", "bf16", "--epochs", "1"]);
+    assert!(!amp.status.success());
+    assert!(
+        text(&amp.stderr).contains("--amp bf16 on the CPU"),
+        "{}",
+        text(&amp.stderr)
+    );
+}

@@ -62,6 +62,14 @@ pub struct TrainConfig {
     pub run: RunOptions,
     /// The last, partial training batch of an epoch (evaluation keeps every image).
     pub last_batch: LastBatch,
+    /// Keep an exponential moving average of the weights with this decay
+    /// ([`crate::ema::ModelEma`], timm's `--model-ema-decay`), evaluated after every epoch
+    /// beside the raw weights and saved with each checkpoint.
+    pub model_ema: Option<f64>,
+    /// Batches whose gradients are summed before one optimizer update (timm's
+    /// `--accum-steps`): the update of a batch `accum_steps` times larger (see
+    /// [`crate::train`]). The learning-rate schedule counts updates.
+    pub accum_steps: usize,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +99,8 @@ impl Default for TrainConfig {
             verbose: true,
             run: RunOptions::default(),
             last_batch: LastBatch::Auto,
+            model_ema: None,
+            accum_steps: 1,
         }
     }
 }
@@ -155,6 +165,16 @@ impl TrainConfig {
             if !finite_pos(max) {
                 return Err(Error::config(format!(
                     "gradient clipping needs a norm > 0, got {max}"
+                )));
+            }
+        }
+        if self.accum_steps == 0 {
+            return Err(Error::config("accumulation needs at least one batch per update"));
+        }
+        if let Some(decay) = self.model_ema {
+            if !(0.0..1.0).contains(&decay) {
+                return Err(Error::config(format!(
+                    "the EMA decay must be in [0, 1), got {decay}"
                 )));
             }
         }

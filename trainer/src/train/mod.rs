@@ -9,21 +9,30 @@
 //! ([`RunDir`]), from which `metrics.csv`, `metrics.json`, `curves.png` and `confusion.png` are
 //! rebuilt; `resume` continues exactly.
 //!
+//! Recipe tools: [`TrainConfig::accum_steps`] sums the gradients of several batches into one
+//! update ([`Accumulation`]); [`TrainConfig::model_ema`] keeps the weights' moving average
+//! ([`crate::ema::ModelEma`]), evaluated every epoch and saved with each checkpoint;
+//! [`train_mixed_precision`] runs the passes on a low-precision twin ([`crate::amp`]).
+//!
 //! With the backbone frozen and a deterministic training transform, the features are the same
 //! every epoch: [`TrainConfig::feature_cache`] computes them once and trains the head on the
 //! cache (linear probing), which skips the backbone's forward pass after the first epoch.
 
+mod accumulate;
 mod cache;
 mod config;
 mod step;
 
 pub use crate::optim::OptimizerKind;
+pub use accumulate::Accumulation;
 pub use config::TrainConfig;
 pub use step::evaluate;
 
+use crate::amp::MixedPrecision;
 use crate::data::{
     DataLoader, Dataset, GrayImages, ImageDataset, LoaderConfig, Pipeline, Preprocess, RandomAffine,
 };
+use crate::ema::ModelEma;
 use crate::metrics::{EpochMetrics, EvalMetrics};
 use crate::pretrained::forward_frozen;
 use crate::run::{checkpoint_path, fingerprint, LossGuard, RunDir, RunSettings};
@@ -36,7 +45,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use step::{
-    check_training_data, evaluate_with, phase_optimizer, progress_bar, train_step, trainable, EpochSums,
+    apply_update, check_training_data, evaluate_with, phase_optimizer, progress_bar, train_step, trainable,
+    EpochSums,
 };
 
 /// The images of a run and their transforms.
@@ -107,6 +117,10 @@ pub struct TrainReport {
     pub skipped: Vec<(String, String)>,
     /// Wall time of the run, seconds.
     pub seconds: f64,
+    /// The weights' moving average at the end ([`TrainConfig::model_ema`]).
+    pub ema: Option<ModelEma>,
+    /// The evaluation of the moving average at the end.
+    pub final_ema_eval: Option<EvalMetrics>,
 }
 
 impl TrainReport {
@@ -137,6 +151,36 @@ pub fn train(
     config: &TrainConfig,
     device: &Device,
 ) -> Result<TrainReport> {
+    run_loop(model, varmap, data, config, device, None)
+}
+
+/// [`train`] in mixed precision: the forward and backward passes on `amp`'s low-precision
+/// twin of `model`, the weights (`varmap`), the optimizer, the evaluation and the checkpoints
+/// in float32 (see [`crate::amp`]). Every layer trains (no frozen backbone).
+pub fn train_mixed_precision(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+    amp: &mut MixedPrecision,
+) -> Result<TrainReport> {
+    if config.freeze_backbone {
+        return Err(Error::config(
+            "mixed precision trains every layer: it does not run with a frozen backbone",
+        ));
+    }
+    run_loop(model, varmap, data, config, device, Some(amp))
+}
+
+fn run_loop(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+    mut amp: Option<&mut MixedPrecision>,
+) -> Result<TrainReport> {
     config.validate()?;
     unpatched_autograd_notice();
     let TrainData {
@@ -163,18 +207,24 @@ pub fn train(
     if val.is_empty() {
         return Err(Error::config("the validation set has no image"));
     }
+    let mut settings = run_settings(
+        model,
+        &*train,
+        &labels,
+        &*val,
+        &train_transform,
+        &eval_transform,
+        config,
+    );
+    settings.insert(
+        "mixed precision".to_string(),
+        amp.as_deref()
+            .map_or("none".to_string(), |a| format!("{:?}", a.dtype())),
+    );
     let run = RunDir::open(
         &config.out_dir,
         "train",
-        run_settings(
-            model,
-            &*train,
-            &labels,
-            &*val,
-            &train_transform,
-            &eval_transform,
-            config,
-        ),
+        settings,
         config.epochs,
         config.run,
         config.verbose,
@@ -201,7 +251,10 @@ pub fn train(
         eval_transform,
         loader_config(config.eval_batch(), false),
     )?;
-    let steps_per_epoch = train_loader.num_batches();
+    let batches_per_epoch = train_loader.num_batches();
+    // One optimizer update per `accum_steps` batches, the epoch's last group possibly shorter
+    // (timm's train.py): the schedule counts updates.
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.accum_steps);
     let total_steps = config.epochs.checked_mul(steps_per_epoch).ok_or_else(|| {
         Error::config(format!(
             "{} epochs of {steps_per_epoch} steps are too many",
@@ -219,6 +272,16 @@ pub fn train(
         None => (0, phase_optimizer(model, varmap, config, config.frozen_at(1))?),
     };
     let first_epoch = done + 1;
+    let mut ema = match config.model_ema {
+        Some(decay) => {
+            let mut ema = ModelEma::new(varmap, decay)?;
+            if done > 0 {
+                run.restore_ema(done, &mut ema)?;
+            }
+            Some(ema)
+        }
+        None => None,
+    };
     let mut frozen = config.frozen_at(done.max(1));
     let mut history = run.history(done);
     let mut guard = LossGuard::new(&history, model.num_classes());
@@ -269,7 +332,7 @@ pub fn train(
             (true, true, None) => " (frozen backbone)",
             (true, false, _) => " (full model)",
         };
-        let bar = progress_bar(steps_per_epoch, config.verbose);
+        let bar = progress_bar(batches_per_epoch, config.verbose);
         bar.set_prefix(format!("epoch {epoch}/{}{mode}", config.epochs));
         let mut sums = EpochSums::default();
         let mut lr = config.lr;
@@ -287,14 +350,29 @@ pub fn train(
                     .map(|batch| batch.map(|b| (b.images, b.labels))),
             ),
         };
-        for batch in batches {
+        // The gradients of the batches of the current update (accumulation).
+        let mut accumulated = Accumulation::default();
+        for (index, batch) in batches.enumerate() {
             let (inputs, labels) = batch?;
             let t0 = Instant::now();
-            lr = config
-                .schedule
-                .lr_at(config.lr, step, total_steps, steps_per_epoch);
-            optimizer.set_learning_rate(lr);
+            if index % config.accum_steps == 0 {
+                lr = config
+                    .schedule
+                    .lr_at(config.lr, step, total_steps, steps_per_epoch);
+                optimizer.set_learning_rate(lr);
+            }
             let (logits, aux) = match (train_cache.is_some(), frozen) {
+                _ if amp.is_some() => {
+                    let amp = amp.as_deref().ok_or_else(|| Error::config("no twin"))?;
+                    let out = amp.model()?.forward_aux(&inputs.to_dtype(amp.dtype())?, true)?;
+                    let f32 = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
+                    let aux = out
+                        .aux_logits
+                        .iter()
+                        .map(f32)
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    (f32(&out.logits)?, aux)
+                }
                 (true, _) => (model.forward_classifier(&inputs, true)?, Vec::new()),
                 (false, true) => (forward_frozen(model, &inputs, true)?, Vec::new()),
                 (false, false) => {
@@ -302,20 +380,36 @@ pub fn train(
                     (out.logits, out.aux_logits)
                 }
             };
-            train_step(
+            let updated = train_step(
                 &logits,
                 &aux,
                 &labels,
                 config,
                 optimizer.as_mut(),
                 &vars,
+                &mut accumulated,
+                (index + 1) % config.accum_steps == 0,
+                amp.as_deref_mut(),
                 &mut sums,
                 t0,
                 &mut |loss| guard.check(loss, epoch, step + 1, &run),
             )?;
-            step += 1;
+            if updated {
+                step += 1;
+                if let Some(ema) = ema.as_mut() {
+                    ema.update(varmap, step)?;
+                }
+            }
             bar.inc(1);
             bar.set_message(sums.message());
+        }
+        // The epoch's last, shorter group of batches: its update (timm's train.py too).
+        if let Some(grads) = accumulated.take()? {
+            apply_update(grads, config, optimizer.as_mut(), &vars)?;
+            step += 1;
+            if let Some(ema) = ema.as_mut() {
+                ema.update(varmap, step)?;
+            }
         }
         bar.finish_and_clear();
         if sums.seen == 0 {
@@ -361,6 +455,12 @@ pub fn train(
                 last_good: run.latest_checkpoint(),
             });
         }
+        let ema_eval = match &ema {
+            Some(ema) => Some(ema.with_weights(varmap, || {
+                evaluate_with(model, &val_loader, val_cache.as_ref(), device, config.verbose)
+            })?),
+            None => None,
+        };
         let seen = sums.seen as f64;
         let row = EpochMetrics {
             epoch,
@@ -373,15 +473,26 @@ pub fn train(
             seconds: epoch_start.elapsed().as_secs_f64(),
             images_per_sec: seen / sums.train_seconds.max(1e-9),
             train_aux_loss: sums.aux.map_or(f64::NAN, |aux| aux / seen),
+            val_ema_loss: ema_eval.as_ref().map_or(f64::NAN, |e| e.loss),
+            val_ema_top1: ema_eval.as_ref().map_or(f64::NAN, |e| e.top1),
         };
-        run.save_epoch(&row, varmap, optimizer.as_ref(), config.keep_checkpoints)?;
+        run.save_epoch(
+            &row,
+            varmap,
+            optimizer.as_ref(),
+            ema.as_ref(),
+            config.keep_checkpoints,
+        )?;
         guard.end_epoch(&row);
         if config.verbose {
             let aux = sums
                 .aux
                 .map_or(String::new(), |_| format!(" (aux {:.4})", row.train_aux_loss));
+            let ema = ema_eval.as_ref().map_or(String::new(), |e| {
+                format!("  EMA val loss {:.4} top-1 {:.2}%", e.loss, 100.0 * e.top1)
+            });
             eprintln!(
-                "epoch {:>3}{mode} train loss {:.4}{aux} top-1 {:.2}%  val loss {:.4} top-1 {:.2}% top-5 {:.2}%  lr {:.2e}  {:.0} img/s  {:.1}s",
+                "epoch {:>3}{mode} train loss {:.4}{aux} top-1 {:.2}%  val loss {:.4} top-1 {:.2}% top-5 {:.2}%{ema}  lr {:.2e}  {:.0} img/s  {:.1}s",
                 epoch,
                 row.train_loss,
                 100.0 * row.train_top1,
@@ -405,6 +516,12 @@ pub fn train(
         None => evaluate_with(model, &val_loader, None, device, config.verbose)?,
     };
     run.write_metrics(&history, Some(&final_eval), &train.class_names(), "training")?;
+    let final_ema_eval = match &ema {
+        Some(ema) => Some(ema.with_weights(varmap, || {
+            evaluate_with(model, &val_loader, None, device, config.verbose)
+        })?),
+        None => None,
+    };
     skipped.extend(train_loader.skipped());
     skipped.extend(val_loader.skipped());
     let mut seen = std::collections::HashSet::new();
@@ -416,6 +533,8 @@ pub fn train(
         cache_seconds,
         skipped,
         seconds: run_start.elapsed().as_secs_f64(),
+        ema,
+        final_ema_eval,
     })
 }
 
@@ -488,6 +607,8 @@ fn run_settings(
         ("aux weight", config.aux_weight.to_string()),
         ("seed", config.seed.to_string()),
         ("last batch", format!("{:?}", config.last_batch)),
+        ("model ema", format!("{:?}", config.model_ema)),
+        ("accumulation steps", config.accum_steps.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

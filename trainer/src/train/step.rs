@@ -3,6 +3,7 @@
 
 use super::cache::FeatureCache;
 use super::config::TrainConfig;
+use super::Accumulation;
 use crate::data::DataLoader;
 use crate::loss::{accuracy_count, cross_entropy, cross_entropy_smoothed};
 use crate::metrics::{EvalMetrics, MetricsAccumulator};
@@ -10,6 +11,7 @@ use crate::optim::{clip_grad_norm, param_groups, Optimizer, ParamGroup};
 use crate::pretrained::{backbone_vars, head_vars};
 use crate::{Error, Result};
 use backbone::Backbone;
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -123,9 +125,24 @@ impl EpochSums {
     }
 }
 
-/// One optimisation step on a batch: cross-entropy of the main head plus `aux_weight` times
-/// each auxiliary head's, checked by `check_loss` before anything is applied, back-propagated,
-/// clipped, stepped; the sums are updated.
+/// One optimizer update with `grads`: clipped, stepped.
+pub(crate) fn apply_update(
+    mut grads: GradStore,
+    config: &TrainConfig,
+    optimizer: &mut dyn Optimizer,
+    vars: &[Var],
+) -> Result<()> {
+    if let Some(max) = config.clip_grad_norm {
+        clip_grad_norm(&mut grads, vars, max)?;
+    }
+    optimizer.step(&grads)
+}
+
+/// One training batch: cross-entropy of the main head plus `aux_weight` times each auxiliary
+/// head's, checked by `check_loss` before anything is applied, back-propagated, then (without
+/// accumulation, or when `update` ends a group of `accum_steps` batches) clipped and stepped
+/// (with `amp`, back-propagated through the low-precision twin);
+/// the sums are updated. Returns whether the optimizer stepped.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_step(
     logits: &Tensor,
@@ -134,10 +151,13 @@ pub(super) fn train_step(
     config: &TrainConfig,
     optimizer: &mut dyn Optimizer,
     vars: &[Var],
+    accumulated: &mut Accumulation,
+    update: bool,
+    amp: Option<&mut crate::amp::MixedPrecision>,
     sums: &mut EpochSums,
     started: Instant,
     check_loss: &mut dyn FnMut(f64) -> Result<()>,
-) -> Result<()> {
+) -> Result<bool> {
     let ce = |logits: &Tensor| -> Result<Tensor> {
         if config.label_smoothing == 0.0 {
             cross_entropy(logits, labels)
@@ -159,18 +179,38 @@ pub(super) fn train_step(
     }
     // Checked before the step is applied: a diverged loss never reaches the weights.
     check_loss(total.to_scalar::<f32>()? as f64)?;
-    let mut grads = total.backward()?;
-    if let Some(max) = config.clip_grad_norm {
-        clip_grad_norm(&mut grads, vars, max)?;
-    }
-    optimizer.step(&grads)?;
+    // Mixed precision: the twin's gradients in float32, `None` when float16 overflowed (the
+    // batch then adds nothing).
+    let grads = match amp {
+        Some(amp) => amp.backward(&total)?,
+        None => Some(total.backward()?),
+    };
+    let stepped = match (grads, config.accum_steps) {
+        (Some(grads), 1) => {
+            apply_update(grads, config, optimizer, vars)?;
+            true
+        }
+        (None, 1) => false,
+        (grads, _) => {
+            if let Some(grads) = grads {
+                accumulated.add(&grads, vars, n)?;
+            }
+            match accumulated.take_if(update)? {
+                Some(grads) => {
+                    apply_update(grads, config, optimizer, vars)?;
+                    true
+                }
+                None => false,
+            }
+        }
+    };
     sums.loss += main.to_scalar::<f32>()? as f64 * n as f64;
     sums.correct += accuracy_count(logits, labels)?;
     sums.classes
         .extend(labels.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?);
     sums.seen += n;
     sums.train_seconds += started.elapsed().as_secs_f64();
-    Ok(())
+    Ok(stepped)
 }
 
 /// Loss, top-1, top-5 and confusion matrix of `model` in eval mode over `loader`'s images (in

@@ -103,7 +103,8 @@ pub(super) fn measure(
     device: &Device,
 ) -> Result<Row> {
     let (channels, classes) = entry.reference;
-    let (model, vars) = models::build(entry, classes, channels, 0, device)
+    let dtype = args.dtype.dtype();
+    let (model, vars) = models::build_with_dtype(entry, classes, channels, 0, dtype, device)
         .with_context(|| format!("building {}", entry.name))?;
     let img = img_size.unwrap_or_else(|| default_img_size(model.as_ref()));
     let params: usize = backbone::init::trainable_vars(vars.varmap())
@@ -111,10 +112,20 @@ pub(super) fn measure(
         .map(|(_, v)| v.elem_count())
         .sum();
     crate::args::check_memory(model.as_ref(), batch, (img, img), mode != Mode::Infer)?;
-    let macs = backbone::summarize(model.as_ref(), &[1, channels, img, img], device)
-        .with_context(|| format!("{} at {img}x{img}", entry.name))?
-        .total_macs();
-    let xs = Tensor::randn(0f32, 1f32, (batch, channels, img, img), device)?;
+    // The layer table runs a float32 pass: a float32 copy of the model counts the MACs.
+    let float32 = match dtype {
+        candle_core::DType::F32 => None,
+        _ => Some(models::build(entry, classes, channels, 0, device)?.0),
+    };
+    let macs = backbone::summarize(
+        float32.as_deref().unwrap_or(model.as_ref()),
+        &[1, channels, img, img],
+        device,
+    )
+    .with_context(|| format!("{} at {img}x{img}", entry.name))?
+    .total_macs();
+    drop(float32);
+    let xs = Tensor::randn(0f32, 1f32, (batch, channels, img, img), device)?.to_dtype(dtype)?;
     let labels: Vec<u32> = (0..batch).map(|i| (i % classes) as u32).collect();
     let labels = Tensor::from_vec(labels, batch, device)?;
     reset_peak_rss();
@@ -141,9 +152,11 @@ pub(super) fn measure(
             time_steps(args, &label, |t| {
                 let start = Instant::now();
                 let out = model.forward_aux(&xs, true)?;
-                let mut loss = cross_entropy(&out.logits, &labels)?;
+                // The loss in float32 (as autocast computes it).
+                let f32 = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
+                let mut loss = cross_entropy(&f32(&out.logits)?, &labels)?;
                 for aux in &out.aux_logits {
-                    loss = (loss + (cross_entropy(aux, &labels)? * 0.3)?)?;
+                    loss = (loss + (cross_entropy(&f32(aux)?, &labels)? * 0.3)?)?;
                 }
                 device.synchronize()?;
                 let fwd = Instant::now();
@@ -177,7 +190,7 @@ pub(super) fn measure(
         model: entry.name.to_string(),
         mode: if mode == Mode::Infer { "infer" } else { "train" }.to_string(),
         device: device_name(device),
-        dtype: "float32".into(),
+        dtype: args.dtype.name().into(),
         batch_size: batch,
         img_size: img,
         samples_per_sec: batch as f64 * 1e3 / step,

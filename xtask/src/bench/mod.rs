@@ -98,6 +98,37 @@ impl Suite {
     }
 }
 
+/// A dtype of `--dtype`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchDtype {
+    /// float32.
+    Float32,
+    /// bfloat16.
+    Bfloat16,
+    /// float16.
+    Float16,
+}
+
+impl BenchDtype {
+    /// candle's dtype.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            BenchDtype::Float32 => candle_core::DType::F32,
+            BenchDtype::Bfloat16 => candle_core::DType::BF16,
+            BenchDtype::Float16 => candle_core::DType::F16,
+        }
+    }
+
+    /// The name in rows (PyTorch's).
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchDtype::Float32 => "float32",
+            BenchDtype::Bfloat16 => "bfloat16",
+            BenchDtype::Float16 => "float16",
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Variants (`resnet50`), families (`resnet`) or `all`.
@@ -141,6 +172,10 @@ pub struct BenchArgs {
     /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
     #[arg(long, default_value = "cpu")]
     pub(super) device: String,
+    /// The weights' and activations' dtype: float32, or bfloat16 / float16 (the model built
+    /// in that dtype, the loss in float32; what mixed precision's forward and backward cost).
+    #[arg(long, value_enum, default_value_t = BenchDtype::Float32)]
+    pub(super) dtype: BenchDtype,
     /// Write the rows to this file: JSON lines (`.jsonl`/`.json`) or CSV (`.csv`).
     #[arg(long)]
     pub(super) out: Option<PathBuf>,
@@ -230,7 +265,8 @@ fn measure_in_child(
             "--iters",
             &args.iters.to_string(),
         ])
-        .args(["--min-time", &args.min_time.to_string(), "--device", &args.device]);
+        .args(["--min-time", &args.min_time.to_string(), "--device", &args.device])
+        .args(["--dtype", args.dtype.name()]);
     if let Some(img) = img {
         cmd.args(["--img-size", &img.to_string()]);
     }
