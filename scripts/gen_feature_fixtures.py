@@ -84,6 +84,7 @@ TIMM_MODELS = [
     ("resnet18", 64), ("resnet50", 64), ("resnext50_32x4d", 64), ("wide_resnet50_2", 64),
     ("densenet121", 64), ("efficientnet_b0", 64), ("vgg16", 64), ("vgg11_bn", 64),
     ("inception_v3", 107), ("convnext_tiny", 64), ("mobilenetv2_100", 64),
+    ("mobilenetv3_large_100", 64), ("mobilenetv3_small_100", 64),
 ]
 TV_MODELS = {
     "alexnet": {"size": 64, "kwargs": {}, "expected": "expected",
@@ -132,6 +133,15 @@ TIMM_NOTES = {
                         "(BatchNormAct2d WITH ReLU6): 1280 channels, NOT one of the feature maps (the last "
                         "feature map is blocks.6, 320 channels; features_only drops conv_head/bn2); "
                         "pre_logits = global average of forward_features"),
+    "mobilenetv3_large_100": ("forward_features = conv_stem, bn1, blocks (the last, blocks.6, a 1x1 "
+                              "ConvBnAct 160 -> 960 with hard-swish) = the last feature map (blocks.6, 960 "
+                              "channels); pre_logits = hard-swish(conv_head(global average)) (1x1 conv "
+                              "with bias, 960 -> 1280, no norm), flattened"),
+    "mobilenetv3_small_100": ("forward_features = conv_stem, bn1, blocks (the last, blocks.5, a 1x1 "
+                              "ConvBnAct 96 -> 576 with hard-swish) = the last feature map (blocks.5, 576 "
+                              "channels); the first map is the stem (bn1, reduction 2); pre_logits = "
+                              "hard-swish(conv_head(global average)) (1x1 conv with bias, 576 -> 1024), "
+                              "flattened"),
 }
 
 
@@ -145,6 +155,8 @@ def check_pre_logits(name, full, ff, pl):
             ref = y.mean((2, 3))
         elif name.startswith("convnext"):
             ref = full.head.norm(ff.mean((2, 3), keepdim=True)).flatten(1)
+        elif name.startswith("mobilenetv3"):
+            ref = torch.nn.functional.hardswish(full.conv_head(ff.mean((2, 3), keepdim=True))).flatten(1)
         else:
             ref = ff.mean((2, 3))
     assert ref.shape == pl.shape and torch.allclose(ref, pl, rtol=1e-5, atol=1e-6), name
