@@ -128,11 +128,12 @@ TIMM_MODELS = [
     "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "vgg16", "vgg11_bn",
     "densenet121", "efficientnet_b0", "inception_v3", "convnext_tiny", "mobilenetv2_100",
     "inception_v4", "inception_resnet_v2",
+    "mobilenetv3_large_100", "mobilenetv3_small_100",
 ]
 TV_MODELS = [
     "alexnet", "vgg11", "vgg11_bn", "vgg16", "googlenet", "inception_v3", "resnet18", "resnet50",
     "resnext50_32x4d", "wide_resnet50_2", "densenet121", "efficientnet_b0", "convnext_tiny",
-    "mobilenet_v2",
+    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
 ]
 AUX_MODELS = {"googlenet", "inception_v3"}
 # Published checkpoints whose weights define a test size (timm's tv2, a1/a1h and ra2 tags):
@@ -173,6 +174,9 @@ TV_PREPROCESSING = {
     "efficientnet_b0": _tv_pre(224, 0.875, "bicubic"),
     "convnext_tiny": _tv_pre(224, 0.95, "bicubic"),
     "mobilenet_v2": _tv_pre(224, 0.875, "bicubic"),
+    # Variants of their own (torchvision's batch norm): torchvision's IMAGENET1K_V1 transforms.
+    "mobilenet_v3_large": _tv_pre(224, 0.875, "bilinear"),
+    "mobilenet_v3_small": _tv_pre(224, 0.875, "bilinear"),
 }
 
 WEIGHTS_RULE = (

@@ -85,6 +85,7 @@ TIMM_MODELS = [
     ("densenet121", 64), ("efficientnet_b0", 64), ("vgg16", 64), ("vgg11_bn", 64),
     ("inception_v3", 107), ("convnext_tiny", 64), ("mobilenetv2_100", 64),
     ("inception_v4", 107), ("inception_resnet_v2", 107),
+    ("mobilenetv3_large_100", 64), ("mobilenetv3_small_100", 64),
 ]
 TV_MODELS = {
     "alexnet": {"size": 64, "kwargs": {}, "expected": "expected",
@@ -137,6 +138,15 @@ TIMM_NOTES = {
                      "channels); pre_logits = its global average"),
     "inception_resnet_v2": ("forward_features = conv2d_1a .. block8 (no ReLU), conv2d_7b = the last feature "
                             "map (conv2d_7b, 1536 channels); pre_logits = its global average"),
+    "mobilenetv3_large_100": ("forward_features = conv_stem, bn1, blocks (the last, blocks.6, a 1x1 "
+                              "ConvBnAct 160 -> 960 with hard-swish) = the last feature map (blocks.6, 960 "
+                              "channels); pre_logits = hard-swish(conv_head(global average)) (1x1 conv "
+                              "with bias, 960 -> 1280, no norm), flattened"),
+    "mobilenetv3_small_100": ("forward_features = conv_stem, bn1, blocks (the last, blocks.5, a 1x1 "
+                              "ConvBnAct 96 -> 576 with hard-swish) = the last feature map (blocks.5, 576 "
+                              "channels); the first map is the stem (bn1, reduction 2); pre_logits = "
+                              "hard-swish(conv_head(global average)) (1x1 conv with bias, 576 -> 1024), "
+                              "flattened"),
 }
 
 
@@ -150,6 +160,8 @@ def check_pre_logits(name, full, ff, pl):
             ref = y.mean((2, 3))
         elif name.startswith("convnext"):
             ref = full.head.norm(ff.mean((2, 3), keepdim=True)).flatten(1)
+        elif name.startswith("mobilenetv3"):
+            ref = torch.nn.functional.hardswish(full.conv_head(ff.mean((2, 3), keepdim=True))).flatten(1)
         else:
             ref = ff.mean((2, 3))
     assert ref.shape == pl.shape and torch.allclose(ref, pl, rtol=1e-5, atol=1e-6), name

@@ -12,6 +12,7 @@ It writes, under ``backbone/tests/fixtures/`` (a few KB each, safetensors, float
 * ``avg_pool2d.safetensors``           ``torch.nn.functional.avg_pool2d``
 * ``adaptive_avg_pool2d.safetensors``  ``torch.nn.functional.adaptive_avg_pool2d``
 * ``lrn.safetensors``                  ``torch.nn.functional.local_response_norm``
+* ``hard_activations.safetensors``     ``torch.nn.functional.hardswish`` and ``hardsigmoid``
 
 Layout of each file (read by ``backbone/tests/pool.rs`` and ``backbone/tests/lrn.rs``):
 
@@ -21,6 +22,9 @@ Layout of each file (read by ``backbone/tests/pool.rs`` and ``backbone/tests/lrn
     - max/avg pooling: ``[kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, input_index]``
     - adaptive pooling: ``[oh, ow, input_index]``
     - LRN: ``[size, input_index]``, plus ``<case>.coef`` (float64): ``[alpha, beta, k]``
+    - hard activations: no parameters; ``input.x`` holds -3 and 3 exactly, values an ulp
+      either side of them, 0 and random values over [-8, 8]; the cases are ``hardswish`` and
+      ``hardsigmoid``
   where ``input_index`` indexes the sorted list of input names (``input.<name>``);
 * ``<case>.out``: the op's output;
 * ``<case>.grad``: the gradient w.r.t. the input of ``sum(out * w)``, with the fixed weights
@@ -152,6 +156,19 @@ def gen_lrn():
     save("lrn", inputs, cases)
 
 
+def gen_hard_activations():
+    edges = torch.tensor([-3.0, 3.0, 0.0, -6.0, 6.0], dtype=torch.float32)
+    ulps = torch.cat([torch.nextafter(edges[:2], torch.full((2,), -10.0)),
+                      torch.nextafter(edges[:2], torch.full((2,), 10.0))])
+    x = torch.cat([edges, ulps, randn(8, (51,), 4.0)]).reshape(2, 3, 2, 5)
+    cases = {}
+    for name, fn in [("hardswish", F.hardswish), ("hardsigmoid", F.hardsigmoid)]:
+        out, grad = out_and_grad(fn, x)
+        cases[f"{name}.out"] = out
+        cases[f"{name}.grad"] = grad
+    save("hard_activations", {"x": x}, cases)
+
+
 def main():
     torch.set_num_threads(1)
     gen_pool(
@@ -164,6 +181,7 @@ def main():
     )
     gen_adaptive()
     gen_lrn()
+    gen_hard_activations()
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ CRATES = {
     "efficientnet": [f"efficientnet_b{i}" for i in range(8)],
     "googlenet": ["inception_v3", "inception_v4", "inception_resnet_v2"],
     "convnext": ["convnext_tiny", "convnext_small", "convnext_base"],
-    "mobilenet": ["mobilenetv2_100"],
+    "mobilenet": ["mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100"],
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

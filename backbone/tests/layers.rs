@@ -950,12 +950,14 @@ fn activations_match_their_formulas() -> TestResult {
     values.extend([-1e-3, 0.0, 1e-3, 5.999, 6.0, 6.001, 30.0, -30.0]);
     let x = Tensor::from_vec(values.clone(), values.len(), &Device::Cpu)?.reshape((1, values.len(), 1, 1))?;
     type Formula = (Activation, fn(f64) -> f64);
-    let formulas: [Formula; 5] = [
+    let formulas: [Formula; 7] = [
         (Activation::Relu, |v| v.max(0.0)),
         (Activation::Relu6, |v| v.clamp(0.0, 6.0)),
         (Activation::Tanh, f64::tanh),
         (Activation::Sigmoid, |v| 1.0 / (1.0 + (-v).exp())),
         (Activation::Silu, |v| v / (1.0 + (-v).exp())),
+        (Activation::HardSwish, |v| v * (v + 3.0).clamp(0.0, 6.0) / 6.0),
+        (Activation::HardSigmoid, |v| (v + 3.0).clamp(0.0, 6.0) / 6.0),
     ];
     for (act, f) in formulas {
         let expected: Vec<f64> = values.iter().map(|v| f(*v)).collect();
@@ -993,6 +995,39 @@ fn activations_match_their_formulas() -> TestResult {
         Activation::Silu,
     ] {
         assert_grad_ok(&format!("{act:?}"), &x, 4, |x| wrap(act.forward_t(x, true)));
+    }
+    Ok(())
+}
+
+/// Hard-swish and hard-sigmoid against `F.hardswish` / `F.hardsigmoid`
+/// (`scripts/gen_layer_fixtures.py`): the input holds -3 and 3 exactly and an ulp either side,
+/// where PyTorch's backward takes both boundaries as outside the linear part (hard-swish's
+/// gradient 0 at -3 and 1 at 3, hard-sigmoid's 0 at both). Then finite differences in f64 on
+/// -8..8 away from the kinks.
+#[test]
+fn hard_activations_match_pytorch_at_and_around_the_kinks() -> TestResult {
+    let t = load_fixture("hard_activations");
+    let x = fixture_tensor(&t, "input.x");
+    for (name, act) in [
+        ("hardswish", Activation::HardSwish),
+        ("hardsigmoid", Activation::HardSigmoid),
+    ] {
+        let var = Var::from_tensor(&x)?;
+        let y = act.forward_t(var.as_tensor(), true)?;
+        assert_close(&y, &fixture_tensor(&t, &format!("{name}.out")), 1e-6, name);
+        let grads = fixture_loss(&y)?.backward()?;
+        let grad = grads.get(var.as_tensor()).expect("a gradient");
+        // Exact: the gradients are multiples of 1/6 and 1/3 scaled by the fixture weights.
+        assert_close(grad, &fixture_tensor(&t, &format!("{name}.grad")), 1e-6, name);
+    }
+    let x = uniform((2, 3, 4, 5), 8.0, 5)?;
+    let away: Vec<f64> = to_f64_vec(&x)
+        .into_iter()
+        .map(|v| if (v.abs() - 3.0).abs() < 0.05 { v * 0.9 } else { v })
+        .collect();
+    let x = Tensor::from_vec(away, x.shape(), &Device::Cpu)?;
+    for act in [Activation::HardSwish, Activation::HardSigmoid] {
+        assert_grad_ok(&format!("{act:?}"), &x, 6, |x| wrap(act.forward_t(x, true)));
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! layout it accepts, and runs it on one image-sized input. Needs only `mobilenet` and `candle-core`:
 //!
 //! ```sh
-//! cargo run --release -p convnets-mobilenet --example mobilenet_by_name -- [mobilenetv2_100] [weights.safetensors]
+//! cargo run --release -p convnets-mobilenet --example mobilenet_by_name -- [mobilenetv2_100 | mobilenetv3_large_100 | mobilenet_v3_small ...] [weights.safetensors]
 //! ```
 
 use candle_core::{DType, Device, Tensor};

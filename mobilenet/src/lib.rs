@@ -46,11 +46,19 @@
 //! The features entering the head are the pooled `[N, 1280]` vector; the head is dropout then
 //! `classifier`.
 //!
-//! MobileNetV3 (timm's `mobilenetv3_*_100`, torchvision's `mobilenet_v3_*`) is not
-//! implemented yet.
+//! MobileNetV3 (Howard et al. 2019, *Searching for MobileNetV3*): see [`v3`], its weights
+//! layouts [`v3_layout`]. timm's `mobilenetv3_large_100` (5,483,032 parameters) and
+//! `mobilenetv3_small_100` (2,542,856) and torchvision's `mobilenet_v3_large` and
+//! `mobilenet_v3_small` are the same networks with the same parameters; torchvision's batch
+//! norms have `eps = 1e-3, momentum = 0.01` where timm's have PyTorch's defaults, so the
+//! catalogue lists torchvision's names as variants of their own (its batch norm), each loading
+//! both layouts.
 
 pub mod catalogue;
+pub mod v3;
+pub mod v3_layout;
 pub use catalogue::VARIANTS;
+pub use v3::{MobileNetV3, MobileNetV3Config};
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var

@@ -79,6 +79,12 @@ pub fn build_with_dtype(
 /// One line per variant: name, parameters, MACs and input at the default size, description,
 /// aliases.
 pub fn list() -> String {
+    // The longest name sets the first column (`mobilenetv3_large_100`).
+    let width = convnets::catalogue()
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(0);
     convnets::catalogue()
         .iter()
         .map(|m| {
@@ -94,7 +100,7 @@ pub fn list() -> String {
                 format!("{:.2} MMACs", m.macs as f64 / 1e6)
             };
             format!(
-                "  {:<19} {:>11} params {:>11} {:>9}  {}{}",
+                "  {:<width$} {:>11} params {:>11} {:>9}  {}{}",
                 m.name,
                 backbone::summary::thousands(m.params),
                 macs,

@@ -17,6 +17,14 @@ pub enum Activation {
     Sigmoid,
     /// `x * sigmoid(x)` (EfficientNet).
     Silu,
+    /// `x * min(max(x + 3, 0), 6) / 6` (MobileNetV3; PyTorch's `F.hardswish`, its gradient
+    /// included: `x / 3 + 1/2` strictly between -3 and 3, 0 at -3 and below, 1 at 3 and
+    /// above).
+    HardSwish,
+    /// `min(max(x + 3, 0), 6) / 6` (MobileNetV3's squeeze-and-excitation gate; PyTorch's
+    /// `F.hardsigmoid`, its gradient included: `1/6` strictly between -3 and 3, 0 elsewhere,
+    /// the boundaries too).
+    HardSigmoid,
 }
 
 impl Layer for Activation {
@@ -29,12 +37,25 @@ impl Layer for Activation {
             Activation::Tanh => xs.tanh()?,
             Activation::Sigmoid => candle_nn::ops::sigmoid(xs)?,
             Activation::Silu => xs.silu()?,
+            Activation::HardSwish => xs.mul(&hard_clamp(xs)?)?.affine(1.0 / 6.0, 0.0)?,
+            Activation::HardSigmoid => hard_clamp(xs)?.affine(1.0 / 6.0, 0.0)?,
         })
     }
 
     fn plain(&self) -> Option<Vec<super::PlainLayer<'_>>> {
         Some(vec![super::PlainLayer::Activation(*self)])
     }
+}
+
+/// `min(max(x + 3, 0), 6)` written as `(x + 3) * inside + 6 * above` with constant masks
+/// (`inside`: `-3 < x < 3`; `above`: `x >= 3`), so that autograd gives PyTorch's gradients of
+/// hard-swish and hard-sigmoid, whose backward kernels take both boundaries as outside. The
+/// values equal the clamp's exactly (`x + 3` is 0 at -3 and 6 at 3).
+fn hard_clamp(xs: &Tensor) -> Result<Tensor> {
+    let dtype = xs.dtype();
+    let inside = xs.gt(-3f64)?.mul(&xs.lt(3f64)?)?;
+    let shifted = xs.affine(1.0, 3.0)?.mul(&inside.to_dtype(dtype)?)?;
+    Ok(shifted.add(&xs.ge(3f64)?.to_dtype(dtype)?.affine(6.0, 0.0)?)?)
 }
 
 /// Flattens every dimension from `start_dim` on: `[N, C, H, W]` -> `[N, C*H*W]` (PyTorch's
