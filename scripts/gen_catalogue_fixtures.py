@@ -127,6 +127,7 @@ MASK = M64 - 1
 TIMM_MODELS = [
     "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "vgg16", "vgg11_bn",
     "densenet121", "efficientnet_b0", "inception_v3", "convnext_tiny", "mobilenetv2_100",
+    "seresnet50",
 ]
 TV_MODELS = [
     "alexnet", "vgg11", "vgg11_bn", "vgg16", "googlenet", "inception_v3", "resnet18", "resnet50",
