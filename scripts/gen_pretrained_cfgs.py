@@ -39,6 +39,7 @@ CRATES = {
     "googlenet": ["inception_v3"],
     "convnext": ["convnext_tiny", "convnext_small", "convnext_base"],
     "mobilenet": ["mobilenetv2_100"],
+    "regnet": ["regnetx_016", "regnety_016"],
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
