@@ -86,6 +86,8 @@ TIMM_MODELS = [
     ("inception_v3", 107), ("convnext_tiny", 64), ("mobilenetv2_100", 64),
     ("inception_v4", 107), ("inception_resnet_v2", 107),
     ("mobilenetv3_large_100", 64), ("mobilenetv3_small_100", 64),
+    ("inception_v3", 107), ("convnext_tiny", 64), ("mobilenetv2_100", 64), ("seresnet50", 64),
+    ("regnetx_016", 64), ("regnety_016", 64),
 ]
 TV_MODELS = {
     "alexnet": {"size": 64, "kwargs": {}, "expected": "expected",
@@ -108,9 +110,12 @@ INCEPTION_NOTE = ("75 is the smallest size inception_v3 accepts (and it runs: Mi
 
 RESNET_NOTE = ("forward_features = layer4 output (after the last block's ReLU) = the last feature map; "
                "pre_logits = its global average (SelectAdaptivePool2d avg + flatten)")
+REGNET_NOTE = ("forward_features = stem, s1..s4, final_conv (the identity for these variants) = the "
+               "last feature map (s4); pre_logits = its global average (ClassifierHead avg + flatten)")
 TIMM_NOTES = {
     "resnet18": RESNET_NOTE, "resnet50": RESNET_NOTE, "resnext50_32x4d": RESNET_NOTE,
-    "wide_resnet50_2": RESNET_NOTE,
+    "wide_resnet50_2": RESNET_NOTE, "seresnet50": RESNET_NOTE,
+    "regnetx_016": REGNET_NOTE, "regnety_016": REGNET_NOTE,
     "densenet121": ("forward_features = self.features(x), ending in features.norm5, a BatchNormAct2d WITH its "
                     "ReLU (all values >= 0) = the last feature map (features.norm5); pre_logits = its global "
                     "average"),

@@ -31,13 +31,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 CRATES = {
     "resnet": ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-               "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
+               "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+               "seresnet50", "seresnext50_32x4d"],
     "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
     "densenet": ["densenet121", "densenet161", "densenet169", "densenet201"],
     "efficientnet": [f"efficientnet_b{i}" for i in range(8)],
     "googlenet": ["inception_v3", "inception_v4", "inception_resnet_v2"],
     "convnext": ["convnext_tiny", "convnext_small", "convnext_base"],
     "mobilenet": ["mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100"],
+    "regnet": ["regnetx_016", "regnety_016"],
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -28,7 +28,13 @@ times its eval-mode gradient in ResNet-50 here) and are ill-conditioned: PyTorch
 result differs from its float64 one by 1-3% on ResNet-50 / ResNeXt-50, against 3e-6 on
 ResNet-18.
 
-`state_dicts.txt.gz` lists, for every variant with 1000 classes, each state-dict entry but
+SE-ResNet-50 and SE-ResNeXt-50 32x4d are timm's (`timm.create_model("seresnet50",
+num_classes=10)`: torchvision's names plus `layer*.*.se.fc1/fc2`), with the same entries
+(`seresnet50.safetensors`, `seresnext50_32x4d.safetensors`; `eval.features` from timm's
+`forward_features`).
+
+`state_dicts.txt.gz` lists, for every variant with 1000 classes (torchvision's, timm's for
+the SE variants), each state-dict entry but
 `num_batches_tracked` as `variant name d0xd1x...` (sorted), and each variant's parameter count.
 
 `resnet18.safetensors` also holds the same entries prefixed `cifar.` for ResNet-18 with the
@@ -41,6 +47,7 @@ import os
 
 import torch
 import torch.nn as nn
+import timm
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torchvision import models
@@ -90,7 +97,9 @@ def fill(model):
 
 
 def features(model, x):
-    """torchvision's `_forward_impl` up to layer4."""
+    """torchvision's `_forward_impl` up to layer4 (timm's `forward_features`)."""
+    if hasattr(model, "forward_features"):
+        return model.forward_features(x)
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     return model.layer4(model.layer3(model.layer2(model.layer1(x))))
 
@@ -141,11 +150,17 @@ VARIANTS = [
 ]
 
 
+TIMM_VARIANTS = ["seresnet50", "seresnext50_32x4d"]
+
+
 def write_state_dicts():
     lines = []
-    for variant in VARIANTS:
+    for variant in VARIANTS + TIMM_VARIANTS:
         with torch.device("meta"):
-            model = getattr(models, variant)()
+            if variant in TIMM_VARIANTS:
+                model = timm.create_model(variant)
+            else:
+                model = getattr(models, variant)()
         params = sum(p.numel() for p in model.parameters())
         lines.append(f"{variant} #params {params}")
         for name, t in sorted(model.state_dict().items()):
@@ -181,6 +196,21 @@ def main():
             lambda: models.resnext50_32x4d(num_classes=CLASSES),
             ["layer1.0.bn2", "layer4.2.bn3"],
             ["conv1.weight", "fc.weight", "layer1.0.conv2.weight", "layer4.0.conv2.weight"],
+            [],
+        ),
+        "seresnet50": (
+            lambda: timm.create_model("seresnet50", num_classes=CLASSES),
+            ["bn1", "layer4.2.bn3", "layer1.0.downsample.1"],
+            ["conv1.weight", "fc.weight", "layer3.0.conv2.weight", "layer1.0.se.fc1.weight",
+             "layer4.2.se.fc2.weight", "layer4.2.se.fc2.bias"],
+            [],
+        ),
+        "seresnext50_32x4d": (
+            lambda: timm.create_model("seresnext50_32x4d", num_classes=CLASSES),
+            ["layer1.0.bn2", "layer4.2.bn3"],
+            # Not conv1 / layer2: candle's float32 gradients through the grouped convolutions'
+            # backward drift (conv1: 1.8e-4 relative, PyTorch float32's: 7.8e-7).
+            ["fc.weight", "layer4.0.conv2.weight", "layer4.1.se.fc1.bias", "layer3.5.se.fc2.weight"],
             [],
         ),
     }

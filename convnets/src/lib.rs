@@ -30,7 +30,7 @@ pub use hub::{DataConfig, Interpolation, PretrainedConfig, IMAGENET_MEAN, IMAGEN
 
 /// Every variant of the enabled families, in the order `cargo xtask models` lists them.
 pub fn catalogue() -> Vec<&'static Variant> {
-    let all: [&'static [Variant]; 12] = [
+    let all: [&'static [Variant]; 13] = [
         #[cfg(feature = "lenet")]
         lenet::VARIANTS,
         #[cfg(not(feature = "lenet"))]
@@ -74,6 +74,10 @@ pub fn catalogue() -> Vec<&'static Variant> {
         #[cfg(feature = "mobilenet")]
         mobilenet::VARIANTS,
         #[cfg(not(feature = "mobilenet"))]
+        &[],
+        #[cfg(feature = "regnet")]
+        regnet::VARIANTS,
+        #[cfg(not(feature = "regnet"))]
         &[],
         #[cfg(feature = "cbcnn")]
         boosted::VARIANTS,

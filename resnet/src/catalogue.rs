@@ -189,6 +189,18 @@ const WIDE_RESNET101_2_PRETRAINED: &[Pretrained] = &[
     Pretrained::new("tv_in1k", "timm/wide_resnet101_2.tv_in1k", CFG_TV_IN1K),
     Pretrained::new("tv2_in1k", "timm/wide_resnet101_2.tv2_in1k", CFG_TV2_IN1K),
 ];
+/// timm's `seresnet50.*` checkpoints.
+const SERESNET50_PRETRAINED: &[Pretrained] = &[
+    Pretrained::new("a1_in1k", "timm/seresnet50.a1_in1k", CFG_A1_IN1K),
+    Pretrained::new("a2_in1k", "timm/seresnet50.a2_in1k", CFG_A1_IN1K),
+    Pretrained::new("a3_in1k", "timm/seresnet50.a3_in1k", CFG_A3_IN1K),
+    Pretrained::new("ra2_in1k", "timm/seresnet50.ra2_in1k", CFG_BT_IN1K),
+];
+/// timm's `seresnext50_32x4d.*` checkpoints.
+const SERESNEXT50_32X4D_PRETRAINED: &[Pretrained] = &[
+    Pretrained::new("racm_in1k", "timm/seresnext50_32x4d.racm_in1k", CFG_BT_IN1K),
+    Pretrained::new("gluon_in1k", "timm/seresnext50_32x4d.gluon_in1k", CFG_GLUON_IN1K),
+];
 // END pretrained
 
 /// Every variant of this crate.
@@ -352,6 +364,38 @@ pub const VARIANTS: &[Variant] = &[
         aux_prefixes: &[],
         stem: "conv1.weight",
         build: |o, vb| build(ResNetConfig::wide_resnet101_2(), o, vb),
+    },
+    Variant {
+        name: "seresnet50",
+        aliases: &[],
+        family: "resnet",
+        description: "SE-ResNet-50 (timm's layout: squeeze-and-excitation `se.fc1`/`se.fc2` in every bottleneck)",
+        paper: "Hu, Shen, Sun 2017, \"Squeeze-and-Excitation Networks\"",
+        reference: (3, 1000),
+        params: 28_088_024,
+        macs: 4_091_699_200,
+        preprocessing: Preprocessing::IMAGENET.crop(0.95, "bicubic"),
+        pretrained: SERESNET50_PRETRAINED,
+        layouts: &[catalogue::native("timm")],
+        aux_prefixes: &[],
+        stem: "conv1.weight",
+        build: |o, vb| build(ResNetConfig::seresnet50(), o, vb),
+    },
+    Variant {
+        name: "seresnext50_32x4d",
+        aliases: &[],
+        family: "resnet",
+        description: "SE-ResNeXt-50 32x4d (timm's layout: squeeze-and-excitation `se.fc1`/`se.fc2` in every bottleneck)",
+        paper: "Hu, Shen, Sun 2017, \"Squeeze-and-Excitation Networks\"",
+        reference: (3, 1000),
+        params: 27_559_896,
+        macs: 4_232_994_816,
+        preprocessing: Preprocessing::IMAGENET.crop(0.875, "bicubic"),
+        pretrained: SERESNEXT50_32X4D_PRETRAINED,
+        layouts: &[catalogue::native("timm")],
+        aux_prefixes: &[],
+        stem: "conv1.weight",
+        build: |o, vb| build(ResNetConfig::seresnext50_32x4d(), o, vb),
     },
     Variant {
         name: "resnet18_cifar",

@@ -6,7 +6,9 @@
 //!   Deep Neural Networks*, CVPR 2017 (ResNeXt: the bottleneck's 3x3 convolution split into
 //!   `groups` groups of `width_per_group` channels);
 //! * S. Zagoruyko, N. Komodakis, *Wide Residual Networks*, BMVC 2016 (here torchvision's
-//!   bottleneck variant: the inner 3x3 convolutions twice as wide).
+//!   bottleneck variant: the inner 3x3 convolutions twice as wide);
+//! * J. Hu, L. Shen, G. Sun, *Squeeze-and-Excitation Networks*, CVPR 2018 (SE-ResNet,
+//!   SE-ResNeXt: a squeeze-and-excitation block on every residual branch, timm's layout).
 //!
 //! The model is torchvision's `ResNet` (v1.5: a bottleneck's stride is on its 3x3
 //! convolution, not on the first 1x1), with its state-dict names, which timm's hub files for
@@ -25,8 +27,11 @@
 //! | [`resnext101_64x4d`](ResNetConfig::resnext101_64x4d) | bottleneck | 3, 4, 23, 3      | 64 x 4         |  83,455,272 | 15.46 G |
 //! | [`wide_resnet50_2`](ResNetConfig::wide_resnet50_2)   | bottleneck | 3, 4, 6, 3       | 1 x 128        |  68,883,240 | 11.40 G |
 //! | [`wide_resnet101_2`](ResNetConfig::wide_resnet101_2) | bottleneck | 3, 4, 23, 3      | 1 x 128        | 126,886,696 | 22.75 G |
+//! | [`seresnet50`](ResNetConfig::seresnet50)             | bottleneck + SE | 3, 4, 6, 3  | 1 x 64         |  28,088,024 |  4.09 G |
+//! | [`seresnext50_32x4d`](ResNetConfig::seresnext50_32x4d) | bottleneck + SE | 3, 4, 6, 3 | 32 x 4        |  27,559,896 |  4.23 G |
 //!
-//! Parameters with 3 input channels and 1000 classes (torchvision's counts, to the unit);
+//! Parameters with 3 input channels and 1000 classes (torchvision's counts, timm's for the SE
+//! variants, to the unit);
 //! MACs of one 3x224x224 image as [`backbone::summarize`] counts them (convolutions and `fc`),
 //! which are torchvision's published GFLOPS to the two decimals.
 //!
@@ -47,6 +52,15 @@
 //! stage whose stride or width changes has a projection shortcut `downsample` (1x1 conv with
 //! the stride, batch norm). Every convolution has no bias and is followed by batch norm; a
 //! block computes `relu(residual(x) + shortcut(x))`.
+//!
+//! ## Squeeze-and-excitation
+//!
+//! With [`Attention::SqueezeExcite`] (timm's `block_args=dict(attn_layer='se')`), the residual
+//! branch ends in timm's `SEModule` after its last batch norm, under `se` (`layer1.0.se.fc1`,
+//! `.fc2`, both with a bias): global average, 1x1 convolution down to
+//! `make_divisible(C / 16, 8)` channels (16, 32, 64, 128 for the bottlenecks' 256 ... 2048),
+//! ReLU, 1x1 convolution back to `C`, sigmoid, and the branch scaled channel-wise by it. The
+//! names are otherwise the ones above, which timm's ResNet shares (`timm/seresnet50.a1_in1k`).
 //!
 //! ## Input
 //!
@@ -83,7 +97,7 @@ pub use backbone;
 
 use backbone::layers::{
     Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Flatten,
-    Layer, Linear, MaxPool2d, PoolConfig,
+    Layer, Linear, MaxPool2d, PoolConfig, SqueezeExcite, SqueezeExciteConfig,
 };
 use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, Result};
 use candle_core::Tensor;
@@ -118,6 +132,24 @@ impl BlockKind {
     }
 }
 
+/// The attention on a block's residual branch, after its last batch norm (timm's
+/// `attn_layer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    /// None (ResNet, ResNeXt, Wide ResNet).
+    None,
+    /// timm's `SEModule` under `se` (SE-ResNet, SE-ResNeXt): squeeze to
+    /// [`se_width`]`(C)` channels, ReLU, sigmoid gate.
+    SqueezeExcite,
+}
+
+/// The squeeze width of timm's `SEModule` over `channels`: `make_divisible(channels / 16, 8,
+/// round_limit=0)`, the multiple of 8 nearest `channels / 16` (halves up), at least 8.
+pub fn se_width(channels: usize) -> usize {
+    // int(v + 4) // 8 * 8 with v = channels / 16, in integers: (channels + 64) / 128 * 8.
+    ((channels + 64) / 128 * 8).max(8)
+}
+
 /// The `planes` of the four stages.
 pub const STAGE_PLANES: [usize; 4] = [64, 128, 256, 512];
 
@@ -143,6 +175,8 @@ pub struct ResNetConfig {
     /// `conv1` 3x3 stride 1 padding 1 and no max pool (for 32x32 inputs) instead of the
     /// ImageNet stem (7x7 stride 2 padding 3, 3x3 stride 2 max pool).
     pub cifar_stem: bool,
+    /// The attention on every residual branch ([`Attention::None`] but for SE-ResNet(X)t).
+    pub attention: Attention,
 }
 
 impl ResNetConfig {
@@ -156,6 +190,7 @@ impl ResNetConfig {
             num_classes: 1000,
             zero_init_residual: false,
             cifar_stem: false,
+            attention: Attention::None,
         }
     }
 
@@ -209,8 +244,19 @@ impl ResNetConfig {
         Self::base(BlockKind::Bottleneck, [3, 4, 23, 3], 1, 128)
     }
 
-    /// The ten variants of the [crate documentation](crate), in its order.
-    pub fn variants() -> [Self; 10] {
+    /// SE-ResNet-50 (timm's `seresnet50`): ResNet-50 with squeeze-and-excitation.
+    pub fn seresnet50() -> Self {
+        Self::resnet50().with_attention(Attention::SqueezeExcite)
+    }
+
+    /// SE-ResNeXt-50 32x4d (timm's `seresnext50_32x4d`): ResNeXt-50 32x4d with
+    /// squeeze-and-excitation.
+    pub fn seresnext50_32x4d() -> Self {
+        Self::resnext50_32x4d().with_attention(Attention::SqueezeExcite)
+    }
+
+    /// The twelve variants of the [crate documentation](crate), in its order.
+    pub fn variants() -> [Self; 12] {
         [
             Self::resnet18(),
             Self::resnet34(),
@@ -222,6 +268,8 @@ impl ResNetConfig {
             Self::resnext101_64x4d(),
             Self::wide_resnet50_2(),
             Self::wide_resnet101_2(),
+            Self::seresnet50(),
+            Self::seresnext50_32x4d(),
         ]
     }
 
@@ -243,6 +291,12 @@ impl ResNetConfig {
         self
     }
 
+    /// Sets the attention on every residual branch.
+    pub fn with_attention(mut self, attention: Attention) -> Self {
+        self.attention = attention;
+        self
+    }
+
     /// Selects the CIFAR stem (3x3 stride-1 `conv1`, no max pool).
     pub fn with_cifar_stem(mut self, cifar_stem: bool) -> Self {
         self.cifar_stem = cifar_stem;
@@ -256,7 +310,8 @@ impl ResNetConfig {
     }
 
     /// The variant's name: `resnet{depth}`, `resnext{depth}_{groups}x{width}d`,
-    /// `wide_resnet{depth}_{width / 64}`, with `_cifar` appended for the CIFAR stem.
+    /// `wide_resnet{depth}_{width / 64}`, prefixed `se` with squeeze-and-excitation, with
+    /// `_cifar` appended for the CIFAR stem.
     pub fn name(&self) -> String {
         let depth = self.depth();
         let base = if self.groups > 1 {
@@ -267,6 +322,10 @@ impl ResNetConfig {
             format!("wide_resnet{depth}_{}", self.width_per_group / 64)
         } else {
             format!("resnet{depth}_w{}", self.width_per_group)
+        };
+        let base = match self.attention {
+            Attention::None => base,
+            Attention::SqueezeExcite => format!("se{base}"),
         };
         if self.cifar_stem {
             format!("{base}_cifar")
@@ -344,6 +403,10 @@ impl ResNetConfig {
                 if i == 0 && (stage > 0 || inplanes != out) {
                     total += inplanes * out + bn(out);
                 }
+                if self.attention == Attention::SqueezeExcite {
+                    let rd = se_width(out);
+                    total += out * rd + rd + rd * out + out;
+                }
                 inplanes = out;
             }
         }
@@ -360,17 +423,21 @@ impl Default for ResNetConfig {
 /// torchvision's convolution initialisation: `kaiming_normal_(mode="fan_out",
 /// nonlinearity="relu")`, no bias.
 fn conv(in_c: usize, out_c: usize, kernel: usize, stride: usize, groups: usize) -> Conv2dConfig {
-    let kaiming = Init::Kaiming {
-        dist: NormalOrUniform::Normal,
-        fan: FanInOut::FanOut,
-        non_linearity: NonLinearity::ReLU,
-    };
     Conv2dConfig::new(in_c, out_c, kernel)
         .stride(stride)
         .padding(kernel / 2)
         .groups(groups)
         .no_bias()
-        .init(kaiming, Init::Const(0.0))
+        .init(kaiming(), Init::Const(0.0))
+}
+
+/// `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
+fn kaiming() -> Init {
+    Init::Kaiming {
+        dist: NormalOrUniform::Normal,
+        fan: FanInOut::FanOut,
+        non_linearity: NonLinearity::ReLU,
+    }
 }
 
 /// A batch norm of `c` channels; with `zero_weight`, a fresh weight starts at 0 instead of 1.
@@ -392,6 +459,8 @@ fn batch_norm(c: usize, zero_weight: bool, vb: VarBuilder) -> Result<BatchNorm2d
 #[derive(Debug, Clone)]
 pub struct Block {
     branch: Vec<ConvBlock>,
+    /// Squeeze-and-excitation at the end of the branch (`se`).
+    se: Option<SqueezeExcite>,
     downsample: Option<ConvBlock>,
     kind: BlockKind,
     name: String,
@@ -436,6 +505,16 @@ impl Block {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        let se = match config.attention {
+            Attention::None => None,
+            Attention::SqueezeExcite => {
+                let mut se = SqueezeExciteConfig::new(out, se_width(out));
+                // timm's init_weights: every Conv2d kaiming_normal_(fan_out, relu), biases
+                // PyTorch's default.
+                se.weight_init = Some(kaiming());
+                Some(SqueezeExcite::new(se, vb.pp("se"))?)
+            }
+        };
         let downsample = if stride != 1 || inplanes != out {
             let vb = vb.pp("downsample");
             Some(ConvBlock::new(
@@ -448,6 +527,7 @@ impl Block {
         };
         Ok(Self {
             branch,
+            se,
             downsample,
             kind: config.block,
             name: vb.prefix(),
@@ -482,13 +562,16 @@ impl Block {
         }
     }
 
-    /// The residual branch, before the addition.
+    /// The residual branch (with its squeeze-and-excitation), before the addition.
     pub fn residual(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut out = xs.clone();
         for cb in &self.branch {
             out = cb.forward_t(&out, train)?;
         }
-        Ok(out)
+        match &self.se {
+            Some(se) => se.forward_t(&out, train),
+            None => Ok(out),
+        }
     }
 }
 

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 /// `scripts/gen_resnet_fixtures.py`'s `state_dicts.txt.gz`: per variant, its parameter count
-/// and its state dict (name -> shape, without `num_batches_tracked`).
+/// and its state dict (name -> shape, without `num_batches_tracked`), torchvision's (timm's
+/// for the SE variants).
 fn torchvision_state_dicts() -> BTreeMap<String, (usize, BTreeMap<String, Vec<usize>>)> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state_dicts.txt.gz");
     let mut text = String::new();
@@ -55,6 +56,8 @@ fn every_variant_has_torchvision_state_dict_and_parameter_count() {
         ("resnext101_64x4d", 83_455_272),
         ("wide_resnet50_2", 68_883_240),
         ("wide_resnet101_2", 126_886_696),
+        ("seresnet50", 28_088_024),
+        ("seresnext50_32x4d", 27_559_896),
     ];
     let variants = ResNetConfig::variants();
     assert_eq!(variants.len(), expected_counts.len());
@@ -64,8 +67,9 @@ fn every_variant_has_torchvision_state_dict_and_parameter_count() {
         let variant = Variant::find(resnet::VARIANTS, name).unwrap();
         let built = backbone::catalogue::variable_shapes(variant, &variant.reference_options()).unwrap();
         assert_eq!(&built, &variable_shapes(config), "{name}: catalogue variant");
+        // torchvision's (timm's for the SE variants).
         let (torch_count, torch_shapes) = &reference[name];
-        assert_eq!(*torch_count, count, "{name}: torchvision's count");
+        assert_eq!(*torch_count, count, "{name}: the reference's count");
         // Built (shapes only): exactly torchvision's names and shapes.
         let shapes = variable_shapes(config);
         assert_eq!(&shapes, torch_shapes, "{name}: state dict");
@@ -153,6 +157,32 @@ fn resnet18_fresh_model_counts_macs_and_initialisation() {
     };
     assert_eq!(conv(&vars), conv(&again));
     assert_ne!(conv(&vars), conv(&other));
+}
+
+#[test]
+fn squeeze_excite_widths_and_macs() {
+    // timm's make_divisible(C / 16, 8, round_limit=0).
+    for (c, rd) in [
+        (64, 8),
+        (256, 16),
+        (512, 32),
+        (1024, 64),
+        (2048, 128),
+        (200, 16),
+        (184, 8),
+    ] {
+        assert_eq!(resnet::se_width(c), rd, "{c}");
+    }
+    let config = ResNetConfig::seresnet50();
+    let (model, vars) = seeded(&config, 1);
+    assert_eq!(count_params(&vars), 28_088_024);
+    assert_eq!(var(&vars, "layer4.2.se.fc1.weight").dims(), [128, 2048, 1, 1]);
+    assert_eq!(var(&vars, "layer1.0.se.fc2.bias").dims(), [256]);
+    // ResNet-50's and the SE convolutions' on 1x1 maps: 2 C C/16 per block.
+    let summary = backbone::summarize(&model, &[1, 3, 224, 224], &Device::Cpu).unwrap();
+    assert_eq!(summary.total_macs(), 4_089_184_256 + 2_514_944);
+    assert_eq!(model.name(), "seresnet50");
+    assert_eq!(ResNetConfig::seresnext50_32x4d().name(), "seresnext50_32x4d");
 }
 
 #[test]
@@ -441,8 +471,18 @@ fn mnist(n: usize) -> (Tensor, Tensor) {
 
 #[test]
 fn sgd_steps_on_mnist_digits_lower_the_loss() {
+    sgd_on_mnist(ResNetConfig::resnet18());
+}
+
+/// The same with squeeze-and-excitation in every block (timm's `seresnet18` layout).
+#[test]
+fn sgd_steps_on_mnist_digits_lower_the_loss_with_squeeze_excite() {
+    sgd_on_mnist(ResNetConfig::resnet18().with_attention(resnet::Attention::SqueezeExcite));
+}
+
+fn sgd_on_mnist(config: ResNetConfig) {
     let (x, y) = mnist(32);
-    let config = ResNetConfig::resnet18().with_in_channels(1).with_classes(10);
+    let config = config.with_in_channels(1).with_classes(10);
     let (model, vars) = seeded(&config, 11);
     let params = trainable_vars(vars.varmap());
     assert_eq!(

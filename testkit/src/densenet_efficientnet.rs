@@ -162,10 +162,12 @@ impl candle_nn::var_builder::SimpleBackend for ShapeRecorder {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        self.shapes
-            .lock()
-            .unwrap()
-            .push((name.to_string(), shape.dims().to_vec()));
+        // A variable asked for twice (a fresh value created first, then found by its layer)
+        // is one variable, as in a VarMap.
+        let mut shapes = self.shapes.lock().unwrap();
+        if !shapes.iter().any(|(n, _)| n == name) {
+            shapes.push((name.to_string(), shape.dims().to_vec()));
+        }
         Tensor::zeros(shape, dtype, dev)
     }
 
