@@ -1,6 +1,6 @@
 //! The settings of a training run: [`TrainConfig`] (from scratch or fine-tuning).
 
-use crate::data::{LastBatch, OnCorrupt};
+use crate::data::{LastBatch, Mixup, OnCorrupt};
 use crate::optim::OptimizerKind;
 use crate::run::RunOptions;
 use crate::schedule::Schedule;
@@ -62,6 +62,11 @@ pub struct TrainConfig {
     pub run: RunOptions,
     /// The last, partial training batch of an epoch (evaluation keeps every image).
     pub last_batch: LastBatch,
+    /// Mixup / CutMix of the training batches (timm's `--mixup`, `--cutmix`): the loss is then
+    /// the soft-target cross-entropy of the mixed targets (which carry the label smoothing;
+    /// `label_smoothing` applies without mixup). Each batch draws from its own generator keyed by
+    /// the seed, epoch and batch ([`crate::data::batch_rng`]). Turns the feature cache off.
+    pub mixup: Option<Mixup>,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +96,7 @@ impl Default for TrainConfig {
             verbose: true,
             run: RunOptions::default(),
             last_batch: LastBatch::Auto,
+            mixup: None,
         }
     }
 }
@@ -157,6 +163,9 @@ impl TrainConfig {
                     "gradient clipping needs a norm > 0, got {max}"
                 )));
             }
+        }
+        if let Some(mixup) = &self.mixup {
+            mixup.validate()?;
         }
         if self.unfreeze_after.is_some() && !self.freeze_backbone {
             return Err(Error::config(

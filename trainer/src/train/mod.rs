@@ -180,7 +180,8 @@ pub fn train(
         config.verbose,
     )?;
     let run_start = Instant::now();
-    let cacheable = config.feature_cache && !train_transform.is_random();
+    // Mixed batches change every epoch: no feature cache.
+    let cacheable = config.feature_cache && !train_transform.is_random() && config.mixup.is_none();
     let loader_config = |batch_size: usize, shuffle: bool| LoaderConfig {
         batch_size,
         shuffle,
@@ -287,9 +288,19 @@ pub fn train(
                     .map(|batch| batch.map(|b| (b.images, b.labels))),
             ),
         };
-        for batch in batches {
+        for (batch_index, batch) in batches.enumerate() {
             let (inputs, labels) = batch?;
             let t0 = Instant::now();
+            // Recipe: mixup / CutMix of the batch, drawn from the batch's own generator.
+            let (inputs, soft) = match &config.mixup {
+                Some(mixup) if train_cache.is_none() => {
+                    let rng = crate::data::batch_rng(config.seed, epoch - 1, batch_index);
+                    let (mixed, soft) =
+                        mixup.apply_tensors(&inputs, &labels, &mut crate::data::RngDraws(rng))?;
+                    (mixed, Some(soft))
+                }
+                _ => (inputs, None),
+            };
             lr = config
                 .schedule
                 .lr_at(config.lr, step, total_steps, steps_per_epoch);
@@ -306,6 +317,7 @@ pub fn train(
                 &logits,
                 &aux,
                 &labels,
+                soft.as_ref(),
                 config,
                 optimizer.as_mut(),
                 &vars,
@@ -490,6 +502,8 @@ fn run_settings(
         ("last batch", format!("{:?}", config.last_batch)),
     ]
     .into_iter()
+    // Recorded only when on, so the runs saved before it resume as they were.
+    .chain(config.mixup.as_ref().map(|m| ("mixup", format!("{m:?}"))))
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }

@@ -4,7 +4,7 @@
 use super::cache::FeatureCache;
 use super::config::TrainConfig;
 use crate::data::DataLoader;
-use crate::loss::{accuracy_count, cross_entropy, cross_entropy_smoothed};
+use crate::loss::{accuracy_count, cross_entropy, cross_entropy_smoothed, soft_target_cross_entropy};
 use crate::metrics::{EvalMetrics, MetricsAccumulator};
 use crate::optim::{clip_grad_norm, param_groups, Optimizer, ParamGroup};
 use crate::pretrained::{backbone_vars, head_vars};
@@ -125,12 +125,14 @@ impl EpochSums {
 
 /// One optimisation step on a batch: cross-entropy of the main head plus `aux_weight` times
 /// each auxiliary head's, checked by `check_loss` before anything is applied, back-propagated,
-/// clipped, stepped; the sums are updated.
+/// clipped, stepped; the sums are updated. With `soft` targets (mixup / CutMix), the losses are
+/// soft-target cross-entropies against them (top-1 still counts the unmixed labels).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_step(
     logits: &Tensor,
     aux_logits: &[Tensor],
     labels: &Tensor,
+    soft: Option<&Tensor>,
     config: &TrainConfig,
     optimizer: &mut dyn Optimizer,
     vars: &[Var],
@@ -139,7 +141,9 @@ pub(super) fn train_step(
     check_loss: &mut dyn FnMut(f64) -> Result<()>,
 ) -> Result<()> {
     let ce = |logits: &Tensor| -> Result<Tensor> {
-        if config.label_smoothing == 0.0 {
+        if let Some(soft) = soft {
+            soft_target_cross_entropy(logits, soft)
+        } else if config.label_smoothing == 0.0 {
             cross_entropy(logits, labels)
         } else {
             cross_entropy_smoothed(logits, labels, config.label_smoothing)
