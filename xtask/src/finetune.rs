@@ -115,6 +115,8 @@ pub struct FinetuneArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
+    #[command(flatten)]
+    recipe: crate::recipe::RecipeArgs,
     /// No progress bar, no per-epoch lines.
     #[arg(long)]
     quiet: bool,
@@ -385,6 +387,11 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         }
         _ => eval_transform.clone(),
     };
+    let train_transform = args.recipe.pipeline(train_transform, &mean)?;
+    let tools = args.recipe.describe();
+    if !tools.is_empty() {
+        println!("recipe: {tools}");
+    }
     let steps_per_epoch = train.len().div_ceil(args.batch_size.max(1));
     let schedule = args.optim.schedule(steps_per_epoch)?;
     let defaults = args::OptimDefaults {
@@ -419,6 +426,7 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         verbose: !args.quiet,
         run: args.run.options(),
         last_batch: args.run.last_batch(),
+        mixup: args.recipe.mixup(classes.len(), args.optim.label_smoothing)?,
         ..TrainConfig::finetune()
     };
     println!(

@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod finetune;
 mod models;
+mod recipe;
 mod visualize;
 
 use anyhow::{bail, Context, Result};
@@ -37,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on MNIST (the bundled 10,000-digit sample unless --data-dir is given).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Print a model's per-layer table: output shapes, parameters, activation memory, MACs.
     Summary(SummaryArgs),
     /// Throughput and memory of models (variants, families or `all`), optionally side by side
@@ -105,6 +106,8 @@ struct TrainArgs {
     img_size: Option<(usize, usize)>,
     #[command(flatten)]
     run: args::RunArgs,
+    #[command(flatten)]
+    recipe: recipe::RecipeArgs,
     /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -239,7 +242,7 @@ fn run() -> Result<()> {
             let device = parse_device(args.device())?;
             bench::run(args, device)
         }
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Summary(args) => summary(args),
         Command::Finetune(args) => finetune::run_finetune(*args),
         Command::Predict(args) => finetune::run_predict(args),
@@ -502,6 +505,7 @@ fn train(args: TrainArgs) -> Result<()> {
         verbose: !args.quiet,
         run: args.run.options(),
         last_batch: args.run.last_batch(),
+        mixup: args.recipe.mixup(mnist_classes, args.optim.label_smoothing)?,
         ..TrainConfig::default()
     };
     let count =
@@ -527,7 +531,14 @@ fn train(args: TrainArgs) -> Result<()> {
         fit_config.batch_size,
         args::plural(candle_core::utils::get_num_threads(), "thread")
     );
-    let data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
+    let mut data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
+    data.train_transform = args
+        .recipe
+        .pipeline(data.train_transform, &[Preprocess::MNIST_MEAN])?;
+    let tools = args.recipe.describe();
+    if !tools.is_empty() {
+        println!("recipe: {tools}");
+    }
     if (args.main_weights.is_some() || args.extractor_weights.is_some()) && !args.run.resume {
         load_boosted_parts(entry, &vars, &args)?;
     }
