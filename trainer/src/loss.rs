@@ -104,6 +104,30 @@ pub fn cross_entropy_smoothed(logits: &Tensor, targets: &Tensor, smoothing: f64)
     Ok(((nll * (1.0 - smoothing))? + (smooth * smoothing)?)?)
 }
 
+/// Mean cross-entropy of `logits` `[N, C]` against soft targets `[N, C]` (class probabilities,
+/// e.g. [`Mixup`](crate::data::Mixup)'s), as timm's `SoftTargetCrossEntropy`:
+/// `mean_i(sum_j(-targets[i, j] * log_softmax(logits)[i, j]))`. Differentiable w.r.t. the logits;
+/// a scalar of the logits' dtype.
+///
+/// Fails with [`Error::Config`] when the shapes differ or are not `[N, C]` with `N, C > 0`, or
+/// the dtypes are not floating point.
+pub fn soft_target_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let ok = matches!(logits.dims(), &[n, c] if n > 0 && c > 0) && targets.dims() == logits.dims();
+    if !ok || !logits.dtype().is_float() || !targets.dtype().is_float() {
+        return Err(Error::config(format!(
+            "soft_target_cross_entropy: logits and targets must be floating point [N, C] of one shape, \
+             got {:?} {:?} and {:?} {:?}",
+            logits.dims(),
+            logits.dtype(),
+            targets.dims(),
+            targets.dtype()
+        )));
+    }
+    let log_probs = log_softmax(logits)?;
+    let targets = targets.to_dtype(logits.dtype())?;
+    Ok((targets * log_probs)?.sum(D::Minus1)?.mean_all()?.neg()?)
+}
+
 /// How many rows of `logits` `[N, C]` have the class given by `targets` `[N]` among their `k`
 /// highest scores (the count behind top-k accuracy: `(logits.topk(k).indices ==
 /// targets[:, None]).any(1).sum()` in PyTorch).

@@ -1,6 +1,7 @@
 //! The trainer crate's integration tests, one module per file, in one test binary (each file
 //! its own binary linked the whole of candle again: time and disk CI could not spare).
 
+mod augment;
 mod checkpoint;
 mod checkpoint_validation;
 mod data;
@@ -14,4 +15,5 @@ mod optim;
 mod optim_extras;
 mod parser_props;
 mod pretrained;
+mod recipe;
 mod run_dir;

@@ -61,6 +61,16 @@ pub fn unit_half_open(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A number in `[0, 1]`.
+pub fn unit_closed_zero(s: &str) -> Result<f64, String> {
+    let v = float(s)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in [0, 1]"))
+    }
+}
+
 /// A number in `(0, 1)`.
 pub fn unit_open(s: &str) -> Result<f64, String> {
     let v = float(s)?;
@@ -297,8 +307,9 @@ pub struct OptimArgs {
     /// Step schedule: decay factor.
     #[arg(long, default_value_t = 0.1, value_parser = unit_closed)]
     pub gamma: f64,
-    /// Label smoothing of the cross-entropy.
-    #[arg(long, default_value_t = 0.0, value_parser = unit_half_open)]
+    /// Label smoothing of the cross-entropy (and of the mixup / CutMix targets; timm's
+    /// --smoothing).
+    #[arg(long, alias = "smoothing", default_value_t = 0.0, value_parser = unit_half_open)]
     pub label_smoothing: f64,
     /// Clip the gradients' total L2 norm.
     #[arg(long, value_parser = positive)]

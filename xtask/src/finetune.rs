@@ -80,6 +80,8 @@ pub struct FinetuneArgs {
     run: RunArgs,
     #[command(flatten)]
     recipe: RecipeArgs,
+    #[command(flatten)]
+    aug: crate::recipe::AugmentArgs,
     /// No progress bar, no per-epoch lines.
     #[arg(long)]
     quiet: bool,
@@ -254,6 +256,7 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         keep_checkpoints: TrainConfig::finetune().keep_checkpoints,
         run: &args.run,
         recipe: &args.recipe,
+        aug: &args.aug,
         quiet: args.quiet,
         device: &args.device,
         base: TrainConfig::finetune(),

@@ -249,6 +249,8 @@ pub(crate) struct ImageJob<'a> {
     pub keep_checkpoints: usize,
     pub run: &'a RunArgs,
     pub recipe: &'a RecipeArgs,
+    /// The augmentation tools and mixup / CutMix (`crate::recipe`).
+    pub aug: &'a crate::recipe::AugmentArgs,
     pub quiet: bool,
     pub device: &'a str,
     /// The defaults of the rest: `TrainConfig::default()` or `TrainConfig::finetune()`.
@@ -374,6 +376,11 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
     if let Some(said) = said {
         println!("{said}");
     }
+    let train_transform = job.aug.pipeline(train_transform, &mean)?;
+    let tools = job.aug.describe();
+    if !tools.is_empty() {
+        println!("recipe: {tools}");
+    }
     let updates_per_epoch = train
         .len()
         .div_ceil(job.batch_size.max(1))
@@ -410,6 +417,7 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
         last_batch: job.run.last_batch(),
         model_ema: job.recipe.model_ema(),
         accum_steps: job.recipe.accum_steps,
+        mixup: job.aug.mixup(classes.len(), job.optim.label_smoothing)?,
         ..job.base.clone()
     };
     println!(

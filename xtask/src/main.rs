@@ -13,6 +13,7 @@ mod bench;
 mod finetune;
 mod images;
 mod models;
+mod recipe;
 mod visualize;
 
 use anyhow::{bail, Context, Result};
@@ -109,6 +110,8 @@ struct TrainArgs {
     run: args::RunArgs,
     #[command(flatten)]
     recipe: args::RecipeArgs,
+    #[command(flatten)]
+    aug: recipe::AugmentArgs,
     /// Device: cpu, cuda, cuda:N or metal (GPUs need xtask built with the matching feature).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -474,6 +477,7 @@ fn train_images(args: TrainArgs, data: PathBuf) -> Result<()> {
         keep_checkpoints: args.keep_checkpoints,
         run: &args.run,
         recipe: &args.recipe,
+        aug: &args.aug,
         quiet: args.quiet,
         device: &args.device,
         base: TrainConfig::default(),
@@ -584,6 +588,7 @@ fn train(args: TrainArgs) -> Result<()> {
         last_batch: args.run.last_batch(),
         model_ema: args.recipe.model_ema(),
         accum_steps: args.recipe.accum_steps,
+        mixup: args.aug.mixup(mnist_classes, args.optim.label_smoothing)?,
         ..TrainConfig::default()
     };
     let count =
@@ -609,7 +614,14 @@ fn train(args: TrainArgs) -> Result<()> {
         fit_config.batch_size,
         args::plural(candle_core::utils::get_num_threads(), "thread")
     );
-    let data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
+    let mut data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
+    data.train_transform = args
+        .aug
+        .pipeline(data.train_transform, &[Preprocess::MNIST_MEAN])?;
+    let tools = args.aug.describe();
+    if !tools.is_empty() {
+        println!("recipe: {tools}");
+    }
     if (args.main_weights.is_some() || args.extractor_weights.is_some()) && !args.run.resume {
         load_boosted_parts(entry, &vars, &args)?;
     }

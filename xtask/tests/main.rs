@@ -5,5 +5,6 @@ mod cli;
 mod finetune;
 mod hostile;
 mod published;
+mod recipe;
 mod trust;
 mod visualize;

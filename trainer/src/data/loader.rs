@@ -279,6 +279,19 @@ fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
     rng
 }
 
+/// The generator of batch `batch`'s batch-level augmentation (e.g. [`Mixup`](crate::data::Mixup))
+/// in `epoch`: keyed like the samples' generators, with its own constant and one stream per
+/// batch, so a resumed run draws the same numbers as an uninterrupted one.
+pub fn batch_rng(seed: u64, epoch: usize, batch: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
+    key[16..24].copy_from_slice(b"batches!");
+    let mut rng = ChaCha8Rng::from_seed(key);
+    rng.set_stream(batch as u64);
+    rng
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()

@@ -15,7 +15,9 @@
 use rand::Rng;
 
 use crate::data::augment::RandomAffine;
+use crate::data::erasing::{ColorJitter, RandomErasing};
 use crate::data::image::Image;
+use crate::data::policy::AutoAugment;
 use crate::error::{Error, Result};
 
 pub use hub::{IMAGENET_MEAN, IMAGENET_STD};
@@ -111,6 +113,16 @@ pub enum Transform {
     },
     /// Mirrors left-right with probability `p`.
     RandomHorizontalFlip(f64),
+    /// Mirrors top-bottom with probability `p`.
+    RandomVerticalFlip(f64),
+    /// Random brightness, contrast and saturation in a random order (see [`ColorJitter`]).
+    ColorJitter(ColorJitter),
+    /// RandAugment, TrivialAugmentWide or AutoAugment (see [`AutoAugment`]), on the image
+    /// quantised to bytes; before [`Normalize`](Transform::Normalize).
+    AutoAugment(AutoAugment),
+    /// timm's random erasing of boxes (see [`RandomErasing`]), after
+    /// [`Normalize`](Transform::Normalize).
+    RandomErasing(RandomErasing),
     /// Pads each side with `padding` zero pixels, then crops `size` at a uniformly random place
     /// (the CIFAR recipe: `RandomCrop(32, padding=4)`).
     RandomCrop {
@@ -177,15 +189,18 @@ impl Transform {
                 }
                 Ok(())
             }
-            Transform::RandomHorizontalFlip(p) => {
+            Transform::RandomHorizontalFlip(p) | Transform::RandomVerticalFlip(p) => {
                 if (0.0..=1.0).contains(p) {
                     Ok(())
                 } else {
                     Err(Error::config(format!(
-                        "random horizontal flip: the probability must be in [0, 1], got {p}"
+                        "random flip: the probability must be in [0, 1], got {p}"
                     )))
                 }
             }
+            Transform::ColorJitter(jitter) => jitter.validate(),
+            Transform::AutoAugment(_) => Ok(()),
+            Transform::RandomErasing(erasing) => erasing.validate(),
             Transform::RandomCrop { size, .. } => positive("random crop", *size),
             Transform::Pad(_) => Ok(()),
             Transform::RandomAffine(affine) => affine.validate(),
@@ -221,7 +236,9 @@ impl Transform {
     pub fn is_random(&self) -> bool {
         match self {
             Transform::RandomResizedCrop { .. } | Transform::RandomCrop { .. } => true,
-            Transform::RandomHorizontalFlip(p) => *p > 0.0 && *p < 1.0,
+            Transform::RandomHorizontalFlip(p) | Transform::RandomVerticalFlip(p) => *p > 0.0 && *p < 1.0,
+            Transform::ColorJitter(_) | Transform::AutoAugment(_) => true,
+            Transform::RandomErasing(erasing) => erasing.prob > 0.0,
             Transform::RandomAffine(affine) => !affine.is_identity(),
             _ => false,
         }
@@ -257,6 +274,20 @@ impl Transform {
                 } else {
                     Ok(image)
                 }
+            }
+            Transform::RandomVerticalFlip(p) => {
+                if rng.random::<f64>() < *p {
+                    Ok(vflip(&image))
+                } else {
+                    Ok(image)
+                }
+            }
+            Transform::ColorJitter(jitter) => Ok(jitter.apply(image, rng)),
+            Transform::AutoAugment(policy) => policy.apply(image, rng),
+            Transform::RandomErasing(erasing) => {
+                let mut image = image;
+                erasing.erase(&mut image, rng);
+                Ok(image)
             }
             Transform::RandomCrop { size, padding } => {
                 let (th, tw) = *size;
@@ -393,6 +424,22 @@ pub fn hflip(image: &Image) -> Image {
     let mut out = image.clone();
     for row in out.data.chunks_exact_mut(image.width.max(1)) {
         row.reverse();
+    }
+    out
+}
+
+/// The image mirrored top-bottom.
+pub fn vflip(image: &Image) -> Image {
+    let mut out = image.clone();
+    let (h, w) = (image.height, image.width);
+    for (src, dst) in image
+        .data
+        .chunks_exact((h * w).max(1))
+        .zip(out.data.chunks_exact_mut((h * w).max(1)))
+    {
+        for y in 0..h {
+            dst[y * w..(y + 1) * w].copy_from_slice(&src[(h - 1 - y) * w..(h - y) * w]);
+        }
     }
     out
 }

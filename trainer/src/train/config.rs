@@ -1,6 +1,6 @@
 //! The settings of a training run: [`TrainConfig`] (from scratch or fine-tuning).
 
-use crate::data::{LastBatch, OnCorrupt};
+use crate::data::{LastBatch, Mixup, OnCorrupt};
 use crate::optim::OptimizerKind;
 use crate::run::RunOptions;
 use crate::schedule::Schedule;
@@ -70,6 +70,11 @@ pub struct TrainConfig {
     /// `--accum-steps`): the update of a batch `accum_steps` times larger (see
     /// [`crate::train`]). The learning-rate schedule counts updates.
     pub accum_steps: usize,
+    /// Mixup / CutMix of the training batches (timm's `--mixup`, `--cutmix`): the loss is then
+    /// the soft-target cross-entropy of the mixed targets (which carry the label smoothing;
+    /// `label_smoothing` applies without mixup). Each batch draws from its own generator keyed by
+    /// the seed, epoch and batch ([`crate::data::batch_rng`]). Turns the feature cache off.
+    pub mixup: Option<Mixup>,
 }
 
 impl Default for TrainConfig {
@@ -101,6 +106,7 @@ impl Default for TrainConfig {
             last_batch: LastBatch::Auto,
             model_ema: None,
             accum_steps: 1,
+            mixup: None,
         }
     }
 }
@@ -177,6 +183,9 @@ impl TrainConfig {
                     "the EMA decay must be in [0, 1), got {decay}"
                 )));
             }
+        }
+        if let Some(mixup) = &self.mixup {
+            mixup.validate()?;
         }
         if self.unfreeze_after.is_some() && !self.freeze_backbone {
             return Err(Error::config(

@@ -230,7 +230,8 @@ fn run_loop(
         config.verbose,
     )?;
     let run_start = Instant::now();
-    let cacheable = config.feature_cache && !train_transform.is_random();
+    // Mixed batches change every epoch: no feature cache.
+    let cacheable = config.feature_cache && !train_transform.is_random() && config.mixup.is_none();
     let loader_config = |batch_size: usize, shuffle: bool| LoaderConfig {
         batch_size,
         shuffle,
@@ -355,6 +356,16 @@ fn run_loop(
         for (index, batch) in batches.enumerate() {
             let (inputs, labels) = batch?;
             let t0 = Instant::now();
+            // Recipe: mixup / CutMix of the batch, drawn from the batch's own generator.
+            let (inputs, soft) = match &config.mixup {
+                Some(mixup) if train_cache.is_none() => {
+                    let rng = crate::data::batch_rng(config.seed, epoch - 1, index);
+                    let (mixed, soft) =
+                        mixup.apply_tensors(&inputs, &labels, &mut crate::data::RngDraws(rng))?;
+                    (mixed, Some(soft))
+                }
+                _ => (inputs, None),
+            };
             if index % config.accum_steps == 0 {
                 lr = config
                     .schedule
@@ -384,6 +395,7 @@ fn run_loop(
                 &logits,
                 &aux,
                 &labels,
+                soft.as_ref(),
                 config,
                 optimizer.as_mut(),
                 &vars,
@@ -607,10 +619,13 @@ fn run_settings(
         ("aux weight", config.aux_weight.to_string()),
         ("seed", config.seed.to_string()),
         ("last batch", format!("{:?}", config.last_batch)),
-        ("model ema", format!("{:?}", config.model_ema)),
-        ("accumulation steps", config.accum_steps.to_string()),
     ]
     .into_iter()
+    // The recipe tools are recorded only when on, so the runs saved before them resume as
+    // they were.
+    .chain(config.model_ema.map(|d| ("model ema", format!("{d:?}"))))
+    .chain((config.accum_steps != 1).then(|| ("accumulation steps", config.accum_steps.to_string())))
+    .chain(config.mixup.as_ref().map(|m| ("mixup", format!("{m:?}"))))
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }

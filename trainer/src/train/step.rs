@@ -5,7 +5,7 @@ use super::cache::FeatureCache;
 use super::config::TrainConfig;
 use super::Accumulation;
 use crate::data::DataLoader;
-use crate::loss::{accuracy_count, cross_entropy, cross_entropy_smoothed};
+use crate::loss::{accuracy_count, cross_entropy, cross_entropy_smoothed, soft_target_cross_entropy};
 use crate::metrics::{EvalMetrics, MetricsAccumulator};
 use crate::optim::{clip_grad_norm, param_groups, Optimizer, ParamGroup};
 use crate::pretrained::{backbone_vars, head_vars};
@@ -142,12 +142,15 @@ pub(crate) fn apply_update(
 /// head's, checked by `check_loss` before anything is applied, back-propagated, then (without
 /// accumulation, or when `update` ends a group of `accum_steps` batches) clipped and stepped
 /// (with `amp`, back-propagated through the low-precision twin);
-/// the sums are updated. Returns whether the optimizer stepped.
+/// the sums are updated. With `soft` targets (mixup / CutMix), the losses are soft-target
+/// cross-entropies against them (top-1 still counts the unmixed labels). Returns whether the
+/// optimizer stepped.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_step(
     logits: &Tensor,
     aux_logits: &[Tensor],
     labels: &Tensor,
+    soft: Option<&Tensor>,
     config: &TrainConfig,
     optimizer: &mut dyn Optimizer,
     vars: &[Var],
@@ -159,7 +162,9 @@ pub(super) fn train_step(
     check_loss: &mut dyn FnMut(f64) -> Result<()>,
 ) -> Result<bool> {
     let ce = |logits: &Tensor| -> Result<Tensor> {
-        if config.label_smoothing == 0.0 {
+        if let Some(soft) = soft {
+            soft_target_cross_entropy(logits, soft)
+        } else if config.label_smoothing == 0.0 {
             cross_entropy(logits, labels)
         } else {
             cross_entropy_smoothed(logits, labels, config.label_smoothing)
