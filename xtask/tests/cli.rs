@@ -527,10 +527,11 @@ fn colour_folder(root: &Path, n: usize, side: u32) {
     }
 }
 
-/// Any model from scratch on an image folder, with the weights' moving average and gradient
-/// accumulation: one epoch of ResNet-18 through the command line.
+/// Any model from scratch on an image folder, with the recipe tools of issue 26 on together
+/// (the weights' moving average, mixup, TrivialAugment, gradient accumulation): one epoch of
+/// ResNet-18 through the command line.
 #[test]
-fn train_resnet18_from_scratch_on_a_folder_with_ema_and_accumulation() {
+fn train_resnet18_from_scratch_on_a_folder_with_ema_mixup_trivial_augment_and_accumulation() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("images");
     colour_folder(&data, 8, 32);
@@ -541,6 +542,10 @@ fn train_resnet18_from_scratch_on_a_folder_with_ema_and_accumulation() {
         "--data",
         data.to_str().unwrap(),
         "--model-ema",
+        "--mixup",
+        "0.2",
+        "--aa",
+        "trivial",
         "--accum-steps",
         "2",
         "--epochs",
@@ -559,6 +564,7 @@ fn train_resnet18_from_scratch_on_a_folder_with_ema_and_accumulation() {
         "weights' EMA (decay 0.9998)",
         "augmentation auto: small colour images (32x32)",
         "validation of the weights' EMA: top-1",
+        "recipe: --aa trivial, mixup 0.2 / cutmix 0 (p=1, switch 0.5)",
     ] {
         assert!(stdout.contains(needle), "{needle}: {stdout}");
     }
