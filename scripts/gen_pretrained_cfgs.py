@@ -34,7 +34,7 @@ CRATES = {
                "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
     "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
     "densenet": ["densenet121", "densenet161", "densenet169", "densenet201"],
-    "efficientnet": [f"efficientnet_b{i}" for i in range(8)],
+    "efficientnet": [f"efficientnet_b{i}" for i in range(8)] + ["efficientnetv2_rw_s", "tf_efficientnetv2_s"],
     "googlenet": ["inception_v3"],
     "convnext": ["convnext_tiny", "convnext_small", "convnext_base"],
     "mobilenet": ["mobilenetv2_100"],
