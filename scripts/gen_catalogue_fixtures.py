@@ -127,11 +127,12 @@ MASK = M64 - 1
 TIMM_MODELS = [
     "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "vgg16", "vgg11_bn",
     "densenet121", "efficientnet_b0", "inception_v3", "convnext_tiny", "mobilenetv2_100",
+    "efficientnetv2_rw_s", "tf_efficientnetv2_s",
 ]
 TV_MODELS = [
     "alexnet", "vgg11", "vgg11_bn", "vgg16", "googlenet", "inception_v3", "resnet18", "resnet50",
     "resnext50_32x4d", "wide_resnet50_2", "densenet121", "efficientnet_b0", "convnext_tiny",
-    "mobilenet_v2",
+    "mobilenet_v2", "efficientnet_v2_s",
 ]
 AUX_MODELS = {"googlenet", "inception_v3"}
 # Published checkpoints whose weights define a test size (timm's tv2, a1/a1h and ra2 tags):
@@ -172,6 +173,8 @@ TV_PREPROCESSING = {
     "efficientnet_b0": _tv_pre(224, 0.875, "bicubic"),
     "convnext_tiny": _tv_pre(224, 0.95, "bicubic"),
     "mobilenet_v2": _tv_pre(224, 0.875, "bicubic"),
+    # torchvision's IMAGENET1K_V1 transform: resize 384, crop 384, bilinear.
+    "efficientnet_v2_s": _tv_pre(384, 1.0, "bilinear"),
 }
 
 WEIGHTS_RULE = (
