@@ -130,12 +130,13 @@ TIMM_MODELS = [
     "inception_v4", "inception_resnet_v2",
     "mobilenetv3_large_100", "mobilenetv3_small_100",
     "seresnet50", "regnetx_016", "regnety_016",
+    "efficientnetv2_rw_s", "tf_efficientnetv2_s",
 ]
 TV_MODELS = [
     "alexnet", "vgg11", "vgg11_bn", "vgg16", "googlenet", "inception_v3", "resnet18", "resnet50",
     "resnext50_32x4d", "wide_resnet50_2", "densenet121", "efficientnet_b0", "convnext_tiny",
-    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
-    "mobilenet_v2", "regnet_x_1_6gf", "regnet_y_1_6gf",
+    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "regnet_x_1_6gf", "regnet_y_1_6gf",
+    "efficientnet_v2_s",
 ]
 AUX_MODELS = {"googlenet", "inception_v3"}
 # Published checkpoints whose weights define a test size (timm's tv2, a1/a1h and ra2 tags):
@@ -182,6 +183,8 @@ TV_PREPROCESSING = {
     # The same networks as timm's regnetx_016 / regnety_016: their catalogue default (tv2_in1k's).
     "regnet_x_1_6gf": _tv_pre(224, 0.965, "bicubic"),
     "regnet_y_1_6gf": _tv_pre(224, 0.965, "bicubic"),
+    # torchvision's IMAGENET1K_V1 transform: resize 384, crop 384, bilinear.
+    "efficientnet_v2_s": _tv_pre(384, 1.0, "bilinear"),
 }
 
 WEIGHTS_RULE = (

@@ -86,8 +86,8 @@ TIMM_MODELS = [
     ("inception_v3", 107), ("convnext_tiny", 64), ("mobilenetv2_100", 64),
     ("inception_v4", 107), ("inception_resnet_v2", 107),
     ("mobilenetv3_large_100", 64), ("mobilenetv3_small_100", 64),
-    ("inception_v3", 107), ("convnext_tiny", 64), ("mobilenetv2_100", 64), ("seresnet50", 64),
-    ("regnetx_016", 64), ("regnety_016", 64),
+    ("seresnet50", 64), ("regnetx_016", 64), ("regnety_016", 64),
+    ("efficientnetv2_rw_s", 64), ("tf_efficientnetv2_s", 64),
 ]
 TV_MODELS = {
     "alexnet": {"size": 64, "kwargs": {}, "expected": "expected",
@@ -135,6 +135,13 @@ TIMM_NOTES = {
     "convnext_tiny": ("forward_features = stem, stages (norm_pre is the identity) = the last feature map "
                       "(stages.3, 768 channels); pre_logits = head.norm (LayerNorm2d, eps 1e-6) of its global "
                       "average, flattened (NormMlpClassifierHead without a hidden layer)"),
+    "efficientnetv2_rw_s": ("forward_features = conv_stem, bn1, blocks, conv_head (1x1, 272 -> 1792), bn2 "
+                            "WITH SiLU, NOT one of the feature maps (the last is blocks.5, 272 channels); "
+                            "pre_logits = global average of forward_features"),
+    "tf_efficientnetv2_s": ("TensorFlow 'SAME' padding (Conv2dSame on the stride-2 convolutions); "
+                            "forward_features = conv_stem, bn1, blocks, conv_head (1x1, 256 -> 1280), bn2 WITH "
+                            "SiLU, NOT one of the feature maps (the last is blocks.5, 256 channels); "
+                            "pre_logits = global average of forward_features"),
     "mobilenetv2_100": ("forward_features = conv_stem, bn1, blocks, conv_head (1x1, 320 -> 1280), bn2 "
                         "(BatchNormAct2d WITH ReLU6): 1280 channels, NOT one of the feature maps (the last "
                         "feature map is blocks.6, 320 channels; features_only drops conv_head/bn2); "

@@ -35,7 +35,7 @@ CRATES = {
                "seresnet50", "seresnext50_32x4d"],
     "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
     "densenet": ["densenet121", "densenet161", "densenet169", "densenet201"],
-    "efficientnet": [f"efficientnet_b{i}" for i in range(8)],
+    "efficientnet": [f"efficientnet_b{i}" for i in range(8)] + ["efficientnetv2_rw_s", "tf_efficientnetv2_s"],
     "googlenet": ["inception_v3", "inception_v4", "inception_resnet_v2"],
     "convnext": ["convnext_tiny", "convnext_small", "convnext_base"],
     "mobilenet": ["mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100"],

@@ -9,6 +9,7 @@ mod bias_op;
 mod conv_bn_fold;
 mod conv_cpu;
 mod conv_op;
+mod conv_same;
 mod convnext_layers;
 mod depthwise;
 mod layers;

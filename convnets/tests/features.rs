@@ -80,7 +80,7 @@ fn feature_maps_equal_timms_features_only_and_torchvisions_modules() {
         .into_iter()
         .filter(|(n, _)| n.starts_with("features-"))
         .collect();
-    assert_eq!(fixtures.len(), 20);
+    assert_eq!(fixtures.len(), 22);
     for (file, fixture) in fixtures {
         let model = reference_model(&fixture);
         let info: Vec<(String, usize, usize)> = model

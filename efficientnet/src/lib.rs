@@ -49,7 +49,10 @@
 //! same (channels, depths, squeeze widths, drop-path schedule); they differ in batch norm for
 //! B5-B7, where torchvision uses `eps = 1e-3, momentum = 0.01` (the defaults here) and timm
 //! `eps = 1e-5, momentum = 0.1` ([`EfficientNetConfig::timm`]). B0-B4 use `1e-5, 0.1` in
-//! both. timm's `tf_efficientnet_*` ports (TensorFlow "same" padding) are not covered.
+//! both. timm's `tf_efficientnet_b*` ports (TensorFlow "same" padding) are not covered.
+//!
+//! EfficientNetV2-S (`efficientnetv2_rw_s`, `tf_efficientnetv2_s`, torchvision's
+//! `efficientnet_v2_s`) is in [`v2`]; the blocks are shared.
 //!
 //! ## Weights
 //!
@@ -61,8 +64,16 @@
 //! The features entering the head are the pooled `[N, num_features]` vector (1280 for B0);
 //! the head is dropout then `classifier`.
 
+mod blocks;
 pub mod catalogue;
+mod layout;
+pub mod v2;
 pub use catalogue::VARIANTS;
+pub use layout::{
+    detect_layout, timm_to_torchvision, torchvision_name, torchvision_to_timm, v2_timm_to_torchvision,
+    v2_torchvision_name, v2_torchvision_to_timm, WeightsLayout,
+};
+pub use v2::{BlockKind, EfficientNetV2, EfficientNetV2Config, V2Stage};
 
 /// What a program using this crate alone needs (with `candle-core` for tensors): the model
 /// contract, the catalogue types, a fresh seeded variable map, the weights loader, the var
@@ -74,14 +85,12 @@ pub use backbone::prelude;
 pub use backbone;
 
 use backbone::layers::{
-    Activation, AdaptiveAvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvBlock, Dropout,
-    Flatten, Layer, Linear, SqueezeExcite, SqueezeExciteConfig,
+    Activation, AdaptiveAvgPool2d, BatchNormConfig, Conv2dConfig, Dropout, Flatten, Layer, Linear,
 };
 use backbone::{check_input, Backbone, Error, FeatureInfo, InputSpec, InputType, Result};
+use blocks::{BlockArgs, ConvBn, MBConv};
 use candle_core::Tensor;
-use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, VarBuilder};
-use std::collections::HashMap;
 
 /// One stage of the base network (EfficientNet-B0, the paper's Table 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,147 +409,24 @@ impl Default for EfficientNetConfig {
     }
 }
 
-/// torchvision's initialisation of a fresh EfficientNet convolution: `kaiming_normal_`
-/// (fan out, gain `sqrt(2)`), zero bias.
-fn conv(config: Conv2dConfig, vb: VarBuilder) -> Result<Conv2d> {
-    Conv2d::new(config.init(kaiming_fan_out(), Init::Const(0.0)), vb)
-}
-
-/// `kaiming_normal_(mode="fan_out")`, torchvision's EfficientNet convolution initialisation.
-fn kaiming_fan_out() -> Init {
-    Init::Kaiming {
-        dist: NormalOrUniform::Normal,
-        fan: FanInOut::FanOut,
-        non_linearity: NonLinearity::ReLU,
-    }
-}
-
-/// A convolution followed by batch norm and an optional activation: a [`ConvBlock`] (batch
-/// norm folded into the convolution in eval mode when no gradient is needed).
-struct ConvBn(ConvBlock);
-
-impl ConvBn {
-    fn new(
-        config: Conv2dConfig,
-        bn: BatchNormConfig,
-        act: Option<Activation>,
-        conv_vb: VarBuilder,
-        bn_vb: VarBuilder,
-    ) -> Result<Self> {
-        let channels = config.out_channels;
-        Ok(Self(ConvBlock::new(
-            conv(config.no_bias(), conv_vb)?,
-            Some(BatchNorm2d::new(channels, bn, bn_vb)?),
-            act,
-        )))
-    }
-}
-
-impl Layer for ConvBn {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.0.forward_t(xs, train)
-    }
-}
-
-/// An MBConv block: optional expansion, depthwise conv, squeeze-excitation, projection, and
-/// the residual connection with stochastic depth.
-struct MBConv {
-    expand: Option<ConvBn>,
-    depthwise: ConvBn,
-    se: SqueezeExcite,
-    project: ConvBn,
-    residual: bool,
-    /// Per-sample drop path of the residual branch (probability 0: none).
-    drop_path: Dropout,
-}
-
-impl MBConv {
-    fn new(
-        in_channels: usize,
-        out_channels: usize,
-        stage: &ScaledStage,
-        stride: usize,
-        drop_path: f64,
-        config: &EfficientNetConfig,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let bn = config.batch_norm;
-        let silu = Some(Activation::Silu);
-        let mid = round_filters((in_channels * stage.expand_ratio) as f64, 8);
-        let k = stage.kernel;
-        let dw = Conv2dConfig::new(mid, mid, k)
-            .stride(stride)
-            .padding(k / 2)
-            .groups(mid);
-        // timm names the layers by position: with an expansion, conv_pw/bn1, conv_dw/bn2,
-        // conv_pwl/bn3; without (depthwise separable), conv_dw/bn1, conv_pw/bn2.
-        let (expand, depthwise, project) = if stage.expand_ratio != 1 {
-            let expand = ConvBn::new(
-                Conv2dConfig::new(in_channels, mid, 1),
-                bn,
-                silu,
-                vb.pp("conv_pw"),
-                vb.pp("bn1"),
-            )?;
-            let depthwise = ConvBn::new(dw, bn, silu, vb.pp("conv_dw"), vb.pp("bn2"))?;
-            let project = ConvBn::new(
-                Conv2dConfig::new(mid, out_channels, 1),
-                bn,
-                None,
-                vb.pp("conv_pwl"),
-                vb.pp("bn3"),
-            )?;
-            (Some(expand), depthwise, project)
-        } else {
-            let depthwise = ConvBn::new(dw, bn, silu, vb.pp("conv_dw"), vb.pp("bn1"))?;
-            let project = ConvBn::new(
-                Conv2dConfig::new(mid, out_channels, 1),
-                bn,
-                None,
-                vb.pp("conv_pw"),
-                vb.pp("bn2"),
-            )?;
-            (None, depthwise, project)
-        };
-        let squeeze = (in_channels / 4).max(1);
-        Ok(Self {
-            expand,
-            depthwise,
-            se: SqueezeExcite::new(
-                SqueezeExciteConfig::new(mid, squeeze)
-                    .act(Activation::Silu)
-                    .names("conv_reduce", "conv_expand")
-                    .init(kaiming_fan_out(), Init::Const(0.0)),
-                vb.pp("se"),
-            )?,
-            project,
-            residual: stride == 1 && in_channels == out_channels,
-            drop_path: Dropout::new(drop_path as f32)?,
-        })
-    }
-}
-
-impl Layer for MBConv {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let mut h = match &self.expand {
-            Some(expand) => expand.forward_t(xs, train)?,
-            None => xs.clone(),
-        };
-        h = self.depthwise.forward_t(&h, train)?;
-        h = self.se.forward_t(&h, train)?;
-        h = self.project.forward_t(&h, train)?;
-        if !self.residual {
-            return Ok(h);
+/// timm's feature stages of a network whose stem halves the input, from each stage's (stride,
+/// output channels, blocks): the stages after which the maps are halved, and the last one, as
+/// (index of the stage's last block, description).
+pub(crate) fn feature_stages(stages: &[(usize, usize, usize)]) -> Vec<(usize, FeatureInfo)> {
+    let mut out = Vec::new();
+    let (mut end, mut reduction) = (0, 2);
+    for (s, &(stride, channels, blocks)) in stages.iter().enumerate() {
+        end += blocks;
+        reduction *= stride;
+        let halved_next = stages.get(s + 1).is_none_or(|next| next.0 > 1);
+        if halved_next && end > 0 {
+            out.push((
+                end - 1,
+                FeatureInfo::new(format!("blocks.{s}"), channels, reduction),
+            ));
         }
-        if train && self.drop_path.p() > 0.0 {
-            // Stochastic depth: the branch of each sample is kept with probability 1 - p and
-            // scaled by 1 / (1 - p): a dropout mask of shape [N, 1, 1, 1] (seeded generator).
-            let ones = Tensor::ones((h.dim(0)?, 1, 1, 1), h.dtype(), h.device())?;
-            let mask = self.drop_path.forward_t(&ones, true)?;
-            h = h.broadcast_mul(&mask)?;
-        }
-        Ok((h + xs)?)
     }
+    out
 }
 
 /// EfficientNet; see the [crate documentation](crate).
@@ -584,16 +470,17 @@ impl EfficientNet {
                 } else {
                     (stage.out_channels, 1)
                 };
-                let drop_path = config.drop_path * blocks.len() as f64 / total as f64;
-                blocks.push(MBConv::new(
+                let args = BlockArgs {
                     in_channels,
-                    stage.out_channels,
-                    stage,
+                    out_channels: stage.out_channels,
+                    expand_ratio: stage.expand_ratio,
+                    kernel: stage.kernel,
                     stride,
-                    drop_path,
-                    config,
-                    vb.pp(format!("blocks.{s}.{i}")),
-                )?);
+                    drop_path: config.drop_path * blocks.len() as f64 / total as f64,
+                    bn,
+                    same: false,
+                };
+                blocks.push(MBConv::new(args, vb.pp(format!("blocks.{s}.{i}")))?);
             }
         }
         let last = stages.last().map_or(config.stem_channels(), |s| s.out_channels);
@@ -637,21 +524,13 @@ impl EfficientNet {
 
     /// The feature stages: (index of the stage's last block in `blocks`, description).
     fn feature_stages(&self) -> Vec<(usize, FeatureInfo)> {
-        let stages = self.config.stages();
-        let mut out = Vec::new();
-        let (mut end, mut reduction) = (0, 2);
-        for (s, stage) in stages.iter().enumerate() {
-            end += stage.num_layers;
-            reduction *= stage.stride;
-            let halved_next = stages.get(s + 1).is_none_or(|next| next.stride > 1);
-            if halved_next && end > 0 {
-                out.push((
-                    end - 1,
-                    FeatureInfo::new(format!("blocks.{s}"), stage.out_channels, reduction),
-                ));
-            }
-        }
-        out
+        let stages: Vec<_> = self
+            .config
+            .stages()
+            .iter()
+            .map(|s| (s.stride, s.out_channels, s.num_layers))
+            .collect();
+        feature_stages(&stages)
     }
 }
 
@@ -724,135 +603,10 @@ impl Backbone for EfficientNet {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Weights layouts.
-
-/// The naming scheme of an EfficientNet state dict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightsLayout {
-    /// timm's `efficientnet_bN` (`conv_stem`, `blocks.S.I.conv_dw`, `classifier`): this
-    /// crate's own names.
-    Timm,
-    /// torchvision's `efficientnet_bN` (`features.0.0`, `features.S.B.block.I.J`,
-    /// `classifier.1`).
-    Torchvision,
-}
-
-/// torchvision's layout when some key starts with `features.`, timm's otherwise.
-pub fn detect_layout<'a>(keys: impl IntoIterator<Item = &'a String>) -> WeightsLayout {
-    if keys.into_iter().any(|k| k.starts_with("features.")) {
-        WeightsLayout::Torchvision
-    } else {
-        WeightsLayout::Timm
-    }
-}
-
-/// The module paths of both layouts for one configuration.
-struct KeyMap {
-    timm_to_tv: HashMap<String, String>,
-    tv_to_timm: HashMap<String, String>,
-}
-
-impl KeyMap {
-    fn new(config: &EfficientNetConfig) -> Self {
-        let mut pairs: Vec<(String, String)> = vec![
-            ("conv_stem".into(), "features.0.0".into()),
-            ("bn1".into(), "features.0.1".into()),
-        ];
-        let stages = config.stages();
-        for (s, stage) in stages.iter().enumerate() {
-            let modules: &[(&str, &str)] = if stage.expand_ratio != 1 {
-                &[
-                    ("conv_pw", "0.0"),
-                    ("bn1", "0.1"),
-                    ("conv_dw", "1.0"),
-                    ("bn2", "1.1"),
-                    ("se.conv_reduce", "2.fc1"),
-                    ("se.conv_expand", "2.fc2"),
-                    ("conv_pwl", "3.0"),
-                    ("bn3", "3.1"),
-                ]
-            } else {
-                &[
-                    ("conv_dw", "0.0"),
-                    ("bn1", "0.1"),
-                    ("se.conv_reduce", "1.fc1"),
-                    ("se.conv_expand", "1.fc2"),
-                    ("conv_pw", "2.0"),
-                    ("bn2", "2.1"),
-                ]
-            };
-            for b in 0..stage.num_layers {
-                for (timm, tv) in modules {
-                    pairs.push((
-                        format!("blocks.{s}.{b}.{timm}"),
-                        format!("features.{}.{b}.block.{tv}", s + 1),
-                    ));
-                }
-            }
-        }
-        let head = stages.len() + 1;
-        pairs.push(("conv_head".into(), format!("features.{head}.0")));
-        pairs.push(("bn2".into(), format!("features.{head}.1")));
-        pairs.push(("classifier".into(), "classifier.1".into()));
-        Self {
-            tv_to_timm: pairs.iter().map(|(a, b)| (b.clone(), a.clone())).collect(),
-            timm_to_tv: pairs.into_iter().collect(),
-        }
-    }
-
-    fn rename(map: &HashMap<String, String>, key: &str) -> Option<String> {
-        let (module, param) = key.rsplit_once('.')?;
-        map.get(module).map(|m| format!("{m}.{param}"))
-    }
-
-    fn to_timm(&self, key: &str) -> Option<String> {
-        Self::rename(&self.tv_to_timm, key)
-    }
-
-    fn to_torchvision(&self, key: &str) -> Option<String> {
-        Self::rename(&self.timm_to_tv, key)
-    }
-}
-
-/// The torchvision name of a tensor this crate (timm) calls `key` in `config`'s network
-/// (`blocks.2.0.conv_dw.weight` -> `features.3.0.block.1.0.weight`), if it has one: errors on a
-/// torchvision file name the tensor as the file does.
-pub fn torchvision_name(config: &EfficientNetConfig, key: &str) -> Option<String> {
-    KeyMap::new(config).to_torchvision(key)
-}
-
-/// Renames a torchvision EfficientNet state dict to timm's names (this crate's):
-/// `features.0.0` -> `conv_stem`, `features.S.B.block.I.J` -> `blocks.{S-1}.B.<layer>`,
-/// `features.{last}.0` -> `conv_head`, `classifier.1` -> `classifier`. Keys that are not part
-/// of `config`'s network are kept as they are (strict loading then reports them).
-pub fn torchvision_to_timm(
-    tensors: HashMap<String, Tensor>,
-    config: &EfficientNetConfig,
-) -> HashMap<String, Tensor> {
-    let map = KeyMap::new(config);
-    tensors
-        .into_iter()
-        .map(|(k, t)| (map.to_timm(&k).unwrap_or(k), t))
-        .collect()
-}
-
-/// Renames a timm EfficientNet state dict (this crate's names) to torchvision's, the inverse
-/// of [`torchvision_to_timm`]. Keys that are not part of `config`'s network are kept.
-pub fn timm_to_torchvision(
-    tensors: HashMap<String, Tensor>,
-    config: &EfficientNetConfig,
-) -> HashMap<String, Tensor> {
-    let map = KeyMap::new(config);
-    tensors
-        .into_iter()
-        .map(|(k, t)| (map.to_torchvision(&k).unwrap_or(k), t))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::KeyMap;
 
     #[test]
     fn rounding_matches_torchvision() {

@@ -21,8 +21,15 @@ pub struct Conv2dConfig {
     pub kernel: (usize, usize),
     /// Stride (the same in both directions; candle's convolution has one stride).
     pub stride: usize,
-    /// Zero padding (top/bottom, left/right).
+    /// Zero padding (top/bottom, left/right); ignored with `same`.
     pub padding: (usize, usize),
+    /// TensorFlow's "SAME" padding (timm's `padding='same'`, its `Conv2dSame`): the padding of
+    /// each axis computed from the input's size so that the output has `ceil(size / stride)`
+    /// positions, `max((ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)`
+    /// in all, half of it (rounded down) before and the rest after: one more row at the bottom
+    /// and column at the right when odd (a 3x3 stride-2 convolution of an even size pads
+    /// `(0, 1)`, PyTorch's symmetric padding would pad `(1, 1)`).
+    pub same: bool,
     /// Dilation.
     pub dilation: usize,
     /// Groups (1: dense; `in_channels`: depthwise).
@@ -47,6 +54,7 @@ impl Conv2dConfig {
             dilation: 1,
             groups: 1,
             bias: true,
+            same: false,
             weight_init: None,
             bias_init: None,
         }
@@ -74,6 +82,28 @@ impl Conv2dConfig {
     pub fn padding_hw(mut self, ph: usize, pw: usize) -> Self {
         self.padding = (ph, pw);
         self
+    }
+
+    /// TensorFlow's "SAME" padding, computed from each input's size (see [`Self::same`]),
+    /// instead of a fixed one.
+    pub fn same_padding(mut self) -> Self {
+        self.same = true;
+        self.padding = (0, 0);
+        self
+    }
+
+    /// The zero padding `((top, bottom), (left, right))` of an input of `h` x `w` pixels.
+    pub fn pads(&self, h: usize, w: usize) -> ((usize, usize), (usize, usize)) {
+        if !self.same {
+            return ((self.padding.0, self.padding.0), (self.padding.1, self.padding.1));
+        }
+        let same = |size: usize, kernel: usize| {
+            let total =
+                (size.div_ceil(self.stride).max(1) - 1) * self.stride + (kernel - 1) * self.dilation + 1;
+            let pad = total.saturating_sub(size);
+            (pad / 2, pad - pad / 2)
+        };
+        (same(h, self.kernel.0), same(w, self.kernel.1))
     }
 
     /// Sets the dilation.
@@ -122,16 +152,19 @@ impl Conv2dConfig {
         Ok(())
     }
 
-    /// The output size along one axis, or `None` if the input is too small.
-    fn out_size(&self, input: usize, kernel: usize, padding: usize) -> Option<usize> {
+    /// The output size along one axis padded by `pads`, or `None` if the input is too small.
+    fn out_size(&self, input: usize, kernel: usize, pads: (usize, usize)) -> Option<usize> {
         let span = self.dilation * (kernel - 1) + 1;
-        (input + 2 * padding)
+        (input + pads.0 + pads.1)
             .checked_sub(span)
             .map(|n| n / self.stride + 1)
     }
 
-    /// The smallest (height, width) this convolution accepts.
+    /// The smallest (height, width) this convolution accepts (1 with "SAME" padding).
     pub fn min_input(&self) -> (usize, usize) {
+        if self.same {
+            return (1, 1);
+        }
         let min = |k: usize, p: usize| (self.dilation * (k - 1) + 1).saturating_sub(2 * p).max(1);
         (
             min(self.kernel.0, self.padding.0),
@@ -144,7 +177,8 @@ impl Conv2dConfig {
 /// and `bias` `[out]`).
 ///
 /// The backward pass is [`crate::ops::conv2d`]'s, not candle's (which fails on non-square
-/// inputs with stride 2 and is slow); asymmetric padding (Inception's 1x7 / 7x1 convolutions)
+/// inputs with stride 2 and is slow); asymmetric padding (Inception's 1x7 / 7x1 convolutions,
+/// TensorFlow's "SAME" padding of timm's `tf_` models)
 /// is applied explicitly, as candle's convolution pads both axes alike. Depthwise
 /// convolutions (`groups == in_channels > 1`) run [`crate::ops::depthwise_conv2d`]'s direct
 /// kernels instead of candle's one-convolution-per-channel loop.
@@ -201,18 +235,30 @@ impl Conv2d {
         &self.name
     }
 
-    /// The input padded explicitly when the two axes' paddings differ, and the parameters of
-    /// the convolution of the result.
+    /// The input padded explicitly where an axis is padded unequally on its two sides ("SAME"
+    /// padding), and the symmetric padding of each axis left to the convolution.
+    fn pad_asymmetric(&self, xs: &Tensor) -> Result<(Tensor, (usize, usize))> {
+        let (top, left) = self.config.pads(xs.dim(2)?, xs.dim(3)?);
+        if top.0 == top.1 && left.0 == left.1 {
+            return Ok((xs.clone(), (top.0, left.0)));
+        }
+        let xs = xs
+            .pad_with_zeros(2, top.0, top.1)?
+            .pad_with_zeros(3, left.0, left.1)?;
+        Ok((xs, (0, 0)))
+    }
+
+    /// The input padded explicitly when the paddings differ (between the axes or the sides of
+    /// one), and the parameters of the convolution of the result.
     fn padded(&self, xs: &Tensor) -> Result<(Tensor, ConvParams)> {
         let c = &self.config;
-        let (xs_padded, padding) = if c.padding.0 == c.padding.1 {
-            (xs.clone(), c.padding.0)
+        let (xs, padding) = self.pad_asymmetric(xs)?;
+        let (xs_padded, padding) = if padding.0 == padding.1 {
+            (xs, padding.0)
         } else {
-            let padded = xs.pad_with_zeros(2, c.padding.0, c.padding.0)?.pad_with_zeros(
-                3,
-                c.padding.1,
-                c.padding.1,
-            )?;
+            let padded = xs
+                .pad_with_zeros(2, padding.0, padding.0)?
+                .pad_with_zeros(3, padding.1, padding.1)?;
             (padded, 0)
         };
         let params = ConvParams {
@@ -243,9 +289,8 @@ impl Conv2d {
             [_, ch, h, w] if ch == c.in_channels => (h, w),
             _ => return Err(Error::input_shape(&self.name, self.expected(), xs.dims())),
         };
-        if c.out_size(h, c.kernel.0, c.padding.0).is_none()
-            || c.out_size(w, c.kernel.1, c.padding.1).is_none()
-        {
+        let (ph, pw) = c.pads(h, w);
+        if c.out_size(h, c.kernel.0, ph).is_none() || c.out_size(w, c.kernel.1, pw).is_none() {
             return Err(Error::input_shape(&self.name, self.expected(), xs.dims()));
         }
         Ok(())
@@ -323,12 +368,13 @@ impl Layer for Conv2d {
         let out = if self.depthwise() {
             // Depthwise: the direct kernel (on the CPU; other devices fall back to the path
             // below inside `depthwise_conv2d`).
+            let (padded, padding) = self.pad_asymmetric(xs)?;
             let params = DepthwiseParams {
-                padding: c.padding,
+                padding,
                 stride: c.stride,
                 dilation: c.dilation,
             };
-            depthwise_conv2d(xs, &self.weight, params)?
+            depthwise_conv2d(&padded, &self.weight, params)?
         } else {
             self.grouped(xs)?
         };
