@@ -6,10 +6,11 @@
 //! ([`checkpoint`]), run folders ([`run`]), pretrained weights ([`pretrained`]), metrics and
 //! plots, the reconstruction phase of auxiliary learners ([`reconstruct`]), and the one
 //! training loop ([`train`]) for any [`backbone::Backbone`], from scratch
-//! or fine-tuning.
+//! or fine-tuning, on one process or data-parallel over several ([`distributed`]: MPI, NCCL).
 
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod imagenet;
 pub mod loss;

@@ -4,6 +4,9 @@
 mod checkpoint;
 mod checkpoint_validation;
 mod data;
+mod distributed;
+#[cfg(feature = "mpi")]
+mod distributed_mpi;
 mod finetune;
 mod fit;
 mod image_data;

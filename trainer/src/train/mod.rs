@@ -15,6 +15,7 @@
 
 mod cache;
 mod config;
+mod ranks;
 mod step;
 
 pub use crate::optim::OptimizerKind;
@@ -24,6 +25,7 @@ pub use step::evaluate;
 use crate::data::{
     DataLoader, Dataset, GrayImages, ImageDataset, LoaderConfig, Pipeline, Preprocess, RandomAffine,
 };
+use crate::distributed::{self, Collective, SingleProcess};
 use crate::metrics::{EpochMetrics, EvalMetrics};
 use crate::pretrained::forward_frozen;
 use crate::run::{checkpoint_path, fingerprint, LossGuard, RunDir, RunSettings};
@@ -137,8 +139,29 @@ pub fn train(
     config: &TrainConfig,
     device: &Device,
 ) -> Result<TrainReport> {
+    train_with(model, varmap, data, config, device, &SingleProcess)
+}
+
+/// [`train`] as one rank of a data-parallel run over `collective`'s processes (see
+/// [`crate::distributed`]): every rank calls it with the same model, data and configuration;
+/// `config.batch_size` is the global batch, split evenly over the ranks; rank 0 alone writes the
+/// run folder and prints the log. With [`SingleProcess`], [`train`].
+pub fn train_with(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+    collective: &dyn Collective,
+) -> Result<TrainReport> {
     config.validate()?;
-    unpatched_autograd_notice();
+    let (rank, world) = (collective.rank(), collective.world_size());
+    let local_batch = distributed::local_batch(config.batch_size, world)?;
+    let main = collective.is_main();
+    let verbose = config.verbose && main;
+    if main {
+        unpatched_autograd_notice();
+    }
     let TrainData {
         train,
         val,
@@ -163,39 +186,58 @@ pub fn train(
     if val.is_empty() {
         return Err(Error::config("the validation set has no image"));
     }
-    let run = RunDir::open(
-        &config.out_dir,
-        "train",
-        run_settings(
-            model,
-            &*train,
-            &labels,
-            &*val,
-            &train_transform,
-            &eval_transform,
-            config,
-        ),
-        config.epochs,
-        config.run,
-        config.verbose,
+    // Rank 0 alone opens (and writes) the run folder; the others learn whether it could.
+    let run = distributed::agree(
+        collective,
+        "opening the run folder",
+        if main {
+            let mut settings = run_settings(
+                model,
+                &*train,
+                &labels,
+                &*val,
+                &train_transform,
+                &eval_transform,
+                config,
+            );
+            // Another world size is another run (the shards, batch norm's batches):
+            // refused on resume unless --allow-changes.
+            settings.insert("world size".into(), world.to_string());
+            RunDir::open(
+                &config.out_dir,
+                "train",
+                settings,
+                config.epochs,
+                config.run,
+                verbose,
+            )
+        } else {
+            Ok(RunDir::follower(
+                &config.out_dir,
+                "train",
+                config.epochs,
+                config.run,
+            ))
+        },
     )?;
     let run_start = Instant::now();
-    let cacheable = config.feature_cache && !train_transform.is_random();
+    // The cache holds the images of one order: one process only.
+    let cacheable = config.feature_cache && !train_transform.is_random() && world == 1;
     let loader_config = |batch_size: usize, shuffle: bool| LoaderConfig {
         batch_size,
         shuffle,
         seed: config.seed,
         // Only the training batches (shuffled) may drop their remainder.
-        drop_last: shuffle && config.last_batch.drop_last(train.len(), config.batch_size),
+        drop_last: shuffle
+            && config
+                .last_batch
+                .drop_last(distributed::shard_len(train.len(), world), local_batch),
         workers: config.workers,
         prefetch: 2,
         on_corrupt: config.on_corrupt,
     };
-    let train_loader = DataLoader::new(
-        train.clone(),
-        train_transform,
-        loader_config(config.batch_size, true),
-    )?;
+    let train_loader = DataLoader::new(train.clone(), train_transform, loader_config(local_batch, true))?
+        .with_shard(rank, world)?;
     let val_loader = DataLoader::new(
         val.clone(),
         eval_transform,
@@ -212,15 +254,10 @@ pub fn train(
     // The optimizer of the phase the checkpoint was saved in, whose state holds exactly its
     // parameters; at the unfreezing epoch the loop below then starts the next phase's
     // optimizer afresh, as an uninterrupted run does.
-    let (done, mut optimizer) = match run.restore(varmap, |epoch| {
-        phase_optimizer(model, varmap, config, config.frozen_at(epoch))
-    })? {
-        Some(restored) => restored,
-        None => (0, phase_optimizer(model, varmap, config, config.frozen_at(1))?),
-    };
+    // (With several ranks, every rank starts from rank 0's weights, epoch and optimizer state.)
+    let (done, mut optimizer, mut history) = ranks::start(collective, &run, model, varmap, config)?;
     let first_epoch = done + 1;
     let mut frozen = config.frozen_at(done.max(1));
-    let mut history = run.history(done);
     let mut guard = LossGuard::new(&history, model.num_classes());
     let (mut train_cache, mut val_cache): (Option<FeatureCache>, Option<FeatureCache>) = (None, None);
     let mut cache_seconds = 0.0;
@@ -235,7 +272,7 @@ pub fn train(
             train_cache = None;
             val_cache = None;
             optimizer = phase_optimizer(model, varmap, config, frozen)?;
-            if config.verbose {
+            if verbose {
                 eprintln!(
                     "epoch {epoch}: unfreezing the backbone (learning rate x{})",
                     config.backbone_lr_scale
@@ -250,7 +287,7 @@ pub fn train(
             for cache in [&train_cache, &val_cache].into_iter().flatten() {
                 skipped.extend(cache.skipped.iter().cloned());
             }
-            if config.verbose {
+            if verbose {
                 let mb = train_cache.as_ref().map_or(0, |c| c.bytes()) as f64 / 1e6;
                 eprintln!(
                     "feature cache: {} training images, {mb:.1} MB, built in {:.1}s (linear probing)",
@@ -261,7 +298,12 @@ pub fn train(
         }
         // Stochastic layers draw from a generator seeded per epoch, so a resumed run
         // continues exactly as an uninterrupted one.
-        backbone::init::seed(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // (Each rank its own stream; rank 0's is a single process's.)
+        backbone::init::seed(
+            config.seed
+                ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+        );
         let vars = trainable(model, varmap, frozen);
         let mode = match (config.freeze_backbone, frozen, &train_cache) {
             (false, _, _) => "",
@@ -269,7 +311,7 @@ pub fn train(
             (true, true, None) => " (frozen backbone)",
             (true, false, _) => " (full model)",
         };
-        let bar = progress_bar(steps_per_epoch, config.verbose);
+        let bar = progress_bar(steps_per_epoch, verbose);
         bar.set_prefix(format!("epoch {epoch}/{}{mode}", config.epochs));
         let mut sums = EpochSums::default();
         let mut lr = config.lr;
@@ -279,7 +321,7 @@ pub fn train(
         let batches: Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>> = match &train_cache {
             Some(cache) => {
                 order = train_loader.order(epoch - 1);
-                Box::new(cache.batches(&order, config.batch_size))
+                Box::new(cache.batches(&order, local_batch))
             }
             None => Box::new(
                 train_loader
@@ -311,13 +353,26 @@ pub fn train(
                 &vars,
                 &mut sums,
                 t0,
-                &mut |loss| guard.check(loss, epoch, step + 1, &run),
+                // Every rank checks the mean loss over the ranks: they stop together.
+                &mut |loss| {
+                    let mut mean = [loss];
+                    distributed::all_reduce_mean_f64(collective, &mut mean)?;
+                    guard.check(mean[0], epoch, step + 1, &run)
+                },
+                // DDP's hook: the gradients averaged over the ranks before clipping and the step.
+                &mut |grads| {
+                    distributed::average_gradients(collective, grads, &vars, distributed::BUCKET_BYTES)
+                },
             )?;
             step += 1;
             bar.inc(1);
             bar.set_message(sums.message());
         }
         bar.finish_and_clear();
+        ranks::reduce_sums(collective, &mut sums, model.num_classes())?;
+        // Rank 0's buffers (batch norm's running statistics) everywhere: every rank evaluates
+        // the model rank 0 saves.
+        distributed::broadcast_varmap(collective, varmap)?;
         if sums.seen == 0 {
             return Err(Error::config(format!(
                 "epoch {epoch} trained on no image: every training image was unreadable"
@@ -352,7 +407,7 @@ pub fn train(
                 }
             )));
         }
-        let eval = evaluate_with(model, &val_loader, val_cache.as_ref(), device, config.verbose)?;
+        let eval = evaluate_with(model, &val_loader, val_cache.as_ref(), device, verbose)?;
         if !eval.loss.is_finite() {
             return Err(Error::Diverged {
                 epoch,
@@ -376,7 +431,7 @@ pub fn train(
         };
         run.save_epoch(&row, varmap, optimizer.as_ref(), config.keep_checkpoints)?;
         guard.end_epoch(&row);
-        if config.verbose {
+        if verbose {
             let aux = sums
                 .aux
                 .map_or(String::new(), |_| format!(" (aux {:.4})", row.train_aux_loss));
@@ -402,7 +457,7 @@ pub fn train(
     // matrix: the last epoch's when it evaluated the full model.
     let final_eval = match last_eval {
         Some(eval) => eval,
-        None => evaluate_with(model, &val_loader, None, device, config.verbose)?,
+        None => evaluate_with(model, &val_loader, None, device, verbose)?,
     };
     run.write_metrics(&history, Some(&final_eval), &train.class_names(), "training")?;
     skipped.extend(train_loader.skipped());

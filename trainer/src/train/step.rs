@@ -125,7 +125,8 @@ impl EpochSums {
 
 /// One optimisation step on a batch: cross-entropy of the main head plus `aux_weight` times
 /// each auxiliary head's, checked by `check_loss` before anything is applied, back-propagated,
-/// clipped, stepped; the sums are updated.
+/// passed to `after_backward` (data-parallel runs average the gradients there), clipped,
+/// stepped; the sums are updated.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_step(
     logits: &Tensor,
@@ -137,6 +138,7 @@ pub(super) fn train_step(
     sums: &mut EpochSums,
     started: Instant,
     check_loss: &mut dyn FnMut(f64) -> Result<()>,
+    after_backward: &mut dyn FnMut(&mut candle_core::backprop::GradStore) -> Result<()>,
 ) -> Result<()> {
     let ce = |logits: &Tensor| -> Result<Tensor> {
         if config.label_smoothing == 0.0 {
@@ -160,6 +162,7 @@ pub(super) fn train_step(
     // Checked before the step is applied: a diverged loss never reaches the weights.
     check_loss(total.to_scalar::<f32>()? as f64)?;
     let mut grads = total.backward()?;
+    after_backward(&mut grads)?;
     if let Some(max) = config.clip_grad_norm {
         clip_grad_norm(&mut grads, vars, max)?;
     }
