@@ -8,6 +8,7 @@
 
 mod args;
 mod bench;
+mod distributed;
 mod finetune;
 mod models;
 mod visualize;
@@ -18,7 +19,7 @@ use candle_core::{DType, Device};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use trainer::data::{Mnist, Preprocess, RandomAffine};
-use trainer::train::{train as train_model, TrainConfig, TrainData};
+use trainer::train::{train_with, TrainConfig, TrainData};
 
 mod runtime;
 
@@ -75,11 +76,14 @@ struct TrainArgs {
     /// Passes over the training set.
     #[arg(long, default_value_t = 20, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
     epochs: usize,
-    /// Images per optimizer step.
+    /// Images per optimizer step; with --distributed, the global batch over all ranks (each
+    /// rank takes batch-size / world size images, the world size must divide it).
     #[arg(long, default_value_t = 64, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch_size: usize,
     #[command(flatten)]
     optim: args::OptimArgs,
+    #[command(flatten)]
+    dist: distributed::DistArgs,
     /// Augmentation of the training images (the test images are never augmented).
     #[arg(long, value_enum, default_value_t = AugmentArg::Affine)]
     augment: AugmentArg,
@@ -428,7 +432,12 @@ fn load_boosted_parts(
 
 fn train(args: TrainArgs) -> Result<()> {
     let entry = models::find(&args.model)?;
-    let device = parse_device(&args.device)?;
+    let mut device = parse_device(&args.device)?;
+    let collective = distributed::collective(&args.dist, &mut device)?;
+    let world = collective.world_size();
+    trainer::distributed::local_batch(args.batch_size, world)?;
+    // The log is printed once, by rank 0.
+    let main = collective.is_main();
     let mnist = match &args.data_dir {
         Some(dir) => Mnist::load_dir(dir).with_context(|| format!("reading MNIST from {}", dir.display()))?,
         None => Mnist::bundled().context("decoding the bundled MNIST sample")?,
@@ -515,18 +524,24 @@ fn train(args: TrainArgs) -> Result<()> {
         0 => String::new(),
         n => format!(", {} of them frozen", backbone::summary::thousands(n as u64)),
     };
-    println!(
-        "training {} ({} parameters{frozen}) on {} of {}x{}, testing on {}, {}, batch {}, {}",
-        entry.name,
-        backbone::summary::thousands(params as u64),
-        args::plural(train_set.len(), "image"),
-        size.0,
-        size.1,
-        test_images,
-        args::plural(fit_config.epochs, "epoch"),
-        fit_config.batch_size,
-        args::plural(candle_core::utils::get_num_threads(), "thread")
-    );
+    if main {
+        println!(
+            "training {} ({} parameters{frozen}) on {} of {}x{}, testing on {}, {}, batch {}, {}{}",
+            entry.name,
+            backbone::summary::thousands(params as u64),
+            args::plural(train_set.len(), "image"),
+            size.0,
+            size.1,
+            test_images,
+            args::plural(fit_config.epochs, "epoch"),
+            fit_config.batch_size,
+            args::plural(candle_core::utils::get_num_threads(), "thread"),
+            match world {
+                1 => String::new(),
+                n => format!(" per rank, {n} ranks ({})", collective.engine()),
+            }
+        );
+    }
     let data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
     if (args.main_weights.is_some() || args.extractor_weights.is_some()) && !args.run.resume {
         load_boosted_parts(entry, &vars, &args)?;
@@ -534,8 +549,21 @@ fn train(args: TrainArgs) -> Result<()> {
     if !model.reconstructors().is_empty() {
         pretrain_auxiliary(model.as_ref(), &vars, &data, &args, size, &device)?;
     }
-    let report = train_model(model.as_ref(), vars.varmap(), data, &fit_config, &device)?;
+    let report = match train_with(
+        model.as_ref(),
+        vars.varmap(),
+        data,
+        &fit_config,
+        &device,
+        &*collective,
+    ) {
+        Ok(report) => report,
+        Err(e) => return Err(distributed::fail(&*collective, e.into())),
+    };
     let last = report.last().context("no epoch ran")?;
+    if !main {
+        return Ok(());
+    }
     println!(
         "final test accuracy {:.2}% (loss {:.4}) after {} in {:.1}s, {:.0} training images/s",
         100.0 * last.val_top1,
