@@ -4,7 +4,9 @@
 //! processes. The NCCL id is made by rank 0 and passed over MPI: `mpirun -np <gpus>` starts the
 //! ranks, each on the GPU of its local rank.
 //!
-//! Not run in this project's CI (no GPU): compiled with `--features nccl` where CUDA is.
+//! Never run (no GPU lent so far); compile-checked (`cargo clippy -p convnets-trainer
+//! --features nccl --all-targets`) with the CUDA 13.4 wheels `scripts/check_cuda_build.sh`
+//! installs, not in CI.
 
 use super::{Collective, MpiCollective};
 use crate::{Error, Result};
