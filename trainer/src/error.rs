@@ -53,6 +53,12 @@ pub enum Error {
     #[error(transparent)]
     Hub(#[from] hub::Error),
 
+    /// Data-parallel training failed: a collective operation of the engine (MPI, NCCL) failed,
+    /// another rank failed or stopped answering, or the launch is wrong (`--distributed` without
+    /// an engine, `mpirun` without `--distributed`, a world size that does not divide the batch).
+    #[error("distributed training: {0}")]
+    Distributed(String),
+
     /// A run folder that cannot be used as asked: it holds another run (and `overwrite` was not
     /// given), another process is writing to it, there is nothing to resume, the run to resume
     /// has other settings or has already finished.

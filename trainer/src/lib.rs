@@ -6,11 +6,13 @@
 //! ([`checkpoint`]), run folders ([`run`]), pretrained weights ([`pretrained`]), metrics and
 //! plots, the reconstruction phase of auxiliary learners ([`reconstruct`]), the weights'
 //! moving average ([`ema`]), mixed precision ([`amp`]), and the one training loop ([`train`],
-//! with gradient accumulation) for any [`backbone::Backbone`], from scratch or fine-tuning.
+//! with gradient accumulation) for any [`backbone::Backbone`], from scratch or fine-tuning,
+//! on one process or data-parallel over several ([`distributed`]: MPI, NCCL).
 
 pub mod amp;
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod ema;
 pub mod error;
 pub mod imagenet;

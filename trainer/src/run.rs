@@ -65,7 +65,10 @@ pub struct RunDir {
     run: RunFile,
     options: RunOptions,
     verbose: bool,
-    _lock: File,
+    /// `false` for the other ranks of a data-parallel run ([`RunDir::follower`]): they write
+    /// nothing.
+    writer: bool,
+    _lock: Option<File>,
 }
 
 /// `dir/epoch-NNN.safetensors`.
@@ -259,7 +262,8 @@ impl RunDir {
             },
             options,
             verbose,
-            _lock: lock,
+            writer: true,
+            _lock: Some(lock),
         };
         run.clean_leftovers()?;
         let saved = run.saved()?;
@@ -315,6 +319,29 @@ impl RunDir {
             run.write_run_file()?;
         }
         Ok(run)
+    }
+
+    /// The run folder `dir` as the ranks other than 0 of a data-parallel run see it: they
+    /// neither lock, check, clean, restore nor write anything ([`RunDir::save_epoch`] and
+    /// [`RunDir::write_metrics`] do nothing); rank 0's [`RunDir::open`] does it all.
+    pub fn follower(dir: &Path, kind: &str, epochs: usize, options: RunOptions) -> Self {
+        RunDir {
+            dir: dir.to_path_buf(),
+            run: RunFile {
+                kind: kind.to_string(),
+                epochs,
+                settings: RunSettings::new(),
+            },
+            options,
+            verbose: false,
+            writer: false,
+            _lock: None,
+        }
+    }
+
+    /// Whether this value writes the folder (not a [`RunDir::follower`]).
+    pub fn is_writer(&self) -> bool {
+        self.writer
     }
 
     /// The folder.
@@ -423,7 +450,7 @@ impl RunDir {
         varmap: &VarMap,
         mut optimizer_for: impl FnMut(usize) -> Result<Box<dyn Optimizer>>,
     ) -> Result<Option<(usize, Box<dyn Optimizer>)>> {
-        if !self.options.resume {
+        if !self.options.resume || !self.writer {
             return Ok(None);
         }
         let candidates = complete_epochs(&self.dir);
@@ -539,6 +566,9 @@ impl RunDir {
         keep: usize,
     ) -> Result<PathBuf> {
         let epoch = row.epoch;
+        if !self.writer {
+            return Ok(checkpoint_path(&self.dir, epoch));
+        }
         crate::checkpoint::save_checkpoint(&optimizer_path(&self.dir, epoch), &optimizer.state()?)?;
         if let Some(ema) = ema {
             crate::checkpoint::save_checkpoint(&ema_path(&self.dir, epoch), &ema.state())?;
@@ -599,6 +629,9 @@ impl RunDir {
         class_names: &[String],
         title: &str,
     ) -> Result<()> {
+        if !self.writer {
+            return Ok(());
+        }
         let run = RunMetrics {
             epochs: history.to_vec(),
             final_eval: final_eval.cloned(),

@@ -5,6 +5,9 @@ mod augment;
 mod checkpoint;
 mod checkpoint_validation;
 mod data;
+mod distributed;
+#[cfg(feature = "mpi")]
+mod distributed_mpi;
 mod ema;
 mod finetune;
 mod fit;

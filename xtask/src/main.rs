@@ -10,6 +10,7 @@
 
 mod args;
 mod bench;
+mod distributed;
 mod finetune;
 mod images;
 mod models;
@@ -22,7 +23,7 @@ use candle_core::{DType, Device};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use trainer::data::{Mnist, Preprocess, RandomAffine};
-use trainer::train::{train as train_model, TrainConfig, TrainData};
+use trainer::train::{train_with, TrainConfig, TrainData};
 
 mod runtime;
 
@@ -77,11 +78,14 @@ struct TrainArgs {
     /// training set, so the run makes at least 1,000 optimizer updates, at most 100 epochs].
     #[arg(long, value_parser = args::usize_in(1, args::MAX_EPOCHS))]
     epochs: Option<usize>,
-    /// Images per optimizer step.
+    /// Images per optimizer step; with --distributed, the global batch over all ranks (each
+    /// rank takes batch-size / world size images, the world size must divide it).
     #[arg(long, default_value_t = 64, value_parser = args::usize_in(1, args::MAX_BATCH))]
     batch_size: usize,
     #[command(flatten)]
     optim: args::OptimArgs,
+    #[command(flatten)]
+    dist: distributed::DistArgs,
     /// Augmentation of the training images (the test images are never augmented).
     #[arg(long, value_enum, default_value_t = args::Augment::Auto)]
     augment: args::Augment,
@@ -487,12 +491,18 @@ fn train_images(args: TrainArgs, data: PathBuf) -> Result<()> {
 fn train(args: TrainArgs) -> Result<()> {
     if let Some(data) = &args.data {
         if images::resolve_format(data, args.data_args.format) != images::DataFormat::Mnist {
+            if args.dist.distributed {
+                bail!(
+                    "--distributed trains on MNIST IDX data for now (the bundled sample or --data \
+                     with the IDX files): image folders and CIFAR-10 run on one process"
+                );
+            }
             let data = data.clone();
             return train_images(args, data);
         }
     }
     let entry = models::find(&args.model)?;
-    let device = parse_device(&args.device)?;
+    let mut device = parse_device(&args.device)?;
     args.recipe.check_amp(&device)?;
     if args.data_args.val.is_some() {
         bail!("--val is for image folders and CIFAR-10: MNIST has its own test split");
@@ -504,6 +514,11 @@ fn train(args: TrainArgs) -> Result<()> {
              MNIST digits are padded by 2, resized and normalised with MNIST's mean and std"
         );
     }
+    let collective = distributed::collective(&args.dist, &mut device)?;
+    let world = collective.world_size();
+    trainer::distributed::local_batch(args.batch_size, world)?;
+    // The log is printed once, by rank 0.
+    let main = collective.is_main();
     let mnist = match &args.data {
         Some(dir) => Mnist::load_dir(dir).with_context(|| format!("reading MNIST from {}", dir.display()))?,
         None => Mnist::bundled().context("decoding the bundled MNIST sample")?,
@@ -602,24 +617,30 @@ fn train(args: TrainArgs) -> Result<()> {
         0 => String::new(),
         n => format!(", {} of them frozen", backbone::summary::thousands(n as u64)),
     };
-    println!(
-        "training {} ({} parameters{frozen}) on {} of {}x{}, testing on {}, {}, batch {}, {}",
-        entry.name,
-        backbone::summary::thousands(params as u64),
-        args::plural(train_set.len(), "image"),
-        size.0,
-        size.1,
-        test_images,
-        args::plural(fit_config.epochs, "epoch"),
-        fit_config.batch_size,
-        args::plural(candle_core::utils::get_num_threads(), "thread")
-    );
+    if main {
+        println!(
+            "training {} ({} parameters{frozen}) on {} of {}x{}, testing on {}, {}, batch {}, {}{}",
+            entry.name,
+            backbone::summary::thousands(params as u64),
+            args::plural(train_set.len(), "image"),
+            size.0,
+            size.1,
+            test_images,
+            args::plural(fit_config.epochs, "epoch"),
+            fit_config.batch_size,
+            args::plural(candle_core::utils::get_num_threads(), "thread"),
+            match world {
+                1 => String::new(),
+                n => format!(" per rank, {n} ranks ({})", collective.engine()),
+            }
+        );
+    }
     let mut data = TrainData::mnist(train_set, test_set, preprocess, augment)?;
     data.train_transform = args
         .aug
         .pipeline(data.train_transform, &[Preprocess::MNIST_MEAN])?;
     let tools = args.aug.describe();
-    if !tools.is_empty() {
+    if main && !tools.is_empty() {
         println!("recipe: {tools}");
     }
     if (args.main_weights.is_some() || args.extractor_weights.is_some()) && !args.run.resume {
@@ -640,9 +661,22 @@ fn train(args: TrainArgs) -> Result<()> {
             &device,
             &mut amp,
         )?,
-        None => train_model(model.as_ref(), vars.varmap(), data, &fit_config, &device)?,
+        None => match train_with(
+            model.as_ref(),
+            vars.varmap(),
+            data,
+            &fit_config,
+            &device,
+            &*collective,
+        ) {
+            Ok(report) => report,
+            Err(e) => return Err(distributed::fail(&*collective, e.into())),
+        },
     };
     let last = report.last().context("no epoch ran")?;
+    if !main {
+        return Ok(());
+    }
     println!(
         "final test accuracy {:.2}% (loss {:.4}) after {} in {:.1}s, {:.0} training images/s",
         100.0 * last.val_top1,

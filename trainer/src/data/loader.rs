@@ -128,6 +128,8 @@ pub struct DataLoader {
     transform: Arc<Pipeline>,
     config: LoaderConfig,
     skipped: Arc<Mutex<SkipLog>>,
+    /// `(rank, world)`: the shard of each epoch this loader reads (`(0, 1)`: all of it).
+    shard: (usize, usize),
 }
 
 impl fmt::Debug for DataLoader {
@@ -158,7 +160,21 @@ impl DataLoader {
             transform: Arc::new(transform),
             config,
             skipped: Arc::default(),
+            shard: (0, 1),
         })
+    }
+
+    /// The loader of rank `rank`'s shard of every epoch over `world` ranks (torch's
+    /// `DistributedSampler`, see [`crate::distributed::shard_indices`]): the same seeded order
+    /// on every rank, padded to a multiple of `world`, rank `rank` takes every `world`-th index.
+    pub fn with_shard(mut self, rank: usize, world: usize) -> Result<DataLoader> {
+        if world == 0 || rank >= world {
+            return Err(Error::config(format!(
+                "data loader: rank {rank} is not one of {world} ranks"
+            )));
+        }
+        self.shard = (rank, world);
+        Ok(self)
     }
 
     /// The dataset.
@@ -179,11 +195,12 @@ impl DataLoader {
     /// Number of batches of each epoch: `ceil(len / batch_size)`, or `floor` with `drop_last`
     /// (an epoch yields fewer when every sample of a batch is skipped).
     pub fn num_batches(&self) -> usize {
-        super::num_batches(self.dataset.len(), self.config.batch_size, self.config.drop_last)
+        let len = crate::distributed::shard_len(self.dataset.len(), self.shard.1);
+        super::num_batches(len, self.config.batch_size, self.config.drop_last)
     }
 
     /// The order in which epoch `epoch` visits the dataset (all indices, including those of a
-    /// dropped last batch).
+    /// dropped last batch); with [`DataLoader::with_shard`], this rank's shard of it.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.config.shuffle {
@@ -191,7 +208,7 @@ impl DataLoader {
             rng.set_stream(epoch as u64);
             shuffle(&mut order, &mut rng);
         }
-        order
+        crate::distributed::shard_indices(&order, self.shard.0, self.shard.1)
     }
 
     /// The batches of epoch `epoch`, with tensors on `device`, in order. With `workers > 0`,

@@ -21,6 +21,7 @@
 mod accumulate;
 mod cache;
 mod config;
+mod ranks;
 mod step;
 
 pub use crate::optim::OptimizerKind;
@@ -32,6 +33,7 @@ use crate::amp::MixedPrecision;
 use crate::data::{
     DataLoader, Dataset, GrayImages, ImageDataset, LoaderConfig, Pipeline, Preprocess, RandomAffine,
 };
+use crate::distributed::{self, Collective, SingleProcess};
 use crate::ema::ModelEma;
 use crate::metrics::{EpochMetrics, EvalMetrics};
 use crate::pretrained::forward_frozen;
@@ -151,7 +153,22 @@ pub fn train(
     config: &TrainConfig,
     device: &Device,
 ) -> Result<TrainReport> {
-    run_loop(model, varmap, data, config, device, None)
+    run_loop(model, varmap, data, config, device, None, &SingleProcess)
+}
+
+/// [`train`] as one rank of a data-parallel run over `collective`'s processes (see
+/// [`crate::distributed`]): every rank calls it with the same model, data and configuration;
+/// `config.batch_size` is the global batch, split evenly over the ranks; rank 0 alone writes the
+/// run folder and prints the log. With [`SingleProcess`], [`train`].
+pub fn train_with(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+    collective: &dyn Collective,
+) -> Result<TrainReport> {
+    run_loop(model, varmap, data, config, device, None, collective)
 }
 
 /// [`train`] in mixed precision: the forward and backward passes on `amp`'s low-precision
@@ -170,7 +187,7 @@ pub fn train_mixed_precision(
             "mixed precision trains every layer: it does not run with a frozen backbone",
         ));
     }
-    run_loop(model, varmap, data, config, device, Some(amp))
+    run_loop(model, varmap, data, config, device, Some(amp), &SingleProcess)
 }
 
 fn run_loop(
@@ -180,9 +197,22 @@ fn run_loop(
     config: &TrainConfig,
     device: &Device,
     mut amp: Option<&mut MixedPrecision>,
+    collective: &dyn Collective,
 ) -> Result<TrainReport> {
     config.validate()?;
-    unpatched_autograd_notice();
+    let (rank, world) = (collective.rank(), collective.world_size());
+    let local_batch = distributed::local_batch(config.batch_size, world)?;
+    let main = collective.is_main();
+    if amp.is_some() && world > 1 {
+        // A float16 step that overflows is skipped on its rank alone: the ranks would part.
+        return Err(Error::config(
+            "mixed precision does not run data-parallel yet: train on one process or in float32",
+        ));
+    }
+    let verbose = config.verbose && main;
+    if main {
+        unpatched_autograd_notice();
+    }
     let TrainData {
         train,
         val,
@@ -207,46 +237,66 @@ fn run_loop(
     if val.is_empty() {
         return Err(Error::config("the validation set has no image"));
     }
-    let mut settings = run_settings(
-        model,
-        &*train,
-        &labels,
-        &*val,
-        &train_transform,
-        &eval_transform,
-        config,
-    );
-    settings.insert(
-        "mixed precision".to_string(),
-        amp.as_deref()
-            .map_or("none".to_string(), |a| format!("{:?}", a.dtype())),
-    );
-    let run = RunDir::open(
-        &config.out_dir,
-        "train",
-        settings,
-        config.epochs,
-        config.run,
-        config.verbose,
+    // Rank 0 alone opens (and writes) the run folder; the others learn whether it could.
+    let run = distributed::agree(
+        collective,
+        "opening the run folder",
+        if main {
+            let mut settings = run_settings(
+                model,
+                &*train,
+                &labels,
+                &*val,
+                &train_transform,
+                &eval_transform,
+                config,
+            );
+            // Recorded only when used, so the runs saved before them resume as they were.
+            if let Some(amp) = amp.as_deref() {
+                settings.insert("mixed precision".to_string(), format!("{:?}", amp.dtype()));
+            }
+            // Another world size is another run (the shards, batch norm's batches):
+            // refused on resume unless --allow-changes.
+            if world > 1 {
+                settings.insert("world size".into(), world.to_string());
+            }
+            RunDir::open(
+                &config.out_dir,
+                "train",
+                settings,
+                config.epochs,
+                config.run,
+                verbose,
+            )
+        } else {
+            Ok(RunDir::follower(
+                &config.out_dir,
+                "train",
+                config.epochs,
+                config.run,
+            ))
+        },
     )?;
     let run_start = Instant::now();
-    // Mixed batches change every epoch: no feature cache.
-    let cacheable = config.feature_cache && !train_transform.is_random() && config.mixup.is_none();
+    // Mixed batches change every epoch, and the cache holds the images of one order (one
+    // process only): no feature cache then.
+    let cacheable =
+        config.feature_cache && !train_transform.is_random() && config.mixup.is_none() && world == 1;
     let loader_config = |batch_size: usize, shuffle: bool| LoaderConfig {
         batch_size,
         shuffle,
         seed: config.seed,
         // Only the training batches (shuffled) may drop their remainder.
-        drop_last: shuffle && config.last_batch.drop_last(train.len(), config.batch_size),
+        drop_last: shuffle
+            && config
+                .last_batch
+                .drop_last(distributed::shard_len(train.len(), world), local_batch),
         workers: config.workers,
         prefetch: 2,
         on_corrupt: config.on_corrupt,
     };
-    let train_loader = DataLoader::new(
-        train.clone(),
-        train_transform,
-        loader_config(config.batch_size, true),
-    )?;
+    let train_loader = DataLoader::new(train.clone(), train_transform, loader_config(local_batch, true))?
+        .with_shard(rank, world)?;
     let val_loader = DataLoader::new(
         val.clone(),
         eval_transform,
@@ -266,12 +316,8 @@ fn run_loop(
     // The optimizer of the phase the checkpoint was saved in, whose state holds exactly its
     // parameters; at the unfreezing epoch the loop below then starts the next phase's
     // optimizer afresh, as an uninterrupted run does.
-    let (done, mut optimizer) = match run.restore(varmap, |epoch| {
-        phase_optimizer(model, varmap, config, config.frozen_at(epoch))
-    })? {
-        Some(restored) => restored,
-        None => (0, phase_optimizer(model, varmap, config, config.frozen_at(1))?),
-    };
+    // (With several ranks, every rank starts from rank 0's weights, epoch and optimizer state.)
+    let (done, mut optimizer, mut history) = ranks::start(collective, &run, model, varmap, config)?;
     let first_epoch = done + 1;
     let mut ema = match config.model_ema {
         Some(decay) => {
@@ -284,7 +330,6 @@ fn run_loop(
         None => None,
     };
     let mut frozen = config.frozen_at(done.max(1));
-    let mut history = run.history(done);
     let mut guard = LossGuard::new(&history, model.num_classes());
     let (mut train_cache, mut val_cache): (Option<FeatureCache>, Option<FeatureCache>) = (None, None);
     let mut cache_seconds = 0.0;
@@ -299,7 +344,7 @@ fn run_loop(
             train_cache = None;
             val_cache = None;
             optimizer = phase_optimizer(model, varmap, config, frozen)?;
-            if config.verbose {
+            if verbose {
                 eprintln!(
                     "epoch {epoch}: unfreezing the backbone (learning rate x{})",
                     config.backbone_lr_scale
@@ -314,7 +359,7 @@ fn run_loop(
             for cache in [&train_cache, &val_cache].into_iter().flatten() {
                 skipped.extend(cache.skipped.iter().cloned());
             }
-            if config.verbose {
+            if verbose {
                 let mb = train_cache.as_ref().map_or(0, |c| c.bytes()) as f64 / 1e6;
                 eprintln!(
                     "feature cache: {} training images, {mb:.1} MB, built in {:.1}s (linear probing)",
@@ -325,7 +370,12 @@ fn run_loop(
         }
         // Stochastic layers draw from a generator seeded per epoch, so a resumed run
         // continues exactly as an uninterrupted one.
-        backbone::init::seed(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // (Each rank its own stream; rank 0's is a single process's.)
+        backbone::init::seed(
+            config.seed
+                ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+        );
         let vars = trainable(model, varmap, frozen);
         let mode = match (config.freeze_backbone, frozen, &train_cache) {
             (false, _, _) => "",
@@ -333,7 +383,7 @@ fn run_loop(
             (true, true, None) => " (frozen backbone)",
             (true, false, _) => " (full model)",
         };
-        let bar = progress_bar(batches_per_epoch, config.verbose);
+        let bar = progress_bar(batches_per_epoch, verbose);
         bar.set_prefix(format!("epoch {epoch}/{}{mode}", config.epochs));
         let mut sums = EpochSums::default();
         let mut lr = config.lr;
@@ -343,7 +393,7 @@ fn run_loop(
         let batches: Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>> = match &train_cache {
             Some(cache) => {
                 order = train_loader.order(epoch - 1);
-                Box::new(cache.batches(&order, config.batch_size))
+                Box::new(cache.batches(&order, local_batch))
             }
             None => Box::new(
                 train_loader
@@ -404,7 +454,16 @@ fn run_loop(
                 amp.as_deref_mut(),
                 &mut sums,
                 t0,
-                &mut |loss| guard.check(loss, epoch, step + 1, &run),
+                // Every rank checks the mean loss over the ranks: they stop together.
+                &mut |loss| {
+                    let mut mean = [loss];
+                    distributed::all_reduce_mean_f64(collective, &mut mean)?;
+                    guard.check(mean[0], epoch, step + 1, &run)
+                },
+                // DDP's hook: the gradients averaged over the ranks before clipping and the step.
+                &mut |grads| {
+                    distributed::average_gradients(collective, grads, &vars, distributed::BUCKET_BYTES)
+                },
             )?;
             if updated {
                 step += 1;
@@ -417,13 +476,19 @@ fn run_loop(
         }
         // The epoch's last, shorter group of batches: its update (timm's train.py too).
         if let Some(grads) = accumulated.take()? {
-            apply_update(grads, config, optimizer.as_mut(), &vars)?;
+            apply_update(grads, config, optimizer.as_mut(), &vars, &mut |grads| {
+                distributed::average_gradients(collective, grads, &vars, distributed::BUCKET_BYTES)
+            })?;
             step += 1;
             if let Some(ema) = ema.as_mut() {
                 ema.update(varmap, step)?;
             }
         }
         bar.finish_and_clear();
+        ranks::reduce_sums(collective, &mut sums, model.num_classes())?;
+        // Rank 0's buffers (batch norm's running statistics) everywhere: every rank evaluates
+        // the model rank 0 saves.
+        distributed::broadcast_varmap(collective, varmap)?;
         if sums.seen == 0 {
             return Err(Error::config(format!(
                 "epoch {epoch} trained on no image: every training image was unreadable"
@@ -458,7 +523,7 @@ fn run_loop(
                 }
             )));
         }
-        let eval = evaluate_with(model, &val_loader, val_cache.as_ref(), device, config.verbose)?;
+        let eval = evaluate_with(model, &val_loader, val_cache.as_ref(), device, verbose)?;
         if !eval.loss.is_finite() {
             return Err(Error::Diverged {
                 epoch,
@@ -496,7 +561,7 @@ fn run_loop(
             config.keep_checkpoints,
         )?;
         guard.end_epoch(&row);
-        if config.verbose {
+        if verbose {
             let aux = sums
                 .aux
                 .map_or(String::new(), |_| format!(" (aux {:.4})", row.train_aux_loss));
@@ -525,7 +590,7 @@ fn run_loop(
     // matrix: the last epoch's when it evaluated the full model.
     let final_eval = match last_eval {
         Some(eval) => eval,
-        None => evaluate_with(model, &val_loader, None, device, config.verbose)?,
+        None => evaluate_with(model, &val_loader, None, device, verbose)?,
     };
     run.write_metrics(&history, Some(&final_eval), &train.class_names(), "training")?;
     let final_ema_eval = match &ema {

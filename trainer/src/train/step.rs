@@ -125,13 +125,16 @@ impl EpochSums {
     }
 }
 
-/// One optimizer update with `grads`: clipped, stepped.
+/// One optimizer update with `grads`: passed to `after_backward` (data-parallel runs average
+/// the gradients there, DDP's hook), clipped, stepped.
 pub(crate) fn apply_update(
     mut grads: GradStore,
     config: &TrainConfig,
     optimizer: &mut dyn Optimizer,
     vars: &[Var],
+    after_backward: &mut dyn FnMut(&mut GradStore) -> Result<()>,
 ) -> Result<()> {
+    after_backward(&mut grads)?;
     if let Some(max) = config.clip_grad_norm {
         clip_grad_norm(&mut grads, vars, max)?;
     }
@@ -141,7 +144,8 @@ pub(crate) fn apply_update(
 /// One training batch: cross-entropy of the main head plus `aux_weight` times each auxiliary
 /// head's, checked by `check_loss` before anything is applied, back-propagated, then (without
 /// accumulation, or when `update` ends a group of `accum_steps` batches) clipped and stepped
-/// (with `amp`, back-propagated through the low-precision twin);
+/// (with `amp`, back-propagated through the low-precision twin; the update's gradients passed
+/// to `after_backward` first);
 /// the sums are updated. With `soft` targets (mixup / CutMix), the losses are soft-target
 /// cross-entropies against them (top-1 still counts the unmixed labels). Returns whether the
 /// optimizer stepped.
@@ -160,6 +164,7 @@ pub(super) fn train_step(
     sums: &mut EpochSums,
     started: Instant,
     check_loss: &mut dyn FnMut(f64) -> Result<()>,
+    after_backward: &mut dyn FnMut(&mut GradStore) -> Result<()>,
 ) -> Result<bool> {
     let ce = |logits: &Tensor| -> Result<Tensor> {
         if let Some(soft) = soft {
@@ -192,7 +197,7 @@ pub(super) fn train_step(
     };
     let stepped = match (grads, config.accum_steps) {
         (Some(grads), 1) => {
-            apply_update(grads, config, optimizer, vars)?;
+            apply_update(grads, config, optimizer, vars, after_backward)?;
             true
         }
         (None, 1) => false,
@@ -202,7 +207,7 @@ pub(super) fn train_step(
             }
             match accumulated.take_if(update)? {
                 Some(grads) => {
-                    apply_update(grads, config, optimizer, vars)?;
+                    apply_update(grads, config, optimizer, vars, after_backward)?;
                     true
                 }
                 None => false,

@@ -1,0 +1,175 @@
+//! The MPI engine (rsmpi over the system's MPI, e.g. OpenMPI): one process per rank, started by
+//! `mpirun`. Host buffers; tensors on another device go through the host.
+//!
+//! Faults: MPI's default error handler (`MPI_ERRORS_ARE_FATAL`) ends the job on a failed call,
+//! and OpenMPI's `mpirun` kills every rank as soon as one exits abnormally (a signal, `kill -9`,
+//! or an exit without `MPI_Finalize`), printing which rank died. This engine adds a watchdog: a
+//! collective call that waits longer than the timeout (a rank hung, or a machine lost without
+//! its process exiting) prints what it waited for and aborts this process, which `mpirun` then
+//! turns into the end of the job; and [`Collective::abort`] (`MPI_Abort`) after a rank's own
+//! error, so the others never wait for it.
+
+use super::Collective;
+use crate::{Error, Result};
+use candle_core::{DType, Tensor};
+use mpi::collective::SystemOperation;
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a rank is waiting for, since when.
+type Busy = Arc<Mutex<Option<(Instant, &'static str)>>>;
+
+/// The MPI world of the processes `mpirun` started (see the module docs).
+pub struct MpiCollective {
+    world: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    busy: Busy,
+    // Finalises MPI when dropped: declared last, dropped after the communicator.
+    _universe: Universe,
+}
+
+impl std::fmt::Debug for MpiCollective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpiCollective")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl MpiCollective {
+    /// Initialises MPI (once per process) with a watchdog that aborts this rank when one
+    /// collective call waits longer than `timeout` (`None`: no watchdog).
+    pub fn init(timeout: Option<Duration>) -> Result<MpiCollective> {
+        let universe = mpi::initialize().ok_or_else(|| {
+            Error::Distributed("MPI is already initialised in this process (one world per process)".into())
+        })?;
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        let busy: Busy = Arc::default();
+        if let Some(timeout) = timeout {
+            let watched = Arc::clone(&busy);
+            let spawned = std::thread::Builder::new()
+                .name("mpi-watchdog".into())
+                .spawn(move || watchdog(watched, timeout, rank, size));
+            if let Err(e) = spawned {
+                return Err(Error::Distributed(format!(
+                    "cannot start the MPI watchdog thread: {e}"
+                )));
+            }
+        }
+        Ok(MpiCollective {
+            world,
+            rank,
+            size,
+            busy,
+            _universe: universe,
+        })
+    }
+
+    /// Runs the collective call `f`, watched.
+    fn watched<T>(&self, what: &'static str, f: impl FnOnce() -> T) -> T {
+        if let Ok(mut busy) = self.busy.lock() {
+            *busy = Some((Instant::now(), what));
+        }
+        let out = f();
+        if let Ok(mut busy) = self.busy.lock() {
+            *busy = None;
+        }
+        out
+    }
+}
+
+/// Aborts the process when a collective call has waited longer than `timeout`.
+fn watchdog(busy: Busy, timeout: Duration, rank: usize, size: usize) {
+    let tick = (timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    loop {
+        std::thread::sleep(tick);
+        let waited = busy
+            .lock()
+            .ok()
+            .and_then(|b| b.map(|(since, what)| (since.elapsed(), what)));
+        if let Some((elapsed, what)) = waited {
+            if elapsed > timeout {
+                eprintln!(
+                    "error: distributed training: rank {rank} of {size} has waited {:.0} s in \
+                     `{what}` for the other ranks (timeout {:.0} s): at least one of them stopped \
+                     answering (hung, or its machine is lost); aborting the job. The run folder \
+                     keeps its last complete checkpoint.",
+                    elapsed.as_secs_f64(),
+                    timeout.as_secs_f64()
+                );
+                // Not MPI_Abort: MPI is called from the training thread only. mpirun sees this
+                // rank die and ends the others.
+                std::process::abort();
+            }
+        }
+    }
+}
+
+impl Collective for MpiCollective {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn world_size(&self) -> usize {
+        self.size
+    }
+
+    fn engine(&self) -> &'static str {
+        "mpi"
+    }
+
+    fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()> {
+        let send = values.to_vec();
+        self.watched("all-reduce of f64 sums", || {
+            self.world
+                .all_reduce_into(&send[..], values, SystemOperation::sum())
+        });
+        Ok(())
+    }
+
+    fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor> {
+        if flat.rank() != 1 || flat.dtype() != DType::F32 {
+            return Err(Error::Distributed(format!(
+                "all-reduce takes a 1-D f32 tensor, got {:?} {:?}",
+                flat.dtype(),
+                flat.dims()
+            )));
+        }
+        let send = flat.to_vec1::<f32>()?;
+        let mut recv = vec![0f32; send.len()];
+        self.watched("all-reduce of gradients", || {
+            self.world
+                .all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum())
+        });
+        Ok(Tensor::from_vec(recv, send.len(), flat.device())?)
+    }
+
+    fn broadcast_bytes(&self, bytes: &mut Vec<u8>) -> Result<()> {
+        let root = self.world.process_at_rank(0);
+        let mut len = bytes.len() as u64;
+        self.watched("broadcast from rank 0", || root.broadcast_into(&mut len));
+        if len > i32::MAX as u64 {
+            return Err(Error::Distributed(format!(
+                "a broadcast of {len} bytes is more than one MPI message holds (2 GiB)"
+            )));
+        }
+        bytes.resize(len as usize, 0);
+        self.watched("broadcast from rank 0", || root.broadcast_into(&mut bytes[..]));
+        Ok(())
+    }
+
+    fn barrier(&self) -> Result<()> {
+        self.watched("barrier", || self.world.barrier());
+        Ok(())
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+}
