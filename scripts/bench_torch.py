@@ -10,6 +10,8 @@
 `--runtime ort` exports the same torchvision model (eval mode, the row's batch and image size)
 to ONNX in a temporary folder and times ONNX Runtime's CPU session (all graph optimisations,
 `intra_op_num_threads` = --threads, sequential execution) on the same input; inference only.
+With `--onnx FILE` it times that file instead (our export: `cargo xtask bench --compare ort
+--ort-model ours` passes it), in the same session on the same input.
 
 Measures exactly what the Rust side measures: eval-mode forward passes (`infer`, under
 `torch.inference_mode()`), or training steps (`train`): forward, cross-entropy (+ 0.3 x each
@@ -105,14 +107,17 @@ def ort_step(model, x, a, steps):
 
     import onnxruntime as ort
 
-    model.eval()
-    folder = tempfile.mkdtemp(prefix="bench-ort-")
-    path = os.path.join(folder, "model.onnx")
-    with torch.no_grad():
-        try:
-            torch.onnx.export(model, (x,), path, input_names=["x"], opset_version=17, dynamo=False)
-        except Exception:  # a torch without the TorchScript exporter
-            torch.onnx.export(model, (x,), path, input_names=["x"], dynamo=True)
+    if a.onnx:  # a file exported elsewhere (`cargo xtask bench --compare ort --ort-model ours`)
+        path = a.onnx
+    else:
+        model.eval()
+        folder = tempfile.mkdtemp(prefix="bench-ort-")
+        path = os.path.join(folder, "model.onnx")
+        with torch.no_grad():
+            try:
+                torch.onnx.export(model, (x,), path, input_names=["x"], opset_version=17, dynamo=False)
+            except Exception:  # a torch without the TorchScript exporter
+                torch.onnx.export(model, (x,), path, input_names=["x"], dynamo=True)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -143,17 +148,22 @@ def main():
     p.add_argument("--min-time", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--channels", type=int, default=3, help="input channels of an --onnx file")
     p.add_argument("--runtime", choices=["torch", "ort"], default="torch")
+    p.add_argument("--onnx", default=None, help="time this ONNX file in ONNX Runtime instead of torchvision's export")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     built = build(a.model)
+    if built is None and a.onnx and a.runtime == "ort":
+        built = (None, a.channels, 1)
     if built is None:
         print(json.dumps({"unsupported": a.model}))
         return
     model, channels, classes = built
     device = torch.device("cuda" if a.device.startswith("cuda") else a.device)
-    model = model.to(device)
+    if model is not None:
+        model = model.to(device)
     x = torch.randn(a.batch_size, channels, a.img_size, a.img_size, device=device)
     y = torch.arange(a.batch_size, device=device) % classes
     steps, fwd, bwd, opt = [], [], [], []

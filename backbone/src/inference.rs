@@ -30,9 +30,11 @@ pub fn inference_mode<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Whether this thread is inside [`inference_mode`].
+/// Whether this thread is inside [`inference_mode`]. Never while an exporter records the ops
+/// ([`crate::trace::record_ops`]): the layers then take their tracked paths, so that candle
+/// records every op of the graph.
 pub fn is_inference_mode() -> bool {
-    DEPTH.with(|d| d.get() > 0)
+    DEPTH.with(|d| d.get() > 0) && !crate::trace::is_recording()
 }
 
 #[cfg(test)]

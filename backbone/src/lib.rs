@@ -4,7 +4,8 @@
 //! classifier head), the layers they are built from ([`layers`], each with a train/eval flag),
 //! pooling and normalisation ops with correct gradients ([`ops`]), seeded initialisation
 //! ([`init`]), inference mode ([`inference_mode`]), weights loading with clear errors
-//! ([`weights`]) and model introspection ([`summary`]).
+//! ([`weights`]), model introspection ([`summary`]) and the record of what the custom ops mean
+//! that exporters read ([`trace`]).
 //!
 //! Architecture crates (`lenet`, `alexnet`, `vgg`, ...) depend only on this crate and candle.
 
@@ -20,6 +21,7 @@ pub mod model;
 pub mod ops;
 pub mod plain;
 pub mod summary;
+pub mod trace;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -198,13 +198,14 @@ impl ChannelBoosted {
         let (n, _, h, w) = xs.dims4()?;
         let mut parts = vec![xs.clone()];
         if let Some(ae) = &self.autoencoder {
-            let code = backbone::inference_mode(|| ae.encode(xs, false))?.detach();
+            // Detached through backbone::trace, so that an ONNX export sees the link.
+            let code = backbone::trace::detach(&backbone::inference_mode(|| ae.encode(xs, false))?);
             parts.push(ae.upsample(&code)?);
         }
         if let Some(e) = &self.extractor {
-            let map = backbone::inference_mode(|| e.model.forward_intermediates(xs, &[e.stage], false))?
-                .remove(0)
-                .detach();
+            let map = backbone::trace::detach(
+                &backbone::inference_mode(|| e.model.forward_intermediates(xs, &[e.stage], false))?.remove(0),
+            );
             let resized = map.upsample_bilinear2d(h, w, false)?;
             record(|| {
                 LayerRecord::shape_only(

@@ -27,6 +27,9 @@ pub use backbone::catalogue::{LoadReport, ModelOptions, Preprocessing, Pretraine
 pub use backbone::init::SeededVarMap;
 pub use backbone::{self, Backbone, Error, Result};
 pub use hub::{DataConfig, Interpolation, PretrainedConfig, IMAGENET_MEAN, IMAGENET_STD};
+/// Export to ONNX (`convnets-onnx`), with the `onnx` feature.
+#[cfg(feature = "onnx")]
+pub use onnx;
 
 /// Every variant of the enabled families, in the order `cargo xtask models` lists them.
 pub fn catalogue() -> Vec<&'static Variant> {

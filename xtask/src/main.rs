@@ -11,6 +11,7 @@
 mod args;
 mod bench;
 mod distributed;
+mod export;
 mod finetune;
 mod images;
 mod models;
@@ -54,6 +55,9 @@ enum Command {
     Finetune(Box<finetune::FinetuneArgs>),
     /// Print the top-5 classes of a model on image files.
     Predict(finetune::PredictArgs),
+    /// Write a model and its weights as an ONNX file (eval mode, dynamic batch, opset 17,
+    /// the preprocessing in its metadata).
+    Export(export::ExportArgs),
     /// See inside a model: first-layer filters, activations, deconvnet, guided backprop,
     /// occlusion and Grad-CAM figures (PNG) for image files.
     Visualize(Box<visualize::VisualizeArgs>),
@@ -254,6 +258,7 @@ fn run() -> Result<()> {
         Command::Summary(args) => summary(args),
         Command::Finetune(args) => finetune::run_finetune(*args),
         Command::Predict(args) => finetune::run_predict(args),
+        Command::Export(args) => export::run(args),
         Command::Visualize(args) => visualize::run(*args),
         Command::Models => {
             println!("{}", models::list());

@@ -326,6 +326,7 @@ impl Conv2d {
                 let (padded, params) = self.padded(xs)?;
                 let out = ops::conv2d_cpu_bias_relu(&padded, &self.weight, bias, params)?;
                 self.record(xs.dims(), out.dims());
+                crate::trace::name_output(&out, &self.name);
                 return Ok(out);
             }
         }
@@ -383,6 +384,7 @@ impl Layer for Conv2d {
             None => out,
         };
         self.record(xs.dims(), out.dims());
+        crate::trace::name_output(&out, &self.name);
         Ok(out)
     }
 

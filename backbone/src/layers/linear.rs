@@ -86,6 +86,7 @@ impl Layer for Linear {
             Some(b) => out.broadcast_add(b)?,
             None => out,
         };
+        crate::trace::name_output(&out, &self.name);
         summary::record(|| {
             let weights = self.weight.elem_count();
             LayerRecord {

@@ -101,6 +101,7 @@ impl Layer for LocalResponseNorm {
         }
         let out = ops::local_response_norm(xs, self.size, self.alpha, self.beta, self.k)?;
         summary::record(|| LayerRecord::shape_only(&self.name, "LocalResponseNorm", xs.dims(), out.dims()));
+        crate::trace::name_output(&out, &self.name);
         Ok(out)
     }
 

@@ -192,6 +192,7 @@ impl BatchNorm2d {
             self.config.eps,
         )?;
         self.record(xs.dims(), out.dims());
+        crate::trace::name_output(&out, &self.name);
         Ok(out)
     }
 
@@ -253,6 +254,7 @@ impl Layer for BatchNorm2d {
             )?
         };
         self.record(xs.dims(), out.dims());
+        crate::trace::name_output(&out, &self.name);
         Ok(out)
     }
 }

@@ -190,6 +190,7 @@ impl Layer for MaxPool2d {
         check_pool_input(label(&self.name, "MaxPool2d"), &self.params, xs)?;
         let out = ops::max_pool2d(xs, &self.params)?;
         summary::record(|| LayerRecord::shape_only(&self.name, "MaxPool2d", xs.dims(), out.dims()));
+        crate::trace::name_output(&out, &self.name);
         Ok(out)
     }
 
@@ -242,6 +243,7 @@ impl Layer for AvgPool2d {
         check_pool_input(label(&self.name, "AvgPool2d"), &self.params, xs)?;
         let out = ops::avg_pool2d(xs, &self.params)?;
         summary::record(|| LayerRecord::shape_only(&self.name, "AvgPool2d", xs.dims(), out.dims()));
+        crate::trace::name_output(&out, &self.name);
         Ok(out)
     }
 
@@ -303,6 +305,7 @@ impl Layer for AdaptiveAvgPool2d {
         }
         let out = ops::adaptive_avg_pool2d(xs, self.out)?;
         summary::record(|| LayerRecord::shape_only(&self.name, "AdaptiveAvgPool2d", xs.dims(), out.dims()));
+        crate::trace::name_output(&out, &self.name);
         Ok(out)
     }
 }

@@ -28,14 +28,18 @@ pub fn add_channel_bias(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
     }
     let native =
         |t: &Tensor| t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64) && t.is_contiguous();
-    if !(native(xs) && native(bias) && xs.dtype() == bias.dtype()) {
-        return add_channel_bias_reference(xs, bias);
-    }
-    if xs.track_op() || bias.track_op() {
-        xs.apply_op2(bias, ChannelBias)
+    let out = if !(native(xs) && native(bias) && xs.dtype() == bias.dtype()) {
+        add_channel_bias_reference(xs, bias)?
+    } else if xs.track_op() || bias.track_op() {
+        xs.apply_op2(bias, ChannelBias)?
     } else {
-        xs.apply_op2_no_bwd(bias, &ChannelBias)
-    }
+        xs.apply_op2_no_bwd(bias, &ChannelBias)?
+    };
+    crate::trace::record(&out, || crate::trace::TracedOp::ChannelBias {
+        input: xs.clone(),
+        bias: bias.clone(),
+    });
+    Ok(out)
 }
 
 /// The broadcast form of [`add_channel_bias`] (any device and dtype).

@@ -32,10 +32,34 @@ pub use kernels::conv::ConvParams;
 /// order, forward and backward); everything else (GPUs, half precision) runs
 /// [`conv2d_reference`] (see the module documentation).
 pub fn conv2d(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor> {
-    if super::conv_cpu::supports(xs, weight) {
-        return super::conv_cpu::conv2d_cpu(xs, weight, p);
-    }
-    conv2d_reference(xs, weight, p)
+    let out = if super::conv_cpu::supports(xs, weight) {
+        super::conv_cpu::conv2d_cpu(xs, weight, p)?
+    } else {
+        conv2d_reference(xs, weight, p)?
+    };
+    record_conv(&out, xs, weight, None, p, false);
+    Ok(out)
+}
+
+/// Records a convolution's meaning for an exporter ([`crate::trace`]).
+pub(crate) fn record_conv(
+    out: &Tensor,
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: ConvParams,
+    relu: bool,
+) {
+    crate::trace::record(out, || crate::trace::TracedOp::Conv {
+        input: xs.clone(),
+        weight: weight.clone(),
+        bias: bias.cloned(),
+        stride: (p.stride, p.stride),
+        padding: (p.padding, p.padding),
+        dilation: (p.dilation, p.dilation),
+        groups: p.groups,
+        relu,
+    });
 }
 
 /// The convolution of [`conv2d`] on any device and dtype: candle's forward convolution (cuDNN
@@ -46,17 +70,20 @@ pub fn conv2d_reference(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<T
         .detach()
         .conv2d(&weight.detach(), p.padding, p.stride, p.dilation, p.groups)?;
     if !xs.track_op() && !weight.track_op() {
+        record_conv(&out, xs, weight, None, p, false);
         return Ok(out);
     }
     let (_, _, h, w) = xs.dims4()?;
-    xs.apply_op3(
+    let out = xs.apply_op3(
         weight,
         &out,
         ConvBackward {
             params: p,
             input_hw: (h, w),
         },
-    )
+    )?;
+    record_conv(&out, xs, weight, None, p, false);
+    Ok(out)
 }
 
 /// The gradient carrier of [`conv2d`]: forward returns its third argument (the convolution

@@ -42,6 +42,22 @@ pub use kernels::depthwise::DepthwiseParams;
 /// non-contiguous. On other devices or dtypes it falls back to [`crate::ops::conv2d`]
 /// (candle's grouped convolution, padding explicitly when the two axes differ).
 pub fn depthwise_conv2d(xs: &Tensor, weight: &Tensor, p: DepthwiseParams) -> Result<Tensor> {
+    let out = depthwise_any(xs, weight, p)?;
+    crate::trace::record(&out, || crate::trace::TracedOp::Conv {
+        input: xs.clone(),
+        weight: weight.clone(),
+        bias: None,
+        stride: (p.stride, p.stride),
+        padding: p.padding,
+        dilation: (p.dilation, p.dilation),
+        groups: xs.dim(1).unwrap_or(1),
+        relu: false,
+    });
+    Ok(out)
+}
+
+/// [`depthwise_conv2d`] on the path the tensors take.
+fn depthwise_any(xs: &Tensor, weight: &Tensor, p: DepthwiseParams) -> Result<Tensor> {
     let geometry = kernels::depthwise::geometry(xs.dims(), weight.dims(), p).map_err(kernel_err)?;
     let native = xs.device().is_cpu()
         && weight.device().is_cpu()

@@ -38,5 +38,16 @@ pub fn local_response_norm(xs: &Tensor, size: usize, alpha: f64, beta: f64, k: f
         sum = (sum + squares.narrow(1, offset, channels)?)?;
     }
     let div = sum.affine(alpha / size as f64, k)?.powf(beta)?;
-    xs.div(&div)
+    let out = xs.div(&div)?;
+    // ONNX's LRN has PyTorch's window for odd sizes only (an even window leans the other way).
+    if size % 2 == 1 {
+        crate::trace::record(&out, || crate::trace::TracedOp::LocalResponseNorm {
+            input: xs.clone(),
+            size,
+            alpha,
+            beta,
+            k,
+        });
+    }
+    Ok(out)
 }

@@ -24,6 +24,13 @@ use kernels::elementwise;
 /// forward, one pass backward from the saved output, on the CPU in `f32` / `f64` for
 /// contiguous inputs ([`relu_reference`] otherwise). Any shape, dtype and device.
 pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    let out = relu_any(xs)?;
+    crate::trace::record(&out, || crate::trace::TracedOp::Relu { input: xs.clone() });
+    Ok(out)
+}
+
+/// [`relu`] on the path the tensor takes.
+fn relu_any(xs: &Tensor) -> Result<Tensor> {
     if crate::is_guided_relu() && xs.track_op() {
         return xs.apply_op1(Relu { guided: true });
     }
@@ -90,6 +97,16 @@ impl CustomOp1 for Relu {
 /// for the backward pass. Both inputs get the masked gradient `dy * (y > 0)`. The same bits
 /// as `relu(&(a + b)?)`, which runs everywhere else.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out = add_relu_any(a, b)?;
+    crate::trace::record(&out, || crate::trace::TracedOp::AddRelu {
+        a: a.clone(),
+        b: b.clone(),
+    });
+    Ok(out)
+}
+
+/// [`add_relu`] on the path the tensors take.
+fn add_relu_any(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if crate::is_guided_relu() {
         return relu(&(a + b)?);
     }

@@ -2108,7 +2108,10 @@ impl Tensor {
         self.is_variable
     }
 
-    pub(crate) fn op(&self) -> &Option<Op> {
+    /// How this tensor was computed, while autograd tracks it (`None` for a leaf or an
+    /// untracked result). Public in this patched copy, for the ONNX exporter
+    /// (`third_party/candle-core/PATCH.md`).
+    pub fn op(&self) -> &Option<Op> {
         &self.op
     }
 

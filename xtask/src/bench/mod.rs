@@ -193,6 +193,19 @@ pub struct BenchArgs {
     /// a warning).
     #[arg(long, default_value_t = 1800.0, value_parser = crate::args::positive)]
     pub(super) peer_timeout: f64,
+    /// Which ONNX file `--compare ort` times: torchvision's export of the model, or ours
+    /// (`cargo xtask export`'s, of the same variant with seeded weights at the row's size).
+    #[arg(long, value_enum, default_value = "torchvision")]
+    pub(super) ort_model: OrtModel,
+}
+
+/// The file ONNX Runtime runs for `--compare ort`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OrtModel {
+    /// torchvision's model exported by `torch.onnx.export` (in `scripts/bench_torch.py`).
+    Torchvision,
+    /// Our model exported by `convnets::onnx` (seeded weights: timings do not depend on them).
+    Ours,
 }
 
 impl BenchArgs {

@@ -129,6 +129,16 @@ pub(super) fn measure_peer(
             "--device",
             &row.device,
         ]);
+    // Kept until the peer has run.
+    let _ours = if peer == Compare::Ort && args.ort_model == super::OrtModel::Ours {
+        let (dir, file, channels) = export_ours(row)?;
+        cmd.arg("--onnx")
+            .arg(&file)
+            .args(["--channels", &channels.to_string()]);
+        Some(dir)
+    } else {
+        None
+    };
     let out = output_within(cmd, Duration::from_secs_f64(args.peer_timeout))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last_words = || {
@@ -171,4 +181,20 @@ pub(super) fn measure_peer(
     Ok(Some(serde_json::from_value(value).with_context(|| {
         format!("reading {}'s row `{line}`", script.display())
     })?))
+}
+
+/// `row`'s variant with seeded weights, exported by `convnets::onnx` at the row's image size
+/// into a temporary folder: (the folder, the file, the input channels).
+fn export_ours(row: &Row) -> Result<(tempfile::TempDir, PathBuf, usize)> {
+    let model = convnets::create_model(&row.model, &convnets::CreateOptions::default())?;
+    let options = convnets::onnx::ExportOptions {
+        input_size: Some((row.img_size, row.img_size)),
+        ..Default::default()
+    };
+    let proto = convnets::onnx::export(model.net.as_ref(), &options)
+        .with_context(|| format!("exporting {} to ONNX", row.model))?;
+    let dir = tempfile::Builder::new().prefix("bench-ours-").tempdir()?;
+    let file = dir.path().join("model.onnx");
+    convnets::onnx::save(&proto, &file)?;
+    Ok((dir, file, model.input_spec().channels))
 }

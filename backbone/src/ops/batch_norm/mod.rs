@@ -135,10 +135,33 @@ pub fn batch_norm_eval(
     eps: f64,
 ) -> Result<Tensor> {
     let c = channels("batch_norm_eval", xs)?;
-    if !native(xs, affine, &[running_mean, running_var]) {
-        return batch_norm_eval_reference(xs, affine, running_mean, running_var, eps);
-    }
-    normalize(xs, affine, eval_norm(c, running_mean, running_var, eps, false)?)
+    let out = if !native(xs, affine, &[running_mean, running_var]) {
+        batch_norm_eval_reference(xs, affine, running_mean, running_var, eps)?
+    } else {
+        normalize(xs, affine, eval_norm(c, running_mean, running_var, eps, false)?)?
+    };
+    record_eval(&out, xs, affine, running_mean, running_var, eps, false);
+    Ok(out)
+}
+
+/// Records an eval-mode batch norm's meaning for an exporter ([`crate::trace`]).
+fn record_eval(
+    out: &Tensor,
+    xs: &Tensor,
+    affine: Option<(&Tensor, &Tensor)>,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+    relu: bool,
+) {
+    crate::trace::record(out, || crate::trace::TracedOp::BatchNorm {
+        input: xs.clone(),
+        affine: affine.map(|(w, b)| (w.clone(), b.clone())),
+        mean: running_mean.clone(),
+        var: running_var.clone(),
+        eps,
+        relu,
+    });
 }
 
 /// `relu(batch_norm_eval(xs, ...))` in one pass (see the module docs); differentiable w.r.t.
@@ -155,10 +178,13 @@ pub fn batch_norm_eval_relu(
     eps: f64,
 ) -> Result<Tensor> {
     let c = channels("batch_norm_eval_relu", xs)?;
-    if !native(xs, affine, &[running_mean, running_var]) {
-        return relu(&batch_norm_eval(xs, affine, running_mean, running_var, eps)?);
-    }
-    normalize(xs, affine, eval_norm(c, running_mean, running_var, eps, true)?)
+    let out = if !native(xs, affine, &[running_mean, running_var]) {
+        relu(&batch_norm_eval(xs, affine, running_mean, running_var, eps)?)?
+    } else {
+        normalize(xs, affine, eval_norm(c, running_mean, running_var, eps, true)?)?
+    };
+    record_eval(&out, xs, affine, running_mean, running_var, eps, true);
+    Ok(out)
 }
 
 /// The per-channel `(mean, scale, shift)` of the eval pass, `y = (x - mean) * scale + shift`

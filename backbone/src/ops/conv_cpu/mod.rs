@@ -38,14 +38,16 @@ pub(super) fn kernel_err(e: kernels::Error) -> candle_core::Error {
 /// inconsistent shapes.
 pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor> {
     let geometry = checked_geometry("conv2d_cpu", xs, weight, p)?;
-    xs.apply_op2(
+    let out = xs.apply_op2(
         weight,
         ConvCpu {
             geometry,
             pass: Pass::Forward,
             columns: kept_columns(&geometry, weight),
         },
-    )
+    )?;
+    super::conv::record_conv(&out, xs, weight, None, p, false);
+    Ok(out)
 }
 
 /// [`conv2d_cpu`]'s forward pass followed by `epilogue` on each output tile, right after its
@@ -66,13 +68,20 @@ pub fn conv2d_cpu_fused(
     epilogue
         .check("conv2d_cpu_fused", geometry.cout())
         .map_err(kernel_err)?;
-    xs.apply_op2_no_bwd(
+    let out = xs.apply_op2_no_bwd(
         weight,
         &ConvCpuFused {
             geometry,
             epilogue: epilogue.clone(),
         },
-    )
+    )?;
+    crate::trace::record(&out, || crate::trace::TracedOp::ConvEpilogue {
+        input: xs.clone(),
+        weight: weight.clone(),
+        params: p,
+        epilogue: epilogue.clone(),
+    });
+    Ok(out)
 }
 
 /// `relu(conv2d(xs, weight) + bias)` on the CPU as one differentiable op: the bias and the
@@ -98,7 +107,9 @@ pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: Conv
             bias.dims()
         )
     }
-    xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry })
+    let out = xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry })?;
+    super::conv::record_conv(&out, xs, weight, Some(bias), p, true);
+    Ok(out)
 }
 
 /// Where a training convolution keeps its column matrices for the weight gradient, if it

@@ -137,10 +137,15 @@ pub fn pool_output_size(
 /// The input may be non-contiguous. See the [`ops`](crate::ops) docs for devices and dtypes.
 pub fn max_pool2d(xs: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
     let out = checked_output_size("max_pool2d", xs, p)?;
-    match xs.device().is_cpu() {
-        true => in_float(xs, |xs| xs.apply_op1(MaxPool2dOp { p: *p, out })),
-        false => in_float(xs, |xs| device::max_pool2d(xs, p, out)),
-    }
+    let ys = match xs.device().is_cpu() {
+        true => in_float(xs, |xs| xs.apply_op1(MaxPool2dOp { p: *p, out }))?,
+        false => in_float(xs, |xs| device::max_pool2d(xs, p, out))?,
+    };
+    crate::trace::record(&ys, || crate::trace::TracedOp::MaxPool {
+        input: xs.clone(),
+        params: *p,
+    });
+    Ok(ys)
 }
 
 /// [`max_pool2d`] composed of differentiable candle tensor ops, on any device: the path that
@@ -165,10 +170,15 @@ pub fn max_pool2d_reference(xs: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
 /// The input may be non-contiguous. See the [`ops`](crate::ops) docs for devices and dtypes.
 pub fn avg_pool2d(xs: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
     let out = checked_output_size("avg_pool2d", xs, p)?;
-    match xs.device().is_cpu() {
-        true => in_float(xs, |xs| xs.apply_op1(AvgPool2dOp { p: *p, out })),
-        false => in_float(xs, |xs| device::avg_pool2d(xs, p, out)),
-    }
+    let ys = match xs.device().is_cpu() {
+        true => in_float(xs, |xs| xs.apply_op1(AvgPool2dOp { p: *p, out }))?,
+        false => in_float(xs, |xs| device::avg_pool2d(xs, p, out))?,
+    };
+    crate::trace::record(&ys, || crate::trace::TracedOp::AvgPool {
+        input: xs.clone(),
+        params: *p,
+    });
+    Ok(ys)
 }
 
 /// [`avg_pool2d`] composed of differentiable candle tensor ops (two matmuls with constant
@@ -187,10 +197,15 @@ pub fn avg_pool2d_reference(xs: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
 /// The input may be non-contiguous. See the [`ops`](crate::ops) docs for devices and dtypes.
 pub fn adaptive_avg_pool2d(xs: &Tensor, out: (usize, usize)) -> Result<Tensor> {
     check_adaptive(xs, out)?;
-    match xs.device().is_cpu() {
-        true => in_float(xs, |xs| xs.apply_op1(AdaptiveAvgPool2dOp { out })),
-        false => in_float(xs, |xs| device::adaptive_avg_pool2d(xs, out)),
-    }
+    let ys = match xs.device().is_cpu() {
+        true => in_float(xs, |xs| xs.apply_op1(AdaptiveAvgPool2dOp { out }))?,
+        false => in_float(xs, |xs| device::adaptive_avg_pool2d(xs, out))?,
+    };
+    crate::trace::record(&ys, || crate::trace::TracedOp::AdaptiveAvgPool {
+        input: xs.clone(),
+        out,
+    });
+    Ok(ys)
 }
 
 /// [`adaptive_avg_pool2d`] composed of differentiable candle tensor ops (two matmuls with
