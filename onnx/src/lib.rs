@@ -150,9 +150,14 @@ pub fn export(model: &dyn Backbone, options: &ExportOptions) -> Result<ModelProt
     let traced = |batch: usize, seed: u64| -> Result<graph::Graph> {
         let x = Var::from_tensor(&sample((batch, spec.channels, h, w), seed)?)?;
         let x = x.as_tensor();
-        let (out, trace) = backbone::trace::record_ops(|| match options.output {
-            Output::Logits => model.forward_t(x, false),
-            Output::Features => model.forward_features(x, false),
+        // Every op recorded, whether its arguments are variables or plain tensors (weights
+        // read from a file): a bias broadcast over the batch is then an `Expand` of the bias,
+        // not a constant of the traced batch's shape.
+        let (out, trace) = candle_core::op::record_all_ops(|| {
+            backbone::trace::record_ops(|| match options.output {
+                Output::Logits => model.forward_t(x, false),
+                Output::Features => model.forward_features(x, false),
+            })
         });
         graph::Graph::build(x, &out?, &trace)
     };

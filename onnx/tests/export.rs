@@ -240,3 +240,58 @@ fn regnet_export_is_not_there_yet() {
         "RegNet exports now: move it into family_tests! and drop this test"
     );
 }
+
+/// Weights read from a file are plain tensors, not variables: the export records their ops all
+/// the same (a bias broadcast over the batch is an `Expand`, not a constant of the traced
+/// batch's shape), and the file computes what the model does, at other batch sizes too.
+#[test]
+fn weights_read_from_a_file_export() {
+    let seeded = model("lenet5");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lenet5.safetensors");
+    seeded
+        .vars
+        .as_ref()
+        .expect("fresh variables")
+        .varmap()
+        .save(&file)
+        .unwrap();
+    let loaded = create_model(
+        "lenet5",
+        &CreateOptions {
+            num_classes: Some(10),
+            weights: Some(file.to_str().unwrap().to_string()),
+            pretrained: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(loaded.vars.is_none(), "the file's weights are constants here");
+    let (h, w) = size(&loaded);
+    let options = ExportOptions {
+        input_size: Some((h, w)),
+        ..Default::default()
+    };
+    let bytes = onnx::encode(&onnx::export(loaded.net.as_ref(), &options).unwrap()).unwrap();
+    for n in BATCHES {
+        let x = input([n, 1, h, w]);
+        let ours = loaded
+            .forward_t(&x, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let theirs = tract_run(&bytes, &x);
+        let scale = ours.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = ours
+            .iter()
+            .zip(&theirs)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            scale > 0.0 && diff / scale <= TOLERANCE,
+            "batch {n}: {:.3e}",
+            diff / scale
+        );
+    }
+}

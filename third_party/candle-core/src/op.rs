@@ -1092,13 +1092,37 @@ impl UnaryOpT for Relu {
 #[derive(Clone)]
 pub struct BackpropOp(Option<Op>);
 
+thread_local! {
+    /// convnets patch: while set, every op is recorded, tracked arguments or not (see
+    /// [`record_all_ops`]).
+    static RECORD_ALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// convnets patch: runs `f` with every op recorded on this thread, as if every tensor took part
+/// in autograd (an exporter walking the graph of a model whose weights are plain tensors sees
+/// how they were broadcast and combined); the previous setting is restored afterwards.
+pub fn record_all_ops<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            RECORD_ALL.with(|r| r.set(self.0));
+        }
+    }
+    let _reset = Reset(RECORD_ALL.with(|r| r.replace(true)));
+    f()
+}
+
+fn record_all() -> bool {
+    RECORD_ALL.with(|r| r.get())
+}
+
 impl BackpropOp {
     pub fn none() -> Self {
         BackpropOp(None)
     }
 
     pub(crate) fn new1(arg: &Tensor, f: impl Fn(Tensor) -> Op) -> Self {
-        let op = if arg.track_op() {
+        let op = if record_all() || arg.track_op() {
             Some(f(arg.clone()))
         } else {
             None
@@ -1107,7 +1131,7 @@ impl BackpropOp {
     }
 
     pub(crate) fn new2(arg1: &Tensor, arg2: &Tensor, f: impl Fn(Tensor, Tensor) -> Op) -> Self {
-        let op = if arg1.track_op() || arg2.track_op() {
+        let op = if record_all() || arg1.track_op() || arg2.track_op() {
             Some(f(arg1.clone(), arg2.clone()))
         } else {
             None
@@ -1121,7 +1145,7 @@ impl BackpropOp {
         arg3: &Tensor,
         f: impl Fn(Tensor, Tensor, Tensor) -> Op,
     ) -> Self {
-        let op = if arg1.track_op() || arg2.track_op() || arg3.track_op() {
+        let op = if record_all() || arg1.track_op() || arg2.track_op() || arg3.track_op() {
             Some(f(arg1.clone(), arg2.clone(), arg3.clone()))
         } else {
             None
@@ -1130,7 +1154,7 @@ impl BackpropOp {
     }
 
     pub(crate) fn new<A: AsRef<Tensor>>(args: &[A], f: impl Fn(Vec<Tensor>) -> Op) -> Self {
-        let op = if args.iter().any(|arg| arg.as_ref().track_op()) {
+        let op = if record_all() || args.iter().any(|arg| arg.as_ref().track_op()) {
             let args: Vec<Tensor> = args.iter().map(|arg| arg.as_ref().clone()).collect();
             Some(f(args))
         } else {
