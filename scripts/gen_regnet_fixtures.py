@@ -19,7 +19,7 @@ regnety_016, `<name>.safetensors` holds:
   logits of a batch of 2 images 3x64x64 in eval mode and in train mode (batch statistics);
 * `eval.features`: timm's `forward_features` (`[2, C, 2, 2]`);
 * `eval.grad.<key>` / `train.grad.<key>`: gradients of the mean cross-entropy (targets 3 and
-  997) of the eval / train pass w.r.t. a few parameters, and `f32err.<mode>.grad.<key>`: how far
+  997) of the eval / train pass w.r.t. a few parameters (their first 16 rows), and `f32err.<mode>.grad.<key>`: how far
   PyTorch's own float32 gradient is from the float64 one, relative to its largest magnitude
   (a scalar: the conditioning the Rust test's tolerance accounts for);
 * `train.<bn>.running_mean` / `running_var` after the train pass.
@@ -128,6 +128,10 @@ def stages(name):
     return out
 
 
+# Rows of each stored gradient (its first output filters / classes).
+GRAD_ROWS = 16
+
+
 def run(model, x, train, grads):
     """Logits and gradients of `model` (a copy is made by the caller) in float64."""
     model.train(train)
@@ -157,7 +161,9 @@ def reference(name):
         assert diff < 1e-10, "the two libraries must compute the same network"
         _, g32 = run(m32, x, train, grads[mode])
         for k in grads[mode]:
-            out[f"{mode}.grad.{k}"] = g64[k]
+            # The first GRAD_ROWS output rows only (the resnet fixtures do the same): the
+            # whole of head.fc and the last 1x1 convolutions would make the file 12 MB.
+            out[f"{mode}.grad.{k}"] = g64[k][:GRAD_ROWS].contiguous()
             err = (g32[k].double() - g64[k]).abs().max() / g64[k].abs().max()
             out[f"f32err.{mode}.grad.{k}"] = err.reshape(1)
         if train:
