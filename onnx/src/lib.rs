@@ -27,12 +27,13 @@
 //! known ops and their input counts, typed inputs and outputs, opset) before it is written.
 //! The messages are `onnx-protobuf`'s (generated from ONNX's `onnx.proto` for rust-protobuf 3).
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let model: Box<dyn backbone::Backbone> = todo!();
+//! let model = convnets::create_model("lenet5", &convnets::CreateOptions::default())?;
 //! let options = onnx::ExportOptions::default();
-//! let proto = onnx::export(model.as_ref(), &options)?;
-//! onnx::save(&proto, std::path::Path::new("model.onnx"))?;
+//! let proto = onnx::export(model.net.as_ref(), &options)?;
+//! let dir = tempfile::tempdir()?;
+//! onnx::save(&proto, &dir.path().join("lenet5.onnx"))?;
 //! # Ok(()) }
 //! ```
 
