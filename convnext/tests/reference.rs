@@ -296,41 +296,21 @@ fn loading_errors_name_the_tensor_as_the_file_does() {
     let tv_state = timm_to_torchvision(timm_state.clone()).unwrap();
     let variant = Variant::find(convnext::VARIANTS, "convnext_tiny").unwrap();
     let load = |path: &Path| variant.load(path, &variant.reference_options(), DType::F32, &Device::Cpu);
-    for (tensors, key) in [
-        (&timm_state, "stages.2.blocks.3.mlp.fc2.bias"),
-        (&tv_state, "features.5.3.block.5.bias"),
-        (&tv_state, "features.3.1.layer_scale"),
-    ] {
-        let mut missing = tensors.clone();
-        assert!(missing.remove(key).is_some(), "{key}");
-        let path = save(dir.path(), "missing.safetensors", &missing);
-        match load(&path) {
-            Err(Error::Weights {
-                file,
-                tensor,
-                problem,
-            }) => {
-                assert_eq!(file.as_deref(), Some(path.as_path()));
-                assert_eq!(tensor, key);
-                assert!(problem.contains("missing"), "{problem}");
-            }
-            other => panic!("expected a missing-tensor error, got {:?}", other.err()),
-        }
-    }
-    let mut misshaped = tv_state.clone();
-    let key = "features.3.0.block.0.weight";
-    misshaped.insert(
-        key.into(),
-        Tensor::zeros((192, 1, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+    testkit::alexnet_nin::assert_load_errors_name_the_tensor(
+        load,
+        dir.path(),
+        &[
+            (&timm_state, "stages.2.blocks.3.mlp.fc2.bias"),
+            (&tv_state, "features.5.3.block.5.bias"),
+            (&tv_state, "features.3.1.layer_scale"),
+        ],
+        (
+            &tv_state,
+            "features.3.0.block.0.weight",
+            Tensor::zeros((192, 1, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+            ["[192, 1, 7, 7]", "[192, 1, 3, 3]"],
+        ),
     );
-    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-    let msg = load(&path)
-        .err()
-        .expect("a mis-shaped tensor must fail")
-        .to_string();
-    for needle in ["misshaped.safetensors", key, "[192, 1, 7, 7]", "[192, 1, 3, 3]"] {
-        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
-    }
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {

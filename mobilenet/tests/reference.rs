@@ -272,39 +272,19 @@ fn loading_errors_name_the_tensor_as_the_file_does() {
     let tv_state = timm_to_torchvision(timm_state.clone()).unwrap();
     let variant = Variant::find(mobilenet::VARIANTS, "mobilenetv2_100").unwrap();
     let load = |path: &Path| variant.load(path, &variant.reference_options(), DType::F32, &Device::Cpu);
-    for (tensors, key) in [
-        (&timm_state, "blocks.3.2.conv_pwl.weight"),
-        (&tv_state, "features.10.conv.2.weight"),
-        (&tv_state, "features.18.1.running_var"),
-    ] {
-        let mut missing = tensors.clone();
-        assert!(missing.remove(key).is_some(), "{key}");
-        let path = save(dir.path(), "missing.safetensors", &missing);
-        match load(&path) {
-            Err(Error::Weights {
-                file,
-                tensor,
-                problem,
-            }) => {
-                assert_eq!(file.as_deref(), Some(path.as_path()));
-                assert_eq!(tensor, key);
-                assert!(problem.contains("missing"), "{problem}");
-            }
-            other => panic!("expected a missing-tensor error, got {:?}", other.err()),
-        }
-    }
-    let mut misshaped = tv_state.clone();
-    let key = "features.2.conv.1.0.weight";
-    misshaped.insert(
-        key.into(),
-        Tensor::zeros((96, 1, 5, 5), DType::F32, &Device::Cpu).unwrap(),
+    testkit::alexnet_nin::assert_load_errors_name_the_tensor(
+        load,
+        dir.path(),
+        &[
+            (&timm_state, "blocks.3.2.conv_pwl.weight"),
+            (&tv_state, "features.10.conv.2.weight"),
+            (&tv_state, "features.18.1.running_var"),
+        ],
+        (
+            &tv_state,
+            "features.2.conv.1.0.weight",
+            Tensor::zeros((96, 1, 5, 5), DType::F32, &Device::Cpu).unwrap(),
+            ["[96, 1, 3, 3]", "[96, 1, 5, 5]"],
+        ),
     );
-    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-    let msg = load(&path)
-        .err()
-        .expect("a mis-shaped tensor must fail")
-        .to_string();
-    for needle in ["misshaped.safetensors", key, "[96, 1, 3, 3]", "[96, 1, 5, 5]"] {
-        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
-    }
 }

@@ -373,41 +373,21 @@ fn loading_errors_name_the_tensor_as_the_file_does() {
     let tv_state = timm_to_torchvision(timm_state.clone()).unwrap();
     let variant = Variant::find(regnet::VARIANTS, "regnety_016").unwrap();
     let load = |path: &Path| variant.load(path, &variant.reference_options(), DType::F32, &Device::Cpu);
-    for (tensors, key) in [
-        (&timm_state, "s3.b5.se.fc1.weight"),
-        (&tv_state, "trunk_output.block3.block3-4.f.se.fc1.weight"),
-        (&tv_state, "trunk_output.block2.block2-0.proj.1.running_var"),
-    ] {
-        let mut missing = tensors.clone();
-        assert!(missing.remove(key).is_some(), "{key}");
-        let path = save(dir.path(), "missing.safetensors", &missing);
-        match load(&path) {
-            Err(Error::Weights {
-                file,
-                tensor,
-                problem,
-            }) => {
-                assert_eq!(file.as_deref(), Some(path.as_path()));
-                assert_eq!(tensor, key);
-                assert!(problem.contains("missing"), "{problem}");
-            }
-            other => panic!("expected a missing-tensor error, got {:?}", other.err()),
-        }
-    }
-    let mut misshaped = tv_state.clone();
-    let key = "trunk_output.block1.block1-0.f.b.0.weight";
-    misshaped.insert(
-        key.into(),
-        Tensor::zeros((48, 24, 5, 5), DType::F32, &Device::Cpu).unwrap(),
+    testkit::alexnet_nin::assert_load_errors_name_the_tensor(
+        load,
+        dir.path(),
+        &[
+            (&timm_state, "s3.b5.se.fc1.weight"),
+            (&tv_state, "trunk_output.block3.block3-4.f.se.fc1.weight"),
+            (&tv_state, "trunk_output.block2.block2-0.proj.1.running_var"),
+        ],
+        (
+            &tv_state,
+            "trunk_output.block1.block1-0.f.b.0.weight",
+            Tensor::zeros((48, 24, 5, 5), DType::F32, &Device::Cpu).unwrap(),
+            ["[48, 24, 3, 3]", "[48, 24, 5, 5]"],
+        ),
     );
-    let path = save(dir.path(), "misshaped.safetensors", &misshaped);
-    let msg = load(&path)
-        .err()
-        .expect("a mis-shaped tensor must fail")
-        .to_string();
-    for needle in ["misshaped.safetensors", key, "[48, 24, 3, 3]", "[48, 24, 5, 5]"] {
-        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
-    }
 }
 
 /// Fifteen Adam steps (lr 1e-3) on 16 digits at 32x32 lower the loss of a one-channel

@@ -118,6 +118,47 @@ pub fn save(dir: &std::path::Path, name: &str, tensors: &HashMap<String, Tensor>
     path
 }
 
+/// The loading errors of a weights layout name what the file has: each `(state, key)` of
+/// `missing`, saved without `key`, fails with an [`Error::Weights`] naming the file and `key`;
+/// `misshaped`'s state with `key` replaced by the tensor `wrong` fails with a message naming
+/// the file, `key` and both `shapes` (expected, actual). `load` reads a file (a catalogue
+/// variant's `load`).
+pub fn assert_load_errors_name_the_tensor<T>(
+    load: impl Fn(&std::path::Path) -> backbone::Result<T>,
+    dir: &std::path::Path,
+    missing: &[(&HashMap<String, Tensor>, &str)],
+    misshaped: (&HashMap<String, Tensor>, &str, Tensor, [&str; 2]),
+) {
+    for (tensors, key) in missing {
+        let mut missing = (*tensors).clone();
+        assert!(missing.remove(*key).is_some(), "{key}");
+        let path = save(dir, "missing.safetensors", &missing);
+        match load(&path) {
+            Err(Error::Weights {
+                file,
+                tensor,
+                problem,
+            }) => {
+                assert_eq!(file.as_deref(), Some(path.as_path()));
+                assert_eq!(tensor, *key);
+                assert!(problem.contains("missing"), "{problem}");
+            }
+            other => panic!("expected a missing-tensor error, got {:?}", other.err()),
+        }
+    }
+    let (state, key, wrong, shapes) = misshaped;
+    let mut misshaped = state.clone();
+    misshaped.insert(key.into(), wrong);
+    let path = save(dir, "misshaped.safetensors", &misshaped);
+    let msg = load(&path)
+        .err()
+        .expect("a mis-shaped tensor must fail")
+        .to_string();
+    for needle in ["misshaped.safetensors", key, shapes[0], shapes[1]] {
+        assert!(msg.contains(needle), "`{msg}` should mention {needle}");
+    }
+}
+
 /// `count` MNIST training digits, nearest-neighbour upsampled from 28x28 to `size`x`size`,
 /// normalised with MNIST's mean and standard deviation; and their labels.
 pub fn mnist(count: usize, size: usize) -> (Tensor, Tensor) {
