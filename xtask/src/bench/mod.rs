@@ -75,7 +75,10 @@ impl Compare {
 pub enum Suite {
     /// The rows BENCHMARKS.md reports: LeNet-5 at batch 256 (32x32), ResNet-18 training at
     /// batch 64 on 32x32 and inference at batch 1 and 16 on 224x224, ResNet-50 inference at
-    /// batch 1 and 16 and training at batch 8 on 224x224, VGG-11 training at batch 8 on 224x224.
+    /// batch 1 and 16 and training at batch 8 on 224x224, VGG-11 training at batch 8 on 224x224;
+    /// then, without a goal yet, inference at batch 1 on 224x224 of EfficientNet-B0,
+    /// DenseNet-121 and VGG-16 and of the depthwise-heavy MobileNetV3-Large, EfficientNetV2-S
+    /// and ConvNeXt-Tiny (torchvision's variants, so that `--compare` exports the same model).
     Reference,
 }
 
@@ -93,6 +96,12 @@ impl Suite {
                 ("resnet50", Mode::Infer, 16, 224),
                 ("resnet50", Mode::Train, 8, 224),
                 ("vgg11", Mode::Train, 8, 224),
+                ("efficientnet_b0", Mode::Infer, 1, 224),
+                ("densenet121", Mode::Infer, 1, 224),
+                ("vgg16", Mode::Infer, 1, 224),
+                ("mobilenet_v3_large", Mode::Infer, 1, 224),
+                ("efficientnet_v2_s", Mode::Infer, 1, 224),
+                ("convnext_tiny", Mode::Infer, 1, 224),
             ],
         }
     }
@@ -414,4 +423,28 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
         println!("rows written to {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mode, Suite};
+
+    /// Every row of the reference suite names a catalogue variant at a size it takes, once.
+    #[test]
+    fn reference_rows_are_catalogue_variants() {
+        let rows = Suite::Reference.rows();
+        for (i, (model, mode, batch, size)) in rows.iter().enumerate() {
+            let variant = convnets::find_model(model).unwrap_or_else(|e| panic!("{model}: {e}"));
+            assert_eq!(variant.name, *model, "rows name variants, not aliases");
+            assert!(*batch >= 1 && *size >= 32, "{model}: batch {batch}, size {size}");
+            let repeated = rows[..i]
+                .iter()
+                .any(|(m, o, b, s)| m == model && o == mode && b == batch && s == size);
+            assert!(!repeated, "{model} batch {batch} at {size} twice");
+        }
+        let infer_b1 = |m: &str| rows.contains(&(m, Mode::Infer, 1, 224));
+        for model in ["mobilenet_v3_large", "efficientnet_v2_s", "convnext_tiny"] {
+            assert!(infer_b1(model), "{model} inference at batch 1 (issue 28)");
+        }
+    }
 }
