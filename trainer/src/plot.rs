@@ -35,6 +35,7 @@ const FAMILY: &str = "sans-serif";
 const TRAIN_COLOUR: RGBColor = RGBColor(31, 119, 180);
 const VAL_COLOUR: RGBColor = RGBColor(255, 127, 14);
 const TOP5_COLOUR: RGBColor = RGBColor(44, 160, 44);
+const EMA_COLOUR: RGBColor = RGBColor(214, 39, 40);
 /// The colour of a row-normalised share of 1 in the heat map (0 is white).
 const HEAT_COLOUR: (f64, f64, f64) = (8.0, 48.0, 107.0);
 
@@ -191,7 +192,8 @@ fn draw_panel(
 }
 
 /// Plots the loss (train and validation) and the accuracy (train top-1, validation top-1 and
-/// top-5, in percent) against the epoch, side by side under `title`, and writes the image to
+/// top-5, in percent) against the epoch, with the validation loss and top-1 of the weights'
+/// moving average beside them when the epochs have one (`val_ema_*`), side by side under `title`, and writes the image to
 /// `path` as a [`CURVES_SIZE`] PNG. A single epoch is drawn as points; non-finite values are
 /// left out (they break a line). Fails with [`Error::Plot`] when `epochs` is empty or drawing
 /// fails, and with [`Error::Io`] when the file cannot be written.
@@ -202,7 +204,7 @@ pub fn plot_curves(path: &Path, epochs: &[EpochMetrics], title: &str) -> Result<
     let series = |f: fn(&EpochMetrics) -> f64, scale: f64| -> Vec<(f64, f64)> {
         epochs.iter().map(|e| (e.epoch as f64, f(e) * scale)).collect()
     };
-    let loss_curves = [
+    let mut loss_curves = vec![
         Curve {
             label: "train",
             colour: TRAIN_COLOUR,
@@ -214,7 +216,7 @@ pub fn plot_curves(path: &Path, epochs: &[EpochMetrics], title: &str) -> Result<
             points: series(|e| e.val_loss, 1.0),
         },
     ];
-    let accuracy_curves = [
+    let mut accuracy_curves = vec![
         Curve {
             label: "train top-1",
             colour: TRAIN_COLOUR,
@@ -231,6 +233,19 @@ pub fn plot_curves(path: &Path, epochs: &[EpochMetrics], title: &str) -> Result<
             points: series(|e| e.val_top5, 100.0),
         },
     ];
+    // The weights' moving average (`--model-ema`), when it was evaluated.
+    if epochs.iter().any(|e| e.val_ema_top1.is_finite()) {
+        loss_curves.push(Curve {
+            label: "validation (EMA)",
+            colour: EMA_COLOUR,
+            points: series(|e| e.val_ema_loss, 1.0),
+        });
+        accuracy_curves.push(Curve {
+            label: "validation top-1 (EMA)",
+            colour: EMA_COLOUR,
+            points: series(|e| e.val_ema_top1, 100.0),
+        });
+    }
     let (x_min, x_max) = epochs
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), e| {

@@ -397,6 +397,21 @@ fn curves_png() {
     let single = dir.path().join("single.png");
     plot_curves(&single, &one, "one epoch").unwrap();
     check_png(&single, CURVES_SIZE);
+    // The moving average's curves are drawn (in their own colour) only when it was evaluated.
+    let ema_pixels = |path: &Path| {
+        let image = image::open(path).unwrap().to_rgb8();
+        image.pixels().filter(|p| p.0 == [214, 39, 40]).count()
+    };
+    assert!(ema_pixels(&path) > 100, "no EMA curve");
+    let mut no_ema = epochs();
+    for e in &mut no_ema {
+        e.val_ema_loss = f64::NAN;
+        e.val_ema_top1 = f64::NAN;
+    }
+    let plain = dir.path().join("plain.png");
+    plot_curves(&plain, &no_ema, "no EMA").unwrap();
+    check_png(&plain, CURVES_SIZE);
+    assert_eq!(ema_pixels(&plain), 0, "an EMA curve without EMA figures");
     assert_no_temporary_files(dir.path());
     let err = plot_curves(&dir.path().join("empty.png"), &[], "nothing").unwrap_err();
     assert!(
