@@ -556,6 +556,9 @@ pub(crate) fn forward_impl<T: Float>(
 
 /// The input gradient `[N, Cin, H, W]` from the output gradient and the weight.
 pub(crate) fn input_grad_impl<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Vec<T> {
+    if let Some(dx) = super::winograd::input_grad(g, grad, weight) {
+        return dx;
+    }
     let weight = &*live_weight(g, weight);
     let mut dx = vec![T::zero(); g.n * g.image_in()];
     over_images(

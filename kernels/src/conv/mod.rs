@@ -17,8 +17,10 @@
 //!   into one contiguous run per thread, each accumulating its own partial sum, the partial
 //!   sums added in a fixed order (results do not depend on scheduling).
 //! * **Input gradient**, only when the input takes part in autograd (never for the image
-//!   batch): `col_grad_g = W_g^T x grad_g` then col2im, a scatter-add of the columns into the
-//!   input gradient (stride, padding and dilation included).
+//!   batch): for 3x3 stride-1 convolutions, Winograd's forward pass of the output gradient by
+//!   the transposed, flipped weight (`winograd::input_grad`, no column matrix); otherwise
+//!   `col_grad_g = W_g^T x grad_g` then col2im, a scatter-add of the columns into the input
+//!   gradient (stride, padding and dilation included).
 //!
 //! im2col builds each row of a column matrix with one contiguous copy per output row (zeros
 //! for the padding). With a stride `s > 1` and at least `s^2` kernel taps, the input planes

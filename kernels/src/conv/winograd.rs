@@ -25,8 +25,9 @@
 //! Used by [`super::kernels::forward`] for 3x3, stride-1, undilated, ungrouped convolutions of
 //! at least [`MIN_CHANNELS`] input and output channels whose nine taps are all live, with at
 //! least [`MIN_TILES`] tiles per run of images and outputs at least [`MIN_WIDTH`] wide, in
-//! training as in inference (the backward passes stay im2col's: the adjoint of the direct
-//! convolution, which the forward pass equals up to rounding).
+//! training as in inference. The input gradient of such a convolution is computed the same
+//! way ([`input_grad`]: the forward convolution of the output gradient by the transposed,
+//! flipped weight) where that convolution qualifies; the weight gradient stays im2col's.
 
 use super::*;
 
@@ -94,6 +95,39 @@ pub(crate) fn forward<T: Float>(
         |_, x, out, inner| forward_run(g, x, &u, out, inner.rows, epilogue),
     );
     out
+}
+
+/// The input gradient `[N, Cin, H, W]` of a 3x3, stride-1, undilated, ungrouped convolution
+/// `g` as Winograd's forward pass, with no column matrix and no col2im: the convolution of the
+/// output gradient by the weight transposed to `[Cin, Cout]` and flipped in both axes, padded
+/// by `2 - padding` (oneDNN's backward-data). `None` when that convolution is not one
+/// [`applies`] takes (the caller then runs im2col's adjoint).
+pub(crate) fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Option<Vec<T>> {
+    let (ph, pw) = g.padding;
+    let shaped = g.kh == 3 && g.kw == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1;
+    if !shaped || ph != pw || ph > 2 {
+        return None;
+    }
+    let p = ConvParams {
+        padding: 2 - ph,
+        stride: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let adjoint = ConvGeometry::new(&[g.n, g.cout, g.oh, g.ow], &[g.cin, g.cout, 3, 3], p).ok()?;
+    if !applies(&adjoint) || (adjoint.oh, adjoint.ow) != (g.h, g.w) {
+        return None;
+    }
+    let (cin, cout) = (g.cin, g.cout);
+    let mut flipped = vec![T::zero(); weight.len()];
+    for (o, taps) in weight.chunks_exact(9).enumerate() {
+        let (co, ci) = (o / cin, o % cin);
+        let to = &mut flipped[(ci * cout + co) * 9..][..9];
+        for (t, &v) in taps.iter().enumerate() {
+            to[8 - t] = v;
+        }
+    }
+    Some(forward(&adjoint, grad, &flipped, None))
 }
 
 /// `U_xi [Cout, Cin]` for the 16 positions `xi` of the 4x4 transform, as `[16, Cout, Cin]`.
@@ -531,6 +565,107 @@ mod tests {
                 });
             }
         }
+    }
+
+    /// The input gradient by nested loops (f64): the adjoint of [`direct`].
+    fn direct_input_grad(g: &ConvGeometry, grad: &[f64], w: &[f64]) -> Vec<f64> {
+        let mut dx = vec![0.0; g.n * g.image_in()];
+        for b in 0..g.n {
+            for o in 0..g.cout {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let dy = grad[((b * g.cout + o) * g.oh + oy) * g.ow + ox];
+                        for c in 0..g.cin {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let iy = (oy + ky) as isize - g.padding.0 as isize;
+                                    let ix = (ox + kx) as isize - g.padding.1 as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                        continue;
+                                    }
+                                    let at = ((b * g.cin + c) * g.h + iy as usize) * g.w + ix as usize;
+                                    dx[at] += w[((o * g.cin + c) * 3 + ky) * 3 + kx] * dy;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+
+    /// The input gradient through Winograd's forward pass (transposed, flipped weight) equals
+    /// the direct adjoint up to rounding, for paddings 0 to 2, one image or several, channels
+    /// in and out unequal, serial and parallel, f64 and f32; shapes the adjoint convolution
+    /// does not qualify for are left to im2col (`None`).
+    #[test]
+    fn winograd_input_gradient_equals_the_direct_adjoint() {
+        let shapes: [([usize; 4], usize, usize); 5] = [
+            ([1, 16, 20, 21], 24, 1),
+            ([1, 20, 23, 22], 16, 0),
+            ([1, 17, 21, 19], 16, 2),
+            ([2, 32, 30, 31], 20, 1),
+            ([6, 16, 16, 16], 16, 1),
+        ];
+        for (x_dims, cout, padding) in shapes {
+            let p = ConvParams {
+                padding,
+                stride: 1,
+                dilation: 1,
+                groups: 1,
+            };
+            let g = ConvGeometry::new(&x_dims, &[cout, x_dims[1], 3, 3], p).unwrap();
+            let grad = values(g.n * g.image_out(), 7);
+            let w = values(g.cout * g.cin * 9, 8);
+            let expected = direct_input_grad(&g, &grad, &w);
+            let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let what = format!("{x_dims:?} -> {cout}, padding {padding}, {threads} threads");
+                    let ours = input_grad(&g, &grad, &w).unwrap_or_else(|| panic!("{what}: not taken"));
+                    for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+                        assert!((a - b).abs() <= 1e-13 * scale, "{what}: f64 dx {i}: {a} vs {b}");
+                    }
+                    let (grad32, w32): (Vec<f32>, Vec<f32>) = (
+                        grad.iter().map(|&v| v as f32).collect(),
+                        w.iter().map(|&v| v as f32).collect(),
+                    );
+                    let ours = input_grad(&g, &grad32, &w32).unwrap();
+                    for (i, (&a, b)) in ours.iter().zip(&expected).enumerate() {
+                        assert!(
+                            (a as f64 - b).abs() <= 2e-6 * scale,
+                            "{what}: f32 dx {i}: {a} vs {b}"
+                        );
+                    }
+                });
+            }
+        }
+        let q = |padding, stride, groups| ConvParams {
+            padding,
+            stride,
+            dilation: 1,
+            groups,
+        };
+        let taken = |x: [usize; 4], w: [usize; 4], p: ConvParams| {
+            let g = ConvGeometry::new(&x, &w, p).unwrap();
+            let grad = vec![0f32; g.n * g.image_out()];
+            input_grad(&g, &grad, &vec![0f32; w.iter().product()]).is_some()
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
+            assert!(taken([1, 64, 56, 56], [64, 64, 3, 3], q(1, 1, 1)));
+            assert!(!taken([1, 64, 56, 56], [64, 64, 3, 3], q(1, 2, 1)));
+            assert!(!taken([1, 64, 56, 56], [64, 32, 3, 3], q(1, 1, 2)));
+            assert!(!taken([1, 64, 56, 56], [8, 64, 3, 3], q(1, 1, 1)));
+            assert!(!taken([1, 8, 56, 56], [64, 8, 3, 3], q(1, 1, 1)));
+            assert!(!taken([1, 64, 56, 56], [64, 64, 3, 3], q(3, 1, 1)));
+            assert!(!taken([1, 64, 56, 56], [64, 64, 1, 1], q(0, 1, 1)));
+        });
     }
 
     /// Only 3x3, stride-1, undilated, ungrouped convolutions with enough channels and tiles.
