@@ -43,6 +43,9 @@ fn conv_case(c: &mut Criterion, name: &str, x: [usize; 4], w: [usize; 4], paddin
     group.bench_function("input_grad", |b| {
         b.iter(|| kernels::conv::input_grad(&g, &grad, &ws))
     });
+    group.bench_function("input_grad_im2col", |b| {
+        b.iter(|| kernels::conv::input_grad_im2col(&g, &grad, &ws))
+    });
     group.bench_function("weight_grad", |b| {
         b.iter(|| kernels::conv::weight_grad(&g, &xs, &grad, None))
     });
@@ -63,6 +66,14 @@ fn convolutions(c: &mut Criterion) {
         "conv3x3_64_64_56x56_b16",
         [16, 64, 56, 56],
         [64, 64, 3, 3],
+        1,
+        1,
+    );
+    conv_case(
+        c,
+        "conv3x3_128_128_16x16_b64",
+        [64, 128, 16, 16],
+        [128, 128, 3, 3],
         1,
         1,
     );

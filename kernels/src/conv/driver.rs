@@ -559,6 +559,11 @@ pub(crate) fn input_grad_impl<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[
     if let Some(dx) = super::winograd::input_grad(g, grad, weight) {
         return dx;
     }
+    input_grad_columns(g, grad, weight)
+}
+
+/// [`input_grad_impl`] by im2col's adjoint: `W_g^T x grad_g`, then col2im.
+pub(crate) fn input_grad_columns<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Vec<T> {
     let weight = &*live_weight(g, weight);
     let mut dx = vec![T::zero(); g.n * g.image_in()];
     over_images(

@@ -193,6 +193,19 @@ pub fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Resul
     Ok(input_grad_impl(g, grad, weight))
 }
 
+/// [`input_grad`] by im2col's adjoint (`W^T x grad`, then col2im) whatever the convolution:
+/// what [`input_grad`] runs where Winograd does not apply, public so that tests and benches
+/// can set the two side by side.
+pub fn input_grad_im2col<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Result<Vec<T>> {
+    g.check_lengths(
+        "conv2d input gradient",
+        g.n * g.image_in(),
+        weight.len(),
+        grad.len(),
+    )?;
+    Ok(input_grad_columns(g, grad, weight))
+}
+
 /// The weight gradient `[Cout, Cin/groups, kh, kw]` from the input and the output gradient,
 /// from the forward pass's kept columns where `kept` has them (the same bits either way).
 pub fn weight_grad<T: Float>(
