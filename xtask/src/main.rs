@@ -609,6 +609,7 @@ fn train(args: TrainArgs) -> Result<()> {
         model_ema: args.recipe.model_ema(),
         accum_steps: args.recipe.accum_steps,
         mixup: args.aug.mixup(mnist_classes, args.optim.label_smoothing)?,
+        sync_bn: args.dist.sync_bn,
         ..TrainConfig::default()
     };
     let count =

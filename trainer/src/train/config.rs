@@ -75,6 +75,11 @@ pub struct TrainConfig {
     /// `label_smoothing` applies without mixup). Each batch draws from its own generator keyed by
     /// the seed, epoch and batch ([`crate::data::batch_rng`]). Turns the feature cache off.
     pub mixup: Option<Mixup>,
+    /// In a data-parallel run, every batch norm in training mode normalises with the statistics
+    /// of the global batch, all ranks together (PyTorch's `SyncBatchNorm`,
+    /// [`backbone::layers::sync_batch_norm`]), instead of each rank's own (DDP's default). No
+    /// effect with one process.
+    pub sync_bn: bool,
 }
 
 impl Default for TrainConfig {
@@ -107,6 +112,7 @@ impl Default for TrainConfig {
             model_ema: None,
             accum_steps: 1,
             mixup: None,
+            sync_bn: false,
         }
     }
 }

@@ -190,7 +190,33 @@ pub fn train_mixed_precision(
     run_loop(model, varmap, data, config, device, Some(amp), &SingleProcess)
 }
 
+/// [`run_epochs`], inside [`backbone::layers::sync_batch_norm`] over the ranks with
+/// `config.sync_bn` and more than one rank.
 fn run_loop(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+    amp: Option<&mut MixedPrecision>,
+    collective: &dyn Collective,
+) -> Result<TrainReport> {
+    if !config.sync_bn || collective.world_size() == 1 {
+        return run_epochs(model, varmap, data, config, device, amp, collective);
+    }
+    let group = collective.batch_norm_sync().ok_or_else(|| {
+        Error::config(format!(
+            "--sync-bn: the {} engine has no batch-norm group yet: train with MPI (`--features \
+             mpi`) or without --sync-bn",
+            collective.engine()
+        ))
+    })?;
+    backbone::layers::sync_batch_norm(group, || {
+        run_epochs(model, varmap, data, config, device, amp, collective)
+    })
+}
+
+fn run_epochs(
     model: &dyn Backbone,
     varmap: &VarMap,
     data: TrainData,
@@ -259,6 +285,9 @@ fn run_loop(
             // refused on resume unless --allow-changes.
             if world > 1 {
                 settings.insert("world size".into(), world.to_string());
+            }
+            if config.sync_bn {
+                settings.insert("sync batch norm".into(), "true".into());
             }
             RunDir::open(
                 &config.out_dir,
@@ -409,7 +438,12 @@ fn run_loop(
             // Recipe: mixup / CutMix of the batch, drawn from the batch's own generator.
             let (inputs, soft) = match &config.mixup {
                 Some(mixup) if train_cache.is_none() => {
-                    let rng = crate::data::batch_rng(config.seed, epoch - 1, index);
+                    // (Each rank its own draws; rank 0's are a single process's.)
+                    let rng = crate::data::batch_rng(
+                        config.seed ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+                        epoch - 1,
+                        index,
+                    );
                     let (mixed, soft) =
                         mixup.apply_tensors(&inputs, &labels, &mut crate::data::RngDraws(rng))?;
                     (mixed, Some(soft))
