@@ -18,12 +18,16 @@
 //!   [`Collective::batch_norm_sync`], for the whole loop); rank 0's buffers are broadcast after
 //!   every epoch (what DDP's `broadcast_buffers` leaves in rank 0, which alone is saved), so
 //!   every rank evaluates the same model;
+//! - validation is split over the ranks without padding ([`split_indices_exact`]: rank `r`
+//!   evaluates every `world`-th image from the `r`-th) and the metrics' sums are all-reduced,
+//!   so every rank gets the figures of every image counted once (timm reduces over a padded
+//!   sampler instead, which counts the padding twice);
 //! - rank 0 alone opens and writes the run folder and prints the log.
 //!
 //! [`SingleProcess`] is the world of one process: every operation is the identity.
 
 mod sampler;
-pub use sampler::{shard_indices, shard_len};
+pub use sampler::{shard_indices, shard_len, split_indices_exact};
 
 #[cfg(feature = "mpi")]
 mod mpi_engine;

@@ -326,11 +326,16 @@ fn run_epochs(
     };
     let train_loader = DataLoader::new(train.clone(), train_transform, loader_config(local_batch, true))?
         .with_shard(rank, world)?;
-    let val_loader = DataLoader::new(
+    // Validation: each rank its part of the images, no padding; the metrics' sums are reduced
+    // (every image counted once, as one process counts them).
+    let mut val_loader = DataLoader::new(
         val.clone(),
         eval_transform,
         loader_config(config.eval_batch(), false),
     )?;
+    if world > 1 {
+        val_loader = val_loader.with_eval_shard(rank, world)?;
+    }
     let batches_per_epoch = train_loader.num_batches();
     // One optimizer update per `accum_steps` batches, the epoch's last group possibly shorter
     // (timm's train.py): the schedule counts updates.
@@ -557,7 +562,14 @@ fn run_epochs(
                 }
             )));
         }
-        let eval = evaluate_with(model, &val_loader, val_cache.as_ref(), device, verbose)?;
+        let eval = evaluate_with(
+            model,
+            &val_loader,
+            val_cache.as_ref(),
+            device,
+            verbose,
+            collective,
+        )?;
         if !eval.loss.is_finite() {
             return Err(Error::Diverged {
                 epoch,
@@ -568,7 +580,14 @@ fn run_epochs(
         }
         let ema_eval = match &ema {
             Some(ema) => Some(ema.with_weights(varmap, || {
-                evaluate_with(model, &val_loader, val_cache.as_ref(), device, config.verbose)
+                evaluate_with(
+                    model,
+                    &val_loader,
+                    val_cache.as_ref(),
+                    device,
+                    verbose,
+                    collective,
+                )
             })?),
             None => None,
         };
@@ -624,12 +643,12 @@ fn run_epochs(
     // matrix: the last epoch's when it evaluated the full model.
     let final_eval = match last_eval {
         Some(eval) => eval,
-        None => evaluate_with(model, &val_loader, None, device, verbose)?,
+        None => evaluate_with(model, &val_loader, None, device, verbose, collective)?,
     };
     run.write_metrics(&history, Some(&final_eval), &train.class_names(), "training")?;
     let final_ema_eval = match &ema {
         Some(ema) => Some(ema.with_weights(varmap, || {
-            evaluate_with(model, &val_loader, None, device, config.verbose)
+            evaluate_with(model, &val_loader, None, device, verbose, collective)
         })?),
         None => None,
     };
