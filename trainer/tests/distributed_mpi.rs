@@ -20,8 +20,8 @@ use trainer::train::{train_with, OptimizerKind, TrainConfig, TrainData};
 const BATCH: usize = 32;
 const IMAGES: usize = 256;
 const EPOCHS: usize = 2;
-/// The images of the batch-norm scenarios (2 steps per epoch).
-const BN_IMAGES: usize = 64;
+/// The images of the batch-norm scenarios: one step of the global batch.
+const BN_IMAGES: usize = BATCH;
 
 fn config(out: &Path, epochs: usize, resume: bool) -> TrainConfig {
     TrainConfig {
@@ -85,7 +85,7 @@ fn run_bn(collective: &dyn Collective, out: &Path, sync_bn: bool) -> trainer::Re
     let model = ResNet::new(&resnet_bn(), vars.var_builder(DType::F32, &Device::Cpu))?;
     let config = TrainConfig {
         sync_bn,
-        ..config(out, EPOCHS, false)
+        ..config(out, 1, false)
     };
     train_with(&model, vars.varmap(), data, &config, &Device::Cpu, collective).map(|_| ())
 }
@@ -351,10 +351,10 @@ fn a_killed_rank_ends_the_job_and_the_last_checkpoint_survives() {
     trainer::checkpoint::load_checkpoint(&trainer::run::optimizer_path(&out, latest), &Device::Cpu).unwrap();
 }
 
-/// The worst relative difference over the epochs' checkpoints of two run folders.
-fn worst_over_epochs(a: &Path, b: &Path) -> (f64, String) {
+/// The worst relative difference over the first `epochs` checkpoints of two run folders.
+fn worst_over_epochs(a: &Path, b: &Path, epochs: usize) -> (f64, String) {
     let mut worst = (0.0, String::new());
-    for epoch in 1..=EPOCHS {
+    for epoch in 1..=epochs {
         let x = load_checkpoint(&checkpoint_path(a, epoch), &Device::Cpu).unwrap();
         let y = load_checkpoint(&checkpoint_path(b, epoch), &Device::Cpu).unwrap();
         let (w, name) = max_relative(&x, &y);
@@ -366,9 +366,8 @@ fn worst_over_epochs(a: &Path, b: &Path) -> (f64, String) {
 }
 
 /// `--sync-bn` (PyTorch's `SyncBatchNorm`): two ranks of batch B normalise with the statistics
-/// of the global batch, so they train a batch-norm model as one process of batch 2B does
-/// (weights and running statistics); without it each rank normalises with its own half (DDP's
-/// default), which is another training.
+/// of the global batch, so they take the step of one process of batch 2B (weights and running
+/// statistics); without it each rank normalises with its own half (DDP's default), another step.
 #[test]
 fn with_sync_bn_two_ranks_of_batch_b_equal_one_process_of_batch_2b() {
     let dir = tempfile::tempdir().unwrap();
@@ -376,19 +375,21 @@ fn with_sync_bn_two_ranks_of_batch_b_equal_one_process_of_batch_2b() {
     let (ok, output, _) = mpirun("bn", &ddp, Duration::from_secs(600));
     assert!(ok, "mpirun failed:\n{output}");
     run_bn(&SingleProcess, &single, false).unwrap();
-    let (sync, where_sync) = worst_over_epochs(&ddp.join("sync"), &single);
-    let (plain, where_plain) = worst_over_epochs(&ddp.join("plain"), &single);
+    let (sync, where_sync) = worst_over_epochs(&ddp.join("sync"), &single, 1);
+    let (plain, where_plain) = worst_over_epochs(&ddp.join("plain"), &single, 1);
     eprintln!(
-        "2 ranks x {} against 1 x {BATCH}, ResNet (batch norm): with --sync-bn worst {where_sync} \
-         {sync:.2e}; without, worst {where_plain} {plain:.2e}",
+        "one step, 2 ranks x {} against 1 x {BATCH}, ResNet (batch norm): with --sync-bn worst \
+         {where_sync} {sync:.2e}; without, worst {where_plain} {plain:.2e}",
         BATCH / 2
     );
-    // 1e-4, not LeNet's 1e-6: the stem convolution's gradient (a 7x7 filter over digits on a
-    // flat background, normalised by batch norm, then max-pooled) is the one tensor that parts
-    // beyond rounding (6e-5 after these 4 steps, 3e-3 after 2 steps of 32 images with one
-    // step per epoch; every other tensor within 2e-6): not understood yet.
+    // One step: from the same weights and images, the synchronised statistics give the same
+    // batch-norm outputs bit for bit, and the runs differ by the order of the gradients' sums
+    // only. Over more steps a batch-norm ResNet in f32 is chaotic here: a ReLU or a max pool
+    // choosing between values one rounding apart moves a gradient, and one process with its
+    // learning rate changed by 1e-7 (relative) parts from itself by 1e-2 within 4 steps, so a
+    // longer comparison would test the rounding, not the synchronisation.
     assert!(
-        sync <= 1e-4,
+        sync <= 1e-5,
         "with --sync-bn, {where_sync} differs by {sync:e} (relative)"
     );
     assert!(
@@ -415,7 +416,7 @@ fn two_ranks_on_an_image_folder_equal_one_process() {
     assert!(ok, "mpirun failed:\n{output}");
     run_folder(&SingleProcess, &data, &single).unwrap();
     assert!(ddp.join("metrics.csv").exists() && ddp.join("run.json").exists());
-    let (worst, name) = worst_over_epochs(&ddp, &single);
+    let (worst, name) = worst_over_epochs(&ddp, &single, EPOCHS);
     eprintln!(
         "image folder, 2 ranks x {} against 1 x {BATCH}: worst {name} {worst:.2e}",
         BATCH / 2

@@ -17,10 +17,10 @@
 //! of the incoming gradients, so the gradient flows through the global statistics exactly: each
 //! process's input gradient is that of the sum of every process's loss (PyTorch's
 //! `SyncBatchNorm` backward all-reduces `sum(dy)` and `sum(dy * xhat)`, the same thing). The rest
-//! is ordinary candle ops, in `f64` up to the normalised values (a channel whose values are
-//! nearly constant, as a first convolution's over a plain background, loses its variance to
-//! cancellation in `f32`; the single-process kernels accumulate in `f64` too), the affine step
-//! in the input's dtype. Eval mode is unchanged (running statistics), and a group of one process leaves
+//! is ordinary candle ops: the statistics in `f64` (as the single-process kernels accumulate
+//! them), the output `(x - mean) * (inv_std * weight) + bias` in the input's dtype with each
+//! coefficient rounded once, the formula of the single-process kernel, so that equal statistics
+//! give bit-identical outputs (a max pool or a ReLU downstream then routes the gradient alike). Eval mode is unchanged (running statistics), and a group of one process leaves
 //! training mode unchanged too (PyTorch's `SyncBatchNorm` falls back to `batch_norm` then).
 //!
 //! The group is a scoped setting of the calling thread, like [`crate::inference_mode`]: the
@@ -158,15 +158,22 @@ pub(crate) fn batch_norm_train_synced(
     let centered = x.broadcast_sub(&mean.reshape(per_channel.as_slice())?)?;
     let squares = centered.sqr()?.sum_keepdim(reduce.as_slice())?.flatten_all()?;
     let var = (all_reduce_sum(&squares)? / n)?;
-    let inv_std = (var.clone() + eps)?
-        .sqrt()?
-        .recip()?
-        .reshape(per_channel.as_slice())?;
-    let normed = centered.broadcast_mul(&inv_std)?.to_dtype(dtype)?;
-    let out = match affine {
-        Some((w, b)) => normed
-            .broadcast_mul(&w.reshape(per_channel.as_slice())?)?
-            .broadcast_add(&b.reshape(per_channel.as_slice())?)?,
+    let inv_std = (var.clone() + eps)?.sqrt()?.recip()?;
+    // The output as the single-process kernel writes it, in the input's dtype:
+    // `(x - mean) * (inv_std * weight) + bias`, each coefficient rounded once from f64, so that
+    // the same statistics give the same values bit for bit (a ReLU's or a max pool's choice
+    // then never differs on rounding).
+    let channel = |t: Tensor| t.to_dtype(dtype)?.reshape(per_channel.as_slice());
+    let (scale, shift) = match affine {
+        Some((w, b)) => (
+            channel((&inv_std * w.to_dtype(DType::F64)?)?)?,
+            Some(b.reshape(per_channel.as_slice())?),
+        ),
+        None => (channel(inv_std)?, None),
+    };
+    let normed = xs.broadcast_sub(&channel(mean.clone())?)?.broadcast_mul(&scale)?;
+    let out = match shift {
+        Some(b) => normed.broadcast_add(&b)?,
         None => normed,
     };
     let stats = BatchStats {
