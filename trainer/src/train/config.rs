@@ -73,7 +73,8 @@ pub struct TrainConfig {
     /// Mixup / CutMix of the training batches (timm's `--mixup`, `--cutmix`): the loss is then
     /// the soft-target cross-entropy of the mixed targets (which carry the label smoothing;
     /// `label_smoothing` applies without mixup). Each batch draws from its own generator keyed by
-    /// the seed, epoch and batch ([`crate::data::batch_rng`]). Turns the feature cache off.
+    /// the seed (mixed with the rank in a data-parallel run), epoch and batch
+    /// ([`crate::data::batch_rng`]). Turns the feature cache off.
     pub mixup: Option<Mixup>,
     /// In a data-parallel run, every batch norm in training mode normalises with the statistics
     /// of the global batch, all ranks together (PyTorch's `SyncBatchNorm`,
