@@ -20,3 +20,4 @@ mod relu_op;
 mod safetensors_props;
 mod safetensors_read;
 mod squeeze_excite;
+mod sync_batch_norm;

@@ -452,6 +452,28 @@ impl MetricsAccumulator {
         self.count
     }
 
+    /// Replaces every sum (loss, top-1 and top-k counts, image count, confusion matrix) with
+    /// its sum over the ranks of a data-parallel evaluation: `all_reduce_sum` sums a slice of
+    /// `f64` over the ranks in place (counts stay exact below 2^53).
+    pub fn all_reduce(&mut self, all_reduce_sum: impl FnOnce(&mut [f64]) -> Result<()>) -> Result<()> {
+        let mut values = vec![
+            self.loss_sum,
+            self.top1 as f64,
+            self.topk as f64,
+            self.count as f64,
+        ];
+        values.extend(self.confusion.counts.iter().map(|&c| c as f64));
+        all_reduce_sum(&mut values)?;
+        self.loss_sum = values[0];
+        self.top1 = values[1].round() as u64;
+        self.topk = values[2].round() as u64;
+        self.count = values[3].round() as usize;
+        for (c, v) in self.confusion.counts.iter_mut().zip(&values[4..]) {
+            *c = v.round() as u64;
+        }
+        Ok(())
+    }
+
     /// The metrics of everything added: mean loss, top-1 and top-k accuracy and the confusion
     /// matrix. All zero when nothing was added.
     pub fn finish(self) -> EvalMetrics {

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use trainer::data::{DataLoader, Dataset, GrayImages, ImageDataset, LoaderConfig, Mnist, Preprocess};
-use trainer::distributed::{agree, local_batch, shard_indices, shard_len, LaunchCheck, SingleProcess};
+use trainer::distributed::{
+    agree, local_batch, shard_indices, shard_len, split_indices_exact, LaunchCheck, SingleProcess,
+};
 
 #[test]
 fn shards_cover_every_index_once_padded_to_equal_lengths() {
@@ -153,4 +155,39 @@ fn one_process_agrees_with_itself() {
         .unwrap_err()
         .to_string()
         .contains("boom"));
+}
+
+/// Evaluation splits every index exactly once over the ranks (no padding), and the loader of
+/// each part reads those images.
+#[test]
+fn evaluation_parts_hold_every_index_once_without_padding() {
+    for len in [1usize, 2, 7, 10, 17, 64] {
+        for world in 1..=5 {
+            let order: Vec<usize> = (0..len).rev().collect();
+            let parts: Vec<Vec<usize>> = (0..world)
+                .map(|r| split_indices_exact(&order, r, world))
+                .collect();
+            let mut all: Vec<usize> = parts.concat();
+            all.sort_unstable();
+            assert_eq!(all, (0..len).collect::<Vec<_>>(), "len {len} world {world}");
+            let lens: Vec<usize> = parts.iter().map(Vec::len).collect();
+            assert!(
+                lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1,
+                "{lens:?}"
+            );
+        }
+    }
+    let (n, world) = (17, 2);
+    let mut seen = 0;
+    for rank in 0..world {
+        let part = loader(n, 4, 1).with_eval_shard(rank, world).unwrap();
+        let images: usize = part
+            .epoch(0, &candle_core::Device::Cpu)
+            .map(|b| b.unwrap().labels.dim(0).unwrap())
+            .sum();
+        assert_eq!(images, [9, 8][rank]);
+        assert_eq!(part.num_batches(), [3, 2][rank]);
+        seen += images;
+    }
+    assert_eq!(seen, n);
 }

@@ -19,6 +19,13 @@ pub struct DistArgs {
     /// once through mpirun).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub collective_timeout: u64,
+    /// With --distributed: every batch norm in training mode normalises with the statistics of
+    /// the global batch, all ranks together (PyTorch's SyncBatchNorm, as
+    /// `convert_sync_batchnorm` under DDP: two all-reduces per layer forward, two backward),
+    /// instead of each rank's own batch (DDP's default). Eval mode is unchanged. Recorded in the
+    /// run folder: a resumed run keeps it.
+    #[arg(long)]
+    pub sync_bn: bool,
 }
 
 /// The world of this process: [`SingleProcess`] without `--distributed` (refused when an MPI
@@ -30,6 +37,12 @@ pub fn collective(args: &DistArgs, device: &mut Device) -> Result<Box<dyn Collec
         engine_built: cfg!(feature = "mpi"),
     }
     .check(|name| std::env::var(name).ok())?;
+    if args.sync_bn && !args.distributed {
+        anyhow::bail!(
+            "--sync-bn synchronises batch norm over the ranks of a data-parallel run: it needs \
+             --distributed (one process has only its own batch statistics)"
+        );
+    }
     if !args.distributed {
         return Ok(Box::new(SingleProcess));
     }

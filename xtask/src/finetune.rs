@@ -259,6 +259,8 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
         aug: &args.aug,
         quiet: args.quiet,
         device: &args.device,
+        dist: None,
+        sync_bn: false,
         base: TrainConfig::finetune(),
     })
 }

@@ -7,6 +7,7 @@ use crate::finetune::{at_size, check_architecture, weights_reference, Preprocess
 use crate::models;
 use crate::parse_device;
 use anyhow::{bail, Context, Result};
+use candle_core::Device;
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use trainer::checkpoint::{export, save_checkpoint};
 use trainer::data::{
     Cifar10, Dataset, GrayImages, ImageFolder, Mnist, OnCorrupt, Pipeline, RandomAffine, Subset, Transform,
 };
+use trainer::distributed::{Collective, SingleProcess};
 use trainer::train::{TrainConfig, TrainData};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -255,11 +257,29 @@ pub(crate) struct ImageJob<'a> {
     pub device: &'a str,
     /// The defaults of the rest: `TrainConfig::default()` or `TrainConfig::finetune()`.
     pub base: TrainConfig,
+    /// `train --distributed`: the ranks and this rank's device (NCCL puts each rank on the GPU
+    /// of its local rank); `None`: one process on `device`.
+    pub dist: Option<(&'a dyn Collective, Device)>,
+    /// `--sync-bn` (with `dist`).
+    pub sync_bn: bool,
 }
 
 pub(crate) fn run_images(job: ImageJob) -> Result<()> {
     let entry = models::find(job.model)?;
-    let device = parse_device(job.device)?;
+    let (collective, device): (&dyn Collective, Device) = match &job.dist {
+        Some((collective, device)) => (*collective, device.clone()),
+        None => (&SingleProcess, parse_device(job.device)?),
+    };
+    trainer::distributed::local_batch(job.batch_size, collective.world_size())?;
+    // The log is printed once, by rank 0.
+    let main = collective.is_main();
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            if main {
+                println!($($arg)*);
+            }
+        };
+    }
     job.recipe.check_amp(&device)?;
     let (train, val) = open_split(job.data, job.data_args, job.seed)?;
     let classes = train.class_names();
@@ -270,7 +290,7 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
             preview(&classes)
         );
     }
-    println!(
+    say!(
         "data: {} training and {} validation images, {} classes ({})",
         train.len(),
         val.len(),
@@ -303,7 +323,7 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
     match &created.weights {
         Some(loaded) => {
             check_architecture(entry, &created.pretrained_cfg, &loaded.source);
-            println!(
+            say!(
                 "weights: {} ({}; {})",
                 loaded.source,
                 loaded.file.display(),
@@ -315,13 +335,13 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
                     .iter()
                     .map(|p| p.trim_end_matches('.'))
                     .collect();
-                println!(
+                say!(
                     "the weights have no auxiliary classifiers ({}): they start fresh",
                     aux.join(", ")
                 );
             }
             if let Some(report) = &loaded.report {
-                println!("{report}");
+                say!("{report}");
             }
         }
         None => {
@@ -374,12 +394,12 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
         traits.as_ref(),
     )?;
     if let Some(said) = said {
-        println!("{said}");
+        say!("{said}");
     }
     let train_transform = job.aug.pipeline(train_transform, &mean)?;
     let tools = job.aug.describe();
     if !tools.is_empty() {
-        println!("recipe: {tools}");
+        say!("recipe: {tools}");
     }
     let updates_per_epoch = train
         .len()
@@ -418,9 +438,10 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
         model_ema: job.recipe.model_ema(),
         accum_steps: job.recipe.accum_steps,
         mixup: job.aug.mixup(classes.len(), job.optim.label_smoothing)?,
+        sync_bn: job.sync_bn,
         ..job.base.clone()
     };
-    println!(
+    say!(
         "{} {} at {}x{} for {} ({}), batch {}{}{}, {}",
         if created.weights.is_some() {
             "fine-tuning"
@@ -451,6 +472,20 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
             .map_or(String::new(), |d| format!(", weights' EMA (decay {d})")),
         args::plural(candle_core::utils::get_num_threads(), "thread")
     );
+    if collective.world_size() > 1 {
+        say!(
+            "data-parallel over {} ranks ({}): {} images per rank per step; validation split over \
+             the ranks{}",
+            collective.world_size(),
+            collective.engine(),
+            config.batch_size / collective.world_size(),
+            if config.sync_bn {
+                "; batch norm synchronised (--sync-bn)"
+            } else {
+                ""
+            }
+        );
+    }
     let data = TrainData {
         train,
         val,
@@ -473,19 +508,33 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
             &device,
             &mut amp,
         )?,
-        None => trainer::train::train(model.as_ref(), vars.varmap(), data, &config, &device)?,
+        None => match trainer::train::train_with(
+            model.as_ref(),
+            vars.varmap(),
+            data,
+            &config,
+            &device,
+            collective,
+        ) {
+            Ok(report) => report,
+            Err(e) => return Err(crate::distributed::fail(collective, e.into())),
+        },
     };
+    // Rank 0 alone writes the run folder (the others trained the same weights).
+    if !main {
+        return Ok(());
+    }
     if !result.skipped.is_empty() {
-        println!(
+        say!(
             "skipped {}:",
             args::plural(result.skipped.len(), "unreadable image")
         );
         for (file, problem) in result.skipped.iter().take(10) {
-            println!("  {file}: {problem}");
+            say!("  {file}: {problem}");
         }
     }
     let eval = &result.final_eval;
-    println!(
+    say!(
         "validation: top-1 {:.2}%  top-5 {:.2}%  loss {:.4} on {} images",
         100.0 * eval.top1,
         100.0 * eval.top5,
@@ -493,23 +542,23 @@ pub(crate) fn run_images(job: ImageJob) -> Result<()> {
         eval.count
     );
     if let Some(ema) = &result.final_ema_eval {
-        println!(
+        say!(
             "validation of the weights' EMA: top-1 {:.2}%  top-5 {:.2}%  loss {:.4}",
             100.0 * ema.top1,
             100.0 * ema.top5,
             ema.loss
         );
     }
-    println!("{}", eval.confusion.render(&classes));
+    say!("{}", eval.confusion.render(&classes));
     if result.cache_seconds > 0.0 {
-        println!("feature cache built in {:.1}s", result.cache_seconds);
+        say!("feature cache built in {:.1}s", result.cache_seconds);
     }
     let out_config = pretrained.with_architecture(entry.name).with_label_names(classes);
     let file = export(&config.out_dir, vars.varmap(), &out_config)?;
     if let Some(ema) = &result.ema {
         save_checkpoint(&config.out_dir.join("model_ema.safetensors"), &ema.state())?;
     }
-    println!(
+    say!(
         "{} model saved to {} (+ config.json{}); metrics, curves.png and confusion.png in {}",
         if created.weights.is_some() {
             "fine-tuned"

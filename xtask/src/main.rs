@@ -446,6 +446,9 @@ fn load_boosted_parts(
 /// pretrained weights and with every layer training.
 fn train_images(args: TrainArgs, data: PathBuf) -> Result<()> {
     let entry = models::find(&args.model)?;
+    let mut device = parse_device(&args.device)?;
+    let collective = distributed::collective(&args.dist, &mut device)?;
+    let dist = args.dist.distributed.then_some((&*collective, device));
     for (given, flag) in [
         (args.limit.is_some(), "--limit"),
         (args.main_weights.is_some(), "--main-weights"),
@@ -490,18 +493,14 @@ fn train_images(args: TrainArgs, data: PathBuf) -> Result<()> {
         quiet: args.quiet,
         device: &args.device,
         base: TrainConfig::default(),
+        dist,
+        sync_bn: args.dist.sync_bn,
     })
 }
 
 fn train(args: TrainArgs) -> Result<()> {
     if let Some(data) = &args.data {
         if images::resolve_format(data, args.data_args.format) != images::DataFormat::Mnist {
-            if args.dist.distributed {
-                bail!(
-                    "--distributed trains on MNIST IDX data for now (the bundled sample or --data \
-                     with the IDX files): image folders and CIFAR-10 run on one process"
-                );
-            }
             let data = data.clone();
             return train_images(args, data);
         }
@@ -609,6 +608,7 @@ fn train(args: TrainArgs) -> Result<()> {
         model_ema: args.recipe.model_ema(),
         accum_steps: args.recipe.accum_steps,
         mixup: args.aug.mixup(mnist_classes, args.optim.label_smoothing)?,
+        sync_bn: args.dist.sync_bn,
         ..TrainConfig::default()
     };
     let count =

@@ -160,6 +160,19 @@ fn a_truncated_dataset_is_reported_with_its_path() {
 }
 
 #[test]
+fn sync_bn_needs_distributed() {
+    let help = text(&xtask(&["train", "--help"]).stdout);
+    assert!(help.contains("--sync-bn"), "{help}");
+    let out = xtask(&["train", "lenet", "--sync-bn", "--epochs", "1"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--sync-bn") && stderr.contains("needs --distributed"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_gpu_without_its_feature_says_how_to_build() {
     let out = xtask(&["train", "lenet", "--device", "cuda", "--epochs", "1"]);
     if cfg!(feature = "cuda") {

@@ -19,6 +19,7 @@ mod norm;
 mod plain;
 mod pool;
 mod squeeze_excite;
+pub mod sync_bn;
 
 pub use activation::{Activation, Flatten};
 pub use conv::{Conv2d, Conv2dConfig, ConvBlock};
@@ -33,6 +34,7 @@ pub use norm::{BatchNorm2d, BatchNormConfig};
 pub use plain::PlainLayer;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolConfig};
 pub use squeeze_excite::{SqueezeExcite, SqueezeExciteConfig};
+pub use sync_bn::{batch_norm_group, sync_batch_norm, BatchNormSync};
 
 use crate::Result;
 use candle_core::Tensor;

@@ -238,7 +238,19 @@ impl BatchNorm2d {
 impl Layer for BatchNorm2d {
     /// Fused CPU kernels in `f32` / `f64` for contiguous inputs ([`ops::batch_norm_train`],
     /// [`ops::batch_norm_eval`]), the composite candle path otherwise.
+    ///
+    /// Inside [`super::sync_batch_norm`] with a group of more than one process, training mode
+    /// normalises with the group's global batch statistics (see [`super::sync_bn`]).
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if train && super::batch_norm_group().is_some_and(|g| g.world_size() > 1) {
+            self.check(xs, false)?;
+            let (out, stats, count) =
+                super::sync_bn::batch_norm_train_synced(xs, self.affine(), self.config.eps)?;
+            self.update_running_stats(&stats, count)?;
+            self.record(xs.dims(), out.dims());
+            crate::trace::name_output(&out, &self.name);
+            return Ok(out);
+        }
         let count = self.check(xs, train)?;
         let out = if train {
             let (out, stats) = ops::batch_norm_train(xs, self.affine(), self.config.eps)?;

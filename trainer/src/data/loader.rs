@@ -130,6 +130,9 @@ pub struct DataLoader {
     skipped: Arc<Mutex<SkipLog>>,
     /// `(rank, world)`: the shard of each epoch this loader reads (`(0, 1)`: all of it).
     shard: (usize, usize),
+    /// Whether the shards are padded to equal lengths (training, [`DataLoader::with_shard`])
+    /// or split exactly (evaluation, [`DataLoader::with_eval_shard`]).
+    padded: bool,
 }
 
 impl fmt::Debug for DataLoader {
@@ -161,6 +164,7 @@ impl DataLoader {
             config,
             skipped: Arc::default(),
             shard: (0, 1),
+            padded: true,
         })
     }
 
@@ -174,6 +178,17 @@ impl DataLoader {
             )));
         }
         self.shard = (rank, world);
+        self.padded = true;
+        Ok(self)
+    }
+
+    /// The loader of rank `rank`'s part of every pass over `world` ranks for evaluation: the
+    /// positions `rank, rank + world, ...` of the order, without padding
+    /// ([`crate::distributed::split_indices_exact`]), so that the ranks' metrics, summed, count
+    /// every image once. A rank may have one image fewer than another, or none.
+    pub fn with_eval_shard(mut self, rank: usize, world: usize) -> Result<DataLoader> {
+        self = self.with_shard(rank, world)?;
+        self.padded = false;
         Ok(self)
     }
 
@@ -195,7 +210,11 @@ impl DataLoader {
     /// Number of batches of each epoch: `ceil(len / batch_size)`, or `floor` with `drop_last`
     /// (an epoch yields fewer when every sample of a batch is skipped).
     pub fn num_batches(&self) -> usize {
-        let len = crate::distributed::shard_len(self.dataset.len(), self.shard.1);
+        let (rank, world) = self.shard;
+        let len = match self.padded {
+            true => crate::distributed::shard_len(self.dataset.len(), world),
+            false => self.dataset.len().saturating_sub(rank).div_ceil(world),
+        };
         super::num_batches(len, self.config.batch_size, self.config.drop_last)
     }
 
@@ -208,7 +227,10 @@ impl DataLoader {
             rng.set_stream(epoch as u64);
             shuffle(&mut order, &mut rng);
         }
-        crate::distributed::shard_indices(&order, self.shard.0, self.shard.1)
+        match self.padded {
+            true => crate::distributed::shard_indices(&order, self.shard.0, self.shard.1),
+            false => crate::distributed::split_indices_exact(&order, self.shard.0, self.shard.1),
+        }
     }
 
     /// The batches of epoch `epoch`, with tensors on `device`, in order. With `workers > 0`,

@@ -12,15 +12,22 @@
 //! - after backward, the gradients are averaged over the ranks in buckets of at most
 //!   [`BUCKET_BYTES`] ([`average_gradients`]), so every rank applies the same step; the loss the
 //!   guard checks and the epoch's sums are reduced too, so every rank takes the same decisions;
-//! - batch norm normalises with each rank's own batch statistics (DDP's default); rank 0's
-//!   buffers are broadcast after every epoch (what DDP's `broadcast_buffers` leaves in rank 0,
-//!   which alone is saved), so every rank evaluates the same model;
+//! - batch norm normalises with each rank's own batch statistics (DDP's default), or, with
+//!   [`crate::train::TrainConfig::sync_bn`] (`--sync-bn`), with the global batch's
+//!   (PyTorch's `SyncBatchNorm`: [`backbone::layers::sync_batch_norm`] over the group of
+//!   [`Collective::batch_norm_sync`], for the whole loop); rank 0's buffers are broadcast after
+//!   every epoch (what DDP's `broadcast_buffers` leaves in rank 0, which alone is saved), so
+//!   every rank evaluates the same model;
+//! - validation is split over the ranks without padding ([`split_indices_exact`]: rank `r`
+//!   evaluates every `world`-th image from the `r`-th) and the metrics' sums are all-reduced,
+//!   so every rank gets the figures of every image counted once (timm reduces over a padded
+//!   sampler instead, which counts the padding twice);
 //! - rank 0 alone opens and writes the run folder and prints the log.
 //!
 //! [`SingleProcess`] is the world of one process: every operation is the identity.
 
 mod sampler;
-pub use sampler::{shard_indices, shard_len};
+pub use sampler::{shard_indices, shard_len, split_indices_exact};
 
 #[cfg(feature = "mpi")]
 mod mpi_engine;
@@ -60,6 +67,12 @@ pub trait Collective {
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>) -> Result<()>;
     /// Waits for every rank.
     fn barrier(&self) -> Result<()>;
+    /// The group the batch norms of a `--sync-bn` run synchronise over
+    /// ([`backbone::layers::sync_batch_norm`]): the same processes, an all-reduce of `f64` sums
+    /// (`None`: this engine has none, and `--sync-bn` is refused with more than one rank).
+    fn batch_norm_sync(&self) -> Option<std::rc::Rc<dyn backbone::layers::BatchNormSync>> {
+        None
+    }
     /// Ends every process of the job with `code` (after this rank failed: the others would
     /// otherwise wait for it in their next collective call). The world of one process exits.
     fn abort(&self, code: i32) -> !;

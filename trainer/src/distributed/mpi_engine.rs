@@ -11,11 +11,13 @@
 
 use super::Collective;
 use crate::{Error, Result};
+use backbone::layers::BatchNormSync;
 use candle_core::{DType, Tensor};
 use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,12 @@ type Busy = Arc<Mutex<Option<(Instant, &'static str)>>>;
 
 /// The MPI world of the processes `mpirun` started (see the module docs).
 pub struct MpiCollective {
+    inner: Rc<World>,
+}
+
+/// The communicator and the watchdog's record, shared with the batch-norm group
+/// ([`Collective::batch_norm_sync`]).
+struct World {
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
@@ -35,8 +43,8 @@ pub struct MpiCollective {
 impl std::fmt::Debug for MpiCollective {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MpiCollective")
-            .field("rank", &self.rank)
-            .field("size", &self.size)
+            .field("rank", &self.inner.rank)
+            .field("size", &self.inner.size)
             .finish()
     }
 }
@@ -63,14 +71,18 @@ impl MpiCollective {
             }
         }
         Ok(MpiCollective {
-            world,
-            rank,
-            size,
-            busy,
-            _universe: universe,
+            inner: Rc::new(World {
+                world,
+                rank,
+                size,
+                busy,
+                _universe: universe,
+            }),
         })
     }
+}
 
+impl World {
     /// Runs the collective call `f`, watched.
     fn watched<T>(&self, what: &'static str, f: impl FnOnce() -> T) -> T {
         if let Ok(mut busy) = self.busy.lock() {
@@ -81,6 +93,30 @@ impl MpiCollective {
             *busy = None;
         }
         out
+    }
+
+    /// Sums `values` over the ranks, in place, watched as `what`.
+    fn all_reduce_f64(&self, values: &mut [f64], what: &'static str) {
+        let send = values.to_vec();
+        self.watched(what, || {
+            self.world
+                .all_reduce_into(&send[..], values, SystemOperation::sum())
+        });
+    }
+}
+
+/// The batch-norm group of the MPI world (`--sync-bn`).
+struct MpiBatchNorm(Rc<World>);
+
+impl BatchNormSync for MpiBatchNorm {
+    fn world_size(&self) -> usize {
+        self.0.size
+    }
+
+    fn all_reduce_sum(&self, values: &mut [f64]) -> candle_core::Result<()> {
+        self.0
+            .all_reduce_f64(values, "all-reduce of batch-norm statistics");
+        Ok(())
     }
 }
 
@@ -113,11 +149,11 @@ fn watchdog(busy: Busy, timeout: Duration, rank: usize, size: usize) {
 
 impl Collective for MpiCollective {
     fn rank(&self) -> usize {
-        self.rank
+        self.inner.rank
     }
 
     fn world_size(&self) -> usize {
-        self.size
+        self.inner.size
     }
 
     fn engine(&self) -> &'static str {
@@ -125,11 +161,7 @@ impl Collective for MpiCollective {
     }
 
     fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()> {
-        let send = values.to_vec();
-        self.watched("all-reduce of f64 sums", || {
-            self.world
-                .all_reduce_into(&send[..], values, SystemOperation::sum())
-        });
+        self.inner.all_reduce_f64(values, "all-reduce of f64 sums");
         Ok(())
     }
 
@@ -143,33 +175,40 @@ impl Collective for MpiCollective {
         }
         let send = flat.to_vec1::<f32>()?;
         let mut recv = vec![0f32; send.len()];
-        self.watched("all-reduce of gradients", || {
-            self.world
+        self.inner.watched("all-reduce of gradients", || {
+            self.inner
+                .world
                 .all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum())
         });
         Ok(Tensor::from_vec(recv, send.len(), flat.device())?)
     }
 
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>) -> Result<()> {
-        let root = self.world.process_at_rank(0);
+        let root = self.inner.world.process_at_rank(0);
         let mut len = bytes.len() as u64;
-        self.watched("broadcast from rank 0", || root.broadcast_into(&mut len));
+        self.inner
+            .watched("broadcast from rank 0", || root.broadcast_into(&mut len));
         if len > i32::MAX as u64 {
             return Err(Error::Distributed(format!(
                 "a broadcast of {len} bytes is more than one MPI message holds (2 GiB)"
             )));
         }
         bytes.resize(len as usize, 0);
-        self.watched("broadcast from rank 0", || root.broadcast_into(&mut bytes[..]));
+        self.inner
+            .watched("broadcast from rank 0", || root.broadcast_into(&mut bytes[..]));
         Ok(())
     }
 
     fn barrier(&self) -> Result<()> {
-        self.watched("barrier", || self.world.barrier());
+        self.inner.watched("barrier", || self.inner.world.barrier());
         Ok(())
     }
 
+    fn batch_norm_sync(&self) -> Option<Rc<dyn BatchNormSync>> {
+        Some(Rc::new(MpiBatchNorm(Rc::clone(&self.inner))))
+    }
+
     fn abort(&self, code: i32) -> ! {
-        self.world.abort(code)
+        self.inner.world.abort(code)
     }
 }

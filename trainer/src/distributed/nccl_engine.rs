@@ -151,6 +151,12 @@ impl Collective for NcclCollective {
         self.mpi.barrier()
     }
 
+    /// MPI's group (the same ranks): batch norm's per-channel sums are small and go through
+    /// the host.
+    fn batch_norm_sync(&self) -> Option<std::rc::Rc<dyn backbone::layers::BatchNormSync>> {
+        self.mpi.batch_norm_sync()
+    }
+
     fn abort(&self, code: i32) -> ! {
         self.mpi.abort(code)
     }

@@ -22,3 +22,11 @@ pub fn shard_indices(order: &[usize], rank: usize, world: usize) -> Vec<usize> {
         .map(|i| order[i % order.len()])
         .collect()
 }
+
+/// Rank `rank`'s part of `order` for evaluation: the positions `rank, rank + world, ...` below
+/// `order.len()`, without padding, so that every index is in exactly one part (the ranks' sums
+/// of metrics then count each image once; the parts differ in length by at most one, and a
+/// rank past the end has none).
+pub fn split_indices_exact(order: &[usize], rank: usize, world: usize) -> Vec<usize> {
+    order.iter().skip(rank).step_by(world.max(1)).copied().collect()
+}

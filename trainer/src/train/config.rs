@@ -73,8 +73,14 @@ pub struct TrainConfig {
     /// Mixup / CutMix of the training batches (timm's `--mixup`, `--cutmix`): the loss is then
     /// the soft-target cross-entropy of the mixed targets (which carry the label smoothing;
     /// `label_smoothing` applies without mixup). Each batch draws from its own generator keyed by
-    /// the seed, epoch and batch ([`crate::data::batch_rng`]). Turns the feature cache off.
+    /// the seed (mixed with the rank in a data-parallel run), epoch and batch
+    /// ([`crate::data::batch_rng`]). Turns the feature cache off.
     pub mixup: Option<Mixup>,
+    /// In a data-parallel run, every batch norm in training mode normalises with the statistics
+    /// of the global batch, all ranks together (PyTorch's `SyncBatchNorm`,
+    /// [`backbone::layers::sync_batch_norm`]), instead of each rank's own (DDP's default). No
+    /// effect with one process.
+    pub sync_bn: bool,
 }
 
 impl Default for TrainConfig {
@@ -107,6 +113,7 @@ impl Default for TrainConfig {
             model_ema: None,
             accum_steps: 1,
             mixup: None,
+            sync_bn: false,
         }
     }
 }

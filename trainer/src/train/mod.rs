@@ -190,7 +190,33 @@ pub fn train_mixed_precision(
     run_loop(model, varmap, data, config, device, Some(amp), &SingleProcess)
 }
 
+/// [`run_epochs`], inside [`backbone::layers::sync_batch_norm`] over the ranks with
+/// `config.sync_bn` and more than one rank.
 fn run_loop(
+    model: &dyn Backbone,
+    varmap: &VarMap,
+    data: TrainData,
+    config: &TrainConfig,
+    device: &Device,
+    amp: Option<&mut MixedPrecision>,
+    collective: &dyn Collective,
+) -> Result<TrainReport> {
+    if !config.sync_bn || collective.world_size() == 1 {
+        return run_epochs(model, varmap, data, config, device, amp, collective);
+    }
+    let group = collective.batch_norm_sync().ok_or_else(|| {
+        Error::config(format!(
+            "--sync-bn: the {} engine has no batch-norm group yet: train with MPI (`--features \
+             mpi`) or without --sync-bn",
+            collective.engine()
+        ))
+    })?;
+    backbone::layers::sync_batch_norm(group, || {
+        run_epochs(model, varmap, data, config, device, amp, collective)
+    })
+}
+
+fn run_epochs(
     model: &dyn Backbone,
     varmap: &VarMap,
     data: TrainData,
@@ -260,6 +286,9 @@ fn run_loop(
             if world > 1 {
                 settings.insert("world size".into(), world.to_string());
             }
+            if config.sync_bn {
+                settings.insert("sync batch norm".into(), "true".into());
+            }
             RunDir::open(
                 &config.out_dir,
                 "train",
@@ -297,11 +326,16 @@ fn run_loop(
     };
     let train_loader = DataLoader::new(train.clone(), train_transform, loader_config(local_batch, true))?
         .with_shard(rank, world)?;
-    let val_loader = DataLoader::new(
+    // Validation: each rank its part of the images, no padding; the metrics' sums are reduced
+    // (every image counted once, as one process counts them).
+    let mut val_loader = DataLoader::new(
         val.clone(),
         eval_transform,
         loader_config(config.eval_batch(), false),
     )?;
+    if world > 1 {
+        val_loader = val_loader.with_eval_shard(rank, world)?;
+    }
     let batches_per_epoch = train_loader.num_batches();
     // One optimizer update per `accum_steps` batches, the epoch's last group possibly shorter
     // (timm's train.py): the schedule counts updates.
@@ -409,7 +443,12 @@ fn run_loop(
             // Recipe: mixup / CutMix of the batch, drawn from the batch's own generator.
             let (inputs, soft) = match &config.mixup {
                 Some(mixup) if train_cache.is_none() => {
-                    let rng = crate::data::batch_rng(config.seed, epoch - 1, index);
+                    // (Each rank its own draws; rank 0's are a single process's.)
+                    let rng = crate::data::batch_rng(
+                        config.seed ^ (rank as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+                        epoch - 1,
+                        index,
+                    );
                     let (mixed, soft) =
                         mixup.apply_tensors(&inputs, &labels, &mut crate::data::RngDraws(rng))?;
                     (mixed, Some(soft))
@@ -523,7 +562,14 @@ fn run_loop(
                 }
             )));
         }
-        let eval = evaluate_with(model, &val_loader, val_cache.as_ref(), device, verbose)?;
+        let eval = evaluate_with(
+            model,
+            &val_loader,
+            val_cache.as_ref(),
+            device,
+            verbose,
+            collective,
+        )?;
         if !eval.loss.is_finite() {
             return Err(Error::Diverged {
                 epoch,
@@ -534,7 +580,14 @@ fn run_loop(
         }
         let ema_eval = match &ema {
             Some(ema) => Some(ema.with_weights(varmap, || {
-                evaluate_with(model, &val_loader, val_cache.as_ref(), device, config.verbose)
+                evaluate_with(
+                    model,
+                    &val_loader,
+                    val_cache.as_ref(),
+                    device,
+                    verbose,
+                    collective,
+                )
             })?),
             None => None,
         };
@@ -590,12 +643,12 @@ fn run_loop(
     // matrix: the last epoch's when it evaluated the full model.
     let final_eval = match last_eval {
         Some(eval) => eval,
-        None => evaluate_with(model, &val_loader, None, device, verbose)?,
+        None => evaluate_with(model, &val_loader, None, device, verbose, collective)?,
     };
     run.write_metrics(&history, Some(&final_eval), &train.class_names(), "training")?;
     let final_ema_eval = match &ema {
         Some(ema) => Some(ema.with_weights(varmap, || {
-            evaluate_with(model, &val_loader, None, device, config.verbose)
+            evaluate_with(model, &val_loader, None, device, verbose, collective)
         })?),
         None => None,
     };

@@ -5,6 +5,7 @@ use super::cache::FeatureCache;
 use super::config::TrainConfig;
 use super::Accumulation;
 use crate::data::DataLoader;
+use crate::distributed::{Collective, SingleProcess};
 use crate::loss::{accuracy_count, cross_entropy, cross_entropy_smoothed, soft_target_cross_entropy};
 use crate::metrics::{EvalMetrics, MetricsAccumulator};
 use crate::optim::{clip_grad_norm, param_groups, Optimizer, ParamGroup};
@@ -231,16 +232,19 @@ pub fn evaluate(
     device: &Device,
     verbose: bool,
 ) -> Result<EvalMetrics> {
-    evaluate_with(model, loader, None, device, verbose)
+    evaluate_with(model, loader, None, device, verbose, &SingleProcess)
 }
 
-/// [`evaluate`], or over cached features (head only).
+/// [`evaluate`], or over cached features (head only); with several ranks, each evaluates its
+/// part of `loader`'s images ([`DataLoader::with_eval_shard`]) and the sums are reduced over
+/// the ranks, so every rank gets the metrics of every image counted once.
 pub(super) fn evaluate_with(
     model: &dyn Backbone,
     loader: &DataLoader,
     cache: Option<&FeatureCache>,
     device: &Device,
     verbose: bool,
+    collective: &dyn Collective,
 ) -> Result<EvalMetrics> {
     let mut acc = MetricsAccumulator::new(model.num_classes());
     let bar = progress_bar(loader.num_batches(), verbose);
@@ -270,6 +274,9 @@ pub(super) fn evaluate_with(
         }
     }
     bar.finish_and_clear();
+    if collective.world_size() > 1 {
+        acc.all_reduce(|values| collective.all_reduce_sum_f64(values))?;
+    }
     if acc.count() == 0 {
         return Err(Error::config(
             "evaluation on no image: every validation image was unreadable",
