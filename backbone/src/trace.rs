@@ -117,6 +117,29 @@ pub enum TracedOp {
         /// Additive constant.
         k: f64,
     },
+    /// PyTorch's `hardswish`: `x * min(max(x + 3, 0), 6) / 6`.
+    HardSwish {
+        /// Any shape.
+        input: Tensor,
+    },
+    /// PyTorch's `hardsigmoid`: `min(max(x + 3, 0), 6) / 6`.
+    HardSigmoid {
+        /// Any shape.
+        input: Tensor,
+    },
+    /// PyTorch's `layer_norm` over dimension `dim` (the last, or the channels of `[N, C, H, W]`).
+    LayerNorm {
+        /// Any shape.
+        input: Tensor,
+        /// Shaped to broadcast over `input`, `dim`'s size values.
+        weight: Tensor,
+        /// As `weight`.
+        bias: Tensor,
+        /// The normalised dimension.
+        dim: usize,
+        /// Added to the variance.
+        eps: f64,
+    },
     /// The input itself (a detached copy whose link to the graph candle drops).
     Identity {
         /// Any tensor.
@@ -138,6 +161,9 @@ impl TracedOp {
             Self::AvgPool { .. } => "avg_pool2d",
             Self::AdaptiveAvgPool { .. } => "adaptive_avg_pool2d",
             Self::LocalResponseNorm { .. } => "local_response_norm",
+            Self::HardSwish { .. } => "hardswish",
+            Self::HardSigmoid { .. } => "hardsigmoid",
+            Self::LayerNorm { .. } => "layer_norm",
             Self::Identity { .. } => "identity",
         }
     }
@@ -168,12 +194,17 @@ impl TracedOp {
                 v
             }
             Self::AddRelu { a, b } => vec![a, b],
+            Self::LayerNorm {
+                input, weight, bias, ..
+            } => vec![input, weight, bias],
             Self::ChannelBias { input, bias } => vec![input, bias],
             Self::Relu { input }
             | Self::MaxPool { input, .. }
             | Self::AvgPool { input, .. }
             | Self::AdaptiveAvgPool { input, .. }
             | Self::LocalResponseNorm { input, .. }
+            | Self::HardSwish { input }
+            | Self::HardSigmoid { input }
             | Self::Identity { input } => vec![input],
         }
     }

@@ -56,6 +56,7 @@ pub(crate) fn lower(a: &Graph, b: &Graph, output: &str) -> Result<Lowered> {
     }
     l.nodes
         .push(proto::node("Identity", output, &[&out], &[output], vec![]));
+    prune(&mut l.nodes, &mut l.initializers, output);
     let dims = |v| -> Vec<Option<usize>> {
         let (da, db) = (a.tensor(v).dims(), b.tensor(v).dims());
         da.iter().zip(db).map(|(x, y)| (x == y).then_some(*x)).collect()
@@ -67,6 +68,25 @@ pub(crate) fn lower(a: &Graph, b: &Graph, output: &str) -> Result<Lowered> {
         initializers: l.initializers,
         output: output.to_string(),
     })
+}
+
+/// Drops the nodes whose outputs nothing reads on the way to `output` (an `Expand` whose
+/// operand is read unexpanded), then the initializers no remaining node reads.
+fn prune(nodes: &mut Vec<NodeProto>, initializers: &mut Vec<TensorProto>, output: &str) {
+    let mut used: std::collections::HashSet<String> = [output.to_string()].into();
+    let mut keep = vec![false; nodes.len()];
+    for (k, node) in nodes.iter().enumerate().rev() {
+        if node.output.iter().any(|o| used.contains(o)) {
+            keep[k] = true;
+            used.extend(node.input.iter().filter(|n| !n.is_empty()).cloned());
+        }
+    }
+    let mut k = 0;
+    nodes.retain(|_| {
+        k += 1;
+        keep[k - 1]
+    });
+    initializers.retain(|t| used.contains(&t.name));
 }
 
 /// Checks that the two traces have the same nodes and the same constants; returns which
@@ -188,6 +208,37 @@ impl Lower<'_> {
             }
         }
         Ok(names)
+    }
+
+    /// For the binary node `i`: the operand (its index and the name of what it expands) that is
+    /// a broadcast of a smaller tensor while the other operand already has the output's shape,
+    /// so that ONNX's own broadcasting gives the same values without materialising it.
+    fn expanded_operand(&mut self, i: usize) -> Result<Option<(usize, String)>> {
+        let node = &self.a.nodes[i];
+        let is_broadcast = |v: Value| match v {
+            Value::Node(j) => matches!(self.a.nodes[j].kind, Kind::Candle(Op::Broadcast(_))),
+            _ => false,
+        };
+        if node.args.len() != 2 {
+            return Ok(None);
+        }
+        for k in 0..2 {
+            let (this, other) = (node.args[k], node.args[1 - k]);
+            let Value::Node(j) = this else { continue };
+            if !is_broadcast(this) || is_broadcast(other) {
+                continue;
+            }
+            let full = |g: &Graph| g.tensor(other).dims() == g.nodes[i].out.dims();
+            let source = self.a.nodes[j].args[0];
+            let steady = match source {
+                Value::Const(c) => !self.const_dyn[c],
+                _ => true,
+            };
+            if full(self.a) && full(self.b) && steady {
+                return Ok(Some((k, self.name(source)?)));
+            }
+        }
+        Ok(None)
     }
 
     fn tmp(&mut self) -> String {
@@ -339,6 +390,41 @@ impl Lower<'_> {
                 relu_after(self, *relu, &bn);
             }
             TracedOp::Relu { .. } => self.emit("Relu", &[&args[0]], out, vec![]),
+            TracedOp::HardSwish { .. } => self.emit("HardSwish", &[&args[0]], out, vec![]),
+            TracedOp::LayerNorm { input, dim, eps, .. } => {
+                let rank = input.rank();
+                let channels = self.ints(&[input.dim(*dim)? as i64]);
+                let (w, b) = (self.tmp(), self.tmp());
+                self.emit("Reshape", &[&args[1], &channels], &w, vec![]);
+                self.emit("Reshape", &[&args[2], &channels], &b, vec![]);
+                let attrs = || vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(*eps as f32))];
+                if *dim + 1 == rank {
+                    self.emit("LayerNormalization", &[&args[0], &w, &b], out, attrs());
+                } else if rank == 4 && *dim == 1 {
+                    // Over the channels of [N, C, H, W]: in NHWC and back, as PyTorch exports
+                    // timm's and torchvision's LayerNorm2d.
+                    let (nhwc, normed) = (self.tmp(), self.tmp());
+                    self.emit(
+                        "Transpose",
+                        &[&args[0]],
+                        &nhwc,
+                        vec![("perm", Attr::Ints(vec![0, 2, 3, 1]))],
+                    );
+                    self.emit("LayerNormalization", &[&nhwc, &w, &b], &normed, attrs());
+                    self.emit(
+                        "Transpose",
+                        &[&normed],
+                        out,
+                        vec![("perm", Attr::Ints(vec![0, 3, 1, 2]))],
+                    );
+                } else {
+                    return why("a layer norm over a middle dimension other than an NCHW map's channels");
+                }
+            }
+            TracedOp::HardSigmoid { .. } => {
+                let attrs = vec![("alpha", Attr::Float(1.0 / 6.0)), ("beta", Attr::Float(0.5))];
+                self.emit("HardSigmoid", &[&args[0]], out, attrs);
+            }
             TracedOp::AddRelu { .. } => {
                 let sum = self.tmp();
                 self.emit("Add", &[&args[0], &args[1]], &sum, vec![]);
@@ -461,6 +547,12 @@ impl Lower<'_> {
                     Value::Const(_) => false,
                 });
                 self.partial[i] = !full;
+                let mut args = args;
+                // ONNX's element-wise ops broadcast: an operand expanded to the other's full
+                // shape is read unexpanded (the `Expand` is left for `prune` to drop).
+                if let Some((k, source)) = self.expanded_operand(i)? {
+                    args[k] = source;
+                }
                 self.emit(ty, &[&args[0], &args[1]], out, vec![]);
             }
             Op::Unary(_, u) => {

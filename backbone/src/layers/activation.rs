@@ -37,8 +37,17 @@ impl Layer for Activation {
             Activation::Tanh => xs.tanh()?,
             Activation::Sigmoid => candle_nn::ops::sigmoid(xs)?,
             Activation::Silu => xs.silu()?,
-            Activation::HardSwish => xs.mul(&hard_clamp(xs)?)?.affine(1.0 / 6.0, 0.0)?,
-            Activation::HardSigmoid => hard_clamp(xs)?.affine(1.0 / 6.0, 0.0)?,
+            Activation::HardSwish => {
+                let out = xs.mul(&hard_clamp(xs)?)?.affine(1.0 / 6.0, 0.0)?;
+                // One op for an exporter (ONNX's `HardSwish`), not five element-wise passes.
+                crate::trace::record(&out, || crate::trace::TracedOp::HardSwish { input: xs.clone() });
+                out
+            }
+            Activation::HardSigmoid => {
+                let out = hard_clamp(xs)?.affine(1.0 / 6.0, 0.0)?;
+                crate::trace::record(&out, || crate::trace::TracedOp::HardSigmoid { input: xs.clone() });
+                out
+            }
         })
     }
 

@@ -25,7 +25,16 @@ fn normalise(xs: &Tensor, dim: usize, weight: &Tensor, bias: &Tensor, eps: f64) 
     let out = normed
         .broadcast_mul(&weight.to_dtype(internal)?)?
         .broadcast_add(&bias.to_dtype(internal)?)?;
-    Ok(out.to_dtype(dtype)?)
+    let out = out.to_dtype(dtype)?;
+    // One op for an exporter (ONNX's `LayerNormalization`), not a dozen element-wise ones.
+    crate::trace::record(&out, || crate::trace::TracedOp::LayerNorm {
+        input: xs.clone(),
+        weight: weight.clone(),
+        bias: bias.clone(),
+        dim,
+        eps,
+    });
+    Ok(out)
 }
 
 fn record(name: &str, kind: &str, channels: usize, input: &[usize], output: &[usize]) {
