@@ -1019,6 +1019,12 @@ fn hard_activations_match_pytorch_at_and_around_the_kinks() -> TestResult {
         let grad = grads.get(var.as_tensor()).expect("a gradient");
         // Exact: the gradients are multiples of 1/6 and 1/3 scaled by the fixture weights.
         assert_close(grad, &fixture_tensor(&t, &format!("{name}.grad")), 1e-6, name);
+        // Where no gradient can be asked (an input that tracks none, inference mode) the
+        // clamp is taken instead of the masks: the same values, bit for bit.
+        let plain = act.forward_t(&x, true)?;
+        let inference = backbone::inference_mode(|| act.forward_t(var.as_tensor(), false))?;
+        assert_eq!(to_f64_vec(&plain), to_f64_vec(&y), "{name}: plain input");
+        assert_eq!(to_f64_vec(&inference), to_f64_vec(&y), "{name}: inference mode");
     }
     let x = uniform((2, 3, 4, 5), 8.0, 5)?;
     let away: Vec<f64> = to_f64_vec(&x)

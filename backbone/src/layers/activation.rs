@@ -59,11 +59,12 @@ impl Layer for Activation {
 /// `min(max(x + 3, 0), 6)` written as `(x + 3) * inside + 6 * above` with constant masks
 /// (`inside`: `-3 < x < 3`; `above`: `x >= 3`), so that autograd gives PyTorch's gradients of
 /// hard-swish and hard-sigmoid, whose backward kernels take both boundaries as outside. The
-/// values equal the clamp's exactly (`x + 3` is 0 at -3 and 6 at 3). While an ONNX export
-/// traces the model ([`crate::trace`]), the clamp itself: the same values, in operations an
-/// exporter can write (no gradient is taken then).
+/// values equal the clamp's exactly (`x + 3` is 0 at -3 and 6 at 3). Where no gradient can be
+/// asked of it (in [`crate::inference_mode`], or for an input that tracks none) and while an
+/// ONNX export traces the model ([`crate::trace`]), the clamp itself: the same values in two
+/// passes instead of ten.
 fn hard_clamp(xs: &Tensor) -> Result<Tensor> {
-    if crate::trace::is_recording() {
+    if crate::trace::is_recording() || crate::is_inference_mode() || !xs.track_op() {
         return Ok(xs.affine(1.0, 3.0)?.clamp(0f32, 6f32)?);
     }
     let dtype = xs.dtype();
