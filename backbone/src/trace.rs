@@ -140,6 +140,15 @@ pub enum TracedOp {
         /// Added to the variance.
         eps: f64,
     },
+    /// PyTorch's `linear`: `x W^T + b` for `x` `[N, in]`.
+    Linear {
+        /// `[N, in]`.
+        input: Tensor,
+        /// `[out, in]`.
+        weight: Tensor,
+        /// `[out]`.
+        bias: Option<Tensor>,
+    },
     /// The input itself (a detached copy whose link to the graph candle drops).
     Identity {
         /// Any tensor.
@@ -164,6 +173,7 @@ impl TracedOp {
             Self::HardSwish { .. } => "hardswish",
             Self::HardSigmoid { .. } => "hardsigmoid",
             Self::LayerNorm { .. } => "layer_norm",
+            Self::Linear { .. } => "linear",
             Self::Identity { .. } => "identity",
         }
     }
@@ -194,6 +204,13 @@ impl TracedOp {
                 v
             }
             Self::AddRelu { a, b } => vec![a, b],
+            Self::Linear {
+                input, weight, bias, ..
+            } => {
+                let mut v = vec![input, weight];
+                v.extend(bias.iter());
+                v
+            }
             Self::LayerNorm {
                 input, weight, bias, ..
             } => vec![input, weight, bias],

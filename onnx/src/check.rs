@@ -29,6 +29,7 @@ const OPS: &[(&str, usize, usize)] = &[
     ("Floor", 1, 1),
     ("Gather", 2, 2),
     ("GatherElements", 2, 2),
+    ("Gemm", 2, 3),
     ("GlobalAveragePool", 1, 1),
     ("HardSigmoid", 1, 1),
     ("HardSwish", 1, 1),

@@ -391,6 +391,10 @@ impl Lower<'_> {
             }
             TracedOp::Relu { .. } => self.emit("Relu", &[&args[0]], out, vec![]),
             TracedOp::HardSwish { .. } => self.emit("HardSwish", &[&args[0]], out, vec![]),
+            TracedOp::Linear { .. } => {
+                let inputs: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.emit("Gemm", &inputs, out, vec![("transB", Attr::Int(1))]);
+            }
             TracedOp::LayerNorm { input, dim, eps, .. } => {
                 let rank = input.rank();
                 let channels = self.ints(&[input.dim(*dim)? as i64]);

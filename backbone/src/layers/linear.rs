@@ -86,6 +86,12 @@ impl Layer for Linear {
             Some(b) => out.broadcast_add(b)?,
             None => out,
         };
+        // One op for an exporter (ONNX's `Gemm`), not two transposes around a product.
+        crate::trace::record(&out, || crate::trace::TracedOp::Linear {
+            input: xs.clone(),
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+        });
         crate::trace::name_output(&out, &self.name);
         summary::record(|| {
             let weights = self.weight.elem_count();
