@@ -184,25 +184,25 @@ pub fn forward<T: Float>(
 /// The input gradient `[N, Cin, H, W]` from the output gradient `[N, Cout, oh, ow]` and the
 /// weight (the adjoint of [`forward`] without epilogue).
 pub fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Result<Vec<T>> {
+    check_input_grad(g, grad, weight)?;
+    Ok(input_grad_impl(g, grad, weight))
+}
+
+/// Checks an input-gradient pass's buffers against `g`'s sizes.
+fn check_input_grad<T>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Result<()> {
     g.check_lengths(
         "conv2d input gradient",
         g.n * g.image_in(),
         weight.len(),
         grad.len(),
-    )?;
-    Ok(input_grad_impl(g, grad, weight))
+    )
 }
 
 /// [`input_grad`] by im2col's adjoint (`W^T x grad`, then col2im) whatever the convolution:
 /// what [`input_grad`] runs where Winograd does not apply, public so that tests and benches
 /// can set the two side by side.
 pub fn input_grad_im2col<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -> Result<Vec<T>> {
-    g.check_lengths(
-        "conv2d input gradient",
-        g.n * g.image_in(),
-        weight.len(),
-        grad.len(),
-    )?;
+    check_input_grad(g, grad, weight)?;
     Ok(input_grad_columns(g, grad, weight))
 }
 
