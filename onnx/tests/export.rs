@@ -238,3 +238,43 @@ fn weights_read_from_a_file_export() {
         assert!(rel <= TOLERANCE, "batch {n}: {rel:.3e}");
     }
 }
+
+/// Composites written as the ONNX op PyTorch's exporter writes (so that a runtime runs our file
+/// as fast as torchvision's): hard-swish, hard-sigmoid and linear layers as one node each, the
+/// squeeze-and-excitation gate multiplied by broadcasting (no `Expand` materialising it), layer
+/// norm as `LayerNormalization` with the linear layers as `Gemm` and no transposes around them.
+#[test]
+fn composites_are_one_op_each() {
+    let ops = |name: &str| -> Vec<String> {
+        let m = model(name);
+        let (h, w) = size(&m);
+        let options = ExportOptions {
+            input_size: Some((h, w)),
+            ..Default::default()
+        };
+        let proto = onnx::export(m.net.as_ref(), &options).unwrap();
+        proto
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .map(|n| n.op_type.clone())
+            .collect()
+    };
+    let count = |ops: &[String], op: &str| ops.iter().filter(|o| *o == op).count();
+    let mobilenet = ops("mobilenetv3_small_100");
+    for op in ["HardSwish", "HardSigmoid", "Gemm"] {
+        assert!(count(&mobilenet, op) > 0, "no {op} in MobileNetV3: {mobilenet:?}");
+    }
+    for op in ["Expand", "Max", "Min", "MatMul", "Transpose"] {
+        assert_eq!(count(&mobilenet, op), 0, "{op} in MobileNetV3: {mobilenet:?}");
+    }
+    let convnext = ops("convnext_tiny");
+    // 18 blocks (each in NHWC and back around its layer norm and linear layers) and 5 layer
+    // norms over the channels of an NCHW map (the stem, 3 downsampling layers, the head's).
+    assert_eq!(count(&convnext, "LayerNormalization"), 23, "{convnext:?}");
+    assert_eq!(count(&convnext, "Gemm"), 37, "{convnext:?}");
+    assert_eq!(count(&convnext, "Expand"), 0, "{convnext:?}");
+    assert!(count(&convnext, "Transpose") <= 46, "{convnext:?}");
+}
