@@ -253,3 +253,38 @@ impl Layer for ConvBnAct {
         }
     }
 }
+
+/// The stem, then every block, then `head`: both versions' `forward_features`.
+pub(crate) fn forward_body<B: Layer>(
+    stem: &ConvBn,
+    blocks: &[B],
+    head: &ConvBn,
+    xs: &Tensor,
+    train: bool,
+) -> Result<Tensor> {
+    let mut xs = stem.forward_t(xs, train)?;
+    for block in blocks {
+        xs = block.forward_t(&xs, train)?;
+    }
+    head.forward_t(&xs, train)
+}
+
+/// The stem, then the blocks, keeping the output of each block whose index is in `ends` (the
+/// last block of a feature stage): both versions' `forward_stages`.
+pub(crate) fn forward_stage_ends<B: Layer>(
+    stem: &ConvBn,
+    blocks: &[B],
+    ends: &[usize],
+    xs: &Tensor,
+    train: bool,
+) -> Result<Vec<Tensor>> {
+    let mut xs = stem.forward_t(xs, train)?;
+    let mut maps = Vec::with_capacity(ends.len());
+    for (i, block) in blocks.iter().enumerate() {
+        xs = block.forward_t(&xs, train)?;
+        if ends.contains(&i) {
+            maps.push(xs.clone());
+        }
+    }
+    Ok(maps)
+}

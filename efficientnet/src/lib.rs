@@ -552,11 +552,7 @@ impl Backbone for EfficientNet {
     /// `conv_head`, `bn2` and SiLU (timm's `forward_features`): `[N, num_features, h, w]`.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
-        let mut xs = self.stem.forward_t(xs, train)?;
-        for block in &self.blocks {
-            xs = block.forward_t(&xs, train)?;
-        }
-        self.head.forward_t(&xs, train)
+        crate::blocks::forward_body(&self.stem, &self.blocks, &self.head, xs, train)
     }
 
     /// Global average pool, flatten, dropout (in training).
@@ -579,15 +575,7 @@ impl Backbone for EfficientNet {
     fn forward_stages(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         check_input(self.name(), &self.input_spec(), &self.input_type, xs)?;
         let ends: Vec<usize> = self.feature_stages().into_iter().map(|(end, _)| end).collect();
-        let mut xs = self.stem.forward_t(xs, train)?;
-        let mut maps = Vec::with_capacity(ends.len());
-        for (i, block) in self.blocks.iter().enumerate() {
-            xs = block.forward_t(&xs, train)?;
-            if ends.contains(&i) {
-                maps.push(xs.clone());
-            }
-        }
-        Ok(maps)
+        crate::blocks::forward_stage_ends(&self.stem, &self.blocks, &ends, xs, train)
     }
 
     fn num_features(&self) -> usize {
