@@ -447,3 +447,136 @@ fn auxiliary_losses_are_reported_and_trained() {
     );
     assert_eq!(moved, 0.0, "aux weight 0 switches the auxiliary loss off");
 }
+
+/// The largest `max|a - b| / max|b|` over the tensors of two checkpoints (as f64).
+fn worst_relative(
+    a: &std::collections::HashMap<String, Tensor>,
+    b: &std::collections::HashMap<String, Tensor>,
+) -> (f64, String) {
+    let mut worst = (0.0, String::new());
+    for (name, x) in a {
+        let flat = |t: &Tensor| {
+            t.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+        };
+        let (x, y) = (flat(x), flat(&b[name]));
+        let diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        let scale = y.iter().map(|q| q.abs()).fold(0.0, f64::max).max(1e-30);
+        if diff / scale > worst.0 {
+            worst = (diff / scale, name.clone());
+        }
+    }
+    worst
+}
+
+/// A float64 model trains through the one loop (batches converted to f64, the losses and
+/// metrics read back, evaluation, the moving average): its checkpoint, optimizer state and
+/// moving average are saved in f64 and the run folder records the dtype; it takes the steps
+/// of the same model in f32 up to f32's rounding.
+#[test]
+fn a_float64_model_trains_and_saves_float64_checkpoints() {
+    use trainer::checkpoint::load_checkpoint;
+    use trainer::run::{ema_path, optimizer_path, RunOptions};
+    let mnist = Mnist::bundled().unwrap();
+    let (train, test) = (slice(&mnist.train, 128), slice(&mnist.test, 50));
+    let run_in = |dtype: DType, out: &std::path::Path, epochs: usize, resume: bool| {
+        let vars = SeededVarMap::new(3);
+        let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(dtype, &Device::Cpu)).unwrap();
+        let config = TrainConfig {
+            epochs,
+            batch_size: 32,
+            seed: 3,
+            // SGD: Adam's first steps divide tiny gradients by their own magnitude, which
+            // magnifies f32's rounding (a comparison with the f32 run would test that).
+            optimizer: trainer::train::OptimizerKind::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+            },
+            lr: 0.05,
+            model_ema: Some(0.9),
+            out_dir: out.to_path_buf(),
+            verbose: false,
+            run: RunOptions {
+                resume,
+                ..Default::default()
+            },
+            ..TrainConfig::default()
+        };
+        fit(&model, vars.varmap(), &train, &test, &config, None)
+    };
+    let (f64_dir, f32_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let report = run_in(DType::F64, f64_dir.path(), 1, false).unwrap();
+    let row = &report.epochs[0];
+    assert!(row.train_loss.is_finite() && row.train_loss > 0.0, "{row:?}");
+    assert!(
+        row.val_loss.is_finite() && row.val_ema_loss.is_finite(),
+        "{row:?}"
+    );
+    assert_eq!(report.final_eval.count, 50);
+
+    // Every float tensor saved is f64: the weights, the optimizer's momenta, the average.
+    let out = f64_dir.path();
+    for path in [checkpoint_path(out, 1), optimizer_path(out, 1), ema_path(out, 1)] {
+        let tensors = load_checkpoint(&path, &Device::Cpu).unwrap();
+        assert!(!tensors.is_empty(), "{path:?}");
+        for (name, t) in &tensors {
+            assert!(
+                !t.dtype().is_float() || t.dtype() == DType::F64,
+                "{path:?}: `{name}` is {:?}",
+                t.dtype()
+            );
+        }
+    }
+    let settings = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(
+        settings.contains("\"dtype\"") && settings.contains("F64"),
+        "{settings}"
+    );
+
+    // The same run in f32: the weights trained (not the initialisation) agree to f32's
+    // rounding, amplified a little by 4 steps (1.7e-7 measured).
+    run_in(DType::F32, f32_dir.path(), 1, false).unwrap();
+    let ours = load_checkpoint(&checkpoint_path(out, 1), &Device::Cpu).unwrap();
+    let theirs = load_checkpoint(&checkpoint_path(f32_dir.path(), 1), &Device::Cpu).unwrap();
+    let (worst, name) = worst_relative(&ours, &theirs);
+    eprintln!("LeNet-5, 4 steps, float64 against float32: worst `{name}` {worst:.2e}");
+    assert!(worst <= 1e-5, "`{name}` differs by {worst:e} (relative)");
+    let init = SeededVarMap::new(3);
+    let _ = LeNet::new(&LeNetConfig::lenet5(), init.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let start: std::collections::HashMap<String, Tensor> = init
+        .varmap()
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    assert!(worst_relative(&start, &ours).0 > 1e-3);
+
+    // Resuming the f64 run with an f32 model is another run: refused.
+    let err = run_in(DType::F32, out, 2, true).unwrap_err().to_string();
+    assert!(err.contains("dtype") && err.contains("--allow-changes"), "{err}");
+
+    // A model whose variables mix f32 and f64 is refused before anything runs.
+    let vars = SeededVarMap::new(3);
+    let model = LeNet::new(&LeNetConfig::lenet5(), vars.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    vars.varmap()
+        .get(2, "extra", candle_nn::Init::Const(0.0), DType::F32, &Device::Cpu)
+        .unwrap();
+    let mixed = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 32,
+        out_dir: mixed.path().to_path_buf(),
+        verbose: false,
+        ..TrainConfig::default()
+    };
+    let err = fit(&model, vars.varmap(), &train, &test, &config, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than one dtype"), "{err}");
+}

@@ -15,7 +15,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -81,7 +81,7 @@ impl Default for LoaderConfig {
 /// One mini-batch.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// `[N, C, H, W]` f32 images.
+    /// `[N, C, H, W]` images in the loader's dtype (f32 unless [`DataLoader::with_dtype`]).
     pub images: Tensor,
     /// `[N]` u32 labels.
     pub labels: Tensor,
@@ -133,6 +133,8 @@ pub struct DataLoader {
     /// Whether the shards are padded to equal lengths (training, [`DataLoader::with_shard`])
     /// or split exactly (evaluation, [`DataLoader::with_eval_shard`]).
     padded: bool,
+    /// The dtype of the images of the batches ([`DataLoader::with_dtype`]).
+    dtype: DType,
 }
 
 impl fmt::Debug for DataLoader {
@@ -165,7 +167,25 @@ impl DataLoader {
             skipped: Arc::default(),
             shard: (0, 1),
             padded: true,
+            dtype: DType::F32,
         })
+    }
+
+    /// The loader whose batches hold their images in `dtype` (a float dtype: the dtype of the
+    /// model they feed, e.g. f64); the transforms still compute in f32, the batch is converted.
+    pub fn with_dtype(mut self, dtype: DType) -> Result<DataLoader> {
+        if !dtype.is_float() {
+            return Err(Error::config(format!(
+                "data loader: images are floating point, not {dtype:?}"
+            )));
+        }
+        self.dtype = dtype;
+        Ok(self)
+    }
+
+    /// The dtype of the batches' images (f32 unless [`DataLoader::with_dtype`]).
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The loader of rank `rank`'s shard of every epoch over `world` ranks (torch's
@@ -261,6 +281,7 @@ impl DataLoader {
             job,
             skipped: Arc::clone(&self.skipped),
             device: device.clone(),
+            dtype: self.dtype,
             next: 0,
             end,
             mode,
@@ -585,6 +606,7 @@ pub struct Epoch {
     job: Arc<Job>,
     skipped: Arc<Mutex<SkipLog>>,
     device: Device,
+    dtype: DType,
     next: usize,
     end: usize,
     mode: Mode,
@@ -606,7 +628,7 @@ impl Epoch {
         let n = pixels.labels.len();
         let (c, h, w) = pixels.dims;
         Ok(Batch {
-            images: Tensor::from_vec(pixels.data, (n, c, h, w), &self.device)?,
+            images: Tensor::from_vec(pixels.data, (n, c, h, w), &self.device)?.to_dtype(self.dtype)?,
             labels: Tensor::from_vec(pixels.labels, n, &self.device)?,
             indices: pixels.indices,
         })

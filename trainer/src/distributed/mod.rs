@@ -61,7 +61,9 @@ pub trait Collective {
     fn engine(&self) -> &'static str;
     /// Sums `values` over the ranks, in place (every rank gets the sums).
     fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()>;
-    /// Sums a 1-D contiguous f32 tensor over the ranks; the sum is on the tensor's device.
+    /// Sums a 1-D contiguous f32 tensor (or f64: the gradients of a float64 model; an engine
+    /// that has no f64 sum refuses it with an error) over the ranks; the sum is on the tensor's
+    /// device, in its dtype.
     fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor>;
     /// Rank 0's `bytes` to every rank (the other ranks' `bytes` are replaced, any length).
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>) -> Result<()>;
@@ -155,6 +157,8 @@ pub fn agree<T>(collective: &dyn Collective, what: &str, result: Result<T>) -> R
 /// Averages the gradients of `vars` over the ranks, in buckets of at most `bucket_bytes`, in
 /// place in `grads`. A variable without a gradient on every rank is skipped; one with a
 /// gradient on some ranks only counts zero on the others (every rank then has the same set).
+/// The sums are in f64 for f64 variables (a float64 model's gradients are never rounded to
+/// f32), in f32 otherwise; a bucket holds variables of one of the two.
 pub fn average_gradients(
     collective: &dyn Collective,
     grads: &mut GradStore,
@@ -182,21 +186,30 @@ pub fn average_gradients(
         .filter(|(_, &p)| p > 0.0)
         .map(|(v, _)| v)
         .collect();
+    let sum_dtype = |var: &Var| match var.dtype() {
+        DType::F64 => DType::F64,
+        _ => DType::F32,
+    };
     let mut start = 0;
     while start < reduced.len() {
-        // One bucket: consecutive variables up to the byte cap (at least one).
+        // One bucket: consecutive variables of one sum dtype up to the byte cap (at least one).
+        let dtype = sum_dtype(reduced[start]);
+        let size = |var: &Var| var.elem_count() * dtype.size_in_bytes();
         let mut end = start;
         let mut bytes = 0;
-        while end < reduced.len() && (end == start || bytes + 4 * reduced[end].elem_count() <= bucket_bytes) {
-            bytes += 4 * reduced[end].elem_count();
+        while end < reduced.len()
+            && (end == start
+                || (sum_dtype(reduced[end]) == dtype && bytes + size(reduced[end]) <= bucket_bytes))
+        {
+            bytes += size(reduced[end]);
             end += 1;
         }
         let bucket = &reduced[start..end];
         let mut flat = Vec::with_capacity(bucket.len());
         for var in bucket {
             let grad = match grads.get(var.as_tensor()) {
-                Some(g) => g.to_dtype(DType::F32)?.flatten_all()?,
-                None => Tensor::zeros(var.elem_count(), DType::F32, var.device())?,
+                Some(g) => g.to_dtype(dtype)?.flatten_all()?,
+                None => Tensor::zeros(var.elem_count(), dtype, var.device())?,
             };
             flat.push(grad);
         }

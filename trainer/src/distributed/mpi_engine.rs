@@ -95,6 +95,21 @@ impl World {
         out
     }
 
+    /// The sum over the ranks of the 1-D tensor `flat` of element type `T` (the gradients:
+    /// f32, or f64 for a float64 model), on `flat`'s device.
+    fn all_reduce_tensor<T>(&self, flat: &Tensor) -> Result<Tensor>
+    where
+        T: candle_core::WithDType + mpi::datatype::Equivalence + Default,
+    {
+        let send = flat.to_vec1::<T>()?;
+        let mut recv = vec![T::default(); send.len()];
+        self.watched("all-reduce of gradients", || {
+            self.world
+                .all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum())
+        });
+        Ok(Tensor::from_vec(recv, send.len(), flat.device())?)
+    }
+
     /// Sums `values` over the ranks, in place, watched as `what`.
     fn all_reduce_f64(&self, values: &mut [f64], what: &'static str) {
         let send = values.to_vec();
@@ -166,21 +181,15 @@ impl Collective for MpiCollective {
     }
 
     fn all_reduce_sum(&self, flat: &Tensor) -> Result<Tensor> {
-        if flat.rank() != 1 || flat.dtype() != DType::F32 {
-            return Err(Error::Distributed(format!(
-                "all-reduce takes a 1-D f32 tensor, got {:?} {:?}",
+        match (flat.rank(), flat.dtype()) {
+            (1, DType::F32) => self.inner.all_reduce_tensor::<f32>(flat),
+            (1, DType::F64) => self.inner.all_reduce_tensor::<f64>(flat),
+            _ => Err(Error::Distributed(format!(
+                "all-reduce takes a 1-D f32 or f64 tensor, got {:?} {:?}",
                 flat.dtype(),
                 flat.dims()
-            )));
+            ))),
         }
-        let send = flat.to_vec1::<f32>()?;
-        let mut recv = vec![0f32; send.len()];
-        self.inner.watched("all-reduce of gradients", || {
-            self.inner
-                .world
-                .all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum())
-        });
-        Ok(Tensor::from_vec(recv, send.len(), flat.device())?)
     }
 
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>) -> Result<()> {

@@ -23,7 +23,8 @@ impl FeatureCache {
             shuffle: false,
             ..loader.config().clone()
         };
-        let ordered = DataLoader::new(loader.dataset().clone(), loader.transform().clone(), config)?;
+        let ordered = DataLoader::new(loader.dataset().clone(), loader.transform().clone(), config)?
+            .with_dtype(loader.dtype())?;
         let (mut features, mut labels) = (Vec::new(), Vec::new());
         let mut rows = vec![None; loader.dataset().len()];
         let mut next = 0u32;

@@ -14,6 +14,11 @@
 //! ([`crate::ema::ModelEma`]), evaluated every epoch and saved with each checkpoint;
 //! [`train_mixed_precision`] runs the passes on a low-precision twin ([`crate::amp`]).
 //!
+//! The model computes in its variables' dtype: f32, or f64 (a model built on
+//! `var_builder(DType::F64, ..)`, e.g. to compare runs that f32 rounding would part): the
+//! batches are converted to it, the losses and metrics read back as f64, and the checkpoints,
+//! optimizer state and moving average keep it (the run folder records `dtype` when not f32).
+//!
 //! With the backbone frozen and a deterministic training transform, the features are the same
 //! every epoch: [`TrainConfig::feature_cache`] computes them once and trains the head on the
 //! cache (linear probing), which skips the backbone's forward pass after the first epoch.
@@ -47,8 +52,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use step::{
-    apply_update, check_training_data, evaluate_with, phase_optimizer, progress_bar, train_step, trainable,
-    EpochSums,
+    apply_update, check_training_data, evaluate_with, model_dtype, phase_optimizer, progress_bar, train_step,
+    trainable, EpochSums,
 };
 
 /// The images of a run and their transforms.
@@ -235,6 +240,13 @@ fn run_epochs(
             "mixed precision does not run data-parallel yet: train on one process or in float32",
         ));
     }
+    // The batches take the dtype of the model's variables (f32, or f64 for a float64 model).
+    let dtype = model_dtype(varmap)?;
+    if amp.is_some() && dtype != candle_core::DType::F32 {
+        return Err(Error::config(format!(
+            "mixed precision keeps float32 master weights: the model's are {dtype:?}"
+        )));
+    }
     let verbose = config.verbose && main;
     if main {
         unpatched_autograd_notice();
@@ -281,6 +293,9 @@ fn run_epochs(
             if let Some(amp) = amp.as_deref() {
                 settings.insert("mixed precision".to_string(), format!("{:?}", amp.dtype()));
             }
+            if dtype != candle_core::DType::F32 {
+                settings.insert("dtype".into(), format!("{dtype:?}"));
+            }
             // Another world size is another run (the shards, batch norm's batches):
             // refused on resume unless --allow-changes.
             if world > 1 {
@@ -325,14 +340,16 @@ fn run_epochs(
         on_corrupt: config.on_corrupt,
     };
     let train_loader = DataLoader::new(train.clone(), train_transform, loader_config(local_batch, true))?
-        .with_shard(rank, world)?;
+        .with_shard(rank, world)?
+        .with_dtype(dtype)?;
     // Validation: each rank its part of the images, no padding; the metrics' sums are reduced
     // (every image counted once, as one process counts them).
     let mut val_loader = DataLoader::new(
         val.clone(),
         eval_transform,
         loader_config(config.eval_batch(), false),
-    )?;
+    )?
+    .with_dtype(dtype)?;
     if world > 1 {
         val_loader = val_loader.with_eval_shard(rank, world)?;
     }

@@ -13,7 +13,7 @@ use crate::pretrained::{backbone_vars, head_vars};
 use crate::{Error, Result};
 use backbone::Backbone;
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Instant;
@@ -34,6 +34,37 @@ pub(crate) fn progress_bar(len: usize, verbose: bool) -> ProgressBar {
             .progress_chars("=> ");
     bar.set_style(style);
     bar
+}
+
+/// The value of a scalar loss of any float dtype (f32, or f64 for a float64 model), as f64.
+fn scalar(loss: &Tensor) -> Result<f64> {
+    Ok(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// The dtype the model computes in: that of its floating-point variables, which must all have
+/// one (f32, or f64 for a float64 model; an error names two that differ). The training loop
+/// gives its batches this dtype. F32 for a map without floating-point variables.
+pub(crate) fn model_dtype(varmap: &VarMap) -> Result<DType> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::config("the variables' lock is poisoned"))?;
+    let mut floats: Vec<(&String, DType)> = data
+        .iter()
+        .map(|(name, var)| (name, var.dtype()))
+        .filter(|(_, dtype)| dtype.is_float())
+        .collect();
+    floats.sort_by(|a, b| a.0.cmp(b.0));
+    let Some(&(first, dtype)) = floats.first() else {
+        return Ok(DType::F32);
+    };
+    match floats.iter().find(|(_, d)| *d != dtype) {
+        Some((name, other)) => Err(Error::config(format!(
+            "the model's variables have more than one dtype (`{first}` is {dtype:?}, `{name}` \
+             {other:?}): the training loop computes in one"
+        ))),
+        None => Ok(dtype),
+    }
 }
 
 /// Refuses data a classifier cannot be trained on: no image, a single class, fewer images than
@@ -183,13 +214,13 @@ pub(super) fn train_step(
         let mut aux_mean = 0.0;
         for aux in aux_logits {
             let aux_loss = ce(aux)?;
-            aux_mean += aux_loss.to_scalar::<f32>()? as f64 / aux_logits.len() as f64;
+            aux_mean += scalar(&aux_loss)? / aux_logits.len() as f64;
             total = (total + (aux_loss * config.aux_weight)?)?;
         }
         *sums.aux.get_or_insert(0.0) += aux_mean * n as f64;
     }
     // Checked before the step is applied: a diverged loss never reaches the weights.
-    check_loss(total.to_scalar::<f32>()? as f64)?;
+    check_loss(scalar(&total)?)?;
     // Mixed precision: the twin's gradients in float32, `None` when float16 overflowed (the
     // batch then adds nothing).
     let grads = match amp {
@@ -215,7 +246,7 @@ pub(super) fn train_step(
             }
         }
     };
-    sums.loss += main.to_scalar::<f32>()? as f64 * n as f64;
+    sums.loss += scalar(&main)? * n as f64;
     sums.correct += accuracy_count(logits, labels)?;
     sums.classes
         .extend(labels.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?);
@@ -251,7 +282,7 @@ pub(super) fn evaluate_with(
     bar.set_prefix("evaluating");
     let mut update = |logits: &Tensor, labels: &Tensor| -> Result<()> {
         let n = labels.dim(0)? as f64;
-        let loss = cross_entropy(logits, labels)?.to_scalar::<f32>()? as f64;
+        let loss = scalar(&cross_entropy(logits, labels)?)?;
         acc.update(logits, labels, loss * n)?;
         bar.inc(1);
         Ok(())
