@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use trainer::checkpoint::load_checkpoint;
-use trainer::data::{Interpolation, Mnist, Pipeline, Preprocess, IMAGENET_MEAN, IMAGENET_STD};
+use trainer::data::{
+    Cifar10, Interpolation, Mnist, Pipeline, Preprocess, CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN,
+    IMAGENET_STD,
+};
 use trainer::distributed::{Collective, MpiCollective, SingleProcess};
 use trainer::run::{checkpoint_path, latest_epoch, RunOptions};
 use trainer::train::{train_with, OptimizerKind, TrainConfig, TrainData};
@@ -147,6 +150,62 @@ fn run_folder(collective: &dyn Collective, data: &Path, out: &Path) -> trainer::
     .map(|_| ())
 }
 
+/// The CIFAR-10 binary version in `dir`, small: 5 training files of 32 records (160 images, 5
+/// global batches an epoch) and a test file of 21 (split 11 + 10 over the ranks); each image
+/// its class's colour plus seeded noise.
+fn write_cifar(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut state = 3u32;
+    let mut records = |n: usize, file: usize| -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(n * 3073);
+        for r in 0..n {
+            let class = ((r * 7 + file) % 10) as u8;
+            bytes.push(class);
+            bytes.extend((0..3072).map(|p| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                // Plane p / 1024: red, green, blue.
+                let base = if p / 1024 == (class % 3) as usize {
+                    20 * class + 40
+                } else {
+                    30
+                };
+                base.wrapping_add((state >> 26) as u8)
+            }));
+        }
+        bytes
+    };
+    for file in 1..=5 {
+        std::fs::write(dir.join(format!("data_batch_{file}.bin")), records(32, file)).unwrap();
+    }
+    std::fs::write(dir.join("test_batch.bin"), records(21, 0)).unwrap();
+}
+
+/// LeNet-5 on RGB on the CIFAR-10 files of `data` with the CIFAR training transform (random
+/// crop with padding 4, horizontal flip), as `train --data <cifar folder>`.
+fn run_cifar(collective: &dyn Collective, data: &Path, out: &Path) -> trainer::Result<()> {
+    let cifar = Cifar10::load_dir(data)?;
+    let data = TrainData {
+        train: std::sync::Arc::new(cifar.train),
+        val: std::sync::Arc::new(cifar.test),
+        train_transform: Pipeline::cifar_train(&CIFAR10_MEAN, &CIFAR10_STD)?,
+        eval_transform: Pipeline::cifar_eval(&CIFAR10_MEAN, &CIFAR10_STD)?,
+    };
+    let vars = SeededVarMap::new(11 + collective.rank() as u64);
+    let model = LeNet::new(
+        &LeNetConfig::lenet5().with_in_channels(3),
+        vars.var_builder(DType::F32, &Device::Cpu),
+    )?;
+    train_with(
+        &model,
+        vars.varmap(),
+        data,
+        &config(out, EPOCHS, false),
+        &Device::Cpu,
+        collective,
+    )
+    .map(|_| ())
+}
+
 /// The worker `mpirun` starts (each rank): the scenario `CONVNETS_MPI_WORKER` names, in the run
 /// folder `CONVNETS_MPI_OUT`.
 #[test]
@@ -166,6 +225,10 @@ fn mpi_worker() {
         "folder" => {
             let data = PathBuf::from(std::env::var("CONVNETS_MPI_DATA").unwrap());
             run_folder(&mpi, &data, &out).unwrap();
+        }
+        "cifar" => {
+            let data = PathBuf::from(std::env::var("CONVNETS_MPI_DATA").unwrap());
+            run_cifar(&mpi, &data, &out).unwrap();
         }
         // The batch-norm model with and without --sync-bn, in one job.
         "bn" => {
@@ -484,4 +547,40 @@ fn two_ranks_on_an_image_folder_equal_one_process() {
         .flat_map(|row| row.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()))
         .sum();
     assert_eq!(confusion, 17);
+}
+
+/// `--distributed` on CIFAR-10's binary files with the CIFAR training transform: the random
+/// crop and flip of an image are drawn from its own generator (seed, epoch, image), whichever
+/// rank reads it, so 2 ranks of LeNet-5 train as one process of the global batch; the
+/// validation figures count the 21 test images once.
+#[test]
+fn two_ranks_on_cifar10_files_with_augmentation_equal_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar-10-batches-bin");
+    write_cifar(&data);
+    let (ddp, single) = (dir.path().join("ddp"), dir.path().join("single"));
+    let (ok, output, _) = mpirun_with("cifar", &ddp, Some(&data), Duration::from_secs(600));
+    assert!(ok, "mpirun failed:\n{output}");
+    run_cifar(&SingleProcess, &data, &single).unwrap();
+    let (worst, name) = worst_over_epochs(&ddp, &single, EPOCHS);
+    eprintln!(
+        "CIFAR-10 files, {} steps, 2 ranks x {} against 1 x {BATCH}: worst {name} {worst:.2e}",
+        EPOCHS * 160 / BATCH,
+        BATCH / 2
+    );
+    assert!(worst <= 1e-6, "{name} differs by {worst:e} (relative)");
+    let json = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (json(&ddp), json(&single));
+    assert_eq!(a["final_eval"]["count"], 21);
+    let counts = &a["final_eval"]["confusion"]["counts"];
+    let total: u64 = counts
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()))
+        .sum();
+    assert_eq!(total, 21);
+    assert_eq!(counts, &b["final_eval"]["confusion"]["counts"]);
 }
