@@ -151,8 +151,10 @@ fn full_size_models_from_published_layouts_compute_the_reference_logits() {
             let logits = backbone::inference_mode(|| model.forward_t(&image, false)).unwrap();
             let logits: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
             let scale = logits.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let mut worst = 0f32;
             for (i, want) in expected["logits_head"].as_array().unwrap().iter().enumerate() {
                 let want = want.as_f64().unwrap() as f32;
+                worst = worst.max((logits[i] - want).abs() / scale.max(1.0));
                 assert!(
                     (logits[i] - want).abs() <= 1e-4 * scale.max(1.0),
                     "{file} ({}): logit {i}: {} vs {want}",
@@ -160,6 +162,7 @@ fn full_size_models_from_published_layouts_compute_the_reference_logits() {
                     logits[i]
                 );
             }
+            eprintln!("{file} ({}): worst logit {worst:.1e} of the scale", info.layout);
             let probs: Vec<f64> = {
                 let max = logits.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
                 let exp: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();

@@ -192,7 +192,62 @@ fn blocked(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, peak, blocked, convolutions, pooling_and_elementwise);
+/// ResNet's 3x3 stride-1 convolutions at batch 1 and 16 (224x224 images), VGG's first at
+/// batch 8 and ResNet-18's first two stages at batch 64 on 32x32 images: the inference pass
+/// with Winograd F(4x4, 3x3) where it qualifies, with F(2x2, 3x3) only, and with im2col only
+/// ([`kernels::conv::set_winograd`]).
+fn winograd(c: &mut Criterion) {
+    use kernels::conv::{set_winograd, Winograd};
+    let layers: [(usize, usize, usize); 9] = [
+        (1, 64, 56),
+        (1, 128, 28),
+        (1, 256, 14),
+        (16, 64, 56),
+        (16, 128, 28),
+        (16, 256, 14),
+        (8, 64, 224),
+        (64, 64, 32),
+        (64, 128, 16),
+    ];
+    let p = ConvParams {
+        padding: 1,
+        stride: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    for (n, ch, size) in layers {
+        let (xd, wd) = ([n, ch, size, size], [ch, ch, 3, 3]);
+        let Ok(g) = ConvGeometry::new(&xd, &wd, p) else {
+            continue;
+        };
+        let (x, w) = (values(xd.iter().product()), values(wd.iter().product()));
+        let macs = (g.n() * g.cout() * g.oh() * g.ow() * ch * 9) as u64;
+        let mut group = c.benchmark_group(format!("winograd_3x3_{ch}_{size}x{size}_b{n}"));
+        group.sample_size(10);
+        group.throughput(Throughput::Elements(2 * macs));
+        for (name, setting) in [
+            ("f4", Winograd::Both),
+            ("f2", Winograd::F2Only),
+            ("im2col", Winograd::Off),
+        ] {
+            let previous = set_winograd(setting);
+            group.bench_function(name, |b| {
+                b.iter(|| kernels::conv::forward_inference(&g, &x, &w, None))
+            });
+            set_winograd(previous);
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    peak,
+    winograd,
+    blocked,
+    convolutions,
+    pooling_and_elementwise
+);
 
 fn main() {
     benches();

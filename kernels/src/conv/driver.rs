@@ -519,16 +519,18 @@ pub(crate) fn full_weight_grad<T: Float>(g: &ConvGeometry, live_grad: Vec<T>) ->
 /// The outputs `[N, Cout, oh, ow]` of the convolution `g` of `x` `[N, Cin, H, W]` by `weight`
 /// `[Cout, Cin/groups, kh, kw]` (both contiguous, of `g`'s sizes: [`ConvGeometry::check_lengths`]),
 /// each tile followed by `epilogue`; `keep`: where a training pass keeps its column matrices
-/// for [`weight_grad`].
+/// for [`weight_grad`]; `inference`: no gradient will be asked of this pass (Winograd F(4x4)
+/// may run, see [`super::winograd`]).
 pub(crate) fn forward_impl<T: Float>(
     g: &ConvGeometry,
     x: &[T],
     weight: &[T],
     epilogue: Option<&Epilogue<T>>,
     keep: Option<&Columns>,
+    inference: bool,
 ) -> Vec<T> {
-    if super::winograd::applies(g) {
-        return super::winograd::forward(g, x, weight, epilogue);
+    if super::winograd::choose(g, inference).is_some() {
+        return super::winograd::forward(g, x, weight, epilogue, inference);
     }
     let weight = &*live_weight(g, weight);
     let mut out = vec![T::zero(); g.n * g.image_out()];

@@ -12,7 +12,9 @@
 //!   im2col: the input planes are the column matrix.
 //!   3x3, stride-1 convolutions with at least 16 channels each way and enough output tiles
 //!   run Winograd F(2x2, 3x3) instead (`winograd`: 16 products of `[Cout, Cin] x [Cin,
-//!   tiles]`, 2.25x fewer multiply-adds; equal to the direct convolution up to rounding).
+//!   tiles]`, 2.25x fewer multiply-adds; equal to the direct convolution up to rounding), and
+//!   in inference passes ([`forward_inference`]) F(4x4, 3x3) on maps at least 16 wide (36
+//!   products, 4x fewer).
 //! * **Weight gradient**: `dW_g = sum_n grad_g [Cout/g, oh * ow] x col_g^T`, the images split
 //!   into one contiguous run per thread, each accumulating its own partial sum, the partial
 //!   sums added in a fixed order (results do not depend on scheduling).
@@ -87,6 +89,7 @@ pub use geometry::{output_len, ConvGeometry, Plan};
 pub(crate) use im2col::*;
 pub use params::ConvParams;
 pub(crate) use product::*;
+pub use winograd::{set_winograd, winograd, Winograd, ENV_VAR as WINOGRAD_ENV_VAR};
 
 /// Below this many multiply-adds a pass runs on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 18;
@@ -174,11 +177,38 @@ pub fn forward<T: Float>(
     epilogue: Option<&Epilogue<T>>,
     keep: Option<&Columns>,
 ) -> Result<Vec<T>> {
+    check_forward(g, x, weight, epilogue)?;
+    Ok(forward_impl(g, x, weight, epilogue, keep, false))
+}
+
+/// Checks a forward pass's buffers against `g`'s sizes and its epilogue against `Cout`.
+fn check_forward<T: Float>(
+    g: &ConvGeometry,
+    x: &[T],
+    weight: &[T],
+    epilogue: Option<&Epilogue<T>>,
+) -> Result<()> {
     g.check_lengths("conv2d forward", x.len(), weight.len(), g.n * g.image_out())?;
     if let Some(e) = epilogue {
         e.check("conv2d forward", g.cout)?;
     }
-    Ok(forward_impl(g, x, weight, epilogue, keep))
+    Ok(())
+}
+
+/// [`forward`] for a pass no gradient will be asked of (inference: eval-mode layers outside
+/// autograd). It may take algorithms whose rounding differs more from the direct
+/// convolution's: Winograd F(4x4, 3x3) for 3x3 stride-1 layers on maps at least 16 wide (4x
+/// fewer multiply-adds than the direct convolution, against F(2x2)'s 2.25x; within about 1e-5
+/// of the outputs' scale in f32), which [`forward`] does not take (see the `winograd` module:
+/// in training a differently rounded output can turn a max pool's choice and move a gradient).
+pub fn forward_inference<T: Float>(
+    g: &ConvGeometry,
+    x: &[T],
+    weight: &[T],
+    epilogue: Option<&Epilogue<T>>,
+) -> Result<Vec<T>> {
+    check_forward(g, x, weight, epilogue)?;
+    Ok(forward_impl(g, x, weight, epilogue, None, true))
 }
 
 /// The input gradient `[N, Cin, H, W]` from the output gradient `[N, Cout, oh, ow]` and the

@@ -44,6 +44,7 @@ pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
             geometry,
             pass: Pass::Forward,
             columns: kept_columns(&geometry, weight),
+            inference: inference_pass(&[xs, weight]),
         },
     )?;
     super::conv::record_conv(&out, xs, weight, None, p, false);
@@ -107,7 +108,8 @@ pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: Conv
             bias.dims()
         )
     }
-    let out = xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry })?;
+    let inference = inference_pass(&[xs, weight, bias]);
+    let out = xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry, inference })?;
     super::conv::record_conv(&out, xs, weight, Some(bias), p, true);
     Ok(out)
 }
@@ -223,6 +225,8 @@ struct ConvCpu {
     pass: Pass,
     /// The forward pass's column matrices, kept for the weight gradient (see [`Columns`]).
     columns: Option<Arc<Columns>>,
+    /// A forward pass no gradient will be asked of ([`inference_pass`]).
+    inference: bool,
 }
 
 impl ConvCpu {
@@ -231,7 +235,11 @@ impl ConvCpu {
         let name = self.name();
         let (out, dims) = match self.pass {
             Pass::Forward => {
-                return forward_storage(g, name, (a, la), (b, lb), None, self.columns.as_deref())
+                let pass = match self.inference {
+                    true => ForwardPass::Inference,
+                    false => ForwardPass::Training(self.columns.as_deref()),
+                };
+                return forward_storage(g, name, (a, la), (b, lb), None, pass);
             }
             Pass::InputGrad => {
                 let grad = contiguous(name, a, la, g.output_dims())?;
@@ -302,6 +310,7 @@ fn conv_grads(
                 geometry,
                 pass: Pass::InputGrad,
                 columns: None,
+                inference: false,
             };
             Some(grad.apply_op2_no_bwd(weight, &op)?)
         }
@@ -313,12 +322,28 @@ fn conv_grads(
                 geometry,
                 pass: Pass::WeightGrad,
                 columns,
+                inference: false,
             };
             Some(xs.apply_op2_no_bwd(grad, &op)?)
         }
         false => None,
     };
     Ok((grad_x, grad_w))
+}
+
+/// What a forward pass is for.
+#[derive(Clone, Copy)]
+enum ForwardPass<'a> {
+    /// No gradient will be asked of it: the kernels may round more ([`kernels::conv::forward_inference`]).
+    Inference,
+    /// Its gradients may be asked for; the column matrices kept here for the weight gradient.
+    Training(Option<&'a Columns>),
+}
+
+/// Whether a forward pass over `inputs` is one no gradient will be asked of: inside
+/// [`crate::inference_mode`], or none of its inputs takes part in autograd.
+fn inference_pass(inputs: &[&Tensor]) -> bool {
+    crate::is_inference_mode() || !inputs.iter().any(|t| t.track_op())
 }
 
 /// The forward pass of `geometry` on CPU input and weight buffers seen through their layouts,
@@ -329,11 +354,15 @@ fn forward_storage<T: Float>(
     (x, lx): (&[T], &Layout),
     (w, lw): (&[T], &Layout),
     epilogue: Option<&Epilogue<T>>,
-    keep: Option<&Columns>,
+    pass: ForwardPass,
 ) -> Result<(CpuStorage, Shape)> {
     let x = contiguous(name, x, lx, g.input_dims())?;
     let w = contiguous(name, w, lw, g.weight_dims())?;
-    let out = kernels::conv::forward(g, &x, &w, epilogue, keep).map_err(kernel_err)?;
+    let out = match pass {
+        ForwardPass::Inference => kernels::conv::forward_inference(g, &x, &w, epilogue),
+        ForwardPass::Training(keep) => kernels::conv::forward(g, &x, &w, epilogue, keep),
+    }
+    .map_err(kernel_err)?;
     Ok((
         T::to_cpu_storage_owned(out),
         Shape::from(g.output_dims().to_vec()),
@@ -355,7 +384,7 @@ impl ConvCpuFused {
             (a, la),
             (b, lb),
             Some(&epilogue),
-            None,
+            ForwardPass::Inference,
         )
     }
 }
@@ -379,6 +408,8 @@ impl CustomOp2 for ConvCpuFused {
 /// [`conv2d_cpu_bias_relu`] as a candle custom op: (input, weight, bias) -> output.
 struct ConvCpuBiasRelu {
     geometry: ConvGeometry,
+    /// A forward pass no gradient will be asked of ([`inference_pass`]).
+    inference: bool,
 }
 
 impl ConvCpuBiasRelu {
@@ -409,7 +440,11 @@ impl ConvCpuBiasRelu {
             shift: Vec::new(),
             relu: true,
         };
-        forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue), None)
+        let pass = match self.inference {
+            true => ForwardPass::Inference,
+            false => ForwardPass::Training(None),
+        };
+        forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue), pass)
     }
 }
 

@@ -1,0 +1,308 @@
+//! Winograd against the direct convolution and its adjoint.
+
+use super::*;
+use crate::conv::winograd::{f2::F2, f4::F4};
+
+/// A direct convolution by nested loops (f64), then the epilogue's map.
+fn direct(g: &ConvGeometry, x: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; g.n * g.image_out()];
+    for b in 0..g.n {
+        for o in 0..g.cout {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut sum = 0.0;
+                    for c in 0..g.cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let iy = (oy + ky) as isize - g.padding.0 as isize;
+                                let ix = (ox + kx) as isize - g.padding.1 as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let xv = x[((b * g.cin + c) * g.h + iy as usize) * g.w + ix as usize];
+                                sum += w[((o * g.cin + c) * 3 + ky) * 3 + kx] * xv;
+                            }
+                        }
+                    }
+                    out[((b * g.cout + o) * g.oh + oy) * g.ow + ox] = sum;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn values(len: usize, seed: usize) -> Vec<f64> {
+    (0..len)
+        .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.5) - 1.0)
+        .collect()
+}
+
+/// Winograd's outputs equal a direct convolution's up to rounding, for odd and even
+/// output sizes, paddings 0 to 2, one image or a block of several, serial and parallel,
+/// in f64 and f32, with and without an epilogue (bias, batch norm, ReLU).
+fn equals_the_direct_convolution<W: Tiling>(f64_tolerance: f64, f32_tolerance: f64) {
+    let shapes: [([usize; 4], usize, usize); 6] = [
+        ([1, 16, 20, 21], 16, 1),
+        ([1, 16, 23, 22], 24, 0),
+        ([1, 17, 21, 19], 16, 2),
+        ([6, 16, 9, 9], 16, 1),
+        ([2, 32, 30, 31], 20, 1),
+        ([3, 16, 2, 41], 16, 1),
+    ];
+    for (x_dims, cout, padding) in shapes {
+        let p = ConvParams {
+            padding,
+            stride: 1,
+            dilation: 1,
+            groups: 1,
+        };
+        let g = ConvGeometry::new(&x_dims, &[cout, x_dims[1], 3, 3], p).unwrap();
+        let x = values(g.n * g.image_in(), 1);
+        let w = values(g.cout * g.cin * 9, 2);
+        let expected = direct(&g, &x, &w);
+        let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let epilogue = Epilogue::<f64>::new(&ConvEpilogue {
+            bias: Some(values(cout, 3)),
+            mean: values(cout, 4),
+            scale: values(cout, 5),
+            shift: values(cout, 6),
+            relu: true,
+        });
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let what = format!("{x_dims:?} -> {cout}, padding {padding}, {threads} threads");
+                let ours = forward_with::<W, _>(&g, &x, &w, None);
+                for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (a - b).abs() <= f64_tolerance * scale,
+                        "{what}: f64 output {i}: {a} vs {b}"
+                    );
+                }
+                let (x32, w32): (Vec<f32>, Vec<f32>) = (
+                    x.iter().map(|&v| v as f32).collect(),
+                    w.iter().map(|&v| v as f32).collect(),
+                );
+                let ours = forward_with::<W, _>(&g, &x32, &w32, None);
+                for (i, (&a, b)) in ours.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (a as f64 - b).abs() <= f32_tolerance * scale,
+                        "{what}: f32 output {i}: {a} vs {b}"
+                    );
+                }
+                // The epilogue: the same map as after the direct convolution.
+                let ours = forward_with::<W, _>(&g, &x, &w, Some(&epilogue));
+                let mut mapped = expected.clone();
+                for (i, plane) in mapped.chunks_exact_mut(g.plane_out()).enumerate() {
+                    epilogue.map(i % g.cout, plane);
+                }
+                for (i, (a, b)) in ours.iter().zip(&mapped).enumerate() {
+                    assert!(
+                        (a - b).abs() <= f64_tolerance * scale,
+                        "{what}: epilogue output {i}: {a} vs {b}"
+                    );
+                }
+            });
+        }
+    }
+}
+
+#[test]
+fn f2_equals_the_direct_convolution() {
+    equals_the_direct_convolution::<F2>(1e-13, 2e-6);
+}
+
+#[test]
+fn f4_equals_the_direct_convolution() {
+    equals_the_direct_convolution::<F4>(1e-13, 1e-5);
+}
+
+/// The input gradient by nested loops (f64): the adjoint of [`direct`].
+fn direct_input_grad(g: &ConvGeometry, grad: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut dx = vec![0.0; g.n * g.image_in()];
+    for b in 0..g.n {
+        for o in 0..g.cout {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let dy = grad[((b * g.cout + o) * g.oh + oy) * g.ow + ox];
+                    for c in 0..g.cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let iy = (oy + ky) as isize - g.padding.0 as isize;
+                                let ix = (ox + kx) as isize - g.padding.1 as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let at = ((b * g.cin + c) * g.h + iy as usize) * g.w + ix as usize;
+                                dx[at] += w[((o * g.cin + c) * 3 + ky) * 3 + kx] * dy;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// The input gradient through Winograd's forward pass (transposed, flipped weight) equals
+/// the direct adjoint up to rounding, for paddings 0 to 2, one image or several, channels
+/// in and out unequal, serial and parallel, f64 and f32; shapes the adjoint convolution
+/// does not qualify for are left to im2col (`None`).
+fn input_gradient_equals_the_direct_adjoint<W: Tiling>(f64_tolerance: f64, f32_tolerance: f64) {
+    let shapes: [([usize; 4], usize, usize); 5] = [
+        ([1, 16, 20, 21], 24, 1),
+        ([1, 20, 23, 22], 16, 0),
+        ([1, 17, 21, 19], 16, 2),
+        ([2, 32, 30, 31], 20, 1),
+        ([6, 16, 16, 16], 16, 1),
+    ];
+    for (x_dims, cout, padding) in shapes {
+        let p = ConvParams {
+            padding,
+            stride: 1,
+            dilation: 1,
+            groups: 1,
+        };
+        let g = ConvGeometry::new(&x_dims, &[cout, x_dims[1], 3, 3], p).unwrap();
+        let grad = values(g.n * g.image_out(), 7);
+        let w = values(g.cout * g.cin * 9, 8);
+        let expected = direct_input_grad(&g, &grad, &w);
+        let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let what = format!("{x_dims:?} -> {cout}, padding {padding}, {threads} threads");
+                let ours = adjoint_forward::<W, _>(&g, &grad, &w);
+                for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (a - b).abs() <= f64_tolerance * scale,
+                        "{what}: f64 dx {i}: {a} vs {b}"
+                    );
+                }
+                let (grad32, w32): (Vec<f32>, Vec<f32>) = (
+                    grad.iter().map(|&v| v as f32).collect(),
+                    w.iter().map(|&v| v as f32).collect(),
+                );
+                let ours = adjoint_forward::<W, _>(&g, &grad32, &w32);
+                for (i, (&a, b)) in ours.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (a as f64 - b).abs() <= f32_tolerance * scale,
+                        "{what}: f32 dx {i}: {a} vs {b}"
+                    );
+                }
+            });
+        }
+    }
+    let q = |padding, stride, groups| ConvParams {
+        padding,
+        stride,
+        dilation: 1,
+        groups,
+    };
+    let taken = |x: [usize; 4], w: [usize; 4], p: ConvParams| {
+        let g = ConvGeometry::new(&x, &w, p).unwrap();
+        let grad = vec![0f32; g.n * g.image_out()];
+        input_grad(&g, &grad, &vec![0f32; w.iter().product()]).is_some()
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        assert!(taken([1, 64, 56, 56], [64, 64, 3, 3], q(1, 1, 1)));
+        assert!(!taken([1, 64, 56, 56], [64, 64, 3, 3], q(1, 2, 1)));
+        assert!(!taken([1, 64, 56, 56], [64, 32, 3, 3], q(1, 1, 2)));
+        assert!(!taken([1, 64, 56, 56], [8, 64, 3, 3], q(1, 1, 1)));
+        assert!(!taken([1, 8, 56, 56], [64, 8, 3, 3], q(1, 1, 1)));
+        assert!(!taken([1, 64, 56, 56], [64, 64, 3, 3], q(3, 1, 1)));
+        assert!(!taken([1, 64, 56, 56], [64, 64, 1, 1], q(0, 1, 1)));
+    });
+}
+
+/// The input gradient by `W`: its forward pass of the adjoint convolution.
+fn adjoint_forward<W: Tiling, T: Float>(g: &ConvGeometry, grad: &[T], w: &[T]) -> Vec<T> {
+    forward_with::<W, T>(
+        &adjoint(g).expect("an adjoint of the input's size"),
+        grad,
+        &flip(g, w),
+        None,
+    )
+}
+
+#[test]
+fn f2_input_gradient_equals_the_direct_adjoint() {
+    input_gradient_equals_the_direct_adjoint::<F2>(1e-13, 2e-6);
+}
+
+#[test]
+fn f4_input_gradient_equals_the_direct_adjoint() {
+    input_gradient_equals_the_direct_adjoint::<F4>(1e-13, 1e-5);
+}
+
+/// Only 3x3, stride-1, undilated, ungrouped convolutions with enough channels and tiles.
+#[test]
+fn applies_to_resnet_shapes_only() {
+    let p = |padding, stride, dilation, groups| ConvParams {
+        padding,
+        stride,
+        dilation,
+        groups,
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        let yes = |x: [usize; 4], w: [usize; 4], q| applies(&ConvGeometry::new(&x, &w, q).unwrap());
+        assert!(yes([1, 64, 56, 56], [64, 64, 3, 3], p(1, 1, 1, 1)));
+        assert!(!yes([1, 64, 56, 56], [64, 64, 3, 3], p(1, 2, 1, 1)));
+        assert!(!yes([1, 64, 56, 56], [64, 64, 3, 3], p(2, 1, 2, 1)));
+        assert!(!yes([1, 64, 56, 56], [64, 32, 3, 3], p(1, 1, 1, 2)));
+        assert!(!yes([1, 8, 56, 56], [64, 8, 3, 3], p(1, 1, 1, 1)));
+        assert!(!yes([1, 64, 56, 56], [8, 64, 3, 3], p(1, 1, 1, 1)));
+        assert!(!yes([1, 64, 56, 56], [64, 64, 1, 1], p(0, 1, 1, 1)));
+        assert!(!yes([1, 512, 7, 7], [512, 512, 3, 3], p(1, 1, 1, 1)));
+        assert!(yes([16, 256, 14, 14], [256, 256, 3, 3], p(1, 1, 1, 1)));
+        assert!(!yes([16, 512, 7, 7], [512, 512, 3, 3], p(1, 1, 1, 1)));
+        // A 1x1 map: 8 of the 9 taps read only padding.
+        assert!(!yes([128, 64, 1, 1], [64, 64, 3, 3], p(1, 1, 1, 1)));
+    });
+}
+
+/// In inference passes F(4x4) for maps at least 16 wide with enough tiles, F(2x2) for
+/// Winograd's other shapes; in training passes F(2x2); [`Winograd::F2Only`] and
+/// [`Winograd::Off`] limit the choice.
+#[test]
+fn the_tiling_follows_the_width_and_the_tiles() {
+    let p = ConvParams {
+        padding: 1,
+        stride: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        let geometry = |n: usize, c: usize, size: usize| {
+            ConvGeometry::new(&[n, c, size, size], &[c, c, 3, 3], p).unwrap()
+        };
+        let choice = |n, c, size, allowed| choose_among(&geometry(n, c, size), allowed, true);
+        use Winograd::{Both, F2Only, Off};
+        assert_eq!(choice(1, 64, 56, Both), Some(Choice::F4));
+        assert_eq!(choice(8, 64, 224, Both), Some(Choice::F4));
+        assert_eq!(choice(16, 128, 28, Both), Some(Choice::F4));
+        assert_eq!(choice(64, 128, 16, Both), Some(Choice::F4));
+        // 49 tiles of 4x4.
+        assert_eq!(choice(1, 128, 28, Both), Some(Choice::F2));
+        // Not a multiple of 4 wide.
+        assert_eq!(choice(16, 256, 14, Both), Some(Choice::F2));
+        assert_eq!(choice(16, 512, 7, Both), None);
+        assert_eq!(choice(1, 64, 56, F2Only), Some(Choice::F2));
+        assert_eq!(choice(1, 64, 56, Off), None);
+        assert_eq!(choice(16, 256, 14, Off), None);
+        // Training passes: F(2x2) only.
+        assert_eq!(choose_among(&geometry(1, 64, 56), Both, false), Some(Choice::F2));
+        assert_eq!(choose_among(&geometry(1, 64, 56), Off, false), None);
+    });
+}
