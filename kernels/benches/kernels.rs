@@ -150,7 +150,7 @@ fn peak(c: &mut Criterion) {
 }
 
 /// ResNet-18's convolutions at batch 1 (224x224 images): the blocked direct convolution
-/// (input already blocked, as between layers) against the im2col / Winograd forward pass.
+/// (input already blocked, as between layers) against the im2col / Winograd inference pass.
 fn blocked(c: &mut Criterion) {
     let layers: [([usize; 4], [usize; 4], usize, usize); 6] = [
         ([1, 3, 224, 224], [64, 3, 7, 7], 2, 3),
@@ -185,7 +185,7 @@ fn blocked(c: &mut Criterion) {
         group.sample_size(20);
         group.throughput(Throughput::Elements(2 * macs));
         group.bench_function("im2col_winograd", |b| {
-            b.iter(|| kernels::conv::forward(&g, &x, &w, None, None))
+            b.iter(|| kernels::conv::forward_inference(&g, &x, &w, None))
         });
         group.bench_function("blocked", |b| b.iter(|| conv.forward(&bx, None)));
         group.finish();

@@ -570,3 +570,33 @@ fn channel_sums_of_an_image_past_usize_read_nothing() {
         vec![2.0; 2]
     );
 }
+
+/// Both forward passes, training's and inference's, check the buffers against the geometry
+/// and the epilogue against the output channels, and name the pass.
+#[test]
+fn forward_passes_check_their_buffers_and_epilogue() {
+    let p = ConvParams {
+        padding: 1,
+        stride: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let g = ConvGeometry::new(&[1, 16, 20, 20], &[16, 16, 3, 3], p).unwrap();
+    let (x, w) = (vec![0f32; 16 * 400], vec![0f32; 16 * 16 * 9]);
+    let message = |r: kernels::Result<Vec<f32>>| r.unwrap_err().to_string();
+    assert!(message(kernels::conv::forward(&g, &x[1..], &w, None, None)).contains("conv2d forward"));
+    assert!(message(kernels::conv::forward_inference(&g, &x[1..], &w, None)).contains("conv2d forward"));
+    assert!(message(kernels::conv::forward_inference(&g, &x, &w[1..], None)).contains("conv2d forward"));
+    let epilogue = kernels::conv::Epilogue::<f32>::new(&kernels::conv::ConvEpilogue {
+        bias: Some(vec![0.0; 15]),
+        mean: Vec::new(),
+        scale: Vec::new(),
+        shift: Vec::new(),
+        relu: false,
+    });
+    assert!(kernels::conv::forward_inference(&g, &x, &w, Some(&epilogue)).is_err());
+    assert_eq!(
+        kernels::conv::forward_inference(&g, &x, &w, None).unwrap().len(),
+        16 * 400
+    );
+}
