@@ -44,7 +44,7 @@ pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
             geometry,
             pass: Pass::Forward,
             columns: kept_columns(&geometry, weight),
-            inference: inference_pass(&[xs, weight]),
+            inference: crate::is_inference_mode(),
         },
     )?;
     super::conv::record_conv(&out, xs, weight, None, p, false);
@@ -74,6 +74,7 @@ pub fn conv2d_cpu_fused(
         &ConvCpuFused {
             geometry,
             epilogue: epilogue.clone(),
+            inference: crate::is_inference_mode(),
         },
     )?;
     crate::trace::record(&out, || crate::trace::TracedOp::ConvEpilogue {
@@ -108,7 +109,7 @@ pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: Conv
             bias.dims()
         )
     }
-    let inference = inference_pass(&[xs, weight, bias]);
+    let inference = crate::is_inference_mode();
     let out = xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry, inference })?;
     super::conv::record_conv(&out, xs, weight, Some(bias), p, true);
     Ok(out)
@@ -225,7 +226,7 @@ struct ConvCpu {
     pass: Pass,
     /// The forward pass's column matrices, kept for the weight gradient (see [`Columns`]).
     columns: Option<Arc<Columns>>,
-    /// A forward pass no gradient will be asked of ([`inference_pass`]).
+    /// Built inside [`crate::inference_mode`]: the kernels' inference pass ([`ForwardPass`]).
     inference: bool,
 }
 
@@ -331,19 +332,16 @@ fn conv_grads(
     Ok((grad_x, grad_w))
 }
 
-/// What a forward pass is for.
+/// What a forward pass is for. Only an op built inside [`crate::inference_mode`] takes the
+/// inference pass: outside it, the same model gives the same bits whether its weights are
+/// variables or constants and whether its batch norm is folded (the fused op) or not.
 #[derive(Clone, Copy)]
 enum ForwardPass<'a> {
-    /// No gradient will be asked of it: the kernels may round more ([`kernels::conv::forward_inference`]).
+    /// No gradient will be asked of it (inside [`crate::inference_mode`]): the kernels may
+    /// round more ([`kernels::conv::forward_inference`]: Winograd F(4x4)).
     Inference,
     /// Its gradients may be asked for; the column matrices kept here for the weight gradient.
     Training(Option<&'a Columns>),
-}
-
-/// Whether a forward pass over `inputs` is one no gradient will be asked of: inside
-/// [`crate::inference_mode`], or none of its inputs takes part in autograd.
-fn inference_pass(inputs: &[&Tensor]) -> bool {
-    crate::is_inference_mode() || !inputs.iter().any(|t| t.track_op())
 }
 
 /// The forward pass of `geometry` on CPU input and weight buffers seen through their layouts,
@@ -373,6 +371,8 @@ fn forward_storage<T: Float>(
 struct ConvCpuFused {
     geometry: ConvGeometry,
     epilogue: ConvEpilogue,
+    /// Built inside [`crate::inference_mode`]: the kernels' inference pass ([`ForwardPass`]).
+    inference: bool,
 }
 
 impl ConvCpuFused {
@@ -384,7 +384,10 @@ impl ConvCpuFused {
             (a, la),
             (b, lb),
             Some(&epilogue),
-            ForwardPass::Inference,
+            match self.inference {
+                true => ForwardPass::Inference,
+                false => ForwardPass::Training(None),
+            },
         )
     }
 }
@@ -408,7 +411,7 @@ impl CustomOp2 for ConvCpuFused {
 /// [`conv2d_cpu_bias_relu`] as a candle custom op: (input, weight, bias) -> output.
 struct ConvCpuBiasRelu {
     geometry: ConvGeometry,
-    /// A forward pass no gradient will be asked of ([`inference_pass`]).
+    /// Built inside [`crate::inference_mode`]: the kernels' inference pass ([`ForwardPass`]).
     inference: bool,
 }
 

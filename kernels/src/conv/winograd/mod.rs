@@ -21,7 +21,8 @@
 //! Used by [`super::forward_impl`] for 3x3, stride-1, undilated, ungrouped convolutions of at
 //! least [`MIN_CHANNELS`] input and output channels whose nine taps are all live ([`choose`]
 //! says which tiling, if any, from the outputs' width and the tiles per run of images).
-//! F(4x4) only runs in inference passes (`kernels::conv::forward_inference`): a training pass
+//! F(4x4) only runs in inference passes (`kernels::conv::forward_inference`, which `backbone`
+//! runs inside its `inference_mode`): a training pass
 //! takes F(2x2), whose rounding is close to the direct convolution's, because a forward output
 //! rounded differently can turn a max pool's choice between two nearly equal values and send a
 //! gradient elsewhere (VGG-11's first-layer weight gradient on torchvision's fixture moved by
