@@ -309,32 +309,10 @@ fn mpirun_with(scenario: &str, out: &Path, data: Option<&Path>, limit: Duration)
     (status.success(), text, start.elapsed())
 }
 
+/// The worst relative difference over two checkpoints' tensors, with the same names.
 fn max_relative(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> (f64, String) {
     assert_eq!(a.len(), b.len());
-    let mut worst = (0.0, String::new());
-    for (name, x) in a {
-        let y = &b[name];
-        let x = x
-            .to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let y = y
-            .to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
-        let scale = y.iter().map(|q| q.abs()).fold(0.0, f64::max).max(1e-30);
-        if diff / scale > worst.0 {
-            worst = (diff / scale, name.clone());
-        }
-    }
-    worst
+    crate::fit::worst_relative(a, b)
 }
 
 #[test]

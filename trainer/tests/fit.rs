@@ -448,8 +448,9 @@ fn auxiliary_losses_are_reported_and_trained() {
     assert_eq!(moved, 0.0, "aux weight 0 switches the auxiliary loss off");
 }
 
-/// The largest `max|a - b| / max|b|` over the tensors of two checkpoints (as f64).
-fn worst_relative(
+/// The largest `max|a - b| / max|b|` over the tensors of two checkpoints (as f64; also the MPI
+/// tests' measure).
+pub(crate) fn worst_relative(
     a: &std::collections::HashMap<String, Tensor>,
     b: &std::collections::HashMap<String, Tensor>,
 ) -> (f64, String) {
