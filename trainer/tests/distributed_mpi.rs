@@ -339,14 +339,7 @@ fn two_ranks_of_batch_b_equal_one_process_of_batch_2b() {
         // And training moved the weights: the comparison is not of two initialisations.
         let init = SeededVarMap::new(11);
         let _ = LeNet::new(&LeNetConfig::lenet5(), init.var_builder(DType::F32, &Device::Cpu)).unwrap();
-        let start: HashMap<String, Tensor> = init
-            .varmap()
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
+        let start = crate::fit::variables_of(&init);
         assert!(max_relative(&start, &b).0 > 1e-3);
     }
     // The same metrics (the loss and accuracy sums over the ranks).
@@ -436,14 +429,7 @@ fn with_sync_bn_two_ranks_of_batch_b_equal_one_process_of_batch_2b() {
         .all(|t| t.dtype() == DType::F64));
     let init = SeededVarMap::new(11);
     let _ = ResNet::new(&resnet_bn(), init.var_builder(DType::F64, &Device::Cpu)).unwrap();
-    let start: HashMap<String, Tensor> = init
-        .varmap()
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
+    let start = crate::fit::variables_of(&init);
     assert!(max_relative(&start, &last).0 > 1e-3);
     let (sync, where_sync) = worst_over_epochs(&ddp.join("sync"), &single, EPOCHS);
     let (plain, where_plain) = worst_over_epochs(&ddp.join("plain"), &single, EPOCHS);

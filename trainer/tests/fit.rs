@@ -448,6 +448,14 @@ fn auxiliary_losses_are_reported_and_trained() {
     assert_eq!(moved, 0.0, "aux weight 0 switches the auxiliary loss off");
 }
 
+/// The values of a seeded variable map's variables, by name (a run's starting point).
+pub(crate) fn variables_of(init: &SeededVarMap) -> std::collections::HashMap<String, Tensor> {
+    let data = init.varmap().data().lock().unwrap();
+    data.iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect()
+}
+
 /// The largest `max|a - b| / max|b|` over the tensors of two checkpoints (as f64; also the MPI
 /// tests' measure).
 pub(crate) fn worst_relative(
@@ -548,14 +556,7 @@ fn a_float64_model_trains_and_saves_float64_checkpoints() {
     assert!(worst <= 1e-5, "`{name}` differs by {worst:e} (relative)");
     let init = SeededVarMap::new(3);
     let _ = LeNet::new(&LeNetConfig::lenet5(), init.var_builder(DType::F64, &Device::Cpu)).unwrap();
-    let start: std::collections::HashMap<String, Tensor> = init
-        .varmap()
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
+    let start = variables_of(&init);
     assert!(worst_relative(&start, &ours).0 > 1e-3);
 
     // Resuming the f64 run with an f32 model is another run: refused.
