@@ -72,8 +72,8 @@ pub(crate) trait Tiling {
     /// `U = G g G^T` of one `(cout, cin)` pair's nine taps `g3`, position `xi` written to
     /// `row[xi * stride]`.
     fn weight<T: Float>(g3: &[T], row: &mut [T], stride: usize);
-    /// `V = B^T d B` of every tile of one input plane, written one tile row at a time to
-    /// `dest(xi, first tile, tiles)`.
+    /// `V = B^T d B` of every tile of one input plane, written in runs of consecutive tiles
+    /// to `dest(xi, first tile, tiles)`.
     fn input_plane<'a, T: Float>(
         g: &ConvGeometry,
         plane: &[T],
@@ -444,7 +444,7 @@ pub(crate) struct InputScratch<T> {
     padded: Vec<T>,
     /// `[m, rows, width]`: padded column `m k + j` of padded row `r` at `[j, r, k]`.
     phases: Vec<T>,
-    /// `B^T d` of one tile row (the tiling's layout).
+    /// The transform's intermediate values (each tiling's own layout).
     rows: Vec<T>,
 }
 
