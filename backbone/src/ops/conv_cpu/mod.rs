@@ -236,10 +236,7 @@ impl ConvCpu {
         let name = self.name();
         let (out, dims) = match self.pass {
             Pass::Forward => {
-                let pass = match self.inference {
-                    true => ForwardPass::Inference,
-                    false => ForwardPass::Training(self.columns.as_deref()),
-                };
+                let pass = ForwardPass::of(self.inference, self.columns.as_deref());
                 return forward_storage(g, name, (a, la), (b, lb), None, pass);
             }
             Pass::InputGrad => {
@@ -344,6 +341,17 @@ enum ForwardPass<'a> {
     Training(Option<&'a Columns>),
 }
 
+impl<'a> ForwardPass<'a> {
+    /// The inference pass for an op built inside [`crate::inference_mode`], else the training
+    /// pass keeping its columns in `keep`.
+    fn of(inference: bool, keep: Option<&'a Columns>) -> Self {
+        match inference {
+            true => ForwardPass::Inference,
+            false => ForwardPass::Training(keep),
+        }
+    }
+}
+
 /// The forward pass of `geometry` on CPU input and weight buffers seen through their layouts,
 /// with an optional epilogue, as a custom op's result.
 fn forward_storage<T: Float>(
@@ -384,10 +392,7 @@ impl ConvCpuFused {
             (a, la),
             (b, lb),
             Some(&epilogue),
-            match self.inference {
-                true => ForwardPass::Inference,
-                false => ForwardPass::Training(None),
-            },
+            ForwardPass::of(self.inference, None),
         )
     }
 }
@@ -443,10 +448,7 @@ impl ConvCpuBiasRelu {
             shift: Vec::new(),
             relu: true,
         };
-        let pass = match self.inference {
-            true => ForwardPass::Inference,
-            false => ForwardPass::Training(None),
-        };
+        let pass = ForwardPass::of(self.inference, None);
         forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue), pass)
     }
 }
