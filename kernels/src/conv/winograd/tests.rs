@@ -38,6 +38,42 @@ fn values(len: usize, seed: usize) -> Vec<f64> {
         .collect()
 }
 
+/// A 3x3, stride-1 convolution of `x_dims` to `cout` channels with `padding`.
+fn geometry(x_dims: [usize; 4], cout: usize, padding: usize) -> ConvGeometry {
+    let p = ConvParams {
+        padding,
+        stride: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    ConvGeometry::new(&x_dims, &[cout, x_dims[1], 3, 3], p).unwrap()
+}
+
+/// The values rounded to f32.
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// Asserts `|ours - expected| <= bound` element by element, naming `what` and the element.
+fn assert_within<T: Float>(what: &str, ours: &[T], expected: &[f64], bound: f64) {
+    assert_eq!(ours.len(), expected.len(), "{what}: length");
+    for (i, (a, b)) in ours.iter().zip(expected).enumerate() {
+        let a = a.to_f64();
+        assert!((a - b).abs() <= bound, "{what} {i}: {a} vs {b}");
+    }
+}
+
+/// Runs `check(threads)` inside pools of 1, 2 and 3 threads (serial and parallel plans).
+fn in_pools(check: impl Fn(usize) + Sync) {
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| check(threads));
+    }
+}
+
 /// Winograd's outputs equal a direct convolution's up to rounding, for odd and even
 /// output sizes, paddings 0 to 2, one image or a block of several, serial and parallel,
 /// in f64 and f32, with and without an epilogue (bias, batch norm, ReLU).
@@ -51,13 +87,7 @@ fn equals_the_direct_convolution<W: Tiling>(f64_tolerance: f64, f32_tolerance: f
         ([3, 16, 2, 41], 16, 1),
     ];
     for (x_dims, cout, padding) in shapes {
-        let p = ConvParams {
-            padding,
-            stride: 1,
-            dilation: 1,
-            groups: 1,
-        };
-        let g = ConvGeometry::new(&x_dims, &[cout, x_dims[1], 3, 3], p).unwrap();
+        let g = geometry(x_dims, cout, padding);
         let x = values(g.n * g.image_in(), 1);
         let w = values(g.cout * g.cin * 9, 2);
         let expected = direct(&g, &x, &w);
@@ -69,45 +99,35 @@ fn equals_the_direct_convolution<W: Tiling>(f64_tolerance: f64, f32_tolerance: f
             shift: values(cout, 6),
             relu: true,
         });
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let what = format!("{x_dims:?} -> {cout}, padding {padding}, {threads} threads");
-                let ours = forward_with::<W, _>(&g, &x, &w, None);
-                for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (a - b).abs() <= f64_tolerance * scale,
-                        "{what}: f64 output {i}: {a} vs {b}"
-                    );
-                }
-                let (x32, w32): (Vec<f32>, Vec<f32>) = (
-                    x.iter().map(|&v| v as f32).collect(),
-                    w.iter().map(|&v| v as f32).collect(),
-                );
-                let ours = forward_with::<W, _>(&g, &x32, &w32, None);
-                for (i, (&a, b)) in ours.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (a as f64 - b).abs() <= f32_tolerance * scale,
-                        "{what}: f32 output {i}: {a} vs {b}"
-                    );
-                }
-                // The epilogue: the same map as after the direct convolution.
-                let ours = forward_with::<W, _>(&g, &x, &w, Some(&epilogue));
-                let mut mapped = expected.clone();
-                for (i, plane) in mapped.chunks_exact_mut(g.plane_out()).enumerate() {
-                    epilogue.map(i % g.cout, plane);
-                }
-                for (i, (a, b)) in ours.iter().zip(&mapped).enumerate() {
-                    assert!(
-                        (a - b).abs() <= f64_tolerance * scale,
-                        "{what}: epilogue output {i}: {a} vs {b}"
-                    );
-                }
-            });
+        // The epilogue: the same map as after the direct convolution.
+        let mut mapped = expected.clone();
+        for (i, plane) in mapped.chunks_exact_mut(g.plane_out()).enumerate() {
+            epilogue.map(i % g.cout, plane);
         }
+        in_pools(|threads| {
+            let what = format!("{x_dims:?} -> {cout}, padding {padding}, {threads} threads");
+            let ours = forward_with::<W, _>(&g, &x, &w, None);
+            assert_within(
+                &format!("{what}: f64 output"),
+                &ours,
+                &expected,
+                f64_tolerance * scale,
+            );
+            let ours = forward_with::<W, _>(&g, &f32s(&x), &f32s(&w), None);
+            assert_within(
+                &format!("{what}: f32 output"),
+                &ours,
+                &expected,
+                f32_tolerance * scale,
+            );
+            let ours = forward_with::<W, _>(&g, &x, &w, Some(&epilogue));
+            assert_within(
+                &format!("{what}: epilogue output"),
+                &ours,
+                &mapped,
+                f64_tolerance * scale,
+            );
+        });
     }
 }
 
@@ -162,44 +182,28 @@ fn input_gradient_equals_the_direct_adjoint<W: Tiling>(f64_tolerance: f64, f32_t
         ([6, 16, 16, 16], 16, 1),
     ];
     for (x_dims, cout, padding) in shapes {
-        let p = ConvParams {
-            padding,
-            stride: 1,
-            dilation: 1,
-            groups: 1,
-        };
-        let g = ConvGeometry::new(&x_dims, &[cout, x_dims[1], 3, 3], p).unwrap();
+        let g = geometry(x_dims, cout, padding);
         let grad = values(g.n * g.image_out(), 7);
         let w = values(g.cout * g.cin * 9, 8);
         let expected = direct_input_grad(&g, &grad, &w);
         let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let what = format!("{x_dims:?} -> {cout}, padding {padding}, {threads} threads");
-                let ours = adjoint_forward::<W, _>(&g, &grad, &w);
-                for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (a - b).abs() <= f64_tolerance * scale,
-                        "{what}: f64 dx {i}: {a} vs {b}"
-                    );
-                }
-                let (grad32, w32): (Vec<f32>, Vec<f32>) = (
-                    grad.iter().map(|&v| v as f32).collect(),
-                    w.iter().map(|&v| v as f32).collect(),
-                );
-                let ours = adjoint_forward::<W, _>(&g, &grad32, &w32);
-                for (i, (&a, b)) in ours.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (a as f64 - b).abs() <= f32_tolerance * scale,
-                        "{what}: f32 dx {i}: {a} vs {b}"
-                    );
-                }
-            });
-        }
+        in_pools(|threads| {
+            let what = format!("{x_dims:?} -> {cout}, padding {padding}, {threads} threads");
+            let ours = adjoint_forward::<W, _>(&g, &grad, &w);
+            assert_within(
+                &format!("{what}: f64 dx"),
+                &ours,
+                &expected,
+                f64_tolerance * scale,
+            );
+            let ours = adjoint_forward::<W, _>(&g, &f32s(&grad), &f32s(&w));
+            assert_within(
+                &format!("{what}: f32 dx"),
+                &ours,
+                &expected,
+                f32_tolerance * scale,
+            );
+        });
     }
     let q = |padding, stride, groups| ConvParams {
         padding,
@@ -276,18 +280,10 @@ fn applies_to_resnet_shapes_only() {
 /// [`Winograd::Off`] limit the choice.
 #[test]
 fn the_tiling_follows_the_width_and_the_tiles() {
-    let p = ConvParams {
-        padding: 1,
-        stride: 1,
-        dilation: 1,
-        groups: 1,
-    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     pool.install(|| {
-        let geometry = |n: usize, c: usize, size: usize| {
-            ConvGeometry::new(&[n, c, size, size], &[c, c, 3, 3], p).unwrap()
-        };
-        let choice = |n, c, size, allowed| choose_among(&geometry(n, c, size), allowed, true);
+        let square = |n: usize, c: usize, size: usize| geometry([n, c, size, size], c, 1);
+        let choice = |n, c, size, allowed| choose_among(&square(n, c, size), allowed, true);
         use Winograd::{Both, F2Only, Off};
         assert_eq!(choice(1, 64, 56, Both), Some(Choice::F4));
         assert_eq!(choice(8, 64, 224, Both), Some(Choice::F4));
@@ -302,7 +298,7 @@ fn the_tiling_follows_the_width_and_the_tiles() {
         assert_eq!(choice(1, 64, 56, Off), None);
         assert_eq!(choice(16, 256, 14, Off), None);
         // Training passes: F(2x2) only.
-        assert_eq!(choose_among(&geometry(1, 64, 56), Both, false), Some(Choice::F2));
-        assert_eq!(choose_among(&geometry(1, 64, 56), Off, false), None);
+        assert_eq!(choose_among(&square(1, 64, 56), Both, false), Some(Choice::F2));
+        assert_eq!(choose_among(&square(1, 64, 56), Off, false), None);
     });
 }
