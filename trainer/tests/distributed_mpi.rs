@@ -134,11 +134,24 @@ fn run_folder(collective: &dyn Collective, data: &Path, out: &Path) -> trainer::
         &IMAGENET_STD,
     )?;
     let data = TrainData::image_folder(data, 0.2, 3, transform)?;
+    train_lenet(
+        collective,
+        LeNetConfig::lenet5().with_in_channels(3).with_classes(5),
+        data,
+        out,
+    )
+}
+
+/// `lenet` trained on `data` into `out` for [`EPOCHS`], each rank from its own initial
+/// weights (rank 0's must reach the others).
+fn train_lenet(
+    collective: &dyn Collective,
+    lenet: LeNetConfig,
+    data: TrainData,
+    out: &Path,
+) -> trainer::Result<()> {
     let vars = SeededVarMap::new(11 + collective.rank() as u64);
-    let model = LeNet::new(
-        &LeNetConfig::lenet5().with_in_channels(3).with_classes(5),
-        vars.var_builder(DType::F32, &Device::Cpu),
-    )?;
+    let model = LeNet::new(&lenet, vars.var_builder(DType::F32, &Device::Cpu))?;
     train_with(
         &model,
         vars.varmap(),
@@ -190,20 +203,7 @@ fn run_cifar(collective: &dyn Collective, data: &Path, out: &Path) -> trainer::R
         train_transform: Pipeline::cifar_train(&CIFAR10_MEAN, &CIFAR10_STD)?,
         eval_transform: Pipeline::cifar_eval(&CIFAR10_MEAN, &CIFAR10_STD)?,
     };
-    let vars = SeededVarMap::new(11 + collective.rank() as u64);
-    let model = LeNet::new(
-        &LeNetConfig::lenet5().with_in_channels(3),
-        vars.var_builder(DType::F32, &Device::Cpu),
-    )?;
-    train_with(
-        &model,
-        vars.varmap(),
-        data,
-        &config(out, EPOCHS, false),
-        &Device::Cpu,
-        collective,
-    )
-    .map(|_| ())
+    train_lenet(collective, LeNetConfig::lenet5().with_in_channels(3), data, out)
 }
 
 /// The worker `mpirun` starts (each rank): the scenario `CONVNETS_MPI_WORKER` names, in the run

@@ -579,14 +579,17 @@ fn run_epochs(
                 }
             )));
         }
-        let eval = evaluate_with(
-            model,
-            &val_loader,
-            val_cache.as_ref(),
-            device,
-            verbose,
-            collective,
-        )?;
+        let evaluate = || {
+            evaluate_with(
+                model,
+                &val_loader,
+                val_cache.as_ref(),
+                device,
+                verbose,
+                collective,
+            )
+        };
+        let eval = evaluate()?;
         if !eval.loss.is_finite() {
             return Err(Error::Diverged {
                 epoch,
@@ -596,16 +599,7 @@ fn run_epochs(
             });
         }
         let ema_eval = match &ema {
-            Some(ema) => Some(ema.with_weights(varmap, || {
-                evaluate_with(
-                    model,
-                    &val_loader,
-                    val_cache.as_ref(),
-                    device,
-                    verbose,
-                    collective,
-                )
-            })?),
+            Some(ema) => Some(ema.with_weights(varmap, evaluate)?),
             None => None,
         };
         let seen = sums.seen as f64;
