@@ -89,7 +89,10 @@ pub use geometry::{output_len, ConvGeometry, Plan};
 pub(crate) use im2col::*;
 pub use params::ConvParams;
 pub(crate) use product::*;
-pub use winograd::{set_winograd, winograd, Winograd, ENV_VAR as WINOGRAD_ENV_VAR};
+pub use winograd::{
+    forward_prepared, prepare_weight, prepared_choice, set_winograd, winograd, Choice as WinogradTiling,
+    PreparedWeight, Winograd, ENV_VAR as WINOGRAD_ENV_VAR,
+};
 
 /// Below this many multiply-adds a pass runs on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 18;

@@ -21,6 +21,7 @@ impl Tiling for F2 {
     /// ResNet-18 training on 32x32 images (8x8 and 4x4 maps) ran at 592-606 images/s with
     /// F(2x2) on every map against 632-662 without and 684-692 with this limit.
     const MIN_WIDTH: usize = 14;
+    const PREPARED_MIN_WIDTH: usize = 7;
 
     fn weight<T: Float>(g3: &[T], row: &mut [T], stride: usize) {
         let half = T::from_f64(0.5);

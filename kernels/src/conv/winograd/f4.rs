@@ -75,6 +75,7 @@ impl Tiling for F4 {
     /// maps (tiles covering 16x16, batch 16) ran 1.15x slower than with F(2x2), 16x16 maps
     /// (batch 64) 1.4x faster.
     const MIN_WIDTH: usize = 16;
+    const PREPARED_MIN_WIDTH: usize = 16;
 
     fn weight<T: Float>(g3: &[T], row: &mut [T], stride: usize) {
         let w = |r: usize, c: usize| g3[3 * r + c].to_f64();

@@ -69,6 +69,8 @@ pub(crate) trait Tiling {
     /// Narrower outputs than this: the transforms' rows (`ow / m` tiles) are too short to
     /// vectorise, and the transforms cost more than the products save.
     const MIN_WIDTH: usize;
+    /// [`Tiling::MIN_WIDTH`] for a weight prepared once ([`prepared_choice`]).
+    const PREPARED_MIN_WIDTH: usize;
     /// `U = G g G^T` of one `(cout, cin)` pair's nine taps `g3`, position `xi` written to
     /// `row[xi * stride]`.
     fn weight<T: Float>(g3: &[T], row: &mut [T], stride: usize);
@@ -90,11 +92,31 @@ pub(crate) trait Tiling {
     );
 }
 
-/// Which tiling runs a convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Choice {
+/// Which tiling runs a convolution (and which one a [`PreparedWeight`] was transformed for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Choice {
+    /// F(2x2, 3x3): 16 products.
     F2,
+    /// F(4x4, 3x3): 36 products.
     F4,
+}
+
+impl Choice {
+    /// `F(2x2, 3x3)` or `F(4x4, 3x3)`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Choice::F2 => "F(2x2, 3x3)",
+            Choice::F4 => "F(4x4, 3x3)",
+        }
+    }
+
+    /// The transformed weight's values per weight value (`positions / 9`, rounded up).
+    fn positions(self) -> usize {
+        match self {
+            Choice::F2 => F2::POSITIONS,
+            Choice::F4 => F4::POSITIONS,
+        }
+    }
 }
 
 /// Which Winograd tilings the convolutions may use ([`set_winograd`]; initially from
@@ -163,8 +185,10 @@ pub(crate) fn choose(g: &ConvGeometry, inference: bool) -> Option<Choice> {
     choose_among(g, winograd(), inference)
 }
 
-fn choose_among(g: &ConvGeometry, allowed: Winograd, inference: bool) -> Option<Choice> {
-    let shaped = g.kh == 3
+/// Whether `g` has the shape Winograd's tilings compute: 3x3, stride 1, undilated,
+/// ungrouped, every tap live, at least [`MIN_CHANNELS`] each way, outputs at least 2x2.
+fn shaped(g: &ConvGeometry) -> bool {
+    g.kh == 3
         && g.kw == 3
         && g.stride == 1
         && g.dilation == 1
@@ -173,8 +197,11 @@ fn choose_among(g: &ConvGeometry, allowed: Winograd, inference: bool) -> Option<
         && g.cin >= MIN_CHANNELS
         && g.cout >= MIN_CHANNELS
         && g.oh >= 2
-        && g.ow >= 2;
-    if !shaped || allowed == Winograd::Off {
+        && g.ow >= 2
+}
+
+fn choose_among(g: &ConvGeometry, allowed: Winograd, inference: bool) -> Option<Choice> {
+    if !shaped(g) || allowed == Winograd::Off {
         return None;
     }
     if inference && allowed == Winograd::Both && qualifies::<F4>(g) {
@@ -184,6 +211,130 @@ fn choose_among(g: &ConvGeometry, allowed: Winograd, inference: bool) -> Option<
     } else {
         None
     }
+}
+
+/// The tiling an inference pass of `g` takes when its weight is prepared once
+/// ([`prepare_weight`]) rather than transformed on every call: the tile limits
+/// ([`Tiling::MIN_TILES`]), which weigh the weight's transform against the products it saves,
+/// no longer apply; the width limits ([`Tiling::PREPARED_MIN_WIDTH`]) do. `None`: no tiling
+/// (the convolution runs as [`super::forward_inference`] does).
+pub fn prepared_choice(g: &ConvGeometry) -> Option<Choice> {
+    prepared_choice_among(g, winograd())
+}
+
+fn prepared_choice_among(g: &ConvGeometry, allowed: Winograd) -> Option<Choice> {
+    if !shaped(g) || allowed == Winograd::Off {
+        None
+    } else if allowed == Winograd::Both && g.ow >= F4::PREPARED_MIN_WIDTH {
+        Some(Choice::F4)
+    } else if g.ow >= F2::PREPARED_MIN_WIDTH {
+        Some(Choice::F2)
+    } else {
+        None
+    }
+}
+
+/// A convolution's weight transformed once for Winograd's tiling `choice` (`U = G g G^T` of
+/// every `(cout, cin)` pair, `[positions, Cout, Cin]`), for inference passes that reuse it
+/// ([`forward_prepared`]): what ONNX Runtime does to its weights when a session is created.
+/// It holds `positions / 9` times the weight's values (16/9 for F(2x2), 4 for F(4x4)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedWeight<T> {
+    choice: Choice,
+    cout: usize,
+    cin: usize,
+    u: Vec<T>,
+}
+
+impl<T> PreparedWeight<T> {
+    /// The tiling it was transformed for.
+    pub fn choice(&self) -> Choice {
+        self.choice
+    }
+
+    /// Its values (`positions * Cout * Cin`).
+    pub fn len(&self) -> usize {
+        self.u.len()
+    }
+
+    /// Whether it holds no values (never: a prepared weight has at least 16 x 16 pairs).
+    pub fn is_empty(&self) -> bool {
+        self.u.is_empty()
+    }
+}
+
+/// Transforms `weight` `[Cout, Cin, 3, 3]` of the convolution `g` for `choice`. Errors when the
+/// weight does not have `g`'s sizes or `g` is not a convolution Winograd computes (3x3,
+/// stride 1, undilated, ungrouped, at least 16 channels each way, every tap live).
+pub fn prepare_weight<T: Float>(g: &ConvGeometry, weight: &[T], choice: Choice) -> Result<PreparedWeight<T>> {
+    g.check_lengths(
+        "winograd prepare",
+        g.n * g.image_in(),
+        weight.len(),
+        g.n * g.image_out(),
+    )?;
+    if !shaped(g) {
+        bail!(
+            "winograd prepare: a {}x{} convolution of stride {}, dilation {}, {} groups, {} -> {} channels, output {}x{} is not one {} computes",
+            g.kh,
+            g.kw,
+            g.stride,
+            g.dilation,
+            g.groups,
+            g.cin,
+            g.cout,
+            g.oh,
+            g.ow,
+            choice.name()
+        )
+    }
+    let parallel = rayon::current_num_threads() > 1 && g.cout * g.cin * 9 >= PARALLEL_THRESHOLD;
+    let u = match choice {
+        Choice::F2 => transform_weight::<F2, T>(g, weight, parallel),
+        Choice::F4 => transform_weight::<F4, T>(g, weight, parallel),
+    };
+    Ok(PreparedWeight {
+        choice,
+        cout: g.cout,
+        cin: g.cin,
+        u,
+    })
+}
+
+/// The forward pass of `g` (an inference pass: see [`super::forward_inference`]) with its
+/// weight prepared by [`prepare_weight`], each image's outputs followed by the epilogue. The
+/// same bits as [`super::forward_inference`] where that takes the same tiling. Errors when the
+/// buffers do not have `g`'s sizes, the epilogue has not one value per output channel, or the
+/// prepared weight is not one of `g`'s (other channels, or `g` not a Winograd convolution).
+pub fn forward_prepared<T: Float>(
+    g: &ConvGeometry,
+    x: &[T],
+    prepared: &PreparedWeight<T>,
+    epilogue: Option<&Epilogue<T>>,
+) -> Result<Vec<T>> {
+    let expected = prepared.choice.positions() * g.cout * g.cin;
+    if !shaped(g) || (prepared.cout, prepared.cin, prepared.u.len()) != (g.cout, g.cin, expected) {
+        bail!(
+            "conv2d forward: a weight prepared for {} of {} -> {} channels ({} values) does not fit a {}x{} convolution of stride {} from {} to {} channels",
+            prepared.choice.name(),
+            prepared.cin,
+            prepared.cout,
+            prepared.u.len(),
+            g.kh,
+            g.kw,
+            g.stride,
+            g.cin,
+            g.cout
+        )
+    }
+    g.check_lengths("conv2d forward", x.len(), g.cout * g.cin * 9, g.n * g.image_out())?;
+    if let Some(e) = epilogue {
+        e.check("conv2d forward", g.cout)?;
+    }
+    Ok(match prepared.choice {
+        Choice::F2 => forward_transformed::<F2, T>(g, x, &prepared.u, epilogue),
+        Choice::F4 => forward_transformed::<F4, T>(g, x, &prepared.u, epilogue),
+    })
 }
 
 /// Whether `W`'s width and tile limits admit `g` (its shape already checked).
@@ -224,8 +375,18 @@ fn forward_with<W: Tiling, T: Float>(
     weight: &[T],
     epilogue: Option<&Epilogue<T>>,
 ) -> Vec<T> {
+    let u = transform_weight::<W, T>(g, weight, !matches!(g.plan(), Plan::Serial));
+    forward_transformed::<W, T>(g, x, &u, epilogue)
+}
+
+/// [`forward_with`] from the transformed weight `u` ([`transform_weight`]'s).
+fn forward_transformed<W: Tiling, T: Float>(
+    g: &ConvGeometry,
+    x: &[T],
+    u: &[T],
+    epilogue: Option<&Epilogue<T>>,
+) -> Vec<T> {
     let plan = g.plan();
-    let u = transform_weight::<W, T>(g, weight, !matches!(plan, Plan::Serial));
     let mut out = vec![T::zero(); g.n * g.image_out()];
     over_images(
         plan,
@@ -233,7 +394,7 @@ fn forward_with<W: Tiling, T: Float>(
         g.image_in(),
         &mut out,
         g.image_out(),
-        |_, x, out, inner| forward_run::<W, T>(g, x, &u, out, inner.rows, epilogue),
+        |_, x, out, inner| forward_run::<W, T>(g, x, u, out, inner.rows, epilogue),
     );
     out
 }

@@ -302,3 +302,135 @@ fn the_tiling_follows_the_width_and_the_tiles() {
         assert_eq!(choose_among(&square(1, 64, 56), Off, false), None);
     });
 }
+
+/// A weight prepared once gives the bits of the per-call transform with the same tiling,
+/// for both tilings, serial and parallel, with an epilogue.
+#[test]
+fn prepared_weights_give_the_bits_of_the_per_call_transform() {
+    for (x_dims, cout) in [([1, 16, 20, 21], 24), ([3, 32, 16, 16], 16), ([1, 24, 7, 7], 32)] {
+        let g = geometry(x_dims, cout, 1);
+        let (x, w) = (
+            f32s(&values(g.n * g.image_in(), 7)),
+            f32s(&values(g.cout * g.cin * 9, 8)),
+        );
+        let epilogue = Epilogue::<f32>::new(&ConvEpilogue {
+            bias: Some(values(cout, 3)),
+            mean: values(cout, 4),
+            scale: values(cout, 5),
+            shift: values(cout, 6),
+            relu: true,
+        });
+        in_pools(|threads| {
+            for choice in [Choice::F2, Choice::F4] {
+                let prepared = prepare_weight(&g, &w, choice).unwrap();
+                assert_eq!(prepared.choice(), choice);
+                assert_eq!(prepared.len(), choice.positions() * g.cout * g.cin);
+                let ours = forward_prepared(&g, &x, &prepared, Some(&epilogue)).unwrap();
+                let per_call = match choice {
+                    Choice::F2 => forward_with::<F2, f32>(&g, &x, &w, Some(&epilogue)),
+                    Choice::F4 => forward_with::<F4, f32>(&g, &x, &w, Some(&epilogue)),
+                };
+                assert!(
+                    ours.iter()
+                        .zip(&per_call)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{x_dims:?} -> {cout}, {}, {threads} threads",
+                    choice.name()
+                );
+            }
+        });
+    }
+}
+
+/// On the small maps only a prepared weight takes (7x7, batch 1), F(2x2) from a prepared
+/// weight still equals the direct convolution up to F(2x2)'s rounding.
+#[test]
+fn prepared_weights_on_small_maps_match_the_direct_convolution() {
+    let g = geometry([1, 32, 7, 7], 48, 1);
+    assert_eq!(prepared_choice_among(&g, Winograd::Both), Some(Choice::F2));
+    assert_eq!(choose_among(&g, Winograd::Both, true), None);
+    let (x, w) = (values(g.n * g.image_in(), 1), values(g.cout * g.cin * 9, 2));
+    let expected = direct(&g, &x, &w);
+    let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    in_pools(|threads| {
+        let prepared = prepare_weight(&g, &w, Choice::F2).unwrap();
+        let ours = forward_prepared(&g, &x, &prepared, None).unwrap();
+        assert_within(
+            &format!("f64, {threads} threads"),
+            &ours,
+            &expected,
+            1e-13 * scale,
+        );
+        let prepared = prepare_weight(&g, &f32s(&w), Choice::F2).unwrap();
+        let ours = forward_prepared(&g, &f32s(&x), &prepared, None).unwrap();
+        assert_within(&format!("f32, {threads} threads"), &ours, &expected, 2e-6 * scale);
+    });
+}
+
+/// With a prepared weight the tile limits go and the width limits stay: F(4x4) from 16
+/// wide (ResNet's 28x28 maps at batch 1 too), F(2x2) from 7 wide, nothing narrower or of
+/// another shape; [`Winograd::F2Only`] and [`Winograd::Off`] still limit the choice.
+#[test]
+fn the_prepared_tiling_follows_the_width_only() {
+    let square = |n: usize, c: usize, size: usize| geometry([n, c, size, size], c, 1);
+    let choice = |g: &ConvGeometry, allowed| prepared_choice_among(g, allowed);
+    use Winograd::{Both, F2Only, Off};
+    assert_eq!(choice(&square(1, 128, 28), Both), Some(Choice::F4));
+    assert_eq!(choice(&square(1, 64, 16), Both), Some(Choice::F4));
+    assert_eq!(choice(&square(1, 256, 14), Both), Some(Choice::F2));
+    assert_eq!(choice(&square(1, 512, 7), Both), Some(Choice::F2));
+    assert_eq!(choice(&square(64, 512, 4), Both), None);
+    assert_eq!(choice(&square(1, 128, 28), F2Only), Some(Choice::F2));
+    assert_eq!(choice(&square(1, 128, 28), Off), None);
+    let strided = ConvGeometry::new(
+        &[1, 64, 56, 56],
+        &[64, 64, 3, 3],
+        ConvParams {
+            padding: 1,
+            stride: 2,
+            dilation: 1,
+            groups: 1,
+        },
+    )
+    .unwrap();
+    assert_eq!(choice(&strided, Both), None);
+}
+
+/// A weight of other sizes, a convolution Winograd does not compute, and a prepared weight
+/// of another convolution are errors that say what was given.
+#[test]
+fn prepared_weights_of_other_convolutions_are_errors() {
+    let g = geometry([1, 16, 8, 8], 16, 1);
+    let w = vec![0.5f32; 16 * 16 * 9];
+    let short = prepare_weight(&g, &w[1..], Choice::F2).unwrap_err().to_string();
+    assert!(short.contains("2303"), "{short}");
+    let one_by_one = ConvGeometry::new(
+        &[1, 16, 8, 8],
+        &[16, 16, 1, 1],
+        ConvParams {
+            padding: 0,
+            stride: 1,
+            dilation: 1,
+            groups: 1,
+        },
+    )
+    .unwrap();
+    let err = prepare_weight(&one_by_one, &w[..256], Choice::F2)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1x1") && err.contains("F(2x2, 3x3)"), "{err}");
+    let prepared = prepare_weight(&g, &w, Choice::F4).unwrap();
+    let other = geometry([1, 16, 8, 8], 32, 1);
+    let x = vec![1.0f32; 16 * 64];
+    let err = forward_prepared(&other, &x, &prepared, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("F(4x4, 3x3) of 16 -> 16") && err.contains("16 to 32"),
+        "{err}"
+    );
+    let err = forward_prepared(&g, &x[1..], &prepared, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1023"), "{err}");
+}
