@@ -26,7 +26,7 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use guided::{guided_relu, is_guided_relu};
-pub use inference::{inference_mode, is_inference_mode};
+pub use inference::{inference_mode, is_frozen, is_inference_mode, with_frozen_weights};
 pub use model::{
     check_input, Backbone, FeatureInfo, FeaturesOnly, InputSpec, InputType, ModelOutput, Reconstructor,
 };

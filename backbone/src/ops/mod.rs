@@ -123,7 +123,7 @@ fn dtype_err(op: &str, dtypes: &[candle_core::DType]) -> candle_core::Error {
 mod batch_norm;
 mod bias;
 mod conv;
-mod conv_cpu;
+pub(crate) mod conv_cpu;
 mod depthwise;
 mod lrn;
 mod pool;

@@ -287,23 +287,26 @@ pub(super) fn evaluate_with(
         bar.inc(1);
         Ok(())
     };
-    match cache {
-        Some(cache) => {
-            let order: Vec<usize> = (0..loader.dataset().len()).collect();
-            for batch in cache.batches(&order, loader.config().batch_size) {
-                let (features, labels) = batch?;
-                let logits = backbone::inference_mode(|| model.forward_classifier(&features, false))?;
-                update(&logits, &labels)?;
+    // The weights do not change during the pass: the convolutions prepare their transformed
+    // weights on the first batch and reuse them on the others.
+    backbone::with_frozen_weights(|| -> Result<()> {
+        match cache {
+            Some(cache) => {
+                let order: Vec<usize> = (0..loader.dataset().len()).collect();
+                for batch in cache.batches(&order, loader.config().batch_size) {
+                    let (features, labels) = batch?;
+                    update(&model.forward_classifier(&features, false)?, &labels)?;
+                }
+            }
+            None => {
+                for batch in loader.epoch(0, device) {
+                    let batch = batch?;
+                    update(&model.forward_t(&batch.images, false)?, &batch.labels)?;
+                }
             }
         }
-        None => {
-            for batch in loader.epoch(0, device) {
-                let batch = batch?;
-                let logits = backbone::inference_mode(|| model.forward_t(&batch.images, false))?;
-                update(&logits, &batch.labels)?;
-            }
-        }
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     if collective.world_size() > 1 {
         acc.all_reduce(|values| collective.all_reduce_sum_f64(values))?;

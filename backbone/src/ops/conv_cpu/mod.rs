@@ -12,17 +12,57 @@
 
 use super::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
-use kernels::conv::{Columns, ConvGeometry, Epilogue};
+use kernels::conv::{Columns, ConvGeometry, Epilogue, PreparedWeight};
 use std::borrow::Cow;
 use std::sync::Arc;
 
 pub use kernels::conv::ConvEpilogue;
 
-/// The element types of the CPU ops: the kernels' and candle's.
-pub(super) trait Float: kernels::Float + WithDType {}
+mod prepared;
 
-impl Float for f32 {}
-impl Float for f64 {}
+pub(crate) use prepared::PreparedWeights;
+use prepared::{Prepared, PreparedSlot};
+
+/// The element types of the CPU ops: the kernels' and candle's.
+pub(super) trait Float: kernels::Float + WithDType {
+    /// A prepared weight of this type, if `p` is one.
+    fn prepared(p: &Prepared) -> Option<&PreparedWeight<Self>>;
+    /// `p` as either type's.
+    fn wrap_prepared(p: PreparedWeight<Self>) -> Prepared;
+}
+
+impl Float for f32 {
+    fn prepared(p: &Prepared) -> Option<&PreparedWeight<f32>> {
+        match p {
+            Prepared::F32(p) => Some(p),
+            Prepared::F64(_) => None,
+        }
+    }
+
+    fn wrap_prepared(p: PreparedWeight<f32>) -> Prepared {
+        Prepared::F32(p)
+    }
+}
+
+impl Float for f64 {
+    fn prepared(p: &Prepared) -> Option<&PreparedWeight<f64>> {
+        match p {
+            Prepared::F64(p) => Some(p),
+            Prepared::F32(_) => None,
+        }
+    }
+
+    fn wrap_prepared(p: PreparedWeight<f64>) -> Prepared {
+        Prepared::F64(p)
+    }
+}
+
+/// The slot of `weight`'s prepared transform for `g`, when the op is built inside
+/// [`crate::with_frozen_weights`] and `g` takes a Winograd tiling with a prepared weight.
+fn prepared_slot(g: &ConvGeometry, weight: &Tensor) -> Option<Arc<PreparedSlot>> {
+    let choice = kernels::conv::prepared_choice(g)?;
+    crate::inference::with_prepared(|p| p.slot(weight, choice)).flatten()
+}
 
 /// A kernels error as a candle error (the message kept).
 pub(super) fn kernel_err(e: kernels::Error) -> candle_core::Error {
@@ -45,6 +85,7 @@ pub fn conv2d_cpu(xs: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
             pass: Pass::Forward,
             columns: kept_columns(&geometry, weight),
             inference: crate::is_inference_mode(),
+            prepared: prepared_slot(&geometry, weight),
         },
     )?;
     super::conv::record_conv(&out, xs, weight, None, p, false);
@@ -75,6 +116,7 @@ pub fn conv2d_cpu_fused(
             geometry,
             epilogue: epilogue.clone(),
             inference: crate::is_inference_mode(),
+            prepared: prepared_slot(&geometry, weight),
         },
     )?;
     crate::trace::record(&out, || crate::trace::TracedOp::ConvEpilogue {
@@ -109,8 +151,12 @@ pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: Conv
             bias.dims()
         )
     }
-    let inference = crate::is_inference_mode();
-    let out = xs.apply_op3(weight, bias, ConvCpuBiasRelu { geometry, inference })?;
+    let op = ConvCpuBiasRelu {
+        geometry,
+        inference: crate::is_inference_mode(),
+        prepared: prepared_slot(&geometry, weight),
+    };
+    let out = xs.apply_op3(weight, bias, op)?;
     super::conv::record_conv(&out, xs, weight, Some(bias), p, true);
     Ok(out)
 }
@@ -228,6 +274,8 @@ struct ConvCpu {
     columns: Option<Arc<Columns>>,
     /// Built inside [`crate::inference_mode`]: the kernels' inference pass ([`ForwardPass`]).
     inference: bool,
+    /// Built inside [`crate::with_frozen_weights`]: where its weight's transform is kept.
+    prepared: Option<Arc<PreparedSlot>>,
 }
 
 impl ConvCpu {
@@ -236,7 +284,7 @@ impl ConvCpu {
         let name = self.name();
         let (out, dims) = match self.pass {
             Pass::Forward => {
-                let pass = ForwardPass::of(self.inference, self.columns.as_deref());
+                let pass = ForwardPass::of(self.inference, self.prepared.as_deref(), self.columns.as_deref());
                 return forward_storage(g, name, (a, la), (b, lb), None, pass);
             }
             Pass::InputGrad => {
@@ -309,6 +357,7 @@ fn conv_grads(
                 pass: Pass::InputGrad,
                 columns: None,
                 inference: false,
+                prepared: None,
             };
             Some(grad.apply_op2_no_bwd(weight, &op)?)
         }
@@ -321,6 +370,7 @@ fn conv_grads(
                 pass: Pass::WeightGrad,
                 columns,
                 inference: false,
+                prepared: None,
             };
             Some(xs.apply_op2_no_bwd(grad, &op)?)
         }
@@ -335,8 +385,9 @@ fn conv_grads(
 #[derive(Clone, Copy)]
 enum ForwardPass<'a> {
     /// No gradient will be asked of it (inside [`crate::inference_mode`]): the kernels may
-    /// round more ([`kernels::conv::forward_inference`]: Winograd F(4x4)).
-    Inference,
+    /// round more ([`kernels::conv::forward_inference`]: Winograd F(4x4)); with the weight's
+    /// prepared transform inside [`crate::with_frozen_weights`].
+    Inference(Option<&'a PreparedSlot>),
     /// Its gradients may be asked for; the column matrices kept here for the weight gradient.
     Training(Option<&'a Columns>),
 }
@@ -344,9 +395,9 @@ enum ForwardPass<'a> {
 impl<'a> ForwardPass<'a> {
     /// The inference pass for an op built inside [`crate::inference_mode`], else the training
     /// pass keeping its columns in `keep`.
-    fn of(inference: bool, keep: Option<&'a Columns>) -> Self {
+    fn of(inference: bool, prepared: Option<&'a PreparedSlot>, keep: Option<&'a Columns>) -> Self {
         match inference {
-            true => ForwardPass::Inference,
+            true => ForwardPass::Inference(prepared),
             false => ForwardPass::Training(keep),
         }
     }
@@ -365,7 +416,10 @@ fn forward_storage<T: Float>(
     let x = contiguous(name, x, lx, g.input_dims())?;
     let w = contiguous(name, w, lw, g.weight_dims())?;
     let out = match pass {
-        ForwardPass::Inference => kernels::conv::forward_inference(g, &x, &w, epilogue),
+        ForwardPass::Inference(Some(slot)) => slot
+            .get_or_prepare(|| kernels::conv::prepare_weight(g, &w, slot.choice()))
+            .and_then(|prepared| kernels::conv::forward_prepared(g, &x, &prepared, epilogue)),
+        ForwardPass::Inference(None) => kernels::conv::forward_inference(g, &x, &w, epilogue),
         ForwardPass::Training(keep) => kernels::conv::forward(g, &x, &w, epilogue, keep),
     }
     .map_err(kernel_err)?;
@@ -381,6 +435,8 @@ struct ConvCpuFused {
     epilogue: ConvEpilogue,
     /// Built inside [`crate::inference_mode`]: the kernels' inference pass ([`ForwardPass`]).
     inference: bool,
+    /// Built inside [`crate::with_frozen_weights`]: where its weight's transform is kept.
+    prepared: Option<Arc<PreparedSlot>>,
 }
 
 impl ConvCpuFused {
@@ -392,7 +448,7 @@ impl ConvCpuFused {
             (a, la),
             (b, lb),
             Some(&epilogue),
-            ForwardPass::of(self.inference, None),
+            ForwardPass::of(self.inference, self.prepared.as_deref(), None),
         )
     }
 }
@@ -418,6 +474,8 @@ struct ConvCpuBiasRelu {
     geometry: ConvGeometry,
     /// Built inside [`crate::inference_mode`]: the kernels' inference pass ([`ForwardPass`]).
     inference: bool,
+    /// Built inside [`crate::with_frozen_weights`]: where its weight's transform is kept.
+    prepared: Option<Arc<PreparedSlot>>,
 }
 
 impl ConvCpuBiasRelu {
@@ -448,7 +506,7 @@ impl ConvCpuBiasRelu {
             shift: Vec::new(),
             relu: true,
         };
-        let pass = ForwardPass::of(self.inference, None);
+        let pass = ForwardPass::of(self.inference, self.prepared.as_deref(), None);
         forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue), pass)
     }
 }

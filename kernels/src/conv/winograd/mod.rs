@@ -110,8 +110,8 @@ impl Choice {
         }
     }
 
-    /// The transformed weight's values per weight value (`positions / 9`, rounded up).
-    fn positions(self) -> usize {
+    /// The values of the transform of one `(cout, cin)` pair's nine taps (16 or 36).
+    pub fn positions(self) -> usize {
         match self {
             Choice::F2 => F2::POSITIONS,
             Choice::F4 => F4::POSITIONS,
