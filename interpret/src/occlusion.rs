@@ -111,27 +111,32 @@ pub fn occlusion(
     let base = image.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let mut probabilities = Vec::with_capacity(total);
     let mut start = 0;
-    while start < total {
-        let n = config.batch.min(total - start);
-        let mut data = Vec::with_capacity(n * base.len());
-        for i in start..start + n {
-            let (top, left) = ((i / cols) * config.stride, (i % cols) * config.stride);
-            let mut copy = base.clone();
-            for ch in 0..c {
-                for y in top..top + config.patch {
-                    let row = (ch * h + y) * w;
-                    copy[row + left..row + left + config.patch].fill(config.fill);
+    // The weights do not change between the batches: the convolutions prepare their
+    // transformed weights for the first and reuse them.
+    backbone::with_frozen_weights(|| -> Result<()> {
+        while start < total {
+            let n = config.batch.min(total - start);
+            let mut data = Vec::with_capacity(n * base.len());
+            for i in start..start + n {
+                let (top, left) = ((i / cols) * config.stride, (i % cols) * config.stride);
+                let mut copy = base.clone();
+                for ch in 0..c {
+                    for y in top..top + config.patch {
+                        let row = (ch * h + y) * w;
+                        copy[row + left..row + left + config.patch].fill(config.fill);
+                    }
                 }
+                data.extend(copy);
             }
-            data.extend(copy);
+            let batch = Tensor::from_vec(data, (n, c, h, w), image.device())?.to_dtype(image.dtype())?;
+            let logits = model.forward_t(&batch, false)?;
+            let probs = softmax(&logits)?.to_vec2::<f32>()?;
+            probabilities.extend(probs.iter().map(|row| row[prediction.class]));
+            start += n;
+            progress(start, total);
         }
-        let batch = Tensor::from_vec(data, (n, c, h, w), image.device())?.to_dtype(image.dtype())?;
-        let logits = backbone::inference_mode(|| model.forward_t(&batch, false))?;
-        let probs = softmax(&logits)?.to_vec2::<f32>()?;
-        probabilities.extend(probs.iter().map(|row| row[prediction.class]));
-        start += n;
-        progress(start, total);
-    }
+        Ok(())
+    })?;
     Ok(OcclusionMap {
         prediction,
         rows,

@@ -415,8 +415,16 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     } = load_for_inference(&args.source, true, 1)?;
     let k = args.top_k.clamp(1, classes);
     let mut failures = 0;
-    for path in &args.images {
-        match predict_one(model.net.as_ref(), &transform, path, &device) {
+    // The weights do not change between the images: the convolutions prepare their
+    // transformed weights for the first and reuse them.
+    let predictions = backbone::with_frozen_weights(|| {
+        args.images
+            .iter()
+            .map(|path| (path, predict_one(model.net.as_ref(), &transform, path, &device)))
+            .collect::<Vec<_>>()
+    });
+    for (path, prediction) in predictions {
+        match prediction {
             Ok(probs) => {
                 println!("{}:", path.display());
                 for (i, p) in trainer::metrics::top_k(&probs, k) {
