@@ -17,12 +17,39 @@ pub fn find(name: &str) -> Result<&'static Variant> {
         return Ok(convnets::find_checkpoint(name)?.0);
     }
     convnets::find_model(name).map_err(|_| {
+        if let Some(hint) = path_hint(name) {
+            return anyhow!("{hint}");
+        }
         anyhow!(
             "unknown model `{name}`; valid names (families: {}):\n{}",
             convnets::families().join(", "),
             list()
         )
     })
+}
+
+/// What to say when a model name is a path to weights (a training run's folder or a
+/// `.safetensors` file): name the model and pass the path with `--weights`, the model taken
+/// from the folder's `config.json` where it says.
+fn path_hint(name: &str) -> Option<String> {
+    let path = std::path::Path::new(name);
+    if !path.exists() {
+        return None;
+    }
+    let config = if path.is_dir() {
+        path.join("config.json")
+    } else {
+        path.with_file_name("config.json")
+    };
+    let architecture = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v.get("architecture").and_then(|a| a.as_str()).map(str::to_string));
+    let model = architecture.as_deref().unwrap_or("<model>");
+    Some(format!(
+        "`{name}` is a path, not a model name: name the model and give the weights with --weights, e.g. `{model} --weights {name}`{}",
+        if architecture.is_some() { " (its config.json's architecture)" } else { "" }
+    ))
 }
 
 /// The variants named by `names`: each a variant, a family (`resnet`) or `all`.

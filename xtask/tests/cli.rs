@@ -57,6 +57,25 @@ fn unknown_model_lists_the_valid_names() {
     }
 }
 
+/// A run's folder given where a model name goes: the error says to pass it with --weights
+/// and names the model its config.json records.
+#[test]
+fn a_path_given_as_the_model_points_to_weights() {
+    let dir = std::env::temp_dir().join(format!("xtask-path-hint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"architecture": "lenet5_max"}"#).unwrap();
+    let path = dir.to_string_lossy().to_string();
+    let out = xtask(&["summary", &path]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("lenet5_max --weights {path}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("lenet5_tanh"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn help_explains_the_train_flags() {
     let out = xtask(&["train", "--help"]);
