@@ -36,7 +36,10 @@ impl ConvGeometry {
     pub(crate) fn tiles<T>(&self, images: usize) -> Vec<Tile> {
         let row_bytes = (self.groups * self.k() * self.ow * std::mem::size_of::<T>()).max(1);
         let image_bytes = row_bytes * self.oh;
-        if image_bytes * 2 <= BAND_BYTES {
+        // A pointwise convolution with enough positions per image multiplies each image's
+        // planes in place: blocking images would copy them into columns and back.
+        let wide_pointwise = self.pointwise() && self.plane_out() >= POINTWISE_WIDE;
+        if image_bytes * 2 <= BAND_BYTES && !wide_pointwise {
             let per_tile = BAND_BYTES / image_bytes;
             (0..images)
                 .step_by(per_tile)
@@ -63,6 +66,10 @@ impl ConvGeometry {
         }
     }
 }
+
+/// Output positions per image from which a pointwise convolution's tiles are single images
+/// (products read the input planes in place) rather than blocks of images.
+pub(crate) const POINTWISE_WIDE: usize = 256;
 
 /// Buffers reused from one tile to the next: the column matrices, the phase-split planes,
 /// and the outputs (or output gradients) of a block of images as one matrix.
