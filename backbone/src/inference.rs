@@ -8,7 +8,6 @@
 //! without gradients: [`crate::layers::ConvBlock`] then folds its batch norm (and ReLU) into
 //! the convolution even when its variables or its input track gradients. Outside it they do
 //! so only when nothing they read tracks a gradient.
-
 //!
 //! [`with_frozen_weights`] is inference mode with a second promise: the weights of the models
 //! run inside do not change until it returns (ONNX Runtime's inference session, PyTorch's

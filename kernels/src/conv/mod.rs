@@ -14,7 +14,8 @@
 //!   run Winograd F(2x2, 3x3) instead (`winograd`: 16 products of `[Cout, Cin] x [Cin,
 //!   tiles]`, 2.25x fewer multiply-adds; equal to the direct convolution up to rounding), and
 //!   in inference passes ([`forward_inference`]) F(4x4, 3x3) on maps at least 16 wide (36
-//!   products, 4x fewer).
+//!   products, 4x fewer); with the weight transformed once ([`prepare_weight`],
+//!   [`forward_prepared`]) also on the small maps of batch-1 inference.
 //! * **Weight gradient**: `dW_g = sum_n grad_g [Cout/g, oh * ow] x col_g^T`, the images split
 //!   into one contiguous run per thread, each accumulating its own partial sum, the partial
 //!   sums added in a fixed order (results do not depend on scheduling).

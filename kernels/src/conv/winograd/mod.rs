@@ -32,6 +32,12 @@
 //! gradient by the transposed, flipped weight, F(2x2)) where that convolution qualifies; the
 //! weight gradient stays im2col's.
 //!
+//! A weight can be transformed once and reused ([`prepare_weight`], [`forward_prepared`]; what
+//! `backbone::with_frozen_weights` does for models whose weights will not change): the tile
+//! limits, which weigh the per-call transform against the products it saves, then no longer
+//! apply ([`prepared_choice`]: F(4x4) from 16 wide, F(2x2) from 7 wide), and the same tiling
+//! gives the same bits either way.
+//!
 //! [`set_winograd`] (initially [`ENV_VAR`], `CONVNETS_KERNELS_WINOGRAD`) limits the choice, for
 //! comparisons: `f2` (F(2x2) only, as before F(4x4) existed) or `off` (im2col for every
 //! convolution); unset or anything else: both tilings.
