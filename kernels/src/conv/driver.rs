@@ -104,6 +104,7 @@ pub(crate) fn forward_run<T: Float>(
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
     let Scratch { col, split, batched } = &mut Scratch::new();
+    let mut split_for = None;
     for tile in g.tiles::<T>(out.len() / image_out) {
         let x = &x[tile.images.start * image_in..tile.images.end * image_in];
         let out = &mut out[tile.images.start * image_out..tile.images.end * image_out];
@@ -133,7 +134,7 @@ pub(crate) fn forward_run<T: Float>(
             continue;
         }
         let n = tile.cols(g);
-        let planes = split_input(&layout, x, split, inner.rows);
+        let planes = tile_planes(&layout, x, &tile, split, &mut split_for, inner.rows);
         col.resize(g.groups * k * n, T::zero());
         im2col(g, &layout, planes, &tile, col, inner.rows);
         let single = tile.images.len() == 1;
@@ -422,6 +423,7 @@ pub(crate) fn weight_grad_run<T: Float>(
     let layout = PlaneLayout::new(g);
     let Scratch { col, split, batched } = &mut Scratch::new();
     let mut dw = vec![T::zero(); g.cout * k];
+    let mut split_for = None;
     for (i, tile) in g.tiles::<T>(x.len() / image_in).into_iter().enumerate() {
         let images = tile.images.len();
         let x = &x[tile.images.start * image_in..tile.images.end * image_in];
@@ -435,7 +437,7 @@ pub(crate) fn weight_grad_run<T: Float>(
         } else if let Some(taken) = &taken {
             (taken, n)
         } else {
-            let planes = split_input(&layout, x, split, inner.rows);
+            let planes = tile_planes(&layout, x, &tile, split, &mut split_for, inner.rows);
             col.resize(g.groups * k * n, T::zero());
             im2col(g, &layout, planes, &tile, col, inner.rows);
             (col, n)

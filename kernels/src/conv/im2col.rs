@@ -181,6 +181,27 @@ pub(crate) fn split_input<'a, T: Float>(
     split
 }
 
+/// [`split_input`] for the tiles of a run, one after the other: the split planes of the
+/// tile's images are kept in `split` from the tile that split them (`split_for`) for the
+/// next bands of the same image, instead of split again for every band.
+pub(crate) fn tile_planes<'a, T: Float>(
+    layout: &PlaneLayout,
+    x: &'a [T],
+    tile: &Tile,
+    split: &'a mut Vec<T>,
+    split_for: &mut Option<Range<usize>>,
+    parallel: bool,
+) -> &'a [T] {
+    if layout.phases == 1 {
+        return x;
+    }
+    if split_for.as_ref() != Some(&tile.images) {
+        split_input(layout, x, split, parallel);
+        *split_for = Some(tile.images.clone());
+    }
+    split
+}
+
 /// The column matrices of a tile, `[groups * K, tile.cols()]`, rows ordered `(group, ky, kx,
 /// c)`, columns `(image, oy, ox)`, from the input `planes` of the tile's images (see
 /// [`split_input`]).
