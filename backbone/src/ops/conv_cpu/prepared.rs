@@ -144,21 +144,8 @@ mod tests {
         assert_eq!(kept, Some(1));
         assert_eq!(bits(&first), bits(&second));
         assert_ne!(bits(&first), bits(&plain));
-        let scale = plain
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (&first - &plain)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let max_abs = |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+        let (scale, diff) = (max_abs(&plain), max_abs(&(&first - &plain).unwrap()));
         assert!(diff <= 2e-6 * scale, "{diff} of {scale}");
         assert_eq!(crate::inference::with_prepared(|w| w.len()), None);
         var.set(&(var.as_tensor() * 2.0).unwrap()).unwrap();
