@@ -195,13 +195,17 @@ fn blocked(c: &mut Criterion) {
 /// ResNet's 3x3 stride-1 convolutions at batch 1 and 16 (224x224 images), VGG's first at
 /// batch 8 and ResNet-18's first two stages at batch 64 on 32x32 images: the inference pass
 /// with Winograd F(4x4, 3x3) where it qualifies, with F(2x2, 3x3) only, and with im2col only
-/// ([`kernels::conv::set_winograd`]).
+/// ([`kernels::conv::set_winograd`]); and with the weight prepared once (`prepared`:
+/// [`kernels::conv::prepare_weight`] before the timing, as `backbone::with_frozen_weights`
+/// does), which also takes Winograd on the small maps of batch 1 (ResNet's 28x28, 14x14, 7x7).
 fn winograd(c: &mut Criterion) {
     use kernels::conv::{set_winograd, Winograd};
-    let layers: [(usize, usize, usize); 9] = [
+    let layers: [(usize, usize, usize); 11] = [
         (1, 64, 56),
         (1, 128, 28),
         (1, 256, 14),
+        (1, 512, 7),
+        (16, 512, 7),
         (16, 64, 56),
         (16, 128, 28),
         (16, 256, 14),
@@ -235,6 +239,12 @@ fn winograd(c: &mut Criterion) {
                 b.iter(|| kernels::conv::forward_inference(&g, &x, &w, None))
             });
             set_winograd(previous);
+        }
+        if let Some(choice) = kernels::conv::prepared_choice(&g) {
+            let prepared = kernels::conv::prepare_weight(&g, &w, choice).expect("prepare");
+            group.bench_function("prepared", |b| {
+                b.iter(|| kernels::conv::forward_prepared(&g, &x, &prepared, None))
+            });
         }
         group.finish();
     }
