@@ -5,6 +5,7 @@
 use super::Float;
 use candle_core::{Tensor, TensorId};
 use kernels::conv::{PreparedWeight, WinogradTiling};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -72,30 +73,13 @@ impl PreparedSlot {
     pub(super) fn get_or_prepare<T: Float>(
         &self,
         prepare: impl Fn() -> kernels::Result<PreparedWeight<T>>,
-    ) -> kernels::Result<PreparedRef<'_, T>> {
+    ) -> kernels::Result<Cow<'_, PreparedWeight<T>>> {
         if self.prepared.get().is_none() {
             let _ = self.prepared.set(T::wrap_prepared(prepare()?));
         }
         match self.prepared.get().and_then(T::prepared) {
-            Some(kept) => Ok(PreparedRef::Kept(kept)),
-            None => Ok(PreparedRef::Owned(prepare()?)),
-        }
-    }
-}
-
-/// A prepared weight kept in its slot, or computed for one pass only.
-pub(super) enum PreparedRef<'a, T> {
-    Kept(&'a PreparedWeight<T>),
-    Owned(PreparedWeight<T>),
-}
-
-impl<T> std::ops::Deref for PreparedRef<'_, T> {
-    type Target = PreparedWeight<T>;
-
-    fn deref(&self) -> &PreparedWeight<T> {
-        match self {
-            PreparedRef::Kept(p) => p,
-            PreparedRef::Owned(p) => p,
+            Some(kept) => Ok(Cow::Borrowed(kept)),
+            None => Ok(Cow::Owned(prepare()?)),
         }
     }
 }
