@@ -416,34 +416,30 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     let k = args.top_k.clamp(1, classes);
     let mut failures = 0;
     // The weights do not change between the images: the convolutions prepare their
-    // transformed weights for the first and reuse them.
-    let predictions = backbone::with_frozen_weights(|| {
-        args.images
-            .iter()
-            .map(|path| (path, predict_one(model.net.as_ref(), &transform, path, &device)))
-            .collect::<Vec<_>>()
-    });
-    for (path, prediction) in predictions {
-        match prediction {
-            Ok(probs) => {
-                println!("{}:", path.display());
-                for (i, p) in trainer::metrics::top_k(&probs, k) {
-                    println!("  {:>6.2}%  {}", 100.0 * p, label(&config, classes, i));
+    // transformed weights for the first and reuse them (each image printed as it is done).
+    backbone::with_frozen_weights(|| {
+        for path in &args.images {
+            match predict_one(model.net.as_ref(), &transform, path, &device) {
+                Ok(probs) => {
+                    println!("{}:", path.display());
+                    for (i, p) in trainer::metrics::top_k(&probs, k) {
+                        println!("  {:>6.2}%  {}", 100.0 * p, label(&config, classes, i));
+                    }
                 }
-            }
-            Err(e) => {
-                failures += 1;
-                // The error names the file already when it is about reading it.
-                let message = crate::report(&e);
-                let name = path.display().to_string();
-                if message.contains(&name) {
-                    eprintln!("{message}");
-                } else {
-                    eprintln!("{name}: {message}");
+                Err(e) => {
+                    failures += 1;
+                    // The error names the file already when it is about reading it.
+                    let message = crate::report(&e);
+                    let name = path.display().to_string();
+                    if message.contains(&name) {
+                        eprintln!("{message}");
+                    } else {
+                        eprintln!("{name}: {message}");
+                    }
                 }
             }
         }
-    }
+    });
     if failures > 0 {
         bail!(
             "{failures} of {} images could not be classified",
