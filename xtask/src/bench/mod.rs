@@ -33,8 +33,9 @@ pub use rows::{PeerRow, Row};
 /// What to measure.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// Eval-mode forward passes in `backbone::inference_mode` (batch norm folded into the
-    /// convolutions).
+    /// Eval-mode forward passes in `backbone::with_frozen_weights` (inference mode: batch norm
+    /// folded into the convolutions; Winograd weights transformed once, in the first warm-up
+    /// step).
     Infer,
     /// Training steps: forward, cross-entropy, backward, Adam step.
     Train,
