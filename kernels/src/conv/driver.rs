@@ -105,6 +105,7 @@ pub(crate) fn forward_run<T: Float>(
     let layout = PlaneLayout::new(g);
     let Scratch { col, split, batched } = &mut Scratch::new();
     let mut split_for = None;
+    let tables = TapTables::new(g);
     for tile in g.tiles::<T>(out.len() / image_out) {
         let x = &x[tile.images.start * image_in..tile.images.end * image_in];
         let out = &mut out[tile.images.start * image_out..tile.images.end * image_out];
@@ -134,9 +135,16 @@ pub(crate) fn forward_run<T: Float>(
             continue;
         }
         let n = tile.cols(g);
-        let planes = tile_planes(&layout, x, &tile, split, &mut split_for, inner.rows);
         col.resize(g.groups * k * n, T::zero());
-        im2col(g, &layout, planes, &tile, col, inner.rows);
+        fill_columns(
+            g,
+            (&layout, tables.as_ref()),
+            x,
+            &tile,
+            (split, &mut split_for),
+            col,
+            inner.rows,
+        );
         let single = tile.images.len() == 1;
         if !single {
             batched.resize(g.cout * n, T::zero());
@@ -170,6 +178,27 @@ pub(crate) fn forward_run<T: Float>(
         }
         if let Some((columns, first)) = keep {
             columns.keep(first, &tile, std::mem::take(col));
+        }
+    }
+}
+
+/// The column matrices of `tile` into `col`: through the tap tables for whole images of
+/// small maps ([`TapTables`]), else row by row from the (phase-split, kept in `split` for the
+/// next bands of the same images) input planes.
+fn fill_columns<T: Float>(
+    g: &ConvGeometry,
+    (layout, tables): (&PlaneLayout, Option<&TapTables>),
+    x: &[T],
+    tile: &Tile,
+    (split, split_for): (&mut Vec<T>, &mut Option<Range<usize>>),
+    col: &mut [T],
+    parallel: bool,
+) {
+    match tables.filter(|_| tile.rows == (0..g.oh)) {
+        Some(tables) => im2col_tables(g, tables, x, tile, col, parallel),
+        None => {
+            let planes = tile_planes(layout, x, tile, split, split_for, parallel);
+            im2col(g, layout, planes, tile, col, parallel);
         }
     }
 }
@@ -331,6 +360,7 @@ pub(crate) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
     let Scratch { col, split, batched } = &mut Scratch::new();
+    let tables = TapTables::new(g);
     for tile in g.tiles::<T>(dx.len() / image_in) {
         let images = tile.images.len();
         let grad = &grad[tile.images.start * image_out..tile.images.end * image_out];
@@ -382,6 +412,10 @@ pub(crate) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx
                 inner.gemm,
             );
         }
+        if let Some(tables) = tables.as_ref().filter(|_| tile.rows == (0..g.oh)) {
+            col2im_tables(g, tables, col, &tile, dx, inner.rows);
+            continue;
+        }
         if layout.phases == 1 {
             col2im(g, &layout, col, &tile, dx, inner.rows);
             continue;
@@ -424,6 +458,7 @@ pub(crate) fn weight_grad_run<T: Float>(
     let Scratch { col, split, batched } = &mut Scratch::new();
     let mut dw = vec![T::zero(); g.cout * k];
     let mut split_for = None;
+    let tables = TapTables::new(g);
     for (i, tile) in g.tiles::<T>(x.len() / image_in).into_iter().enumerate() {
         let images = tile.images.len();
         let x = &x[tile.images.start * image_in..tile.images.end * image_in];
@@ -437,9 +472,16 @@ pub(crate) fn weight_grad_run<T: Float>(
         } else if let Some(taken) = &taken {
             (taken, n)
         } else {
-            let planes = tile_planes(&layout, x, &tile, split, &mut split_for, inner.rows);
             col.resize(g.groups * k * n, T::zero());
-            im2col(g, &layout, planes, &tile, col, inner.rows);
+            fill_columns(
+                g,
+                (&layout, tables.as_ref()),
+                x,
+                &tile,
+                (split, &mut split_for),
+                col,
+                inner.rows,
+            );
             (col, n)
         };
         let (grad, grad_rs, grad_start): (&[T], _, _) = if images == 1 {

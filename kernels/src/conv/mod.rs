@@ -80,6 +80,7 @@ mod geometry;
 mod im2col;
 mod params;
 mod product;
+mod tables;
 mod winograd;
 
 pub use columns::Columns;
@@ -90,6 +91,7 @@ pub use geometry::{output_len, ConvGeometry, Plan};
 pub(crate) use im2col::*;
 pub use params::ConvParams;
 pub(crate) use product::*;
+pub(crate) use tables::*;
 pub use winograd::{
     forward_prepared, prepare_weight, prepared_choice, set_winograd, winograd, Choice as WinogradTiling,
     PreparedWeight, Winograd, ENV_VAR as WINOGRAD_ENV_VAR,
