@@ -135,7 +135,6 @@ pub(crate) fn forward_run<T: Float>(
             continue;
         }
         let n = tile.cols(g);
-        col.resize(g.groups * k * n, T::zero());
         fill_columns(
             g,
             (&layout, tables.as_ref()),
@@ -182,22 +181,23 @@ pub(crate) fn forward_run<T: Float>(
     }
 }
 
-/// The column matrices of `tile` into `col`: through the tap tables for whole images of
-/// small maps ([`TapTables`]), else row by row from the (phase-split, kept in `split` for the
-/// next bands of the same images) input planes.
+/// The column matrices `[groups * K, tile.cols()]` of `tile` as `col` (resized): through the
+/// tap tables for whole images of small maps ([`TapTables`]), else row by row from the
+/// (phase-split, kept in `split` for the next bands of the same images) input planes.
 fn fill_columns<T: Float>(
     g: &ConvGeometry,
     (layout, tables): (&PlaneLayout, Option<&TapTables>),
     x: &[T],
     tile: &Tile,
     (split, split_for): (&mut Vec<T>, &mut Option<Range<usize>>),
-    col: &mut [T],
+    col: &mut Vec<T>,
     parallel: bool,
 ) {
     match tables.filter(|_| tile.rows == (0..g.oh)) {
         Some(tables) => im2col_tables(g, tables, x, tile, col, parallel),
         None => {
             let planes = tile_planes(layout, x, tile, split, split_for, parallel);
+            col.resize(g.groups * g.k() * tile.cols(g), T::zero());
             im2col(g, layout, planes, tile, col, parallel);
         }
     }
@@ -472,7 +472,6 @@ pub(crate) fn weight_grad_run<T: Float>(
         } else if let Some(taken) = &taken {
             (taken, n)
         } else {
-            col.resize(g.groups * k * n, T::zero());
             fill_columns(
                 g,
                 (&layout, tables.as_ref()),
