@@ -21,12 +21,15 @@
 //!   sums added in a fixed order (results do not depend on scheduling).
 //! * **Input gradient**, only when the input takes part in autograd (never for the image
 //!   batch): for 3x3 stride-1 convolutions, Winograd's forward pass of the output gradient by
-//!   the transposed, flipped weight (`winograd::input_grad`, no column matrix); otherwise
-//!   `col_grad_g = W_g^T x grad_g` then col2im, a scatter-add of the columns into the input
-//!   gradient (stride, padding and dilation included).
+//!   the transposed, flipped weight (`winograd::input_grad`, no column matrix), through
+//!   Winograd where it qualifies and through im2col (no col2im) on small maps of at least
+//!   4x4 positions; otherwise `col_grad_g = W_g^T x grad_g` then col2im, a scatter-add of the
+//!   columns into the input gradient (stride, padding and dilation included).
 //!
 //! im2col builds each row of a column matrix with one contiguous copy per output row (zeros
-//! for the padding). With a stride `s > 1` and at least `s^2` kernel taps, the input planes
+//! for the padding); on maps at most 16 wide (whole images), where those copies are a few
+//! values each, it gathers each plane through per-tap index tables instead (`tables`), and
+//! col2im scatters the same way. With a stride `s > 1` and at least `s^2` kernel taps, the input planes
 //! are first split into `s` column phases ([`PlaneLayout`]) so that the copies stay contiguous
 //! (col2im likewise adds into split planes, merged at the end); other strided convolutions
 //! gather.

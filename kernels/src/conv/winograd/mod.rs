@@ -419,7 +419,7 @@ pub(crate) fn input_grad<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[T]) -
 }
 
 /// The convolution whose forward pass is `g`'s input gradient, if it has `g`'s input size.
-fn adjoint(g: &ConvGeometry) -> Option<ConvGeometry> {
+pub(crate) fn adjoint(g: &ConvGeometry) -> Option<ConvGeometry> {
     let (ph, pw) = g.padding;
     let shaped = g.kh == 3 && g.kw == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1;
     if !shaped || ph != pw || ph > 2 {
@@ -436,7 +436,7 @@ fn adjoint(g: &ConvGeometry) -> Option<ConvGeometry> {
 }
 
 /// The weight `[Cout, Cin, 3, 3]` transposed to `[Cin, Cout]` and flipped in both axes.
-fn flip<T: Float>(g: &ConvGeometry, weight: &[T]) -> Vec<T> {
+pub(crate) fn flip<T: Float>(g: &ConvGeometry, weight: &[T]) -> Vec<T> {
     let (cin, cout) = (g.cin, g.cout);
     let mut flipped = vec![T::zero(); weight.len()];
     for (o, taps) in weight.chunks_exact(9).enumerate() {
