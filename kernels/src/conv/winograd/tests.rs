@@ -434,3 +434,45 @@ fn prepared_weights_of_other_convolutions_are_errors() {
         .to_string();
     assert!(err.contains("1023"), "{err}");
 }
+
+/// A run's `V` and `M` buffers, kept for the thread's next run, never leak into it: a small
+/// convolution after a larger one (on the same thread, buffers longer than it needs, full of
+/// the larger one's values) gives the bits it gives on a fresh thread, for both tilings.
+/// (Checked to fail when the buffers are not cleared and one `V` value is left unwritten.)
+#[test]
+fn kept_buffers_do_not_leak_into_the_next_run() {
+    let large = geometry([2, 24, 20, 20], 32, 1);
+    let small = geometry([1, 16, 16, 17], 16, 0);
+    let (xl, wl) = (
+        f32s(&values(large.n * large.image_in(), 1)),
+        f32s(&values(32 * 24 * 9, 2)),
+    );
+    let (xs, ws) = (
+        f32s(&values(small.n * small.image_in(), 3)),
+        f32s(&values(16 * 16 * 9, 4)),
+    );
+    for choice in [Choice::F2, Choice::F4] {
+        let run = |g: &ConvGeometry, x: &[f32], w: &[f32]| match choice {
+            Choice::F2 => forward_with::<F2, f32>(g, x, w, None),
+            Choice::F4 => forward_with::<F4, f32>(g, x, w, None),
+        };
+        // Each on the one thread of a new pool (the run is then serial, on that thread).
+        let on_new_thread = |f: &(dyn Fn() -> Vec<f32> + Sync)| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            pool.install(f)
+        };
+        let fresh = on_new_thread(&|| run(&small, &xs, &ws));
+        let after = on_new_thread(&|| {
+            run(&large, &xl, &wl);
+            run(&small, &xs, &ws)
+        });
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&after), bits(&fresh), "{choice:?}");
+        let expected = direct(
+            &small,
+            &values(small.n * small.image_in(), 3),
+            &values(16 * 16 * 9, 4),
+        );
+        assert_within(&format!("{choice:?} after a larger run"), &after, &expected, 1e-3);
+    }
+}
