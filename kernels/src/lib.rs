@@ -30,6 +30,7 @@ pub mod elementwise;
 pub mod isa;
 pub mod peak;
 pub mod pool;
+mod scratch;
 
 pub(crate) use error::bail;
 pub use error::{Error, Result};

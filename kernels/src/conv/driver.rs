@@ -71,21 +71,26 @@ impl ConvGeometry {
 /// (products read the input planes in place) rather than blocks of images.
 pub(crate) const POINTWISE_WIDE: usize = 256;
 
-/// Buffers reused from one tile to the next: the column matrices, the phase-split planes,
-/// and the outputs (or output gradients) of a block of images as one matrix.
+/// Buffers reused from one tile to the next, and from one run to the next on the same thread
+/// ([`crate::scratch`]; grown, not zero-filled again): the column matrices, the phase-split
+/// planes, and the outputs (or output gradients) of a block of images as one matrix.
+#[derive(Default)]
 pub(crate) struct Scratch<T> {
     pub(crate) col: Vec<T>,
     pub(crate) split: Vec<T>,
     pub(crate) batched: Vec<T>,
 }
 
-impl<T> Scratch<T> {
-    pub(crate) fn new() -> Self {
-        Self {
-            col: Vec::new(),
-            split: Vec::new(),
-            batched: Vec::new(),
-        }
+impl<T: Float> Scratch<T> {
+    /// The buffers this thread kept from its last run.
+    pub(crate) fn take() -> Self {
+        crate::scratch::take()
+    }
+
+    /// Keeps the buffers for this thread's next run, unless they are large.
+    pub(crate) fn put_back(self) {
+        let values = self.col.capacity() + self.split.capacity() + self.batched.capacity();
+        crate::scratch::put_back(self, values * std::mem::size_of::<T>());
     }
 }
 
@@ -103,7 +108,8 @@ pub(crate) fn forward_run<T: Float>(
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
-    let Scratch { col, split, batched } = &mut Scratch::new();
+    let mut scratch = Scratch::take();
+    let Scratch { col, split, batched } = &mut scratch;
     let mut split_for = None;
     let tables = TapTables::new(g);
     for tile in g.tiles::<T>(out.len() / image_out) {
@@ -146,7 +152,7 @@ pub(crate) fn forward_run<T: Float>(
         );
         let single = tile.images.len() == 1;
         if !single {
-            batched.resize(g.cout * n, T::zero());
+            crate::scratch::grown(batched, g.cout * n);
         }
         for group in 0..g.groups {
             // out_g [og, n] = W_g [og, K] x col_g [K, n]: straight into the output for one
@@ -176,9 +182,11 @@ pub(crate) fn forward_run<T: Float>(
             e.apply(g, out, &tile.rows);
         }
         if let Some((columns, first)) = keep {
+            col.truncate(g.groups * k * n);
             columns.keep(first, &tile, std::mem::take(col));
         }
     }
+    scratch.put_back();
 }
 
 /// The column matrices `[groups * K, tile.cols()]` of `tile` as `col` (resized): through the
@@ -197,7 +205,7 @@ fn fill_columns<T: Float>(
         Some(tables) => im2col_tables(g, tables, x, tile, col, parallel),
         None => {
             let planes = tile_planes(layout, x, tile, split, split_for, parallel);
-            col.resize(g.groups * g.k() * tile.cols(g), T::zero());
+            let col = crate::scratch::grown(col, g.groups * g.k() * tile.cols(g));
             im2col(g, layout, planes, tile, col, parallel);
         }
     }
@@ -207,11 +215,16 @@ fn fill_columns<T: Float>(
 /// more than the gemm's own threading does.
 pub(crate) const BAND_MIN_POSITIONS: usize = 256;
 
+/// The phase-split input planes of [`forward_bands`], kept per thread apart from the bands'
+/// own [`Scratch`] (a band may run on the calling thread).
+#[derive(Default)]
+struct BandPlanes<T>(Vec<T>);
+
 /// The forward pass of one image (fewer images than threads) split into bands of output rows
-/// computed in parallel, each with its own im2col and a serial gemm into a band buffer, then
-/// copied into the output: the gemm crate's own threading barely helps thin matrices (the
-/// 7x7 stem of a batch-1 ResNet, `[64, 147] x [147, 12544]`, ran no faster on 2 threads than
-/// on 1). Each output is the same sum as in [`forward_run`], so the results are the same bits.
+/// computed in parallel, each with its own im2col and a serial gemm written straight into its
+/// rows of the output: the gemm crate's own threading barely helps thin matrices (the 7x7
+/// stem of a batch-1 ResNet, `[64, 147] x [147, 12544]`, ran no faster on 2 threads than on
+/// 1). Each output is the same sum as in [`forward_run`], so the results are the same bits.
 pub(crate) fn forward_bands<T: Float>(
     g: &ConvGeometry,
     x: &[T],
@@ -222,57 +235,62 @@ pub(crate) fn forward_bands<T: Float>(
 ) {
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let layout = PlaneLayout::new(g);
-    let mut split = Vec::new();
-    let planes = split_input(&layout, x, &mut split, true);
+    let mut split = crate::scratch::take::<BandPlanes<T>>();
+    let planes = split_input(&layout, x, &mut split.0, true);
     let row_bytes = (g.groups * k * g.ow * std::mem::size_of::<T>()).max(1);
     let rows = g.oh.div_ceil(threads).min((BAND_BYTES / row_bytes).max(1));
     let bands: Vec<Range<usize>> = (0..g.oh).step_by(rows).map(|r| r..(r + rows).min(g.oh)).collect();
-    let computed: Vec<Vec<T>> = bands
-        .par_iter()
-        .map(|rows| {
-            let tile = Tile {
-                images: 0..1,
-                rows: rows.clone(),
-            };
-            let n = tile.cols(g);
-            let mut col = Vec::new();
-            // The columns `[groups * K, n]` and their row stride: the input planes themselves
-            // (from the band's first position) for a pointwise convolution.
-            let (cols, cols_rs, start): (&[T], usize, usize) = if g.pointwise() {
-                (x, p, rows.start * g.ow)
-            } else {
-                col.resize(g.groups * k * n, T::zero());
-                im2col(g, &layout, planes, &tile, &mut col, false);
-                (&col, n, 0)
-            };
-            let mut band = vec![T::zero(); g.cout * n];
-            for group in 0..g.groups {
-                matmul(
+    assert!(out.len() >= g.image_out(), "forward_bands: output out of bounds");
+    let out_ptr = SyncPtr(out.as_mut_ptr());
+    bands.par_iter().for_each(|rows| {
+        let tile = Tile {
+            images: 0..1,
+            rows: rows.clone(),
+        };
+        let n = tile.cols(g);
+        let mut scratch = Scratch::<T>::take();
+        // The columns `[groups * K, n]` and their row stride: the input planes themselves
+        // (from the band's first position) for a pointwise convolution.
+        let (cols, cols_rs, start): (&[T], usize, usize) = if g.pointwise() {
+            (x, p, rows.start * g.ow)
+        } else {
+            let col = crate::scratch::grown(&mut scratch.col, g.groups * k * n);
+            im2col(g, &layout, planes, &tile, col, false);
+            (col, n, 0)
+        };
+        for group in 0..g.groups {
+            // SAFETY: the band's rows of the group's output planes, `og x n` values with row
+            // stride `p` from `(group * og, rows.start)`, lie inside `out` (one whole image,
+            // checked above); the bands' rows are disjoint, so no other band reads or writes
+            // them, and `out` is borrowed mutably for the whole call.
+            unsafe {
+                matmul_to(
                     (og, n, k),
-                    &mut band[group * og * n..],
-                    (n, 1),
+                    SyncPtr(out_ptr.get().add(group * og * p + rows.start * g.ow)),
+                    (p, 1),
                     false,
                     &w[group * og * k..],
                     (k, 1),
                     &cols[group * k * cols_rs + start..],
                     (cols_rs, 1),
                     Parallelism::None,
-                );
-            }
-            if let Some(e) = epilogue {
-                for (c, values) in band.chunks_exact_mut(n).enumerate() {
-                    e.map(c, values);
-                }
-            }
-            band
-        })
-        .collect();
-    for (rows, band) in bands.iter().zip(computed) {
-        let n = rows.len() * g.ow;
-        for (plane, values) in out.chunks_exact_mut(p).zip(band.chunks_exact(n)) {
-            plane[rows.start * g.ow..rows.end * g.ow].copy_from_slice(values);
+                )
+            };
         }
-    }
+        if let Some(e) = epilogue {
+            for c in 0..g.cout {
+                // SAFETY: the band's rows of output plane `c`, inside `out` and written by the
+                // products above; no other band touches them (as above).
+                let values = unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.get().add(c * p + rows.start * g.ow), n)
+                };
+                e.map(c, values);
+            }
+        }
+        scratch.put_back();
+    });
+    let bytes = split.0.capacity() * std::mem::size_of::<T>();
+    crate::scratch::put_back(split, bytes);
 }
 
 /// [`ConvEpilogue`] in the element type.
@@ -359,7 +377,8 @@ pub(crate) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
-    let Scratch { col, split, batched } = &mut Scratch::new();
+    let mut scratch = Scratch::take();
+    let Scratch { col, split, batched } = &mut scratch;
     let tables = TapTables::new(g);
     for tile in g.tiles::<T>(dx.len() / image_in) {
         let images = tile.images.len();
@@ -392,11 +411,11 @@ pub(crate) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx
         let (grad, grad_rs, grad_start): (&[T], _, _) = if images == 1 {
             (grad, p, tile.rows.start * g.ow)
         } else {
-            batched.resize(g.cout * n, T::zero());
+            crate::scratch::grown(batched, g.cout * n);
             gather_images(grad, g.cout, p, batched);
             (batched, n, 0)
         };
-        col.resize(g.groups * k * n, T::zero());
+        let col = crate::scratch::grown(col, g.groups * k * n);
         for group in 0..g.groups {
             // col_g [K, n] = W_g^T [K, og] x grad_g [og, n].
             let (lhs, rhs) = (&w[group * og * k..], &grad[group * og * grad_rs + grad_start..]);
@@ -442,6 +461,7 @@ pub(crate) fn input_grad_run<T: Float>(g: &ConvGeometry, grad: &[T], w: &[T], dx
             }
         }
     }
+    scratch.put_back();
 }
 
 /// The weight gradient `[Cout, K]` of a run of images.
@@ -455,7 +475,8 @@ pub(crate) fn weight_grad_run<T: Float>(
     let (og, k, p) = (g.og(), g.k(), g.plane_out());
     let (image_in, image_out) = (g.image_in(), g.image_out());
     let layout = PlaneLayout::new(g);
-    let Scratch { col, split, batched } = &mut Scratch::new();
+    let mut scratch = Scratch::take();
+    let Scratch { col, split, batched } = &mut scratch;
     let mut dw = vec![T::zero(); g.cout * k];
     let mut split_for = None;
     let tables = TapTables::new(g);
@@ -486,7 +507,7 @@ pub(crate) fn weight_grad_run<T: Float>(
         let (grad, grad_rs, grad_start): (&[T], _, _) = if images == 1 {
             (grad, p, tile.rows.start * g.ow)
         } else {
-            batched.resize(g.cout * n, T::zero());
+            crate::scratch::grown(batched, g.cout * n);
             gather_images(grad, g.cout, p, batched);
             (batched, n, 0)
         };
@@ -506,6 +527,7 @@ pub(crate) fn weight_grad_run<T: Float>(
             );
         }
     }
+    scratch.put_back();
     dw
 }
 

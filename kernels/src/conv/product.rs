@@ -34,6 +34,45 @@ pub(crate) fn matmul<T: Float>(
         span_of(m, n, dst_strides) <= dst.len(),
         "matmul: destination out of bounds"
     );
+    // SAFETY: the destination lies inside `dst` (checked above), which is borrowed mutably:
+    // nothing else reads or writes it during the call.
+    unsafe {
+        matmul_to(
+            (m, n, k),
+            SyncPtr(dst.as_mut_ptr()),
+            dst_strides,
+            accumulate,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            parallelism,
+        )
+    }
+}
+
+/// [`matmul`] into a destination given by a pointer: for products that write disjoint parts
+/// of one buffer from several threads (the bands of [`super::forward_bands`]), which no
+/// `&mut` slice can describe.
+///
+/// Panics if `lhs` or `rhs` does not fit its slice.
+///
+/// # Safety
+///
+/// The `m x n` matrix at `dst` with `dst_strides` must lie inside one allocation, be
+/// initialised, and be neither read nor written by anything else during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_to<T: Float>(
+    (m, n, k): (usize, usize, usize),
+    dst: SyncPtr<T>,
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    lhs: &[T],
+    lhs_strides: (usize, usize),
+    rhs: &[T],
+    rhs_strides: (usize, usize),
+    parallelism: Parallelism,
+) {
     assert!(
         span_of(m, k, lhs_strides) <= lhs.len(),
         "matmul: lhs out of bounds"
@@ -51,11 +90,13 @@ pub(crate) fn matmul<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
+    let (dst_rs, dst_cs) = dst_strides;
     if k == 0 {
         if !accumulate {
             for i in 0..m {
                 for j in 0..n {
-                    dst[i * dst_strides.0 + j * dst_strides.1] = T::zero();
+                    // SAFETY: inside the destination matrix (the caller's contract).
+                    unsafe { *dst.get().add(i * dst_rs + j * dst_cs) = T::zero() };
                 }
             }
         }
@@ -71,17 +112,16 @@ pub(crate) fn matmul<T: Float>(
     // slower on 2 threads than on 1). Each thread packs the whole of the matrix it shares, so
     // the split goes along the larger of the rows and the columns.
     let parts = split_product(m, n, threads);
-    let (dst_rs, dst_cs) = dst_strides;
-    let dst = SyncPtr(dst.as_mut_ptr());
     let (lhs, rhs) = (SyncPtr(lhs.as_ptr().cast_mut()), SyncPtr(rhs.as_ptr().cast_mut()));
     let run = |(rows, cols): &(Range<usize>, Range<usize>)| {
-        // SAFETY: the three matrices lie inside their slices (checked above: the last element
-        // of each is at `span_of - 1 < len`), and so do these sub-matrices; `dst` was borrowed
-        // mutably, so it aliases neither input; the parts cover disjoint (row, column) sets of
-        // `dst` and a strided layout maps distinct (row, column) pairs to distinct elements
-        // unless it overlaps itself, which `disjoint_layout` rules out before a split; `T:
-        // Float` is f32 or f64, types `gemm::gemm` supports. gemm computes `dst = alpha * dst
-        // + beta * lhs * rhs`, reading `dst` only when `read_dst`.
+        // SAFETY: the inputs lie inside their slices (checked above: the last element of each
+        // is at `span_of - 1 < len`), the destination inside its allocation (the caller's
+        // contract), and so do these sub-matrices; nothing else accesses the destination (the
+        // caller's contract), so it aliases neither input; the parts cover disjoint (row,
+        // column) sets of `dst` and a strided layout maps distinct (row, column) pairs to
+        // distinct elements unless it overlaps itself, which `disjoint_layout` rules out
+        // before a split; `T: Float` is f32 or f64, types `gemm::gemm` supports. gemm computes
+        // `dst = alpha * dst + beta * lhs * rhs`, reading `dst` only when `read_dst`.
         unsafe {
             ::gemm::gemm(
                 rows.len(),

@@ -490,31 +490,16 @@ struct Buffers<T> {
     m: Vec<T>,
 }
 
-/// Buffers larger than this (both together) are not kept for the thread's next run.
-const KEPT_BUFFER_BYTES: usize = 16 << 20;
-
-thread_local! {
-    /// The buffers of this thread's last run, of whichever element type it had.
-    static KEPT: std::cell::RefCell<Option<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(None) };
-}
-
 impl<T: Float> Buffers<T> {
-    /// The buffers this thread kept from its last run (if of the same element type), else
-    /// empty ones. Taken out, not borrowed: a run nested in this one on the same thread (rayon
-    /// runs other jobs while it waits) starts from its own.
+    /// The buffers this thread kept from its last run ([`crate::scratch`]).
     fn take() -> Self {
-        KEPT.with(|kept| kept.borrow_mut().take())
-            .and_then(|b| b.downcast::<Self>().ok())
-            .map(|b| *b)
-            .unwrap_or_default()
+        crate::scratch::take()
     }
 
     /// Keeps the buffers for this thread's next run, unless they are large.
     fn put_back(self) {
         let bytes = (self.v.capacity() + self.m.capacity()) * std::mem::size_of::<T>();
-        if bytes <= KEPT_BUFFER_BYTES {
-            KEPT.with(|kept| *kept.borrow_mut() = Some(Box::new(self)));
-        }
+        crate::scratch::put_back(self, bytes);
     }
 }
 
@@ -567,14 +552,8 @@ fn forward_block<W: Tiling, T: Float>(
     let Buffers { v, m } = buffers;
     // Grown, never shrunk nor cleared: the input transforms write every element of `V`, the
     // products every element of `M`, before anything reads them.
-    let (v_len, m_len) = (positions * cin * cols, positions * cout * cols);
-    if v.len() < v_len {
-        v.resize(v_len, T::zero());
-    }
-    if m.len() < m_len {
-        m.resize(m_len, T::zero());
-    }
-    let (v, m) = (&mut v[..v_len], &mut m[..m_len]);
+    let v = crate::scratch::grown(v, positions * cin * cols);
+    let m = crate::scratch::grown(m, positions * cout * cols);
     // V: one input plane at a time (plane `i` is image `i / Cin`, channel `i % Cin`).
     let plane_in = g.plane_in();
     let v_ptr = SyncPtr(v.as_mut_ptr());
