@@ -522,27 +522,19 @@ fn forward_run<W: Tiling, T: Float>(
         let last = (first + block).min(images);
         let x = &x[first * g.image_in()..last * g.image_in()];
         let out = &mut out[first * g.image_out()..last * g.image_out()];
-        forward_block::<W, T>(g, x, u, out, parallel, &mut buffers);
-        if let Some(e) = epilogue {
-            if parallel {
-                out.par_chunks_mut(g.plane_out())
-                    .enumerate()
-                    .for_each(|(i, plane)| e.map(i % g.cout, plane));
-            } else {
-                e.apply(g, out, &(0..g.oh));
-            }
-        }
+        forward_block::<W, T>(g, (x, u), out, parallel, epilogue, &mut buffers);
     }
     buffers.put_back();
 }
 
-/// One block of images: transform the inputs, the products, transform the outputs.
+/// One block of images: transform the inputs, the products, transform the outputs (each
+/// output plane followed by the epilogue while it is in the cache).
 fn forward_block<W: Tiling, T: Float>(
     g: &ConvGeometry,
-    x: &[T],
-    u: &[T],
+    (x, u): (&[T], &[T]),
     out: &mut [T],
     parallel: bool,
+    epilogue: Option<&Epilogue<T>>,
     buffers: &mut Buffers<T>,
 ) {
     let (th, tw) = tiles::<W>(g);
@@ -606,6 +598,9 @@ fn forward_block<W: Tiling, T: Float>(
             &m[(xi * cout + c) * cols + image * th * tw + t..][..len]
         };
         crate::isa::vectorized(|| W::output_plane(g, read, y, plane));
+        if let Some(e) = epilogue {
+            e.map(c, plane);
+        }
     };
     // The transform's scratch, reused from plane to plane.
     if parallel {
