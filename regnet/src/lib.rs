@@ -445,12 +445,13 @@ impl Layer for Block {
         if let Some(se) = &self.se {
             out = se.forward_t(&out, train)?;
         }
-        let out = self.conv3.forward_t(&out, train)?;
         let shortcut = match &self.downsample {
             Some(ds) => ds.forward_t(xs, train)?,
             None => xs.clone(),
         };
-        Ok(backbone::ops::add_relu(&out, &shortcut)?)
+        // `conv3`'s batch norm, the addition and the ReLU: one op (in eval mode inside the
+        // convolution's own pass).
+        Ok(self.conv3.forward_add_relu(&out, &shortcut, train)?)
     }
 }
 

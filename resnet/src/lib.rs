@@ -577,10 +577,22 @@ impl Block {
 
 impl Layer for Block {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let residual = self.residual(xs, train)?;
         let shortcut = self.shortcut(xs, train)?;
-        // One op: the sum is not kept alive for the backward pass.
-        Ok(backbone::ops::add_relu(&residual, &shortcut)?)
+        match (self.branch.split_last(), &self.se) {
+            // The last batch norm, the addition and the ReLU: one op (the sum is not kept
+            // alive for the backward pass), in eval mode inside the last convolution's pass.
+            (Some((last, rest)), None) => {
+                let mut out = xs.clone();
+                for cb in rest {
+                    out = cb.forward_t(&out, train)?;
+                }
+                Ok(last.forward_add_relu(&out, &shortcut, train)?)
+            }
+            _ => {
+                let residual = self.residual(xs, train)?;
+                Ok(backbone::ops::add_relu(&residual, &shortcut)?)
+            }
+        }
     }
 }
 

@@ -534,3 +534,47 @@ fn sgd_on_mnist(config: ResNetConfig) {
         .unwrap();
     assert!(accuracy > 0.5, "training accuracy {accuracy}");
 }
+
+/// In eval mode each block's output (inside `inference_mode`: its last batch norm, the
+/// shortcut's addition and the ReLU in its last convolution's own pass) is the bits of the
+/// separate ops: the branch, the shortcut, then `add_relu`; for basic and bottleneck blocks,
+/// with and without a projection shortcut.
+#[test]
+fn eval_blocks_add_the_shortcut_in_the_last_convolution_bit_for_bit() {
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    for config in [ResNetConfig::resnet18(), ResNetConfig::resnet50()] {
+        let (model, _vars) = seeded(&config.with_classes(10), 7);
+        let x = pattern(&[2, 3, 40, 40], 0.5, 1.0, 0.0);
+        for inference in [false, true] {
+            let check = || {
+                let mut xs = model.forward_stem(&x, false).unwrap();
+                for block in model.stages().iter().flatten() {
+                    let out = block.forward_t(&xs, false).unwrap();
+                    let residual = block.residual(&xs, false).unwrap();
+                    let shortcut = block.shortcut(&xs, false).unwrap();
+                    let expected = backbone::ops::add_relu(&residual, &shortcut).unwrap();
+                    assert_eq!(
+                        bits(&out),
+                        bits(&expected),
+                        "{} (inference mode {inference})",
+                        block.name()
+                    );
+                    xs = out;
+                }
+            };
+            if inference {
+                backbone::inference_mode(check);
+            } else {
+                check();
+            }
+        }
+    }
+}

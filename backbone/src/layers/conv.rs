@@ -299,7 +299,14 @@ impl Conv2d {
     /// The convolution, its bias and a per-channel `epilogue` (whose own `bias` is ignored:
     /// the layer's is used) in one pass without gradient ([`conv2d_cpu_fused`]); `None` where
     /// that kernel does not apply (depthwise convolutions, other devices and dtypes).
-    fn forward_fused(&self, xs: &Tensor, mut epilogue: ConvEpilogue) -> Result<Option<Tensor>> {
+    /// With a `residual`, it is added before the epilogue's ReLU
+    /// ([`ops::conv2d_cpu_fused_residual`]).
+    fn forward_fused(
+        &self,
+        xs: &Tensor,
+        mut epilogue: ConvEpilogue,
+        residual: Option<&Tensor>,
+    ) -> Result<Option<Tensor>> {
         self.check(xs)?;
         if self.depthwise() || !ops::conv2d_cpu_supports(xs, &self.weight) {
             return Ok(None);
@@ -309,7 +316,10 @@ impl Conv2d {
             None => None,
         };
         let (xs, params) = self.padded(xs)?;
-        Ok(Some(conv2d_cpu_fused(&xs, &self.weight, params, &epilogue)?))
+        Ok(Some(match residual {
+            Some(r) => ops::conv2d_cpu_fused_residual(&xs, &self.weight, r, params, &epilogue)?,
+            None => conv2d_cpu_fused(&xs, &self.weight, params, &epilogue)?,
+        }))
     }
 
     /// `relu(self.forward_t(xs, train))`. With a bias, on the CPU in `f32` / `f64` (not
@@ -464,9 +474,28 @@ impl ConvBlock {
         }
     }
 
+    /// `relu(self.forward_t(xs, train) + shortcut)`: a residual block's output, this block
+    /// being the last of its branch. In eval mode where the folded pass applies (a batch norm,
+    /// no activation of its own, no exporter recording the ops), one pass: the shortcut is
+    /// added in the convolution's epilogue ([`ops::conv2d_cpu_fused_residual`]) instead of by
+    /// a pass of [`ops::add_relu`] over the block's output. The same bits either way.
+    pub fn forward_add_relu(&self, xs: &Tensor, shortcut: &Tensor, train: bool) -> Result<Tensor> {
+        let fusable = !train
+            && self.activation.is_none()
+            && !crate::trace::is_recording()
+            && (!shortcut.track_op() || crate::is_inference_mode());
+        if fusable {
+            if let Some(out) = self.forward_folded(xs, Some(shortcut))? {
+                return Ok(out);
+            }
+        }
+        Ok(ops::add_relu(&self.forward_t(xs, train)?, shortcut)?)
+    }
+
     /// The eval-mode pass with the batch norm (and a ReLU) folded into the convolution, or
-    /// `None` where folding does not apply (see the type's documentation).
-    fn forward_folded(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+    /// `None` where folding does not apply (see the type's documentation). With a `residual`
+    /// (and no activation), `relu(folded + residual)`.
+    fn forward_folded(&self, xs: &Tensor, residual: Option<&Tensor>) -> Result<Option<Tensor>> {
         let Some(norm) = &self.norm else {
             return Ok(None);
         };
@@ -477,7 +506,7 @@ impl ConvBlock {
         {
             return Ok(None);
         }
-        let relu = self.activation == Some(Activation::Relu);
+        let relu = self.activation == Some(Activation::Relu) || residual.is_some();
         let (mean, scale, shift) = norm.eval_coefficients()?;
         let epilogue = ConvEpilogue {
             bias: None,
@@ -486,7 +515,7 @@ impl ConvBlock {
             shift,
             relu,
         };
-        let Some(out) = self.conv.forward_fused(xs, epilogue)? else {
+        let Some(out) = self.conv.forward_fused(xs, epilogue, residual)? else {
             return Ok(None);
         };
         match self.activation {
@@ -499,7 +528,7 @@ impl ConvBlock {
 impl Layer for ConvBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         if !train {
-            if let Some(out) = self.forward_folded(xs)? {
+            if let Some(out) = self.forward_folded(xs, None)? {
                 return Ok(out);
             }
         }

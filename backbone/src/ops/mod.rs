@@ -136,7 +136,8 @@ pub use batch_norm::{
 pub use bias::{add_channel_bias, add_channel_bias_reference};
 pub use conv::{conv2d, conv2d_reference, ConvBackward, ConvParams};
 pub use conv_cpu::{
-    conv2d_cpu, conv2d_cpu_bias_relu, conv2d_cpu_fused, supports as conv2d_cpu_supports, ConvEpilogue,
+    conv2d_cpu, conv2d_cpu_bias_relu, conv2d_cpu_fused, conv2d_cpu_fused_residual,
+    supports as conv2d_cpu_supports, ConvEpilogue,
 };
 pub use depthwise::{depthwise_conv2d, DepthwiseParams};
 pub use lrn::local_response_norm;

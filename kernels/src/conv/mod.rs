@@ -200,6 +200,7 @@ fn check_forward<T: Float>(
     g.check_lengths("conv2d forward", x.len(), weight.len(), g.n * g.image_out())?;
     if let Some(e) = epilogue {
         e.check("conv2d forward", g.cout)?;
+        e.check_residual("conv2d forward", g)?;
     }
     Ok(())
 }

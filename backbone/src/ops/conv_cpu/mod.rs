@@ -128,6 +128,51 @@ pub fn conv2d_cpu_fused(
     Ok(out)
 }
 
+/// [`conv2d_cpu_fused`] followed by the addition of `residual` (a tensor of the output's shape,
+/// dtype and device) before the epilogue's ReLU, in the same pass: `relu(bn(conv(xs)) +
+/// residual)`, a ResNet block's output (the last convolution's batch norm, the shortcut, the
+/// ReLU) without the separate pass of [`super::add_relu`] over the block's output. The same
+/// bits as [`conv2d_cpu_fused`] without the ReLU followed by [`super::add_relu`]. No
+/// gradient; not recorded for exporters (inside [`crate::trace::record_ops`] use the separate
+/// ops).
+///
+/// Errors like [`conv2d_cpu_fused`], and when `residual` is not of the output's shape and
+/// dtype.
+pub fn conv2d_cpu_fused_residual(
+    xs: &Tensor,
+    weight: &Tensor,
+    residual: &Tensor,
+    p: ConvParams,
+    epilogue: &ConvEpilogue,
+) -> Result<Tensor> {
+    const OP: &str = "conv2d_cpu_fused_residual";
+    let geometry = checked_geometry(OP, xs, weight, p)?;
+    epilogue.check(OP, geometry.cout()).map_err(kernel_err)?;
+    if residual.dims() != geometry.output_dims()
+        || residual.dtype() != xs.dtype()
+        || !residual.device().is_cpu()
+    {
+        bail!(
+            "{OP}: expected a residual {:?} {:?} on the CPU (the output's), got {:?} {:?} on {:?}",
+            geometry.output_dims(),
+            xs.dtype(),
+            residual.dims(),
+            residual.dtype(),
+            residual.device().location()
+        )
+    }
+    xs.apply_op3_no_bwd(
+        weight,
+        residual,
+        &ConvCpuFused {
+            geometry,
+            epilogue: epilogue.clone(),
+            inference: crate::is_inference_mode(),
+            prepared: prepared_slot(&geometry, weight),
+        },
+    )
+}
+
 /// `relu(conv2d(xs, weight) + bias)` on the CPU as one differentiable op: the bias and the
 /// ReLU are applied to each output tile right after its gemm ([`ConvEpilogue`]), and only the
 /// input and the activated output stay alive for the backward pass (the separate ops keep the
@@ -441,14 +486,68 @@ struct ConvCpuFused {
 
 impl ConvCpuFused {
     fn run<T: Float>(&self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(CpuStorage, Shape)> {
-        let epilogue = Epilogue::new(&self.epilogue);
+        self.run_with(
+            "conv2d_cpu_fused",
+            (a, la),
+            (b, lb),
+            Epilogue::new(&self.epilogue),
+        )
+    }
+
+    /// [`ConvCpuFused::run`] with the residual `(r, lr)` added before the ReLU.
+    fn run_residual<T: Float>(
+        &self,
+        (a, la): (&[T], &Layout),
+        (b, lb): (&[T], &Layout),
+        (r, lr): (&[T], &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        const NAME: &str = "conv2d_cpu_fused_residual";
+        let residual = contiguous(NAME, r, lr, self.geometry.output_dims())?;
+        self.run_with(
+            NAME,
+            (a, la),
+            (b, lb),
+            Epilogue::new(&self.epilogue).with_residual(&residual),
+        )
+    }
+
+    fn run_with<T: Float>(
+        &self,
+        name: &str,
+        (a, la): (&[T], &Layout),
+        (b, lb): (&[T], &Layout),
+        epilogue: Epilogue<'_, T>,
+    ) -> Result<(CpuStorage, Shape)> {
         forward_storage(
             &self.geometry,
-            self.name(),
+            name,
             (a, la),
             (b, lb),
             Some(&epilogue),
             ForwardPass::of(self.inference, self.prepared.as_deref(), None),
+        )
+    }
+}
+
+/// With a residual: (input, weight, residual) -> output.
+impl CustomOp3 for ConvCpuFused {
+    fn name(&self) -> &'static str {
+        "conv2d_cpu_fused_residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        float_storages!(
+            CustomOp3::name(self),
+            (s1 => a, s2 => b, s3 => c),
+            self.run_residual((a, l1), (b, l2), (c, l3))
         )
     }
 }
@@ -465,7 +564,7 @@ impl CustomOp2 for ConvCpuFused {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        float_storages!(self.name(), (s1 => a, s2 => b), self.run(a, l1, b, l2))
+        float_storages!(CustomOp2::name(self), (s1 => a, s2 => b), self.run(a, l1, b, l2))
     }
 }
 
@@ -499,13 +598,11 @@ impl ConvCpuBiasRelu {
                 g.cout()
             ))
         })?;
-        let epilogue = Epilogue {
-            bias,
-            mean: Vec::new(),
-            scale: Vec::new(),
-            shift: Vec::new(),
+        let mut epilogue = Epilogue::new(&ConvEpilogue {
             relu: true,
-        };
+            ..ConvEpilogue::default()
+        });
+        epilogue.bias = bias;
         let pass = ForwardPass::of(self.inference, self.prepared.as_deref(), None);
         forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue), pass)
     }

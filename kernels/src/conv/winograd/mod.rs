@@ -336,6 +336,7 @@ pub fn forward_prepared<T: Float>(
     g.check_lengths("conv2d forward", x.len(), g.cout * g.cin * 9, g.n * g.image_out())?;
     if let Some(e) = epilogue {
         e.check("conv2d forward", g.cout)?;
+        e.check_residual("conv2d forward", g)?;
     }
     Ok(match prepared.choice {
         Choice::F2 => forward_transformed::<F2, T>(g, x, &prepared.u, epilogue),
@@ -394,6 +395,8 @@ fn forward_transformed<W: Tiling, T: Float>(
 ) -> Vec<T> {
     let plan = g.plan();
     let mut out = vec![T::zero(); g.n * g.image_out()];
+    let bound = epilogue.map(|e| e.bound_to(&out));
+    let epilogue = bound.as_ref();
     over_images(
         plan,
         x,
