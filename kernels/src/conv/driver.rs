@@ -467,7 +467,7 @@ impl<'a, T: Float> Epilogue<'a, T> {
             if let Some((m, q, r)) = norm {
                 y = (y - m) * q + r;
             }
-            y = y + a;
+            y += a;
             *v = if relu { relu_value(y) } else { y };
         }
     }
