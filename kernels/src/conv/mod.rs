@@ -79,6 +79,7 @@ use std::ops::Range;
 
 mod columns;
 mod driver;
+mod epilogue;
 mod geometry;
 mod im2col;
 mod params;
@@ -87,8 +88,8 @@ mod tables;
 mod winograd;
 
 pub use columns::Columns;
-pub use driver::Epilogue;
 pub(crate) use driver::*;
+pub use epilogue::Epilogue;
 pub(crate) use geometry::*;
 pub use geometry::{output_len, ConvGeometry, Plan};
 pub(crate) use im2col::*;
