@@ -2,8 +2,8 @@
 //! with no tensor library underneath: `backbone` wraps them in candle custom ops.
 //!
 //! * [`conv`]: 2-d convolution, forward (im2col + gemm, Winograd F(2x2, 3x3), an epilogue of
-//!   bias, eval batch norm and ReLU on each output tile), input and weight gradients, column
-//!   matrices kept for the weight gradient;
+//!   bias, eval batch norm, a residual addition and ReLU on each output tile), input and
+//!   weight gradients, column matrices kept for the weight gradient;
 //! * [`depthwise`]: depthwise convolution, direct, all three passes;
 //! * [`pool`]: max, average and adaptive average pooling with PyTorch's semantics, both ways;
 //! * [`batch_norm`]: the reductions and element-wise passes of batch normalisation;
@@ -13,7 +13,8 @@
 //!   prepared once; not yet on the models' inference path;
 //! * [`isa`]: the instruction-set path, chosen at run time (AVX-512, AVX2+FMA, portable),
 //!   forced by `CONVNETS_KERNELS_ISA` or [`isa::set_isa`];
-//! * [`peak`]: the machine's measured FMA peak.
+//! * [`peak`]: the machine's measured FMA peak;
+//! * `scratch`: the kernels' scratch buffers, kept per thread from one call to the next.
 //!
 //! Every kernel runs in `f32` and `f64` ([`Float`]), is tested against plain loops, and
 //! returns an [`Error`] instead of panicking on shapes and buffers that do not fit together.

@@ -62,11 +62,6 @@ impl<'a, T: Float> Epilogue<'a, T> {
         }
     }
 
-    /// Whether a residual is added.
-    pub fn has_residual(&self) -> bool {
-        self.residual.is_some()
-    }
-
     /// Checks one value per output channel in every vector (`mean`, `scale` and `shift` may
     /// all be empty).
     pub fn check(&self, op: &str, cout: usize) -> Result<()> {

@@ -58,12 +58,17 @@
 //! weight on every forward and input-gradient pass and of the weight gradient: 12% of a
 //! ResNet-18 inference at batch 1.)
 //!
-//! [`forward`] takes an optional a per-output-channel
-//! epilogue ([`ConvEpilogue`]: bias, eval-mode batch norm, ReLU) applied to each tile's
-//! outputs right after its gemm, while they are in the cache, instead of as separate passes
-//! over the whole output. The epilogue is the same arithmetic, in the same order, as the bias
-//! addition, the batch norm eval pass and the ReLU it replaces: the results are the
-//! same bits.
+//! [`forward`] takes an optional per-output-channel epilogue ([`ConvEpilogue`]: bias,
+//! eval-mode batch norm, ReLU; [`Epilogue::with_residual`]: a residual tensor added before the
+//! ReLU, ResNet's block output) applied to each tile's outputs right after its gemm (each
+//! Winograd output plane right after its transform), while they are in the cache, instead of
+//! as separate passes over the whole output. The epilogue is the same arithmetic, in the same
+//! order, as the bias addition, the batch norm eval pass, the residual addition and the ReLU it
+//! replaces: the results are the same bits.
+//!
+//! Scratch buffers (column matrices, phase-split planes, Winograd's transforms) are kept per
+//! thread from one call to the next (`crate::scratch`) and only grown: not allocated and
+//! zero-filled on every call.
 //!
 //! Groups run as a loop of gemms inside the kernels (no per-group tensors); padding is
 //! symmetric (pad explicitly for asymmetric padding); kernels may be rectangular; inputs may
