@@ -529,7 +529,7 @@ pub(crate) fn forward_impl<T: Float>(
     let weight = &*live_weight(g, weight);
     let mut out = vec![T::zero(); g.n * g.image_out()];
     let bound = epilogue.map(|e| e.bound_to(&out));
-    let epilogue = bound.as_ref();
+    let epilogue = bound.as_deref();
     if let Plan::Inside { threads } = g.plan() {
         if g.plane_out() >= BAND_MIN_POSITIONS * threads {
             let images = x
@@ -567,7 +567,7 @@ pub(crate) fn input_grad_impl<T: Float>(g: &ConvGeometry, grad: &[T], weight: &[
     // 64 took 0.85-0.92 of col2im's time; on 2x2 and 1x1 maps, where the flipped copy of the
     // weight is as large as the work, 1.0-2.0 of it (alternated, per layer).
     let adjoint = super::winograd::adjoint(g)
-        .filter(|a| g.plane_out() >= ADJOINT_MIN_POSITIONS && g.all_live() && TapTables::new(a).is_some());
+        .filter(|a| g.plane_out() >= ADJOINT_MIN_POSITIONS && g.all_live() && TapTables::fit(a));
     if let Some(adjoint) = adjoint {
         return forward_impl(
             &adjoint,

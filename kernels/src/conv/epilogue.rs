@@ -90,13 +90,20 @@ impl<'a, T: Float> Epilogue<'a, T> {
     }
 
     /// This epilogue for the output `out` the kernels just allocated: [`Epilogue::map`] then
-    /// finds the residual's values of any part of `out` by its place in `out`.
-    pub(crate) fn bound_to(&self, out: &[T]) -> Self {
-        let mut bound = self.clone();
-        if let Some(r) = &mut bound.residual {
-            r.out_start = out.as_ptr() as usize;
+    /// finds the residual's values of any part of `out` by its place in `out`. Borrowed as it
+    /// is when there is no residual.
+    pub(crate) fn bound_to(&self, out: &[T]) -> Cow<'_, Self> {
+        match self.residual {
+            None => Cow::Borrowed(self),
+            Some(r) => {
+                let mut bound = self.clone();
+                bound.residual = Some(Residual {
+                    out_start: out.as_ptr() as usize,
+                    ..r
+                });
+                Cow::Owned(bound)
+            }
         }
-        bound
     }
 
     /// Maps output rows `rows` of every channel of the images in `out` (whole images).
@@ -123,11 +130,11 @@ impl<'a, T: Float> Epilogue<'a, T> {
     /// kernel and the ReLU kernel (with a residual: the addition of [`add_relu`] before the
     /// ReLU). `values` is a run of output channel `c`'s values; with a residual, a part of the
     /// output this epilogue was bound to (panics otherwise: the kernels bind it when they
-    /// allocate the output).
+    /// allocate the output, and nothing outside the crate calls this).
     ///
     /// [`add_relu`]: crate::elementwise::add_relu
     #[inline(always)]
-    pub fn map(&self, c: usize, values: &mut [T]) {
+    pub(crate) fn map(&self, c: usize, values: &mut [T]) {
         if self.residual.is_some() {
             let Some(residual) = self.residual_of(values) else {
                 panic!("Epilogue::map: a residual epilogue used on values outside its output")

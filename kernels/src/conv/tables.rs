@@ -34,11 +34,11 @@ pub(crate) struct TapTables {
 impl TapTables {
     /// The tables of `g`, or `None` when its maps are too wide (or too large) for them.
     pub(crate) fn new(g: &ConvGeometry) -> Option<Self> {
-        let (live, positions) = (g.live_taps(), g.plane_out());
-        let entries = live.len().checked_mul(positions)?;
-        if g.ow > TABLE_MAX_WIDTH || entries > MAX_ENTRIES || g.plane_in() >= u32::MAX as usize {
+        if !Self::fit(g) {
             return None;
         }
+        let (live, positions) = (g.live_taps(), g.plane_out());
+        let entries = live.len() * positions;
         let (ph, pw) = g.padding;
         let mut index = Vec::with_capacity(entries);
         for &tap in &live {
@@ -61,6 +61,14 @@ impl TapTables {
             }
         }
         Some(Self { index, positions })
+    }
+
+    /// Whether `g` has tables (what [`TapTables::new`] checks before building them).
+    pub(crate) fn fit(g: &ConvGeometry) -> bool {
+        let entries = g.live.checked_mul(g.plane_out());
+        g.ow <= TABLE_MAX_WIDTH
+            && entries.is_some_and(|e| e <= MAX_ENTRIES)
+            && g.plane_in() < u32::MAX as usize
     }
 
     fn taps(&self) -> usize {

@@ -396,7 +396,7 @@ fn forward_transformed<W: Tiling, T: Float>(
     let plan = g.plan();
     let mut out = vec![T::zero(); g.n * g.image_out()];
     let bound = epilogue.map(|e| e.bound_to(&out));
-    let epilogue = bound.as_ref();
+    let epilogue = bound.as_deref();
     over_images(
         plan,
         x,
