@@ -106,19 +106,8 @@ pub fn conv2d_cpu_fused(
     p: ConvParams,
     epilogue: &ConvEpilogue,
 ) -> Result<Tensor> {
-    let geometry = checked_geometry("conv2d_cpu_fused", xs, weight, p)?;
-    epilogue
-        .check("conv2d_cpu_fused", geometry.cout())
-        .map_err(kernel_err)?;
-    let out = xs.apply_op2_no_bwd(
-        weight,
-        &ConvCpuFused {
-            geometry,
-            epilogue: epilogue.clone(),
-            inference: crate::is_inference_mode(),
-            prepared: prepared_slot(&geometry, weight),
-        },
-    )?;
+    let op = ConvCpuFused::new("conv2d_cpu_fused", xs, weight, p, epilogue)?;
+    let out = xs.apply_op2_no_bwd(weight, &op)?;
     crate::trace::record(&out, || crate::trace::TracedOp::ConvEpilogue {
         input: xs.clone(),
         weight: weight.clone(),
@@ -146,8 +135,8 @@ pub fn conv2d_cpu_fused_residual(
     epilogue: &ConvEpilogue,
 ) -> Result<Tensor> {
     const OP: &str = "conv2d_cpu_fused_residual";
-    let geometry = checked_geometry(OP, xs, weight, p)?;
-    epilogue.check(OP, geometry.cout()).map_err(kernel_err)?;
+    let op = ConvCpuFused::new(OP, xs, weight, p, epilogue)?;
+    let geometry = op.geometry;
     if residual.dims() != geometry.output_dims()
         || residual.dtype() != xs.dtype()
         || !residual.device().is_cpu()
@@ -161,16 +150,7 @@ pub fn conv2d_cpu_fused_residual(
             residual.device().location()
         )
     }
-    xs.apply_op3_no_bwd(
-        weight,
-        residual,
-        &ConvCpuFused {
-            geometry,
-            epilogue: epilogue.clone(),
-            inference: crate::is_inference_mode(),
-            prepared: prepared_slot(&geometry, weight),
-        },
-    )
+    xs.apply_op3_no_bwd(weight, residual, &op)
 }
 
 /// `relu(conv2d(xs, weight) + bias)` on the CPU as one differentiable op: the bias and the
@@ -485,6 +465,19 @@ struct ConvCpuFused {
 }
 
 impl ConvCpuFused {
+    /// The op for `xs` and `weight` (checked, errors naming `op`), built where it runs:
+    /// inside inference mode or not, with its weight's prepared slot if any.
+    fn new(op: &str, xs: &Tensor, weight: &Tensor, p: ConvParams, epilogue: &ConvEpilogue) -> Result<Self> {
+        let geometry = checked_geometry(op, xs, weight, p)?;
+        epilogue.check(op, geometry.cout()).map_err(kernel_err)?;
+        Ok(Self {
+            geometry,
+            epilogue: epilogue.clone(),
+            inference: crate::is_inference_mode(),
+            prepared: prepared_slot(&geometry, weight),
+        })
+    }
+
     fn run<T: Float>(&self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<(CpuStorage, Shape)> {
         self.run_with(
             "conv2d_cpu_fused",
