@@ -484,8 +484,13 @@ pub(crate) fn live_weight<'a, T: Float>(g: &ConvGeometry, weight: &'a [T]) -> Co
         return Cow::Borrowed(weight);
     }
     let (live, taps) = (g.live_taps(), g.kh * g.kw);
-    let rows = weight.chunks_exact(taps);
-    Cow::Owned(rows.flat_map(|row| live.iter().map(move |&t| row[t])).collect())
+    // One exact-size extend per row: collecting a `flat_map` (no size hint) grew the vector by
+    // doubling, 3-4% of a ResNet-18 training step at 32x32 (its 1x1 maps keep 1 tap of 9).
+    let mut restricted = Vec::with_capacity(weight.len() / taps.max(1) * live.len());
+    for row in weight.chunks_exact(taps) {
+        restricted.extend(live.iter().map(|&t| row[t]));
+    }
+    Cow::Owned(restricted)
 }
 
 /// The inverse of [`live_weight`] for a weight gradient: zeros at the dead taps.
