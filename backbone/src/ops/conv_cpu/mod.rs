@@ -180,6 +180,7 @@ pub fn conv2d_cpu_bias_relu(xs: &Tensor, weight: &Tensor, bias: &Tensor, p: Conv
         geometry,
         inference: crate::is_inference_mode(),
         prepared: prepared_slot(&geometry, weight),
+        columns: kept_columns(&geometry, weight),
     };
     let out = xs.apply_op3(weight, bias, op)?;
     super::conv::record_conv(&out, xs, weight, Some(bias), p, true);
@@ -568,6 +569,8 @@ struct ConvCpuBiasRelu {
     inference: bool,
     /// Built inside [`crate::with_frozen_weights`]: where its weight's transform is kept.
     prepared: Option<Arc<PreparedSlot>>,
+    /// The forward pass's column matrices, kept for the weight gradient (see [`Columns`]).
+    columns: Option<Arc<Columns>>,
 }
 
 impl ConvCpuBiasRelu {
@@ -596,7 +599,7 @@ impl ConvCpuBiasRelu {
             ..ConvEpilogue::default()
         });
         epilogue.bias = bias;
-        let pass = ForwardPass::of(self.inference, self.prepared.as_deref(), None);
+        let pass = ForwardPass::of(self.inference, self.prepared.as_deref(), self.columns.as_deref());
         forward_storage(g, name, (x, lx), (w, lw), Some(&epilogue), pass)
     }
 }
@@ -628,7 +631,7 @@ impl CustomOp3 for ConvCpuBiasRelu {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // The gradient before the ReLU, once for all three arguments.
         let grad = super::relu::relu_backward(res, grad)?;
-        let (grad_x, grad_w) = conv_grads(self.geometry, None, xs, weight, &grad)?;
+        let (grad_x, grad_w) = conv_grads(self.geometry, self.columns.clone(), xs, weight, &grad)?;
         let grad_b = match bias.track_op() {
             true => Some(super::bias::channel_sums(&grad, self.geometry.cout())?),
             false => None,
