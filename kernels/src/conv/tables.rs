@@ -29,6 +29,8 @@ const MAX_ENTRIES: usize = 1 << 16;
 pub(crate) struct TapTables {
     index: Vec<u32>,
     positions: usize,
+    /// The input plane's size: no entry is above it.
+    plane_in: usize,
 }
 
 impl TapTables {
@@ -60,7 +62,11 @@ impl TapTables {
                 }
             }
         }
-        Some(Self { index, positions })
+        Some(Self {
+            index,
+            positions,
+            plane_in: g.plane_in(),
+        })
     }
 
     /// Whether `g` has tables (what [`TapTables::new`] checks before building them).
@@ -106,12 +112,18 @@ pub(crate) fn im2col_tables<T: Float>(
     let total = g.cin * taps * len;
     col.clear();
     col.reserve(total);
+    assert_eq!(tables.plane_in, plane_in, "im2col_tables: tables of another geometry");
     let fill = |ext: &mut Vec<T>, (channel, rows): (usize, &mut [MaybeUninit<T>])| {
         for image in 0..tile.images.len() {
             shifted(ext, &x[(image * g.cin + channel) * plane_in..][..plane_in]);
             for (i, row) in rows.chunks_exact_mut(len).enumerate() {
                 for (d, &at) in row[image * p..][..p].iter_mut().zip(tables.tap(i)) {
-                    d.write(ext[at as usize]);
+                    // SAFETY: `ext` is `plane_in + 1` long (`shifted` of a `plane_in` slice)
+                    // and no entry of the tables is above `plane_in` (`TapTables::new`: `iy <
+                    // H`, `ix < W`; the tables are `g`'s, checked above). Unchecked, the gather
+                    // vectorises: LeNet-5's second convolution (batch 256) ran its forward pass
+                    // in 1.4-1.6 ms against 2.2 ms with the bounds check (alternated).
+                    d.write(unsafe { *ext.get_unchecked(at as usize) });
                 }
             }
         }
@@ -148,14 +160,18 @@ pub(crate) fn col2im_tables<T: Float>(
     parallel: bool,
 ) {
     let (taps, p, len) = (tables.taps(), tables.positions, tile.cols(g));
+    assert_eq!(tables.plane_in, g.plane_in(), "col2im_tables: tables of another geometry");
     let add = |ext: &mut Vec<T>, (index, plane): (usize, &mut [T])| {
         let (image, channel) = (index / g.cin, index % g.cin);
+        assert_eq!(plane.len(), tables.plane_in, "col2im_tables: a partial plane");
         shifted(ext, plane);
         for i in 0..taps {
             let row = &col[(channel * taps + i) * len + image * p..][..p];
             // The padding's values land in `ext[0]`, never read.
             for (&v, &at) in row.iter().zip(tables.tap(i)) {
-                ext[at as usize] += v;
+                // SAFETY: `ext` is `plane_in + 1` long (`shifted` of a whole plane, checked
+                // above) and no entry of the tables is above `plane_in` (as in `im2col_tables`).
+                unsafe { *ext.get_unchecked_mut(at as usize) += v };
             }
         }
         plane.copy_from_slice(&ext[1..]);
