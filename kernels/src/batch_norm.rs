@@ -13,6 +13,7 @@ use crate::elementwise::relu_value;
 use crate::isa::vectorized;
 use crate::{bail, Float, Result};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Below this many elements a kernel runs on the calling thread.
 pub const PARALLEL_THRESHOLD: usize = 1 << 15;
@@ -288,19 +289,22 @@ pub fn affine1<T: Float, const RELU: bool>(x: &[T], p: Planes, k: &Coefs<T>) -> 
         p.c,
         &[("mean", k.mean.len()), ("q", k.q.len()), ("r", k.r.len())],
     )?;
-    let mut out = vec![T::zero(); p.len()];
-    for_each_block(&mut out, p, |first, block| {
-        let xs = &x[first * p.hw..][..block.len()];
-        for (j, (o, xp)) in block.chunks_mut(p.hw).zip(xs.chunks(p.hw)).enumerate() {
-            let ch = (first + j) % p.c;
-            let (m, q, r) = (k.mean[ch], k.q[ch], k.r[ch]);
-            for (o, &v) in o.iter_mut().zip(xp) {
-                let y = (v - m) * q + r;
-                *o = if RELU { relu_value(y) } else { y };
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        for_each_block(out, p, |first, block| {
+            let xs = &x[first * p.hw..][..block.len()];
+            for (j, (o, xp)) in block.chunks_mut(p.hw).zip(xs.chunks(p.hw)).enumerate() {
+                let ch = (first + j) % p.c;
+                let (m, q, r) = (k.mean[ch], k.q[ch], k.r[ch]);
+                for (o, &v) in o.iter_mut().zip(xp) {
+                    let y = (v - m) * q + r;
+                    o.write(if RELU { relu_value(y) } else { y });
+                }
             }
-        }
-    });
-    Ok(out)
+        })
+    };
+    // SAFETY: the blocks cover the output and each value is written from the input value at
+    // its place (`x` is as long as the output, checked above).
+    Ok(unsafe { crate::written(p.len(), fill) })
 }
 
 /// `out = dy * p[c] + (x - mean[c]) * q[c] + r[c]` (`x`, `dy` of [`Planes::len`] values;
@@ -316,20 +320,22 @@ pub fn affine2<T: Float>(x: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Result<V
         ("p", k.p.len()),
     ];
     per_channel(OP, p.c, &lengths)?;
-    let mut out = vec![T::zero(); p.len()];
-    for_each_block(&mut out, p, |first, block| {
-        let xs = &x[first * p.hw..][..block.len()];
-        let gs = &dy[first * p.hw..][..block.len()];
-        let planes = block.chunks_mut(p.hw).zip(xs.chunks(p.hw)).zip(gs.chunks(p.hw));
-        for (j, ((o, xp), gp)) in planes.enumerate() {
-            let ch = (first + j) % p.c;
-            let (m, q, r, a) = (k.mean[ch], k.q[ch], k.r[ch], k.p[ch]);
-            for ((o, &v), &g) in o.iter_mut().zip(xp).zip(gp) {
-                *o = g * a + (v - m) * q + r;
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        for_each_block(out, p, |first, block| {
+            let xs = &x[first * p.hw..][..block.len()];
+            let gs = &dy[first * p.hw..][..block.len()];
+            let planes = block.chunks_mut(p.hw).zip(xs.chunks(p.hw)).zip(gs.chunks(p.hw));
+            for (j, ((o, xp), gp)) in planes.enumerate() {
+                let ch = (first + j) % p.c;
+                let (m, q, r, a) = (k.mean[ch], k.q[ch], k.r[ch], k.p[ch]);
+                for ((o, &v), &g) in o.iter_mut().zip(xp).zip(gp) {
+                    o.write(g * a + (v - m) * q + r);
+                }
             }
-        }
-    });
-    Ok(out)
+        })
+    };
+    // SAFETY: as in `affine1`: `x` and `dy` are as long as the output (checked above).
+    Ok(unsafe { crate::written(p.len(), fill) })
 }
 
 /// `out = dy * p[c] * (y > 0)`: the input gradient of the eval pass with ReLU, from its
@@ -339,19 +345,21 @@ pub fn masked2<T: Float>(y: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Result<V
     p.check(OP, "y", y.len())?;
     p.check(OP, "dy", dy.len())?;
     per_channel(OP, p.c, &[("p", k.p.len())])?;
-    let mut out = vec![T::zero(); p.len()];
-    for_each_block(&mut out, p, |first, block| {
-        let ys = &y[first * p.hw..][..block.len()];
-        let gs = &dy[first * p.hw..][..block.len()];
-        let planes = block.chunks_mut(p.hw).zip(ys.chunks(p.hw)).zip(gs.chunks(p.hw));
-        for (j, ((o, yp), gp)) in planes.enumerate() {
-            let a = k.p[(first + j) % p.c];
-            for ((o, &v), &g) in o.iter_mut().zip(yp).zip(gp) {
-                *o = g * a * if v > T::zero() { T::one() } else { T::zero() };
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        for_each_block(out, p, |first, block| {
+            let ys = &y[first * p.hw..][..block.len()];
+            let gs = &dy[first * p.hw..][..block.len()];
+            let planes = block.chunks_mut(p.hw).zip(ys.chunks(p.hw)).zip(gs.chunks(p.hw));
+            for (j, ((o, yp), gp)) in planes.enumerate() {
+                let a = k.p[(first + j) % p.c];
+                for ((o, &v), &g) in o.iter_mut().zip(yp).zip(gp) {
+                    o.write(g * a * if v > T::zero() { T::one() } else { T::zero() });
+                }
             }
-        }
-    });
-    Ok(out)
+        })
+    };
+    // SAFETY: as in `affine1`: `y` and `dy` are as long as the output (checked above).
+    Ok(unsafe { crate::written(p.len(), fill) })
 }
 
 #[cfg(test)]

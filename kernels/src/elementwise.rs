@@ -8,6 +8,7 @@
 use crate::isa::vectorized;
 use crate::Float;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Below this many elements a pass runs on the calling thread.
 pub const PARALLEL_THRESHOLD: usize = 1 << 15;
@@ -27,31 +28,49 @@ pub fn relu_value<T: Float>(v: T) -> T {
 
 /// `out[i] = f(a[i], b[i])` (`b` as long as `a`, or empty and then ignored) in chunks, on the
 /// rayon pool for large inputs. `f` works on whole chunks so that its loop vectorises.
-fn map_chunks<T: Float>(a: &[T], b: &[T], f: impl Fn(&mut [T], &[T], &[T]) + Sync) -> Vec<T> {
-    let mut out = vec![T::zero(); a.len()];
-    let pair = |(o, x): (&mut [T], &[T]), i: usize| {
+///
+/// `f` is given each chunk's output (not initialised), its chunk of `a` and its chunk of `b`
+/// (empty where `b` does not reach the chunk's end) and writes the first `min(len, b.len())`
+/// values of the output (all of them when it ignores `b`); the rest of the chunk is set to 0.
+fn map_chunks<T: Float>(
+    a: &[T],
+    b: &[T],
+    ignores_b: bool,
+    f: impl Fn(&mut [MaybeUninit<T>], &[T], &[T]) + Sync,
+) -> Vec<T> {
+    let pair = |(o, x): (&mut [MaybeUninit<T>], &[T]), i: usize| {
         let y = b.get(i * CHUNK..i * CHUNK + x.len()).unwrap_or(&[]);
-        vectorized(|| f(o, x, y))
+        vectorized(|| f(o, x, y));
+        if !ignores_b {
+            for o in &mut o[y.len()..] {
+                o.write(T::zero());
+            }
+        }
     };
-    if a.len() < PARALLEL_THRESHOLD {
-        out.chunks_mut(CHUNK)
-            .zip(a.chunks(CHUNK))
-            .enumerate()
-            .for_each(|(i, oa)| pair(oa, i));
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(i, oa)| pair(oa, i));
-    }
-    out
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        if a.len() < PARALLEL_THRESHOLD {
+            out.chunks_mut(CHUNK)
+                .zip(a.chunks(CHUNK))
+                .enumerate()
+                .for_each(|(i, oa)| pair(oa, i));
+        } else {
+            out.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK))
+                .enumerate()
+                .for_each(|(i, oa)| pair(oa, i));
+        }
+    };
+    // SAFETY: the chunks cover the output (as long as `a`); in each, `f` writes the values its
+    // inputs reach (its contract above: all of them when it ignores `b`, else the first
+    // `y.len()`) and the loop after it the rest.
+    unsafe { crate::written(a.len(), fill) }
 }
 
 /// `relu(x)` element by element.
 pub fn relu<T: Float>(x: &[T]) -> Vec<T> {
-    map_chunks(x, &[], |out, x, _| {
+    map_chunks(x, &[], true, |out, x, _| {
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = relu_value(v);
+            o.write(relu_value(v));
         }
     })
 }
@@ -59,18 +78,18 @@ pub fn relu<T: Float>(x: &[T]) -> Vec<T> {
 /// `dx = dy * (y > 0)` from a ReLU's output `y` (PyTorch's gradient: none where the input was
 /// 0). `dy` shorter than `y` counts as zeros past its end.
 pub fn relu_backward<T: Float>(y: &[T], dy: &[T]) -> Vec<T> {
-    map_chunks(y, dy, |out, y, dy| {
+    map_chunks(y, dy, false, |out, y, dy| {
         for ((o, &v), &g) in out.iter_mut().zip(y).zip(dy) {
-            *o = g * if v > T::zero() { T::one() } else { T::zero() };
+            o.write(g * if v > T::zero() { T::one() } else { T::zero() });
         }
     })
 }
 
 /// `relu(a + b)` element by element (`b` shorter than `a` leaves the rest of the output 0).
 pub fn add_relu<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
-    map_chunks(a, b, |o, a, b| {
+    map_chunks(a, b, false, |o, a, b| {
         for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-            *o = relu_value(x + y);
+            o.write(relu_value(x + y));
         }
     })
 }
@@ -148,6 +167,24 @@ mod tests {
                 assert_eq!(dx[i], if y[i] > 0.0 { dy[i] } else { 0.0 }, "{len} {i}");
                 assert_eq!(fwd[i], y[i].max(0.0), "{len} {i}");
                 assert_eq!(sum[i], (y[i] + dy[i]).max(0.0), "{len} {i}");
+            }
+        }
+    }
+
+    /// A second input shorter than the first: the outputs are 0 from the first chunk it does
+    /// not cover whole (the outputs are written without zero-filling first, so every value
+    /// must be set, the zeros included).
+    #[test]
+    fn a_short_second_input_leaves_zeros() {
+        let len = PARALLEL_THRESHOLD + 2 * CHUNK + 9;
+        for short in [0, 5, CHUNK, CHUNK + 3, len - 1] {
+            let y: Vec<f32> = (0..len).map(|i| i as f32 % 7.0 + 1.0).collect();
+            let dy: Vec<f32> = (0..short).map(|i| i as f32 + 0.5).collect();
+            let covered = short / CHUNK * CHUNK;
+            for out in [relu_backward(&y, &dy), add_relu(&y, &dy)] {
+                assert_eq!(out.len(), len);
+                assert!(out[..covered].iter().all(|&v| v > 0.0), "{short}");
+                assert!(out[covered..].iter().all(|&v| v == 0.0), "{short}");
             }
         }
     }

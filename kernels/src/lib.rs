@@ -37,6 +37,23 @@ pub(crate) use error::bail;
 pub use error::{Error, Result};
 pub use float::Float;
 
+/// A vector of `len` values written by `fill` straight into its allocation, without the
+/// zero-filling `vec![0; len]` does first: the batch-norm and element-wise passes write every
+/// output value, and on a ResNet-50 training step (batch 8, 2 cores) `memset` was 7% of the
+/// time, a third of it for their outputs. A panic inside `fill` leaves an empty vector behind.
+///
+/// # Safety
+///
+/// `fill` must write every element of the slice it is given.
+pub(crate) unsafe fn written<T: Copy>(len: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>])) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `with_capacity` made room for `len` values and every one was written (the
+    // caller's contract).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// The product of `dims` (a buffer's length), `None` when a `usize` cannot count it.
 pub(crate) fn checked_len(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
