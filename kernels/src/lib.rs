@@ -45,7 +45,10 @@ pub use float::Float;
 /// # Safety
 ///
 /// `fill` must write every element of the slice it is given.
-pub(crate) unsafe fn written<T: Copy>(len: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>])) -> Vec<T> {
+pub(crate) unsafe fn written<T: Copy>(
+    len: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>]),
+) -> Vec<T> {
     let mut out = Vec::with_capacity(len);
     fill(&mut out.spare_capacity_mut()[..len]);
     // SAFETY: `with_capacity` made room for `len` values and every one was written (the

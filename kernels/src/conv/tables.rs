@@ -112,7 +112,10 @@ pub(crate) fn im2col_tables<T: Float>(
     let total = g.cin * taps * len;
     col.clear();
     col.reserve(total);
-    assert_eq!(tables.plane_in, plane_in, "im2col_tables: tables of another geometry");
+    assert_eq!(
+        tables.plane_in, plane_in,
+        "im2col_tables: tables of another geometry"
+    );
     let fill = |ext: &mut Vec<T>, (channel, rows): (usize, &mut [MaybeUninit<T>])| {
         for image in 0..tile.images.len() {
             shifted(ext, &x[(image * g.cin + channel) * plane_in..][..plane_in]);
@@ -160,7 +163,11 @@ pub(crate) fn col2im_tables<T: Float>(
     parallel: bool,
 ) {
     let (taps, p, len) = (tables.taps(), tables.positions, tile.cols(g));
-    assert_eq!(tables.plane_in, g.plane_in(), "col2im_tables: tables of another geometry");
+    assert_eq!(
+        tables.plane_in,
+        g.plane_in(),
+        "col2im_tables: tables of another geometry"
+    );
     let add = |ext: &mut Vec<T>, (index, plane): (usize, &mut [T])| {
         let (image, channel) = (index / g.cin, index % g.cin);
         assert_eq!(plane.len(), tables.plane_in, "col2im_tables: a partial plane");
