@@ -123,24 +123,46 @@ pub(crate) fn per_channel_map<R: Send>(p: Planes, f: impl Fn(usize) -> R + Sync 
     }
 }
 
-/// Fills `out` (a `[N, C, HW]` buffer of [`Planes::len`] values) block by block:
-/// `f(first_plane, block)` where a block is a run of whole planes, on the rayon pool when the
-/// tensor is large.
-pub(crate) fn for_each_block<T: Send>(out: &mut [T], p: Planes, f: impl Fn(usize, &mut [T]) + Sync) {
-    if out.is_empty() || p.hw == 0 {
-        return;
-    }
-    let planes = (CHUNK / p.hw).max(1);
-    let len = planes * p.hw;
-    if out.len() < PARALLEL_THRESHOLD {
-        out.chunks_mut(len)
-            .enumerate()
-            .for_each(|(i, block)| vectorized(|| f(i * planes, block)));
-    } else {
-        out.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(i, block)| vectorized(|| f(i * planes, block)));
-    }
+/// A new `[N, C, HW]` tensor of [`Planes::len`] values, `out[i] = f(a[i], b[i])` with `f =
+/// per_channel(c)` in plane `(n, c)` (`a`, `b` of `p.len()` values each; a one-input pass gives
+/// its input twice and ignores the second). Block by block (runs of whole planes), on the rayon
+/// pool when the tensor is large; the output is written without zero-filling it first.
+fn planes_map<T: Float, F: Fn(T, T) -> T>(
+    a: &[T],
+    b: &[T],
+    p: Planes,
+    per_channel: impl Fn(usize) -> F + Sync,
+) -> Vec<T> {
+    let block = |first: usize, block: &mut [MaybeUninit<T>]| {
+        for (j, o) in block.chunks_mut(p.hw).enumerate() {
+            let at = (first + j) * p.hw;
+            let (ap, bp) = (&a[at..][..o.len()], &b[at..][..o.len()]);
+            let f = per_channel((first + j) % p.c);
+            for ((o, &x), &y) in o.iter_mut().zip(ap).zip(bp) {
+                o.write(f(x, y));
+            }
+        }
+    };
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        if out.is_empty() || p.hw == 0 {
+            return;
+        }
+        let planes = (CHUNK / p.hw).max(1);
+        let len = planes * p.hw;
+        if out.len() < PARALLEL_THRESHOLD {
+            out.chunks_mut(len)
+                .enumerate()
+                .for_each(|(i, out)| vectorized(|| block(i * planes, out)));
+        } else {
+            out.par_chunks_mut(len)
+                .enumerate()
+                .for_each(|(i, out)| vectorized(|| block(i * planes, out)));
+        }
+    };
+    // SAFETY: the blocks cover the output (nothing to write when it is empty or its planes
+    // are), every plane of a block is written whole: it is zipped with slices of `a` and `b`
+    // exactly its length (a panic if an input is shorter, which leaves an empty vector).
+    unsafe { crate::written(p.len(), fill) }
 }
 
 /// Lanes of the vectorised reductions (the summation order is fixed: results are
@@ -289,22 +311,17 @@ pub fn affine1<T: Float, const RELU: bool>(x: &[T], p: Planes, k: &Coefs<T>) -> 
         p.c,
         &[("mean", k.mean.len()), ("q", k.q.len()), ("r", k.r.len())],
     )?;
-    let fill = |out: &mut [MaybeUninit<T>]| {
-        for_each_block(out, p, |first, block| {
-            let xs = &x[first * p.hw..][..block.len()];
-            for (j, (o, xp)) in block.chunks_mut(p.hw).zip(xs.chunks(p.hw)).enumerate() {
-                let ch = (first + j) % p.c;
-                let (m, q, r) = (k.mean[ch], k.q[ch], k.r[ch]);
-                for (o, &v) in o.iter_mut().zip(xp) {
-                    let y = (v - m) * q + r;
-                    o.write(if RELU { relu_value(y) } else { y });
-                }
+    Ok(planes_map(x, x, p, |ch| {
+        let (m, q, r) = (k.mean[ch], k.q[ch], k.r[ch]);
+        move |v, _| {
+            let y = (v - m) * q + r;
+            if RELU {
+                relu_value(y)
+            } else {
+                y
             }
-        })
-    };
-    // SAFETY: the blocks cover the output and each value is written from the input value at
-    // its place (`x` is as long as the output, checked above).
-    Ok(unsafe { crate::written(p.len(), fill) })
+        }
+    }))
 }
 
 /// `out = dy * p[c] + (x - mean[c]) * q[c] + r[c]` (`x`, `dy` of [`Planes::len`] values;
@@ -320,22 +337,10 @@ pub fn affine2<T: Float>(x: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Result<V
         ("p", k.p.len()),
     ];
     per_channel(OP, p.c, &lengths)?;
-    let fill = |out: &mut [MaybeUninit<T>]| {
-        for_each_block(out, p, |first, block| {
-            let xs = &x[first * p.hw..][..block.len()];
-            let gs = &dy[first * p.hw..][..block.len()];
-            let planes = block.chunks_mut(p.hw).zip(xs.chunks(p.hw)).zip(gs.chunks(p.hw));
-            for (j, ((o, xp), gp)) in planes.enumerate() {
-                let ch = (first + j) % p.c;
-                let (m, q, r, a) = (k.mean[ch], k.q[ch], k.r[ch], k.p[ch]);
-                for ((o, &v), &g) in o.iter_mut().zip(xp).zip(gp) {
-                    o.write(g * a + (v - m) * q + r);
-                }
-            }
-        })
-    };
-    // SAFETY: as in `affine1`: `x` and `dy` are as long as the output (checked above).
-    Ok(unsafe { crate::written(p.len(), fill) })
+    Ok(planes_map(x, dy, p, |ch| {
+        let (m, q, r, a) = (k.mean[ch], k.q[ch], k.r[ch], k.p[ch]);
+        move |v, g| g * a + (v - m) * q + r
+    }))
 }
 
 /// `out = dy * p[c] * (y > 0)`: the input gradient of the eval pass with ReLU, from its
@@ -345,21 +350,10 @@ pub fn masked2<T: Float>(y: &[T], dy: &[T], p: Planes, k: &Coefs<T>) -> Result<V
     p.check(OP, "y", y.len())?;
     p.check(OP, "dy", dy.len())?;
     per_channel(OP, p.c, &[("p", k.p.len())])?;
-    let fill = |out: &mut [MaybeUninit<T>]| {
-        for_each_block(out, p, |first, block| {
-            let ys = &y[first * p.hw..][..block.len()];
-            let gs = &dy[first * p.hw..][..block.len()];
-            let planes = block.chunks_mut(p.hw).zip(ys.chunks(p.hw)).zip(gs.chunks(p.hw));
-            for (j, ((o, yp), gp)) in planes.enumerate() {
-                let a = k.p[(first + j) % p.c];
-                for ((o, &v), &g) in o.iter_mut().zip(yp).zip(gp) {
-                    o.write(g * a * if v > T::zero() { T::one() } else { T::zero() });
-                }
-            }
-        })
-    };
-    // SAFETY: as in `affine1`: `y` and `dy` are as long as the output (checked above).
-    Ok(unsafe { crate::written(p.len(), fill) })
+    Ok(planes_map(y, dy, p, |ch| {
+        let a = k.p[ch];
+        move |v, g| g * a * if v > T::zero() { T::one() } else { T::zero() }
+    }))
 }
 
 #[cfg(test)]

@@ -26,25 +26,20 @@ pub fn relu_value<T: Float>(v: T) -> T {
     }
 }
 
-/// `out[i] = f(a[i], b[i])` (`b` as long as `a`, or empty and then ignored) in chunks, on the
-/// rayon pool for large inputs. `f` works on whole chunks so that its loop vectorises.
+/// `out[i] = f(a[i], b[i])` (`b` as long as `a`; a one-input pass gives its input twice) in
+/// chunks, on the rayon pool for large inputs. `f` works on whole chunks so that its loop
+/// vectorises.
 ///
 /// `f` is given each chunk's output (not initialised), its chunk of `a` and its chunk of `b`
-/// (empty where `b` does not reach the chunk's end) and writes the first `min(len, b.len())`
-/// values of the output (all of them when it ignores `b`); the rest of the chunk is set to 0.
-fn map_chunks<T: Float>(
-    a: &[T],
-    b: &[T],
-    ignores_b: bool,
-    f: impl Fn(&mut [MaybeUninit<T>], &[T], &[T]) + Sync,
-) -> Vec<T> {
+/// (empty where `b` does not reach the chunk's end) and writes the first `b`-chunk-length
+/// values of the output (all of them when `b` covers the chunk); the rest of the chunk is set
+/// to 0.
+fn map_chunks<T: Float>(a: &[T], b: &[T], f: impl Fn(&mut [MaybeUninit<T>], &[T], &[T]) + Sync) -> Vec<T> {
     let pair = |(o, x): (&mut [MaybeUninit<T>], &[T]), i: usize| {
         let y = b.get(i * CHUNK..i * CHUNK + x.len()).unwrap_or(&[]);
         vectorized(|| f(o, x, y));
-        if !ignores_b {
-            for o in &mut o[y.len()..] {
-                o.write(T::zero());
-            }
+        for o in &mut o[y.len()..] {
+            o.write(T::zero());
         }
     };
     let fill = |out: &mut [MaybeUninit<T>]| {
@@ -60,15 +55,14 @@ fn map_chunks<T: Float>(
                 .for_each(|(i, oa)| pair(oa, i));
         }
     };
-    // SAFETY: the chunks cover the output (as long as `a`); in each, `f` writes the values its
-    // inputs reach (its contract above: all of them when it ignores `b`, else the first
-    // `y.len()`) and the loop after it the rest.
+    // SAFETY: the chunks cover the output (as long as `a`); in each, `f` writes the first
+    // `y.len()` values (its contract above) and the loop after it the rest.
     unsafe { crate::written(a.len(), fill) }
 }
 
 /// `relu(x)` element by element.
 pub fn relu<T: Float>(x: &[T]) -> Vec<T> {
-    map_chunks(x, &[], true, |out, x, _| {
+    map_chunks(x, x, |out, x, _| {
         for (o, &v) in out.iter_mut().zip(x) {
             o.write(relu_value(v));
         }
@@ -78,7 +72,7 @@ pub fn relu<T: Float>(x: &[T]) -> Vec<T> {
 /// `dx = dy * (y > 0)` from a ReLU's output `y` (PyTorch's gradient: none where the input was
 /// 0). `dy` shorter than `y` counts as zeros past its end.
 pub fn relu_backward<T: Float>(y: &[T], dy: &[T]) -> Vec<T> {
-    map_chunks(y, dy, false, |out, y, dy| {
+    map_chunks(y, dy, |out, y, dy| {
         for ((o, &v), &g) in out.iter_mut().zip(y).zip(dy) {
             o.write(g * if v > T::zero() { T::one() } else { T::zero() });
         }
@@ -87,7 +81,7 @@ pub fn relu_backward<T: Float>(y: &[T], dy: &[T]) -> Vec<T> {
 
 /// `relu(a + b)` element by element (`b` shorter than `a` leaves the rest of the output 0).
 pub fn add_relu<T: Float>(a: &[T], b: &[T]) -> Vec<T> {
-    map_chunks(a, b, false, |o, a, b| {
+    map_chunks(a, b, |o, a, b| {
         for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
             o.write(relu_value(x + y));
         }
