@@ -91,6 +91,31 @@ pub(crate) fn with_prepared<R>(f: impl FnOnce(&mut PreparedWeights) -> R) -> Opt
     FROZEN.with(|c| c.borrow_mut().as_mut().map(f))
 }
 
+/// What a model prepares once from its weights inside [`with_frozen_weights`] (the blocked
+/// inference path's reordered weights, say): `build`'s value, computed on the first call for
+/// `key` (one of the model's weight tensors) and type `T` inside the outermost call and kept
+/// until it returns; `None` outside [`with_frozen_weights`], where nothing is kept (weights
+/// may change between passes).
+pub fn prepared_model<T: Send + Sync + 'static>(
+    key: &candle_core::Tensor,
+    build: impl FnOnce() -> crate::Result<T>,
+) -> crate::Result<Option<std::sync::Arc<T>>> {
+    if !is_frozen() {
+        return Ok(None);
+    }
+    if let Some(kept) = FROZEN.with(|c| c.borrow().as_ref().and_then(|p| p.model::<T>(key))) {
+        return Ok(Some(kept));
+    }
+    // Built outside the borrow: `build` may run layers that look at the prepared weights.
+    let model = std::sync::Arc::new(build()?);
+    FROZEN.with(|c| {
+        if let Some(p) = c.borrow_mut().as_mut() {
+            p.keep_model(key, model.clone());
+        }
+    });
+    Ok(Some(model))
+}
+
 /// Whether this thread is inside [`inference_mode`]. Never while an exporter records the ops
 /// ([`crate::trace::record_ops`]): the layers then take their tracked paths, so that candle
 /// records every op of the graph.

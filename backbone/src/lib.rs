@@ -9,6 +9,7 @@
 //!
 //! Architecture crates (`lenet`, `alexnet`, `vgg`, ...) depend only on this crate and candle.
 
+pub mod blocked;
 pub mod catalogue;
 pub mod error;
 pub mod geometry;
@@ -26,7 +27,7 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use guided::{guided_relu, is_guided_relu};
-pub use inference::{inference_mode, is_frozen, is_inference_mode, with_frozen_weights};
+pub use inference::{inference_mode, is_frozen, is_inference_mode, prepared_model, with_frozen_weights};
 pub use model::{
     check_input, Backbone, FeatureInfo, FeaturesOnly, InputSpec, InputType, ModelOutput, Reconstructor,
 };

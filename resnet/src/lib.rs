@@ -83,6 +83,7 @@
 //! [`ResNetConfig::with_zero_init_residual`] the last batch norm of every block starts with a
 //! zero weight, so every block starts as `relu(shortcut(x))` (Goyal et al. 2017).
 
+mod blocked;
 pub mod catalogue;
 pub use catalogue::VARIANTS;
 
@@ -690,7 +691,19 @@ impl Backbone for ResNet {
 
     /// The `layer4` output `[N, num_features, h, w]`.
     /// `layer4`'s output, `[N, num_features, h, w]`.
+    ///
+    /// In eval mode inside `backbone::with_frozen_weights`, on the blocked layout where
+    /// [`backbone::blocked::enabled`] and every layer has a blocked kernel (not SE-ResNet or
+    /// ResNeXt): the same values within rounding.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if !train && backbone::blocked::enabled() {
+            check_input(&self.name, &self.input_spec(), &self.input_type, xs)?;
+            let plan =
+                backbone::prepared_model(self.stem.conv().weight(), || blocked::BlockedResNet::new(self))?;
+            if let Some(Some(plan)) = plan.as_deref() {
+                return plan.forward(xs);
+            }
+        }
         let mut xs = self.forward_stem(xs, train)?;
         for block in self.stages.iter().flatten() {
             xs = block.forward_t(&xs, train)?;

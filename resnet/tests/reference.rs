@@ -88,6 +88,11 @@ fn check(case: Case) {
     // In inference mode every conv + batch norm (+ ReLU) is folded into one pass.
     let folded = backbone::inference_mode(|| model.forward_t(&x, false)).unwrap();
     report("eval.logits", &folded, 1e-5);
+    // Inside `with_frozen_weights`: the blocked inference path where it applies (ResNet-18 and
+    // -50 where the CPU path has vectors; not SE-ResNet or ResNeXt), batch norms folded into
+    // the weights.
+    let frozen = backbone::with_frozen_weights(|| model.forward_t(&x, false)).unwrap();
+    report("eval.logits", &frozen, 1e-5);
     check_grads("eval", &logits, eval_grads);
 
     let logits = model.forward_t(&x, true).unwrap();

@@ -5,6 +5,7 @@
 use super::Float;
 use candle_core::{Tensor, TensorId};
 use kernels::conv::{PreparedWeight, WinogradTiling};
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -17,6 +18,9 @@ pub(crate) struct PreparedWeights {
     slots: HashMap<(TensorId, WinogradTiling), (Tensor, Arc<PreparedSlot>)>,
     /// The bytes the slots hold once filled.
     bytes: usize,
+    /// Whole models prepared by [`crate::inference::prepared_model`], by the key tensor and the
+    /// prepared type (each entry keeps its key alive).
+    models: HashMap<(TensorId, TypeId), (Tensor, Arc<dyn Any + Send + Sync>)>,
 }
 
 /// The most bytes of prepared weights one [`crate::with_frozen_weights`] call keeps; weights
@@ -45,6 +49,18 @@ impl PreparedWeights {
         });
         self.slots.insert(key, (weight.clone(), slot.clone()));
         Some(slot)
+    }
+
+    /// The model prepared for `key` as a `T`, if any.
+    pub(crate) fn model<T: Send + Sync + 'static>(&self, key: &Tensor) -> Option<Arc<T>> {
+        let (_, model) = self.models.get(&(key.id(), TypeId::of::<T>()))?;
+        model.clone().downcast::<T>().ok()
+    }
+
+    /// Keeps `model` for `key`.
+    pub(crate) fn keep_model<T: Send + Sync + 'static>(&mut self, key: &Tensor, model: Arc<T>) {
+        self.models
+            .insert((key.id(), TypeId::of::<T>()), (key.clone(), model));
     }
 
     /// How many weights have a slot.
