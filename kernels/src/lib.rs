@@ -10,7 +10,7 @@
 //! * [`elementwise`]: ReLU, residual add + ReLU, per-channel bias and its gradient;
 //! * [`blocked`]: a direct convolution (with bias, residual add and ReLU fused), max pooling
 //!   and global average pooling on a blocked channel layout (NCHW16c / NCHW8c), weights
-//!   prepared once; not yet on the models' inference path;
+//!   prepared once; ResNet's inference path inside `backbone::with_frozen_weights`;
 //! * [`isa`]: the instruction-set path, chosen at run time (AVX-512, AVX2+FMA, portable),
 //!   forced by `CONVNETS_KERNELS_ISA` or [`isa::set_isa`];
 //! * [`peak`]: the machine's measured FMA peak;

@@ -5,8 +5,9 @@
 //! and ReLU fused ([`conv`]), max pooling and the global average.
 
 mod conv;
+mod winograd;
 
-pub use conv::{BlockedConv, PIXELS};
+pub use conv::{BlockedConv, PIXELS, WINOGRAD_CHANNELS, WINOGRAD_MIN_TILES, WINOGRAD_MIN_WIDTH};
 
 use crate::conv::output_len;
 use crate::isa::Isa;

@@ -101,6 +101,7 @@ pub(crate) use im2col::*;
 pub use params::ConvParams;
 pub(crate) use product::*;
 pub(crate) use tables::*;
+pub(crate) use winograd::{a_transpose, b_transpose, f4_weight};
 pub use winograd::{
     forward_prepared, prepare_weight, prepared_choice, set_winograd, winograd, Choice as WinogradTiling,
     PreparedWeight, Winograd, ENV_VAR as WINOGRAD_ENV_VAR,

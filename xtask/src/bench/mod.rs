@@ -35,7 +35,7 @@ pub use rows::{PeerRow, Row};
 pub enum Mode {
     /// Eval-mode forward passes in `backbone::with_frozen_weights` (inference mode: batch norm
     /// folded into the convolutions; Winograd weights transformed once, in the first warm-up
-    /// step).
+    /// step; ResNet on the blocked layout unless CONVNETS_BLOCKED=off).
     Infer,
     /// Training steps: forward, cross-entropy, backward, Adam step.
     Train,

@@ -64,6 +64,9 @@ macro_rules! a_transpose {
     }};
 }
 
+// The blocked layout's F(4x4) (`crate::blocked`) runs the same transforms over channel lanes.
+pub(crate) use {a_transpose, b_transpose};
+
 impl Tiling for F4 {
     const M: usize = 4;
     const POSITIONS: usize = 36;

@@ -50,6 +50,7 @@ mod tests;
 use super::*;
 use f2::F2;
 use f4::F4;
+pub(crate) use f4::{a_transpose, b_transpose};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The environment variable that sets the initial [`Winograd`]: `f2`, `off`, or unset for both.
@@ -62,6 +63,13 @@ pub(crate) const MIN_CHANNELS: usize = 16;
 /// grouped into blocks up to this size, so that small late-stage maps still give the products
 /// enough columns.
 const BLOCK_BYTES: usize = 1 << 21;
+
+/// F(4x4, 3x3)'s `U = G g G^T` of one `(cout, cin)` pair's nine taps `g3` (computed in f64,
+/// rounded once), position `xi` written to `row[xi * stride]`: for the blocked layout's
+/// Winograd (`crate::blocked`).
+pub(crate) fn f4_weight<T: Float>(g3: &[T], row: &mut [T], stride: usize) {
+    <F4 as Tiling>::weight(g3, row, stride)
+}
 
 /// One of the tilings F(m x m, 3x3): its sizes and its three transforms.
 pub(crate) trait Tiling {
