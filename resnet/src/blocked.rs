@@ -140,7 +140,8 @@ mod tests {
     fn the_blocked_plan_matches_the_layers() {
         for config in [ResNetConfig::resnet18(), ResNetConfig::resnet50()] {
             let model = model(&config);
-            let xs = Tensor::randn(0f32, 1.0, (2, 3, 64, 48), &Device::Cpu).unwrap();
+            // 24x28 maps in layer1: 84 tiles of 4x4, on Winograd F(4x4) there.
+            let xs = Tensor::randn(0f32, 1.0, (2, 3, 96, 112), &Device::Cpu).unwrap();
             let plan = BlockedResNet::new(&model).unwrap().expect("a plan");
             let ours = plan.forward(&xs).unwrap();
             let theirs = model.forward_features(&xs, false).unwrap();
