@@ -80,9 +80,11 @@ pub struct BlockedConv {
     weight: Vec<f32>,
     /// `[cout_blocks * block]`.
     bias: Vec<f32>,
-    /// The same convolution prepared for Winograd F(4x4, 3x3), where it may pay
-    /// ([`BlockedConv::winograd_applies`]).
-    winograd: Option<BlockedWinograd>,
+    /// The same convolution for Winograd F(4x4, 3x3), where its shape allows
+    /// ([`WINOGRAD_CHANNELS`]); prepared by the first call that takes it
+    /// ([`WINOGRAD_MIN_TILES`]), so that a model run only at batch 1 does not hold the
+    /// transformed weights of its small maps.
+    winograd: Option<LazyWinograd>,
 }
 
 impl BlockedConv {
@@ -146,14 +148,13 @@ impl BlockedConv {
         if let Some(bias) = bias {
             b[..cout].copy_from_slice(bias);
         }
-        let winograd = if [kh, kw, stride, padding] == [3, 3, 1, 1]
+        let winograd = ([kh, kw, stride, padding] == [3, 3, 1, 1]
             && WINOGRAD_CHANNELS.contains(&cin)
-            && WINOGRAD_CHANNELS.contains(&cout)
-        {
-            Some(BlockedWinograd::new(isa, weight, &b, [cout, cin], relu)?)
-        } else {
-            None
-        };
+            && WINOGRAD_CHANNELS.contains(&cout))
+        .then(|| LazyWinograd {
+            weight: weight.to_vec(),
+            prepared: std::sync::OnceLock::new(),
+        });
         Ok(Self {
             isa,
             block,
@@ -257,10 +258,22 @@ impl BlockedConv {
                 self.kw
             )
         };
-        if let Some(wino) = &self.winograd {
+        if let Some(lazy) = &self.winograd {
             let tiles = x.n * x.h.div_ceil(4) * x.w.div_ceil(4);
             if x.w >= WINOGRAD_MIN_WIDTH && tiles >= WINOGRAD_MIN_TILES && x.block == self.block {
-                return wino.forward_with(x, residual, alloc);
+                let prepared = lazy.prepared.get_or_init(|| {
+                    BlockedWinograd::new(
+                        self.isa,
+                        &lazy.weight,
+                        &self.bias,
+                        [self.cout, self.cin],
+                        self.relu,
+                    )
+                    .ok()
+                });
+                if let Some(wino) = prepared {
+                    return wino.forward_with(x, residual, alloc);
+                }
             }
         }
         let (b, bin, ib, ob) = (self.block, x.block, x.blocks(), self.cout.div_ceil(self.block));
@@ -374,6 +387,13 @@ pub(super) fn pad(
                 line[(left + w) * b..].fill(0.0);
             }
         });
+}
+
+/// A convolution's Winograd form, prepared on first use from its weights `[cout, cin, 3, 3]`.
+#[derive(Debug, Clone)]
+struct LazyWinograd {
+    weight: Vec<f32>,
+    prepared: std::sync::OnceLock<Option<BlockedWinograd>>,
 }
 
 /// The sizes of one layer's run, checked against its buffers in [`Layer::run`].
