@@ -206,6 +206,11 @@ impl BlockedConv {
         self.padding
     }
 
+    /// Whether it may take Winograd F(4x4, 3x3) (see [`WINOGRAD_MIN_TILES`]).
+    pub fn has_winograd(&self) -> bool {
+        self.winograd.is_some()
+    }
+
     /// Whether a ReLU follows.
     pub fn relu(&self) -> bool {
         self.relu
@@ -509,9 +514,22 @@ impl Layer {
         let gb = GROUP.min(self.ob - group * GROUP);
         let taps = self.kh * self.kw;
         let gweight = weight.add(group * GROUP * self.ib * taps * b * b);
+        let per_block = taps * b * gb * b;
         for ic0 in (0..self.ib).step_by(self.chunk) {
             let ic1 = (ic0 + self.chunk).min(self.ib);
-            for t in tiles.clone() {
+            // The next chunk's weights, fetched into L2 a share per tile while this chunk runs
+            // (at batch 1 a chunk serves few tiles: waiting for it from memory cost more than
+            // its products).
+            let next = (
+                ic1 * per_block,
+                ((ic1 + self.chunk).min(self.ib) - ic1) * per_block,
+            );
+            let shares = tiles.len().max(1);
+            for (k, t) in tiles.clone().enumerate() {
+                if next.1 > 0 {
+                    let (lo, hi) = (next.1 * k / shares, next.1 * (k + 1) / shares);
+                    prefetch_l2(gweight.add(next.0 + lo), hi - lo);
+                }
                 let (image, first_pos) = (t / per_image, (t % per_image) * self.pixels);
                 let count = self.pixels.min(positions - first_pos);
                 let mut x_off = [0usize; PIXELS];
@@ -549,6 +567,24 @@ impl Layer {
             }
         }
     }
+}
+
+/// Asks for the `len` values at `p` to be brought into L2 (a hint: no effect on results).
+///
+/// # Safety
+/// `p..p + len` lies inside one allocation.
+#[inline]
+unsafe fn prefetch_l2(p: *const f32, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        // One request per 64-byte line.
+        for line in (0..len).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T1>(p.add(line).cast::<i8>());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
 }
 
 /// One register tile's work for one chunk of input blocks.
@@ -774,115 +810,3 @@ vector_tile!(
     _mm256_add_ps,
     _mm256_max_ps
 );
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::blocked::tests::values;
-    /// conv + bias (+ residual) (+ ReLU) by nested loops in f64.
-    #[allow(clippy::too_many_arguments)]
-    fn direct(
-        x: &[f32],
-        [n, c, h, w]: [usize; 4],
-        wt: &[f32],
-        [o, _, kh, kw]: [usize; 4],
-        bias: &[f32],
-        res: Option<&[f32]>,
-        s: usize,
-        p: usize,
-        relu: bool,
-    ) -> Vec<f64> {
-        let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
-        let mut out = vec![0.0; n * o * oh * ow];
-        for b in 0..n {
-            for oc in 0..o {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut sum = bias[oc] as f64;
-                        for ic in 0..c {
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let (iy, ix) = (
-                                        (oy * s + ky) as isize - p as isize,
-                                        (ox * s + kx) as isize - p as isize,
-                                    );
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                        sum += x[((b * c + ic) * h + iy as usize) * w + ix as usize] as f64
-                                            * wt[((oc * c + ic) * kh + ky) * kw + kx] as f64;
-                                    }
-                                }
-                            }
-                        }
-                        let at = ((b * o + oc) * oh + oy) * ow + ox;
-                        if let Some(r) = res {
-                            sum += r[at] as f64;
-                        }
-                        out[at] = if relu { sum.max(0.0) } else { sum };
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Every available path against the plain loops: 3x3 (stride 1 and 2), 1x1 (stride 1
-    /// and 2), 7x7 stride 2, channel counts that do not fill a block, rows longer and shorter
-    /// than a tile, tiles across rows and images, groups of fewer blocks, several chunks of
-    /// input blocks, with and without residual and ReLU.
-    #[test]
-    fn blocked_convolutions_match_plain_loops_on_every_path() {
-        let cases = [
-            ([2, 16, 15, 30], [32, 16, 3, 3], 1, 1, true, true),
-            ([1, 20, 9, 14], [24, 20, 3, 3], 2, 1, true, false),
-            ([1, 32, 8, 13], [16, 32, 1, 1], 1, 0, false, true),
-            ([2, 16, 10, 10], [40, 16, 1, 1], 2, 0, false, false),
-            ([1, 3, 23, 29], [16, 3, 7, 7], 2, 3, true, false),
-            // Several groups (the last of one block), several chunks of input blocks.
-            ([3, 48, 7, 7], [80, 48, 3, 3], 1, 1, true, true),
-            ([1, 130, 6, 5], [72, 130, 3, 3], 1, 1, false, true),
-            // Winograd F(4x4, 3x3): partial last tiles, channels that do not fill a block,
-            // several tasks.
-            ([2, 20, 17, 18], [24, 20, 3, 3], 1, 1, true, true),
-            ([3, 32, 16, 20], [16, 32, 3, 3], 1, 1, false, false),
-        ];
-        let mut winograd_cases = 0;
-        for isa in crate::isa::available() {
-            for (xd, wd, s, p, relu, with_res) in cases {
-                let (x, wt, bias) = (
-                    values(xd.iter().product(), 1),
-                    values(wd.iter().product(), 2),
-                    values(wd[0], 3),
-                );
-                let (oh, ow) = ((xd[2] + 2 * p - wd[2]) / s + 1, (xd[3] + 2 * p - wd[3]) / s + 1);
-                let res = values(xd[0] * wd[0] * oh * ow, 4);
-                let res = with_res.then_some(&res[..]);
-                let expected = direct(&x, xd, &wt, wd, &bias, res, s, p, relu);
-                let conv = BlockedConv::with_isa(isa, &wt, Some(&bias), wd, s, p, relu).unwrap();
-                let br = res.map(|r| Blocked::from_nchw(r, [xd[0], wd[0], oh, ow], conv.block).unwrap());
-                // The input in the convolution's blocks, and (fewer channels than a block) in
-                // one narrow block of its own.
-                let narrow = (xd[1] < conv.block).then_some(xd[1]);
-                for input_block in [conv.block].into_iter().chain(narrow) {
-                    let bx = Blocked::from_nchw(&x, xd, input_block).unwrap();
-                    let out = conv.forward(&bx, br.as_ref()).unwrap().to_nchw();
-                    let scale = expected.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
-                    // Winograd F(4x4)'s transforms round about ten times more.
-                    let tiles = xd[0] * xd[2].div_ceil(4) * xd[3].div_ceil(4);
-                    let wino = conv.winograd.is_some()
-                        && xd[3] >= WINOGRAD_MIN_WIDTH
-                        && tiles >= WINOGRAD_MIN_TILES
-                        && input_block == conv.block;
-                    winograd_cases += usize::from(wino);
-                    let tolerance = if wino { 2e-5 } else { 2e-6 };
-                    for (i, (&a, &b)) in out.iter().zip(&expected).enumerate() {
-                        assert!(
-                            (a as f64 - b).abs() <= tolerance * scale,
-                            "{isa} {xd:?} {wd:?} (input blocks of {input_block}): {i}: {a} vs {b}"
-                        );
-                    }
-                }
-            }
-        }
-        assert!(winograd_cases >= 3, "Winograd ran {winograd_cases} cases");
-    }
-}
