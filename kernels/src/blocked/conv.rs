@@ -14,7 +14,14 @@
 //! sums in the output, before the next chunk; bias (folded batch norm), residual add and ReLU
 //! are applied by the last chunk before its store. Work is split once per layer into tasks
 //! of (group, run of positions over the batch's images), spread over the rayon pool in one
-//! parallel region. Padding is read from a zero-padded copy of the input.
+//! parallel region. While a chunk runs, its tiles fetch the next chunk's weights into L2, a
+//! share each. Padding is read from a zero-padded copy of the input (kept per thread; only
+//! its border is zeroed); an input of fewer channels than a block may come in one narrow block
+//! of its own (an image's 3 channels: NHWC), read as it is. The output is written without
+//! zero-filling first, into a buffer the caller may recycle ([`BlockedConv::forward_with`]).
+//!
+//! 3x3 stride-1 convolutions take Winograd F(4x4, 3x3) on the same layout instead
+//! (`blocked/winograd.rs`) from [`WINOGRAD_MIN_TILES`] output tiles per call.
 //!
 //! Sums run in the same order on every path (bias, then input blocks, taps and the channels
 //! of a block in order; chunking keeps that order): FMA rounds once where the portable path
@@ -38,8 +45,8 @@ pub const GROUP: usize = 4;
 pub const CHUNK_BYTES: usize = 128 << 10;
 
 /// The channel counts (input and output) for which a 3x3, stride-1, padding-1 convolution is
-/// also prepared for Winograd F(4x4, 3x3) ([`super::winograd`]; the transformed weight is 4x
-/// the weight).
+/// also prepared for Winograd F(4x4, 3x3) (`blocked/winograd.rs`; the transformed weight is
+/// 4x the weight).
 pub const WINOGRAD_CHANNELS: std::ops::RangeInclusive<usize> = 16..=512;
 
 /// The narrowest input that takes Winograd F(4x4, 3x3): narrower maps compute much of their
