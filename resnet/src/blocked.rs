@@ -146,28 +146,13 @@ mod tests {
             let ours = plan.forward(&xs).unwrap();
             let theirs = model.forward_features(&xs, false).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let scale = theirs
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let diff = (&ours - &theirs)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let max_abs = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let (scale, diff) = (max_abs(&theirs), max_abs(&(&ours - &theirs).unwrap()));
             assert!(diff <= 1e-5 * scale, "{}: {diff} against {scale}", config.name());
             // Again: the recycled buffers give the same values.
             let again = plan.forward(&xs).unwrap();
-            assert_eq!(
-                again.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                ours.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-            );
+            let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(values(&again), values(&ours));
             if backbone::with_frozen_weights(backbone::blocked::enabled) {
                 let frozen = backbone::with_frozen_weights(|| model.forward_features(&xs, false)).unwrap();
                 assert_eq!(

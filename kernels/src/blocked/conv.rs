@@ -638,22 +638,23 @@ impl Tile {
     unsafe fn run(&self, isa: Isa, b: usize, gb: usize) {
         #[cfg(target_arch = "x86_64")]
         {
-            if isa == Isa::Avx512 && b == 16 && isa.is_available() {
-                match gb {
-                    1 => tile_avx512::<1>(self),
-                    2 => tile_avx512::<2>(self),
-                    3 => tile_avx512::<3>(self),
-                    _ => tile_avx512::<4>(self),
+            // The path's kernels, by the group's blocks (1 to `GROUP`).
+            let kernels: Option<[unsafe fn(&Tile); GROUP]> = match (isa, b) {
+                (Isa::Avx512, 16) if isa.is_available() => Some([
+                    tile_avx512::<1>,
+                    tile_avx512::<2>,
+                    tile_avx512::<3>,
+                    tile_avx512::<4>,
+                ]),
+                (Isa::Avx2, 8) if isa.is_available() => {
+                    Some([tile_avx2::<1>, tile_avx2::<2>, tile_avx2::<3>, tile_avx2::<4>])
                 }
-                return;
-            }
-            if isa == Isa::Avx2 && b == 8 && isa.is_available() {
-                match gb {
-                    1 => tile_avx2::<1>(self),
-                    2 => tile_avx2::<2>(self),
-                    3 => tile_avx2::<3>(self),
-                    _ => tile_avx2::<4>(self),
-                }
+                _ => None,
+            };
+            if let Some(kernels) = kernels {
+                // SAFETY: the CPU has the path's features (checked above); the caller's
+                // contract bounds the tile's reads and writes.
+                kernels[gb.clamp(1, GROUP) - 1](self);
                 return;
             }
         }
