@@ -7,6 +7,7 @@
 //! candle tensors in and out.
 
 use crate::layers::{Activation, ConvBlock};
+use crate::ops::conv_cpu::kernel_err;
 use crate::Result;
 use candle_core::{DType, Device, Tensor};
 pub use kernels::blocked::{Blocked, BlockedConv};
@@ -22,11 +23,6 @@ pub fn enabled() -> bool {
         && !crate::summary::is_recording()
         && !crate::trace::is_recording()
         && !crate::is_guided_relu()
-}
-
-/// A kernels error as a candle error (the message kept).
-fn kernel_err(e: kernels::Error) -> candle_core::Error {
-    candle_core::Error::Msg(e.to_string())
 }
 
 /// `block` prepared for the blocked layout: its batch norm (running statistics) folded into

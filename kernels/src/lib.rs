@@ -49,10 +49,28 @@ pub(crate) unsafe fn written<T: Copy>(
     len: usize,
     fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>]),
 ) -> Vec<T> {
-    let mut out = Vec::with_capacity(len);
+    // SAFETY: the caller's contract.
+    unsafe { written_in(Vec::new(), len, fill) }
+}
+
+/// [`written`] in `buffer`'s allocation where it holds `len` values (its values do not
+/// matter), a new one otherwise: for callers that recycle their buffers.
+///
+/// # Safety
+///
+/// As [`written`].
+pub(crate) unsafe fn written_in<T: Copy>(
+    mut out: Vec<T>,
+    len: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>]),
+) -> Vec<T> {
+    out.clear();
+    if out.capacity() < len {
+        out = Vec::with_capacity(len);
+    }
     fill(&mut out.spare_capacity_mut()[..len]);
-    // SAFETY: `with_capacity` made room for `len` values and every one was written (the
-    // caller's contract).
+    // SAFETY: there is room for `len` values and every one was written (the caller's
+    // contract).
     unsafe { out.set_len(len) };
     out
 }

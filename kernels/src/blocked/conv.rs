@@ -33,6 +33,7 @@ use crate::conv::output_len;
 use crate::isa::{isa, Isa};
 use crate::{bail, checked_len, Result};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Output positions per register tile, the most over the paths (AVX-512: 6, AVX2 and the
 /// portable path: 3).
@@ -317,18 +318,6 @@ impl BlockedConv {
                 x.w
             )
         };
-        let mut kept: Vec<f32> = Vec::new();
-        let padded: &[f32] = if p == 0 {
-            &x.data
-        } else {
-            kept = crate::scratch::take::<PaddedInput>().0;
-            let buf = crate::scratch::grown(&mut kept, padded_len);
-            pad(&x.data, buf, (x.h, x.w), (p, p), (ph, pw), bin);
-            buf
-        };
-        let mut out = alloc(out_len);
-        out.clear();
-        out.reserve_exact(out_len);
         let layer = Layer {
             isa: self.isa,
             b,
@@ -347,21 +336,18 @@ impl BlockedConv {
             chunk: (CHUNK_BYTES / (GROUP * self.kh * self.kw * b * b * 4)).clamp(1, ib),
             pixels: pixels(self.isa),
         };
-        layer.run(
-            padded,
-            &self.weight,
-            &self.bias,
-            residual.map(|r| &r.data[..]),
-            x.n,
-            out.spare_capacity_mut(),
-        );
-        // SAFETY: `Layer::run` wrote every one of the first `out_len` values (each position of
-        // each output block of each image, by the first chunk of input blocks).
-        unsafe { out.set_len(out_len) };
-        if p != 0 {
-            let bytes = kept.len() * 4;
-            crate::scratch::put_back(PaddedInput(kept), bytes);
-        }
+        let run = |padded: &[f32], out: &mut [MaybeUninit<f32>]| {
+            let residual = residual.map(|r| &r.data[..]);
+            layer.run(padded, &self.weight, &self.bias, residual, x.n, out)
+        };
+        // SAFETY: `Layer::run` writes every output value (each position of each output block of
+        // each image, by the first chunk of input blocks).
+        let out = unsafe {
+            crate::written_in(alloc(out_len), out_len, |out| match p {
+                0 => run(&x.data, out),
+                _ => with_padded(x, (p, p), (ph, pw), padded_len, |padded| run(padded, out)),
+            })
+        };
         Ok(Blocked {
             n: x.n,
             c: self.cout,
@@ -375,11 +361,29 @@ impl BlockedConv {
 
 /// The zero-padded copy of a convolution's input, kept per thread between calls.
 #[derive(Default)]
-pub(super) struct PaddedInput(pub(super) Vec<f32>);
+struct PaddedInput(Vec<f32>);
+
+/// `f` of `x` zero-padded: `[n, blocks, ph, pw, block]` (`len` values) with `x` at row `top`,
+/// column `left`, in a buffer kept per thread between calls.
+pub(super) fn with_padded<R>(
+    x: &Blocked,
+    (top, left): (usize, usize),
+    (ph, pw): (usize, usize),
+    len: usize,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let mut kept = crate::scratch::take::<PaddedInput>().0;
+    let padded = crate::scratch::grown(&mut kept, len);
+    pad(&x.data, padded, (x.h, x.w), (top, left), (ph, pw), x.block);
+    let result = f(padded);
+    let bytes = kept.len() * 4;
+    crate::scratch::put_back(PaddedInput(kept), bytes);
+    result
+}
 
 /// `x` `[planes, h, w, b]` into `dst` `[planes, ph, pw, b]` at row `top`, column `left`, zeros
 /// around it (only those are written besides `x`'s values: `dst` may hold an earlier call's).
-pub(super) fn pad(
+fn pad(
     x: &[f32],
     dst: &mut [f32],
     (h, w): (usize, usize),
@@ -452,7 +456,7 @@ impl Layer {
         bias: &[f32],
         residual: Option<&[f32]>,
         n: usize,
-        out: &mut [std::mem::MaybeUninit<f32>],
+        out: &mut [MaybeUninit<f32>],
     ) {
         let b = self.b;
         let (plane_in, plane_out) = (self.ph * self.pw * self.bin, self.oh * self.ow * b);

@@ -11,7 +11,7 @@
 //! products back (`Y = A^T M A`) straight into the blocked output with the bias, the residual
 //! add and the ReLU. Every output value is written once, so the output needs no zero-fill.
 
-use super::conv::{PaddedInput, Shared};
+use super::conv::{with_padded, Shared};
 use super::{block_size, Blocked};
 use crate::conv::{a_transpose, b_transpose, f4_weight, matmul};
 use crate::elementwise::relu_value;
@@ -125,12 +125,6 @@ impl BlockedWinograd {
                 x.c
             )
         };
-        let mut kept = crate::scratch::take::<PaddedInput>().0;
-        let padded = crate::scratch::grown(&mut kept, padded_len);
-        super::conv::pad(&x.data, padded, (h, w), (1, 1), (ph, pw), b);
-        let mut out = alloc(out_len);
-        out.clear();
-        out.reserve_exact(out_len);
         let tiles = n * th * tw;
         let (cin_p, cout_p) = (ib * b, ob * b);
         let threads = rayon::current_num_threads().max(1);
@@ -148,36 +142,38 @@ impl BlockedWinograd {
             ph,
             pw,
         };
-        let spare = out.spare_capacity_mut();
-        assert!(
-            spare.len() >= out_len && padded.len() == padded_len,
-            "blocked Winograd: buffers that do not match the layer"
-        );
-        let op = Shared(spare.as_mut_ptr());
-        let padded = &*padded;
         let residual = residual.map(|r| &r.data[..]);
-        (0..tiles.div_ceil(per_task))
-            .into_par_iter()
-            .for_each(move |task| {
-                let first = task * per_task;
-                let count = per_task.min(tiles - first);
-                let mut s = crate::scratch::take::<TaskScratch>();
-                let _ = &op;
-                // SAFETY: `op` holds the output checked above; the tasks' tiles are disjoint.
-                crate::isa::vectorized(|| unsafe {
-                    match b {
-                        16 => self.task::<16>(&geometry, padded, residual, op, first, count, &mut s),
-                        _ => self.task::<8>(&geometry, padded, residual, op, first, count, &mut s),
-                    }
+        let run = |padded: &[f32], out: &mut [MaybeUninit<f32>]| {
+            assert!(
+                out.len() == out_len && padded.len() == padded_len,
+                "blocked Winograd: buffers that do not match the layer"
+            );
+            let op = Shared(out.as_mut_ptr());
+            (0..tiles.div_ceil(per_task))
+                .into_par_iter()
+                .for_each(move |task| {
+                    let first = task * per_task;
+                    let count = per_task.min(tiles - first);
+                    let mut s = crate::scratch::take::<TaskScratch>();
+                    let _ = &op;
+                    // SAFETY: `op` holds the output checked above; the tasks' tiles are disjoint.
+                    crate::isa::vectorized(|| unsafe {
+                        match b {
+                            16 => self.task::<16>(&geometry, padded, residual, op, first, count, &mut s),
+                            _ => self.task::<8>(&geometry, padded, residual, op, first, count, &mut s),
+                        }
+                    });
+                    let bytes = (s.v.len() + s.m.len()) * 4;
+                    crate::scratch::put_back(s, bytes);
                 });
-                let bytes = (s.v.len() + s.m.len()) * 4;
-                crate::scratch::put_back(s, bytes);
-            });
-        // SAFETY: the tasks wrote every one of the first `out_len` values (each position of
-        // each output block of each image, by the tile that covers it).
-        unsafe { out.set_len(out_len) };
-        let bytes = kept.len() * 4;
-        crate::scratch::put_back(PaddedInput(kept), bytes);
+        };
+        // SAFETY: the tasks write every output value (each position of each output block of
+        // each image, by the tile that covers it).
+        let out = unsafe {
+            crate::written_in(alloc(out_len), out_len, |out| {
+                with_padded(x, (1, 1), (ph, pw), padded_len, |padded| run(padded, out))
+            })
+        };
         Ok(Blocked {
             n,
             c: self.cout,

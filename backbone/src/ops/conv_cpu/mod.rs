@@ -65,7 +65,7 @@ fn prepared_slot(g: &ConvGeometry, weight: &Tensor) -> Option<Arc<PreparedSlot>>
 }
 
 /// A kernels error as a candle error (the message kept).
-pub(super) fn kernel_err(e: kernels::Error) -> candle_core::Error {
+pub(crate) fn kernel_err(e: kernels::Error) -> candle_core::Error {
     candle_core::Error::Msg(e.to_string())
 }
 
